@@ -1,0 +1,3 @@
+"""Patron: an API-first customer loyalty engine."""
+
+__version__ = "0.1.0"

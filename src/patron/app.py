@@ -1,0 +1,100 @@
+"""create_app(): routers, the one error shape, OpenAPI."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from patron import __version__
+from patron.auth.api import router as access_router
+from patron.config import get_settings
+from patron.db.engine import Database
+from patron.errors import PatronError
+from patron.ledger.api import router as points_router
+from patron.members.api import router as members_router
+from patron.programs.api import router as programs_router
+
+log = logging.getLogger("patron")
+
+HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+              405: "method_not_allowed", 406: "not_acceptable", 409: "conflict",
+              413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid"}
+
+
+def _location(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc if p not in ("body",)) or "body"
+
+
+def _validation_detail(exc: RequestValidationError) -> tuple[str, str]:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return "invalid_json", "the request body is not valid JSON"
+    parts = []
+    for err in errors[:5]:
+        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{_location(tuple(err.get('loc', ())))}: {message}")
+    return "validation_error", "; ".join(parts)
+
+
+def create_app(database_url: str | None = None, *, db: Database | None = None) -> FastAPI:
+    settings = get_settings()
+    app = FastAPI(
+        title="Patron",
+        version=__version__,
+        summary="API-first customer loyalty engine: members, an append-only points ledger, POS API.",
+        description="Every `/api/v1` call needs an API key (`Authorization: Bearer <key>` or "
+        "`X-API-Key`). Errors are always `{\"error\": code, \"detail\": message}`.",
+    )
+    app.state.db = db or Database(database_url or settings.resolved_database_url,
+                                  pool_size=settings.pool_size)
+
+    @app.exception_handler(PatronError)
+    async def _patron_error(_request: Request, exc: PatronError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        code, detail = _validation_detail(exc)
+        return JSONResponse({"error": code, "detail": detail},
+                            status_code=400 if code == "invalid_json" else 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = HTTP_CODES.get(exc.status_code, "error")
+        return JSONResponse({"error": code, "detail": str(exc.detail)}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(_request: Request, exc: IntegrityError) -> JSONResponse:
+        log.warning("integrity error turned into 409: %s", exc.orig)
+        return JSONResponse({"error": "conflict", "detail": "the change conflicts with existing data"},
+                            status_code=409)
+
+    @app.exception_handler(DataError)
+    async def _data(_request: Request, exc: DataError) -> JSONResponse:
+        return JSONResponse({"error": "invalid_value", "detail": "a value cannot be stored "
+                             "(out of range or contains characters such as NUL)"}, status_code=422)
+
+    @app.exception_handler(OperationalError)
+    async def _busy(_request: Request, exc: OperationalError) -> JSONResponse:
+        log.error("database unavailable: %s", exc.orig)
+        return JSONResponse({"error": "database_unavailable", "detail": "the database is busy or "
+                             "unreachable; retry with the same Idempotency-Key"}, status_code=503)
+
+    for router in (programs_router, members_router, points_router, access_router):
+        app.include_router(router)
+
+    @app.get("/health", tags=["operations"])
+    def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/", include_in_schema=False)
+    def root() -> dict[str, str]:
+        return {"name": "Patron", "docs": "/docs", "openapi": "/openapi.json"}
+
+    return app

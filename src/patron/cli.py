@@ -1,0 +1,209 @@
+"""The `patron` command: serve, db, demo, apikey, expire, check."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from patron import clock
+from patron.config import get_settings
+
+app = typer.Typer(help="Patron: an API-first customer loyalty engine.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+key_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(key_app, name="apikey")
+console = Console()
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option("--database-url", envvar="PATRON_DATABASE_URL",
+                 help="SQLAlchemy URL; default: SQLite file patron.db in this directory"),
+]
+
+
+def _url(database_url: str | None) -> str:
+    if database_url:
+        # One place for configuration: workers read the same setting from the environment.
+        os.environ["PATRON_DATABASE_URL"] = database_url
+        get_settings.cache_clear()
+    return get_settings().resolved_database_url
+
+
+def _database(database_url: str | None):
+    from patron.db.engine import Database
+    from patron.db.migrate import upgrade
+
+    url = _url(database_url)
+    upgrade(url)
+    return Database(url)
+
+
+def _as_of(value: str | None) -> datetime:
+    if value is None:
+        return clock.now()
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not an ISO date or datetime") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=clock.now().tzinfo)
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: DatabaseUrl = None) -> None:
+    """Apply every migration to the database."""
+    from patron.db.migrate import upgrade
+
+    url = _url(database_url)
+    upgrade(url)
+    console.print(f"[green]schema up to date[/] on {url.split('@')[-1]}")
+
+
+def _load_demo(db, members: int, days: int) -> None:
+    from patron import demo
+
+    with db.unit_of_work(readonly=True) as session:
+        if not demo.is_empty(session):
+            console.print("[yellow]the database already has a program; demo not loaded[/]")
+            return
+    with console.status("loading the corner-bakery demo (members and a year of sales)…"):
+        result = demo.load(db, now=clock.now(), members_count=members, days=days)
+    console.print(f"[green]demo loaded[/]: program [bold]bakery[/], {result.members} members, "
+                  f"{result.purchases} purchases, {result.refunds} refunds")
+    console.print(f"  admin API key: [bold]{result.admin_key}[/]")
+    console.print(f"  POS API key:   [bold]{result.pos_key}[/]")
+    console.print(f"  walk-through member: phone {demo.WALKTHROUGH_PHONE}, card BKR100000")
+
+
+@app.command()
+def demo(
+    database_url: DatabaseUrl = None,
+    members: Annotated[int, typer.Option(min=1, max=100_000)] = 150,
+    days: Annotated[int, typer.Option(min=1, max=3650)] = 365,
+) -> None:
+    """Load the corner-bakery program with members and a year of purchases (empty database only)."""
+    _load_demo(_database(database_url), members, days)
+
+
+@app.command()
+def serve(
+    database_url: DatabaseUrl = None,
+    host: Annotated[str | None, typer.Option(help="default PATRON_HOST or 127.0.0.1")] = None,
+    port: Annotated[int | None, typer.Option(help="default PATRON_PORT or 8000")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, max=64)] = None,
+    with_demo: Annotated[bool, typer.Option("--demo", help="Load the demo on an empty database")] = False,
+) -> None:
+    """Run the HTTP API (migrations are applied first)."""
+    import uvicorn
+
+    db = _database(database_url)
+    if with_demo:
+        _load_demo(db, 150, 365)
+    db.dispose()
+    settings = get_settings()
+    host, port = host or settings.host, port or settings.port
+    console.print(f"Patron on http://{host}:{port}  (docs: /docs)  database: "
+                  f"{settings.resolved_database_url.split('@')[-1]}")
+    uvicorn.run("patron.app:create_app", factory=True, host=host, port=port,
+                workers=workers or settings.workers, log_level=settings.log_level)
+
+
+@key_app.command("create")
+def apikey_create(
+    name: Annotated[str, typer.Option(help="Who uses it, e.g. 'till 3'")],
+    scope: Annotated[list[str], typer.Option(help="pos, read or admin; repeat for several")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Create an API key; the key is printed once."""
+    from patron.audit.service import CLI
+    from patron.auth.service import create_key
+    from patron.errors import PatronError
+
+    db = _database(database_url)
+    try:
+        with db.unit_of_work() as session:
+            row, key = create_key(session, name=name, scopes=scope, actor=CLI, now=clock.now())
+    except PatronError as exc:
+        console.print(f"[red]{exc.code}[/]: {exc.detail}")
+        raise typer.Exit(2) from None
+    console.print(f"API key {row.id} ({', '.join(row.scopes)}): [bold]{key}[/]")
+    console.print("Store it now: it is not shown again.")
+
+
+@key_app.command("list")
+def apikey_list(database_url: DatabaseUrl = None) -> None:
+    """List API keys (never their secrets)."""
+    from patron.auth.service import list_keys
+
+    db = _database(database_url)
+    table = Table("id", "name", "prefix", "scopes", "created", "revoked")
+    with db.unit_of_work(readonly=True) as session:
+        for row in list_keys(session):
+            table.add_row(str(row.id), row.name, row.prefix, ", ".join(row.scopes),
+                          f"{row.created_at:%Y-%m-%d %H:%M}",
+                          f"{row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "")
+    console.print(table)
+
+
+@key_app.command("revoke")
+def apikey_revoke(key_id: int, database_url: DatabaseUrl = None) -> None:
+    """Revoke an API key."""
+    from patron.audit.service import CLI
+    from patron.auth.service import revoke_key
+    from patron.errors import PatronError
+
+    db = _database(database_url)
+    try:
+        with db.unit_of_work() as session:
+            revoke_key(session, key_id, actor=CLI, now=clock.now())
+    except PatronError as exc:
+        console.print(f"[red]{exc.code}[/]: {exc.detail}")
+        raise typer.Exit(2) from None
+    console.print(f"API key {key_id} revoked")
+
+
+@app.command()
+def expire(
+    database_url: DatabaseUrl = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count only; change nothing")] = False,
+    as_of: Annotated[str | None, typer.Option(help="Expire as of this ISO datetime (default now)")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, max=1_000_000)] = None,
+) -> None:
+    """Expire every lot past its date, in bounded batches; release matured pending points."""
+    from patron.ledger.jobs import run_expiry
+
+    db = _database(database_url)
+    at = _as_of(as_of)
+    report = run_expiry(db, at, dry_run=dry_run, batch_size=batch_size or get_settings().job_batch_size,
+                        actor="cli")
+    verb = "would expire" if dry_run else "expired"
+    console.print(f"{verb} {report.points} points in {report.lots} lots "
+                  f"({report.accounts} accounts); pending released: {report.released_points} points "
+                  f"in {report.released_lots} lots")
+
+
+@app.command()
+def check(database_url: DatabaseUrl = None) -> None:
+    """Verify every ledger invariant; exits 1 on any violation."""
+    from patron.ledger.check import run_check
+
+    db = _database(database_url)
+    with db.unit_of_work(readonly=True) as session:
+        report = run_check(session)
+    if report.ok:
+        console.print(f"[green]ledger consistent[/]: {report.accounts} accounts, "
+                      f"{report.entries} entries, {report.lots} lots")
+        return
+    console.print(f"[red]{len(report.violations)} violation(s)[/]:")
+    for line in report.violations:
+        console.print(f"  {line}")
+    raise typer.Exit(1)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,164 @@
+"""The corner-bakery demo program (PRODUCT.md, S0): members and a year of purchases."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from patron.audit.service import SYSTEM
+from patron.auth.service import create_key
+from patron.db.engine import Database
+from patron.ledger import jobs, purchases
+from patron.ledger.schemas import LineIn, PurchaseRequest, RefundRequest
+from patron.members import service as members
+from patron.members.schemas import CardIn, MemberCreate, MemberRef
+from patron.programs import service as programs
+from patron.programs.models import Program
+from patron.programs.schemas import (
+    EarningRate,
+    ExpiryPolicy,
+    ProgramCreate,
+    RedemptionPolicy,
+    StoreCreate,
+)
+
+BAKERY = ProgramCreate(
+    code="bakery",
+    name="Corner Bakery Seoul",
+    currency="KRW",
+    timezone="Asia/Seoul",
+    country="KR",
+    point_value=Decimal(1),
+    earning=EarningRate(mode="per_full_unit", points=10, per_amount=Decimal(1000), rounding="down"),
+    earn_on_redeemed=False,
+    expiry=ExpiryPolicy(kind="months", months=12),
+    pending_days=0,
+    redemption=RedemptionPolicy(min_points=1000, step=10, max_share=Decimal(1)),
+    negative_balance="allow_debt",
+)
+
+STORES = [("mapo", "마포점 Mapo"), ("yeonnam", "연남점 Yeonnam")]
+PRODUCTS = [  # sku, category, price in KRW
+    ("baguette", "bread", 4500), ("croissant", "pastry", 3800), ("salt-bread", "bread", 3200),
+    ("cream-bun", "pastry", 2800), ("americano", "drink", 4000), ("latte", "drink", 4800),
+    ("seasonal-cake", "cake", 32000), ("cheesecake-slice", "cake", 6500),
+    ("sourdough", "bread", 7800), ("madeleine-box", "gift", 15000),
+]
+SURNAMES = "김이박최정강조윤장임한오서신권황안송류홍"
+GIVEN = ["민지", "서연", "지훈", "도윤", "하은", "예준", "수아", "시우", "지우", "서준", "하윤", "주원",
+         "지민", "유진", "현우", "은서", "태윤", "다은", "건우", "채원"]
+
+# The member the README's walk-through uses for paying with points.
+WALKTHROUGH_PHONE = "010-1234-5678"
+
+
+@dataclass
+class DemoResult:
+    members: int
+    purchases: int
+    refunds: int
+    admin_key: str
+    pos_key: str
+
+
+def is_empty(session: Session) -> bool:
+    return (session.scalar(select(func.count()).select_from(Program)) or 0) == 0
+
+
+def load(db: Database, *, now: datetime, members_count: int = 150, days: int = 365,
+         seed: int = 7) -> DemoResult:
+    rng = random.Random(seed)
+    start = now - timedelta(days=days)
+    with db.unit_of_work() as session:
+        program = programs.create_program(session, BAKERY, actor=SYSTEM, now=start)
+        for code, name in STORES:
+            programs.create_store(session, program, StoreCreate(code=code, name=name),
+                                  actor=SYSTEM, now=start)
+        member_ids: list[int] = []
+        for i in range(members_count):
+            phone = WALKTHROUGH_PHONE if i == 0 else f"010-{rng.randint(2000, 9999)}-{i:04d}"
+            name = "김민지" if i == 0 else rng.choice(SURNAMES) + rng.choice(GIVEN)
+            joined = start + timedelta(days=rng.randint(0, days // 2) if i else 0)
+            birthday = date(rng.randint(1960, 2005), rng.randint(1, 12), rng.randint(1, 28))
+            member = members.create_member(
+                session,
+                MemberCreate(
+                    name=name, phone=phone, email=f"member{i:04d}@example.com", birthday=birthday,
+                    gender=rng.choice(["female", "male", "undisclosed"]), language="ko",
+                    marketing_consent=rng.random() < 0.6,
+                    preferences={"favourite": rng.choice(PRODUCTS)[0]},
+                    cards=[CardIn(number=f"BKR{100000 + i}", kind=rng.choice(["physical", "app"]))],
+                    program="bakery",
+                ),
+                program=program, actor=SYSTEM, now=joined,
+            )
+            member_ids.append(member.id)
+        admin_row, admin_key = create_key(session, name="demo admin", scopes=["admin"],
+                                          actor=SYSTEM, now=now)
+        pos_row, pos_key = create_key(session, name="demo till", scopes=["pos"], actor=SYSTEM, now=now)
+
+    # Sales in time order, a day per transaction, so lots expire and redeem as in real life.
+    visits: list[tuple[datetime, int]] = []
+    for index, member_id in enumerate(member_ids):
+        per_month = 6 if index == 0 else rng.choice([1, 2, 3, 4, 6])
+        t = start + timedelta(hours=rng.randint(0, 24 * 20))
+        while t < now - timedelta(hours=2):
+            local_hour = rng.choice([8, 9, 10, 12, 13, 15, 17, 18, 19])
+            visit = t.replace(hour=(local_hour - 9) % 24, minute=rng.randint(0, 59))
+            if visit < now - timedelta(hours=1):
+                visits.append((visit, member_id))
+            t += timedelta(days=rng.expovariate(per_month / 30.0) + 0.5)
+    visits.sort()
+
+    count = refunds = 0
+    balances: dict[int, int] = {}
+    day_groups: dict[date, list[tuple[datetime, int]]] = {}
+    for visit, member_id in visits:
+        day_groups.setdefault(visit.date(), []).append((visit, member_id))
+    for day in sorted(day_groups):
+        with db.unit_of_work() as session:
+            program = programs.get_program(session, "bakery")
+            for visit, member_id in day_groups[day]:
+                lines = []
+                for n in range(rng.choice([1, 1, 2, 2, 3, 4])):
+                    sku, category, price = rng.choice(PRODUCTS)
+                    qty = rng.choice([1, 1, 1, 2])
+                    lines.append(LineIn(id=str(n + 1), sku=sku, category=category,
+                                        quantity=Decimal(qty), amount=Decimal(price * qty)))
+                amount = sum((line.amount for line in lines), Decimal(0))
+                balance = balances.get(member_id, 0)
+                spend = 0
+                # The walk-through member saves up, so the README can pay with points.
+                if member_id != member_ids[0] and balance >= 1000 and rng.random() < 0.25:
+                    spend = purchases.max_spend(program, amount, balance)
+                    spend = min(spend, rng.choice([1000, 2000, 3000, 5000]))
+                    spend -= spend % program.redeem_step
+                    if spend < program.redeem_min_points:
+                        spend = 0
+                count += 1
+                order = f"BKR-{visit:%Y%m%d}-{count:05d}"
+                out = purchases.purchase(
+                    session, program,
+                    PurchaseRequest(external_id=order, member=MemberRef(id=member_id), amount=amount,
+                                    lines=lines, store=rng.choice(STORES)[0], channel="pos",
+                                    occurred_at=visit, points_to_spend=spend),
+                    actor=SYSTEM, now=visit,
+                )
+                balances[member_id] = out["totals"]["balance"]
+                if rng.random() < 0.02:
+                    refunds += 1
+                    later = visit + timedelta(minutes=rng.randint(5, 90))
+                    req = (RefundRequest(refund_id=f"{order}-R1", full=True, occurred_at=later)
+                           if rng.random() < 0.5 else
+                           RefundRequest(refund_id=f"{order}-R1", lines=[{"id": "1", "quantity": 1}],
+                                         occurred_at=later))
+                    back = purchases.refund(session, program, order, req, actor=SYSTEM, now=later)
+                    balances[member_id] = back["totals"]["balance"]
+    jobs.run_expiry(db, now)
+    return DemoResult(members=len(member_ids), purchases=count, refunds=refunds,
+                      admin_key=admin_key, pos_key=pos_key)

@@ -1,0 +1,84 @@
+"""One error type, one shape: {"error": code, "detail": message}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: str
+
+
+class PatronError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, detail: str, *, code: str | None = None, status: int | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.code, "detail": self.detail}
+
+
+class BadRequest(PatronError):
+    status = 400
+    code = "bad_request"
+
+
+class Unauthorized(PatronError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(PatronError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(PatronError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(PatronError):
+    status = 409
+    code = "conflict"
+
+
+class Invalid(PatronError):
+    """The payload is well-formed JSON but a value is not acceptable."""
+
+    status = 422
+    code = "invalid"
+
+
+class InsufficientPoints(Conflict):
+    code = "insufficient_points"
+
+
+class MemberBlocked(Conflict):
+    code = "member_blocked"
+
+
+class IdempotencyConflict(Conflict):
+    code = "idempotency_conflict"
+
+
+def responses(*errors: type[PatronError]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` for an endpoint, so its errors show in the schema."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for err in errors:
+        entry = out.setdefault(err.status, {"model": ErrorBody, "description": ""})
+        codes = [c for c in entry["description"].split(", ") if c]
+        if err.code not in codes:
+            codes.append(err.code)
+        entry["description"] = ", ".join(codes)
+    return out

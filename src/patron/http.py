@@ -1,0 +1,116 @@
+"""What every HTTP edge shares: the database, the caller, transactions and idempotency."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+from fastapi import Depends, Header, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
+
+from patron import clock
+from patron.audit import idempotency
+from patron.audit.service import Actor
+from patron.auth import service as auth
+from patron.db.engine import Database
+from patron.errors import Forbidden
+
+T = TypeVar("T")
+
+# Authenticated keys are remembered briefly so a till's earn costs no extra query.
+_KEY_CACHE_SECONDS = 30.0
+_key_cache: dict[str, tuple[float, Actor]] = {}
+_key_lock = threading.Lock()
+
+
+def forget_keys() -> None:
+    with _key_lock:
+        _key_cache.clear()
+
+
+def get_db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+_bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The API key")
+
+
+def caller(
+    request: Request,
+    bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
+    x_api_key: str | None = Depends(_header),
+) -> Actor:
+    raw = x_api_key or (bearer.credentials if bearer is not None else None)
+    if raw:
+        with _key_lock:
+            hit = _key_cache.get(raw)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+    with get_db(request).unit_of_work(readonly=True) as session:
+        actor = auth.authenticate(session, raw)
+    assert raw is not None
+    with _key_lock:
+        _key_cache[raw] = (time.monotonic() + _KEY_CACHE_SECONDS, actor)
+    return actor
+
+
+def require(*scopes: str) -> Callable[..., Actor]:
+    """A dependency: the caller must hold one of `scopes` (admin holds all)."""
+
+    def check(actor: Actor = Depends(caller)) -> Actor:
+        if not any(actor.has_scope(s) for s in scopes):
+            raise Forbidden(f"this call needs the {' or '.join(scopes)} scope", code="missing_scope")
+        return actor
+
+    return check
+
+
+def now() -> datetime:
+    return clock.now()
+
+
+def read(db: Database, fn: Callable[[Session], T]) -> T:
+    with db.unit_of_work(readonly=True) as session:
+        return fn(session)
+
+
+def write(
+    db: Database,
+    fn: Callable[[Session], Any],
+    *,
+    actor: Actor,
+    idempotency_key: str | None,
+    payload: Any,
+    status_code: int = 200,
+) -> JSONResponse:
+    """Run `fn` in one transaction; with an Idempotency-Key, store or replay its answer."""
+    with db.unit_of_work() as session:
+        claim = None
+        if idempotency_key is not None:
+            try:
+                claim = idempotency.claim(session, actor=str(actor), key=idempotency_key,
+                                          payload=payload, now=now())
+            except idempotency.Replay as replay:
+                return JSONResponse(replay.response, status_code=replay.status_code,
+                                    headers={"Idempotent-Replayed": "true"})
+        body = jsonable_encoder(fn(session))
+        if claim is not None:
+            idempotency.answer(session, claim, status_code, body)
+    return JSONResponse(body, status_code=status_code)
+
+
+IdempotencyKey = Header(
+    None,
+    alias="Idempotency-Key",
+    description="Any unique string; a retry with the same key returns the first answer, "
+    "a different request with the same key gets 409.",
+    max_length=200,
+)

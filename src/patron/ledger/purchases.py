@@ -1,0 +1,425 @@
+"""Sales at the till or the web shop: quote, purchase, refund, and manual adjustments."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import ROUND_FLOOR, Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from patron.audit import service as audit
+from patron.audit.idempotency import request_hash
+from patron.audit.service import Actor
+from patron.errors import Conflict, InsufficientPoints, Invalid, NotFound
+from patron.ledger import service as ledger
+from patron.ledger import views
+from patron.ledger.expiry import expires_at, pending_until
+from patron.ledger.models import Account, Entry, Purchase, Refund
+from patron.ledger.schemas import (
+    AdjustOut,
+    AdjustRequest,
+    BasketIn,
+    PurchaseOut,
+    PurchaseRequest,
+    QuoteOut,
+    QuoteRequest,
+    RefundOut,
+    RefundRequest,
+)
+from patron.members import service as members
+from patron.members.models import Member
+from patron.money import Rounding, parse_amount, quantum, round_money
+from patron.programs.models import Program
+from patron.programs.service import get_store
+from patron.rules.base_rate import Basket, BasketLine, EarnRate, compute_earn
+
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+
+def share_half_up(points: int, part: int, whole: int) -> int:
+    """round_half_up(points × part ÷ whole) in exact integer arithmetic."""
+    return (2 * points * part + whole) // (2 * whole)
+
+
+def to_minor(amount: Decimal, currency: str) -> int:
+    return int(amount / quantum(currency))
+
+
+def from_minor(minor: int, currency: str) -> Decimal:
+    return Decimal(minor) * quantum(currency)
+
+
+def _amount(value: Decimal, currency: str, field: str) -> Decimal:
+    try:
+        return parse_amount(value, currency)
+    except ValueError as exc:
+        raise Invalid(f"{field}: {exc}", code="invalid_amount") from None
+
+
+def earn_rate(program: Program) -> EarnRate:
+    return EarnRate(mode=program.earn_mode, points=program.earn_points,
+                    per_amount=program.earn_per_amount, rounding=Rounding(program.earn_rounding),
+                    earn_on_redeemed=program.earn_on_redeemed)
+
+
+def _basket(session: Session, program: Program, req: BasketIn) -> tuple[Basket, int | None]:
+    if req.currency is not None and req.currency != program.currency:
+        raise Invalid(f"program {program.code} runs in {program.currency}, not {req.currency}; "
+                      "convert the amount before sending it", code="currency_mismatch")
+    total = _amount(req.amount, program.currency, "amount")
+    lines: list[BasketLine] = []
+    for index, line in enumerate(req.lines, start=1):
+        lines.append(BasketLine(id=line.id or str(index),
+                                amount=_amount(line.amount, program.currency, f"lines[{index - 1}].amount"),
+                                quantity=line.quantity, sku=line.sku, category=line.category))
+    if lines:
+        if len({line.id for line in lines}) != len(lines):
+            raise Invalid("line ids must be unique within a purchase", code="duplicate_line_id")
+        line_sum = sum((line.amount for line in lines), Decimal(0))
+        if line_sum != total:
+            raise Invalid(f"lines add up to {line_sum} but amount is {total}",
+                          code="lines_total_mismatch")
+    store_id = None
+    if req.store is not None:
+        try:
+            store_id = get_store(session, program, req.store).id
+        except NotFound as exc:
+            raise Invalid(exc.detail, code="store_not_found") from None
+    return Basket(currency=program.currency, total=total, lines=tuple(lines)), store_id
+
+
+def spend_value(program: Program, points: int) -> Decimal:
+    return round_money(Decimal(points) * program.point_value, program.currency)
+
+
+def max_spend(program: Program, amount: Decimal, balance: int) -> int:
+    """The most points this bill can take, by the redemption policy and the balance."""
+    cap = int((amount * program.redeem_max_share / program.point_value).to_integral_value(ROUND_FLOOR))
+    cap = min(cap, max(balance, 0))
+    cap -= cap % program.redeem_step
+    return cap if cap >= max(program.redeem_min_points, 1) else 0
+
+
+def check_spend(program: Program, amount: Decimal, points: int, balance: int) -> None:
+    if points == 0:
+        return
+    if points < program.redeem_min_points:
+        raise Invalid(f"at least {program.redeem_min_points} points must be used at once",
+                      code="below_minimum_redemption")
+    if points % program.redeem_step:
+        raise Invalid(f"points are used in steps of {program.redeem_step}", code="invalid_redemption_step")
+    value = spend_value(program, points)
+    limit = amount * program.redeem_max_share
+    if value > limit:
+        raise Invalid(f"{points} points are worth {value} {program.currency}, more than the "
+                      f"{limit.normalize():f} {program.currency} of this bill payable with points",
+                      code="exceeds_max_share")
+    if points > balance:
+        raise InsufficientPoints(f"{points} points requested but the balance is {balance}")
+
+
+def _resolve(session: Session, program: Program, req_member: Any) -> Member:
+    member = members.find_member(session, req_member, program=program)
+    members.ensure_active(member)
+    return member
+
+
+def quote(session: Session, program: Program, req: QuoteRequest, *, now: datetime) -> QuoteOut:
+    member = _resolve(session, program, req.member)
+    basket, _store_id = _basket(session, program, req)
+    account = session.scalars(
+        select(Account).where(Account.program_id == program.id, Account.member_id == member.id)
+    ).one_or_none()
+    balance = views.totals(session, account, now).balance if account is not None else 0
+    check_spend(program, basket.total, req.points_to_spend, balance)
+    value = spend_value(program, req.points_to_spend)
+    result = compute_earn(earn_rate(program), Basket(
+        currency=basket.currency, total=basket.total, lines=basket.lines, paid_with_points=value))
+    return QuoteOut(
+        member_id=member.id, points_earned=result.points, breakdown=result.breakdown,
+        rule_version=program.rule_version, balance=balance,
+        max_points_to_spend=max_spend(program, basket.total, balance),
+        points_to_spend=req.points_to_spend, spend_value=value, amount_due=basket.total - value,
+    )
+
+
+def _occurred_at(value: datetime | None, now: datetime) -> datetime:
+    if value is None:
+        return now
+    if value > now + FUTURE_TOLERANCE:
+        raise Invalid("occurred_at is in the future", code="occurred_at_in_future")
+    return value
+
+
+def _existing_purchase(session: Session, program: Program, external_id: str) -> Purchase | None:
+    return session.scalars(
+        select(Purchase).where(Purchase.program_id == program.id, Purchase.external_id == external_id)
+    ).one_or_none()
+
+
+def _replay_purchase(found: Purchase, digest: str) -> dict[str, Any]:
+    if found.request_hash != digest or found.response is None:
+        raise Conflict(f"order {found.external_id!r} was already recorded with different details",
+                       code="duplicate_order")
+    return found.response
+
+
+def purchase(session: Session, program: Program, req: PurchaseRequest, *, actor: Actor,
+             now: datetime) -> dict[str, Any]:
+    """Record a sale: spend points and earn points atomically. Replays return the first answer."""
+    digest = request_hash(req.model_dump(mode="json"))
+    if (found := _existing_purchase(session, program, req.external_id)) is not None:
+        return _replay_purchase(found, digest)
+
+    member = _resolve(session, program, req.member)
+    occurred_at = _occurred_at(req.occurred_at, now)
+    basket, store_id = _basket(session, program, req)
+    account = ledger.open_account(session, program_id=program.id, member_id=member.id, now=now)
+    ledger.settle_due(session, account, now)
+    check_spend(program, basket.total, req.points_to_spend, account.available - account.debt)
+    value = spend_value(program, req.points_to_spend)
+    result = compute_earn(earn_rate(program), Basket(
+        currency=basket.currency, total=basket.total, lines=basket.lines, paid_with_points=value))
+    spent_per_line = ledger_split(req.points_to_spend, basket)
+
+    row = Purchase(
+        program_id=program.id, account_id=account.id, external_id=req.external_id,
+        store_id=store_id, channel=req.channel, occurred_at=occurred_at, created_at=now,
+        amount_minor=to_minor(basket.total, program.currency),
+        lines=[{"id": line.id, "sku": line.sku, "category": line.category,
+                "quantity": str(line.quantity), "amount_minor": to_minor(line.amount, program.currency),
+                "points_earned": earned, "points_spent": spent, "refunded_quantity": "0"}
+               for line, earned, spent in zip(basket.lines, result.line_points, spent_per_line, strict=True)],
+        points_earned=result.points, points_spent=req.points_to_spend, refunded_minor=0,
+        reversed_points=0, restored_points=0, request_hash=digest,
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        # Another request recorded this order id first (it held the unique key).
+        found = _existing_purchase(session, program, req.external_id)
+        if found is None:  # pragma: no cover - the conflicting row must be visible now
+            raise
+        return _replay_purchase(found, digest)
+
+    source = ledger.Source(actor=str(actor), store_id=store_id, channel=req.channel,
+                           external_ref=req.external_id, purchase_id=row.id)
+    entries: list[Entry] = []
+    if req.points_to_spend:
+        spent = ledger.debit(session, account, kind="redeem", points=req.points_to_spend, now=now,
+                             occurred_at=occurred_at, source=source,
+                             reason=f"paid {value} {program.currency} with points")
+        assert spent.entry is not None
+        row.redeem_entry_id = spent.entry.id
+        entries.append(spent.entry)
+    if result.points:
+        expiry = expires_at(occurred_at, kind=program.expiry_kind, months=program.expiry_months,
+                            timezone=program.timezone)
+        earned = ledger.credit(
+            session, account, kind="earn", points=result.points, now=now, occurred_at=occurred_at,
+            source=source, expires_at=expiry,
+            pending_until=pending_until(occurred_at, days=program.pending_days),
+            reason=f"purchase {req.external_id}", breakdown=result.breakdown,
+            rule_version=program.rule_version,
+        )
+        row.earn_entry_id = earned.id
+        entries.append(earned)
+        if expiry is not None and expiry <= now:
+            ledger.settle_due(session, account, now, actor=str(actor))
+    session.flush()
+    stores = views.store_codes(session, program.id) if store_id else {}
+    out = PurchaseOut(
+        external_id=row.external_id, member_id=member.id, amount=basket.total,
+        points_earned=result.points, points_spent=req.points_to_spend, spend_value=value,
+        occurred_at=occurred_at, entries=[views.entry_out(e, stores) for e in entries],
+        totals=views.totals(session, account, now),
+    )
+    row.response = out.model_dump(mode="json")
+    return row.response
+
+
+def ledger_split(points: int, basket: Basket) -> list[int]:
+    from patron.money import split_proportionally
+
+    return split_proportionally(points, [line.amount for line in basket.lines])
+
+
+def _refund_targets(purchase_row: Purchase, req: RefundRequest, currency: str) -> tuple[str, int, int, int, list[dict[str, Any]] | None]:
+    """(mode, refunded_minor_now, reversed_target, restored_target, updated_lines).
+
+    Targets are computed on the *cumulative* refunded share, so any sequence of
+    partial refunds ends exactly where one full refund would.
+    """
+    total = purchase_row.amount_minor
+    mode = purchase_row.refund_mode
+    if req.full:
+        wanted = mode or ("lines" if purchase_row.lines else "amount")
+    else:
+        wanted = "lines" if req.lines is not None else "amount"
+    if mode is not None and mode != wanted:
+        raise Conflict(f"this purchase was refunded by {mode} before; continue by {mode} "
+                       "or use full=true", code="refund_mode_conflict")
+    if wanted == "lines" and not purchase_row.lines:
+        raise Invalid("this purchase has no lines; refund by amount", code="no_lines")
+
+    if wanted == "amount":
+        if req.full:
+            now_minor = total - purchase_row.refunded_minor
+        else:
+            assert req.amount is not None
+            now_minor = to_minor(_amount(req.amount, currency, "amount"), currency)
+        cumulative = purchase_row.refunded_minor + now_minor
+        if now_minor <= 0:
+            raise Conflict("this purchase is already fully refunded", code="already_refunded")
+        if cumulative > total:
+            left = from_minor(total - purchase_row.refunded_minor, currency)
+            raise Conflict(f"only {left} {currency} of this purchase is left to refund",
+                           code="refund_exceeds_purchase")
+        return (wanted, now_minor,
+                share_half_up(purchase_row.points_earned, cumulative, total),
+                share_half_up(purchase_row.points_spent, cumulative, total), None)
+
+    lines = [dict(line) for line in purchase_row.lines]
+    by_id = {line["id"]: line for line in lines}
+    if req.full:
+        asked = {line["id"]: Decimal(line["quantity"]) - Decimal(line["refunded_quantity"]) for line in lines}
+    else:
+        assert req.lines is not None
+        asked = {}
+        for item in req.lines:
+            if item.id not in by_id:
+                raise Invalid(f"purchase has no line {item.id!r}", code="unknown_line")
+            asked[item.id] = asked.get(item.id, Decimal(0)) + item.quantity
+    now_minor = reversed_target = restored_target = 0
+    for line in lines:
+        qty = Decimal(line["quantity"])
+        old = Decimal(line["refunded_quantity"])
+        new = old + asked.get(line["id"], Decimal(0))
+        if new > qty:
+            raise Conflict(f"line {line['id']} has only {qty - old} left to refund",
+                           code="refund_exceeds_purchase")
+        # Exact shares of the line by quantity, kept in integer arithmetic on scaled quantities.
+        scale = 1000
+        q, o, n = int(qty * scale), int(old * scale), int(new * scale)
+        now_minor += share_half_up(line["amount_minor"], n, q) - share_half_up(line["amount_minor"], o, q)
+        reversed_target += share_half_up(line["points_earned"], n, q)
+        restored_target += share_half_up(line["points_spent"], n, q)
+        line["refunded_quantity"] = str(new)
+    if now_minor <= 0 and all(v == 0 for v in asked.values()):
+        raise Conflict("this purchase is already fully refunded", code="already_refunded")
+    return wanted, now_minor, reversed_target, restored_target, lines
+
+
+def refund(session: Session, program: Program, external_id: str, req: RefundRequest, *,
+           actor: Actor, now: datetime) -> dict[str, Any]:
+    row = _existing_purchase(session, program, external_id)
+    if row is None:
+        raise NotFound(f"no purchase {external_id!r} in program {program.code}",
+                       code="purchase_not_found")
+    digest = request_hash(req.model_dump(mode="json"))
+    account = ledger.lock_account(session, row.account_id)
+    session.refresh(row)
+    done = session.scalars(
+        select(Refund).where(Refund.purchase_id == row.id, Refund.external_id == req.refund_id)
+    ).one_or_none()
+    if done is not None:
+        if done.request_hash != digest or done.response is None:
+            raise Conflict(f"refund {req.refund_id!r} was already recorded with different details",
+                           code="duplicate_refund")
+        return done.response
+
+    occurred_at = _occurred_at(req.occurred_at, now)
+    ledger.settle_due(session, account, now)
+    mode, now_minor, reversed_target, restored_target, lines = _refund_targets(row, req, program.currency)
+    to_reverse = reversed_target - row.reversed_points
+    to_restore = restored_target - row.restored_points
+    source = ledger.Source(actor=str(actor), store_id=row.store_id, channel=row.channel,
+                           external_ref=external_id, purchase_id=row.id)
+    entries: list[Entry] = []
+    if to_restore > 0:
+        redemption = session.get(Entry, row.redeem_entry_id)
+        assert redemption is not None
+        entries.append(ledger.restore(session, account, redemption=redemption, points=to_restore,
+                                      now=now, occurred_at=occurred_at, source=source,
+                                      reason=f"refund {req.refund_id}: points paid given back"))
+    debt_added = written_off = 0
+    if to_reverse > 0:
+        earn_entry = session.get(Entry, row.earn_entry_id)
+        assert earn_entry is not None
+        taken = ledger.debit(session, account, kind="reverse", points=to_reverse, now=now,
+                             occurred_at=occurred_at, source=source, reverses=earn_entry,
+                             clawback_lot_id=earn_entry.lot_id, shortfall=program.negative_balance,  # type: ignore[arg-type]
+                             reason=f"refund {req.refund_id}: points earned taken back")
+        if taken.entry is not None:
+            entries.append(taken.entry)
+        debt_added, written_off = taken.debt_added, taken.written_off
+    ledger.settle_due(session, account, now, actor=str(actor))
+
+    row.refund_mode = mode
+    row.refunded_minor += now_minor
+    row.reversed_points = reversed_target
+    row.restored_points = restored_target
+    if lines is not None:
+        row.lines = lines
+    note = None
+    if debt_added:
+        note = (f"{debt_added} of the points taken back had already been spent; "
+                "the balance is negative until later earnings cover it (policy allow_debt)")
+    elif written_off:
+        note = (f"{written_off} of the points to take back had already been spent and were "
+                "written off (policy write_off)")
+    stores = views.store_codes(session, program.id) if row.store_id else {}
+    refund_row = Refund(
+        purchase_id=row.id, external_id=req.refund_id, amount_minor=now_minor,
+        lines=[item.model_dump(mode="json") for item in req.lines] if req.lines else None,
+        points_reversed=max(to_reverse, 0) - written_off, points_restored=max(to_restore, 0),
+        points_written_off=written_off, created_at=now, request_hash=digest,
+    )
+    out = RefundOut(
+        external_id=external_id, refund_id=req.refund_id,
+        amount=from_minor(now_minor, program.currency),
+        refunded_total=from_minor(row.refunded_minor, program.currency),
+        points_reversed=refund_row.points_reversed, points_restored=refund_row.points_restored,
+        points_written_off=written_off, debt_added=debt_added,
+        negative_balance_policy=program.negative_balance, note=note,
+        entries=[views.entry_out(e, stores) for e in entries],
+        totals=views.totals(session, account, now),
+    )
+    refund_row.response = out.model_dump(mode="json")
+    session.add(refund_row)
+    session.flush()
+    return refund_row.response
+
+
+def adjust(session: Session, program: Program, req: AdjustRequest, *, actor: Actor,
+           now: datetime) -> AdjustOut:
+    member = members.find_member(session, req.member, program=program)
+    account_id = views.get_account(session, program, member.id).id
+    account = ledger.lock_account(session, account_id)
+    ledger.settle_due(session, account, now)
+    before = views.totals(session, account, now)
+    source = ledger.Source(actor=str(actor))
+    if req.points > 0:
+        entry = ledger.credit(
+            session, account, kind="adjust", points=req.points, now=now, occurred_at=now,
+            source=source, reason=req.reason,
+            expires_at=expires_at(now, kind=program.expiry_kind, months=program.expiry_months,
+                                  timezone=program.timezone),
+        )
+    else:
+        result = ledger.debit(session, account, kind="adjust", points=-req.points, now=now,
+                              occurred_at=now, source=source, reason=req.reason)
+        assert result.entry is not None
+        entry = result.entry
+    after = views.totals(session, account, now)
+    audit.record(session, actor=actor, action="points.adjusted", subject_type="member",
+                 subject_id=member.id, program_id=program.id, at=now,
+                 before={"balance": before.balance},
+                 after={"balance": after.balance, "points": req.points, "reason": req.reason,
+                        "entry": entry.id})
+    return AdjustOut(member_id=member.id, entry=views.entry_out(entry, {}), totals=after)

@@ -1,0 +1,189 @@
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from patron.members.schemas import MemberRef
+
+Channel = Literal["pos", "online", "app"]
+EntryKind = Literal["earn", "redeem", "expire", "adjust", "reverse"]
+Amount = Decimal
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LineIn(Strict):
+    id: str | None = Field(None, min_length=1, max_length=60,
+                           description="Line id for refunds by line; defaults to its position (1, 2, …).")
+    sku: str | None = Field(None, max_length=80)
+    category: str | None = Field(None, max_length=80)
+    quantity: Decimal = Field(Decimal(1), gt=0, le=1_000_000, max_digits=12, decimal_places=3)
+    amount: Amount = Field(ge=0, le=Decimal("1e13"), max_digits=18, decimal_places=4)
+
+
+class BasketIn(Strict):
+    amount: Amount = Field(gt=0, le=Decimal("1e13"), max_digits=18, decimal_places=4,
+                           description="Bill total in the program currency, before points are applied.")
+    currency: str | None = Field(None, description="If given, must be the program's currency.")
+    lines: list[LineIn] = Field(default_factory=list, max_length=500)
+    store: str | None = Field(None, max_length=40)
+    channel: Channel = "pos"
+
+
+class QuoteRequest(BasketIn):
+    member: MemberRef
+    points_to_spend: int = Field(0, ge=0, le=10**12)
+
+
+class PurchaseRequest(BasketIn):
+    external_id: str = Field(min_length=1, max_length=120, description="The till's order id.")
+    member: MemberRef
+    occurred_at: AwareDatetime | None = Field(None, description="When the sale happened; default now.")
+    points_to_spend: int = Field(0, ge=0, le=10**12)
+
+
+class RefundLineIn(Strict):
+    id: str = Field(min_length=1, max_length=60)
+    quantity: Decimal = Field(gt=0, le=1_000_000, max_digits=12, decimal_places=3)
+
+
+class RefundRequest(Strict):
+    refund_id: str = Field(min_length=1, max_length=120,
+                           description="The till's id for this refund; a replay returns the first answer.")
+    amount: Amount | None = Field(None, gt=0, le=Decimal("1e13"), max_digits=18, decimal_places=4)
+    lines: list[RefundLineIn] | None = Field(None, min_length=1, max_length=500)
+    full: bool = Field(False, description="Refund everything not yet refunded.")
+    occurred_at: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> RefundRequest:
+        given = sum(x for x in (self.amount is not None, self.lines is not None, self.full))
+        if given != 1:
+            raise ValueError("give exactly one of amount, lines or full=true")
+        return self
+
+
+class AdjustRequest(Strict):
+    member: MemberRef
+    points: int = Field(description="Positive adds, negative removes.", ge=-10**12, le=10**12)
+    reason: str = Field(min_length=3, max_length=500)
+
+    @model_validator(mode="after")
+    def _nonzero(self) -> AdjustRequest:
+        if self.points == 0:
+            raise ValueError("points must not be zero")
+        return self
+
+
+class ExpireRequest(Strict):
+    dry_run: bool = False
+
+
+class Totals(BaseModel):
+    balance: int = Field(description="Spendable now: available minus any debt.")
+    available: int
+    pending: int
+    debt: int
+    earned: int
+    redeemed: int
+    expired: int
+    adjusted: int
+    expiring_30_days: int
+
+
+class AccountOut(BaseModel):
+    program: str
+    member_id: int
+    totals: Totals
+    as_of: datetime
+
+
+class EntryOut(BaseModel):
+    id: int
+    kind: str
+    points: int
+    occurred_at: datetime
+    created_at: datetime
+    reason: str | None
+    store: str | None
+    channel: str | None
+    external_ref: str | None
+    actor: str
+    reverses_entry_id: int | None
+    rule_version: int | None
+    breakdown: list[dict[str, Any]] | None
+    details: dict[str, Any] | None
+
+
+class EntryPage(BaseModel):
+    items: list[EntryOut]
+    next_cursor: str | None
+
+
+class LotOut(BaseModel):
+    id: int
+    points: int
+    remaining: int
+    earned_at: datetime
+    pending_until: datetime | None
+    pending: bool
+    expires_at: datetime | None
+
+
+class QuoteOut(BaseModel):
+    member_id: int
+    points_earned: int
+    breakdown: list[dict[str, Any]]
+    rule_version: int
+    balance: int
+    max_points_to_spend: int
+    points_to_spend: int
+    spend_value: Decimal
+    amount_due: Decimal
+
+
+class PurchaseOut(BaseModel):
+    external_id: str
+    member_id: int
+    amount: Decimal
+    points_earned: int
+    points_spent: int
+    spend_value: Decimal
+    occurred_at: datetime
+    entries: list[EntryOut]
+    totals: Totals
+
+
+class RefundOut(BaseModel):
+    external_id: str
+    refund_id: str
+    amount: Decimal
+    refunded_total: Decimal
+    points_reversed: int
+    points_restored: int
+    points_written_off: int
+    debt_added: int
+    negative_balance_policy: str
+    note: str | None
+    entries: list[EntryOut]
+    totals: Totals
+
+
+class AdjustOut(BaseModel):
+    member_id: int
+    entry: EntryOut
+    totals: Totals
+
+
+class ExpireOut(BaseModel):
+    dry_run: bool
+    lots: int
+    points: int
+    accounts: int
+    released_lots: int
+    released_points: int

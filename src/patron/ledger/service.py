@@ -1,0 +1,398 @@
+"""Ledger primitives: credit, debit, restore and settle, all under the account lock.
+
+Every function here expects the caller to hold the account's row lock
+(`lock_account`) and never commits: the edge owns the transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from patron.errors import InsufficientPoints
+from patron.ledger.models import Account, Entry, Lot, Movement
+
+Shortfall = Literal["reject", "allow_debt", "write_off"]
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a ledger write came from, copied onto its entries."""
+
+    actor: str
+    store_id: int | None = None
+    channel: str | None = None
+    external_ref: str | None = None
+    purchase_id: int | None = None
+
+
+@dataclass
+class DebitResult:
+    entry: Entry | None
+    taken: int  # points taken from lots
+    debt_added: int
+    written_off: int
+
+
+def insert_ignore(session: Session, model: type[Any], values: dict[str, Any], keys: list[str]) -> None:
+    """INSERT … ON CONFLICT DO NOTHING on either engine."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        session.execute(pg_insert(model).values(**values).on_conflict_do_nothing(index_elements=keys))
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        session.execute(
+            sqlite_insert(model).values(**values).on_conflict_do_nothing(index_elements=keys)
+        )
+
+
+def lock_account(session: Session, account_id: int) -> Account:
+    """Take the account's row lock (SQLite: writers already hold the database lock)."""
+    stmt = (
+        select(Account)
+        .where(Account.id == account_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return session.scalars(stmt).one()
+
+
+def open_account(session: Session, *, program_id: int, member_id: int, now: datetime) -> Account:
+    """The member's account in the program, created if needed, locked."""
+    account_id = session.scalar(
+        select(Account.id).where(Account.program_id == program_id, Account.member_id == member_id)
+    )
+    if account_id is None:
+        insert_ignore(
+            session,
+            Account,
+            {"program_id": program_id, "member_id": member_id, "available": 0, "pending": 0,
+             "debt": 0, "earned": 0, "redeemed": 0, "expired": 0, "adjusted": 0,
+             "created_at": now},
+            ["program_id", "member_id"],
+        )
+        account_id = session.scalar(
+            select(Account.id).where(Account.program_id == program_id, Account.member_id == member_id)
+        )
+    assert account_id is not None
+    return lock_account(session, account_id)
+
+
+def _entry(
+    session: Session,
+    account: Account,
+    *,
+    kind: str,
+    points: int,
+    now: datetime,
+    occurred_at: datetime,
+    source: Source,
+    reason: str | None = None,
+    lot_id: int | None = None,
+    reverses: Entry | None = None,
+    breakdown: list[dict[str, Any]] | None = None,
+    rule_version: int | None = None,
+    details: dict[str, Any] | None = None,
+) -> Entry:
+    entry = Entry(
+        program_id=account.program_id,
+        account_id=account.id,
+        kind=kind,
+        points=points,
+        lot_id=lot_id,
+        reverses_entry_id=reverses.id if reverses is not None else None,
+        purchase_id=source.purchase_id,
+        occurred_at=occurred_at,
+        created_at=now,
+        reason=reason,
+        store_id=source.store_id,
+        channel=source.channel,
+        actor=source.actor,
+        external_ref=source.external_ref,
+        rule_version=rule_version,
+        breakdown=breakdown,
+        details=details,
+    )
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+def _take(account: Account, lot: Lot, points: int) -> None:
+    lot.remaining -= points
+    if lot.pending:
+        account.pending -= points
+    else:
+        account.available -= points
+
+
+def _give(account: Account, lot: Lot, points: int) -> None:
+    lot.remaining += points
+    if lot.pending:
+        account.pending += points
+    else:
+        account.available += points
+
+
+def _settle_debt(session: Session, account: Account, entry: Entry, lots: list[Lot]) -> int:
+    """Pay the account's debt from freshly credited lots (debt > 0 means every lot is empty)."""
+    settled = 0
+    for lot in lots:
+        if account.debt <= 0:
+            break
+        part = min(account.debt, lot.remaining)
+        if part <= 0:
+            continue
+        _take(account, lot, part)
+        account.debt -= part
+        settled += part
+        session.add(Movement(entry_id=entry.id, lot_id=lot.id, points=-part))
+        session.add(Movement(entry_id=entry.id, lot_id=None, points=part))
+    return settled
+
+
+def credit(
+    session: Session,
+    account: Account,
+    *,
+    kind: Literal["earn", "adjust"],
+    points: int,
+    now: datetime,
+    occurred_at: datetime,
+    source: Source,
+    expires_at: datetime | None,
+    pending_until: datetime | None = None,
+    reason: str | None = None,
+    breakdown: list[dict[str, Any]] | None = None,
+    rule_version: int | None = None,
+) -> Entry:
+    """New points in a new lot; any debt is paid from it first."""
+    assert points > 0
+    pending = pending_until is not None and pending_until > now
+    lot = Lot(
+        account_id=account.id,
+        points=points,
+        remaining=0,
+        earned_at=occurred_at,
+        pending_until=pending_until,
+        pending=pending,
+        expires_at=expires_at,
+    )
+    session.add(lot)
+    session.flush()
+    _give(account, lot, points)
+    if kind == "earn":
+        account.earned += points
+    else:
+        account.adjusted += points
+    entry = _entry(session, account, kind=kind, points=points, now=now, occurred_at=occurred_at,
+                   source=source, reason=reason, lot_id=lot.id, breakdown=breakdown,
+                   rule_version=rule_version,
+                   details={"expires_at": expires_at.isoformat() if expires_at else None,
+                            "pending_until": pending_until.isoformat() if pending else None})
+    settled = _settle_debt(session, account, entry, [lot])
+    if settled:
+        entry.details = {**(entry.details or {}), "debt_settled": settled}
+    return entry
+
+
+def _spendable_lots(session: Session, account: Account, now: datetime) -> list[Lot]:
+    stmt = (
+        select(Lot)
+        .where(
+            Lot.account_id == account.id,
+            Lot.remaining > 0,
+            Lot.pending.is_(False),
+            or_(Lot.expires_at.is_(None), Lot.expires_at > now),
+        )
+        .order_by(Lot.expires_at.is_(None), Lot.expires_at, Lot.id)
+    )
+    return list(session.scalars(stmt))
+
+
+def _pending_lots(session: Session, account: Account, now: datetime) -> list[Lot]:
+    stmt = (
+        select(Lot)
+        .where(Lot.account_id == account.id, Lot.remaining > 0, Lot.pending.is_(True))
+        .order_by(Lot.expires_at.is_(None), Lot.expires_at, Lot.id)
+    )
+    return list(session.scalars(stmt))
+
+
+def debit(
+    session: Session,
+    account: Account,
+    *,
+    kind: Literal["redeem", "reverse", "adjust"],
+    points: int,
+    now: datetime,
+    occurred_at: datetime,
+    source: Source,
+    shortfall: Shortfall = "reject",
+    clawback_lot_id: int | None = None,
+    reverses: Entry | None = None,
+    reason: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> DebitResult:
+    """Take points from lots, soonest-to-expire first.
+
+    A redemption spends only available points. A clawback (reverse, negative
+    adjust) takes the named lot first, then available, then pending points, and
+    handles what is still missing by `shortfall`.
+    """
+    assert points > 0
+    lots = _spendable_lots(session, account, now)
+    if kind != "redeem":
+        lots = lots + _pending_lots(session, account, now)
+        if clawback_lot_id is not None:
+            first = [lot for lot in lots if lot.id == clawback_lot_id]
+            lots = first + [lot for lot in lots if lot.id != clawback_lot_id]
+    on_hand = sum(lot.remaining for lot in lots)
+    missing = max(0, points - on_hand)
+    if missing and shortfall == "reject":
+        what = "available" if kind == "redeem" else "left"
+        raise InsufficientPoints(f"{points} points needed but only {on_hand} are {what}")
+
+    planned: list[tuple[Lot, int]] = []
+    need = points
+    for lot in lots:
+        if need == 0:
+            break
+        part = min(need, lot.remaining)
+        planned.append((lot, part))
+        need -= part
+
+    taken = points - missing
+    debt_added = missing if shortfall == "allow_debt" else 0
+    written_off = missing if shortfall == "write_off" else 0
+    entry_points = -(taken + debt_added)
+    if entry_points == 0:
+        return DebitResult(entry=None, taken=0, debt_added=0, written_off=written_off)
+
+    extra = dict(details or {})
+    if debt_added:
+        extra["debt_added"] = debt_added
+    if written_off:
+        extra["written_off"] = written_off
+    entry = _entry(session, account, kind=kind, points=entry_points, now=now,
+                   occurred_at=occurred_at, source=source, reason=reason, reverses=reverses,
+                   details=extra or None)
+    for lot, part in planned:
+        _take(account, lot, part)
+        session.add(Movement(entry_id=entry.id, lot_id=lot.id, points=-part))
+    if debt_added:
+        account.debt += debt_added
+        session.add(Movement(entry_id=entry.id, lot_id=None, points=-debt_added))
+
+    total = taken + debt_added
+    if kind == "redeem":
+        account.redeemed += total
+    elif kind == "adjust":
+        account.adjusted -= total
+    else:
+        assert reverses is not None and reverses.kind == "earn"
+        account.earned -= total
+    session.flush()
+    return DebitResult(entry=entry, taken=taken, debt_added=debt_added, written_off=written_off)
+
+
+def restore(
+    session: Session,
+    account: Account,
+    *,
+    redemption: Entry,
+    points: int,
+    now: datetime,
+    occurred_at: datetime,
+    source: Source,
+    reason: str | None = None,
+) -> Entry:
+    """Give back spent points to exactly the lots the redemption took them from."""
+    assert points > 0 and redemption.kind == "redeem"
+    taken_rows = session.execute(
+        select(Movement.lot_id, func.sum(Movement.points))
+        .where(Movement.entry_id == redemption.id, Movement.lot_id.is_not(None))
+        .group_by(Movement.lot_id)
+    ).all()
+    restored_rows = session.execute(
+        select(Movement.lot_id, func.sum(Movement.points))
+        .join(Entry, Entry.id == Movement.entry_id)
+        .where(
+            Entry.reverses_entry_id == redemption.id,
+            Entry.kind == "reverse",
+            Movement.points > 0,
+            Movement.lot_id.is_not(None),
+        )
+        .group_by(Movement.lot_id)
+    ).all()
+    restored = {lot_id: int(total) for lot_id, total in restored_rows}
+    open_per_lot = {lot_id: -int(total) - restored.get(lot_id, 0) for lot_id, total in taken_rows}
+    lots = list(session.scalars(select(Lot).where(Lot.id.in_(list(open_per_lot)))))
+    # Latest expiry first: the member gets back the points that stay valid longest.
+    lots.sort(key=lambda lot: (lot.expires_at is not None,
+                               -lot.expires_at.timestamp() if lot.expires_at else 0.0, -lot.id))
+    if sum(open_per_lot.values()) < points:
+        raise InsufficientPoints(
+            f"only {sum(open_per_lot.values())} points of this redemption are left to give back"
+        )
+
+    entry = _entry(session, account, kind="reverse", points=points, now=now,
+                   occurred_at=occurred_at, source=source, reason=reason, reverses=redemption)
+    need = points
+    touched: list[Lot] = []
+    for lot in lots:
+        if need == 0:
+            break
+        part = min(need, open_per_lot[lot.id])
+        if part <= 0:
+            continue
+        _give(account, lot, part)
+        session.add(Movement(entry_id=entry.id, lot_id=lot.id, points=part))
+        touched.append(lot)
+        need -= part
+    account.redeemed -= points
+    _settle_debt(session, account, entry, touched)
+    session.flush()
+    return entry
+
+
+def settle_due(session: Session, account: Account, now: datetime, *, actor: str = "system") -> None:
+    """Bring one account up to `now`: release matured pending points, expire overdue lots."""
+    due = list(
+        session.scalars(
+            select(Lot).where(
+                Lot.account_id == account.id,
+                Lot.remaining > 0,
+                or_(
+                    and_(Lot.pending.is_(True), Lot.pending_until <= now),
+                    and_(Lot.expires_at.is_not(None), Lot.expires_at <= now),
+                ),
+            ).order_by(Lot.id)
+        )
+    )
+    for lot in due:
+        if lot.pending and lot.pending_until is not None and lot.pending_until <= now:
+            account.pending -= lot.remaining
+            account.available += lot.remaining
+            lot.pending = False
+        if lot.expires_at is not None and lot.expires_at <= now:
+            expire_lot(session, account, lot, now=now, actor=actor)
+    session.flush()
+
+
+def expire_lot(session: Session, account: Account, lot: Lot, *, now: datetime, actor: str) -> Entry:
+    points = lot.remaining
+    assert lot.expires_at is not None and points > 0
+    entry = _entry(session, account, kind="expire", points=-points, now=now,
+                   occurred_at=lot.expires_at, source=Source(actor=actor), lot_id=lot.id,
+                   reason="points expired")
+    _take(account, lot, points)
+    account.expired += points
+    session.add(Movement(entry_id=entry.id, lot_id=lot.id, points=-points))
+    return entry

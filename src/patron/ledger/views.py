@@ -1,0 +1,208 @@
+"""Read side of the ledger: totals as of now, dated history, lots, exports."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, or_, select, tuple_
+from sqlalchemy.orm import Session
+
+from patron.errors import Invalid, NotFound
+from patron.ledger.models import Account, Entry, Lot
+from patron.ledger.schemas import EntryOut, LotOut, Totals
+from patron.programs.models import Program, Store
+
+EXPIRING_WINDOW = timedelta(days=30)
+
+
+def get_account(session: Session, program: Program, member_id: int) -> Account:
+    account = session.scalars(
+        select(Account).where(Account.program_id == program.id, Account.member_id == member_id)
+    ).one_or_none()
+    if account is None:
+        raise NotFound(f"member {member_id} is not in program {program.code}",
+                       code="account_not_found")
+    return account
+
+
+def totals(session: Session, account: Account, now: datetime) -> Totals:
+    """Stored totals moved to `now`: pending points whose date passed count as available,
+    overdue lots as expired, even before the job has written it down."""
+    available, pending, expired = account.available, account.pending, account.expired
+    due = session.execute(
+        select(Lot.remaining, Lot.pending, Lot.pending_until, Lot.expires_at).where(
+            Lot.account_id == account.id,
+            Lot.remaining > 0,
+            or_(and_(Lot.pending.is_(True), Lot.pending_until <= now),
+                and_(Lot.expires_at.is_not(None), Lot.expires_at <= now)),
+        )
+    ).all()
+    for remaining, is_pending, _pending_until, expires_at in due:
+        if expires_at is not None and expires_at <= now:
+            expired += remaining
+            if is_pending:
+                pending -= remaining
+            else:
+                available -= remaining
+        else:
+            pending -= remaining
+            available += remaining
+    expiring = session.execute(
+        select(Lot.remaining).where(
+            Lot.account_id == account.id,
+            Lot.remaining > 0,
+            Lot.expires_at > now,
+            Lot.expires_at <= now + EXPIRING_WINDOW,
+        )
+    ).scalars().all()
+    return Totals(
+        balance=available - account.debt, available=available, pending=pending,
+        debt=account.debt, earned=account.earned, redeemed=account.redeemed, expired=expired,
+        adjusted=account.adjusted, expiring_30_days=sum(expiring),
+    )
+
+
+def store_codes(session: Session, program_id: int) -> dict[int, str]:
+    rows = session.execute(select(Store.id, Store.code).where(Store.program_id == program_id))
+    return {store_id: code for store_id, code in rows}
+
+
+def entry_out(entry: Entry, stores: dict[int, str]) -> EntryOut:
+    return EntryOut(
+        id=entry.id, kind=entry.kind, points=entry.points, occurred_at=entry.occurred_at,
+        created_at=entry.created_at, reason=entry.reason,
+        store=stores.get(entry.store_id) if entry.store_id else None, channel=entry.channel,
+        external_ref=entry.external_ref, actor=entry.actor,
+        reverses_entry_id=entry.reverses_entry_id, rule_version=entry.rule_version,
+        breakdown=entry.breakdown, details=entry.details,
+    )
+
+
+def local_day_bounds(program: Program, start: date | None, end: date | None) -> tuple[datetime | None, datetime | None]:
+    """Inclusive local dates → [start, end) instants in UTC."""
+    tz = ZoneInfo(program.timezone)
+    lo = datetime.combine(start, time(0), tzinfo=tz).astimezone(UTC) if start else None
+    hi = (datetime.combine(end + timedelta(days=1), time(0), tzinfo=tz).astimezone(UTC)
+          if end else None)
+    if lo and hi and lo >= hi:
+        raise Invalid("'from' must not be after 'to'", code="invalid_range")
+    return lo, hi
+
+
+def _history_query(account: Account, *, lo: datetime | None, hi: datetime | None,
+                   kinds: list[str] | None):
+    stmt = select(Entry).where(Entry.account_id == account.id)
+    if lo is not None:
+        stmt = stmt.where(Entry.occurred_at >= lo)
+    if hi is not None:
+        stmt = stmt.where(Entry.occurred_at < hi)
+    if kinds:
+        stmt = stmt.where(Entry.kind.in_(kinds))
+    return stmt
+
+
+def _encode(occurred_at: datetime, entry_id: int) -> str:
+    return base64.urlsafe_b64encode(f"{occurred_at.isoformat()}|{entry_id}".encode()).decode()
+
+
+def _decode(cursor: str) -> tuple[datetime, int]:
+    try:
+        stamp, entry_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(stamp), int(entry_id)
+    except (ValueError, UnicodeDecodeError):
+        raise Invalid("cursor is not one this API returned", code="invalid_cursor") from None
+
+
+def history(
+    session: Session, account: Account, *, lo: datetime | None = None, hi: datetime | None = None,
+    kinds: list[str] | None = None, cursor: str | None = None, limit: int = 50,
+) -> tuple[list[Entry], str | None]:
+    """Newest first, by when the points moved."""
+    stmt = _history_query(account, lo=lo, hi=hi, kinds=kinds)
+    if cursor:
+        at, entry_id = _decode(cursor)
+        stmt = stmt.where(tuple_(Entry.occurred_at, Entry.id) < tuple_(at, entry_id))
+    rows = list(session.scalars(stmt.order_by(Entry.occurred_at.desc(), Entry.id.desc()).limit(limit + 1)))
+    nxt = _encode(rows[limit - 1].occurred_at, rows[limit - 1].id) if len(rows) > limit else None
+    return rows[:limit], nxt
+
+
+def lots(session: Session, account: Account, *, now: datetime,
+         expiring_within_days: int | None = None, include_empty: bool = False) -> list[LotOut]:
+    stmt = select(Lot).where(Lot.account_id == account.id)
+    if not include_empty:
+        stmt = stmt.where(Lot.remaining > 0, or_(Lot.expires_at.is_(None), Lot.expires_at > now))
+    if expiring_within_days is not None:
+        stmt = stmt.where(Lot.expires_at > now,
+                          Lot.expires_at <= now + timedelta(days=expiring_within_days))
+    rows = session.scalars(stmt.order_by(Lot.expires_at.is_(None), Lot.expires_at, Lot.id))
+    return [
+        LotOut(id=lot.id, points=lot.points, remaining=lot.remaining, earned_at=lot.earned_at,
+               pending_until=lot.pending_until,
+               pending=lot.pending and lot.pending_until is not None and lot.pending_until > now,
+               expires_at=lot.expires_at)
+        for lot in rows
+    ]
+
+
+EXPORT_COLUMNS = ["entry", "date", "kind", "points", "running_total", "reason", "store",
+                  "channel", "order", "expires"]
+
+
+def export_rows(session: Session, program: Program, account: Account, *, lo: datetime | None,
+                hi: datetime | None, kinds: list[str] | None) -> list[list[object]]:
+    """Oldest first, with the running total after each entry, dates in the program's timezone."""
+    tz = ZoneInfo(program.timezone)
+    stores = store_codes(session, program.id)
+    running = 0
+    if lo is not None:
+        before = session.scalars(
+            select(Entry.points).where(Entry.account_id == account.id, Entry.occurred_at < lo)
+        ).all()
+        running = sum(before)
+    out: list[list[object]] = []
+    stmt = _history_query(account, lo=lo, hi=hi, kinds=None).order_by(Entry.occurred_at, Entry.id)
+    for entry in session.scalars(stmt):
+        running += entry.points
+        if kinds and entry.kind not in kinds:
+            continue
+        expires = (entry.details or {}).get("expires_at")
+        out.append([
+            entry.id, entry.occurred_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"), entry.kind,
+            entry.points, running, entry.reason or "",
+            stores.get(entry.store_id, "") if entry.store_id else "", entry.channel or "",
+            entry.external_ref or "",
+            datetime.fromisoformat(expires).astimezone(tz).strftime("%Y-%m-%d") if expires else "",
+        ])
+    return out
+
+
+def to_csv(rows: list[list[object]]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(EXPORT_COLUMNS)
+    writer.writerows(rows)
+    # A BOM so Excel opens Korean and Chinese text correctly.
+    return ("\ufeff" + buffer.getvalue()).encode("utf-8")
+
+
+def to_xlsx(rows: list[list[object]], *, title: str) -> bytes:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = title[:31]
+    sheet.append(EXPORT_COLUMNS)
+    for row in rows:
+        sheet.append(row)
+    for column, width in zip("ABCDEFGHIJ", (10, 18, 9, 10, 14, 30, 10, 9, 20, 12), strict=True):
+        sheet.column_dimensions[column].width = width
+    sheet.freeze_panes = "A2"
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()

@@ -1,0 +1,85 @@
+"""Money is Decimal in its currency's minor unit; rounding is a named rule."""
+
+from __future__ import annotations
+
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
+from enum import StrEnum
+
+# ISO 4217 minor units for the currencies Patron knows; extend as programs need.
+MINOR_UNITS: dict[str, int] = {
+    "KRW": 0, "JPY": 0, "VND": 0, "CLP": 0, "ISK": 0,
+    "CNY": 2, "HKD": 2, "TWD": 2, "USD": 2, "EUR": 2, "GBP": 2, "SGD": 2,
+    "AUD": 2, "CAD": 2, "CHF": 2, "THB": 2, "MYR": 2, "PHP": 2, "INR": 2,
+    "IDR": 2, "NZD": 2, "SEK": 2, "NOK": 2, "DKK": 2, "PLN": 2, "MXN": 2, "BRL": 2,
+    "KWD": 3, "BHD": 3, "JOD": 3, "OMR": 3, "TND": 3,
+}
+
+# Default phone region per currency, for normalising local numbers like 010-1234-5678.
+CURRENCY_REGION: dict[str, str] = {
+    "KRW": "KR", "CNY": "CN", "JPY": "JP", "HKD": "HK", "TWD": "TW", "USD": "US",
+    "EUR": "DE", "GBP": "GB", "SGD": "SG", "AUD": "AU", "CAD": "CA",
+}
+
+
+class Rounding(StrEnum):
+    DOWN = "down"
+    HALF_UP = "half_up"
+    UP = "up"
+
+    @property
+    def decimal_mode(self) -> str:
+        return {"down": ROUND_FLOOR, "half_up": ROUND_HALF_UP, "up": ROUND_CEILING}[self.value]
+
+
+def minor_unit(currency: str) -> int:
+    try:
+        return MINOR_UNITS[currency]
+    except KeyError:
+        raise ValueError(f"unknown currency {currency!r}") from None
+
+
+def quantum(currency: str) -> Decimal:
+    return Decimal(1).scaleb(-minor_unit(currency))
+
+
+def parse_amount(value: object, currency: str) -> Decimal:
+    """A money amount, exact, with no more decimals than the currency allows."""
+    try:
+        amount = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise ValueError(f"{value!r} is not a number") from None
+    if not amount.is_finite():
+        raise ValueError(f"{value!r} is not a finite amount")
+    exponent = amount.as_tuple().exponent
+    assert isinstance(exponent, int)
+    if amount != amount.quantize(quantum(currency), rounding=ROUND_FLOOR):
+        raise ValueError(
+            f"{currency} has {minor_unit(currency)} decimal places; {value} has more"
+        )
+    return amount.quantize(quantum(currency))
+
+
+def round_points(value: Decimal, rounding: Rounding) -> int:
+    return int(value.to_integral_value(rounding=rounding.decimal_mode))
+
+
+def round_money(value: Decimal, currency: str, rounding: Rounding = Rounding.HALF_UP) -> Decimal:
+    return value.quantize(quantum(currency), rounding=rounding.decimal_mode)
+
+
+def split_proportionally(total: int, weights: list[Decimal]) -> list[int]:
+    """Split an integer over weights so the parts sum to ``total`` exactly (largest remainder)."""
+    if not weights:
+        return []
+    weight_sum = sum(weights, Decimal(0))
+    if weight_sum <= 0:
+        parts = [0] * len(weights)
+        parts[0] = total
+        return parts
+    raw = [Decimal(total) * w / weight_sum for w in weights]
+    parts = [int(r.to_integral_value(rounding=ROUND_FLOOR)) for r in raw]
+    left = total - sum(parts)
+    order = sorted(range(len(weights)), key=lambda i: (-(raw[i] - parts[i]), i))
+    for i in order[:left]:
+        parts[i] += 1
+    return parts

@@ -1,0 +1,98 @@
+"""Every test that takes `db` runs on SQLite and on PostgreSQL.
+
+PostgreSQL runs when PATRON_TEST_DATABASE_URL is set (`.ci/run` always sets it);
+with CI=true a missing or unreachable PostgreSQL fails the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from patron import clock, http
+from patron.db.engine import Database
+from patron.db.migrate import upgrade
+from patron.db.models import Base
+
+PG_URL = os.environ.get("PATRON_TEST_DATABASE_URL", "")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+T0 = datetime(2026, 3, 2, 3, 0, tzinfo=UTC)  # 12:00 on a Monday in Seoul
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if IN_CI and not PG_URL:
+        raise pytest.UsageError("CI=true but PATRON_TEST_DATABASE_URL is not set")
+
+
+def _worker() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated SQLite file, copied for each test (faster than migrating each time)."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    if not PG_URL:
+        pytest.skip("PostgreSQL not configured (set PATRON_TEST_DATABASE_URL)")
+    import psycopg
+
+    admin_url = PG_URL.replace("postgresql+psycopg://", "postgresql://")
+    name = f"patron_test_{_worker()}"
+    base, _, _ = admin_url.rpartition("/")
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = f"{base}/{name}"
+    upgrade(url)
+    yield url
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _truncate_all(db: Database) -> None:
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with db.engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> Iterator[Database]:
+    if request.param == "sqlite":
+        if request.node.get_closest_marker("postgresql_only"):
+            pytest.skip("needs row locks across connections: PostgreSQL only")
+        path = tmp_path / "patron.db"
+        shutil.copy(sqlite_template, path)
+        database = Database(f"sqlite:///{path}")
+    else:
+        url = request.getfixturevalue("pg_url")
+        database = Database(url, pool_size=20)
+        _truncate_all(database)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _reset_state() -> Iterator[None]:
+    http.forget_keys()
+    yield
+    clock.freeze(None)
+    http.forget_keys()
+
+
+@pytest.fixture
+def frozen() -> Iterator[datetime]:
+    """The clock pinned at T0; tests move it with clock.freeze(...)."""
+    clock.freeze(T0)
+    yield T0
