@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Integer, and_, case, func, select
 from sqlalchemy.orm import Session, aliased
@@ -22,7 +24,7 @@ class CheckReport:
         return not self.violations
 
 
-def _add(report: CheckReport, label: str, rows: list, limit: int = 20) -> None:
+def _add(report: CheckReport, label: str, rows: Sequence[Any], limit: int = 20) -> None:
     for row in rows[:limit]:
         report.violations.append(f"{label}: {tuple(row)}")
     if len(rows) > limit:

@@ -237,7 +237,7 @@ def purchase(session: Session, program: Program, req: PurchaseRequest, *, actor:
         external_id=row.external_id, member_id=member.id, amount=basket.total,
         points_earned=result.points, points_spent=req.points_to_spend, spend_value=value,
         occurred_at=occurred_at, entries=[views.entry_out(e, stores) for e in entries],
-        totals=views.totals(session, account, now),
+        totals=views.totals(session, account, now, settled=True),
     )
     row.response = out.model_dump(mode="json")
     return row.response
@@ -388,7 +388,7 @@ def refund(session: Session, program: Program, external_id: str, req: RefundRequ
         points_written_off=written_off, debt_added=debt_added,
         negative_balance_policy=program.negative_balance, note=note,
         entries=[views.entry_out(e, stores) for e in entries],
-        totals=views.totals(session, account, now),
+        totals=views.totals(session, account, now, settled=True),
     )
     refund_row.response = out.model_dump(mode="json")
     session.add(refund_row)

@@ -65,21 +65,25 @@ def lock_account(session: Session, account_id: int) -> Account:
 
 def open_account(session: Session, *, program_id: int, member_id: int, now: datetime) -> Account:
     """The member's account in the program, created if needed, locked."""
+    account = session.scalars(
+        select(Account)
+        .where(Account.program_id == program_id, Account.member_id == member_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+    if account is not None:
+        return account
+    # Two first sales for one member may race here: ON CONFLICT lets exactly one insert win.
+    insert_ignore(
+        session,
+        Account,
+        {"program_id": program_id, "member_id": member_id, "available": 0, "pending": 0,
+         "debt": 0, "earned": 0, "redeemed": 0, "expired": 0, "adjusted": 0, "created_at": now},
+        ["program_id", "member_id"],
+    )
     account_id = session.scalar(
         select(Account.id).where(Account.program_id == program_id, Account.member_id == member_id)
     )
-    if account_id is None:
-        insert_ignore(
-            session,
-            Account,
-            {"program_id": program_id, "member_id": member_id, "available": 0, "pending": 0,
-             "debt": 0, "earned": 0, "redeemed": 0, "expired": 0, "adjusted": 0,
-             "created_at": now},
-            ["program_id", "member_id"],
-        )
-        account_id = session.scalar(
-            select(Account.id).where(Account.program_id == program_id, Account.member_id == member_id)
-        )
     assert account_id is not None
     return lock_account(session, account_id)
 
@@ -195,7 +199,7 @@ def credit(
                    source=source, reason=reason, lot_id=lot.id, breakdown=breakdown,
                    rule_version=rule_version,
                    details={"expires_at": expires_at.isoformat() if expires_at else None,
-                            "pending_until": pending_until.isoformat() if pending else None})
+                            "pending_until": pending_until.isoformat() if pending_until and pending else None})
     settled = _settle_debt(session, account, entry, [lot])
     if settled:
         entry.details = {**(entry.details or {}), "debt_settled": settled}

@@ -29,11 +29,14 @@ def get_account(session: Session, program: Program, member_id: int) -> Account:
     return account
 
 
-def totals(session: Session, account: Account, now: datetime) -> Totals:
+def totals(session: Session, account: Account, now: datetime, *, settled: bool = False) -> Totals:
     """Stored totals moved to `now`: pending points whose date passed count as available,
-    overdue lots as expired, even before the job has written it down."""
+    overdue lots as expired, even before the job has written it down.
+
+    `settled=True` says the caller just ran `settle_due` at `now`, so nothing is due.
+    """
     available, pending, expired = account.available, account.pending, account.expired
-    due = session.execute(
+    due = [] if settled else session.execute(
         select(Lot.remaining, Lot.pending, Lot.pending_until, Lot.expires_at).where(
             Lot.account_id == account.id,
             Lot.remaining > 0,

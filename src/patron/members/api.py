@@ -73,15 +73,16 @@ def list_members(
 def lookup_member(
     card: str | None = Query(None, min_length=1, max_length=40),
     phone: str | None = Query(None, min_length=3, max_length=30),
+    email: str | None = Query(None, min_length=3, max_length=254),
     id: int | None = Query(None, ge=1, le=2**53),
     program: str | None = ProgramQuery,
     db: Database = Depends(http.get_db),
     _actor: Actor = Depends(http.require("read", "pos")),
 ) -> MemberOut:
     try:
-        ref = MemberRef(id=id, card=card, phone=phone)
+        ref = MemberRef(id=id, card=card, phone=phone, email=email)
     except ValueError:
-        raise Invalid("give exactly one of card, phone or id", code="invalid_lookup") from None
+        raise Invalid("give exactly one of card, phone, email or id", code="invalid_lookup") from None
 
     def run(s):
         prog = get_program(s, program) if program else None

@@ -33,7 +33,7 @@ class MemberFields(Strict):
 
 
 class MemberCreate(MemberFields):
-    name: str = Field(min_length=1, max_length=200)  # type: ignore[assignment]
+    name: str = Field(min_length=1, max_length=200)
     program: str | None = Field(None, description="Enroll in this program at once.")
     cards: list[CardIn] = Field(default_factory=list, max_length=10)
 
@@ -85,17 +85,18 @@ class BlockRequest(Strict):
 
 
 class MemberRef(Strict):
-    """Identify a member by exactly one of id, card number or phone."""
+    """Identify a member by exactly one of id, card number, phone or e-mail."""
 
-    id: int | None = Field(None, ge=1)
+    id: int | None = Field(None, ge=1, le=2**53)
     card: str | None = Field(None, min_length=1, max_length=40)
     phone: str | None = Field(None, min_length=3, max_length=30)
+    email: str | None = Field(None, min_length=3, max_length=254)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> MemberRef:
-        given = [v for v in (self.id, self.card, self.phone) if v is not None]
+        given = [v for v in (self.id, self.card, self.phone, self.email) if v is not None]
         if len(given) != 1:
-            raise ValueError("give exactly one of member.id, member.card or member.phone")
+            raise ValueError("give exactly one of member.id, member.card, member.phone or member.email")
         return self
 
 

@@ -212,6 +212,11 @@ def find_member(session: Session, ref: MemberRef, *, program: Program | None = N
         if card.status != "active":
             raise Conflict(f"card {ref.card} is {card.status}", code="card_not_active")
         return get_member(session, card.member_id)
+    if ref.email is not None:
+        member = session.scalars(select(Member).where(Member.email == ref.email.strip().lower())).one_or_none()
+        if member is None:
+            raise NotFound(f"no member with e-mail {ref.email}", code="member_not_found")
+        return member
     assert ref.phone is not None
     phone = normalise_phone(ref.phone, default_region(session, program))
     member = session.scalars(select(Member).where(Member.phone == phone)).one_or_none()

@@ -32,13 +32,13 @@ def to_out(p: Program) -> ProgramOut:
         country=p.country,
         point_value=p.point_value,
         earning=EarningRate(
-            mode=p.earn_mode,  # type: ignore[arg-type]
+            mode=p.earn_mode,
             points=p.earn_points,
             per_amount=p.earn_per_amount,
-            rounding=p.earn_rounding,  # type: ignore[arg-type]
+            rounding=p.earn_rounding,
         ),
         earn_on_redeemed=p.earn_on_redeemed,
-        expiry=ExpiryPolicy(kind=p.expiry_kind, months=p.expiry_months),  # type: ignore[arg-type]
+        expiry=ExpiryPolicy(kind=p.expiry_kind, months=p.expiry_months),
         pending_days=p.pending_days,
         redemption=RedemptionPolicy(
             min_points=p.redeem_min_points, step=p.redeem_step, max_share=p.redeem_max_share
@@ -106,7 +106,13 @@ def update_program(
     session: Session, program: Program, data: ProgramUpdate, *, actor: Actor, now: datetime
 ) -> Program:
     before = _snapshot(program)
-    _apply(program, data.model_dump(exclude_unset=True))
+    given = data.model_dump(exclude_unset=True)
+    # A nested policy replaces the old one whole: its omitted fields take their defaults
+    # (exclude_unset would drop them and _apply would fail on the missing keys).
+    for key in ("earning", "expiry", "redemption"):
+        if given.get(key) is not None:
+            given[key] = getattr(data, key).model_dump()
+    _apply(program, given)
     _check_amount_fits(program)
     after = _snapshot(program)
     if after != before:

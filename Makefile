@@ -1,0 +1,37 @@
+# The two commands a newcomer needs:
+#   make demo   — install, then run the server on ./patron.db with the bakery demo loaded
+#   make test   — install, then run the whole suite (SQLite, and PostgreSQL when reachable)
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo serve test lint format install clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: $(BIN)/.installed
+	$(BIN)/patron serve --demo
+
+serve: $(BIN)/.installed
+	$(BIN)/patron serve
+
+test: $(BIN)/.installed
+	BIN=$(BIN) bash scripts/test.sh $(ARGS)
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+
+format: $(BIN)/.installed
+	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
