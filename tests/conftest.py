@@ -96,3 +96,36 @@ def frozen() -> Iterator[datetime]:
     """The clock pinned at T0; tests move it with clock.freeze(...)."""
     clock.freeze(T0)
     yield T0
+
+
+@pytest.fixture
+def app(db: Database):
+    from patron.app import create_app
+
+    return create_app(db=db)
+
+
+@pytest.fixture
+def client(app):
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def keys(db: Database) -> dict[str, str]:
+    """One API key per scope: {"admin": ..., "pos": ..., "read": ...}."""
+    from patron.audit.service import CLI
+    from patron.auth.service import create_key
+
+    out = {}
+    with db.unit_of_work() as session:
+        for scope in ("admin", "pos", "read"):
+            _row, out[scope] = create_key(session, name=f"{scope} key", scopes=[scope], actor=CLI,
+                                          now=clock.now())
+    return out
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
