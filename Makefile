@@ -26,7 +26,7 @@ test: $(BIN)/.installed
 	BIN=$(BIN) bash scripts/test.sh $(ARGS)
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests
 	$(BIN)/mypy
 
 format: $(BIN)/.installed

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated
 
 import typer
@@ -179,12 +179,18 @@ def expire(
 
     db = _database(database_url)
     at = _as_of(as_of)
-    report = run_expiry(db, at, dry_run=dry_run, batch_size=batch_size or get_settings().job_batch_size,
-                        actor="cli")
+    if at > clock.now() and not dry_run:
+        console.print("[red]--as-of is in the future[/]: that would expire points before their "
+                      "date; use --dry-run to preview a future run")
+        raise typer.Exit(2)
+    settings = get_settings()
+    report = run_expiry(db, at, dry_run=dry_run, batch_size=batch_size or settings.job_batch_size,
+                        actor="cli", idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours))
     verb = "would expire" if dry_run else "expired"
     console.print(f"{verb} {report.points} points in {report.lots} lots "
                   f"({report.accounts} accounts); pending released: {report.released_points} points "
-                  f"in {report.released_lots} lots")
+                  f"in {report.released_lots} lots; idempotency answers dropped: "
+                  f"{report.idempotency_keys_purged}")
 
 
 @app.command()

@@ -13,7 +13,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -68,3 +68,9 @@ def answer(session: Session, row: IdempotencyKey, status_code: int, response: An
     row.status_code = status_code
     row.response = response
     session.flush()
+
+
+def purge(session: Session, *, before: datetime) -> int:
+    """Forget answers older than `before`; a retry after that is treated as a new request."""
+    result = session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < before))
+    return int(getattr(result, "rowcount", 0) or 0)

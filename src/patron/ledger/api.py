@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -8,6 +8,7 @@ from fastapi.responses import Response
 
 from patron import http
 from patron.audit.service import Actor
+from patron.config import get_settings
 from patron.db.engine import Database
 from patron.errors import (
     Conflict,
@@ -192,7 +193,9 @@ def member_lots(code: str = ProgramCode, member_id: int = MemberId,
              summary="Expire every lot past its date and release matured pending points")
 def expire(body: ExpireRequest, db: Database = Depends(http.get_db),
            actor: Actor = Depends(http.require("admin"))) -> ExpireOut:
-    report = jobs.run_expiry(db, http.now(), dry_run=body.dry_run, actor=str(actor))
+    report = jobs.run_expiry(db, http.now(), dry_run=body.dry_run, actor=str(actor),
+                             batch_size=get_settings().job_batch_size,
+                             idempotency_ttl=timedelta(hours=get_settings().idempotency_ttl_hours))
     return ExpireOut(**report.__dict__)
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, case, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
+from patron.audit import idempotency
 from patron.db.engine import Database
 from patron.ledger.models import Account, Entry, Lot, Movement
 
@@ -27,6 +28,7 @@ class ExpiryReport:
     accounts: int = 0
     released_lots: int = 0
     released_points: int = 0
+    idempotency_keys_purged: int = 0
 
 
 def _due_expiry(now: datetime):
@@ -75,10 +77,10 @@ def _release_batch(session: Session, now: datetime, batch_size: int) -> tuple[in
     return count, int(points)
 
 
-def _expire_batch(session: Session, now: datetime, batch_size: int, actor: str) -> tuple[int, int, int]:
+def _expire_batch(session: Session, now: datetime, batch_size: int, actor: str) -> tuple[int, int, list[int]]:
     lot_ids = list(session.scalars(select(Lot.id).where(_due_expiry(now)).order_by(Lot.id).limit(batch_size)))
     if not lot_ids:
-        return 0, 0, 0
+        return 0, 0, []
     account_ids = sorted(set(session.scalars(select(Lot.account_id).where(Lot.id.in_(lot_ids)))))
     _lock_accounts(session, account_ids)
     due = and_(Lot.id.in_(lot_ids), _due_expiry(now))  # re-checked under the lock
@@ -90,12 +92,12 @@ def _expire_batch(session: Session, now: datetime, batch_size: int, actor: str) 
                    -Lot.remaining, Lot.id, Lot.expires_at, literal(now, Entry.created_at.type),
                    literal(actor, Entry.actor.type), literal("points expired", Entry.reason.type))
             .join(Account, Account.id == Lot.account_id).where(due),
-        ).returning(Entry.id, Entry.lot_id, Entry.points)
+        ).returning(Entry.id, Entry.lot_id, Entry.points, Entry.account_id)
     ).all()
     if not created:
-        return 0, 0, 0
+        return 0, 0, []
     session.execute(insert(Movement), [
-        {"entry_id": entry_id, "lot_id": lot_id, "points": points} for entry_id, lot_id, points in created
+        {"entry_id": entry_id, "lot_id": lot_id, "points": points} for entry_id, lot_id, points, _ in created
     ])
     sums = select(
         Lot.account_id.label("account_id"),
@@ -110,15 +112,19 @@ def _expire_batch(session: Session, now: datetime, batch_size: int, actor: str) 
         )
     )
     session.execute(update(Lot).where(due).values(remaining=0))
-    points = -sum(p for _, _, p in created)
-    return len(created), points, len(account_ids)
+    points = -sum(p for _, _, p, _ in created)
+    return len(created), points, sorted({account_id for *_, account_id in created})
 
 
 def run_expiry(
     db: Database, now: datetime, *, batch_size: int = 5000, dry_run: bool = False,
     actor: str = "system", progress: Callable[[ExpiryReport], None] | None = None,
+    idempotency_ttl: timedelta | None = None,
 ) -> ExpiryReport:
-    """Release matured pending points, then expire every lot past its date, batch by batch."""
+    """Release matured pending points, then expire every lot past its date, batch by batch.
+
+    With `idempotency_ttl`, stored answers to Idempotency-Keys older than that are dropped too.
+    """
     if dry_run:
         with db.unit_of_work(readonly=True) as session:
             return preview(session, now)
@@ -130,14 +136,21 @@ def run_expiry(
         report.released_points += points
         if lots == 0:
             break
+    # Distinct accounts over the whole run: an account whose lots fall in several
+    # batches counts once, as in the dry-run preview.
+    touched: set[int] = set()
     while True:
         with db.unit_of_work() as session:
-            lots, points, accounts = _expire_batch(session, now, batch_size, actor)
+            lots, points, account_ids = _expire_batch(session, now, batch_size, actor)
         report.lots += lots
         report.points += points
-        report.accounts += accounts
+        touched.update(account_ids)
+        report.accounts = len(touched)
         if progress is not None:
             progress(report)
         if lots == 0:
             break
+    if idempotency_ttl is not None:
+        with db.unit_of_work() as session:
+            report.idempotency_keys_purged = idempotency.purge(session, before=now - idempotency_ttl)
     return report

@@ -187,3 +187,4 @@ class ExpireOut(BaseModel):
     accounts: int
     released_lots: int
     released_points: int
+    idempotency_keys_purged: int = 0

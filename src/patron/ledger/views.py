@@ -152,8 +152,13 @@ def lots(session: Session, account: Account, *, now: datetime,
     ]
 
 
+def valid_until(expires_at: datetime, tz: ZoneInfo) -> date:
+    """The last local day points can be used: expiry is the midnight that ends it."""
+    return (expires_at - timedelta(microseconds=1)).astimezone(tz).date()
+
+
 EXPORT_COLUMNS = ["entry", "date", "kind", "points", "running_total", "reason", "store",
-                  "channel", "order", "expires"]
+                  "channel", "order", "valid_until"]
 
 
 def export_rows(session: Session, program: Program, account: Account, *, lo: datetime | None,
@@ -179,7 +184,7 @@ def export_rows(session: Session, program: Program, account: Account, *, lo: dat
             entry.points, running, entry.reason or "",
             stores.get(entry.store_id, "") if entry.store_id else "", entry.channel or "",
             entry.external_ref or "",
-            datetime.fromisoformat(expires).astimezone(tz).strftime("%Y-%m-%d") if expires else "",
+            valid_until(datetime.fromisoformat(expires), tz).isoformat() if expires else "",
         ])
     return out
 

@@ -127,7 +127,7 @@ def update_program(
     return program
 
 
-def get_program(session: Session, code: str, *, lock: bool = False) -> Program:
+def get_program(session: Session, code: str) -> Program:
     stmt = select(Program).where(Program.code == code)
     program = session.scalars(stmt).one_or_none()
     if program is None:
