@@ -49,7 +49,8 @@ def pg_url() -> Iterator[str]:
     import psycopg
 
     admin_url = PG_URL.replace("postgresql+psycopg://", "postgresql://")
-    name = f"patron_test_{_worker()}"
+    # One database per test process, so parallel runs never drop each other's.
+    name = f"patron_test_{_worker()}_{os.getpid()}"
     base, _, _ = admin_url.rpartition("/")
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -342,7 +342,7 @@ def test_csv_export(client, reader, dated):
                        "channel", "order", "valid_until"]
     # "valid_until" is the last local day the points can be used
     # (points earned on 2 March are valid through 2 March next year).
-    assert [r[1:5] + [r[8], r[9]] for r in rows[1:]] == [
+    assert [[*r[1:5], r[8], r[9]] for r in rows[1:]] == [
         ["2026-03-02 23:59", "earn", "10", "10", "E-1", "2027-03-02"],
         ["2026-03-03 00:00", "earn", "20", "30", "E-2", "2027-03-03"],
         ["2026-03-03 23:59", "earn", "30", "60", "E-3", "2027-03-03"],
@@ -415,21 +415,22 @@ def test_lots_expiring_within_days(client, admin, pos, reader, kim):
 
 def test_expire_dry_run_then_for_real(client, admin, pos, reader, kim, frozen):
     sale(client, pos, "OLD-1", 3000, occurred_at="2025-03-20T03:00:00Z")
-    sale(client, pos, "NEW-1", 11000)
+    sale(client, {**pos, "Idempotency-Key": "till-1-0001"}, "NEW-1", 11000)
     clock.freeze(datetime.fromisoformat("2026-03-20T15:00:00+00:00"))  # 21 March 00:00 in Seoul
 
     dry = client.post("/api/v1/expire", json={"dry_run": True}, headers=admin)
     assert dry.status_code == 200
     assert dry.json() == {"dry_run": True, "lots": 1, "points": 30, "accounts": 1,
-                          "released_lots": 0, "released_points": 0}
+                          "released_lots": 0, "released_points": 0, "idempotency_keys_purged": 0}
     assert [e["kind"] for e in entries(client, reader, kim["id"])] == ["earn", "earn"]
     # The account already reads as of now, before the job writes anything.
     assert totals(client, reader, kim["id"])["balance"] == 110
     assert totals(client, reader, kim["id"])["expired"] == 30
 
     real = client.post("/api/v1/expire", json={}, headers=admin)
+    # The one Idempotency-Key, 18 days old, is past the 7-day retention.
     assert real.json() == {"dry_run": False, "lots": 1, "points": 30, "accounts": 1,
-                           "released_lots": 0, "released_points": 0}
+                           "released_lots": 0, "released_points": 0, "idempotency_keys_purged": 1}
     expired = entries(client, reader, kim["id"], kind="expire")
     assert [(e["points"], e["occurred_at"]) for e in expired] == [(-30, "2026-03-20T15:00:00Z")]
     again = client.post("/api/v1/expire", json={}, headers=admin)
@@ -460,3 +461,48 @@ def test_unknown_account_is_404(client, admin, reader, bakery):
     assert response.status_code == 404
     assert response.json() == {"error": "account_not_found",
                                "detail": "member 999 is not in program bakery"}
+
+
+def test_sale_dated_before_1970_is_422(client, pos, kim):
+    """Year 1 at +14:00 cannot be converted to UTC at all (was a 500)."""
+    for at in ("0001-01-01T00:00:00+14:00", "1969-12-31T23:59:59Z"):
+        response = sale(client, pos, "OLD-0", 1000, occurred_at=at)
+        assert response.status_code == 422, response.text
+        assert response.json() == {"error": "occurred_at_out_of_range",
+                                   "detail": "occurred_at is before 1970"}
+    assert sale(client, pos, "OLD-0", 1000, occurred_at="1970-01-01T00:00:00Z").status_code == 201
+
+
+def test_history_range_at_the_ends_of_the_calendar(client, reader, dated):
+    """0001-01-01 and 9999-12-31 overflow in Seoul time; they mean "no bound" (was a 500)."""
+    every = [e["id"] for e in entries(client, reader, dated["id"])]
+    wide = entries(client, reader, dated["id"], **{"from": "0001-01-01", "to": "9999-12-31"})
+    assert [e["id"] for e in wide] == every
+    export = client.get(f"{P}/members/{dated['id']}/entries/export", headers=reader,
+                        params={"from": "0001-01-01", "to": "9999-12-31"})
+    assert export.status_code == 200
+    assert len(list(csv.reader(io.StringIO(export.content.decode("utf-8-sig"))))) == 6
+
+
+def test_xlsx_export_with_control_characters_in_text(client, admin, reader, kim):
+    """XLSX cells cannot hold control characters; they are replaced (was a 500)."""
+    assert bonus(client, admin, 10, reason="fix\x0b for\x01 till").status_code == 201
+    response = client.get(f"{P}/members/{kim['id']}/entries/export", params={"format": "xlsx"},
+                          headers=reader)
+    assert response.status_code == 200
+    sheet = load_workbook(io.BytesIO(response.content)).active
+    assert sheet["F2"].value == "fix\ufffd for\ufffd till"
+    as_csv = client.get(f"{P}/members/{kim['id']}/entries/export", headers=reader)
+    rows = list(csv.reader(io.StringIO(as_csv.content.decode("utf-8-sig"))))
+    assert rows[1][5] == "fix\x0b for\x01 till"  # CSV keeps the text as it was given
+
+
+def test_exports_do_not_let_free_text_run_as_a_formula():
+    from patron.ledger.views import to_csv, to_xlsx
+
+    rows = [[1, "2026-03-02 12:00", "adjust", 5, 5, "=HYPERLINK(\"x\")", "", "", "@cmd", ""]]
+    text = to_csv(rows).decode("utf-8-sig")
+    assert "'=HYPERLINK" in text and "'@cmd" in text
+    book = load_workbook(io.BytesIO(to_xlsx(rows, title="t")))
+    assert book.active.cell(row=2, column=6).value == "'=HYPERLINK(\"x\")"
+    assert book.active.cell(row=2, column=4).value == 5

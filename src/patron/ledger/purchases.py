@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
@@ -37,6 +37,7 @@ from patron.programs.service import get_store
 from patron.rules.base_rate import Basket, BasketLine, EarnRate, compute_earn
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
+EARLIEST_SALE = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def share_half_up(points: int, part: int, whole: int) -> int:
@@ -151,6 +152,9 @@ def _occurred_at(value: datetime | None, now: datetime) -> datetime:
         return now
     if value > now + FUTURE_TOLERANCE:
         raise Invalid("occurred_at is in the future", code="occurred_at_in_future")
+    if value < EARLIEST_SALE:
+        # Year-1 instants with a positive offset cannot even be converted to UTC (was a 500).
+        raise Invalid("occurred_at is before 1970", code="occurred_at_out_of_range")
     return value
 
 

@@ -88,9 +88,19 @@ def entry_out(entry: Entry, stores: dict[int, str]) -> EntryOut:
 def local_day_bounds(program: Program, start: date | None, end: date | None) -> tuple[datetime | None, datetime | None]:
     """Inclusive local dates → [start, end) instants in UTC."""
     tz = ZoneInfo(program.timezone)
-    lo = datetime.combine(start, time(0), tzinfo=tz).astimezone(UTC) if start else None
-    hi = (datetime.combine(end + timedelta(days=1), time(0), tzinfo=tz).astimezone(UTC)
-          if end else None)
+
+    def midnight(day: date) -> datetime | None:
+        # Only 0001-01-01 or 9999-12-31 overflow, and only at their own end of the calendar,
+        # so "no bound" is exactly right there (it was a 500).
+        try:
+            return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
+        except OverflowError:
+            return None
+
+    lo = midnight(start) if start else None
+    hi = None
+    if end and end < date.max:
+        hi = midnight(end + timedelta(days=1))
     if lo and hi and lo >= hi:
         raise Invalid("'from' must not be after 'to'", code="invalid_range")
     return lo, hi
@@ -115,7 +125,10 @@ def _encode(occurred_at: datetime, entry_id: int) -> str:
 def _decode(cursor: str) -> tuple[datetime, int]:
     try:
         stamp, entry_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(stamp), int(entry_id)
+        at = datetime.fromisoformat(stamp)
+        if at.tzinfo is None or not 0 < int(entry_id) < 2**62:
+            raise ValueError("not a cursor")
+        return at, int(entry_id)
     except (ValueError, UnicodeDecodeError):
         raise Invalid("cursor is not one this API returned", code="invalid_cursor") from None
 
@@ -189,17 +202,28 @@ def export_rows(session: Session, program: Program, account: Account, *, lo: dat
     return out
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _no_formula(value: object) -> object:
+    """Free text that a spreadsheet would run as a formula gets a leading apostrophe."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
 def to_csv(rows: list[list[object]]) -> bytes:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(EXPORT_COLUMNS)
-    writer.writerows(rows)
+    writer.writerows([[_no_formula(v) for v in row] for row in rows])
     # A BOM so Excel opens Korean and Chinese text correctly.
     return ("\ufeff" + buffer.getvalue()).encode("utf-8")
 
 
 def to_xlsx(rows: list[list[object]], *, title: str) -> bytes:
     from openpyxl import Workbook
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
     book = Workbook()
     sheet = book.active
@@ -207,7 +231,9 @@ def to_xlsx(rows: list[list[object]], *, title: str) -> bytes:
     sheet.title = title[:31]
     sheet.append(EXPORT_COLUMNS)
     for row in rows:
-        sheet.append(row)
+        # Reasons and order ids are free text; XLSX cannot hold control characters (was a 500).
+        sheet.append([ILLEGAL_CHARACTERS_RE.sub("\ufffd", v) if isinstance(v, str) else v
+                      for v in map(_no_formula, row)])
     for column, width in zip("ABCDEFGHIJ", (10, 18, 9, 10, 14, 30, 10, 9, 20, 12), strict=True):
         sheet.column_dimensions[column].width = width
     sheet.freeze_panes = "A2"

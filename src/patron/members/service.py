@@ -236,7 +236,10 @@ def _encode_cursor(member_id: int) -> str:
 
 def _decode_cursor(cursor: str) -> int:
     try:
-        return int(base64.urlsafe_b64decode(cursor.encode()).decode())
+        member_id = int(base64.urlsafe_b64decode(cursor.encode()).decode())
+        if not 0 < member_id < 2**62:
+            raise ValueError("not a cursor")
+        return member_id
     except (ValueError, UnicodeDecodeError):
         raise Invalid("cursor is not one this API returned", code="invalid_cursor") from None
 
