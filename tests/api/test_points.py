@@ -64,8 +64,8 @@ def test_readme_walk_through(client, admin, pos, reader, kim):
     [earn] = body["entries"]
     assert (earn["kind"], earn["points"], earn["store"], earn["external_ref"]) == (
         "earn", 250, "mapo", "A-1")
-    assert earn["breakdown"][0]["rule"] == "base_rate"
-    assert earn["breakdown"][0]["points"] == 250
+    assert earn["breakdown"][0]["kind"] == "base_rate"
+    assert earn["breakdown"][0]["result"] == 250
     # Valid through 2 March 2027 in Seoul: expires at local midnight starting 3 March.
     assert earn["details"]["expires_at"] == "2027-03-02T15:00:00+00:00"
     assert body["totals"]["balance"] == 250
@@ -216,7 +216,7 @@ def test_quote_changes_nothing(client, admin, pos, reader, kim):
     assert body["balance"] == 3000
     assert body["max_points_to_spend"] == 3000
     assert (body["spend_value"], body["amount_due"]) == ("2000", "23800")
-    assert [b["rule"] for b in body["breakdown"]] == ["base_rate", "paid_with_points_excluded"]
+    assert [b["kind"] for b in body["breakdown"]] == ["paid_with_points", "base_rate"]
     assert entries(client, reader, kim["id"]) == before_entries
     assert totals(client, reader, kim["id"]) == before_totals
 

@@ -128,7 +128,8 @@ def test_patch_changes_fields_and_audits_before_after(client, admin, frozen):
 
     records = client.get("/api/v1/audit", params={"subject_type": "program",
                                                   "subject_id": "bakery"}, headers=admin).json()
-    assert [r["action"] for r in records] == ["program.updated", "program.created"]
+    assert [r["action"] for r in records] == ["program.updated", "rules.published",
+                                             "rules.published", "program.created"]
     update = records[0]
     assert update["before"] == {
         "name": "Corner Bakery",
@@ -152,7 +153,7 @@ def test_patch_without_change_writes_no_audit(client, admin):
     assert response.json()["rule_version"] == 1
     actions = [r["action"] for r in client.get(
         "/api/v1/audit", params={"subject_type": "program"}, headers=admin).json()]
-    assert actions == ["program.created"]
+    assert actions == ["rules.published", "program.created"]
 
 
 @pytest.mark.parametrize("body, field", [

@@ -6,8 +6,10 @@ from patron.db.base import Base
 from patron.ledger.models import Account, Entry, Lot, Movement, Purchase, Refund
 from patron.members.models import Card, Member
 from patron.programs.models import Program, Store
+from patron.rules.models import EventClaim, PromotionBudget, RuleSetVersion
 
 __all__ = [
     "Account", "ApiKey", "AuditRecord", "Base", "Card", "Entry", "IdempotencyKey", "Lot",
-    "Member", "Movement", "Program", "Purchase", "Refund", "Store",
+    "EventClaim", "Member", "Movement", "Program", "PromotionBudget", "Purchase", "Refund",
+    "RuleSetVersion", "Store",
 ]

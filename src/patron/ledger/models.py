@@ -42,6 +42,8 @@ class Account(Base):
     redeemed: Mapped[int] = mapped_column(BigInteger, default=0)
     expired: Mapped[int] = mapped_column(BigInteger, default=0)
     adjusted: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The member's tier code in this program (tier rules and their history come with tiers).
+    tier: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
@@ -122,6 +124,7 @@ class Purchase(Base):
     external_id: Mapped[str] = mapped_column(String(120))
     store_id: Mapped[int | None] = mapped_column(ForeignKey("stores.id"))
     channel: Mapped[str] = mapped_column(String(10))
+    payment_method: Mapped[str | None] = mapped_column(String(40))
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     amount_minor: Mapped[int] = mapped_column(BigInteger)

@@ -31,10 +31,11 @@ from patron.ledger.schemas import (
 )
 from patron.members import service as members
 from patron.members.models import Member
-from patron.money import Rounding, parse_amount, quantum, round_money
+from patron.money import parse_amount, quantum, round_money, split_proportionally
 from patron.programs.models import Program
 from patron.programs.service import get_store
-from patron.rules.base_rate import Basket, BasketLine, EarnRate, compute_earn
+from patron.rules import service as rules
+from patron.rules.engine import Line, Order
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
 EARLIEST_SALE = datetime(1970, 1, 1, tzinfo=UTC)
@@ -60,20 +61,16 @@ def _amount(value: Decimal, currency: str, field: str) -> Decimal:
         raise Invalid(f"{field}: {exc}", code="invalid_amount") from None
 
 
-def earn_rate(program: Program) -> EarnRate:
-    return EarnRate(mode=program.earn_mode, points=program.earn_points,
-                    per_amount=program.earn_per_amount, rounding=Rounding(program.earn_rounding),
-                    earn_on_redeemed=program.earn_on_redeemed)
-
-
-def _basket(session: Session, program: Program, req: BasketIn) -> tuple[Basket, int | None]:
+def _order(session: Session, program: Program, req: BasketIn, *, occurred_at: datetime,
+           points_to_spend: int) -> tuple[Order, int | None]:
+    """The basket as the rules core sees it, and the store's id."""
     if req.currency is not None and req.currency != program.currency:
         raise Invalid(f"program {program.code} runs in {program.currency}, not {req.currency}; "
                       "convert the amount before sending it", code="currency_mismatch")
     total = _amount(req.amount, program.currency, "amount")
-    lines: list[BasketLine] = []
+    lines: list[Line] = []
     for index, line in enumerate(req.lines, start=1):
-        lines.append(BasketLine(id=line.id or str(index),
+        lines.append(Line(id=line.id or str(index),
                                 amount=_amount(line.amount, program.currency, f"lines[{index - 1}].amount"),
                                 quantity=line.quantity, sku=line.sku, category=line.category))
     if lines:
@@ -89,24 +86,37 @@ def _basket(session: Session, program: Program, req: BasketIn) -> tuple[Basket, 
             store_id = get_store(session, program, req.store).id
         except NotFound as exc:
             raise Invalid(exc.detail, code="store_not_found") from None
-    return Basket(currency=program.currency, total=total, lines=tuple(lines)), store_id
+    order = Order(currency=program.currency, total=total, occurred_at=occurred_at,
+                  timezone=program.timezone, lines=tuple(lines), store=req.store,
+                  channel=req.channel, payment_method=req.payment_method,
+                  paid_with_points=spend_value(program, points_to_spend),
+                  earn_on_redeemed=program.earn_on_redeemed)
+    return order, store_id
 
 
 def spend_value(program: Program, points: int) -> Decimal:
     return round_money(Decimal(points) * program.point_value, program.currency)
 
 
+def payable(session: Session, program: Program, order: Order) -> tuple[Decimal, str | None]:
+    """The part of the bill points may pay under the current redemption rules."""
+    return rules.payable_amount(rules.document(session, program), order)
+
+
 def max_spend(program: Program, amount: Decimal, balance: int) -> int:
-    """The most points this bill can take, by the redemption policy and the balance."""
+    """The most points a bill with `amount` payable can take, by the policy and the balance."""
     cap = int((amount * program.redeem_max_share / program.point_value).to_integral_value(ROUND_FLOOR))
     cap = min(cap, max(balance, 0))
     cap -= cap % program.redeem_step
     return cap if cap >= max(program.redeem_min_points, 1) else 0
 
 
-def check_spend(program: Program, amount: Decimal, points: int, balance: int) -> None:
+def check_spend(program: Program, amount: Decimal, points: int, balance: int,
+                blocked: str | None = None) -> None:
     if points == 0:
         return
+    if blocked is not None:
+        raise Invalid(blocked, code="redemption_not_allowed")
     if points < program.redeem_min_points:
         raise Invalid(f"at least {program.redeem_min_points} points must be used at once",
                       code="below_minimum_redemption")
@@ -130,20 +140,22 @@ def _resolve(session: Session, program: Program, req_member: Any) -> Member:
 
 def quote(session: Session, program: Program, req: QuoteRequest, *, now: datetime) -> QuoteOut:
     member = _resolve(session, program, req.member)
-    basket, _store_id = _basket(session, program, req)
+    order, _store_id = _order(session, program, req, occurred_at=now,
+                              points_to_spend=req.points_to_spend)
     account = session.scalars(
         select(Account).where(Account.program_id == program.id, Account.member_id == member.id)
     ).one_or_none()
     balance = views.totals(session, account, now).balance if account is not None else 0
-    check_spend(program, basket.total, req.points_to_spend, balance)
-    value = spend_value(program, req.points_to_spend)
-    result = compute_earn(earn_rate(program), Basket(
-        currency=basket.currency, total=basket.total, lines=basket.lines, paid_with_points=value))
+    can_pay, blocked = payable(session, program, order)
+    check_spend(program, can_pay, req.points_to_spend, balance, blocked)
+    result, version = rules.evaluate_purchase(session, program, order, member=member,
+                                              account=account, record=False)
     return QuoteOut(
-        member_id=member.id, points_earned=result.points, breakdown=result.breakdown,
-        rule_version=program.rule_version, balance=balance,
-        max_points_to_spend=max_spend(program, basket.total, balance),
-        points_to_spend=req.points_to_spend, spend_value=value, amount_due=basket.total - value,
+        member_id=member.id, points_earned=result.points, breakdown=result.steps,
+        rule_version=version, balance=balance,
+        max_points_to_spend=max_spend(program, can_pay, balance),
+        points_to_spend=req.points_to_spend, spend_value=order.paid_with_points,
+        amount_due=order.total - order.paid_with_points,
     )
 
 
@@ -180,23 +192,27 @@ def purchase(session: Session, program: Program, req: PurchaseRequest, *, actor:
 
     member = _resolve(session, program, req.member)
     occurred_at = _occurred_at(req.occurred_at, now)
-    basket, store_id = _basket(session, program, req)
+    order, store_id = _order(session, program, req, occurred_at=occurred_at,
+                             points_to_spend=req.points_to_spend)
     account = ledger.open_account(session, program_id=program.id, member_id=member.id, now=now)
     ledger.settle_due(session, account, now)
-    check_spend(program, basket.total, req.points_to_spend, account.available - account.debt)
-    value = spend_value(program, req.points_to_spend)
-    result = compute_earn(earn_rate(program), Basket(
-        currency=basket.currency, total=basket.total, lines=basket.lines, paid_with_points=value))
-    spent_per_line = ledger_split(req.points_to_spend, basket)
+    can_pay, blocked = payable(session, program, order)
+    check_spend(program, can_pay, req.points_to_spend, account.available - account.debt, blocked)
+    value = order.paid_with_points
+    result, version = rules.evaluate_purchase(session, program, order, member=member,
+                                              account=account, record=True)
+    spent_per_line = _spent_per_line(session, program, order, req.points_to_spend)
 
     row = Purchase(
         program_id=program.id, account_id=account.id, external_id=req.external_id,
-        store_id=store_id, channel=req.channel, occurred_at=occurred_at, created_at=now,
-        amount_minor=to_minor(basket.total, program.currency),
+        store_id=store_id, channel=req.channel, payment_method=req.payment_method,
+        occurred_at=occurred_at, created_at=now,
+        amount_minor=to_minor(order.total, program.currency),
         lines=[{"id": line.id, "sku": line.sku, "category": line.category,
                 "quantity": str(line.quantity), "amount_minor": to_minor(line.amount, program.currency),
                 "points_earned": earned, "points_spent": spent, "refunded_quantity": "0"}
-               for line, earned, spent in zip(basket.lines, result.line_points, spent_per_line, strict=True)],
+               for line, earned, spent in zip(order.lines, result.line_points, spent_per_line,
+                                              strict=True)],
         points_earned=result.points, points_spent=req.points_to_spend, refunded_minor=0,
         reversed_points=0, restored_points=0, request_hash=digest,
     )
@@ -228,8 +244,8 @@ def purchase(session: Session, program: Program, req: PurchaseRequest, *, actor:
             session, account, kind="earn", points=result.points, now=now, occurred_at=occurred_at,
             source=source, expires_at=expiry,
             pending_until=pending_until(occurred_at, days=program.pending_days),
-            reason=f"purchase {req.external_id}", breakdown=result.breakdown,
-            rule_version=program.rule_version,
+            reason=f"purchase {req.external_id}", breakdown=result.steps,
+            rule_version=version,
         )
         row.earn_entry_id = earned.id
         entries.append(earned)
@@ -238,7 +254,7 @@ def purchase(session: Session, program: Program, req: PurchaseRequest, *, actor:
     session.flush()
     stores = views.store_codes(session, program.id) if store_id else {}
     out = PurchaseOut(
-        external_id=row.external_id, member_id=member.id, amount=basket.total,
+        external_id=row.external_id, member_id=member.id, amount=order.total,
         points_earned=result.points, points_spent=req.points_to_spend, spend_value=value,
         occurred_at=occurred_at, entries=[views.entry_out(e, stores) for e in entries],
         totals=views.totals(session, account, now, settled=True),
@@ -247,10 +263,12 @@ def purchase(session: Session, program: Program, req: PurchaseRequest, *, actor:
     return row.response
 
 
-def ledger_split(points: int, basket: Basket) -> list[int]:
-    from patron.money import split_proportionally
-
-    return split_proportionally(points, [line.amount for line in basket.lines])
+def _spent_per_line(session: Session, program: Program, order: Order, points: int) -> list[int]:
+    """Points paid, spread over the lines points could pay for (so refunds give back exactly)."""
+    excluded = rules.document(session, program).redemption.excluded
+    weights = [Decimal(0) if excluded is not None and excluded.matches(ln.sku, ln.category)
+               else ln.amount for ln in order.lines]
+    return split_proportionally(points, weights)
 
 
 def _refund_targets(purchase_row: Purchase, req: RefundRequest, currency: str) -> tuple[str, int, int, int, list[dict[str, Any]] | None]:

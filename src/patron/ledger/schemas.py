@@ -33,6 +33,8 @@ class BasketIn(Strict):
     lines: list[LineIn] = Field(default_factory=list, max_length=500)
     store: str | None = Field(None, max_length=40)
     channel: Channel = "pos"
+    payment_method: str | None = Field(None, min_length=1, max_length=40,
+                                       description="e.g. card, cash, gift_card; rules may depend on it")
 
 
 class QuoteRequest(BasketIn):

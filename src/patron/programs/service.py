@@ -11,6 +11,8 @@ from patron.audit.service import Actor
 from patron.errors import Conflict, NotFound
 from patron.money import CURRENCY_REGION, minor_unit, quantum
 from patron.programs.models import Program, Store
+from patron.rules import service as rules
+from patron.rules.model import RuleSetDoc
 from patron.programs.schemas import (
     EarningRate,
     ExpiryPolicy,
@@ -99,6 +101,9 @@ def create_program(session: Session, data: ProgramCreate, *, actor: Actor, now: 
     session.flush()
     audit.record(session, actor=actor, action="program.created", subject_type="program",
                  subject_id=p.code, program_id=p.id, at=now, after=_snapshot(p))
+    # The base rate is the first rule of the program's rule set, version 1.
+    rules.publish(session, p, RuleSetDoc.model_validate({"rules": [rules.base_rule_from_program(p)]}),
+                  actor=actor, now=now, note="base rate from the program settings")
     return p
 
 
@@ -117,14 +122,27 @@ def update_program(
     after = _snapshot(program)
     if after != before:
         program.updated_at = now
-        if (before["earning"], before["earn_on_redeemed"]) != (after["earning"], after["earn_on_redeemed"]):
-            program.rule_version += 1
+        if before["earning"] != after["earning"]:
+            _publish_base_rate(session, program, actor=actor, now=now)
             after["rule_version"] = program.rule_version
         old, new = audit.changes(before, after)
         audit.record(session, actor=actor, action="program.updated", subject_type="program",
                      subject_id=program.code, program_id=program.id, at=now, before=old, after=new)
     session.flush()
     return program
+
+
+def _publish_base_rate(session: Session, program: Program, *, actor: Actor, now: datetime) -> None:
+    """`earning` edits the rule set's first base rate (or adds one) in a new version."""
+    doc = rules.document(session, program).model_dump(mode="json", exclude_none=True)
+    base = rules.base_rule_from_program(program)
+    index = next((i for i, r in enumerate(doc["rules"]) if r["kind"] == "base_rate"), None)
+    if index is None:
+        doc["rules"].insert(0, base)
+    else:
+        doc["rules"][index] = {**doc["rules"][index], **{k: v for k, v in base.items() if k != "id"}}
+    rules.publish(session, program, rules.validate_doc(doc), actor=actor, now=now,
+                  note="earning changed in the program settings")
 
 
 def get_program(session: Session, code: str) -> Program:

@@ -1,0 +1,248 @@
+"""A program's rule set as data: what every rule kind looks like, validated with exact field names.
+
+A rule set is a JSON (or YAML) document:
+
+    {"combine": "multiply", "rounding": "down",
+     "rules": [{"id": "base", "kind": "base_rate", "points": 10, "per_amount": "1000"}, ...]}
+
+Every rule has an `id`, can be switched off with `enabled: false`, and may be limited to a date
+window (`starts`/`ends`, local dates, inclusive), stores, channels, payment methods and member or
+order conditions. The engine (`patron.rules.engine`) applies the kinds in a fixed order of stages;
+`docs/rules.md` describes the stages and how factors combine.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, time
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+RULE_ID = r"^[a-z0-9][a-z0-9_-]{0,59}$"
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+Factor = Annotated[Decimal, Field(ge=0, le=100, max_digits=9, decimal_places=4)]
+Points = Annotated[int, Field(ge=0, le=10_000_000)]
+Money = Annotated[Decimal, Field(ge=0, le=Decimal("1e13"), max_digits=18, decimal_places=4)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Match(Strict):
+    """Which basket lines a product rule is about: any sku or any category listed."""
+
+    skus: list[Annotated[str, Field(min_length=1, max_length=80)]] = Field(default_factory=list,
+                                                                            max_length=1000)
+    categories: list[Annotated[str, Field(min_length=1, max_length=80)]] = Field(
+        default_factory=list, max_length=1000)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Match:
+        if not self.skus and not self.categories:
+            raise ValueError("match needs at least one sku or category")
+        return self
+
+    def matches(self, sku: str | None, category: str | None) -> bool:
+        return (sku is not None and sku in self.skus) or (
+            category is not None and category in self.categories)
+
+
+class MinItems(Strict):
+    """At least `count` units of the matched lines in the order."""
+
+    match: Match
+    count: Decimal = Field(gt=0, le=1_000_000)
+
+
+class Conditions(Strict):
+    """Eligibility: every condition given must hold for the rule to apply."""
+
+    min_amount: Money | None = Field(None, description="Order total at least this much")
+    min_items: MinItems | None = None
+    tiers: list[Annotated[str, Field(min_length=1, max_length=40)]] | None = Field(
+        None, description="Member's tier code is one of these")
+    attributes: dict[str, Any] | None = Field(
+        None, description="Member attributes equal to these values")
+    joined_within_days: int | None = Field(None, ge=0, le=36500,
+                                           description="Member joined at most this many days ago")
+    birthday_month: bool | None = Field(None, description="The sale is in the member's birthday month")
+    min_purchases: int | None = Field(None, ge=0, le=1_000_000,
+                                      description="Member made at least this many earlier purchases")
+
+
+class RuleBase(Strict):
+    id: str = Field(pattern=RULE_ID, description="Unique within the rule set; shown in breakdowns")
+    name: str | None = Field(None, max_length=200)
+    enabled: bool = True
+    starts: date | None = Field(None, description="First local date the rule applies (inclusive)")
+    ends: date | None = Field(None, description="Last local date the rule applies (inclusive)")
+    stores: list[Annotated[str, Field(min_length=1, max_length=40)]] | None = None
+    channels: list[Literal["pos", "online", "app"]] | None = None
+    payment_methods: list[Annotated[str, Field(min_length=1, max_length=40)]] | None = None
+    conditions: Conditions | None = None
+
+    @model_validator(mode="after")
+    def _window(self) -> RuleBase:
+        if self.starts and self.ends and self.ends < self.starts:
+            raise ValueError(f"ends ({self.ends}) is before starts ({self.starts}): "
+                             "the rule could never apply")
+        for name in ("stores", "channels", "payment_methods"):
+            if getattr(self, name) == []:
+                raise ValueError(f"{name} is empty: the rule could never apply (omit it for all)")
+        return self
+
+
+class BaseRate(RuleBase):
+    """Points for the order's eligible amount. The first base rate that applies is used."""
+
+    kind: Literal["base_rate"]
+    mode: Literal["per_full_unit", "proportional"] = "per_full_unit"
+    points: Points
+    per_amount: Decimal = Field(gt=0, le=Decimal("1e13"), max_digits=18, decimal_places=4)
+    rounding: Literal["down", "half_up", "up"] = "down"
+
+
+class Exclude(RuleBase):
+    """Matched lines earn nothing (gift cards, tobacco)."""
+
+    kind: Literal["exclude"]
+    match: Match
+
+
+class ProductBonus(RuleBase):
+    """Fixed extra points per unit of the matched lines (seasonal cake: +200)."""
+
+    kind: Literal["product_bonus"]
+    match: Match
+    points_per_unit: Points
+
+
+class ProductMultiplier(RuleBase):
+    """Multiply the base points of the matched lines."""
+
+    kind: Literal["product_multiplier"]
+    match: Match
+    factor: Factor
+
+
+class TierMultiplier(RuleBase):
+    """A factor by the member's tier code (silver 1.5, gold 2); other tiers ×1."""
+
+    kind: Literal["tier_multiplier"]
+    factors: dict[Annotated[str, Field(min_length=1, max_length=40)], Factor] = Field(min_length=1)
+
+
+def _every_day() -> list[Day]:
+    return ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class TimeWeight(RuleBase):
+    """A factor on given weekdays and/or hours, in the program's timezone."""
+
+    kind: Literal["time_weight"]
+    days: list[Day] = Field(default_factory=_every_day, min_length=1)
+    from_time: time | None = Field(None, description="Local time of day, inclusive")
+    to_time: time | None = Field(None, description="Local time of day, exclusive")
+    factor: Factor
+
+    @model_validator(mode="after")
+    def _hours(self) -> TimeWeight:
+        if (self.from_time is None) != (self.to_time is None):
+            raise ValueError("give both from_time and to_time, or neither")
+        if self.from_time is not None and self.from_time == self.to_time:
+            raise ValueError("from_time equals to_time: the window is empty")
+        return self
+
+
+class Promotion(RuleBase):
+    """A factor and/or a fixed bonus per order over a date range, with an optional budget."""
+
+    kind: Literal["promotion"]
+    factor: Factor = Decimal(1)
+    bonus_points: Points = 0
+    budget_points: int | None = Field(None, ge=1, le=10**12,
+                                      description="Stops once it has given this many extra points")
+
+    @model_validator(mode="after")
+    def _does_something(self) -> Promotion:
+        if self.factor == 1 and self.bonus_points == 0:
+            raise ValueError("a promotion needs a factor other than 1 or bonus_points")
+        return self
+
+
+class OrderBonus(RuleBase):
+    """Fixed points for an order that meets the conditions (at least 50,000 KRW; 3 cakes)."""
+
+    kind: Literal["order_bonus"]
+    points: Points = Field(gt=0)
+
+
+class Cap(RuleBase):
+    """An upper bound on purchase points: per order, or per member per day/month/year."""
+
+    kind: Literal["cap"]
+    per: Literal["order", "member_day", "member_month", "member_year"]
+    max_points: int = Field(ge=0, le=10**12)
+
+
+class Event(RuleBase):
+    """Fixed points for something that is not a purchase, recorded through the events API."""
+
+    kind: Literal["event"]
+    event: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,59}$",
+                       description="signup, birthday, profile_completed, review, newsletter, "
+                       "referral or any custom name")
+    points: int = Field(gt=0, le=10_000_000)
+    limit: Literal["once", "per_day", "per_month", "per_year", "unlimited"] = "once"
+
+
+Rule = Annotated[
+    BaseRate | Exclude | ProductBonus | ProductMultiplier | TierMultiplier | TimeWeight
+    | Promotion | OrderBonus | Cap | Event,
+    Field(discriminator="kind"),
+]
+RULE_KINDS = ("base_rate", "exclude", "product_bonus", "product_multiplier", "tier_multiplier",
+              "time_weight", "promotion", "order_bonus", "cap", "event")
+
+
+class RedemptionRules(Strict):
+    """Where and on what points may pay; point value, minimum, step and share are program settings."""
+
+    excluded: Match | None = Field(None, description="Lines that cannot be paid with points")
+    stores: list[Annotated[str, Field(min_length=1, max_length=40)]] | None = None
+    channels: list[Literal["pos", "online", "app"]] | None = None
+
+
+class RuleSetDoc(Strict):
+    """The editable document: how factors combine, final rounding, the rules in order."""
+
+    combine: Literal["multiply", "add"] = Field(
+        "multiply",
+        description="How order factors (tier, time, promotion) combine: multiply "
+        "(×1.5 and ×2 → ×3) or add their extra parts (×1.5 and ×2 → ×2.5)")
+    rounding: Literal["down", "half_up", "up"] = Field(
+        "down", description="Rounding of purchase points after factors")
+    rules: list[Rule] = Field(default_factory=list, max_length=200)
+    redemption: RedemptionRules = Field(default_factory=RedemptionRules)
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_ids(cls, rules: list[Any]) -> list[Any]:
+        seen: set[str] = set()
+        for index, rule in enumerate(rules):
+            if rule.id in seen:
+                raise ValueError(f"rules[{index}].id {rule.id!r} is used twice")
+            seen.add(rule.id)
+        events = [r.event for r in rules if r.kind == "event" and r.enabled]
+        for name in events:
+            if events.count(name) > 1:
+                raise ValueError(f"two enabled event rules for event {name!r}")
+        return rules
+
+
+def rule_label(rule: Any) -> str:
+    return rule.name or re.sub(r"[-_]", " ", rule.id)

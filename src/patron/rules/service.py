@@ -1,0 +1,293 @@
+"""Rule sets in the database: versions, edits, and the glue between the pure core and the ledger."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from patron.audit import service as audit
+from patron.audit.service import Actor
+from patron.errors import Conflict, Invalid, NotFound
+from patron.ledger.models import Account, Entry, Purchase
+from patron.members.models import Member
+from patron.programs.models import Program, Store
+from patron.rules.engine import Evaluation, MemberContext, Order, evaluate
+from patron.rules.model import BaseRate, Cap, Promotion, RuleSetDoc
+
+BASE_RULE_ID = "base"
+
+
+def base_rule_from_program(program: Program) -> dict[str, Any]:
+    return {"id": BASE_RULE_ID, "kind": "base_rate", "mode": program.earn_mode,
+            "points": program.earn_points, "per_amount": format(program.earn_per_amount, "f"),
+            "rounding": program.earn_rounding}
+
+
+@lru_cache(maxsize=256)
+def _parse(program_id: int, version: int, text: str) -> RuleSetDoc:
+    # Versions never change, so a parsed document can be kept per (program, version).
+    return RuleSetDoc.model_validate_json(text)
+
+
+def _dump(doc: RuleSetDoc) -> dict[str, Any]:
+    return doc.model_dump(mode="json", exclude_none=True)
+
+
+def get_version(session: Session, program: Program, version: int | None = None) -> Any:
+    from patron.rules.models import RuleSetVersion
+
+    wanted = version if version is not None else program.rule_version
+    row = session.scalars(
+        select(RuleSetVersion).where(RuleSetVersion.program_id == program.id,
+                                     RuleSetVersion.version == wanted)
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"program {program.code} has no rule set version {wanted}",
+                       code="rule_version_not_found")
+    return row
+
+
+def document(session: Session, program: Program, version: int | None = None) -> RuleSetDoc:
+    import json
+
+    row = get_version(session, program, version)
+    return _parse(program.id, row.version, json.dumps(row.document, sort_keys=True))
+
+
+def list_versions(session: Session, program: Program) -> list[Any]:
+    from patron.rules.models import RuleSetVersion
+
+    return list(session.scalars(
+        select(RuleSetVersion).where(RuleSetVersion.program_id == program.id)
+        .order_by(RuleSetVersion.version.desc())
+    ))
+
+
+def _check_references(session: Session, program: Program, doc: RuleSetDoc) -> None:
+    """A rule naming a store the program does not have could never apply: say so."""
+    known = set(session.scalars(select(Store.code).where(Store.program_id == program.id)))
+    for index, rule in enumerate(doc.rules):
+        for store in rule.stores or []:
+            if store not in known:
+                raise Invalid(f"rules[{index}].stores: program {program.code} has no store "
+                              f"{store!r}", code="unknown_store")
+    for store in doc.redemption.stores or []:
+        if store not in known:
+            raise Invalid(f"redemption.stores: program {program.code} has no store {store!r}",
+                          code="unknown_store")
+
+
+def diff(old: RuleSetDoc | None, new: RuleSetDoc) -> dict[str, list[str]]:
+    before = {r.id: r.model_dump(mode="json") for r in (old.rules if old else [])}
+    after = {r.id: r.model_dump(mode="json") for r in new.rules}
+    settings_changed = old is None or (old.combine, old.rounding, old.redemption) != (
+        new.combine, new.rounding, new.redemption)
+    return {
+        "added": [k for k in after if k not in before],
+        "removed": [k for k in before if k not in after],
+        "changed": [k for k in after if k in before and before[k] != after[k]],
+        "settings": ["combine/rounding/redemption"] if settings_changed and old is not None else [],
+    }
+
+
+def publish(session: Session, program: Program, doc: RuleSetDoc, *, actor: Actor, now: datetime,
+            note: str | None = None) -> Any:
+    """Store `doc` as the program's next version and make it current."""
+    from patron.rules.models import RuleSetVersion
+
+    _check_references(session, program, doc)
+    latest = session.scalar(select(func.max(RuleSetVersion.version))
+                            .where(RuleSetVersion.program_id == program.id))
+    old = document(session, program) if latest is not None else None
+    version = (latest or 0) + 1
+    row = RuleSetVersion(program_id=program.id, version=version, document=_dump(doc), note=note,
+                         actor=str(actor), created_at=now)
+    session.add(row)
+    program.rule_version = version
+    base = next((r for r in doc.rules if isinstance(r, BaseRate)), None)
+    if base is not None:
+        # The program's `earning` setting mirrors the first base rate.
+        program.earn_mode, program.earn_points = base.mode, base.points
+        program.earn_per_amount, program.earn_rounding = base.per_amount, base.rounding
+    program.updated_at = now
+    session.flush()
+    changes = diff(old, doc)
+    audit.record(session, actor=actor, action="rules.published", subject_type="program",
+                 subject_id=program.code, program_id=program.id, at=now,
+                 before={"version": latest} if latest else None,
+                 after={"version": version, "note": note, **changes})
+    return row
+
+
+def validate_doc(data: Any) -> RuleSetDoc:
+    """Parse a rule set from plain data; errors name the exact field (rules.2.factor)."""
+    try:
+        return RuleSetDoc.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "rule set"
+        message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise Invalid(f"{where}: {message}{more}", code="invalid_rule_set") from None
+
+
+def add_rule(session: Session, program: Program, rule: dict[str, Any], *, actor: Actor,
+             now: datetime, note: str | None = None, position: int | None = None) -> Any:
+    doc = _dump(document(session, program))
+    if any(r["id"] == rule.get("id") for r in doc["rules"]):
+        raise Conflict(f"rule {rule.get('id')!r} already exists; change it instead",
+                       code="duplicate_rule")
+    rules = doc["rules"]
+    rules.insert(len(rules) if position is None else max(0, min(position, len(rules))), rule)
+    return publish(session, program, validate_doc(doc), actor=actor, now=now, note=note)
+
+
+def replace_rule(session: Session, program: Program, rule_id: str, rule: dict[str, Any], *,
+                 actor: Actor, now: datetime, note: str | None = None) -> Any:
+    doc = _dump(document(session, program))
+    index = next((i for i, r in enumerate(doc["rules"]) if r["id"] == rule_id), None)
+    if index is None:
+        raise NotFound(f"program {program.code} has no rule {rule_id!r}", code="rule_not_found")
+    doc["rules"][index] = {**rule, "id": rule.get("id", rule_id)}
+    return publish(session, program, validate_doc(doc), actor=actor, now=now, note=note)
+
+
+def remove_rule(session: Session, program: Program, rule_id: str, *, actor: Actor, now: datetime,
+                note: str | None = None) -> Any:
+    doc = _dump(document(session, program))
+    kept = [r for r in doc["rules"] if r["id"] != rule_id]
+    if len(kept) == len(doc["rules"]):
+        raise NotFound(f"program {program.code} has no rule {rule_id!r}", code="rule_not_found")
+    doc["rules"] = kept
+    return publish(session, program, validate_doc(doc), actor=actor, now=now, note=note)
+
+
+# --- evaluation against the database -------------------------------------------------------
+
+
+@dataclass
+class Needs:
+    purchases: bool
+    caps: tuple[str, ...]
+    budgets: tuple[tuple[str, int], ...]
+
+
+def needs(doc: RuleSetDoc) -> Needs:
+    """What member figures a rule set reads, so the earn path fetches nothing more."""
+    return Needs(
+        purchases=any(r.conditions is not None and r.conditions.min_purchases is not None
+                      for r in doc.rules),
+        caps=tuple(sorted({r.per for r in doc.rules if isinstance(r, Cap) and r.enabled
+                           and r.per != "order"})),
+        budgets=tuple((r.id, r.budget_points) for r in doc.rules
+                      if isinstance(r, Promotion) and r.enabled and r.budget_points is not None),
+    )
+
+
+def _periods(local: datetime, tz: ZoneInfo) -> dict[str, tuple[datetime, datetime]]:
+    """[start, end) in UTC of the member's local day, month and year around `local`."""
+    day = local.date()
+    month = day.replace(day=1)
+    next_month = (month + timedelta(days=32)).replace(day=1)
+    year = day.replace(month=1, day=1)
+    bounds = {
+        "member_day": (day, day + timedelta(days=1)),
+        "member_month": (month, next_month),
+        "member_year": (year, year.replace(year=year.year + 1)),
+    }
+    return {k: (datetime.combine(a, time(0), tzinfo=tz).astimezone(UTC),
+                datetime.combine(b, time(0), tzinfo=tz).astimezone(UTC))
+            for k, (a, b) in bounds.items()}
+
+
+def member_context(session: Session, program: Program, account: Account | None, member: Member,
+                   at: datetime, wanted: Needs) -> MemberContext:
+    tz = ZoneInfo(program.timezone)
+    figures: dict[str, int] = {}
+    if account is not None and wanted.caps:
+        periods = _periods(at.astimezone(tz), tz)
+        for per in wanted.caps:
+            start, end = periods[per]
+            figures[per] = int(session.scalar(
+                select(func.coalesce(func.sum(Entry.points), 0)).where(
+                    Entry.account_id == account.id, Entry.kind == "earn",
+                    Entry.purchase_id.is_not(None), Entry.occurred_at >= start,
+                    Entry.occurred_at < end)
+            ) or 0)
+    purchases = 0
+    if account is not None and wanted.purchases:
+        purchases = int(session.scalar(
+            select(func.count()).select_from(Purchase).where(Purchase.account_id == account.id,
+                                                            Purchase.occurred_at < at)) or 0)
+    return MemberContext(
+        tier=account.tier if account is not None else None,
+        attributes=member.attributes or {},
+        joined_on=member.created_at.astimezone(tz).date(),
+        birthday=member.birthday,
+        purchases=purchases,
+        earned_day=figures.get("member_day", 0),
+        earned_month=figures.get("member_month", 0),
+        earned_year=figures.get("member_year", 0),
+    )
+
+
+def _budgets_left(session: Session, program: Program, wanted: Needs, *, lock: bool) -> dict[str, int]:
+    from patron.ledger.service import insert_ignore
+    from patron.rules.models import PromotionBudget
+
+    left: dict[str, int] = {}
+    for rule_id, budget in wanted.budgets:
+        if lock:
+            insert_ignore(session, PromotionBudget,
+                          {"program_id": program.id, "rule_id": rule_id, "used": 0},
+                          ["program_id", "rule_id"])
+        stmt = select(PromotionBudget.used).where(PromotionBudget.program_id == program.id,
+                                                  PromotionBudget.rule_id == rule_id)
+        used = session.scalar(stmt.with_for_update() if lock else stmt) or 0
+        left[rule_id] = budget - int(used)
+    return left
+
+
+def evaluate_purchase(session: Session, program: Program, order: Order, *, member: Member,
+                      account: Account | None, record: bool) -> tuple[Evaluation, int]:
+    """Run the program's current rule set on an order; with `record`, spend promotion budgets.
+
+    Returns the evaluation and the rule-set version it used.
+    """
+    doc = document(session, program)
+    wanted = needs(doc)
+    context = member_context(session, program, account, member, order.occurred_at, wanted)
+    budgets = _budgets_left(session, program, wanted, lock=record) if wanted.budgets else {}
+    result = evaluate(doc, order, context, budgets)
+    if record and result.budget_used:
+        from patron.rules.models import PromotionBudget
+
+        for rule_id, used in result.budget_used.items():
+            session.execute(
+                update(PromotionBudget)
+                .where(PromotionBudget.program_id == program.id, PromotionBudget.rule_id == rule_id)
+                .values(used=PromotionBudget.used + used)
+            )
+    return result, program.rule_version
+
+
+def payable_amount(doc: RuleSetDoc, order: Order) -> tuple[Decimal, str | None]:
+    """What part of the bill points may pay, and why none of it if so."""
+    rules = doc.redemption
+    if rules.stores is not None and order.store not in rules.stores:
+        return Decimal(0), f"points cannot be used at store {order.store or '(none)'}"
+    if rules.channels is not None and order.channel not in rules.channels:
+        return Decimal(0), f"points cannot be used on channel {order.channel or '(none)'}"
+    if rules.excluded is None or not order.lines:
+        return order.total, None
+    blocked = sum((ln.amount for ln in order.lines
+                   if rules.excluded.matches(ln.sku, ln.category)), Decimal(0))
+    return order.total - blocked, None
