@@ -18,7 +18,10 @@ from patron.ledger.schemas import LineIn, PurchaseRequest, RefundRequest
 from patron.members import service as members
 from patron.members.schemas import CardIn, MemberCreate, MemberRef
 from patron.programs import service as programs
+from patron.ledger.models import Account
 from patron.programs.models import Program
+from patron.rules import service as rules
+from patron.rules.model import RuleSetDoc
 from patron.programs.schemas import (
     EarningRate,
     ExpiryPolicy,
@@ -41,6 +44,19 @@ BAKERY = ProgramCreate(
     redemption=RedemptionPolicy(min_points=1000, step=10, max_share=Decimal(1)),
     negative_balance="allow_debt",
 )
+
+BAKERY_RULES = RuleSetDoc.model_validate({
+    "combine": "multiply",
+    "rounding": "down",
+    "rules": [
+        {"id": "base", "name": "10 points per 1,000 KRW", "kind": "base_rate",
+         "mode": "per_full_unit", "points": 10, "per_amount": "1000"},
+        {"id": "seasonal-cake", "name": "Seasonal cake bonus", "kind": "product_bonus",
+         "match": {"skus": ["seasonal-cake"]}, "points_per_unit": 200},
+        {"id": "tiers", "name": "Tier multiplier", "kind": "tier_multiplier",
+         "factors": {"silver": "1.5", "gold": "2"}},
+    ],
+})
 
 STORES = [("mapo", "마포점 Mapo"), ("yeonnam", "연남점 Yeonnam")]
 PRODUCTS = [  # sku, category, price in KRW
@@ -98,6 +114,14 @@ def load(db: Database, *, now: datetime, members_count: int = 150, days: int = 3
                 program=program, actor=SYSTEM, now=joined,
             )
             member_ids.append(member.id)
+        rules.publish(session, program, BAKERY_RULES, actor=SYSTEM, now=start,
+                      note="seasonal cake bonus and tier multipliers (PRODUCT.md)")
+        # Tier codes on accounts until tier qualification runs: one in five silver, one in
+        # twenty gold; the walk-through member stays basic so the README's numbers hold.
+        for account in session.scalars(select(Account).where(Account.program_id == program.id)):
+            if account.member_id != member_ids[0]:
+                roll = rng.random()
+                account.tier = "gold" if roll < 0.05 else "silver" if roll < 0.25 else None
         admin_row, admin_key = create_key(session, name="demo admin", scopes=["admin"],
                                           actor=SYSTEM, now=now)
         pos_row, pos_key = create_key(session, name="demo till", scopes=["pos"], actor=SYSTEM, now=now)

@@ -154,6 +154,8 @@ class Refund(Base):
     points_reversed: Mapped[int] = mapped_column(BigInteger, default=0)
     points_restored: Mapped[int] = mapped_column(BigInteger, default=0)
     points_written_off: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Points this refund did not take back because the purchase's own points had expired unspent.
+    points_already_expired: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     request_hash: Mapped[str] = mapped_column(String(64))
     response: Mapped[dict[str, Any] | None] = mapped_column(JSONType)

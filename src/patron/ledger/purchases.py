@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -17,7 +17,7 @@ from patron.errors import Conflict, InsufficientPoints, Invalid, NotFound
 from patron.ledger import service as ledger
 from patron.ledger import views
 from patron.ledger.expiry import expires_at, pending_until
-from patron.ledger.models import Account, Entry, Purchase, Refund
+from patron.ledger.models import Account, Entry, Lot, Purchase, Refund
 from patron.ledger.schemas import (
     AdjustOut,
     AdjustRequest,
@@ -36,6 +36,7 @@ from patron.programs.models import Program
 from patron.programs.service import get_store
 from patron.rules import service as rules
 from patron.rules.engine import Line, Order
+from patron.rules.model import RuleSetDoc
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
 EARLIEST_SALE = datetime(1970, 1, 1, tzinfo=UTC)
@@ -98,9 +99,6 @@ def spend_value(program: Program, points: int) -> Decimal:
     return round_money(Decimal(points) * program.point_value, program.currency)
 
 
-def payable(session: Session, program: Program, order: Order) -> tuple[Decimal, str | None]:
-    """The part of the bill points may pay under the current redemption rules."""
-    return rules.payable_amount(rules.document(session, program), order)
 
 
 def max_spend(program: Program, amount: Decimal, balance: int) -> int:
@@ -146,10 +144,11 @@ def quote(session: Session, program: Program, req: QuoteRequest, *, now: datetim
         select(Account).where(Account.program_id == program.id, Account.member_id == member.id)
     ).one_or_none()
     balance = views.totals(session, account, now).balance if account is not None else 0
-    can_pay, blocked = payable(session, program, order)
+    doc = rules.document(session, program)
+    can_pay, blocked = rules.payable_amount(doc, order)
     check_spend(program, can_pay, req.points_to_spend, balance, blocked)
     result, version = rules.evaluate_purchase(session, program, order, member=member,
-                                              account=account, record=False)
+                                              account=account, record=False, doc=doc)
     return QuoteOut(
         member_id=member.id, points_earned=result.points, breakdown=result.steps,
         rule_version=version, balance=balance,
@@ -196,12 +195,13 @@ def purchase(session: Session, program: Program, req: PurchaseRequest, *, actor:
                              points_to_spend=req.points_to_spend)
     account = ledger.open_account(session, program_id=program.id, member_id=member.id, now=now)
     ledger.settle_due(session, account, now)
-    can_pay, blocked = payable(session, program, order)
+    doc = rules.document(session, program)
+    can_pay, blocked = rules.payable_amount(doc, order)
     check_spend(program, can_pay, req.points_to_spend, account.available - account.debt, blocked)
     value = order.paid_with_points
     result, version = rules.evaluate_purchase(session, program, order, member=member,
-                                              account=account, record=True)
-    spent_per_line = _spent_per_line(session, program, order, req.points_to_spend)
+                                              account=account, record=True, doc=doc)
+    spent_per_line = _spent_per_line(doc, order, req.points_to_spend)
 
     row = Purchase(
         program_id=program.id, account_id=account.id, external_id=req.external_id,
@@ -263,9 +263,9 @@ def purchase(session: Session, program: Program, req: PurchaseRequest, *, actor:
     return row.response
 
 
-def _spent_per_line(session: Session, program: Program, order: Order, points: int) -> list[int]:
+def _spent_per_line(doc: RuleSetDoc, order: Order, points: int) -> list[int]:
     """Points paid, spread over the lines points could pay for (so refunds give back exactly)."""
-    excluded = rules.document(session, program).redemption.excluded
+    excluded = doc.redemption.excluded
     weights = [Decimal(0) if excluded is not None and excluded.matches(ln.sku, ln.category)
                else ln.amount for ln in order.lines]
     return split_proportionally(points, weights)
@@ -337,6 +337,26 @@ def _refund_targets(purchase_row: Purchase, req: RefundRequest, currency: str) -
     return wanted, now_minor, reversed_target, restored_target, lines
 
 
+def _expired_share(session: Session, row: Purchase, earn_entry: Entry, to_reverse: int) -> int:
+    """How much of a clawback is covered by the purchase's own points having expired unspent.
+
+    Points that expired are already gone from the balance; taking them back again would
+    charge the member twice. What is still in the lot is taken first; the expired part of the
+    lot (less what earlier refunds of this purchase already counted) covers the rest.
+    """
+    if earn_entry.lot_id is None:
+        return 0
+    lot = session.get(Lot, earn_entry.lot_id)
+    assert lot is not None
+    expired = -int(session.scalar(
+        select(func.coalesce(func.sum(Entry.points), 0))
+        .where(Entry.kind == "expire", Entry.lot_id == lot.id)) or 0)
+    counted = int(session.scalar(
+        select(func.coalesce(func.sum(Refund.points_already_expired), 0))
+        .where(Refund.purchase_id == row.id)) or 0)
+    return max(0, min(to_reverse - lot.remaining, expired - counted))
+
+
 def refund(session: Session, program: Program, external_id: str, req: RefundRequest, *,
            actor: Actor, now: datetime) -> dict[str, Any]:
     row = _existing_purchase(session, program, external_id)
@@ -369,17 +389,21 @@ def refund(session: Session, program: Program, external_id: str, req: RefundRequ
         entries.append(ledger.restore(session, account, redemption=redemption, points=to_restore,
                                       now=now, occurred_at=occurred_at, source=source,
                                       reason=f"refund {req.refund_id}: points paid given back"))
-    debt_added = written_off = 0
+    debt_added = written_off = already_expired = 0
     if to_reverse > 0:
         earn_entry = session.get(Entry, row.earn_entry_id)
         assert earn_entry is not None
-        taken = ledger.debit(session, account, kind="reverse", points=to_reverse, now=now,
-                             occurred_at=occurred_at, source=source, reverses=earn_entry,
-                             clawback_lot_id=earn_entry.lot_id, shortfall=program.negative_balance,  # type: ignore[arg-type]
-                             reason=f"refund {req.refund_id}: points earned taken back")
-        if taken.entry is not None:
-            entries.append(taken.entry)
-        debt_added, written_off = taken.debt_added, taken.written_off
+        already_expired = _expired_share(session, row, earn_entry, to_reverse)
+        if to_reverse > already_expired:
+            taken = ledger.debit(
+                session, account, kind="reverse", points=to_reverse - already_expired, now=now,
+                occurred_at=occurred_at, source=source, reverses=earn_entry,
+                clawback_lot_id=earn_entry.lot_id, shortfall=program.negative_balance,  # type: ignore[arg-type]
+                reason=f"refund {req.refund_id}: points earned taken back",
+                details={"already_expired": already_expired} if already_expired else None)
+            if taken.entry is not None:
+                entries.append(taken.entry)
+            debt_added, written_off = taken.debt_added, taken.written_off
     ledger.settle_due(session, account, now, actor=str(actor))
 
     row.refund_mode = mode
@@ -389,6 +413,9 @@ def refund(session: Session, program: Program, external_id: str, req: RefundRequ
     if lines is not None:
         row.lines = lines
     note = None
+    if already_expired:
+        note = (f"{already_expired} of the points to take back had expired unspent; "
+                "nothing more is taken for them")
     if debt_added:
         note = (f"{debt_added} of the points taken back had already been spent; "
                 "the balance is negative until later earnings cover it (policy allow_debt)")
@@ -399,16 +426,17 @@ def refund(session: Session, program: Program, external_id: str, req: RefundRequ
     refund_row = Refund(
         purchase_id=row.id, external_id=req.refund_id, amount_minor=now_minor,
         lines=[item.model_dump(mode="json") for item in req.lines] if req.lines else None,
-        points_reversed=max(to_reverse, 0) - written_off, points_restored=max(to_restore, 0),
-        points_written_off=written_off, created_at=now, request_hash=digest,
+        points_reversed=max(to_reverse, 0) - written_off - already_expired,
+        points_restored=max(to_restore, 0), points_written_off=written_off,
+        points_already_expired=already_expired, created_at=now, request_hash=digest,
     )
     out = RefundOut(
         external_id=external_id, refund_id=req.refund_id,
         amount=from_minor(now_minor, program.currency),
         refunded_total=from_minor(row.refunded_minor, program.currency),
         points_reversed=refund_row.points_reversed, points_restored=refund_row.points_restored,
-        points_written_off=written_off, debt_added=debt_added,
-        negative_balance_policy=program.negative_balance, note=note,
+        points_written_off=written_off, points_already_expired=already_expired,
+        debt_added=debt_added, negative_balance_policy=program.negative_balance, note=note,
         entries=[views.entry_out(e, stores) for e in entries],
         totals=views.totals(session, account, now, settled=True),
     )

@@ -169,6 +169,8 @@ class RefundOut(BaseModel):
     points_reversed: int
     points_restored: int
     points_written_off: int
+    points_already_expired: int = Field(
+        0, description="Points not taken back because the purchase's points had expired unspent")
     debt_added: int
     negative_balance_policy: str
     note: str | None

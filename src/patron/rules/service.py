@@ -20,7 +20,7 @@ from patron.ledger.models import Account, Entry, Purchase
 from patron.members.models import Member
 from patron.programs.models import Program, Store
 from patron.rules.engine import Evaluation, MemberContext, Order, evaluate
-from patron.rules.model import BaseRate, Cap, Promotion, RuleSetDoc
+from patron.rules.model import RULE_KINDS, BaseRate, Cap, Promotion, RuleSetDoc
 
 BASE_RULE_ID = "base"
 
@@ -98,6 +98,20 @@ def diff(old: RuleSetDoc | None, new: RuleSetDoc) -> dict[str, list[str]]:
     }
 
 
+def compare(session: Session, program: Program, from_version: int,
+            to_version: int) -> dict[str, Any]:
+    """What changed between two stored versions, with both JSONs of every changed rule."""
+    old, new = (document(session, program, from_version), document(session, program, to_version))
+    changes = diff(old, new)
+    before = {r.id: r.model_dump(mode="json", exclude_none=True) for r in old.rules}
+    after = {r.id: r.model_dump(mode="json", exclude_none=True) for r in new.rules}
+    return {
+        "from": from_version, "to": to_version, **changes,
+        "rules": {rule_id: {"from": before[rule_id], "to": after[rule_id]}
+                  for rule_id in changes["changed"]},
+    }
+
+
 def publish(session: Session, program: Program, doc: RuleSetDoc, *, actor: Actor, now: datetime,
             note: str | None = None) -> Any:
     """Store `doc` as the program's next version and make it current."""
@@ -127,16 +141,36 @@ def publish(session: Session, program: Program, doc: RuleSetDoc, *, actor: Actor
     return row
 
 
+def field_path(loc: Any) -> str:
+    """rules.2.factor from a Pydantic error location: the rule kind Pydantic adds after the
+    list index (its discriminator tag, rules.2.promotion.factor) is not a field, so it goes."""
+    parts: list[str] = []
+    previous: Any = None
+    for part in loc:
+        if part in RULE_KINDS and (previous is None or isinstance(previous, int)):
+            previous = part
+            continue
+        parts.append(str(part))
+        previous = part
+    return ".".join(parts)
+
+
+def describe_errors(errors: list[Any], *, skip: tuple[str, ...] = ()) -> str:
+    """The first validation error as "rules.2.factor: message (and N more)"."""
+    first = errors[0]
+    loc = [p for p in first.get("loc", ()) if p not in skip]
+    where = field_path(loc) or "rule set"
+    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {message}{more}"
+
+
 def validate_doc(data: Any) -> RuleSetDoc:
     """Parse a rule set from plain data; errors name the exact field (rules.2.factor)."""
     try:
         return RuleSetDoc.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "rule set"
-        message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise Invalid(f"{where}: {message}{more}", code="invalid_rule_set") from None
+        raise Invalid(describe_errors(exc.errors()), code="invalid_rule_set") from None
 
 
 def add_rule(session: Session, program: Program, rule: dict[str, Any], *, actor: Actor,
@@ -257,12 +291,12 @@ def _budgets_left(session: Session, program: Program, wanted: Needs, *, lock: bo
 
 
 def evaluate_purchase(session: Session, program: Program, order: Order, *, member: Member,
-                      account: Account | None, record: bool) -> tuple[Evaluation, int]:
-    """Run the program's current rule set on an order; with `record`, spend promotion budgets.
-
-    Returns the evaluation and the rule-set version it used.
+                      account: Account | None, record: bool,
+                      doc: RuleSetDoc | None = None) -> tuple[Evaluation, int]:
+    """Run the program's current rule set (or `doc`, already loaded) on an order; with
+    `record`, spend promotion budgets. Returns the evaluation and the rule-set version used.
     """
-    doc = document(session, program)
+    doc = doc if doc is not None else document(session, program)
     wanted = needs(doc)
     context = member_context(session, program, account, member, order.occurred_at, wanted)
     budgets = _budgets_left(session, program, wanted, lock=record) if wanted.budgets else {}
