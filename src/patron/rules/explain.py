@@ -58,9 +58,9 @@ _TEXT: dict[str, dict[str, str]] = {
         "zh": "{label}:预算仅剩 {budget_left} 积分,因此为 {after}",
     },
     "factor_adds": {
-        "en": "{label} adds {adds} to the factor",
-        "ko": "{label}: 배율에 {adds} 추가",
-        "zh": "{label}:倍数增加 {adds}",
+        "en": "{label} ×{factor} adds {adds} to the combined factor",
+        "ko": "{label} ×{factor}: 합산 배율에 {adds} 추가",
+        "zh": "{label} ×{factor}:合计倍数增加 {adds}",
     },
     "combined_factor": {
         "en": "{before} × {factor} = {after}",
