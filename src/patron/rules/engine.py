@@ -167,7 +167,9 @@ def _time_weight_miss(rule: TimeWeight, local: datetime) -> str | None:
 
 def _combine(factors: list[Decimal], how: str) -> Decimal:
     if how == "add":
-        return ONE + sum((f - ONE for f in factors), Decimal(0))
+        # Extra parts below 1 subtract (weekend 0.5 and a 0 factor: 1 - 0.5 - 1); the combined
+        # factor stops at 0, or a sale would take points away.
+        return max(Decimal(0), ONE + sum((f - ONE for f in factors), Decimal(0)))
     product = ONE
     for f in factors:
         product *= f
@@ -261,7 +263,11 @@ def evaluate(
         if not chosen:
             steps.append(_skip(rule, "no line matches"))
             continue
-        line_before = sum((Decimal(line_base[i]) for i in chosen), Decimal(0))
+        # In multiply mode a second multiplier on a line acts on what the first made of it, so
+        # the step's before/after are what this rule really changed (the steps add up).
+        line_before = sum((Decimal(line_base[i]) * (_combine(per_line_factors[i], "multiply")
+                                                    if doc.combine == "multiply" else ONE)
+                           for i in chosen), Decimal(0))
         for i in chosen:
             per_line_factors[i].append(rule.factor)
         steps.append(_step(rule, True,

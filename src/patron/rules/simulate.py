@@ -1,0 +1,360 @@
+"""What-if: replay past purchases under the current and a proposed rule set, writing nothing.
+
+Every purchase of the period is rebuilt as the rules core saw it (lines, store, channel, payment
+method, the part paid with points) and evaluated twice, in time order. What the database would
+normally supply at the till is kept in memory instead, separately for each rule set:
+
+- member caps (day / month / year) count the points that rule set itself gave during the replay,
+  on top of what was recorded earlier in the same period before `date_from`;
+- promotion budgets start full and shrink with what the replay gives;
+- the member's tier is the account's current tier (tier history is not replayed).
+
+Points are attributed to rules from the breakdown steps, exactly (as Decimals), so the per-rule
+figures of a rule set add up to its total; what final rounding adds or removes is shown under the
+pseudo-rule ``rounding``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from patron.errors import Invalid
+from patron.ledger.models import Account, Purchase
+from patron.ledger.purchases import spend_value
+from patron.members.models import Member
+from patron.money import quantum, round_money
+from patron.programs.models import Program, Store
+from patron.rules import service as rules
+from patron.rules.engine import Line, MemberContext, Order, evaluate
+from patron.rules.model import RuleSetDoc, rule_label
+
+ROUNDING_RULE = "rounding"
+# In `add` mode the combined factor stops at 0; what that floor keeps back is shown under this.
+FLOOR_RULE = "combined_factor"
+# Only ever non-zero if a breakdown step is of a shape this module does not know.
+UNATTRIBUTED = "unattributed"
+PSEUDO_RULES = (ROUNDING_RULE, FLOOR_RULE, UNATTRIBUTED)
+ZERO = Decimal(0)
+
+
+class RuleImpact(BaseModel):
+    rule: str = Field(description="Rule id, or the pseudo-rule `rounding`")
+    kind: str
+    name: str
+    in_current: bool
+    in_proposed: bool
+    current_points: Decimal = Field(description="Points this rule accounts for under the current "
+                                    "rules (exact; fractions come back through rounding)")
+    proposed_points: Decimal
+    delta: Decimal = Field(description="proposed_points − current_points")
+
+
+class MemberImpact(BaseModel):
+    member_id: int
+    name: str
+    purchases: int
+    actual_points: int
+    current_points: int
+    proposed_points: int
+    delta: int = Field(description="proposed_points − actual_points")
+
+
+class SimulationReport(BaseModel):
+    program: str
+    currency: str
+    timezone: str
+    point_value: Decimal
+    date_from: date
+    date_to: date
+    current_version: int = Field(description="Version of the current rule set replayed")
+    purchases: int
+    members: int
+    actual_points: int = Field(description="Points recorded on these purchases when they happened")
+    current_points: int = Field(description="Points under the current rule set, replayed")
+    proposed_points: int
+    delta: int = Field(description="proposed_points − actual_points")
+    actual_value: Decimal = Field(description="Money value of actual_points in the currency")
+    current_value: Decimal
+    proposed_value: Decimal
+    delta_value: Decimal
+    rules: list[RuleImpact]
+    top_members: list[MemberImpact]
+
+
+@dataclass
+class _Replay:
+    """One rule set's replay state: budgets, cap counters, totals and attribution."""
+
+    doc: RuleSetDoc
+    wanted: rules.Needs
+    budgets: dict[str, int]
+    earned: dict[tuple[int, str, Any], int] = field(default_factory=lambda: defaultdict(int))
+    points: int = 0
+    by_rule: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    by_account: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+
+    @classmethod
+    def start(cls, doc: RuleSetDoc) -> _Replay:
+        wanted = rules.needs(doc)
+        return cls(doc=doc, wanted=wanted, budgets=dict(wanted.budgets))
+
+
+def _period_keys(local: datetime) -> dict[str, Any]:
+    day = local.date()
+    return {"member_day": day, "member_month": (day.year, day.month), "member_year": day.year}
+
+
+def attribute(steps: Iterable[dict[str, Any]]) -> dict[str, Decimal]:
+    """Points per rule id from a breakdown; the values add up to the evaluation's points.
+
+    base rate → its result; multiplier and weight steps → after − before (in `add` mode each
+    factor's share of the combined step: before × what it adds); bonuses → what they added; caps,
+    budget limits and rounding → after − before.
+    """
+    out: dict[str, Decimal] = defaultdict(Decimal)
+    adds: list[tuple[str, Decimal]] = []
+    for step in steps:
+        if not step.get("applied", True):
+            continue
+        rule, kind = str(step["rule"]), step.get("kind")
+        if kind == "base_rate":
+            out[rule] += Decimal(step["result"])
+        elif "added" in step:
+            out[rule] += Decimal(step["added"])
+        elif "adds" in step:
+            adds.append((rule, Decimal(step["adds"])))
+        elif kind == "combined_factor":
+            before = Decimal(step["before"])
+            shares = [(factor_rule, before * extra) for factor_rule, extra in adds]
+            for factor_rule, share in shares:
+                out[factor_rule] += share
+            floor = Decimal(step["after"]) - before - sum((s for _, s in shares), ZERO)
+            if floor:
+                out[FLOOR_RULE] += floor
+            adds = []
+        elif "before" in step and "after" in step:
+            out[rule] += Decimal(str(step["after"])) - Decimal(str(step["before"]))
+    return out
+
+
+def _utc_bounds(date_from: date, date_to: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    start = datetime.combine(date_from, time(0), tzinfo=tz).astimezone(UTC)
+    end = datetime.combine(date_to + timedelta(days=1), time(0), tzinfo=tz).astimezone(UTC)
+    return start, end
+
+
+def _from_minor(minor: int, currency: str) -> Decimal:
+    return Decimal(minor) * quantum(currency)
+
+
+def _seed_before(session: Session, program: Program, start: datetime, tz: ZoneInfo,
+                 replays: list[_Replay], need_counts: bool) -> dict[int, int]:
+    """Cap counters for the part of each period before the replay starts, and purchase counts.
+
+    Caps count purchase points already earned in the member's day, month and year; the year
+    holding `date_from` began before the replay, so what was recorded then counts, for both rule
+    sets alike (there is no replay of it under the proposed rules).
+    """
+    counts: dict[int, int] = {}
+    if need_counts:
+        counts = {account_id: int(n) for account_id, n in session.execute(
+            select(Purchase.account_id, func.count()).where(
+                Purchase.program_id == program.id, Purchase.occurred_at < start)
+            .group_by(Purchase.account_id))}
+    if any(r.wanted.caps for r in replays):
+        local_start = start.astimezone(tz)
+        year_start = datetime.combine(local_start.date().replace(month=1, day=1), time(0),
+                                      tzinfo=tz).astimezone(UTC)
+        rows = session.execute(
+            select(Purchase.account_id, Purchase.occurred_at, Purchase.points_earned).where(
+                Purchase.program_id == program.id, Purchase.occurred_at >= year_start,
+                Purchase.occurred_at < start, Purchase.points_earned > 0))
+        for account_id, occurred_at, points in rows:
+            keys = _period_keys(occurred_at.astimezone(tz))
+            for replay in replays:
+                for per in replay.wanted.caps:
+                    replay.earned[(account_id, per, keys[per])] += int(points)
+    return counts
+
+
+def simulate(session: Session, program: Program, proposed: RuleSetDoc, *, date_from: date,
+             date_to: date, top: int = 10) -> SimulationReport:
+    """Replay the program's purchases in [date_from, date_to] (local dates, inclusive)."""
+    if date_to < date_from:
+        raise Invalid(f"date_to ({date_to}) is before date_from ({date_from})",
+                      code="invalid_period")
+    tz = ZoneInfo(program.timezone)
+    start, end = _utc_bounds(date_from, date_to, tz)
+    current_doc = rules.document(session, program)
+    current, new = _Replay.start(current_doc), _Replay.start(proposed)
+    replays = [current, new]
+    need_counts = current.wanted.purchases or new.wanted.purchases
+    counts = _seed_before(session, program, start, tz, replays, need_counts)
+    stores: dict[int, str] = {store_id: code for store_id, code in session.execute(
+        select(Store.id, Store.code).where(Store.program_id == program.id))}
+
+    rows = session.execute(
+        select(Purchase.account_id, Purchase.occurred_at, Purchase.amount_minor, Purchase.lines,
+               Purchase.store_id, Purchase.channel, Purchase.payment_method,
+               Purchase.points_earned, Purchase.points_spent, Account.tier, Member.id,
+               Member.name, Member.attributes, Member.birthday, Member.created_at)
+        .join(Account, Account.id == Purchase.account_id)
+        .join(Member, Member.id == Account.member_id)
+        .where(Purchase.program_id == program.id, Purchase.occurred_at >= start,
+               Purchase.occurred_at < end)
+        .order_by(Purchase.occurred_at, Purchase.id)
+    )
+
+    currency = program.currency
+    actual_total = purchase_count = 0
+    actual_by_account: dict[int, int] = defaultdict(int)
+    purchases_by_account: dict[int, int] = defaultdict(int)
+    members: dict[int, tuple[int, str]] = {}
+    contexts: dict[int, MemberContext] = {}
+    for (account_id, occurred_at, amount_minor, lines, store_id, channel, payment_method,
+         points_earned, points_spent, tier, member_id, name, attributes, birthday,
+         created_at) in rows:
+        purchase_count += 1
+        actual_total += points_earned
+        actual_by_account[account_id] += points_earned
+        purchases_by_account[account_id] += 1
+        if account_id not in members:
+            members[account_id] = (member_id, name)
+            contexts[account_id] = MemberContext(
+                tier=tier, attributes=attributes or {}, joined_on=created_at.astimezone(tz).date(),
+                birthday=birthday)
+        order = Order(
+            currency=currency, total=_from_minor(amount_minor, currency), occurred_at=occurred_at,
+            timezone=program.timezone,
+            lines=tuple(Line(id=str(ln["id"]), amount=_from_minor(ln["amount_minor"], currency),
+                             quantity=Decimal(str(ln.get("quantity", "1"))), sku=ln.get("sku"),
+                             category=ln.get("category")) for ln in lines or ()),
+            store=stores.get(store_id) if store_id is not None else None, channel=channel,
+            payment_method=payment_method, paid_with_points=spend_value(program, points_spent),
+            earn_on_redeemed=program.earn_on_redeemed)
+        keys = _period_keys(occurred_at.astimezone(tz))
+        earlier = counts.get(account_id, 0) + purchases_by_account[account_id] - 1
+        base = contexts[account_id]
+        for replay in replays:
+            figures = {per: replay.earned.get((account_id, per, keys[per]), 0)
+                       for per in replay.wanted.caps}
+            context = MemberContext(
+                tier=base.tier, attributes=base.attributes, joined_on=base.joined_on,
+                birthday=base.birthday, purchases=earlier,
+                earned_day=figures.get("member_day", 0),
+                earned_month=figures.get("member_month", 0),
+                earned_year=figures.get("member_year", 0))
+            result = evaluate(replay.doc, order, context, replay.budgets)
+            for rule_id, used in result.budget_used.items():
+                replay.budgets[rule_id] = replay.budgets.get(rule_id, 0) - used
+            for per in replay.wanted.caps:
+                replay.earned[(account_id, per, keys[per])] += result.points
+            replay.points += result.points
+            replay.by_account[account_id] += result.points
+            shares = attribute(result.steps)
+            left = Decimal(result.points) - sum(shares.values(), ZERO)
+            if left:
+                shares[UNATTRIBUTED] = shares.get(UNATTRIBUTED, ZERO) + left
+            for rule_id, share in shares.items():
+                replay.by_rule[rule_id] += share
+
+    def value(points: int) -> Decimal:
+        return round_money(Decimal(points) * program.point_value, currency)
+
+    impacts = [
+        MemberImpact(member_id=members[a][0], name=members[a][1],
+                     purchases=purchases_by_account[a], actual_points=actual_by_account[a],
+                     current_points=current.by_account[a], proposed_points=new.by_account[a],
+                     delta=new.by_account[a] - actual_by_account[a])
+        for a in members
+    ]
+    impacts.sort(key=lambda m: (-abs(m.delta), m.member_id))
+    return SimulationReport(
+        program=program.code, currency=currency, timezone=program.timezone,
+        point_value=program.point_value, date_from=date_from, date_to=date_to,
+        current_version=program.rule_version, purchases=purchase_count, members=len(members),
+        actual_points=actual_total, current_points=current.points, proposed_points=new.points,
+        delta=new.points - actual_total, actual_value=value(actual_total),
+        current_value=value(current.points), proposed_value=value(new.points),
+        delta_value=value(new.points - actual_total),
+        rules=_rule_impacts(current, new), top_members=impacts[:max(top, 0)],
+    )
+
+
+def _rule_impacts(current: _Replay, new: _Replay) -> list[RuleImpact]:
+    described: dict[str, tuple[str, str]] = {}
+    for doc in (new.doc, current.doc):
+        for rule in doc.rules:
+            if rule.kind != "event":
+                described.setdefault(rule.id, (rule.kind, rule_label(rule)))
+    ids = [rule.id for rule in new.doc.rules if rule.kind != "event"]
+    ids += [rule.id for rule in current.doc.rules if rule.kind != "event" and rule.id not in ids]
+    for extra in PSEUDO_RULES:
+        if current.by_rule.get(extra) or new.by_rule.get(extra):
+            ids.append(extra)
+            described[extra] = (extra, extra)
+    in_current = {rule.id for rule in current.doc.rules}
+    in_proposed = {rule.id for rule in new.doc.rules}
+    out = []
+    for rule_id in ids:
+        kind, name = described[rule_id]
+        now_points = current.by_rule.get(rule_id, ZERO)
+        then_points = new.by_rule.get(rule_id, ZERO)
+        out.append(RuleImpact(
+            rule=rule_id, kind=kind, name=name,
+            in_current=rule_id in in_current or rule_id in PSEUDO_RULES,
+            in_proposed=rule_id in in_proposed or rule_id in PSEUDO_RULES,
+            current_points=_tidy(now_points), proposed_points=_tidy(then_points),
+            delta=_tidy(then_points - now_points)))
+    return out
+
+
+def _tidy(value: Decimal) -> Decimal:
+    """Exact, without trailing zeros or exponent (62.50 → 62.5, 2E+2 → 200)."""
+    if value == value.to_integral_value():
+        return Decimal(int(value))
+    return Decimal(format(value.normalize(), "f"))
+
+
+CSV_COLUMNS = ["section", "item", "name", "kind", "purchases", "actual_points", "current_points",
+               "proposed_points", "delta", "actual_value", "current_value", "proposed_value",
+               "delta_value", "currency"]
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _text(value: str) -> str:
+    # Names are free text; a spreadsheet would run one starting with = as a formula.
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
+def to_csv(report: SimulationReport) -> bytes:
+    """The report as one CSV; `section` says what a row is: summary, rule or member."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    writer.writerow([
+        "summary", f"{report.date_from.isoformat()}..{report.date_to.isoformat()}",
+        _text(report.program), "total", report.purchases, report.actual_points,
+        report.current_points, report.proposed_points, report.delta, report.actual_value,
+        report.current_value, report.proposed_value, report.delta_value, report.currency])
+    for rule in report.rules:
+        writer.writerow(["rule", rule.rule, _text(rule.name), rule.kind, "", "",
+                         rule.current_points, rule.proposed_points, rule.delta, "", "", "", "", ""])
+    for member in report.top_members:
+        writer.writerow(["member", member.member_id, _text(member.name), "", member.purchases,
+                         member.actual_points, member.current_points, member.proposed_points,
+                         member.delta, "", "", "", "", ""])
+    # A BOM so Excel opens Korean and Chinese names correctly.
+    return ("\ufeff" + buffer.getvalue()).encode("utf-8")
