@@ -7,9 +7,17 @@ from patron.ledger.models import Account, Entry, Lot, Movement, Purchase, Refund
 from patron.members.models import Card, Member
 from patron.programs.models import Program, Store
 from patron.rules.models import EventClaim, PromotionBudget, RuleSetVersion
+from patron.tiers.models import (
+    DomainEvent,
+    TierChange,
+    TierDefinition,
+    TierEvaluationRun,
+    TierPolicy,
+)
 
 __all__ = [
     "Account", "ApiKey", "AuditRecord", "Base", "Card", "Entry", "IdempotencyKey", "Lot",
     "EventClaim", "Member", "Movement", "Program", "PromotionBudget", "Purchase", "Refund",
-    "RuleSetVersion", "Store",
+    "RuleSetVersion", "Store", "DomainEvent", "TierChange", "TierDefinition",
+    "TierEvaluationRun", "TierPolicy",
 ]

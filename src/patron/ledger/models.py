@@ -18,6 +18,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -42,8 +43,15 @@ class Account(Base):
     redeemed: Mapped[int] = mapped_column(BigInteger, default=0)
     expired: Mapped[int] = mapped_column(BigInteger, default=0)
     adjusted: Mapped[int] = mapped_column(BigInteger, default=0)
-    # The member's tier code in this program (tier rules and their history come with tiers).
+    # The member's tier code in this program; the rules engine reads it on every earn.
     tier: Mapped[str | None] = mapped_column(String(40))
+    tier_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    tier_valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set by a manual change (an appeal): the tier is kept until then, per the program's policy.
+    tier_manual_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    tier_manual: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Periods left in a downgrade grace (downgrade policy "grace").
+    tier_grace_left: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
@@ -83,6 +91,8 @@ class Entry(Base):
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
     kind: Mapped[str] = mapped_column(String(10))  # earn | redeem | expire | adjust | reverse
     points: Mapped[int] = mapped_column(BigInteger)
+    # The part of `points` that counts towards tier qualification (tiers: metric "points").
+    qualifying: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     # The lot this entry created (earn, credit adjust) or expired (expire).
     lot_id: Mapped[int | None] = mapped_column(ForeignKey("lots.id"), index=True)
     reverses_entry_id: Mapped[int | None] = mapped_column(ForeignKey("entries.id"), index=True)

@@ -1,0 +1,102 @@
+"""Tier definitions, each program's tier policy, tier history and evaluation runs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from patron.db.base import Base
+from patron.db.types import BigIntPK, DecimalText, JSONType, UTCDateTime
+
+
+class TierPolicy(Base):
+    """How a program qualifies members for tiers (one row per program)."""
+
+    __tablename__ = "tier_policies"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), unique=True)
+    # points: qualifying points earned; spend: amount bought (minor units); visits: purchases.
+    metric: Mapped[str] = mapped_column(String(10))
+    # half_year (Jan–Jun, Jul–Dec) | year | rolling (rolling_months) | lifetime
+    window: Mapped[str] = mapped_column(String(10))
+    rolling_months: Mapped[int] = mapped_column(Integer, default=12)
+    # immediate: move up as soon as the threshold is reached; next_period: at the evaluation.
+    upgrade: Mapped[str] = mapped_column(String(12))
+    # to_earned | one_level | grace (keep for grace_periods more periods, then to_earned)
+    downgrade: Mapped[str] = mapped_column(String(10))
+    grace_periods: Mapped[int] = mapped_column(Integer, default=1)
+    # What the next evaluation does with a manual tier: keep (until its end date) | reevaluate
+    manual: Mapped[str] = mapped_column(String(10))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class TierDefinition(Base):
+    __tablename__ = "tier_definitions"
+    __table_args__ = (UniqueConstraint("program_id", "code"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
+    code: Mapped[str] = mapped_column(String(40))
+    # {"en": "Gold", "ko": "골드", "zh": "金卡"}
+    names: Mapped[dict[str, str]] = mapped_column(JSONType)
+    rank: Mapped[int] = mapped_column(Integer)  # 0 = the entry tier, higher is better
+    # In the policy's metric: points, minor currency units, or purchases.
+    threshold: Mapped[int] = mapped_column(BigInteger)
+    multiplier: Mapped[Decimal] = mapped_column(DecimalText)
+    extra_expiry_months: Mapped[int] = mapped_column(Integer, default=0)
+    benefits: Mapped[list[str]] = mapped_column(JSONType, default=list)
+
+
+class TierChange(Base):
+    """Tier history: every move of an account, with why."""
+
+    __tablename__ = "tier_changes"
+    __table_args__ = (Index("ix_tier_changes_account", "account_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
+    from_tier: Mapped[str | None] = mapped_column(String(40))
+    to_tier: Mapped[str | None] = mapped_column(String(40))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # upgrade | period_evaluation | manual | manual_ended
+    reason: Mapped[str] = mapped_column(String(20))
+    note: Mapped[str | None] = mapped_column(String(500))
+    actor: Mapped[str] = mapped_column(String(80))
+    # The qualification window this move came from, e.g. "2026H1"; runs are idempotent on it.
+    period: Mapped[str | None] = mapped_column(String(20))
+    metric_value: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class TierEvaluationRun(Base):
+    """One period-end evaluation of a program; `last_account_id` lets a run resume."""
+
+    __tablename__ = "tier_evaluation_runs"
+    __table_args__ = (UniqueConstraint("program_id", "period"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
+    period: Mapped[str] = mapped_column(String(20))  # the window evaluated, e.g. "2026H1"
+    status: Mapped[str] = mapped_column(String(10))  # running | done
+    last_account_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    moves: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)  # "silver→gold": 12
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class DomainEvent(Base):
+    """An outbox of things that happened (tier.changed, …) for notifications and webhooks."""
+
+    __tablename__ = "domain_events"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    program_id: Mapped[int | None] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(60))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    delivered: Mapped[bool] = mapped_column(Boolean, default=False)
