@@ -1,0 +1,54 @@
+"""The qualifying metric per account over a window, set-based (one GROUP BY per batch)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from patron.ledger.models import Entry, Purchase
+from patron.tiers.models import TierDefinition
+from patron.tiers.periods import Window
+
+
+def metric_values(
+    session: Session, *, program_id: int, metric: str, window: Window,
+    account_range: tuple[int, int] | None = None,
+) -> dict[int, int]:
+    """{account_id: value} for accounts with any activity in the window.
+
+    points: qualifying points (earn entries and qualifying adjustments, less reversals);
+    spend: amount bought in minor units, less what was refunded; visits: purchases not fully
+    refunded. `account_range` = (after_id, upto_id] limits the accounts, for batches.
+    """
+    if metric == "points":
+        stmt = select(Entry.account_id, func.sum(Entry.qualifying)).where(
+            Entry.program_id == program_id, Entry.qualifying != 0,
+            Entry.occurred_at >= window.start)
+        if window.end is not None:
+            stmt = stmt.where(Entry.occurred_at < window.end)
+        if account_range is not None:
+            stmt = stmt.where(Entry.account_id > account_range[0], Entry.account_id <= account_range[1])
+        stmt = stmt.group_by(Entry.account_id)
+    else:
+        kept = Purchase.amount_minor - Purchase.refunded_minor
+        value = func.sum(kept) if metric == "spend" else func.count()
+        stmt = select(Purchase.account_id, value).where(
+            Purchase.program_id == program_id, Purchase.occurred_at >= window.start, kept > 0)
+        if window.end is not None:
+            stmt = stmt.where(Purchase.occurred_at < window.end)
+        if account_range is not None:
+            stmt = stmt.where(Purchase.account_id > account_range[0],
+                              Purchase.account_id <= account_range[1])
+        stmt = stmt.group_by(Purchase.account_id)
+    return {account_id: int(total or 0) for account_id, total in session.execute(stmt)}
+
+
+def qualify(tiers: Sequence[TierDefinition], value: int) -> TierDefinition | None:
+    """The highest tier whose threshold `value` reaches (tiers in any order)."""
+    best = None
+    for tier in sorted(tiers, key=lambda t: t.rank):
+        if value >= tier.threshold:
+            best = tier
+    return best
