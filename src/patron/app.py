@@ -18,6 +18,7 @@ from patron.errors import PatronError
 from patron.ledger.api import router as points_router
 from patron.members.api import router as members_router
 from patron.programs.api import router as programs_router
+from patron.rules.api import router as rules_router
 
 log = logging.getLogger("patron")
 
@@ -86,7 +87,7 @@ def create_app(database_url: str | None = None, *, db: Database | None = None) -
         return JSONResponse({"error": "database_unavailable", "detail": "the database is busy or "
                              "unreachable; retry with the same Idempotency-Key"}, status_code=503)
 
-    for router in (programs_router, members_router, points_router, access_router):
+    for router in (programs_router, members_router, points_router, access_router, rules_router):
         app.include_router(router)
 
     @app.get("/health", tags=["operations"])

@@ -211,5 +211,11 @@ def check(database_url: DatabaseUrl = None) -> None:
     raise typer.Exit(1)
 
 
+# Registered last: `patron rules` uses the helpers above (_database, DatabaseUrl, console).
+from patron.rules.cli import app as rules_app  # noqa: E402
+
+app.add_typer(rules_app, name="rules")
+
+
 def main() -> None:
     app()

@@ -1,0 +1,210 @@
+"""Points for things that are not purchases (sign-up, birthday, review …) and entry explanations.
+
+An event is credited by the program's enabled `event` rule for it. A limited event (once, per
+day/month/year) claims its period in `event_claims`; the claim is checked and written under the
+account's row lock, in the same transaction as the earn entry, so two concurrent calls for one
+member cannot both be credited (the unique key on (account, period) backs the lock up).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Literal, cast
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from patron.audit.service import Actor
+from patron.errors import Conflict, Invalid, NotFound
+from patron.ledger import service as ledger
+from patron.ledger import views
+from patron.ledger.expiry import expires_at
+from patron.ledger.models import Account, Entry
+from patron.ledger.purchases import EARLIEST_SALE
+from patron.ledger.schemas import EntryOut, Totals
+from patron.members import service as members
+from patron.members.models import Member
+from patron.members.schemas import MemberRef
+from patron.programs.models import Program
+from patron.programs.service import get_store
+from patron.rules import service as rules
+from patron.rules.engine import evaluate_event
+from patron.rules.explain import LANGUAGES, explain, explain_steps
+from patron.rules.model import Event
+from patron.rules.models import EventClaim
+
+FUTURE_TOLERANCE = timedelta(minutes=5)
+EVENT_NAME = r"^[a-z0-9][a-z0-9_-]{0,59}$"
+Language = Literal["en", "ko", "zh"]
+
+
+class EventRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    member: MemberRef
+    event: str = Field(pattern=EVENT_NAME, description="signup, birthday, profile_completed, "
+                       "review, newsletter, referral or a custom event named in the rule set")
+    occurred_at: AwareDatetime | None = Field(None, description="When it happened; default now")
+    store: str | None = Field(None, min_length=1, max_length=40)
+    channel: Literal["pos", "online", "app"] | None = None
+
+
+class EventOut(BaseModel):
+    member_id: int
+    event: str
+    rule: str
+    points: int
+    period_key: str | None = Field(description="The period the event was counted in, if limited")
+    entry: EntryOut
+    totals: Totals
+
+
+def _occurred_at(value: datetime | None, now: datetime) -> datetime:
+    if value is None:
+        return now
+    if value > now + FUTURE_TOLERANCE:
+        raise Invalid("occurred_at is in the future", code="occurred_at_in_future")
+    if value < EARLIEST_SALE:
+        raise Invalid("occurred_at is before 1970", code="occurred_at_out_of_range")
+    return value
+
+
+def _claimed(session: Session, account: Account, period_key: str) -> bool:
+    return session.scalar(
+        select(EventClaim.id).where(EventClaim.account_id == account.id,
+                                    EventClaim.period_key == period_key)
+    ) is not None
+
+
+def record_event(session: Session, program: Program, req: EventRequest, *, actor: Actor,
+                 now: datetime) -> EventOut:
+    """Credit the points the current rule set gives for `req.event`, within its limit."""
+    occurred_at = _occurred_at(req.occurred_at, now)
+    doc = rules.document(session, program)
+    if not any(isinstance(r, Event) and r.enabled and r.event == req.event for r in doc.rules):
+        raise Invalid(f"program {program.code} has no enabled rule for event {req.event!r}",
+                      code="unknown_event")
+    store_id = None
+    if req.store is not None:
+        try:
+            store_id = get_store(session, program, req.store).id
+        except NotFound as exc:
+            raise Invalid(exc.detail, code="store_not_found") from None
+    member = members.find_member(session, req.member, program=program)
+    members.ensure_active(member)
+
+    # The account lock serialises this member's events: check the claim, then write it.
+    account = ledger.open_account(session, program_id=program.id, member_id=member.id, now=now)
+    ledger.settle_due(session, account, now)
+    context = rules.member_context(session, program, account, member, occurred_at,
+                                   rules.needs(doc))
+    result = evaluate_event(doc, req.event, occurred_at=occurred_at, timezone=program.timezone,
+                            member=context, store=req.store, channel=req.channel)
+    if result.rule is None:
+        reasons = "; ".join(str(s.get("reason")) for s in result.steps if not s.get("applied"))
+        raise Conflict(f"event {req.event!r} earns nothing now: {reasons}",
+                       code="event_not_eligible")
+    if result.period_key is not None and _claimed(session, account, result.period_key):
+        raise Conflict(_limit_message(req.event, result.rule.limit, result.period_key),
+                       code="event_limit_reached")
+
+    source = ledger.Source(actor=str(actor), store_id=store_id, channel=req.channel)
+    entry = ledger.credit(
+        session, account, kind="earn", points=result.points, now=now, occurred_at=occurred_at,
+        source=source, reason=f"event {req.event}", breakdown=result.steps,
+        rule_version=program.rule_version,
+        expires_at=expires_at(occurred_at, kind=program.expiry_kind, months=program.expiry_months,
+                              timezone=program.timezone),
+    )
+    if result.period_key is not None:
+        try:
+            with session.begin_nested():
+                session.add(EventClaim(account_id=account.id, period_key=result.period_key,
+                                       entry_id=entry.id, created_at=now))
+        except IntegrityError:  # pragma: no cover - the account lock makes this unreachable
+            raise Conflict(_limit_message(req.event, result.rule.limit, result.period_key),
+                           code="event_limit_reached") from None
+    expiry = entry.details.get("expires_at") if entry.details else None
+    if expiry is not None and datetime.fromisoformat(expiry) <= now:
+        ledger.settle_due(session, account, now, actor=str(actor))
+    session.flush()
+    stores = {store_id: req.store} if store_id is not None and req.store else {}
+    return EventOut(member_id=member.id, event=req.event, rule=result.rule.id,
+                    points=result.points, period_key=result.period_key,
+                    entry=views.entry_out(entry, stores),
+                    totals=views.totals(session, account, now, settled=True))
+
+
+def _limit_message(event: str, limit: str, period_key: str) -> str:
+    if limit == "once":
+        return f"event {event!r} is credited once per member and already was"
+    period = period_key.rsplit(":", 1)[-1]
+    return f"event {event!r} was already credited for {period} ({limit.replace('_', ' ')})"
+
+
+# --- explaining a ledger entry ----------------------------------------------------------------
+
+
+class ExplanationOut(BaseModel):
+    entry_id: int
+    kind: str
+    points: int
+    rule_version: int | None
+    language: Language
+    lines: list[str]
+    text: str
+
+
+_PLAIN: dict[str, dict[str, str]] = {
+    "earn": {"en": "{points} points earned: {reason}", "ko": "{points}포인트 적립: {reason}",
+             "zh": "获得 {points} 积分:{reason}"},
+    "redeem": {"en": "{points} points used: {reason}", "ko": "{points}포인트 사용: {reason}",
+               "zh": "使用 {points} 积分:{reason}"},
+    "expire": {"en": "{points} points expired", "ko": "{points}포인트 소멸",
+               "zh": "{points} 积分已过期"},
+    "adjust_plus": {"en": "{points} points added by staff: {reason}",
+                    "ko": "직원이 {points}포인트 지급: {reason}",
+                    "zh": "工作人员增加 {points} 积分:{reason}"},
+    "adjust_minus": {"en": "{points} points removed by staff: {reason}",
+                     "ko": "직원이 {points}포인트 차감: {reason}",
+                     "zh": "工作人员扣除 {points} 积分:{reason}"},
+    "reverse_plus": {"en": "{points} points given back: {reason}",
+                     "ko": "{points}포인트 반환: {reason}", "zh": "退回 {points} 积分:{reason}"},
+    "reverse_minus": {"en": "{points} points taken back: {reason}",
+                      "ko": "{points}포인트 회수: {reason}", "zh": "收回 {points} 积分:{reason}"},
+}
+
+
+def _plain(entry: Entry, language: str) -> str:
+    key = entry.kind
+    if entry.kind in ("adjust", "reverse"):
+        key = f"{entry.kind}_{'plus' if entry.points > 0 else 'minus'}"
+    template = _PLAIN.get(key, _PLAIN["earn"])[language]
+    return template.format(points=f"{abs(entry.points):,}", reason=entry.reason or entry.kind)
+
+
+def explain_entry(session: Session, program: Program, entry_id: int,
+                  language: str | None = None) -> ExplanationOut:
+    """An entry in plain words: its stored breakdown, or one line from its kind and reason."""
+    row = session.execute(
+        select(Entry, Member.language)
+        .join(Account, Account.id == Entry.account_id)
+        .join(Member, Member.id == Account.member_id)
+        .where(Entry.id == entry_id, Entry.program_id == program.id)
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"program {program.code} has no entry {entry_id}", code="entry_not_found")
+    entry, member_language = row
+    lang = language or (member_language if member_language in LANGUAGES else "en")
+    breakdown: list[dict[str, Any]] | None = entry.breakdown
+    if breakdown:
+        lines = explain_steps(breakdown, entry.points, lang)
+        text = explain(breakdown, entry.points, lang)
+    else:
+        lines = [_plain(entry, lang)]
+        text = lines[0]
+    return ExplanationOut(entry_id=entry.id, kind=entry.kind, points=entry.points,
+                          rule_version=entry.rule_version, language=cast(Language, lang),
+                          lines=lines, text=text)
