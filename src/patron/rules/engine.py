@@ -41,6 +41,7 @@ from patron.rules.model import (
 )
 
 ONE = Decimal(1)
+TIER_KINDS = ("tier_multiplier", "tier_benefit")
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,17 @@ class MemberContext:
     earned_day: int = 0
     earned_month: int = 0
     earned_year: int = 0
+    # The multiplier of the member's tier (tier definitions, patron.tiers); None or 1: none.
+    tier_factor: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class TierBenefit:
+    """The member's tier multiplier as a pseudo-rule, so it shows in the breakdown."""
+
+    id: str
+    kind: str = "tier_benefit"
+    name: str | None = None
 
 
 @dataclass
@@ -93,6 +105,12 @@ def _num(value: Decimal) -> str:
     """A Decimal for a breakdown: exact, without trailing zeros or exponent."""
     text = format(value.normalize(), "f")
     return text
+
+
+def _grouped(value: Decimal) -> str:
+    """For the English detail only: 25800 → 25,800 (params keep the plain number)."""
+    whole, _, frac = _num(value).partition(".")
+    return f"{int(whole):,}" + (f".{frac}" if frac else "")
 
 
 def _step(rule: Any, applied: bool, detail: str, **params: Any) -> dict[str, Any]:
@@ -243,13 +261,13 @@ def evaluate(
         if rule.mode == "per_full_unit":
             full_units = (eligible_total / rule.per_amount).to_integral_value(rounding=ROUND_FLOOR)
             base_points = int(full_units) * rule.points
-            how = f"{rule.points} for each full {_num(rule.per_amount)}"
+            how = f": {rule.points} points for each full {_grouped(rule.per_amount)}"
         else:
             base_points = round_points(eligible_total * rule.points / rule.per_amount,
                                        Rounding(rule.rounding))
-            how = f"× {rule.points}/{_num(rule.per_amount)}, rounded {rule.rounding}"
+            how = f" × {rule.points}/{_grouped(rule.per_amount)}, rounded {rule.rounding}"
         steps.append(_step(rule, True,
-                           f"{_num(eligible_total)} {order.currency} {how} = {base_points}",
+                           f"{_grouped(eligible_total)} {order.currency}{how} = {base_points}",
                            amount=_num(eligible_total), currency=order.currency,
                            points_per=rule.points, per_amount=_num(rule.per_amount),
                            mode=rule.mode, rounding=rule.rounding, result=base_points))
@@ -281,6 +299,12 @@ def evaluate(
 
     # Stage 5: order factors.
     factor_rules: list[tuple[Any, Decimal]] = []
+    # The tier definition's multiplier is an order factor like the others, unless the rule set
+    # has its own enabled tier_multiplier rule: that rule is the more specific setting and wins
+    # (applying both would multiply the tier twice).
+    if (member.tier_factor is not None and member.tier_factor != ONE and member.tier is not None
+            and not any(isinstance(r, TierMultiplier) and r.enabled for r in doc.rules)):
+        factor_rules.append((TierBenefit(id=f"tier:{member.tier}"), member.tier_factor))
     for rule in active:
         if isinstance(rule, TierMultiplier):
             factor_rules.append((rule, rule.factors[member.tier or ""]))
@@ -295,14 +319,14 @@ def evaluate(
                 after = running * factor
                 steps.append(_step(rule, True, f"{_num(running)} × {_num(factor)} = {_num(after)}",
                                    factor=_num(factor), before=_num(running), after=_num(after),
-                                   **({"tier": member.tier} if rule.kind == "tier_multiplier" else {})))
+                                   **({"tier": member.tier} if rule.kind in TIER_KINDS else {})))
                 running = after
         else:
             combined = _combine([f for _, f in factor_rules], "add")
             for rule, factor in factor_rules:
                 steps.append(_step(rule, True, f"adds {_num(factor - ONE)} to the factor",
                                    factor=_num(factor), adds=_num(factor - ONE),
-                                   **({"tier": member.tier} if rule.kind == "tier_multiplier" else {})))
+                                   **({"tier": member.tier} if rule.kind in TIER_KINDS else {})))
             after = running * combined
             steps.append({"rule": "combined_factor", "kind": "combined_factor", "applied": True,
                           "detail": f"{_num(running)} × {_num(combined)} = {_num(after)}",
