@@ -14,14 +14,12 @@ from patron.audit.service import SYSTEM
 from patron.auth.service import create_key
 from patron.db.engine import Database
 from patron.ledger import jobs, purchases
+from patron.ledger.models import Account
 from patron.ledger.schemas import LineIn, PurchaseRequest, RefundRequest
 from patron.members import service as members
 from patron.members.schemas import CardIn, MemberCreate, MemberRef
 from patron.programs import service as programs
-from patron.ledger.models import Account
 from patron.programs.models import Program
-from patron.rules import service as rules
-from patron.rules.model import RuleSetDoc
 from patron.programs.schemas import (
     EarningRate,
     ExpiryPolicy,
@@ -29,6 +27,8 @@ from patron.programs.schemas import (
     RedemptionPolicy,
     StoreCreate,
 )
+from patron.rules import service as rules
+from patron.rules.model import RuleSetDoc
 
 BAKERY = ProgramCreate(
     code="bakery",
@@ -122,9 +122,9 @@ def load(db: Database, *, now: datetime, members_count: int = 150, days: int = 3
             if account.member_id != member_ids[0]:
                 roll = rng.random()
                 account.tier = "gold" if roll < 0.05 else "silver" if roll < 0.25 else None
-        admin_row, admin_key = create_key(session, name="demo admin", scopes=["admin"],
+        _admin, admin_key = create_key(session, name="demo admin", scopes=["admin"],
                                           actor=SYSTEM, now=now)
-        pos_row, pos_key = create_key(session, name="demo till", scopes=["pos"], actor=SYSTEM, now=now)
+        _till, pos_key = create_key(session, name="demo till", scopes=["pos"], actor=SYSTEM, now=now)
 
     # Sales in time order, a day per transaction, so lots expire and redeem as in real life.
     visits: list[tuple[datetime, int]] = []

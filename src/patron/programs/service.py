@@ -8,11 +8,9 @@ from sqlalchemy.orm import Session
 
 from patron.audit import service as audit
 from patron.audit.service import Actor
-from patron.errors import Conflict, NotFound
+from patron.errors import Conflict, Invalid, NotFound
 from patron.money import CURRENCY_REGION, minor_unit, quantum
 from patron.programs.models import Program, Store
-from patron.rules import service as rules
-from patron.rules.model import RuleSetDoc
 from patron.programs.schemas import (
     EarningRate,
     ExpiryPolicy,
@@ -22,7 +20,8 @@ from patron.programs.schemas import (
     RedemptionPolicy,
     StoreCreate,
 )
-from patron.errors import Invalid
+from patron.rules import service as rules
+from patron.rules.model import RuleSetDoc
 
 
 def to_out(p: Program) -> ProgramOut:

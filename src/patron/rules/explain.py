@@ -132,6 +132,8 @@ def _key(step: dict[str, Any]) -> str | None:
         if "adds" in step:
             return "factor_adds"
         return "promotion_factor" if "factor" in step else "bonus"
+    if kind == "tier_benefit":  # a tier definition's multiplier reads like a tier rule
+        kind = "tier_multiplier"
     if kind in ("tier_multiplier", "time_weight") and "adds" in step:
         return "factor_adds"
     if kind == "order_bonus":
@@ -168,5 +170,4 @@ def explain_steps(steps: list[dict[str, Any]], points: int, language: str = "en"
 def explain(steps: list[dict[str, Any]], points: int, language: str = "en") -> str:
     """The whole explanation on one line: "25,800 KRW × 10/1,000 = 250; … Total: 250 points"."""
     lines = explain_steps(steps, points, language)
-    separator = "; " if language == "en" or language not in LANGUAGES else "; "
-    return separator.join(lines)
+    return "; ".join(lines)
