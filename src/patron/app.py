@@ -19,6 +19,8 @@ from patron.ledger.api import router as points_router
 from patron.members.api import router as members_router
 from patron.programs.api import router as programs_router
 from patron.rules.api import router as rules_router
+from patron.tiers.api import router as tiers_router
+from patron.tiers.read_api import router as tier_reads_router
 
 log = logging.getLogger("patron")
 
@@ -87,7 +89,10 @@ def create_app(database_url: str | None = None, *, db: Database | None = None) -
         return JSONResponse({"error": "database_unavailable", "detail": "the database is busy or "
                              "unreachable; retry with the same Idempotency-Key"}, status_code=503)
 
-    for router in (programs_router, members_router, points_router, access_router, rules_router):
+    # Before the tier write router, so /tiers/near-miss is never read as a tier code.
+    app.include_router(tier_reads_router)
+    for router in (programs_router, members_router, points_router, access_router, rules_router,
+                   tiers_router):
         app.include_router(router)
 
     @app.get("/health", tags=["operations"])

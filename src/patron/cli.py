@@ -216,6 +216,10 @@ from patron.rules.cli import app as rules_app  # noqa: E402
 
 app.add_typer(rules_app, name="rules")
 
+from patron.tiers.cli import app as tiers_app  # noqa: E402
+
+app.add_typer(tiers_app, name="tiers")
+
 
 def main() -> None:
     app()

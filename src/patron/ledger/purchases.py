@@ -37,6 +37,7 @@ from patron.programs.service import get_store
 from patron.rules import service as rules
 from patron.rules.engine import Line, Order
 from patron.rules.model import RuleSetDoc
+from patron.tiers import service as tiers
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
 EARLIEST_SALE = datetime(1970, 1, 1, tzinfo=UTC)
@@ -238,20 +239,23 @@ def purchase(session: Session, program: Program, req: PurchaseRequest, *, actor:
         row.redeem_entry_id = spent.entry.id
         entries.append(spent.entry)
     if result.points:
-        expiry = expires_at(occurred_at, kind=program.expiry_kind, months=program.expiry_months,
-                            timezone=program.timezone)
+        # A tier may lengthen the validity of the points its members earn.
+        extra = tiers.extra_expiry_months(session, program.id, account.tier)
+        expiry = expires_at(occurred_at, kind=program.expiry_kind,
+                            months=program.expiry_months + extra, timezone=program.timezone)
         earned = ledger.credit(
             session, account, kind="earn", points=result.points, now=now, occurred_at=occurred_at,
             source=source, expires_at=expiry,
             pending_until=pending_until(occurred_at, days=program.pending_days),
             reason=f"purchase {req.external_id}", breakdown=result.steps,
-            rule_version=version,
+            rule_version=version, qualifying=rules.qualifying_points(doc, result),
         )
         row.earn_entry_id = earned.id
         entries.append(earned)
         if expiry is not None and expiry <= now:
             ledger.settle_due(session, account, now, actor=str(actor))
     session.flush()
+    tiers.upgrade_if_qualified(session, program, account, now=now, actor=actor)
     stores = views.store_codes(session, program.id) if store_id else {}
     out = PurchaseOut(
         external_id=row.external_id, member_id=member.id, amount=order.total,
@@ -393,17 +397,30 @@ def refund(session: Session, program: Program, external_id: str, req: RefundRequ
     if to_reverse > 0:
         earn_entry = session.get(Entry, row.earn_entry_id)
         assert earn_entry is not None
+        # Qualifying points go back by the same cumulative share as the points, so partial
+        # refunds add up to a full one exactly; they go back even when the points cannot.
+        qualifying_back = (share_half_up(earn_entry.qualifying, reversed_target, row.points_earned)
+                           - share_half_up(earn_entry.qualifying, row.reversed_points,
+                                           row.points_earned))
         already_expired = _expired_share(session, row, earn_entry, to_reverse)
+        taken_entry = None
         if to_reverse > already_expired:
             taken = ledger.debit(
                 session, account, kind="reverse", points=to_reverse - already_expired, now=now,
                 occurred_at=occurred_at, source=source, reverses=earn_entry,
                 clawback_lot_id=earn_entry.lot_id, shortfall=program.negative_balance,  # type: ignore[arg-type]
                 reason=f"refund {req.refund_id}: points earned taken back",
-                details={"already_expired": already_expired} if already_expired else None)
+                details={"already_expired": already_expired} if already_expired else None,
+                qualifying=-qualifying_back)
+            taken_entry = taken.entry
             if taken.entry is not None:
                 entries.append(taken.entry)
             debt_added, written_off = taken.debt_added, taken.written_off
+        if taken_entry is None and qualifying_back:
+            ledger.reverse_qualifying(
+                session, account, earn=earn_entry, qualifying=-qualifying_back, now=now,
+                occurred_at=occurred_at, source=source,
+                reason=f"refund {req.refund_id}: qualifying points taken back")
     ledger.settle_due(session, account, now, actor=str(actor))
 
     row.refund_mode = mode
@@ -460,16 +477,20 @@ def adjust(session: Session, program: Program, req: AdjustRequest, *, actor: Act
             source=source, reason=req.reason,
             expires_at=expires_at(now, kind=program.expiry_kind, months=program.expiry_months,
                                   timezone=program.timezone),
+            qualifying=req.points if req.qualifying else 0,
         )
     else:
         result = ledger.debit(session, account, kind="adjust", points=-req.points, now=now,
-                              occurred_at=now, source=source, reason=req.reason)
+                              occurred_at=now, source=source, reason=req.reason,
+                              qualifying=req.points if req.qualifying else 0)
         assert result.entry is not None
         entry = result.entry
+    if req.qualifying and req.points > 0:
+        tiers.upgrade_if_qualified(session, program, account, now=now, actor=actor)
     after = views.totals(session, account, now)
     audit.record(session, actor=actor, action="points.adjusted", subject_type="member",
                  subject_id=member.id, program_id=program.id, at=now,
                  before={"balance": before.balance},
                  after={"balance": after.balance, "points": req.points, "reason": req.reason,
-                        "entry": entry.id})
+                        "qualifying": req.qualifying, "entry": entry.id})
     return AdjustOut(member_id=member.id, entry=views.entry_out(entry, {}), totals=after)

@@ -74,6 +74,7 @@ class AdjustRequest(Strict):
     member: MemberRef
     points: int = Field(description="Positive adds, negative removes.", ge=-10**12, le=10**12)
     reason: str = Field(min_length=3, max_length=500)
+    qualifying: bool = Field(False, description="Counts towards tiers (qualifying points)")
 
     @model_validator(mode="after")
     def _nonzero(self) -> AdjustRequest:

@@ -103,12 +103,14 @@ def _entry(
     breakdown: list[dict[str, Any]] | None = None,
     rule_version: int | None = None,
     details: dict[str, Any] | None = None,
+    qualifying: int = 0,
 ) -> Entry:
     entry = Entry(
         program_id=account.program_id,
         account_id=account.id,
         kind=kind,
         points=points,
+        qualifying=qualifying,
         lot_id=lot_id,
         reverses_entry_id=reverses.id if reverses is not None else None,
         purchase_id=source.purchase_id,
@@ -175,9 +177,16 @@ def credit(
     reason: str | None = None,
     breakdown: list[dict[str, Any]] | None = None,
     rule_version: int | None = None,
+    qualifying: int | None = None,
 ) -> Entry:
-    """New points in a new lot; any debt is paid from it first."""
+    """New points in a new lot; any debt is paid from it first.
+
+    `qualifying` is the part that counts towards tiers: by default all of an earn, none of an
+    adjustment.
+    """
     assert points > 0
+    if qualifying is None:
+        qualifying = points if kind == "earn" else 0
     pending = pending_until is not None and pending_until > now
     lot = Lot(
         account_id=account.id,
@@ -197,7 +206,7 @@ def credit(
         account.adjusted += points
     entry = _entry(session, account, kind=kind, points=points, now=now, occurred_at=occurred_at,
                    source=source, reason=reason, lot_id=lot.id, breakdown=breakdown,
-                   rule_version=rule_version,
+                   rule_version=rule_version, qualifying=qualifying,
                    details={"expires_at": expires_at.isoformat() if expires_at else None,
                             "pending_until": pending_until.isoformat() if pending_until and pending else None})
     settled = _settle_debt(session, account, entry, [lot])
@@ -243,12 +252,14 @@ def debit(
     reverses: Entry | None = None,
     reason: str | None = None,
     details: dict[str, Any] | None = None,
+    qualifying: int = 0,
 ) -> DebitResult:
     """Take points from lots, soonest-to-expire first.
 
     A redemption spends only available points. A clawback (reverse, negative
     adjust) takes the named lot first, then available, then pending points, and
-    handles what is still missing by `shortfall`.
+    handles what is still missing by `shortfall`. `qualifying` (zero or negative) is what the
+    entry takes off the member's tier qualification.
     """
     assert points > 0
     lots = _spendable_lots(session, account, now)
@@ -286,7 +297,7 @@ def debit(
         extra["written_off"] = written_off
     entry = _entry(session, account, kind=kind, points=entry_points, now=now,
                    occurred_at=occurred_at, source=source, reason=reason, reverses=reverses,
-                   details=extra or None)
+                   details=extra or None, qualifying=qualifying)
     for lot, part in planned:
         _take(account, lot, part)
         session.add(Movement(entry_id=entry.id, lot_id=lot.id, points=-part))
@@ -304,6 +315,28 @@ def debit(
         account.earned -= total
     session.flush()
     return DebitResult(entry=entry, taken=taken, debt_added=debt_added, written_off=written_off)
+
+
+def reverse_qualifying(
+    session: Session,
+    account: Account,
+    *,
+    earn: Entry,
+    qualifying: int,
+    now: datetime,
+    occurred_at: datetime,
+    source: Source,
+    reason: str | None = None,
+) -> Entry:
+    """A zero-point reversal that only takes qualifying points back.
+
+    Used when a refund could take no points (they expired, or were written off): the member
+    still did not earn them towards a tier.
+    """
+    assert qualifying < 0 and earn.kind == "earn"
+    return _entry(session, account, kind="reverse", points=0, now=now, occurred_at=occurred_at,
+                  source=source, reason=reason, reverses=earn, qualifying=qualifying,
+                  details={"qualifying_only": True})
 
 
 def restore(

@@ -34,6 +34,7 @@ from patron.rules.engine import evaluate_event
 from patron.rules.explain import LANGUAGES, explain, explain_steps
 from patron.rules.model import Event
 from patron.rules.models import EventClaim
+from patron.tiers import service as tiers
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
 EVENT_NAME = r"^[a-z0-9][a-z0-9_-]{0,59}$"
@@ -117,6 +118,7 @@ def record_event(session: Session, program: Program, req: EventRequest, *, actor
         rule_version=program.rule_version,
         expires_at=expires_at(occurred_at, kind=program.expiry_kind, months=program.expiry_months,
                               timezone=program.timezone),
+        qualifying=result.points if result.rule.qualifying else 0,
     )
     if result.period_key is not None:
         try:
@@ -130,6 +132,7 @@ def record_event(session: Session, program: Program, req: EventRequest, *, actor
     if expiry is not None and datetime.fromisoformat(expiry) <= now:
         ledger.settle_due(session, account, now, actor=str(actor))
     session.flush()
+    tiers.upgrade_if_qualified(session, program, account, now=now, actor=actor)
     stores = {store_id: req.store} if store_id is not None and req.store else {}
     return EventOut(member_id=member.id, event=req.event, rule=result.rule.id,
                     points=result.points, period_key=result.period_key,

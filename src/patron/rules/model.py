@@ -119,6 +119,7 @@ class ProductBonus(RuleBase):
     kind: Literal["product_bonus"]
     match: Match
     points_per_unit: Points
+    qualifying: bool = Field(True, description="Points from this rule count towards tiers")
 
 
 class ProductMultiplier(RuleBase):
@@ -166,6 +167,7 @@ class Promotion(RuleBase):
     bonus_points: Points = 0
     budget_points: int | None = Field(None, ge=1, le=10**12,
                                       description="Stops once it has given this many extra points")
+    qualifying: bool = Field(True, description="Points from this rule count towards tiers")
 
     @model_validator(mode="after")
     def _does_something(self) -> Promotion:
@@ -179,6 +181,7 @@ class OrderBonus(RuleBase):
 
     kind: Literal["order_bonus"]
     points: Points = Field(gt=0)
+    qualifying: bool = Field(True, description="Points from this rule count towards tiers")
 
 
 class Cap(RuleBase):
@@ -198,6 +201,7 @@ class Event(RuleBase):
                        "referral or any custom name")
     points: int = Field(gt=0, le=10_000_000)
     limit: Literal["once", "per_day", "per_month", "per_year", "unlimited"] = "once"
+    qualifying: bool = Field(True, description="Points from this rule count towards tiers")
 
 
 Rule = Annotated[

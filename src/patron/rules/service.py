@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,6 +21,7 @@ from patron.members.models import Member
 from patron.programs.models import Program, Store
 from patron.rules.engine import Evaluation, MemberContext, Order, evaluate
 from patron.rules.model import RULE_KINDS, BaseRate, Cap, Promotion, RuleSetDoc
+from patron.tiers.models import TierDefinition
 
 BASE_RULE_ID = "base"
 
@@ -261,8 +262,15 @@ def member_context(session: Session, program: Program, account: Account | None, 
         purchases = int(session.scalar(
             select(func.count()).select_from(Purchase).where(Purchase.account_id == account.id,
                                                             Purchase.occurred_at < at)) or 0)
+    tier_factor = None
+    if account is not None and account.tier is not None:
+        # One indexed look-up, only for members who have a tier.
+        tier_factor = session.scalar(
+            select(TierDefinition.multiplier).where(TierDefinition.program_id == program.id,
+                                                    TierDefinition.code == account.tier))
     return MemberContext(
         tier=account.tier if account is not None else None,
+        tier_factor=tier_factor,
         attributes=member.attributes or {},
         joined_on=member.created_at.astimezone(tz).date(),
         birthday=member.birthday,
@@ -311,6 +319,32 @@ def evaluate_purchase(session: Session, program: Program, order: Order, *, membe
                 .values(used=PromotionBudget.used + used)
             )
     return result, program.rule_version
+
+
+def qualifying_points(doc: RuleSetDoc, result: Evaluation) -> int:
+    """The part of a purchase's points that counts towards tiers.
+
+    All of them, less what rules marked `qualifying: false` added: a factor step adds
+    after − before (a budget step's negative difference included), a fixed bonus its `added`;
+    in "add" mode a factor's share is its extra part times the amount before the combined factor.
+    """
+    not_counted = {r.id for r in doc.rules if getattr(r, "qualifying", True) is False}
+    if not not_counted:
+        return result.points
+    combined_before = next((Decimal(str(s["before"])) for s in result.steps
+                            if s.get("kind") == "combined_factor"), None)
+    extra = Decimal(0)
+    for step in result.steps:
+        if not step.get("applied") or step.get("rule") not in not_counted:
+            continue
+        if "added" in step:
+            extra += Decimal(str(step["added"]))
+        elif "before" in step and "after" in step:
+            extra += Decimal(str(step["after"])) - Decimal(str(step["before"]))
+        elif "adds" in step and combined_before is not None:
+            extra += combined_before * Decimal(str(step["adds"]))
+    removed = int(extra.to_integral_value(rounding=ROUND_HALF_UP))
+    return max(0, min(result.points, result.points - removed))
 
 
 def payable_amount(doc: RuleSetDoc, order: Order) -> tuple[Decimal, str | None]:

@@ -84,7 +84,8 @@ class TierEvaluationRun(Base):
     period: Mapped[str] = mapped_column(String(20))  # the window evaluated, e.g. "2026H1"
     status: Mapped[str] = mapped_column(String(10))  # running | done
     last_account_id: Mapped[int] = mapped_column(BigInteger, default=0)
-    moves: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)  # "silver→gold": 12
+    # The summary so far: {"accounts": n, "moves": {"silver→gold": 12}, "kept_in_grace": n, …}
+    moves: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
