@@ -123,8 +123,9 @@ def keys(db: Database) -> dict[str, str]:
     out = {}
     with db.unit_of_work() as session:
         for scope in ("admin", "pos", "read"):
-            _row, out[scope] = create_key(session, name=f"{scope} key", scopes=[scope], actor=CLI,
-                                          now=clock.now())
+            _row, out[scope] = create_key(
+                session, name=f"{scope} key", scopes=[scope], actor=CLI, now=clock.now()
+            )
     return out
 
 

@@ -43,22 +43,39 @@ SHANGHAI: dict[str, Any] = {
 }
 
 
-def make_program(session: Session, *, now: datetime, base: dict[str, Any] | None = None,
-                 stores: tuple[str, ...] = ("mapo",), **overrides: Any) -> Program:
+def make_program(
+    session: Session,
+    *,
+    now: datetime,
+    base: dict[str, Any] | None = None,
+    stores: tuple[str, ...] = ("mapo",),
+    **overrides: Any,
+) -> Program:
     data = {**(base or BAKERY), **overrides}
-    program = programs.create_program(session, ProgramCreate.model_validate(data), actor=CLI, now=now)
+    program = programs.create_program(
+        session, ProgramCreate.model_validate(data), actor=CLI, now=now
+    )
     for code in stores:
-        programs.create_store(session, program, StoreCreate(code=code, name=code.title()),
-                              actor=CLI, now=now)
+        programs.create_store(
+            session, program, StoreCreate(code=code, name=code.title()), actor=CLI, now=now
+        )
     return program
 
 
 _counter = iter(range(1, 10**9))
 
 
-def make_member(session: Session, *, now: datetime, program: Program | None = None,
-                name: str | None = None, phone: str | None = None, email: str | None = None,
-                card: str | None = None, **fields: Any) -> Member:
+def make_member(
+    session: Session,
+    *,
+    now: datetime,
+    program: Program | None = None,
+    name: str | None = None,
+    phone: str | None = None,
+    email: str | None = None,
+    card: str | None = None,
+    **fields: Any,
+) -> Member:
     n = next(_counter)
     data = MemberCreate(
         name=name or f"Member {n}",

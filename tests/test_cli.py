@@ -61,7 +61,8 @@ def test_demo_check_expire_and_tampering(cli, db: Database, frozen):
     def expire_entries() -> int:
         with db.unit_of_work(readonly=True) as session:
             return session.execute(
-                text("SELECT count(*) FROM entries WHERE kind = 'expire'")).scalar_one()
+                text("SELECT count(*) FROM entries WHERE kind = 'expire'")
+            ).scalar_one()
 
     before = expire_entries()
     # A year and a half later every demo lot is past its date.
@@ -86,8 +87,12 @@ def test_demo_check_expire_and_tampering(cli, db: Database, frozen):
     assert "ledger consistent" in run(cli, url, "check")
 
     with db.engine.begin() as conn:
-        conn.execute(text("UPDATE accounts SET available = available + 1 "
-                          "WHERE id = (SELECT min(id) FROM accounts)"))
+        conn.execute(
+            text(
+                "UPDATE accounts SET available = available + 1 "
+                "WHERE id = (SELECT min(id) FROM accounts)"
+            )
+        )
     out = run(cli, url, "check", code=1)
     assert "violation" in out and "account totals differ" in out
 

@@ -40,9 +40,13 @@ def funded(db: Database, frozen) -> int:
     with db.unit_of_work() as session:
         program = make_program(session, now=frozen)
         member = make_member(session, now=frozen, program=program, phone="010-1234-5678")
-        purchases.adjust(session, program, AdjustRequest(
-            member=MemberRef(id=member.id), points=10_000, reason="opening balance"),
-            actor=CLI, now=frozen)
+        purchases.adjust(
+            session,
+            program,
+            AdjustRequest(member=MemberRef(id=member.id), points=10_000, reason="opening balance"),
+            actor=CLI,
+            now=frozen,
+        )
         return member.id
 
 
@@ -65,9 +69,18 @@ def redeem_1000(db: Database, member_id: int, n: int, now) -> Callable[[], dict[
     def call() -> dict[str, Any]:
         with db.unit_of_work() as session:
             program = get_program(session, "bakery")
-            return purchases.purchase(session, program, PurchaseRequest(
-                external_id=f"R-{n}", member=MemberRef(id=member_id), amount=1000,
-                points_to_spend=1000), actor=CLI, now=now)
+            return purchases.purchase(
+                session,
+                program,
+                PurchaseRequest(
+                    external_id=f"R-{n}",
+                    member=MemberRef(id=member_id),
+                    amount=1000,
+                    points_to_spend=1000,
+                ),
+                actor=CLI,
+                now=now,
+            )
 
     return call
 
@@ -75,8 +88,10 @@ def redeem_1000(db: Database, member_id: int, n: int, now) -> Callable[[], dict[
 def balance_and_check(db: Database, member_id: int) -> tuple[int, int, bool]:
     with db.unit_of_work(readonly=True) as session:
         account = session.scalars(select(Account).where(Account.member_id == member_id)).one()
-        redeems = session.scalar(select(func.count()).select_from(Entry)
-                                 .where(Entry.kind == "redeem")) or 0
+        redeems = (
+            session.scalar(select(func.count()).select_from(Entry).where(Entry.kind == "redeem"))
+            or 0
+        )
         report = run_check(session)
         assert report.violations == []
         return account.available - account.debt, redeems, report.ok
@@ -110,9 +125,15 @@ def test_concurrent_replays_of_one_order_record_it_once(db, funded, frozen):
     def call() -> dict[str, Any]:
         with db.unit_of_work() as session:
             program = get_program(session, "bakery")
-            return purchases.purchase(session, program, PurchaseRequest(
-                external_id="ORDER-1", member=MemberRef(phone="01012345678"), amount=25800),
-                actor=CLI, now=frozen)
+            return purchases.purchase(
+                session,
+                program,
+                PurchaseRequest(
+                    external_id="ORDER-1", member=MemberRef(phone="01012345678"), amount=25800
+                ),
+                actor=CLI,
+                now=frozen,
+            )
 
     results = run_together([call] * 50)
     assert [r for r in results if not isinstance(r, dict)] == []
@@ -137,8 +158,7 @@ def live_server(db: Database) -> Iterator[str]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(db=db), log_level="warning",
-                                           lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(create_app(db=db), log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -155,8 +175,10 @@ def test_one_idempotency_key_sent_concurrently_writes_one_entry(db, funded, keys
     headers = {**auth(keys["admin"]), "Idempotency-Key": "bonus-2026-03"}
     body = {"member": {"id": funded}, "points": 300, "reason": "march bonus"}
 
-    with httpx.Client(base_url=live_server, timeout=30,
-                      limits=httpx.Limits(max_connections=20)) as http:
+    with httpx.Client(
+        base_url=live_server, timeout=30, limits=httpx.Limits(max_connections=20)
+    ) as http:
+
         def call() -> httpx.Response:
             return http.post("/api/v1/programs/bakery/adjustments", json=body, headers=headers)
 
@@ -170,20 +192,28 @@ def test_one_idempotency_key_sent_concurrently_writes_one_entry(db, funded, keys
     assert replayed.count(None) == 1
     assert replayed.count("true") == 19
     with db.unit_of_work(readonly=True) as session:
-        points = list(session.scalars(select(Entry.points).where(Entry.kind == "adjust")
-                                      .order_by(Entry.id)))
+        points = list(
+            session.scalars(select(Entry.points).where(Entry.kind == "adjust").order_by(Entry.id))
+        )
         assert points == [10_000, 300]
         assert run_check(session).ok
 
 
 def test_concurrent_http_purchases_with_one_order_id(db, funded, keys, live_server):
-    body = {"external_id": "WEB-77", "member": {"id": funded}, "amount": 12000,
-            "points_to_spend": 2000}
-    with httpx.Client(base_url=live_server, timeout=30,
-                      limits=httpx.Limits(max_connections=20)) as http:
+    body = {
+        "external_id": "WEB-77",
+        "member": {"id": funded},
+        "amount": 12000,
+        "points_to_spend": 2000,
+    }
+    with httpx.Client(
+        base_url=live_server, timeout=30, limits=httpx.Limits(max_connections=20)
+    ) as http:
+
         def call() -> httpx.Response:
-            return http.post("/api/v1/programs/bakery/purchases", json=body,
-                             headers=auth(keys["pos"]))
+            return http.post(
+                "/api/v1/programs/bakery/purchases", json=body, headers=auth(keys["pos"])
+            )
 
         responses = run_together([call] * 20, workers=20)
 

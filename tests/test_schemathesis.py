@@ -32,17 +32,33 @@ MAX_EXAMPLES = int(os.environ.get("PATRON_FUZZ_EXAMPLES", "15"))
 def seeded(client, keys) -> dict[str, Any]:
     admin = auth(keys["admin"])
     assert client.post("/api/v1/programs", json=BAKERY, headers=admin).status_code == 201
-    assert client.post("/api/v1/programs/bakery/stores", json={"code": "mapo", "name": "Mapo"},
-                       headers=admin).status_code == 201
-    member = client.post("/api/v1/members", headers=admin, json={
-        "name": "Kim", "phone": "010-1234-5678", "email": "kim@example.com",
-        "program": "bakery", "cards": [{"number": "CARD-0001"}]})
+    assert (
+        client.post(
+            "/api/v1/programs/bakery/stores", json={"code": "mapo", "name": "Mapo"}, headers=admin
+        ).status_code
+        == 201
+    )
+    member = client.post(
+        "/api/v1/members",
+        headers=admin,
+        json={
+            "name": "Kim",
+            "phone": "010-1234-5678",
+            "email": "kim@example.com",
+            "program": "bakery",
+            "cards": [{"number": "CARD-0001"}],
+        },
+    )
     assert member.status_code == 201 and member.json()["id"] == 1
-    sale = client.post("/api/v1/programs/bakery/purchases", headers=admin, json={
-        "external_id": "A-1", "member": {"id": 1}, "amount": 25800})
+    sale = client.post(
+        "/api/v1/programs/bakery/purchases",
+        headers=admin,
+        json={"external_id": "A-1", "member": {"id": 1}, "amount": 25800},
+    )
     assert sale.status_code == 201
-    spare = client.post("/api/v1/api-keys", json={"name": "spare", "scopes": ["read"]},
-                        headers=admin)
+    spare = client.post(
+        "/api/v1/api-keys", json={"name": "spare", "scopes": ["read"]}, headers=admin
+    )
     ids = {k["name"]: k["id"] for k in client.get("/api/v1/api-keys", headers=admin).json()}
     # Both spellings: otherwise a generated X-API-Key header would win over the bearer token.
     headers = {**admin, "X-API-Key": keys["admin"]}
@@ -53,16 +69,23 @@ def seeded(client, keys) -> dict[str, Any]:
 REAL_PATH = {"code": "bakery", "member_id": 1, "external_id": "A-1", "number": "CARD-0001"}
 
 
-def _fuzz(operation, mode: GenerationMode, seeded: dict[str, Any], app, *, pin: bool,
-          examples: int) -> list[str]:
+def _fuzz(
+    operation, mode: GenerationMode, seeded: dict[str, Any], app, *, pin: bool, examples: int
+) -> list[str]:
     """Run one operation's strategy; return a line per distinct server error."""
     failures: dict[str, str] = {}
     names = set(re.findall(r"{(\w+)}", operation.path))
     real = {**REAL_PATH, "key_id": seeded["spare_id"]}
     fixed = {name: real[name] for name in names if name in real} if pin else None
 
-    @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
-              phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=operation.as_strategy(generation_mode=mode, path_parameters=fixed))
     def run(case) -> None:
         params = case.path_parameters or {}
@@ -70,8 +93,9 @@ def _fuzz(operation, mode: GenerationMode, seeded: dict[str, Any], app, *, pin: 
             # Revoking the key that drives the run would turn every later case into a 401.
             params["key_id"] = seeded["spare_id"]
         try:
-            case.call_and_validate(headers=dict(seeded["admin"]), checks=[not_a_server_error],
-                                   app=app)
+            case.call_and_validate(
+                headers=dict(seeded["admin"]), checks=[not_a_server_error], app=app
+            )
         except Exception as exc:  # collect every operation's failure, report them together
             key = f"{operation.label} [{mode.value}{', real rows' if pin else ''}]"
             failures.setdefault(key, f"{key}: {type(exc).__name__}: {str(exc)[:800]}")

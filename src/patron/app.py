@@ -24,9 +24,18 @@ from patron.tiers.read_api import router as tier_reads_router
 
 log = logging.getLogger("patron")
 
-HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-              405: "method_not_allowed", 406: "not_acceptable", 409: "conflict",
-              413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid"}
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+}
 
 
 def _location(loc: tuple) -> str:
@@ -51,10 +60,11 @@ def create_app(database_url: str | None = None, *, db: Database | None = None) -
         version=__version__,
         summary="API-first customer loyalty engine: members, an append-only points ledger, POS API.",
         description="Every `/api/v1` call needs an API key (`Authorization: Bearer <key>` or "
-        "`X-API-Key`). Errors are always `{\"error\": code, \"detail\": message}`.",
+        '`X-API-Key`). Errors are always `{"error": code, "detail": message}`.',
     )
-    app.state.db = db or Database(database_url or settings.resolved_database_url,
-                                  pool_size=settings.pool_size)
+    app.state.db = db or Database(
+        database_url or settings.resolved_database_url, pool_size=settings.pool_size
+    )
 
     @app.exception_handler(PatronError)
     async def _patron_error(_request: Request, exc: PatronError) -> JSONResponse:
@@ -63,36 +73,60 @@ def create_app(database_url: str | None = None, *, db: Database | None = None) -
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         code, detail = _validation_detail(exc)
-        return JSONResponse({"error": code, "detail": detail},
-                            status_code=400 if code == "invalid_json" else 422)
+        return JSONResponse(
+            {"error": code, "detail": detail}, status_code=400 if code == "invalid_json" else 422
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = HTTP_CODES.get(exc.status_code, "error")
-        return JSONResponse({"error": code, "detail": str(exc.detail)}, status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            {"error": code, "detail": str(exc.detail)},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(IntegrityError)
     async def _integrity(_request: Request, exc: IntegrityError) -> JSONResponse:
         log.warning("integrity error turned into 409: %s", exc.orig)
-        return JSONResponse({"error": "conflict", "detail": "the change conflicts with existing data"},
-                            status_code=409)
+        return JSONResponse(
+            {"error": "conflict", "detail": "the change conflicts with existing data"},
+            status_code=409,
+        )
 
     @app.exception_handler(DataError)
     async def _data(_request: Request, exc: DataError) -> JSONResponse:
-        return JSONResponse({"error": "invalid_value", "detail": "a value cannot be stored "
-                             "(out of range or contains characters such as NUL)"}, status_code=422)
+        return JSONResponse(
+            {
+                "error": "invalid_value",
+                "detail": "a value cannot be stored "
+                "(out of range or contains characters such as NUL)",
+            },
+            status_code=422,
+        )
 
     @app.exception_handler(OperationalError)
     async def _busy(_request: Request, exc: OperationalError) -> JSONResponse:
         log.error("database unavailable: %s", exc.orig)
-        return JSONResponse({"error": "database_unavailable", "detail": "the database is busy or "
-                             "unreachable; retry with the same Idempotency-Key"}, status_code=503)
+        return JSONResponse(
+            {
+                "error": "database_unavailable",
+                "detail": "the database is busy or "
+                "unreachable; retry with the same Idempotency-Key",
+            },
+            status_code=503,
+        )
 
     # Before the tier write router, so /tiers/near-miss is never read as a tier code.
     app.include_router(tier_reads_router)
-    for router in (programs_router, members_router, points_router, access_router, rules_router,
-                   tiers_router):
+    for router in (
+        programs_router,
+        members_router,
+        points_router,
+        access_router,
+        rules_router,
+        tiers_router,
+    ):
         app.include_router(router)
 
     @app.get("/health", tags=["operations"])

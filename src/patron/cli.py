@@ -22,8 +22,11 @@ console = Console()
 
 DatabaseUrl = Annotated[
     str | None,
-    typer.Option("--database-url", envvar="PATRON_DATABASE_URL",
-                 help="SQLAlchemy URL; default: SQLite file patron.db in this directory"),
+    typer.Option(
+        "--database-url",
+        envvar="PATRON_DATABASE_URL",
+        help="SQLAlchemy URL; default: SQLite file patron.db in this directory",
+    ),
 ]
 
 
@@ -73,8 +76,10 @@ def _load_demo(db, members: int, days: int) -> None:
             return
     with console.status("loading the corner-bakery demo (members and a year of sales)…"):
         result = demo.load(db, now=clock.now(), members_count=members, days=days)
-    console.print(f"[green]demo loaded[/]: program [bold]bakery[/], {result.members} members, "
-                  f"{result.purchases} purchases, {result.refunds} refunds")
+    console.print(
+        f"[green]demo loaded[/]: program [bold]bakery[/], {result.members} members, "
+        f"{result.purchases} purchases, {result.refunds} refunds"
+    )
     console.print(f"  admin API key: [bold]{result.admin_key}[/]")
     console.print(f"  POS API key:   [bold]{result.pos_key}[/]")
     console.print(f"  walk-through member: phone {demo.WALKTHROUGH_PHONE}, card BKR100000")
@@ -96,7 +101,9 @@ def serve(
     host: Annotated[str | None, typer.Option(help="default PATRON_HOST or 127.0.0.1")] = None,
     port: Annotated[int | None, typer.Option(help="default PATRON_PORT or 8000")] = None,
     workers: Annotated[int | None, typer.Option(min=1, max=64)] = None,
-    with_demo: Annotated[bool, typer.Option("--demo", help="Load the demo on an empty database")] = False,
+    with_demo: Annotated[
+        bool, typer.Option("--demo", help="Load the demo on an empty database")
+    ] = False,
 ) -> None:
     """Run the HTTP API (migrations are applied first)."""
     import uvicorn
@@ -107,10 +114,18 @@ def serve(
     db.dispose()
     settings = get_settings()
     host, port = host or settings.host, port or settings.port
-    console.print(f"Patron on http://{host}:{port}  (docs: /docs)  database: "
-                  f"{settings.resolved_database_url.split('@')[-1]}")
-    uvicorn.run("patron.app:create_app", factory=True, host=host, port=port,
-                workers=workers or settings.workers, log_level=settings.log_level)
+    console.print(
+        f"Patron on http://{host}:{port}  (docs: /docs)  database: "
+        f"{settings.resolved_database_url.split('@')[-1]}"
+    )
+    uvicorn.run(
+        "patron.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers or settings.workers,
+        log_level=settings.log_level,
+    )
 
 
 @key_app.command("create")
@@ -144,9 +159,14 @@ def apikey_list(database_url: DatabaseUrl = None) -> None:
     table = Table("id", "name", "prefix", "scopes", "created", "revoked")
     with db.unit_of_work(readonly=True) as session:
         for row in list_keys(session):
-            table.add_row(str(row.id), row.name, row.prefix, ", ".join(row.scopes),
-                          f"{row.created_at:%Y-%m-%d %H:%M}",
-                          f"{row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "")
+            table.add_row(
+                str(row.id),
+                row.name,
+                row.prefix,
+                ", ".join(row.scopes),
+                f"{row.created_at:%Y-%m-%d %H:%M}",
+                f"{row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "",
+            )
     console.print(table)
 
 
@@ -171,7 +191,9 @@ def apikey_revoke(key_id: int, database_url: DatabaseUrl = None) -> None:
 def expire(
     database_url: DatabaseUrl = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Count only; change nothing")] = False,
-    as_of: Annotated[str | None, typer.Option(help="Expire as of this ISO datetime (default now)")] = None,
+    as_of: Annotated[
+        str | None, typer.Option(help="Expire as of this ISO datetime (default now)")
+    ] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, max=1_000_000)] = None,
 ) -> None:
     """Expire every lot past its date, in bounded batches; release matured pending points."""
@@ -180,17 +202,27 @@ def expire(
     db = _database(database_url)
     at = _as_of(as_of)
     if at > clock.now() and not dry_run:
-        console.print("[red]--as-of is in the future[/]: that would expire points before their "
-                      "date; use --dry-run to preview a future run")
+        console.print(
+            "[red]--as-of is in the future[/]: that would expire points before their "
+            "date; use --dry-run to preview a future run"
+        )
         raise typer.Exit(2)
     settings = get_settings()
-    report = run_expiry(db, at, dry_run=dry_run, batch_size=batch_size or settings.job_batch_size,
-                        actor="cli", idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours))
+    report = run_expiry(
+        db,
+        at,
+        dry_run=dry_run,
+        batch_size=batch_size or settings.job_batch_size,
+        actor="cli",
+        idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours),
+    )
     verb = "would expire" if dry_run else "expired"
-    console.print(f"{verb} {report.points} points in {report.lots} lots "
-                  f"({report.accounts} accounts); pending released: {report.released_points} points "
-                  f"in {report.released_lots} lots; idempotency answers dropped: "
-                  f"{report.idempotency_keys_purged}")
+    console.print(
+        f"{verb} {report.points} points in {report.lots} lots "
+        f"({report.accounts} accounts); pending released: {report.released_points} points "
+        f"in {report.released_lots} lots; idempotency answers dropped: "
+        f"{report.idempotency_keys_purged}"
+    )
 
 
 @app.command()
@@ -202,8 +234,10 @@ def check(database_url: DatabaseUrl = None) -> None:
     with db.unit_of_work(readonly=True) as session:
         report = run_check(session)
     if report.ok:
-        console.print(f"[green]ledger consistent[/]: {report.accounts} accounts, "
-                      f"{report.entries} entries, {report.lots} lots")
+        console.print(
+            f"[green]ledger consistent[/]: {report.accounts} accounts, "
+            f"{report.entries} entries, {report.lots} lots"
+        )
         return
     console.print(f"[red]{len(report.violations)} violation(s)[/]:")
     for line in report.violations:

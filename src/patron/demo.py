@@ -45,29 +45,72 @@ BAKERY = ProgramCreate(
     negative_balance="allow_debt",
 )
 
-BAKERY_RULES = RuleSetDoc.model_validate({
-    "combine": "multiply",
-    "rounding": "down",
-    "rules": [
-        {"id": "base", "name": "10 points per 1,000 KRW", "kind": "base_rate",
-         "mode": "per_full_unit", "points": 10, "per_amount": "1000"},
-        {"id": "seasonal-cake", "name": "Seasonal cake bonus", "kind": "product_bonus",
-         "match": {"skus": ["seasonal-cake"]}, "points_per_unit": 200},
-        {"id": "tiers", "name": "Tier multiplier", "kind": "tier_multiplier",
-         "factors": {"silver": "1.5", "gold": "2"}},
-    ],
-})
+BAKERY_RULES = RuleSetDoc.model_validate(
+    {
+        "combine": "multiply",
+        "rounding": "down",
+        "rules": [
+            {
+                "id": "base",
+                "name": "10 points per 1,000 KRW",
+                "kind": "base_rate",
+                "mode": "per_full_unit",
+                "points": 10,
+                "per_amount": "1000",
+            },
+            {
+                "id": "seasonal-cake",
+                "name": "Seasonal cake bonus",
+                "kind": "product_bonus",
+                "match": {"skus": ["seasonal-cake"]},
+                "points_per_unit": 200,
+            },
+            {
+                "id": "tiers",
+                "name": "Tier multiplier",
+                "kind": "tier_multiplier",
+                "factors": {"silver": "1.5", "gold": "2"},
+            },
+        ],
+    }
+)
 
 STORES = [("mapo", "마포점 Mapo"), ("yeonnam", "연남점 Yeonnam")]
 PRODUCTS = [  # sku, category, price in KRW
-    ("baguette", "bread", 4500), ("croissant", "pastry", 3800), ("salt-bread", "bread", 3200),
-    ("cream-bun", "pastry", 2800), ("americano", "drink", 4000), ("latte", "drink", 4800),
-    ("seasonal-cake", "cake", 32000), ("cheesecake-slice", "cake", 6500),
-    ("sourdough", "bread", 7800), ("madeleine-box", "gift", 15000),
+    ("baguette", "bread", 4500),
+    ("croissant", "pastry", 3800),
+    ("salt-bread", "bread", 3200),
+    ("cream-bun", "pastry", 2800),
+    ("americano", "drink", 4000),
+    ("latte", "drink", 4800),
+    ("seasonal-cake", "cake", 32000),
+    ("cheesecake-slice", "cake", 6500),
+    ("sourdough", "bread", 7800),
+    ("madeleine-box", "gift", 15000),
 ]
 SURNAMES = "김이박최정강조윤장임한오서신권황안송류홍"
-GIVEN = ["민지", "서연", "지훈", "도윤", "하은", "예준", "수아", "시우", "지우", "서준", "하윤", "주원",
-         "지민", "유진", "현우", "은서", "태윤", "다은", "건우", "채원"]
+GIVEN = [
+    "민지",
+    "서연",
+    "지훈",
+    "도윤",
+    "하은",
+    "예준",
+    "수아",
+    "시우",
+    "지우",
+    "서준",
+    "하윤",
+    "주원",
+    "지민",
+    "유진",
+    "현우",
+    "은서",
+    "태윤",
+    "다은",
+    "건우",
+    "채원",
+]
 
 # The member the README's walk-through uses for paying with points.
 WALKTHROUGH_PHONE = "010-1234-5678"
@@ -86,15 +129,17 @@ def is_empty(session: Session) -> bool:
     return (session.scalar(select(func.count()).select_from(Program)) or 0) == 0
 
 
-def load(db: Database, *, now: datetime, members_count: int = 150, days: int = 365,
-         seed: int = 7) -> DemoResult:
+def load(
+    db: Database, *, now: datetime, members_count: int = 150, days: int = 365, seed: int = 7
+) -> DemoResult:
     rng = random.Random(seed)
     start = now - timedelta(days=days)
     with db.unit_of_work() as session:
         program = programs.create_program(session, BAKERY, actor=SYSTEM, now=start)
         for code, name in STORES:
-            programs.create_store(session, program, StoreCreate(code=code, name=name),
-                                  actor=SYSTEM, now=start)
+            programs.create_store(
+                session, program, StoreCreate(code=code, name=name), actor=SYSTEM, now=start
+            )
         member_ids: list[int] = []
         for i in range(members_count):
             phone = WALKTHROUGH_PHONE if i == 0 else f"010-{rng.randint(2000, 9999)}-{i:04d}"
@@ -104,27 +149,42 @@ def load(db: Database, *, now: datetime, members_count: int = 150, days: int = 3
             member = members.create_member(
                 session,
                 MemberCreate(
-                    name=name, phone=phone, email=f"member{i:04d}@example.com", birthday=birthday,
-                    gender=rng.choice(["female", "male", "undisclosed"]), language="ko",
+                    name=name,
+                    phone=phone,
+                    email=f"member{i:04d}@example.com",
+                    birthday=birthday,
+                    gender=rng.choice(["female", "male", "undisclosed"]),
+                    language="ko",
                     marketing_consent=rng.random() < 0.6,
                     preferences={"favourite": rng.choice(PRODUCTS)[0]},
                     cards=[CardIn(number=f"BKR{100000 + i}", kind=rng.choice(["physical", "app"]))],
                     program="bakery",
                 ),
-                program=program, actor=SYSTEM, now=joined,
+                program=program,
+                actor=SYSTEM,
+                now=joined,
             )
             member_ids.append(member.id)
-        rules.publish(session, program, BAKERY_RULES, actor=SYSTEM, now=start,
-                      note="seasonal cake bonus and tier multipliers (PRODUCT.md)")
+        rules.publish(
+            session,
+            program,
+            BAKERY_RULES,
+            actor=SYSTEM,
+            now=start,
+            note="seasonal cake bonus and tier multipliers (PRODUCT.md)",
+        )
         # Tier codes on accounts until tier qualification runs: one in five silver, one in
         # twenty gold; the walk-through member stays basic so the README's numbers hold.
         for account in session.scalars(select(Account).where(Account.program_id == program.id)):
             if account.member_id != member_ids[0]:
                 roll = rng.random()
                 account.tier = "gold" if roll < 0.05 else "silver" if roll < 0.25 else None
-        _admin, admin_key = create_key(session, name="demo admin", scopes=["admin"],
-                                          actor=SYSTEM, now=now)
-        _till, pos_key = create_key(session, name="demo till", scopes=["pos"], actor=SYSTEM, now=now)
+        _admin, admin_key = create_key(
+            session, name="demo admin", scopes=["admin"], actor=SYSTEM, now=now
+        )
+        _till, pos_key = create_key(
+            session, name="demo till", scopes=["pos"], actor=SYSTEM, now=now
+        )
 
     # Sales in time order, a day per transaction, so lots expire and redeem as in real life.
     visits: list[tuple[datetime, int]] = []
@@ -152,8 +212,15 @@ def load(db: Database, *, now: datetime, members_count: int = 150, days: int = 3
                 for n in range(rng.choice([1, 1, 2, 2, 3, 4])):
                     sku, category, price = rng.choice(PRODUCTS)
                     qty = rng.choice([1, 1, 1, 2])
-                    lines.append(LineIn(id=str(n + 1), sku=sku, category=category,
-                                        quantity=Decimal(qty), amount=Decimal(price * qty)))
+                    lines.append(
+                        LineIn(
+                            id=str(n + 1),
+                            sku=sku,
+                            category=category,
+                            quantity=Decimal(qty),
+                            amount=Decimal(price * qty),
+                        )
+                    )
                 amount = sum((line.amount for line in lines), Decimal(0))
                 balance = balances.get(member_id, 0)
                 spend = 0
@@ -167,22 +234,41 @@ def load(db: Database, *, now: datetime, members_count: int = 150, days: int = 3
                 count += 1
                 order = f"BKR-{visit:%Y%m%d}-{count:05d}"
                 out = purchases.purchase(
-                    session, program,
-                    PurchaseRequest(external_id=order, member=MemberRef(id=member_id), amount=amount,
-                                    lines=lines, store=rng.choice(STORES)[0], channel="pos",
-                                    occurred_at=visit, points_to_spend=spend),
-                    actor=SYSTEM, now=visit,
+                    session,
+                    program,
+                    PurchaseRequest(
+                        external_id=order,
+                        member=MemberRef(id=member_id),
+                        amount=amount,
+                        lines=lines,
+                        store=rng.choice(STORES)[0],
+                        channel="pos",
+                        occurred_at=visit,
+                        points_to_spend=spend,
+                    ),
+                    actor=SYSTEM,
+                    now=visit,
                 )
                 balances[member_id] = out["totals"]["balance"]
                 if rng.random() < 0.02:
                     refunds += 1
                     later = visit + timedelta(minutes=rng.randint(5, 90))
-                    req = (RefundRequest(refund_id=f"{order}-R1", full=True, occurred_at=later)
-                           if rng.random() < 0.5 else
-                           RefundRequest(refund_id=f"{order}-R1", lines=[{"id": "1", "quantity": 1}],
-                                         occurred_at=later))
+                    req = (
+                        RefundRequest(refund_id=f"{order}-R1", full=True, occurred_at=later)
+                        if rng.random() < 0.5
+                        else RefundRequest(
+                            refund_id=f"{order}-R1",
+                            lines=[{"id": "1", "quantity": 1}],
+                            occurred_at=later,
+                        )
+                    )
                     back = purchases.refund(session, program, order, req, actor=SYSTEM, now=later)
                     balances[member_id] = back["totals"]["balance"]
     jobs.run_expiry(db, now)
-    return DemoResult(members=len(member_ids), purchases=count, refunds=refunds,
-                      admin_key=admin_key, pos_key=pos_key)
+    return DemoResult(
+        members=len(member_ids),
+        purchases=count,
+        refunds=refunds,
+        admin_key=admin_key,
+        pos_key=pos_key,
+    )

@@ -67,7 +67,9 @@ def require(*scopes: str) -> Callable[..., Actor]:
 
     def check(actor: Actor = Depends(caller)) -> Actor:
         if not any(actor.has_scope(s) for s in scopes):
-            raise Forbidden(f"this call needs the {' or '.join(scopes)} scope", code="missing_scope")
+            raise Forbidden(
+                f"this call needs the {' or '.join(scopes)} scope", code="missing_scope"
+            )
         return actor
 
     return check
@@ -96,11 +98,15 @@ def write(
         claim = None
         if idempotency_key is not None:
             try:
-                claim = idempotency.claim(session, actor=str(actor), key=idempotency_key,
-                                          payload=payload, now=now())
+                claim = idempotency.claim(
+                    session, actor=str(actor), key=idempotency_key, payload=payload, now=now()
+                )
             except idempotency.Replay as replay:
-                return JSONResponse(replay.response, status_code=replay.status_code,
-                                    headers={"Idempotent-Replayed": "true"})
+                return JSONResponse(
+                    replay.response,
+                    status_code=replay.status_code,
+                    headers={"Idempotent-Replayed": "true"},
+                )
         body = jsonable_encoder(fn(session))
         if claim is not None:
             idempotency.answer(session, claim, status_code, body)

@@ -7,17 +7,53 @@ from enum import StrEnum
 
 # ISO 4217 minor units for the currencies Patron knows; extend as programs need.
 MINOR_UNITS: dict[str, int] = {
-    "KRW": 0, "JPY": 0, "VND": 0, "CLP": 0, "ISK": 0,
-    "CNY": 2, "HKD": 2, "TWD": 2, "USD": 2, "EUR": 2, "GBP": 2, "SGD": 2,
-    "AUD": 2, "CAD": 2, "CHF": 2, "THB": 2, "MYR": 2, "PHP": 2, "INR": 2,
-    "IDR": 2, "NZD": 2, "SEK": 2, "NOK": 2, "DKK": 2, "PLN": 2, "MXN": 2, "BRL": 2,
-    "KWD": 3, "BHD": 3, "JOD": 3, "OMR": 3, "TND": 3,
+    "KRW": 0,
+    "JPY": 0,
+    "VND": 0,
+    "CLP": 0,
+    "ISK": 0,
+    "CNY": 2,
+    "HKD": 2,
+    "TWD": 2,
+    "USD": 2,
+    "EUR": 2,
+    "GBP": 2,
+    "SGD": 2,
+    "AUD": 2,
+    "CAD": 2,
+    "CHF": 2,
+    "THB": 2,
+    "MYR": 2,
+    "PHP": 2,
+    "INR": 2,
+    "IDR": 2,
+    "NZD": 2,
+    "SEK": 2,
+    "NOK": 2,
+    "DKK": 2,
+    "PLN": 2,
+    "MXN": 2,
+    "BRL": 2,
+    "KWD": 3,
+    "BHD": 3,
+    "JOD": 3,
+    "OMR": 3,
+    "TND": 3,
 }
 
 # Default phone region per currency, for normalising local numbers like 010-1234-5678.
 CURRENCY_REGION: dict[str, str] = {
-    "KRW": "KR", "CNY": "CN", "JPY": "JP", "HKD": "HK", "TWD": "TW", "USD": "US",
-    "EUR": "DE", "GBP": "GB", "SGD": "SG", "AUD": "AU", "CAD": "CA",
+    "KRW": "KR",
+    "CNY": "CN",
+    "JPY": "JP",
+    "HKD": "HK",
+    "TWD": "TW",
+    "USD": "US",
+    "EUR": "DE",
+    "GBP": "GB",
+    "SGD": "SG",
+    "AUD": "AU",
+    "CAD": "CA",
 }
 
 
@@ -53,9 +89,7 @@ def parse_amount(value: object, currency: str) -> Decimal:
     exponent = amount.as_tuple().exponent
     assert isinstance(exponent, int)
     if amount != amount.quantize(quantum(currency), rounding=ROUND_FLOOR):
-        raise ValueError(
-            f"{currency} has {minor_unit(currency)} decimal places; {value} has more"
-        )
+        raise ValueError(f"{currency} has {minor_unit(currency)} decimal places; {value} has more")
     return amount.quantize(quantum(currency))
 
 

@@ -30,8 +30,8 @@ def bakery(client, admin) -> dict[str, Any]:
     """The bakery program (KRW, Asia/Seoul) with one store, 'mapo'."""
     response = client.post("/api/v1/programs", json=BAKERY, headers=admin)
     assert response.status_code == 201, response.text
-    store = client.post("/api/v1/programs/bakery/stores", json={"code": "mapo", "name": "Mapo"},
-                        headers=admin)
+    store = client.post(
+        "/api/v1/programs/bakery/stores", json={"code": "mapo", "name": "Mapo"}, headers=admin
+    )
     assert store.status_code == 201, store.text
     return response.json()
-

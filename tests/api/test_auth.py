@@ -56,21 +56,29 @@ def test_pos_key_cannot_call_admin_endpoints(client, keys):
         client.post("/api/v1/expire", json={}, headers=pos),
         client.get("/api/v1/check", headers=pos),
         client.post("/api/v1/members/1/block", json={"reason": "fraud"}, headers=pos),
-        client.post("/api/v1/programs/bakery/adjustments",
-                    json={"member": {"id": 1}, "points": 10, "reason": "goodwill"}, headers=pos),
+        client.post(
+            "/api/v1/programs/bakery/adjustments",
+            json={"member": {"id": 1}, "points": 10, "reason": "goodwill"},
+            headers=pos,
+        ),
     ]
     for response in calls:
         assert response.status_code == 403, (response.request.url, response.text)
-        assert response.json() == {"error": "missing_scope",
-                                   "detail": "this call needs the admin scope"}
+        assert response.json() == {
+            "error": "missing_scope",
+            "detail": "this call needs the admin scope",
+        }
 
 
 def test_read_key_cannot_purchase_or_enroll(client, keys):
     created = client.post("/api/v1/programs", json=BAKERY, headers=auth(keys["admin"]))
     assert created.status_code == 201
     read = auth(keys["read"])
-    sale = client.post("/api/v1/programs/bakery/purchases", headers=read,
-                       json={"external_id": "A-1", "member": {"id": 1}, "amount": 1000})
+    sale = client.post(
+        "/api/v1/programs/bakery/purchases",
+        headers=read,
+        json={"external_id": "A-1", "member": {"id": 1}, "amount": 1000},
+    )
     assert sale.status_code == 403
     assert sale.json() == {"error": "missing_scope", "detail": "this call needs the pos scope"}
     member = client.post("/api/v1/members", json=MEMBER, headers=read)
@@ -81,8 +89,9 @@ def test_read_key_cannot_purchase_or_enroll(client, keys):
 
 def test_key_created_through_the_api_works_and_is_audited(client, keys):
     admin = auth(keys["admin"])
-    created = client.post("/api/v1/api-keys", json={"name": "till 7", "scopes": ["pos"]},
-                          headers=admin)
+    created = client.post(
+        "/api/v1/api-keys", json={"name": "till 7", "scopes": ["pos"]}, headers=admin
+    )
     assert created.status_code == 201, created.text
     body = created.json()
     assert body["name"] == "till 7"
@@ -101,8 +110,11 @@ def test_key_created_through_the_api_works_and_is_audited(client, keys):
     assert [k["name"] for k in listed] == ["admin key", "pos key", "read key", "till 7"]
     assert all("key" not in k for k in listed)
 
-    audit = client.get("/api/v1/audit", params={"action": "apikey.created",
-                                                "subject_id": str(body["id"])}, headers=admin)
+    audit = client.get(
+        "/api/v1/audit",
+        params={"action": "apikey.created", "subject_id": str(body["id"])},
+        headers=admin,
+    )
     assert audit.status_code == 200
     [record] = audit.json()
     assert record["subject_type"] == "api_key"
@@ -113,8 +125,9 @@ def test_key_created_through_the_api_works_and_is_audited(client, keys):
 
 def test_revoked_key_is_401_at_once(client, keys):
     admin = auth(keys["admin"])
-    created = client.post("/api/v1/api-keys", json={"name": "temp", "scopes": ["read"]},
-                          headers=admin).json()
+    created = client.post(
+        "/api/v1/api-keys", json={"name": "temp", "scopes": ["read"]}, headers=admin
+    ).json()
     temp = auth(created["key"])
     assert client.get("/api/v1/programs", headers=temp).status_code == 200  # now cached
 
@@ -125,9 +138,14 @@ def test_revoked_key_is_401_at_once(client, keys):
     response = client.get("/api/v1/programs", headers=temp)
     assert response.status_code == 401
     assert response.json() == {"error": "revoked_api_key", "detail": "the API key was revoked"}
-    actions = [r["action"] for r in client.get(
-        "/api/v1/audit", params={"subject_type": "api_key", "subject_id": str(created["id"])},
-        headers=admin).json()]
+    actions = [
+        r["action"]
+        for r in client.get(
+            "/api/v1/audit",
+            params={"subject_type": "api_key", "subject_id": str(created["id"])},
+            headers=admin,
+        ).json()
+    ]
     assert actions == ["apikey.revoked", "apikey.created"]
 
 
@@ -137,12 +155,15 @@ def test_revoking_an_unknown_key_is_404(client, keys):
     assert response.json()["error"] == "api_key_not_found"
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"name": "k", "scopes": ["root"]}, None),
-    ({"name": "k", "scopes": []}, "scopes"),
-    ({"name": "", "scopes": ["pos"]}, "name"),
-    ({"name": "k", "scopes": ["pos"], "extra": 1}, "extra"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"name": "k", "scopes": ["root"]}, None),
+        ({"name": "k", "scopes": []}, "scopes"),
+        ({"name": "", "scopes": ["pos"]}, "name"),
+        ({"name": "k", "scopes": ["pos"], "extra": 1}, "extra"),
+    ],
+)
 def test_bad_key_requests_are_422(client, keys, body, field):
     response = client.post("/api/v1/api-keys", json=body, headers=auth(keys["admin"]))
     assert response.status_code == 422, response.text

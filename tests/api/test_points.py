@@ -18,19 +18,27 @@ P = "/api/v1/programs/bakery"
 
 @pytest.fixture
 def kim(client, pos, bakery, frozen) -> dict[str, Any]:
-    return enroll(client, pos, name="Kim Minji", phone="010-1234-5678",
-                  cards=[{"number": "CARD-0001"}])
+    return enroll(
+        client, pos, name="Kim Minji", phone="010-1234-5678", cards=[{"number": "CARD-0001"}]
+    )
 
 
 def sale(client, headers, external_id: str, amount: int | str, **extra: Any):
-    body = {"external_id": external_id, "member": {"phone": "010-1234-5678"}, "amount": amount,
-            **extra}
+    body = {
+        "external_id": external_id,
+        "member": {"phone": "010-1234-5678"},
+        "amount": amount,
+        **extra,
+    }
     return client.post(f"{P}/purchases", json=body, headers=headers)
 
 
 def bonus(client, headers, points: int, reason: str = "welcome bonus", **extra: Any):
-    return client.post(f"{P}/adjustments", headers={**headers, **extra},
-                       json={"member": {"card": "CARD-0001"}, "points": points, "reason": reason})
+    return client.post(
+        f"{P}/adjustments",
+        headers={**headers, **extra},
+        json={"member": {"card": "CARD-0001"}, "points": points, "reason": reason},
+    )
 
 
 def totals(client, headers, member_id: int) -> dict[str, int]:
@@ -63,7 +71,11 @@ def test_readme_walk_through(client, admin, pos, reader, kim):
     assert body["member_id"] == kim["id"]
     [earn] = body["entries"]
     assert (earn["kind"], earn["points"], earn["store"], earn["external_ref"]) == (
-        "earn", 250, "mapo", "A-1")
+        "earn",
+        250,
+        "mapo",
+        "A-1",
+    )
     assert earn["breakdown"][0]["kind"] == "base_rate"
     assert earn["breakdown"][0]["result"] == 250
     # Valid through 2 March 2027 in Seoul: expires at local midnight starting 3 March.
@@ -89,32 +101,45 @@ def test_readme_walk_through(client, admin, pos, reader, kim):
     assert [(lot["points"], lot["remaining"]) for lot in lots] == [(1000, 250), (40, 40)]
 
     # Refund half the bill by amount: half the earned points go back, half the spent come back.
-    half = client.post(f"{P}/purchases/A-2/refunds", json={"refund_id": "R-1", "amount": 2500},
-                       headers=pos)
+    half = client.post(
+        f"{P}/purchases/A-2/refunds", json={"refund_id": "R-1", "amount": 2500}, headers=pos
+    )
     assert half.status_code == 201, half.text
     body = half.json()
     assert (body["amount"], body["refunded_total"]) == ("2500", "2500")
     assert (body["points_reversed"], body["points_restored"]) == (20, 500)
     assert (body["points_written_off"], body["debt_added"], body["note"]) == (0, 0, None)
     assert sorted((e["kind"], e["points"]) for e in body["entries"]) == [
-        ("reverse", -20), ("reverse", 500)]
+        ("reverse", -20),
+        ("reverse", 500),
+    ]
     assert body["totals"]["balance"] == 290 + 500 - 20
 
     # The other half: the two partial refunds add up exactly to a full refund.
-    rest = client.post(f"{P}/purchases/A-2/refunds", json={"refund_id": "R-2", "amount": 2500},
-                       headers=pos)
+    rest = client.post(
+        f"{P}/purchases/A-2/refunds", json={"refund_id": "R-2", "amount": 2500}, headers=pos
+    )
     assert rest.status_code == 201, rest.text
     assert (rest.json()["points_reversed"], rest.json()["points_restored"]) == (20, 500)
     assert rest.json()["refunded_total"] == "5000"
 
     assert totals(client, reader, kim["id"]) == {
-        "balance": 1250, "available": 1250, "pending": 0, "debt": 0, "earned": 250,
-        "redeemed": 0, "expired": 0, "adjusted": 1000, "expiring_30_days": 0}
+        "balance": 1250,
+        "available": 1250,
+        "pending": 0,
+        "debt": 0,
+        "earned": 250,
+        "redeemed": 0,
+        "expired": 0,
+        "adjusted": 1000,
+        "expiring_30_days": 0,
+    }
     lots = client.get(f"{P}/members/{kim['id']}/lots", headers=pos).json()
     assert [(lot["points"], lot["remaining"]) for lot in lots] == [(250, 250), (1000, 1000)]
 
-    done = client.post(f"{P}/purchases/A-2/refunds", json={"refund_id": "R-3", "full": True},
-                       headers=pos)
+    done = client.post(
+        f"{P}/purchases/A-2/refunds", json={"refund_id": "R-3", "full": True}, headers=pos
+    )
     assert done.status_code == 409
     assert done.json()["error"] == "already_refunded"
     check_ok(client, admin)
@@ -122,34 +147,45 @@ def test_readme_walk_through(client, admin, pos, reader, kim):
 
 def test_refund_rules(client, admin, pos, kim):
     assert sale(client, pos, "A-1", 25800).status_code == 201
-    too_much = client.post(f"{P}/purchases/A-1/refunds", json={"refund_id": "R-1",
-                                                               "amount": 25801}, headers=pos)
+    too_much = client.post(
+        f"{P}/purchases/A-1/refunds", json={"refund_id": "R-1", "amount": 25801}, headers=pos
+    )
     assert too_much.status_code == 409
-    assert too_much.json() == {"error": "refund_exceeds_purchase",
-                               "detail": "only 25800 KRW of this purchase is left to refund"}
-    missing = client.post(f"{P}/purchases/NOPE/refunds", json={"refund_id": "R-1", "full": True},
-                          headers=pos)
+    assert too_much.json() == {
+        "error": "refund_exceeds_purchase",
+        "detail": "only 25800 KRW of this purchase is left to refund",
+    }
+    missing = client.post(
+        f"{P}/purchases/NOPE/refunds", json={"refund_id": "R-1", "full": True}, headers=pos
+    )
     assert missing.status_code == 404
     assert missing.json()["error"] == "purchase_not_found"
-    both = client.post(f"{P}/purchases/A-1/refunds", headers=pos,
-                       json={"refund_id": "R-1", "full": True, "amount": 100})
+    both = client.post(
+        f"{P}/purchases/A-1/refunds",
+        headers=pos,
+        json={"refund_id": "R-1", "full": True, "amount": 100},
+    )
     assert both.status_code == 422
     assert both.json()["error"] == "validation_error"
-    fraction = client.post(f"{P}/purchases/A-1/refunds", headers=pos,
-                           json={"refund_id": "R-1", "amount": "100.5"})
+    fraction = client.post(
+        f"{P}/purchases/A-1/refunds", headers=pos, json={"refund_id": "R-1", "amount": "100.5"}
+    )
     assert fraction.status_code == 422
     assert fraction.json()["error"] == "invalid_amount"
 
-    first = client.post(f"{P}/purchases/A-1/refunds", json={"refund_id": "R-1", "amount": 10000},
-                        headers=pos)
+    first = client.post(
+        f"{P}/purchases/A-1/refunds", json={"refund_id": "R-1", "amount": 10000}, headers=pos
+    )
     assert first.status_code == 201
     assert first.json()["points_reversed"] == 97  # round_half_up(250 × 10000 / 25800) = 96.9
-    replay = client.post(f"{P}/purchases/A-1/refunds", json={"refund_id": "R-1", "amount": 10000},
-                         headers=pos)
+    replay = client.post(
+        f"{P}/purchases/A-1/refunds", json={"refund_id": "R-1", "amount": 10000}, headers=pos
+    )
     assert replay.status_code == 201
     assert replay.json() == first.json()
-    other = client.post(f"{P}/purchases/A-1/refunds", json={"refund_id": "R-1", "amount": 9000},
-                        headers=pos)
+    other = client.post(
+        f"{P}/purchases/A-1/refunds", json={"refund_id": "R-1", "amount": 9000}, headers=pos
+    )
     assert other.status_code == 409
     assert other.json()["error"] == "duplicate_refund"
     assert totals(client, admin, kim["id"])["balance"] == 250 - 97
@@ -167,8 +203,10 @@ def test_purchase_replay_returns_the_first_answer(client, admin, pos, reader, ki
 
     changed = sale(client, pos, "A-1", 30000)
     assert changed.status_code == 409
-    assert changed.json() == {"error": "duplicate_order",
-                              "detail": "order 'A-1' was already recorded with different details"}
+    assert changed.json() == {
+        "error": "duplicate_order",
+        "detail": "order 'A-1' was already recorded with different details",
+    }
     assert len(entries(client, reader, kim["id"])) == 1
     assert totals(client, reader, kim["id"])["balance"] == 250
 
@@ -190,7 +228,8 @@ def test_idempotency_key_on_adjustments_writes_one_entry(client, admin, reader, 
     assert conflict.status_code == 409
     assert conflict.json() == {
         "error": "idempotency_conflict",
-        "detail": "Idempotency-Key 'adj-7f3' was used for a different request; use a new key"}
+        "detail": "Idempotency-Key 'adj-7f3' was used for a different request; use a new key",
+    }
     assert totals(client, reader, kim["id"])["adjusted"] == 500
     # A different key is a different request.
     assert bonus(client, admin, 500, **{"Idempotency-Key": "adj-other"}).status_code == 201
@@ -200,16 +239,21 @@ def test_idempotency_key_on_adjustments_writes_one_entry(client, admin, reader, 
 def test_negative_adjustment_beyond_balance_is_409(client, admin, kim):
     response = bonus(client, admin, -10, reason="correction")
     assert response.status_code == 409
-    assert response.json() == {"error": "insufficient_points",
-                               "detail": "10 points needed but only 0 are left"}
+    assert response.json() == {
+        "error": "insufficient_points",
+        "detail": "10 points needed but only 0 are left",
+    }
 
 
 def test_quote_changes_nothing(client, admin, pos, reader, kim):
     bonus(client, admin, 3000)
     before_entries = entries(client, reader, kim["id"])
     before_totals = totals(client, reader, kim["id"])
-    response = client.post(f"{P}/quote", headers=pos, json={
-        "member": {"card": "CARD-0001"}, "amount": 25800, "points_to_spend": 2000})
+    response = client.post(
+        f"{P}/quote",
+        headers=pos,
+        json={"member": {"card": "CARD-0001"}, "amount": 25800, "points_to_spend": 2000},
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["points_earned"] == 230  # 23,800 KRW paid in money
@@ -221,16 +265,19 @@ def test_quote_changes_nothing(client, admin, pos, reader, kim):
     assert totals(client, reader, kim["id"]) == before_totals
 
 
-@pytest.mark.parametrize("extra, status, code", [
-    ({"points_to_spend": 500}, 422, "below_minimum_redemption"),
-    ({"points_to_spend": 1005}, 422, "invalid_redemption_step"),
-    ({"points_to_spend": 5000}, 409, "insufficient_points"),
-    ({"points_to_spend": 1000, "amount": 900}, 422, "exceeds_max_share"),
-    ({"currency": "CNY"}, 422, "currency_mismatch"),
-    ({"store": "gangnam"}, 422, "store_not_found"),
-    ({"amount": "100.50"}, 422, "invalid_amount"),
-    ({"lines": [{"amount": 1000}]}, 422, "lines_total_mismatch"),
-])
+@pytest.mark.parametrize(
+    "extra, status, code",
+    [
+        ({"points_to_spend": 500}, 422, "below_minimum_redemption"),
+        ({"points_to_spend": 1005}, 422, "invalid_redemption_step"),
+        ({"points_to_spend": 5000}, 409, "insufficient_points"),
+        ({"points_to_spend": 1000, "amount": 900}, 422, "exceeds_max_share"),
+        ({"currency": "CNY"}, 422, "currency_mismatch"),
+        ({"store": "gangnam"}, 422, "store_not_found"),
+        ({"amount": "100.50"}, 422, "invalid_amount"),
+        ({"lines": [{"amount": 1000}]}, 422, "lines_total_mismatch"),
+    ],
+)
 def test_purchase_rejections_change_nothing(client, admin, pos, reader, kim, extra, status, code):
     bonus(client, admin, 3000)
     body = {"amount": 10000, **extra}
@@ -246,7 +293,8 @@ def test_currency_mismatch_detail(client, pos, kim):
     assert response.status_code == 422
     assert response.json() == {
         "error": "currency_mismatch",
-        "detail": "program bakery runs in KRW, not USD; convert the amount before sending it"}
+        "detail": "program bakery runs in KRW, not USD; convert the amount before sending it",
+    }
     same = sale(client, pos, "X-2", 1000, currency="KRW")
     assert same.status_code == 201
     assert same.json()["points_earned"] == 10
@@ -281,12 +329,16 @@ def test_history_by_local_date_range(client, reader, dated):
     assert refs(**{"from": "2026-03-04"}) == [None, "E-4"]
     assert refs(to="2026-03-03") == ["E-3", "E-2", "E-1"]
     assert refs(**{"from": "2026-03-05", "to": "2026-03-09"}) == []
-    bad = client.get(f"{P}/members/{dated['id']}/entries", headers=reader,
-                     params={"from": "2026-03-04", "to": "2026-03-03"})
+    bad = client.get(
+        f"{P}/members/{dated['id']}/entries",
+        headers=reader,
+        params={"from": "2026-03-04", "to": "2026-03-03"},
+    )
     assert bad.status_code == 422
     assert bad.json() == {"error": "invalid_range", "detail": "'from' must not be after 'to'"}
-    bad_date = client.get(f"{P}/members/{dated['id']}/entries", headers=reader,
-                          params={"from": "2026-02-30"})
+    bad_date = client.get(
+        f"{P}/members/{dated['id']}/entries", headers=reader, params={"from": "2026-02-30"}
+    )
     assert bad_date.status_code == 422
     assert bad_date.json()["detail"].startswith("query.from: ")
 
@@ -296,12 +348,12 @@ def test_history_by_kind(client, reader, dated):
     assert [e["points"] for e in earn] == [40, 30, 20, 10]
     adjust = entries(client, reader, dated["id"], kind="adjust")
     assert [(e["kind"], e["points"], e["reason"]) for e in adjust] == [
-        ("adjust", 5, "welcome bonus")]
+        ("adjust", 5, "welcome bonus")
+    ]
     both = entries(client, reader, dated["id"], kind=["adjust", "earn"])
     assert len(both) == 5
     assert entries(client, reader, dated["id"], kind="expire") == []
-    bad = client.get(f"{P}/members/{dated['id']}/entries", params={"kind": "gift"},
-                     headers=reader)
+    bad = client.get(f"{P}/members/{dated['id']}/entries", params={"kind": "gift"}, headers=reader)
     assert bad.status_code == 422
 
 
@@ -313,8 +365,9 @@ def test_history_cursor_walks_every_entry_once(client, reader, dated):
         params: dict[str, Any] = {"limit": 2}
         if cursor:
             params["cursor"] = cursor
-        page = client.get(f"{P}/members/{dated['id']}/entries", params=params,
-                          headers=reader).json()
+        page = client.get(
+            f"{P}/members/{dated['id']}/entries", params=params, headers=reader
+        ).json()
         pages += 1
         seen += [e["id"] for e in page["items"]]
         cursor = page["next_cursor"]
@@ -323,23 +376,36 @@ def test_history_cursor_walks_every_entry_once(client, reader, dated):
     assert pages == 3
     assert seen == [e["id"] for e in entries(client, reader, dated["id"])]
     assert len(set(seen)) == 5
-    bad = client.get(f"{P}/members/{dated['id']}/entries", params={"cursor": "bm9wZQ=="},
-                     headers=reader)
+    bad = client.get(
+        f"{P}/members/{dated['id']}/entries", params={"cursor": "bm9wZQ=="}, headers=reader
+    )
     assert bad.status_code == 422
     assert bad.json()["error"] == "invalid_cursor"
 
 
 def test_csv_export(client, reader, dated):
-    response = client.get(f"{P}/members/{dated['id']}/entries/export", params={"format": "csv"},
-                          headers=reader)
+    response = client.get(
+        f"{P}/members/{dated['id']}/entries/export", params={"format": "csv"}, headers=reader
+    )
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/csv; charset=utf-8"
     assert response.headers["content-disposition"] == (
-        f'attachment; filename="bakery-member-{dated["id"]}-history.csv"')
+        f'attachment; filename="bakery-member-{dated["id"]}-history.csv"'
+    )
     assert response.content.startswith("\ufeff".encode())
     rows = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
-    assert rows[0] == ["entry", "date", "kind", "points", "running_total", "reason", "store",
-                       "channel", "order", "valid_until"]
+    assert rows[0] == [
+        "entry",
+        "date",
+        "kind",
+        "points",
+        "running_total",
+        "reason",
+        "store",
+        "channel",
+        "order",
+        "valid_until",
+    ]
     # "valid_until" is the last local day the points can be used
     # (points earned on 2 March are valid through 2 March next year).
     assert [[*r[1:5], r[8], r[9]] for r in rows[1:]] == [
@@ -353,28 +419,44 @@ def test_csv_export(client, reader, dated):
     assert rows[1][7] == "pos"
 
     # Filtered: the running total still counts what came before.
-    ranged = client.get(f"{P}/members/{dated['id']}/entries/export", headers=reader,
-                        params={"from": "2026-03-03", "to": "2026-03-03"})
+    ranged = client.get(
+        f"{P}/members/{dated['id']}/entries/export",
+        headers=reader,
+        params={"from": "2026-03-03", "to": "2026-03-03"},
+    )
     rows = list(csv.reader(io.StringIO(ranged.content.decode("utf-8-sig"))))
     assert [(r[8], r[4]) for r in rows[1:]] == [("E-2", "30"), ("E-3", "60")]
-    kinds = client.get(f"{P}/members/{dated['id']}/entries/export", headers=reader,
-                       params={"kind": "adjust"})
+    kinds = client.get(
+        f"{P}/members/{dated['id']}/entries/export", headers=reader, params={"kind": "adjust"}
+    )
     rows = list(csv.reader(io.StringIO(kinds.content.decode("utf-8-sig"))))
     assert [(r[2], r[3], r[4]) for r in rows[1:]] == [("adjust", "5", "105")]
 
 
 def test_xlsx_export(client, reader, dated):
-    response = client.get(f"{P}/members/{dated['id']}/entries/export", params={"format": "xlsx"},
-                          headers=reader)
+    response = client.get(
+        f"{P}/members/{dated['id']}/entries/export", params={"format": "xlsx"}, headers=reader
+    )
     assert response.status_code == 200
     assert response.headers["content-type"] == (
-        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    )
     book = load_workbook(io.BytesIO(response.content))
     sheet = book.active
     assert sheet.title == f"member {dated['id']}"
     values = [list(row) for row in sheet.iter_rows(values_only=True)]
-    assert values[0] == ["entry", "date", "kind", "points", "running_total", "reason", "store",
-                         "channel", "order", "valid_until"]
+    assert values[0] == [
+        "entry",
+        "date",
+        "kind",
+        "points",
+        "running_total",
+        "reason",
+        "store",
+        "channel",
+        "order",
+        "valid_until",
+    ]
     assert len(values) == 6
     assert values[1][1:5] == ["2026-03-02 23:59", "earn", 10, 10]
     assert values[4][1:5] == ["2026-03-04 00:00", "earn", 40, 100]
@@ -383,10 +465,10 @@ def test_xlsx_export(client, reader, dated):
 
 
 def test_export_needs_read_scope_and_a_known_format(client, pos, reader, dated):
-    assert client.get(f"{P}/members/{dated['id']}/entries/export",
-                      headers=pos).status_code == 403
-    bad = client.get(f"{P}/members/{dated['id']}/entries/export", params={"format": "pdf"},
-                     headers=reader)
+    assert client.get(f"{P}/members/{dated['id']}/entries/export", headers=pos).status_code == 403
+    bad = client.get(
+        f"{P}/members/{dated['id']}/entries/export", params={"format": "pdf"}, headers=reader
+    )
     assert bad.status_code == 422
     assert bad.json()["detail"].startswith("query.format: ")
 
@@ -403,13 +485,19 @@ def test_lots_expiring_within_days(client, admin, pos, reader, kim):
         return [(lot["points"], lot["expires_at"]) for lot in response.json()]
 
     assert lots(expiring_within_days=30) == [(30, "2026-03-20T15:00:00Z")]
-    assert lots(expiring_within_days=60) == [(30, "2026-03-20T15:00:00Z"),
-                                             (70, "2026-04-20T15:00:00Z")]
-    assert lots() == [(30, "2026-03-20T15:00:00Z"), (70, "2026-04-20T15:00:00Z"),
-                      (110, "2027-03-02T15:00:00Z")]
+    assert lots(expiring_within_days=60) == [
+        (30, "2026-03-20T15:00:00Z"),
+        (70, "2026-04-20T15:00:00Z"),
+    ]
+    assert lots() == [
+        (30, "2026-03-20T15:00:00Z"),
+        (70, "2026-04-20T15:00:00Z"),
+        (110, "2027-03-02T15:00:00Z"),
+    ]
     assert totals(client, reader, kim["id"])["expiring_30_days"] == 30
-    bad = client.get(f"{P}/members/{kim['id']}/lots", params={"expiring_within_days": 0},
-                     headers=reader)
+    bad = client.get(
+        f"{P}/members/{kim['id']}/lots", params={"expiring_within_days": 0}, headers=reader
+    )
     assert bad.status_code == 422
 
 
@@ -420,8 +508,15 @@ def test_expire_dry_run_then_for_real(client, admin, pos, reader, kim, frozen):
 
     dry = client.post("/api/v1/expire", json={"dry_run": True}, headers=admin)
     assert dry.status_code == 200
-    assert dry.json() == {"dry_run": True, "lots": 1, "points": 30, "accounts": 1,
-                          "released_lots": 0, "released_points": 0, "idempotency_keys_purged": 0}
+    assert dry.json() == {
+        "dry_run": True,
+        "lots": 1,
+        "points": 30,
+        "accounts": 1,
+        "released_lots": 0,
+        "released_points": 0,
+        "idempotency_keys_purged": 0,
+    }
     assert [e["kind"] for e in entries(client, reader, kim["id"])] == ["earn", "earn"]
     # The account already reads as of now, before the job writes anything.
     assert totals(client, reader, kim["id"])["balance"] == 110
@@ -429,15 +524,30 @@ def test_expire_dry_run_then_for_real(client, admin, pos, reader, kim, frozen):
 
     real = client.post("/api/v1/expire", json={}, headers=admin)
     # The one Idempotency-Key, 18 days old, is past the 7-day retention.
-    assert real.json() == {"dry_run": False, "lots": 1, "points": 30, "accounts": 1,
-                           "released_lots": 0, "released_points": 0, "idempotency_keys_purged": 1}
+    assert real.json() == {
+        "dry_run": False,
+        "lots": 1,
+        "points": 30,
+        "accounts": 1,
+        "released_lots": 0,
+        "released_points": 0,
+        "idempotency_keys_purged": 1,
+    }
     expired = entries(client, reader, kim["id"], kind="expire")
     assert [(e["points"], e["occurred_at"]) for e in expired] == [(-30, "2026-03-20T15:00:00Z")]
     again = client.post("/api/v1/expire", json={}, headers=admin)
     assert again.json()["lots"] == 0
     assert totals(client, reader, kim["id"]) == {
-        "balance": 110, "available": 110, "pending": 0, "debt": 0, "earned": 140,
-        "redeemed": 0, "expired": 30, "adjusted": 0, "expiring_30_days": 0}
+        "balance": 110,
+        "available": 110,
+        "pending": 0,
+        "debt": 0,
+        "earned": 140,
+        "redeemed": 0,
+        "expired": 30,
+        "adjusted": 0,
+        "expiring_30_days": 0,
+    }
     report = check_ok(client, admin)
     assert (report["accounts"], report["entries"], report["lots"]) == (1, 3, 2)
 
@@ -459,8 +569,10 @@ def test_check_reports_counts(client, admin, pos, kim):
 def test_unknown_account_is_404(client, admin, reader, bakery):
     response = client.get(f"{P}/members/999/account", headers=reader)
     assert response.status_code == 404
-    assert response.json() == {"error": "account_not_found",
-                               "detail": "member 999 is not in program bakery"}
+    assert response.json() == {
+        "error": "account_not_found",
+        "detail": "member 999 is not in program bakery",
+    }
 
 
 def test_sale_dated_before_1970_is_422(client, pos, kim):
@@ -468,8 +580,10 @@ def test_sale_dated_before_1970_is_422(client, pos, kim):
     for at in ("0001-01-01T00:00:00+14:00", "1969-12-31T23:59:59Z"):
         response = sale(client, pos, "OLD-0", 1000, occurred_at=at)
         assert response.status_code == 422, response.text
-        assert response.json() == {"error": "occurred_at_out_of_range",
-                                   "detail": "occurred_at is before 1970"}
+        assert response.json() == {
+            "error": "occurred_at_out_of_range",
+            "detail": "occurred_at is before 1970",
+        }
     assert sale(client, pos, "OLD-0", 1000, occurred_at="1970-01-01T00:00:00Z").status_code == 201
 
 
@@ -478,8 +592,11 @@ def test_history_range_at_the_ends_of_the_calendar(client, reader, dated):
     every = [e["id"] for e in entries(client, reader, dated["id"])]
     wide = entries(client, reader, dated["id"], **{"from": "0001-01-01", "to": "9999-12-31"})
     assert [e["id"] for e in wide] == every
-    export = client.get(f"{P}/members/{dated['id']}/entries/export", headers=reader,
-                        params={"from": "0001-01-01", "to": "9999-12-31"})
+    export = client.get(
+        f"{P}/members/{dated['id']}/entries/export",
+        headers=reader,
+        params={"from": "0001-01-01", "to": "9999-12-31"},
+    )
     assert export.status_code == 200
     assert len(list(csv.reader(io.StringIO(export.content.decode("utf-8-sig"))))) == 6
 
@@ -487,8 +604,9 @@ def test_history_range_at_the_ends_of_the_calendar(client, reader, dated):
 def test_xlsx_export_with_control_characters_in_text(client, admin, reader, kim):
     """XLSX cells cannot hold control characters; they are replaced (was a 500)."""
     assert bonus(client, admin, 10, reason="fix\x0b for\x01 till").status_code == 201
-    response = client.get(f"{P}/members/{kim['id']}/entries/export", params={"format": "xlsx"},
-                          headers=reader)
+    response = client.get(
+        f"{P}/members/{kim['id']}/entries/export", params={"format": "xlsx"}, headers=reader
+    )
     assert response.status_code == 200
     sheet = load_workbook(io.BytesIO(response.content)).active
     assert sheet["F2"].value == "fix\ufffd for\ufffd till"
@@ -500,9 +618,9 @@ def test_xlsx_export_with_control_characters_in_text(client, admin, reader, kim)
 def test_exports_do_not_let_free_text_run_as_a_formula():
     from patron.ledger.views import to_csv, to_xlsx
 
-    rows = [[1, "2026-03-02 12:00", "adjust", 5, 5, "=HYPERLINK(\"x\")", "", "", "@cmd", ""]]
+    rows = [[1, "2026-03-02 12:00", "adjust", 5, 5, '=HYPERLINK("x")', "", "", "@cmd", ""]]
     text = to_csv(rows).decode("utf-8-sig")
     assert "'=HYPERLINK" in text and "'@cmd" in text
     book = load_workbook(io.BytesIO(to_xlsx(rows, title="t")))
-    assert book.active.cell(row=2, column=6).value == "'=HYPERLINK(\"x\")"
+    assert book.active.cell(row=2, column=6).value == '\'=HYPERLINK("x")'
     assert book.active.cell(row=2, column=4).value == 5

@@ -33,23 +33,46 @@ def program(session: Session, code: str) -> Program:
     return programs.get_program(session, code)
 
 
-def buy(session: Session, prog: Program, member_id: int, amount: str | int | Decimal, *,
-        ext: str, now: datetime, spend: int = 0,
-        lines: list[tuple[str, str | int, str | int]] | None = None,
-        currency: str | None = None, occurred_at: datetime | None = None) -> dict[str, Any]:
+def buy(
+    session: Session,
+    prog: Program,
+    member_id: int,
+    amount: str | int | Decimal,
+    *,
+    ext: str,
+    now: datetime,
+    spend: int = 0,
+    lines: list[tuple[str, str | int, str | int]] | None = None,
+    currency: str | None = None,
+    occurred_at: datetime | None = None,
+) -> dict[str, Any]:
     """A purchase; lines are (id, amount, quantity)."""
     req = PurchaseRequest(
-        external_id=ext, member=MemberRef(id=member_id), amount=Decimal(str(amount)),
-        points_to_spend=spend, currency=currency, occurred_at=occurred_at,
-        lines=[LineIn(id=i, amount=Decimal(str(a)), quantity=Decimal(str(q)))
-               for i, a, q in lines or []],
+        external_id=ext,
+        member=MemberRef(id=member_id),
+        amount=Decimal(str(amount)),
+        points_to_spend=spend,
+        currency=currency,
+        occurred_at=occurred_at,
+        lines=[
+            LineIn(id=i, amount=Decimal(str(a)), quantity=Decimal(str(q)))
+            for i, a, q in lines or []
+        ],
     )
     return purchases.purchase(session, prog, req, actor=CLI, now=now)
 
 
-def refund(session: Session, prog: Program, ext: str, *, refund_id: str, now: datetime,
-           amount: str | int | Decimal | None = None,
-           lines: list[tuple[str, str | int]] | None = None, full: bool = False) -> dict[str, Any]:
+def refund(
+    session: Session,
+    prog: Program,
+    ext: str,
+    *,
+    refund_id: str,
+    now: datetime,
+    amount: str | int | Decimal | None = None,
+    lines: list[tuple[str, str | int]] | None = None,
+    full: bool = False,
+) -> dict[str, Any]:
     req = RefundRequest(
         refund_id=refund_id,
         amount=Decimal(str(amount)) if amount is not None else None,
@@ -64,10 +87,16 @@ def adjust(session: Session, prog: Program, member_id: int, points: int, *, now:
     return purchases.adjust(session, prog, req, actor=CLI, now=now)
 
 
-def set_expiry(session: Session, prog: Program, *, months: int, kind: str = "months",
-               now: datetime) -> None:
-    programs.update_program(session, prog, ProgramUpdate.model_validate(
-        {"expiry": {"kind": kind, "months": months}}), actor=CLI, now=now)
+def set_expiry(
+    session: Session, prog: Program, *, months: int, kind: str = "months", now: datetime
+) -> None:
+    programs.update_program(
+        session,
+        prog,
+        ProgramUpdate.model_validate({"expiry": {"kind": kind, "months": months}}),
+        actor=CLI,
+        now=now,
+    )
 
 
 def account(session: Session, prog: Program, member_id: int) -> Account:
@@ -88,7 +117,8 @@ def movements_of(session: Session, entry_id: int) -> dict[int | None, int]:
     """{lot_id: points} moved by one entry (None = debt)."""
     rows = session.execute(
         select(Movement.lot_id, func.sum(Movement.points))
-        .where(Movement.entry_id == entry_id).group_by(Movement.lot_id)
+        .where(Movement.entry_id == entry_id)
+        .group_by(Movement.lot_id)
     ).all()
     return {lot_id: int(points) for lot_id, points in rows}
 

@@ -44,8 +44,10 @@ def test_bakery_25800_krw_earns_250_points(db, frozen):
     assert_clean(db)
 
 
-@pytest.mark.parametrize(("amount", "expected"), [("999", 0), ("1000", 10), ("1999", 10),
-                                                  ("25800", 250), ("100000", 1000)])
+@pytest.mark.parametrize(
+    ("amount", "expected"),
+    [("999", 0), ("1000", 10), ("1999", 10), ("25800", 250), ("100000", 1000)],
+)
 def test_bakery_counts_only_full_thousands(db, frozen, amount, expected):
     code, mid = _setup(db, frozen)
     with db.unit_of_work() as session:
@@ -53,13 +55,25 @@ def test_bakery_counts_only_full_thousands(db, frozen, amount, expected):
     assert out["points_earned"] == expected
 
 
-@pytest.mark.parametrize(("rounding", "amount", "expected"), [
-    ("down", "25.80", 25), ("half_up", "25.80", 26), ("up", "25.80", 26),
-    ("down", "25.50", 25), ("half_up", "25.50", 26), ("up", "25.50", 26),
-    ("down", "25.49", 25), ("half_up", "25.49", 25), ("up", "25.49", 26),
-    ("down", "25.00", 25), ("half_up", "25.00", 25), ("up", "25.00", 25),
-    ("up", "0.01", 1), ("down", "0.99", 0),
-])
+@pytest.mark.parametrize(
+    ("rounding", "amount", "expected"),
+    [
+        ("down", "25.80", 25),
+        ("half_up", "25.80", 26),
+        ("up", "25.80", 26),
+        ("down", "25.50", 25),
+        ("half_up", "25.50", 26),
+        ("up", "25.50", 26),
+        ("down", "25.49", 25),
+        ("half_up", "25.49", 25),
+        ("up", "25.49", 26),
+        ("down", "25.00", 25),
+        ("half_up", "25.00", 25),
+        ("up", "25.00", 25),
+        ("up", "0.01", 1),
+        ("down", "0.99", 0),
+    ],
+)
 def test_cny_proportional_rounding(db, frozen, rounding, amount, expected):
     earning = {**SHANGHAI["earning"], "rounding": rounding}
     code, mid = _setup(db, frozen, base=SHANGHAI, earning=earning)
@@ -85,8 +99,10 @@ def test_points_paid_part_earns_only_when_configured(db, frozen, earn_on_redeeme
     assert_clean(db)
 
 
-@pytest.mark.parametrize(("base", "amount"), [({}, "25800.5"), ({}, "25800.01"),
-                                              (SHANGHAI, "25.805"), (SHANGHAI, "0.001")])
+@pytest.mark.parametrize(
+    ("base", "amount"),
+    [({}, "25800.5"), ({}, "25800.01"), (SHANGHAI, "25.805"), (SHANGHAI, "0.001")],
+)
 def test_amount_with_too_many_decimals_is_rejected(db, frozen, base, amount):
     code, mid = _setup(db, frozen, base=base or None)
     with pytest.raises(Invalid) as err, db.unit_of_work() as session:
@@ -99,8 +115,15 @@ def test_amount_with_too_many_decimals_is_rejected(db, frozen, base, amount):
 def test_line_amount_with_too_many_decimals_is_rejected(db, frozen):
     code, mid = _setup(db, frozen, base=SHANGHAI)
     with pytest.raises(Invalid) as err, db.unit_of_work() as session:
-        buy(session, program(session, code), mid, "10.00", ext="X", now=frozen,
-            lines=[("a", "5.005", 1), ("b", "4.995", 1)])
+        buy(
+            session,
+            program(session, code),
+            mid,
+            "10.00",
+            ext="X",
+            now=frozen,
+            lines=[("a", "5.005", 1), ("b", "4.995", 1)],
+        )
     assert err.value.code == "invalid_amount"
     assert "lines[0].amount" in err.value.detail
 
@@ -111,20 +134,35 @@ def test_currency_mismatch_is_rejected(db, frozen):
         buy(session, program(session, code), mid, "25800", currency="USD", ext="X", now=frozen)
     assert err.value.code == "currency_mismatch"
     with db.unit_of_work() as session:  # the program's own currency, stated, is fine
-        out = buy(session, program(session, code), mid, "25800", currency="KRW", ext="Y",
-                  now=frozen)
+        out = buy(
+            session, program(session, code), mid, "25800", currency="KRW", ext="Y", now=frozen
+        )
     assert out["points_earned"] == 250
 
 
 def test_lines_must_sum_to_amount(db, frozen):
     code, mid = _setup(db, frozen)
     with pytest.raises(Invalid) as err, db.unit_of_work() as session:
-        buy(session, program(session, code), mid, "25800", ext="X", now=frozen,
-            lines=[("1", "20000", 1), ("2", "5000", 1)])
+        buy(
+            session,
+            program(session, code),
+            mid,
+            "25800",
+            ext="X",
+            now=frozen,
+            lines=[("1", "20000", 1), ("2", "5000", 1)],
+        )
     assert err.value.code == "lines_total_mismatch"
     with db.unit_of_work() as session:
-        out = buy(session, program(session, code), mid, "25800", ext="Y", now=frozen,
-                  lines=[("1", "20000", 1), ("2", "5800", 1)])
+        out = buy(
+            session,
+            program(session, code),
+            mid,
+            "25800",
+            ext="Y",
+            now=frozen,
+            lines=[("1", "20000", 1), ("2", "5800", 1)],
+        )
     assert out["points_earned"] == 250
     assert_clean(db)
 
@@ -137,8 +175,9 @@ def test_earn_lot_expires_at_local_midnight_after_a_seoul_edge_purchase(db, froz
     with db.unit_of_work() as session:
         buy(session, program(session, code), mid, 25800, ext="late", now=clock.now())
     with db.unit_of_work(readonly=True) as session:
-        (lot,) = session.scalars(select(Lot).where(
-            Lot.account_id == account(session, program(session, code), mid).id)).all()
+        (lot,) = session.scalars(
+            select(Lot).where(Lot.account_id == account(session, program(session, code), mid).id)
+        ).all()
         assert clock.as_utc(lot.expires_at) == datetime(2027, 7, 1, 0, 0, tzinfo=SEOUL)
         assert clock.as_utc(lot.expires_at) == datetime(2027, 6, 30, 15, 0, tzinfo=UTC)
 
@@ -148,8 +187,11 @@ def test_earn_lot_expires_at_local_midnight_after_a_seoul_edge_purchase(db, froz
 
 @given(
     total=st.integers(min_value=0, max_value=10**9),
-    weights=st.lists(st.decimals(min_value=0, max_value=10**9, places=2, allow_nan=False,
-                                 allow_infinity=False), min_size=1, max_size=12),
+    weights=st.lists(
+        st.decimals(min_value=0, max_value=10**9, places=2, allow_nan=False, allow_infinity=False),
+        min_size=1,
+        max_size=12,
+    ),
 )
 def test_split_proportionally_sums_and_stays_within_one_of_exact_share(total, weights):
     parts = split_proportionally(total, weights)
@@ -172,10 +214,17 @@ def test_split_proportionally_examples():
     assert split_proportionally(5, [Decimal(0), Decimal(0)]) == [5, 0]
 
 
-@pytest.mark.parametrize(("value", "rounding", "expected"), [
-    ("25.5", Rounding.DOWN, 25), ("25.5", Rounding.HALF_UP, 26), ("25.5", Rounding.UP, 26),
-    ("25.49", Rounding.HALF_UP, 25), ("25.01", Rounding.UP, 26), ("25", Rounding.UP, 25),
-])
+@pytest.mark.parametrize(
+    ("value", "rounding", "expected"),
+    [
+        ("25.5", Rounding.DOWN, 25),
+        ("25.5", Rounding.HALF_UP, 26),
+        ("25.5", Rounding.UP, 26),
+        ("25.49", Rounding.HALF_UP, 25),
+        ("25.01", Rounding.UP, 26),
+        ("25", Rounding.UP, 25),
+    ],
+)
 def test_round_points(value, rounding, expected):
     assert round_points(Decimal(value), rounding) == expected
 
@@ -193,28 +242,31 @@ def _seoul(*args: int) -> datetime:
     return datetime(*args, tzinfo=SEOUL).astimezone(UTC)
 
 
-@pytest.mark.parametrize(("earned", "kind", "months", "expected"), [
-    # months: valid through the same local day N months later.
-    (_seoul(2026, 3, 2, 12, 0), "months", 12, _seoul(2027, 3, 3)),
-    # The Seoul edge: 23:59 local on 30 June is 30 June; 00:30 local on 1 July is 1 July,
-    # although both are 30 June in UTC.
-    (_seoul(2026, 6, 30, 23, 59), "months", 12, _seoul(2027, 7, 1)),
-    (_seoul(2026, 7, 1, 0, 30), "months", 12, _seoul(2027, 7, 2)),
-    # Month-end clamping: 31 January + 1 month is 28 February (29 in a leap year).
-    (_seoul(2026, 1, 31, 10, 0), "months", 1, _seoul(2026, 3, 1)),
-    (_seoul(2028, 1, 31, 10, 0), "months", 1, _seoul(2028, 3, 1)),
-    (_seoul(2026, 8, 31, 10, 0), "months", 6, _seoul(2027, 3, 1)),
-    # end_of_month: through the last day of the month N months after earning.
-    (_seoul(2026, 6, 30, 23, 59), "end_of_month", 0, _seoul(2026, 7, 1)),
-    (_seoul(2026, 7, 1, 0, 30), "end_of_month", 0, _seoul(2026, 8, 1)),
-    (_seoul(2026, 1, 31, 10, 0), "end_of_month", 1, _seoul(2026, 3, 1)),
-    (_seoul(2026, 11, 15, 10, 0), "end_of_month", 2, _seoul(2027, 2, 1)),
-    # end_of_year: through 31 December of the year N months after earning.
-    (_seoul(2026, 12, 31, 23, 59), "end_of_year", 0, _seoul(2027, 1, 1)),
-    (_seoul(2027, 1, 1, 0, 30), "end_of_year", 0, _seoul(2028, 1, 1)),
-    (_seoul(2026, 7, 1, 0, 30), "end_of_year", 6, _seoul(2028, 1, 1)),
-    (_seoul(2026, 6, 30, 23, 59), "end_of_year", 6, _seoul(2027, 1, 1)),
-])
+@pytest.mark.parametrize(
+    ("earned", "kind", "months", "expected"),
+    [
+        # months: valid through the same local day N months later.
+        (_seoul(2026, 3, 2, 12, 0), "months", 12, _seoul(2027, 3, 3)),
+        # The Seoul edge: 23:59 local on 30 June is 30 June; 00:30 local on 1 July is 1 July,
+        # although both are 30 June in UTC.
+        (_seoul(2026, 6, 30, 23, 59), "months", 12, _seoul(2027, 7, 1)),
+        (_seoul(2026, 7, 1, 0, 30), "months", 12, _seoul(2027, 7, 2)),
+        # Month-end clamping: 31 January + 1 month is 28 February (29 in a leap year).
+        (_seoul(2026, 1, 31, 10, 0), "months", 1, _seoul(2026, 3, 1)),
+        (_seoul(2028, 1, 31, 10, 0), "months", 1, _seoul(2028, 3, 1)),
+        (_seoul(2026, 8, 31, 10, 0), "months", 6, _seoul(2027, 3, 1)),
+        # end_of_month: through the last day of the month N months after earning.
+        (_seoul(2026, 6, 30, 23, 59), "end_of_month", 0, _seoul(2026, 7, 1)),
+        (_seoul(2026, 7, 1, 0, 30), "end_of_month", 0, _seoul(2026, 8, 1)),
+        (_seoul(2026, 1, 31, 10, 0), "end_of_month", 1, _seoul(2026, 3, 1)),
+        (_seoul(2026, 11, 15, 10, 0), "end_of_month", 2, _seoul(2027, 2, 1)),
+        # end_of_year: through 31 December of the year N months after earning.
+        (_seoul(2026, 12, 31, 23, 59), "end_of_year", 0, _seoul(2027, 1, 1)),
+        (_seoul(2027, 1, 1, 0, 30), "end_of_year", 0, _seoul(2028, 1, 1)),
+        (_seoul(2026, 7, 1, 0, 30), "end_of_year", 6, _seoul(2028, 1, 1)),
+        (_seoul(2026, 6, 30, 23, 59), "end_of_year", 6, _seoul(2027, 1, 1)),
+    ],
+)
 def test_expires_at_in_program_timezone(earned, kind, months, expected):
     assert expires_at(earned, kind=kind, months=months, timezone="Asia/Seoul") == expected
 
@@ -222,7 +274,8 @@ def test_expires_at_in_program_timezone(earned, kind, months, expected):
 def test_expires_at_utc_program_differs_from_seoul_on_the_edge():
     earned = _seoul(2026, 7, 1, 0, 30)  # 30 June 15:30 UTC
     assert expires_at(earned, kind="months", months=12, timezone="UTC") == datetime(
-        2027, 7, 1, tzinfo=UTC)
+        2027, 7, 1, tzinfo=UTC
+    )
     assert expires_at(earned, kind="none", months=0, timezone="Asia/Seoul") is None
 
 

@@ -48,7 +48,7 @@ def test_spending_takes_the_soonest_to_expire_lot_first_not_the_oldest(db, froze
     code, mid = _setup(db, frozen)
     with db.unit_of_work() as session:
         prog = program(session, code)
-        buy(session, prog, mid, 25800, ext="old", now=frozen)          # lot 1: 250, 12 months
+        buy(session, prog, mid, 25800, ext="old", now=frozen)  # lot 1: 250, 12 months
         set_expiry(session, prog, months=1, now=frozen)
         adjust(session, prog, mid, 1000, now=frozen + timedelta(hours=1))  # lot 2: 1000, 1 month
         set_expiry(session, prog, months=12, now=frozen)
@@ -143,15 +143,19 @@ def make_second_member(db, code: str, now: datetime) -> int:
 # --- redemption policy ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("amount", "spend", "error", "code"), [
-    (10000, 990, Invalid, "below_minimum_redemption"),
-    (10000, 1005, Invalid, "invalid_redemption_step"),
-    (10000, 5010, Invalid, "exceeds_max_share"),   # max_share 0.5: at most 5,000 KRW of 10,000
-    (20000, 6000, InsufficientPoints, "insufficient_points"),
-])
+@pytest.mark.parametrize(
+    ("amount", "spend", "error", "code"),
+    [
+        (10000, 990, Invalid, "below_minimum_redemption"),
+        (10000, 1005, Invalid, "invalid_redemption_step"),
+        (10000, 5010, Invalid, "exceeds_max_share"),  # max_share 0.5: at most 5,000 KRW of 10,000
+        (20000, 6000, InsufficientPoints, "insufficient_points"),
+    ],
+)
 def test_redemption_policy(db, frozen, amount, spend, error, code):
-    prog_code, mid = _setup(db, frozen, redemption={"min_points": 1000, "step": 10,
-                                                    "max_share": "0.5"})
+    prog_code, mid = _setup(
+        db, frozen, redemption={"min_points": 1000, "step": 10, "max_share": "0.5"}
+    )
     with db.unit_of_work() as session:
         adjust(session, program(session, prog_code), mid, 5500, now=frozen)
     with pytest.raises(error) as err, db.unit_of_work() as session:
@@ -160,8 +164,9 @@ def test_redemption_policy(db, frozen, amount, spend, error, code):
     t = totals(db, prog_code, mid, frozen)
     assert (t.balance, t.redeemed, t.earned) == (5500, 0, 0)
     with db.unit_of_work() as session:  # the largest allowed spend works
-        out = buy(session, program(session, prog_code), mid, 10000, ext="ok", spend=5000,
-                  now=frozen)
+        out = buy(
+            session, program(session, prog_code), mid, 10000, ext="ok", spend=5000, now=frozen
+        )
     assert out["totals"]["balance"] == 500 + 50
     assert_clean(db)
 
@@ -190,16 +195,30 @@ def test_blocked_member_cannot_earn_or_redeem_but_refunds_work(db, frozen):
         prog = program(session, code)
         adjust(session, prog, mid, 2000, now=frozen)
         buy(session, prog, mid, 25800, ext="before", spend=1000, now=frozen)
-        members.set_status(session, members.get_member(session, mid), "blocked",
-                           reason="fraud review", actor=CLI, now=frozen)
+        members.set_status(
+            session,
+            members.get_member(session, mid),
+            "blocked",
+            reason="fraud review",
+            actor=CLI,
+            now=frozen,
+        )
     for spend in (0, 1000):
         with pytest.raises(MemberBlocked) as err, db.unit_of_work() as session:
-            buy(session, program(session, code), mid, 10000, ext=f"blocked-{spend}", spend=spend,
-                now=frozen)
+            buy(
+                session,
+                program(session, code),
+                mid,
+                10000,
+                ext=f"blocked-{spend}",
+                spend=spend,
+                now=frozen,
+            )
         assert err.value.code == "member_blocked"
     with db.unit_of_work() as session:
-        out = refund(session, program(session, code), "before", refund_id="r1", full=True,
-                     now=frozen)
+        out = refund(
+            session, program(session, code), "before", refund_id="r1", full=True, now=frozen
+        )
     assert (out["points_reversed"], out["points_restored"]) == (240, 1000)
     t = totals(db, code, mid, frozen)
     assert (t.balance, t.earned, t.redeemed) == (2000, 0, 0)
@@ -252,8 +271,15 @@ def test_redeem_after_expiry_date_cannot_use_expired_points_before_the_job_ran(d
         adjust(session, program(session, code), mid, 1000, now=frozen)
     expiry = datetime(2027, 3, 2, 15, 0, tzinfo=frozen.tzinfo)
     with db.unit_of_work() as session:  # the last valid moment
-        out = buy(session, program(session, code), mid, 1000, ext="last-minute", spend=1000,
-                  now=expiry - timedelta(seconds=1))
+        out = buy(
+            session,
+            program(session, code),
+            mid,
+            1000,
+            ext="last-minute",
+            spend=1000,
+            now=expiry - timedelta(seconds=1),
+        )
     assert out["totals"]["balance"] == 0
 
     code2, mid2 = _setup(db, frozen, code="bakery2")
@@ -311,8 +337,9 @@ def test_expiry_job_dry_run_batches_and_idempotence(db, frozen, batch_size):
         assert sum(a.expired for a in session.scalars(select(Account))) == 0
 
     seen: list[int] = []
-    report = run_expiry(db, EXPIRY_RUN_AT, batch_size=batch_size,
-                        progress=lambda r: seen.append(r.lots))
+    report = run_expiry(
+        db, EXPIRY_RUN_AT, batch_size=batch_size, progress=lambda r: seen.append(r.lots)
+    )
     assert (report.dry_run, report.lots, report.points, report.accounts) == (False, 5, 3400, 3)
     assert seen[-1] == 5
     if batch_size == 1:
@@ -325,8 +352,12 @@ def test_expiry_job_dry_run_batches_and_idempotence(db, frozen, batch_size):
     again = run_expiry(db, EXPIRY_RUN_AT, batch_size=batch_size)
     assert (again.lots, again.points, again.accounts) == (0, 0, 0)
     with db.unit_of_work(readonly=True) as session:
-        assert session.execute(
-            select(func.count()).select_from(Entry).where(Entry.kind == "expire")).scalar_one() == 5
+        assert (
+            session.execute(
+                select(func.count()).select_from(Entry).where(Entry.kind == "expire")
+            ).scalar_one()
+            == 5
+        )
     assert_clean(db)
 
 
@@ -335,7 +366,7 @@ def test_restored_points_on_an_expired_lot_expire_again(db, frozen):
     with db.unit_of_work() as session:
         prog = program(session, code)
         set_expiry(session, prog, months=1, now=frozen)
-        adjust(session, prog, mid, 1500, now=frozen)                # lot A: expires 2026-04-03 KST
+        adjust(session, prog, mid, 1500, now=frozen)  # lot A: expires 2026-04-03 KST
         set_expiry(session, prog, months=12, now=frozen)
         # Takes 1,000 of lot A and earns 90.
         buy(session, prog, mid, 10000, ext="paid", spend=1000, now=frozen)
@@ -344,8 +375,9 @@ def test_restored_points_on_an_expired_lot_expire_again(db, frozen):
     assert (report.lots, report.points) == (1, 500)
 
     with db.unit_of_work() as session:
-        out = refund(session, program(session, code), "paid", refund_id="r1", full=True,
-                     now=month_later)
+        out = refund(
+            session, program(session, code), "paid", refund_id="r1", full=True, now=month_later
+        )
     assert (out["points_restored"], out["points_reversed"]) == (1000, 90)
     assert (out["totals"]["balance"], out["totals"]["expired"]) == (0, 1500)
     with db.unit_of_work(readonly=True) as session:
@@ -364,8 +396,12 @@ def test_lot_and_movement_tables_agree_after_expiry(db, frozen):
     _many_lots(db, frozen)
     run_expiry(db, EXPIRY_RUN_AT)
     with db.unit_of_work(readonly=True) as session:
-        moved = dict(session.execute(
-            select(Movement.lot_id, func.sum(Movement.points)).where(Movement.lot_id.is_not(None))
-            .group_by(Movement.lot_id)).all())
+        moved = dict(
+            session.execute(
+                select(Movement.lot_id, func.sum(Movement.points))
+                .where(Movement.lot_id.is_not(None))
+                .group_by(Movement.lot_id)
+            ).all()
+        )
         for lot in session.scalars(select(Lot)):
             assert lot.points + int(moved.get(lot.id, 0)) == lot.remaining

@@ -30,7 +30,8 @@ from tests.ledger._helpers import (
 )
 
 PROPERTY = settings(
-    max_examples=15, deadline=None,
+    max_examples=15,
+    deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 _codes = itertools.count(1)
@@ -51,8 +52,14 @@ def test_full_refund_reverses_all_earned_and_restores_all_spent(db, frozen):
         sale = buy(session, prog, mid, 25800, ext="A-1", spend=1000, now=frozen)
     assert (sale["points_earned"], sale["totals"]["balance"]) == (240, 1240)
     with db.unit_of_work() as session:
-        out = refund(session, program(session, code), "A-1", refund_id="R-1", full=True,
-                     now=frozen + timedelta(hours=1))
+        out = refund(
+            session,
+            program(session, code),
+            "A-1",
+            refund_id="R-1",
+            full=True,
+            now=frozen + timedelta(hours=1),
+        )
     got = (out["points_reversed"], out["points_restored"], out["points_written_off"])
     assert got == (240, 1000, 0)
     assert (Decimal(out["amount"]), Decimal(out["refunded_total"])) == (25800, 25800)
@@ -86,13 +93,18 @@ def _money(base: dict, minor: int) -> Decimal:
     base=st.sampled_from([BAKERY, SHANGHAI]),
     amount_minor=st.integers(min_value=1, max_value=500_000),
     fraction=st.floats(min_value=0, max_value=1),
-    cuts=st.lists(st.floats(min_value=0, max_value=1, exclude_min=True, exclude_max=True),
-                  min_size=1, max_size=6),
+    cuts=st.lists(
+        st.floats(min_value=0, max_value=1, exclude_min=True, exclude_max=True),
+        min_size=1,
+        max_size=6,
+    ),
 )
-def test_partial_refunds_by_amount_sum_exactly_to_a_full_refund(db, frozen, base, amount_minor,
-                                                                 fraction, cuts):
-    code, (split_mid, whole_mid) = _setup(db, frozen, members=2, base=base,
-                                          code=f"amt{next(_codes)}")
+def test_partial_refunds_by_amount_sum_exactly_to_a_full_refund(
+    db, frozen, base, amount_minor, fraction, cuts
+):
+    code, (split_mid, whole_mid) = _setup(
+        db, frozen, members=2, base=base, code=f"amt{next(_codes)}"
+    )
     spend = _spend_for(base, amount_minor, fraction)
     amount = _money(base, amount_minor)
     with db.unit_of_work() as session:
@@ -111,8 +123,9 @@ def test_partial_refunds_by_amount_sum_exactly_to_a_full_refund(db, frozen, base
     with db.unit_of_work() as session:
         prog = program(session, code)
         for n, piece in enumerate(pieces):
-            out = refund(session, prog, "split", refund_id=f"r{n}", amount=_money(base, piece),
-                         now=frozen)
+            out = refund(
+                session, prog, "split", refund_id=f"r{n}", amount=_money(base, piece), now=frozen
+            )
             refunded += piece
             reversed_total += out["points_reversed"]
             restored_total += out["points_restored"]
@@ -131,13 +144,17 @@ def test_partial_refunds_by_amount_sum_exactly_to_a_full_refund(db, frozen, base
 
 @PROPERTY
 @given(
-    lines=st.lists(st.tuples(st.integers(min_value=0, max_value=90_000), st.integers(1, 5)),
-                   min_size=1, max_size=4),
+    lines=st.lists(
+        st.tuples(st.integers(min_value=0, max_value=90_000), st.integers(1, 5)),
+        min_size=1,
+        max_size=4,
+    ),
     spend_fraction=st.floats(min_value=0, max_value=1),
     data=st.data(),
 )
-def test_partial_refunds_by_lines_sum_exactly_to_a_full_refund(db, frozen, lines, spend_fraction,
-                                                                data):
+def test_partial_refunds_by_lines_sum_exactly_to_a_full_refund(
+    db, frozen, lines, spend_fraction, data
+):
     total = sum(a for a, _ in lines)
     if total == 0:
         lines = [(lines[0][0] + 1000, lines[0][1]), *lines[1:]]
@@ -149,8 +166,9 @@ def test_partial_refunds_by_lines_sum_exactly_to_a_full_refund(db, frozen, lines
         prog = program(session, code)
         for mid in (split_mid, whole_mid):
             adjust(session, prog, mid, 1_000_000, now=frozen)
-        sale = buy(session, prog, split_mid, total, ext="split", spend=spend, lines=basket,
-                   now=frozen)
+        sale = buy(
+            session, prog, split_mid, total, ext="split", spend=spend, lines=basket, now=frozen
+        )
         buy(session, prog, whole_mid, total, ext="whole", spend=spend, lines=basket, now=frozen)
 
     # Refund every unit, one random line quantity at a time, in a random order.
@@ -181,18 +199,27 @@ def test_partial_refunds_by_lines_sum_exactly_to_a_full_refund(db, frozen, lines
 def test_refund_of_one_line_reverses_that_lines_share(db, frozen):
     code, (mid,) = _setup(db, frozen)
     with db.unit_of_work() as session:
-        sale = buy(session, program(session, code), mid, 25800, ext="A", now=frozen,
-                   lines=[("cake", 20000, 2), ("bread", 5800, 1)])
+        sale = buy(
+            session,
+            program(session, code),
+            mid,
+            25800,
+            ext="A",
+            now=frozen,
+            lines=[("cake", 20000, 2), ("bread", 5800, 1)],
+        )
     # 250 points split by line amount: 193.8 → 194 and 56.2 → 56 (largest remainder).
     assert sale["points_earned"] == 250
     with db.unit_of_work(readonly=True) as session:
         row = session.scalars(select(Purchase).where(Purchase.external_id == "A")).one()
         assert [line["points_earned"] for line in row.lines] == [194, 56]
     with db.unit_of_work() as session:
-        one = refund(session, program(session, code), "A", refund_id="r1", lines=[("cake", 1)],
-                     now=frozen)
-        bread = refund(session, program(session, code), "A", refund_id="r2", lines=[("bread", 1)],
-                       now=frozen)
+        one = refund(
+            session, program(session, code), "A", refund_id="r1", lines=[("cake", 1)], now=frozen
+        )
+        bread = refund(
+            session, program(session, code), "A", refund_id="r2", lines=[("bread", 1)], now=frozen
+        )
     assert (Decimal(one["amount"]), one["points_reversed"]) == (10000, 97)
     assert (Decimal(bread["amount"]), bread["points_reversed"]) == (5800, 56)
     assert totals(db, code, mid, frozen).balance == 250 - 97 - 56
@@ -230,8 +257,11 @@ def test_refunding_more_than_was_bought_is_a_conflict(db, frozen):
         buy(session, prog, mid, 25800, ext="B", now=frozen, lines=[("1", 20000, 2), ("2", 5800, 1)])
         refund(session, prog, "A", refund_id="a1", amount=20000, now=frozen)
         refund(session, prog, "B", refund_id="b1", lines=[("1", 1)], now=frozen)
-    for ext, kwargs in (("A", {"amount": 5801}), ("B", {"lines": [("1", 2)]}),
-                        ("B", {"lines": [("2", "1.001")]})):
+    for ext, kwargs in (
+        ("A", {"amount": 5801}),
+        ("B", {"lines": [("1", 2)]}),
+        ("B", {"lines": [("2", "1.001")]}),
+    ):
         with pytest.raises(Conflict) as err, db.unit_of_work() as session:
             refund(session, program(session, code), ext, refund_id="too-much", now=frozen, **kwargs)
         assert err.value.code == "refund_exceeds_purchase", kwargs
@@ -246,11 +276,18 @@ def test_refund_replay_returns_the_first_answer_and_a_changed_body_conflicts(db,
     code, (mid,) = _setup(db, frozen)
     with db.unit_of_work() as session:
         buy(session, program(session, code), mid, 25800, ext="A", now=frozen)
-        first = refund(session, program(session, code), "A", refund_id="r1", amount=10000,
-                       now=frozen)
+        first = refund(
+            session, program(session, code), "A", refund_id="r1", amount=10000, now=frozen
+        )
     with db.unit_of_work() as session:
-        again = refund(session, program(session, code), "A", refund_id="r1", amount=10000,
-                       now=frozen + timedelta(minutes=5))
+        again = refund(
+            session,
+            program(session, code),
+            "A",
+            refund_id="r1",
+            amount=10000,
+            now=frozen + timedelta(minutes=5),
+        )
     assert again == first
     assert first["points_reversed"] == 97
     with pytest.raises(Conflict) as err, db.unit_of_work() as session:
@@ -269,11 +306,11 @@ def test_refund_restores_exactly_the_lots_the_redemption_consumed(db, frozen):
     with db.unit_of_work() as session:
         prog = program(session, code)
         set_expiry(session, prog, months=1, now=frozen)
-        adjust(session, prog, mid, 600, now=frozen)     # lot A: 600, expires in a month
+        adjust(session, prog, mid, 600, now=frozen)  # lot A: 600, expires in a month
         set_expiry(session, prog, months=12, now=frozen)
-        adjust(session, prog, mid, 1000, now=frozen)    # lot B: 1000, expires in a year
+        adjust(session, prog, mid, 1000, now=frozen)  # lot B: 1000, expires in a year
         sale = buy(session, prog, mid, 1000, ext="P", spend=1000, now=frozen)  # A 600 + B 400
-        adjust(session, prog, mid, 500, now=frozen)     # lot C: untouched by the redemption
+        adjust(session, prog, mid, 500, now=frozen)  # lot C: untouched by the redemption
     with db.unit_of_work(readonly=True) as session:
         acct_id = account(session, program(session, code), mid).id
         lot_a, lot_b, lot_c = (lot.id for lot in lot_rows(session, acct_id))
@@ -327,8 +364,12 @@ def test_refund_after_spending_the_points_leaves_debt_paid_by_the_next_earn(db, 
 
 
 def test_write_off_policy_takes_what_is_left_and_forgives_the_rest(db, frozen):
-    code, (mid,) = _setup(db, frozen, negative_balance="write_off",
-                          redemption={"min_points": 10, "step": 10, "max_share": "1"})
+    code, (mid,) = _setup(
+        db,
+        frozen,
+        negative_balance="write_off",
+        redemption={"min_points": 10, "step": 10, "max_share": "1"},
+    )
     with db.unit_of_work() as session:
         prog = program(session, code)
         buy(session, prog, mid, 25800, ext="earn", now=frozen)
@@ -369,15 +410,22 @@ def test_refund_after_the_points_expired_unspent_takes_nothing_more(db, frozen):
         buy(session, prog, mid, 25800, ext="old", now=frozen)
         buy(session, prog, mid, 12000, ext="new", now=later)  # 120 points, still valid
     with db.unit_of_work() as session:
-        half = refund(session, program(session, code), "old", refund_id="r1", amount=12900,
-                      now=later)
+        half = refund(
+            session, program(session, code), "old", refund_id="r1", amount=12900, now=later
+        )
     assert (half["points_reversed"], half["points_already_expired"], half["debt_added"]) == (
-        0, 125, 0)
+        0,
+        125,
+        0,
+    )
     assert "expired unspent" in half["note"]
     with db.unit_of_work() as session:
         rest = refund(session, program(session, code), "old", refund_id="r2", full=True, now=later)
     assert (rest["points_reversed"], rest["points_already_expired"], rest["debt_added"]) == (
-        0, 125, 0)
+        0,
+        125,
+        0,
+    )
     t = totals(db, code, mid, later)
     # The newer purchase's 120 points are untouched; the old 250 count as earned and expired.
     assert (t.balance, t.debt, t.earned, t.expired) == (120, 0, 370, 250)
@@ -395,7 +443,10 @@ def test_refund_after_part_was_spent_and_the_rest_expired(db, frozen):
     with db.unit_of_work() as session:
         out = refund(session, program(session, code), "old", refund_id="r", full=True, now=later)
     assert (out["points_reversed"], out["points_already_expired"], out["debt_added"]) == (
-        100, 150, 100)
+        100,
+        150,
+        100,
+    )
     t = totals(db, code, mid, later)
     assert (t.balance, t.debt, t.expired) == (-100, 100, 150)
     assert_clean(db)

@@ -108,8 +108,12 @@ class Model:
             self.debt -= part
 
     def credit(self, points: int) -> MLot:
-        lot = MLot(len(self.lots), points, points,
-                   expires_at(self.now, kind="months", months=self.months, timezone="Asia/Seoul"))
+        lot = MLot(
+            len(self.lots),
+            points,
+            points,
+            expires_at(self.now, kind="months", months=self.months, timezone="Asia/Seoul"),
+        )
         self.lots.append(lot)
         self._pay_debt([lot])
         return lot
@@ -128,8 +132,10 @@ class Model:
     def restore(self, p: MPurchase, points: int) -> None:
         open_per_lot = {i: p.taken[i] - p.given_back.get(i, 0) for i in p.taken}
         # Latest expiry first, as the service gives back the points that stay valid longest.
-        order = sorted((self.lots[i] for i in open_per_lot),
-                       key=lambda lot: (-lot.expires.timestamp(), -lot.idx))
+        order = sorted(
+            (self.lots[i] for i in open_per_lot),
+            key=lambda lot: (-lot.expires.timestamp(), -lot.idx),
+        )
         touched = []
         for lot in order:
             part = min(points, open_per_lot[lot.idx])
@@ -168,17 +174,25 @@ class LedgerMachine(RuleBasedStateMachine):
         super().__init__()
         self.model = Model(T0)
         with self.db.unit_of_work() as session:
-            prog = make_program(session, now=T0, code=f"sm{next(_programs)}",
-                                redemption={"min_points": 10, "step": 10, "max_share": "1"})
+            prog = make_program(
+                session,
+                now=T0,
+                code=f"sm{next(_programs)}",
+                redemption={"min_points": 10, "step": 10, "max_share": "1"},
+            )
             self.member_id = make_member(session, now=T0, program=prog).id
         self.code = prog.code
         self.purchases: list[MPurchase] = []
         self.orders = itertools.count(1)
 
     # -- rules
-    @rule(amount=st.integers(1, 150_000), spend_share=st.sampled_from([0, 0.3, 0.7, 1]),
-          lines=st.booleans(), cut=st.floats(0, 1),
-          qty=st.tuples(st.integers(1, 3), st.integers(1, 3)))
+    @rule(
+        amount=st.integers(1, 150_000),
+        spend_share=st.sampled_from([0, 0.3, 0.7, 1]),
+        lines=st.booleans(),
+        cut=st.floats(0, 1),
+        qty=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    )
     def purchase(self, amount, spend_share, lines, cut, qty):
         m = self.model
         m.settle()
@@ -191,8 +205,16 @@ class LedgerMachine(RuleBasedStateMachine):
             basket = [("a", first, qty[0]), ("b", amount - first, qty[1])]
         ext = f"o{next(self.orders)}"
         with self.db.unit_of_work() as session:
-            out = buy(session, program(session, self.code), self.member_id, amount, ext=ext,
-                      spend=spend, lines=basket, now=m.now)
+            out = buy(
+                session,
+                program(session, self.code),
+                self.member_id,
+                amount,
+                ext=ext,
+                spend=spend,
+                lines=basket,
+                now=m.now,
+            )
         earned = (amount - spend) // 1000 * 10
         assert (out["points_earned"], out["points_spent"]) == (earned, spend)
         taken, missing = m.take(spend, m.spendable())
@@ -203,17 +225,28 @@ class LedgerMachine(RuleBasedStateMachine):
             earn_lot = m.credit(earned)
             m.earned += earned
         weights = [Decimal(a) for _, a, _ in basket]
-        self.purchases.append(MPurchase(
-            ext=ext, amount=amount, lines=basket, earned=earned, spent=spend, earn_lot=earn_lot,
-            taken=taken, line_points=split_proportionally(earned, weights),
-            line_spent=split_proportionally(spend, weights), refunded_qty=[0] * len(basket)))
+        self.purchases.append(
+            MPurchase(
+                ext=ext,
+                amount=amount,
+                lines=basket,
+                earned=earned,
+                spent=spend,
+                earn_lot=earn_lot,
+                taken=taken,
+                line_points=split_proportionally(earned, weights),
+                line_spent=split_proportionally(spend, weights),
+                refunded_qty=[0] * len(basket),
+            )
+        )
 
     def _open(self, mode: str) -> list[MPurchase]:
         if mode == "amount":
             return [p for p in self.purchases if p.mode in (None, "amount") and not p.done()]
         if mode == "lines":
-            return [p for p in self.purchases
-                    if p.lines and p.mode in (None, "lines") and not p.done()]
+            return [
+                p for p in self.purchases if p.lines and p.mode in (None, "lines") and not p.done()
+            ]
         return [p for p in self.purchases if not p.done()]
 
     @precondition(lambda self: self._open("full"))
@@ -264,8 +297,14 @@ class LedgerMachine(RuleBasedStateMachine):
         p.mode = mode
         p.refunds += 1
         with self.db.unit_of_work() as session:
-            out = refund(session, program(session, self.code), p.ext,
-                         refund_id=f"{p.ext}-r{p.refunds}", now=m.now, **kwargs)
+            out = refund(
+                session,
+                program(session, self.code),
+                p.ext,
+                refund_id=f"{p.ext}-r{p.refunds}",
+                now=m.now,
+                **kwargs,
+            )
         m.settle()
         to_restore, to_reverse = restored_target - p.restored, reversed_target - p.reversed
         if to_restore > 0:
@@ -284,7 +323,10 @@ class LedgerMachine(RuleBasedStateMachine):
         m.settle()
         p.restored, p.reversed = restored_target, reversed_target
         assert (out["points_restored"], out["points_reversed"], out["points_already_expired"]) == (
-            max(to_restore, 0), max(to_reverse, 0) - covered, covered)
+            max(to_restore, 0),
+            max(to_reverse, 0) - covered,
+            covered,
+        )
 
     @rule(points=st.integers(1, 3000))
     def adjust_up(self, points):
@@ -334,19 +376,32 @@ class LedgerMachine(RuleBasedStateMachine):
     def totals_match_the_model_and_the_ledger_checks(self):
         m = self.model
         with self.db.unit_of_work(readonly=True) as session:
-            t = views.totals(session, account(session, program(session, self.code), self.member_id),
-                             m.now)
+            t = views.totals(
+                session, account(session, program(session, self.code), self.member_id), m.now
+            )
             report = run_check(session)
         assert report.ok, report.violations
-        expected = {"balance": m.balance, "available": m.available, "pending": 0, "debt": m.debt,
-                    "earned": m.earned, "redeemed": m.redeemed, "expired": m.expired,
-                    "adjusted": m.adjusted}
+        expected = {
+            "balance": m.balance,
+            "available": m.available,
+            "pending": 0,
+            "debt": m.debt,
+            "earned": m.earned,
+            "redeemed": m.redeemed,
+            "expired": m.expired,
+            "adjusted": m.adjusted,
+        }
         assert t.model_dump(exclude={"expiring_30_days"}) == expected
 
 
 def test_ledger_matches_the_model(db):
     machine = type("Ledger", (LedgerMachine,), {"db": db})
-    run_state_machine_as_test(machine, settings=settings(
-        max_examples=15, stateful_step_count=25, deadline=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    ))
+    run_state_machine_as_test(
+        machine,
+        settings=settings(
+            max_examples=15,
+            stateful_step_count=25,
+            deadline=None,
+            suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+        ),
+    )

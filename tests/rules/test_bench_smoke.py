@@ -11,8 +11,9 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "rules_core.py"
 
 
-def test_benchmark_script_writes_its_figures(tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_benchmark_script_writes_its_figures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     spec = importlib.util.spec_from_file_location("rules_core_bench", SCRIPT)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

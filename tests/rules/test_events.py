@@ -26,22 +26,49 @@ from tests.api.helpers import enroll
 from tests.factories import make_member, make_program
 
 # The API tests' fixtures: headers per scope and the bakery program.
-admin, pos, reader, bakery = (api_fixtures.admin, api_fixtures.pos, api_fixtures.reader,
-                              api_fixtures.bakery)
+admin, pos, reader, bakery = (
+    api_fixtures.admin,
+    api_fixtures.pos,
+    api_fixtures.reader,
+    api_fixtures.bakery,
+)
 P = "/api/v1/programs/bakery"
 BASE = {"id": "base", "kind": "base_rate", "points": 10, "per_amount": "1000"}
-EVENT_RULES: dict[str, Any] = {"rules": [
-    BASE,
-    {"id": "welcome", "name": "Welcome gift", "kind": "event", "event": "signup",
-     "points": 1000, "limit": "once"},
-    {"id": "birthday", "kind": "event", "event": "birthday", "points": 2000,
-     "limit": "per_year"},
-    {"id": "review", "kind": "event", "event": "review", "points": 100, "limit": "unlimited"},
-    {"id": "newsletter", "kind": "event", "event": "newsletter", "points": 300,
-     "enabled": False},
-    {"id": "summer-survey", "kind": "event", "event": "survey", "points": 50,
-     "ends": "2026-02-28"},
-]}
+EVENT_RULES: dict[str, Any] = {
+    "rules": [
+        BASE,
+        {
+            "id": "welcome",
+            "name": "Welcome gift",
+            "kind": "event",
+            "event": "signup",
+            "points": 1000,
+            "limit": "once",
+        },
+        {
+            "id": "birthday",
+            "kind": "event",
+            "event": "birthday",
+            "points": 2000,
+            "limit": "per_year",
+        },
+        {"id": "review", "kind": "event", "event": "review", "points": 100, "limit": "unlimited"},
+        {
+            "id": "newsletter",
+            "kind": "event",
+            "event": "newsletter",
+            "points": 300,
+            "enabled": False,
+        },
+        {
+            "id": "summer-survey",
+            "kind": "event",
+            "event": "survey",
+            "points": 50,
+            "ends": "2026-02-28",
+        },
+    ]
+}
 
 
 @pytest.fixture
@@ -64,14 +91,24 @@ def test_signup_is_credited_once(client, pos, reader, kim):
     first = event(client, pos, "signup", store="mapo")
     assert first.status_code == 201, first.text
     body = first.json()
-    assert (body["member_id"], body["event"], body["rule"], body["points"], body["period_key"]) \
-        == (kim["id"], "signup", "welcome", 1000, "event:signup")
+    assert (body["member_id"], body["event"], body["rule"], body["points"], body["period_key"]) == (
+        kim["id"],
+        "signup",
+        "welcome",
+        1000,
+        "event:signup",
+    )
     entry = body["entry"]
     assert (entry["kind"], entry["points"], entry["reason"], entry["store"]) == (
-        "earn", 1000, "event signup", "mapo")
+        "earn",
+        1000,
+        "event signup",
+        "mapo",
+    )
     assert entry["rule_version"] == 2
     assert [(s["rule"], s["applied"], s["added"]) for s in entry["breakdown"]] == [
-        ("welcome", True, 1000)]
+        ("welcome", True, 1000)
+    ]
     # Expiry by the program's policy: 12 months, to the end of the local day.
     assert entry["details"]["expires_at"] == "2027-03-02T15:00:00+00:00"
     assert body["totals"]["balance"] == 1000 and body["totals"]["earned"] == 1000
@@ -109,16 +146,23 @@ def test_unlimited_events_and_errors(client, admin, pos, reader, kim):
     assert "ended 2026-02-28" in not_now.json()["detail"]
     assert _error(event(client, pos, "review", store="gangnam")) == (422, "store_not_found")
     assert _error(event(client, pos, "review", occurred_at="2026-03-03T12:00:00+09:00")) == (
-        422, "occurred_at_in_future")
+        422,
+        "occurred_at_in_future",
+    )
     assert _error(event(client, pos, "Bad Name!")) == (422, "validation_error")
     assert _error(event(client, pos, "review", occurred_at="2026-03-01T12:00:00")) == (
-        422, "validation_error")  # not timezone-aware
+        422,
+        "validation_error",
+    )  # not timezone-aware
     assert _error(event(client, pos, "review", member={"phone": "010-9999-9999"})) == (
-        404, "member_not_found")
+        404,
+        "member_not_found",
+    )
     assert event(client, reader, "review").status_code == 403
 
-    blocked = client.post(f"/api/v1/members/{kim['id']}/block", json={"reason": "fraud check"},
-                          headers=admin)
+    blocked = client.post(
+        f"/api/v1/members/{kim['id']}/block", json={"reason": "fraud check"}, headers=admin
+    )
     assert blocked.status_code == 200, blocked.text
     assert _error(event(client, pos, "signup")) == (409, "member_blocked")
     account = client.get(f"{P}/members/{kim['id']}/account", headers=reader).json()
@@ -162,9 +206,12 @@ def test_concurrent_signups_credit_once(db: Database, frozen):
         try:
             with db.unit_of_work() as session:
                 return events.record_event(
-                    session, get_program(session, "bakery"),
+                    session,
+                    get_program(session, "bakery"),
                     events.EventRequest(member=MemberRef(id=member_id), event="signup"),
-                    actor=CLI, now=frozen).points
+                    actor=CLI,
+                    now=frozen,
+                ).points
         except Conflict as exc:
             return exc.code
 

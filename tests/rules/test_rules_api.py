@@ -16,22 +16,48 @@ from tests.api import conftest as api_fixtures
 from tests.api.helpers import enroll
 
 # The API tests' fixtures: headers per scope and the bakery program.
-admin, pos, reader, bakery = (api_fixtures.admin, api_fixtures.pos, api_fixtures.reader,
-                              api_fixtures.bakery)
+admin, pos, reader, bakery = (
+    api_fixtures.admin,
+    api_fixtures.pos,
+    api_fixtures.reader,
+    api_fixtures.bakery,
+)
 P = "/api/v1/programs/bakery"
-BASE = {"id": "base", "kind": "base_rate", "mode": "per_full_unit", "points": 10,
-        "per_amount": "1000", "rounding": "down"}
-CAKE = {"id": "cake-bonus", "kind": "product_bonus", "match": {"skus": ["CAKE"]},
-        "points_per_unit": 200}
+BASE = {
+    "id": "base",
+    "kind": "base_rate",
+    "mode": "per_full_unit",
+    "points": 10,
+    "per_amount": "1000",
+    "rounding": "down",
+}
+CAKE = {
+    "id": "cake-bonus",
+    "kind": "product_bonus",
+    "match": {"skus": ["CAKE"]},
+    "points_per_unit": 200,
+}
 # S2-style weights and a December promotion on the bakery's base rate.
 CLUB_RULES: dict[str, Any] = {
-    "combine": "multiply", "rounding": "down",
+    "combine": "multiply",
+    "rounding": "down",
     "rules": [
         BASE,
-        {"id": "weekend", "name": "weekend", "kind": "time_weight", "days": ["sat", "sun"],
-         "factor": "0.5"},
-        {"id": "december", "name": "December promotion", "kind": "promotion", "factor": "2",
-         "starts": "2026-12-01", "ends": "2026-12-31"},
+        {
+            "id": "weekend",
+            "name": "weekend",
+            "kind": "time_weight",
+            "days": ["sat", "sun"],
+            "factor": "0.5",
+        },
+        {
+            "id": "december",
+            "name": "December promotion",
+            "kind": "promotion",
+            "factor": "2",
+            "starts": "2026-12-01",
+            "ends": "2026-12-31",
+        },
     ],
 }
 RULE = TypeAdapter(Rule)
@@ -62,8 +88,12 @@ def put_rules(client, headers, doc: dict[str, Any], **extra: Any):
 
 
 def sale(client, headers, external_id: str, amount: int, **extra: Any):
-    body = {"external_id": external_id, "member": {"phone": "010-1234-5678"}, "amount": amount,
-            **extra}
+    body = {
+        "external_id": external_id,
+        "member": {"phone": "010-1234-5678"},
+        "amount": amount,
+        **extra,
+    }
     return client.post(f"{P}/purchases", json=body, headers=headers)
 
 
@@ -75,30 +105,40 @@ def test_program_starts_with_its_base_rate_as_version_1(frozen, client, reader, 
 
 
 def test_rule_crud_makes_a_version_per_change(client, admin, reader, pos, kim):
-    added = client.post(f"{P}/rules/items", json=CAKE, params={"note": "seasonal cake"},
-                        headers=admin)
+    added = client.post(
+        f"{P}/rules/items", json=CAKE, params={"note": "seasonal cake"}, headers=admin
+    )
     assert added.status_code == 201, added.text
     assert added.json()["version"] == 2
     assert added.json()["note"] == "seasonal cake"
     assert [r["id"] for r in added.json()["document"]["rules"]] == ["base", "cake-bonus"]
 
-    first = client.post(f"{P}/rules/items", params={"position": 0}, headers=admin,
-                        json={"id": "gift-cards", "kind": "exclude",
-                              "match": {"categories": ["gift_card"]}})
+    first = client.post(
+        f"{P}/rules/items",
+        params={"position": 0},
+        headers=admin,
+        json={"id": "gift-cards", "kind": "exclude", "match": {"categories": ["gift_card"]}},
+    )
     assert first.status_code == 201, first.text
     assert first.json()["version"] == 3
     assert [r["id"] for r in first.json()["document"]["rules"]] == [
-        "gift-cards", "base", "cake-bonus"]
+        "gift-cards",
+        "base",
+        "cake-bonus",
+    ]
 
-    changed = client.put(f"{P}/rules/items/cake-bonus", json={**CAKE, "points_per_unit": 300},
-                         headers=admin)
+    changed = client.put(
+        f"{P}/rules/items/cake-bonus", json={**CAKE, "points_per_unit": 300}, headers=admin
+    )
     assert changed.status_code == 200, changed.text
     assert changed.json()["version"] == 4
     removed = client.delete(f"{P}/rules/items/gift-cards", headers=admin)
     assert removed.status_code == 200, removed.text
     assert removed.json()["version"] == 5
     assert current(client, reader)["document"]["rules"] == [
-        stored(BASE), stored({**CAKE, "points_per_unit": 300})]
+        stored(BASE),
+        stored({**CAKE, "points_per_unit": 300}),
+    ]
 
     versions = client.get(f"{P}/rules/versions", headers=reader).json()
     assert [v["version"] for v in versions] == [5, 4, 3, 2, 1]
@@ -113,7 +153,10 @@ def test_rule_crud_makes_a_version_per_change(client, admin, reader, pos, kim):
     diff = client.get(f"{P}/rules/diff", params={"from": 1, "to": 4}, headers=reader).json()
     assert (diff["from"], diff["to"]) == (1, 4)
     assert (diff["added"], diff["removed"], diff["changed"]) == (
-        ["gift-cards", "cake-bonus"], [], [])
+        ["gift-cards", "cake-bonus"],
+        [],
+        [],
+    )
     diff = client.get(f"{P}/rules/diff", params={"from": 2, "to": 5}, headers=reader).json()
     assert (diff["added"], diff["removed"], diff["changed"]) == ([], [], ["cake-bonus"])
     assert diff["rules"]["cake-bonus"]["from"]["points_per_unit"] == 200
@@ -122,13 +165,16 @@ def test_rule_crud_makes_a_version_per_change(client, admin, reader, pos, kim):
     assert (latest["from"], latest["to"], latest["removed"]) == (4, 5, ["gift-cards"])
 
     # An earn after the change records the new version and its breakdown.
-    bought = sale(client, pos, "A-1", 25800,
-                  lines=[{"sku": "CAKE", "amount": 25800, "quantity": 1}])
+    bought = sale(
+        client, pos, "A-1", 25800, lines=[{"sku": "CAKE", "amount": 25800, "quantity": 1}]
+    )
     assert bought.status_code == 201, bought.text
     [earn] = bought.json()["entries"]
     assert (earn["points"], earn["rule_version"]) == (250 + 300, 5)
     assert [(s["rule"], s["applied"]) for s in earn["breakdown"]] == [
-        ("base", True), ("cake-bonus", True)]
+        ("base", True),
+        ("cake-bonus", True),
+    ]
     history = client.get(f"{P}/members/{kim['id']}/entries", headers=reader).json()["items"]
     assert history[0]["rule_version"] == 5 and history[0]["breakdown"] == earn["breakdown"]
 
@@ -147,8 +193,9 @@ def test_put_publishes_a_whole_document(frozen, client, admin, reader, bakery):
     assert program["earning"]["mode"] == "per_full_unit"
 
 
-def test_writes_need_admin_and_replay_with_an_idempotency_key(frozen, client, admin, pos,
-                                                              reader, bakery):
+def test_writes_need_admin_and_replay_with_an_idempotency_key(
+    frozen, client, admin, pos, reader, bakery
+):
     denied = client.post(f"{P}/rules/items", json=CAKE, headers=pos)
     assert (denied.status_code, denied.json()["error"]) == (403, "missing_scope")
     assert client.put(f"{P}/rules", json=CLUB_RULES, headers=reader).status_code == 403
@@ -170,20 +217,38 @@ def _error(response) -> tuple[int, str, str]:
     return response.status_code, body["error"], body["detail"]
 
 
-@pytest.mark.parametrize(("rules", "where"), [
-    ([BASE, {"id": "december", "kind": "promotion", "factor": "-2"}],
-     "rules.1.factor: Input should be greater than or equal to 0"),
-    ([BASE, {**CAKE, "points_per_unt": 5}],
-     "rules.1.points_per_unt: Extra inputs are not permitted"),
-    ([BASE, {"id": "december", "kind": "promotion", "factor": "2", "starts": "2026-12-31",
-             "ends": "2026-12-01"}],
-     "rules.1: ends (2026-12-01) is before starts (2026-12-31): the rule could never apply"),
-    ([BASE, CAKE, CAKE], "rules: rules[2].id 'cake-bonus' is used twice"),
-    ([BASE, {"id": "x", "kind": "bonus"}], "rules.1: Input tag 'bonus' found using 'kind'"),
-    ([{**BASE, "points": "ten"}], "rules.0.points: Input should be a valid integer"),
-])
-def test_a_malformed_document_gets_422_naming_the_field(frozen, client, admin, reader,
-                                                         bakery, rules, where):
+@pytest.mark.parametrize(
+    ("rules", "where"),
+    [
+        (
+            [BASE, {"id": "december", "kind": "promotion", "factor": "-2"}],
+            "rules.1.factor: Input should be greater than or equal to 0",
+        ),
+        (
+            [BASE, {**CAKE, "points_per_unt": 5}],
+            "rules.1.points_per_unt: Extra inputs are not permitted",
+        ),
+        (
+            [
+                BASE,
+                {
+                    "id": "december",
+                    "kind": "promotion",
+                    "factor": "2",
+                    "starts": "2026-12-31",
+                    "ends": "2026-12-01",
+                },
+            ],
+            "rules.1: ends (2026-12-01) is before starts (2026-12-31): the rule could never apply",
+        ),
+        ([BASE, CAKE, CAKE], "rules: rules[2].id 'cake-bonus' is used twice"),
+        ([BASE, {"id": "x", "kind": "bonus"}], "rules.1: Input tag 'bonus' found using 'kind'"),
+        ([{**BASE, "points": "ten"}], "rules.0.points: Input should be a valid integer"),
+    ],
+)
+def test_a_malformed_document_gets_422_naming_the_field(
+    frozen, client, admin, reader, bakery, rules, where
+):
     status, code, detail = _error(put_rules(client, admin, {"rules": rules}))
     assert (status, code) == (422, "invalid_rule_set")
     assert detail.startswith(where), detail
@@ -200,12 +265,12 @@ def test_a_rule_for_an_unknown_store_is_refused(frozen, client, admin, reader, b
 
 
 def test_single_rule_edits_name_the_field_too(frozen, client, admin, reader, bakery):
-    status, code, detail = _error(client.post(
-        f"{P}/rules/items", json={**CAKE, "points_per_unit": -1}, headers=admin))
+    status, code, detail = _error(
+        client.post(f"{P}/rules/items", json={**CAKE, "points_per_unit": -1}, headers=admin)
+    )
     assert (status, code) == (422, "invalid_rule_set")
     assert detail.startswith("points_per_unit: Input should be greater than or equal to 0")
-    status, code, detail = _error(client.post(f"{P}/rules/items", json={"id": "x"},
-                                              headers=admin))
+    status, code, detail = _error(client.post(f"{P}/rules/items", json={"id": "x"}, headers=admin))
     assert (status, code) == (422, "invalid_rule_set")
     assert "discriminator 'kind'" in detail
     duplicate = client.post(f"{P}/rules/items", json={**CAKE, "id": "base"}, headers=admin)
@@ -213,14 +278,20 @@ def test_single_rule_edits_name_the_field_too(frozen, client, admin, reader, bak
     # A second enabled rule for one event is caught on the whole document.
     event = {"id": "signup", "kind": "event", "event": "signup", "points": 500}
     assert client.post(f"{P}/rules/items", json=event, headers=admin).status_code == 201
-    status, code, detail = _error(client.post(
-        f"{P}/rules/items", json={**event, "id": "signup-2"}, headers=admin))
-    assert (status, code, detail) == (422, "invalid_rule_set",
-                                      "rules: two enabled event rules for event 'signup'")
+    status, code, detail = _error(
+        client.post(f"{P}/rules/items", json={**event, "id": "signup-2"}, headers=admin)
+    )
+    assert (status, code, detail) == (
+        422,
+        "invalid_rule_set",
+        "rules: two enabled event rules for event 'signup'",
+    )
     missing = client.put(f"{P}/rules/items/nope", json=CAKE, headers=admin)
     assert _error(missing)[:2] == (404, "rule_not_found")
     assert _error(client.delete(f"{P}/rules/items/nope", headers=admin))[:2] == (
-        404, "rule_not_found")
+        404,
+        "rule_not_found",
+    )
     bad_query = client.post(f"{P}/rules/items", json=CAKE, params={"position": -1}, headers=admin)
     assert _error(bad_query)[:2] == (422, "validation_error")
     assert current(client, reader)["version"] == 2
@@ -245,7 +316,11 @@ def test_explanation_of_a_saturday_in_december(client, admin, pos, reader, kim):
     assert en.status_code == 200, en.text
     body = en.json()
     assert (body["entry_id"], body["kind"], body["points"], body["rule_version"]) == (
-        earn["id"], "earn", 250, 2)
+        earn["id"],
+        "earn",
+        250,
+        2,
+    )
     assert body["language"] == "en"
     assert body["lines"] == [
         "25,800 KRW: 10 points for each full 1,000 = 250",
@@ -253,8 +328,10 @@ def test_explanation_of_a_saturday_in_december(client, admin, pos, reader, kim):
         "December promotion ×2 = 250",
         "Total: 250 points",
     ]
-    assert body["text"] == ("25,800 KRW: 10 points for each full 1,000 = 250; weekend ×0.5 = 125; "
-                            "December promotion ×2 = 250; Total: 250 points")
+    assert body["text"] == (
+        "25,800 KRW: 10 points for each full 1,000 = 250; weekend ×0.5 = 125; "
+        "December promotion ×2 = 250; Total: 250 points"
+    )
     # Default: the member's language (Kim reads Korean).
     ko = client.get(url, headers=pos).json()
     assert ko["language"] == "ko"
@@ -264,46 +341,75 @@ def test_explanation_of_a_saturday_in_december(client, admin, pos, reader, kim):
     assert ko["lines"][-1] == "합계: 250포인트"
     zh = client.get(url, params={"language": "zh"}, headers=reader).json()
     assert zh["lines"][0] == "25,800 KRW:每满 1,000 得 10 积分 = 250"
-    assert zh["lines"][1:] == ["weekend 权重 ×0.5 = 125", "December promotion ×2 = 250",
-                               "合计:250 积分"]
+    assert zh["lines"][1:] == [
+        "weekend 权重 ×0.5 = 125",
+        "December promotion ×2 = 250",
+        "合计:250 积分",
+    ]
     # The same sale on a weekday in November: neither the weight nor the promotion applies.
     clock.freeze(datetime(2026, 11, 11, 5, 0, tzinfo=UTC))
     plain = sale(client, pos, "N-1", 25800).json()["entries"][0]
-    words = client.get(f"{P}/entries/{plain['id']}/explanation", params={"language": "en"},
-                       headers=reader).json()
-    assert words["lines"] == ["25,800 KRW: 10 points for each full 1,000 = 250",
-                              "Total: 250 points"]
+    words = client.get(
+        f"{P}/entries/{plain['id']}/explanation", params={"language": "en"}, headers=reader
+    ).json()
+    assert words["lines"] == [
+        "25,800 KRW: 10 points for each full 1,000 = 250",
+        "Total: 250 points",
+    ]
 
 
 def test_explanation_of_entries_without_breakdown(client, admin, pos, reader, kim):
-    given = client.post(f"{P}/adjustments", headers=admin, json={
-        "member": {"id": kim["id"]}, "points": 1500, "reason": "welcome bonus"})
+    given = client.post(
+        f"{P}/adjustments",
+        headers=admin,
+        json={"member": {"id": kim["id"]}, "points": 1500, "reason": "welcome bonus"},
+    )
     assert given.status_code == 201, given.text
     entry_id = given.json()["entry"]["id"]
     url = f"{P}/entries/{entry_id}/explanation"
     assert client.get(url, params={"language": "en"}, headers=reader).json()["text"] == (
-        "1,500 points added by staff: welcome bonus")
+        "1,500 points added by staff: welcome bonus"
+    )
     ko = client.get(url, headers=reader).json()
     assert (ko["language"], ko["lines"]) == ("ko", ["직원이 1,500포인트 지급: welcome bonus"])
     assert client.get(url, params={"language": "zh"}, headers=reader).json()["text"] == (
-        "工作人员增加 1,500 积分:welcome bonus")
+        "工作人员增加 1,500 积分:welcome bonus"
+    )
 
     spent = sale(client, pos, "S-1", 5000, points_to_spend=1000).json()["entries"][0]
     assert spent["kind"] == "redeem"
-    words = client.get(f"{P}/entries/{spent['id']}/explanation", params={"language": "en"},
-                       headers=reader).json()
+    words = client.get(
+        f"{P}/entries/{spent['id']}/explanation", params={"language": "en"}, headers=reader
+    ).json()
     assert words["text"] == "1,000 points used: paid 1000 KRW with points"
     assert words["rule_version"] is None
 
     missing = client.get(f"{P}/entries/999999/explanation", headers=reader)
     assert _error(missing)[:2] == (404, "entry_not_found")
     # An entry of another program is not found through this one.
-    assert client.post("/api/v1/programs", headers=admin, json={
-        "code": "cafe", "name": "Cafe", "currency": "KRW", "timezone": "Asia/Seoul",
-        "point_value": "1", "earning": {"mode": "per_full_unit", "points": 1, "per_amount": "100",
-                                        "rounding": "down"},
-        "expiry": {"kind": "none"}, "redemption": {"min_points": 0, "step": 1, "max_share": "1"},
-        "negative_balance": "allow_debt"}).status_code == 201
+    assert (
+        client.post(
+            "/api/v1/programs",
+            headers=admin,
+            json={
+                "code": "cafe",
+                "name": "Cafe",
+                "currency": "KRW",
+                "timezone": "Asia/Seoul",
+                "point_value": "1",
+                "earning": {
+                    "mode": "per_full_unit",
+                    "points": 1,
+                    "per_amount": "100",
+                    "rounding": "down",
+                },
+                "expiry": {"kind": "none"},
+                "redemption": {"min_points": 0, "step": 1, "max_share": "1"},
+                "negative_balance": "allow_debt",
+            },
+        ).status_code
+        == 201
+    )
     other = client.get(f"/api/v1/programs/cafe/entries/{entry_id}/explanation", headers=reader)
     assert _error(other)[:2] == (404, "entry_not_found")
     bad = client.get(url, params={"language": "fr"}, headers=reader)
@@ -329,22 +435,28 @@ def test_simulate_reports_in_json_and_csv(client, admin, pos, reader, kim):
     assert response.status_code == 200, response.text
     report = response.json()
     assert (report["purchases"], report["actual_points"], report["proposed_points"]) == (
-        1, 250, 500)
+        1,
+        250,
+        500,
+    )
     assert report["delta"] == 250
     assert [m["member_id"] for m in report["top_members"]] == [kim["id"]]
 
-    as_csv = client.post(f"{P}/rules/simulate", params={"format": "csv"}, json=body,
-                         headers=admin)
+    as_csv = client.post(f"{P}/rules/simulate", params={"format": "csv"}, json=body, headers=admin)
     assert as_csv.status_code == 200, as_csv.text
     assert as_csv.headers["content-type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(as_csv.content.decode("utf-8-sig"))))
     assert len(rows) > 1
 
     assert client.post(f"{P}/rules/simulate", json=body, headers=pos).status_code == 403
-    backwards = client.post(f"{P}/rules/simulate", headers=reader,
-                            json={**body, "from": "2026-04-01"})
+    backwards = client.post(
+        f"{P}/rules/simulate", headers=reader, json={**body, "from": "2026-04-01"}
+    )
     assert _error(backwards)[:2] == (422, "invalid_range")
-    bad = client.post(f"{P}/rules/simulate", headers=reader,
-                      json={**body, "rules": {"rules": [{**BASE, "points": -1}]}})
+    bad = client.post(
+        f"{P}/rules/simulate",
+        headers=reader,
+        json={**body, "rules": {"rules": [{**BASE, "points": -1}]}},
+    )
     assert bad.status_code == 422
     assert "rules.rules.0" in bad.json()["detail"]

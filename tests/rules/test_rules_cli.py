@@ -29,11 +29,24 @@ CLUB: dict[str, Any] = {
     "rules": [
         {"id": "base", "kind": "base_rate", "points": 10, "per_amount": "1000"},
         {"id": "gift-cards", "kind": "exclude", "match": {"categories": ["gift_card"]}},
-        {"id": "weekday-mornings", "name": "weekday mornings", "kind": "time_weight",
-         "days": ["mon", "tue", "wed", "thu", "fri"], "from_time": "06:00:00",
-         "to_time": "10:00:00", "factor": "1.2"},
-        {"id": "december", "name": "December double points", "kind": "promotion", "factor": "2",
-         "starts": "2026-12-01", "ends": "2026-12-31", "budget_points": 1000000},
+        {
+            "id": "weekday-mornings",
+            "name": "weekday mornings",
+            "kind": "time_weight",
+            "days": ["mon", "tue", "wed", "thu", "fri"],
+            "from_time": "06:00:00",
+            "to_time": "10:00:00",
+            "factor": "1.2",
+        },
+        {
+            "id": "december",
+            "name": "December double points",
+            "kind": "promotion",
+            "factor": "2",
+            "starts": "2026-12-01",
+            "ends": "2026-12-31",
+            "budget_points": 1000000,
+        },
         {"id": "silver", "kind": "tier_multiplier", "factors": {"silver": "1.5"}},
         {"id": "signup", "name": "가입 축하", "kind": "event", "event": "signup", "points": 1000},
     ],
@@ -57,9 +70,13 @@ def program(db: Database, frozen) -> int:
     with db.unit_of_work() as session:
         bakery = make_program(session, now=frozen)
         member = make_member(session, now=frozen, program=bakery, name="Kim Minji")
-        purchases.purchase(session, bakery, PurchaseRequest(
-            external_id="A-1", member=MemberRef(id=member.id), amount=25800), actor=CLI,
-            now=frozen)
+        purchases.purchase(
+            session,
+            bakery,
+            PurchaseRequest(external_id="A-1", member=MemberRef(id=member.id), amount=25800),
+            actor=CLI,
+            now=frozen,
+        )
         return member.id
 
 
@@ -92,8 +109,9 @@ def test_import_export_round_trip_in_yaml_and_json(cli, db: Database, program, t
     text = exported.read_text(encoding="utf-8")
     assert "가입 축하" in text and "06:00:00" in text
     assert yaml.safe_load(text) == stored
-    assert "rule set version 3 published" in run(cli, db, "import", "--program", "bakery",
-                                                 str(exported))
+    assert "rule set version 3 published" in run(
+        cli, db, "import", "--program", "bakery", str(exported)
+    )
     assert current(db) == (3, stored)
 
     as_json = run(cli, db, "export", "--program", "bakery")  # JSON on stdout by default
@@ -105,9 +123,21 @@ def test_import_export_round_trip_in_yaml_and_json(cli, db: Database, program, t
     assert current(db) == (4, stored)
     # An older version exports as it was.
     assert json.loads(run(cli, db, "export", "--program", "bakery", "--version", "1")) == {
-        "combine": "multiply", "rounding": "down", "redemption": {},
-        "rules": [{"id": "base", "kind": "base_rate", "enabled": True, "mode": "per_full_unit",
-                   "points": 10, "per_amount": "1000", "rounding": "down"}]}
+        "combine": "multiply",
+        "rounding": "down",
+        "redemption": {},
+        "rules": [
+            {
+                "id": "base",
+                "kind": "base_rate",
+                "enabled": True,
+                "mode": "per_full_unit",
+                "points": 10,
+                "per_amount": "1000",
+                "rounding": "down",
+            }
+        ],
+    }
 
 
 def test_show_versions_and_diff(cli, db: Database, program, tmp_path: Path):
@@ -121,9 +151,15 @@ def test_show_versions_and_diff(cli, db: Database, program, tmp_path: Path):
 
     shown = run(cli, db, "show", "--program", "bakery")
     assert "version 3 (current)" in shown
-    for text in ("weekday-mornings", "mon, tue, wed, thu, fri 06:00–10:00 ×1.2",
-                 "20 points for each full 1,000", "2026-12-01 – 2026-12-31",
-                 "×2, budget 1,000,000", "silver ×1.5", "signup: +1000 (once)"):
+    for text in (
+        "weekday-mornings",
+        "mon, tue, wed, thu, fri 06:00–10:00 ×1.2",
+        "20 points for each full 1,000",
+        "2026-12-01 – 2026-12-31",
+        "×2, budget 1,000,000",
+        "silver ×1.5",
+        "signup: +1000 (once)",
+    ):
         assert text in shown, (text, shown)
     old = run(cli, db, "show", "--program", "bakery", "--version", "2")
     assert "version 2" in old and "(current)" not in old
@@ -154,15 +190,18 @@ def test_an_invalid_file_exits_2_naming_the_field(cli, db: Database, program, tm
     assert "invalid_rule_set: rules: rules[1].id 'base' is used twice" in out
 
     store = tmp_path / "store.json"
-    store.write_text(json.dumps({"rules": [{**CLUB["rules"][0], "stores": ["gangnam"]}]}),
-                     encoding="utf-8")
-    assert "unknown_store: rules[0].stores" in run(cli, db, "import", "--program", "bakery",
-                                                   str(store), code=2)
+    store.write_text(
+        json.dumps({"rules": [{**CLUB["rules"][0], "stores": ["gangnam"]}]}), encoding="utf-8"
+    )
+    assert "unknown_store: rules[0].stores" in run(
+        cli, db, "import", "--program", "bakery", str(store), code=2
+    )
 
     broken = tmp_path / "broken.yaml"
     broken.write_text("rules: [unclosed", encoding="utf-8")
     assert "invalid_file: broken.yaml is not valid YAML" in run(
-        cli, db, "import", "--program", "bakery", str(broken), code=2)
+        cli, db, "import", "--program", "bakery", str(broken), code=2
+    )
     other = tmp_path / "rules.txt"
     other.write_text("{}", encoding="utf-8")
     assert "invalid_file" in run(cli, db, "import", "--program", "bakery", str(other), code=2)
@@ -171,14 +210,33 @@ def test_an_invalid_file_exits_2_naming_the_field(cli, db: Database, program, tm
 
 def test_simulate_writes_table_json_and_csv(cli, db: Database, program, tmp_path: Path):
     proposed = tmp_path / "double.yaml"
-    proposed.write_text(yaml.safe_dump({"rules": [
-        {"id": "base", "kind": "base_rate", "points": 10, "per_amount": "1000"},
-        {"id": "double", "kind": "promotion", "factor": "2"}]}), encoding="utf-8")
-    args = ("simulate", "--program", "bakery", str(proposed), "--from", "2026-03-01",
-            "--to", "2026-03-31")
+    proposed.write_text(
+        yaml.safe_dump(
+            {
+                "rules": [
+                    {"id": "base", "kind": "base_rate", "points": 10, "per_amount": "1000"},
+                    {"id": "double", "kind": "promotion", "factor": "2"},
+                ]
+            }
+        ),
+        encoding="utf-8",
+    )
+    args = (
+        "simulate",
+        "--program",
+        "bakery",
+        str(proposed),
+        "--from",
+        "2026-03-01",
+        "--to",
+        "2026-03-31",
+    )
     report = json.loads(run(cli, db, *args, "--format", "json"))
     assert (report["purchases"], report["actual_points"], report["proposed_points"]) == (
-        1, 250, 500)
+        1,
+        250,
+        500,
+    )
     assert [m["member_id"] for m in report["top_members"]] == [program]
 
     table = run(cli, db, *args)
@@ -189,6 +247,17 @@ def test_simulate_writes_table_json_and_csv(cli, db: Database, program, tmp_path
     rows = list(csv.reader(io.StringIO(target.read_bytes().decode("utf-8-sig"))))
     assert len(rows) > 1
 
-    assert "invalid_range" in run(cli, db, "simulate", "--program", "bakery", str(proposed),
-                                  "--from", "2026-03-31", "--to", "2026-03-01", code=2)
+    assert "invalid_range" in run(
+        cli,
+        db,
+        "simulate",
+        "--program",
+        "bakery",
+        str(proposed),
+        "--from",
+        "2026-03-31",
+        "--to",
+        "2026-03-01",
+        code=2,
+    )
     assert current(db)[0] == 1  # simulating publishes nothing

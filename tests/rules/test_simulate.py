@@ -34,27 +34,59 @@ START = datetime(2026, 3, 1, 0, 0, tzinfo=SEOUL)
 
 
 def bakery_rules(points: int = 10, cake: int = 200, *extra: dict[str, Any]) -> RuleSetDoc:
-    return RuleSetDoc.model_validate({"rules": [
-        {"id": "base", "kind": "base_rate", "points": points, "per_amount": "1000"},
-        {"id": "seasonal-cake", "kind": "product_bonus", "match": {"skus": ["seasonal-cake"]},
-         "points_per_unit": cake},
-        {"id": "tiers", "kind": "tier_multiplier", "factors": {"silver": "1.5", "gold": "2"}},
-        *extra,
-    ]})
+    return RuleSetDoc.model_validate(
+        {
+            "rules": [
+                {"id": "base", "kind": "base_rate", "points": points, "per_amount": "1000"},
+                {
+                    "id": "seasonal-cake",
+                    "kind": "product_bonus",
+                    "match": {"skus": ["seasonal-cake"]},
+                    "points_per_unit": cake,
+                },
+                {
+                    "id": "tiers",
+                    "kind": "tier_multiplier",
+                    "factors": {"silver": "1.5", "gold": "2"},
+                },
+                *extra,
+            ]
+        }
+    )
 
 
 _orders = iter(range(1, 10**9))
 
 
-def buy(session: Session, program: Program, member_id: int, at: datetime,
-        lines: list[tuple[str, int, int]], *, spend: int = 0) -> dict[str, Any]:
+def buy(
+    session: Session,
+    program: Program,
+    member_id: int,
+    at: datetime,
+    lines: list[tuple[str, int, int]],
+    *,
+    spend: int = 0,
+) -> dict[str, Any]:
     """A sale at `at`; lines are (sku, unit price, quantity)."""
-    items = [LineIn(id=str(i + 1), sku=sku, category="cake" if "cake" in sku else "bread",
-                    quantity=Decimal(qty), amount=Decimal(price * qty))
-             for i, (sku, price, qty) in enumerate(lines)]
-    req = PurchaseRequest(external_id=f"T-{next(_orders)}", member=MemberRef(id=member_id),
-                          amount=sum((item.amount for item in items), Decimal(0)), lines=items,
-                          store="mapo", occurred_at=at, points_to_spend=spend)
+    items = [
+        LineIn(
+            id=str(i + 1),
+            sku=sku,
+            category="cake" if "cake" in sku else "bread",
+            quantity=Decimal(qty),
+            amount=Decimal(price * qty),
+        )
+        for i, (sku, price, qty) in enumerate(lines)
+    ]
+    req = PurchaseRequest(
+        external_id=f"T-{next(_orders)}",
+        member=MemberRef(id=member_id),
+        amount=sum((item.amount for item in items), Decimal(0)),
+        lines=items,
+        store="mapo",
+        occurred_at=at,
+        points_to_spend=spend,
+    )
     return purchases.purchase(session, program, req, actor=CLI, now=at)
 
 
@@ -62,14 +94,17 @@ def seed(db: Database, doc: RuleSetDoc | None = None) -> dict[str, int]:
     """The bakery with four members (one silver, one gold) and a month of sales."""
     with db.unit_of_work() as session:
         program = make_program(session, now=START - timedelta(days=30))
-        rules.publish(session, program, doc or bakery_rules(), actor=CLI,
-                      now=START - timedelta(days=30))
+        rules.publish(
+            session, program, doc or bakery_rules(), actor=CLI, now=START - timedelta(days=30)
+        )
         ids = {}
         for name, tier in (("Kim", None), ("Lee", "silver"), ("Park", "gold"), ("Choi", None)):
-            member = make_member(session, now=START - timedelta(days=30), program=program,
-                                 name=name)
-            account = ledger.open_account(session, program_id=program.id, member_id=member.id,
-                                          now=START - timedelta(days=30))
+            member = make_member(
+                session, now=START - timedelta(days=30), program=program, name=name
+            )
+            account = ledger.open_account(
+                session, program_id=program.id, member_id=member.id, now=START - timedelta(days=30)
+            )
             account.tier = tier
             ids[name] = member.id
         session.flush()
@@ -79,18 +114,40 @@ def seed(db: Database, doc: RuleSetDoc | None = None) -> dict[str, int]:
             buy(session, program, ids["Kim"], at, basket)
             buy(session, program, ids["Lee"], at + timedelta(minutes=5), basket)
             if day % 2 == 0:
-                buy(session, program, ids["Park"], at + timedelta(minutes=10),
-                    [("seasonal-cake", 32000, 1), ("baguette", 4500, 2)])
-        buy(session, program, ids["Choi"], START + timedelta(days=10, hours=15),
-            [("seasonal-cake", 32000, 2)])
+                buy(
+                    session,
+                    program,
+                    ids["Park"],
+                    at + timedelta(minutes=10),
+                    [("seasonal-cake", 32000, 1), ("baguette", 4500, 2)],
+                )
+        buy(
+            session,
+            program,
+            ids["Choi"],
+            START + timedelta(days=10, hours=15),
+            [("seasonal-cake", 32000, 2)],
+        )
     return ids
 
 
-def run(db: Database, proposed: RuleSetDoc, *, date_from: date = date(2026, 3, 1),
-        date_to: date = date(2026, 3, 31), top: int = 10) -> SimulationReport:
+def run(
+    db: Database,
+    proposed: RuleSetDoc,
+    *,
+    date_from: date = date(2026, 3, 1),
+    date_to: date = date(2026, 3, 31),
+    top: int = 10,
+) -> SimulationReport:
     with db.unit_of_work() as session:
-        return simulate(session, programs.get_program(session, "bakery"), proposed,
-                        date_from=date_from, date_to=date_to, top=top)
+        return simulate(
+            session,
+            programs.get_program(session, "bakery"),
+            proposed,
+            date_from=date_from,
+            date_to=date_to,
+            top=top,
+        )
 
 
 def assert_rules_add_up(report: SimulationReport) -> None:
@@ -133,23 +190,27 @@ def test_top_members_by_size_of_change(db: Database) -> None:
         assert member.proposed_points == 2 * member.actual_points
         assert member.delta == member.proposed_points - member.actual_points
     assert {m.member_id for m in run(db, bakery_rules(points=20, cake=400)).top_members} == set(
-        ids.values())
+        ids.values()
+    )
 
     # A cut shows as a negative delta and is ranked by its size.
     cut = run(db, bakery_rules(points=5, cake=0))
     assert cut.delta < 0 and all(m.delta <= 0 for m in cut.top_members)
     assert [abs(m.delta) for m in cut.top_members] == sorted(
-        (abs(m.delta) for m in cut.top_members), reverse=True)
+        (abs(m.delta) for m in cut.top_members), reverse=True
+    )
 
 
 def test_period_is_local_dates_inclusive(db: Database) -> None:
     with db.unit_of_work() as session:
         program = make_program(session, now=START - timedelta(days=60))
         member = make_member(session, now=START - timedelta(days=60), program=program)
-        for at in (datetime(2026, 2, 28, 23, 59, tzinfo=SEOUL),  # 14:59 UTC on the 28th
-                   datetime(2026, 3, 1, 0, 0, tzinfo=SEOUL),     # 15:00 UTC on the 28th
-                   datetime(2026, 3, 31, 23, 59, tzinfo=SEOUL),
-                   datetime(2026, 4, 1, 0, 0, tzinfo=SEOUL)):
+        for at in (
+            datetime(2026, 2, 28, 23, 59, tzinfo=SEOUL),  # 14:59 UTC on the 28th
+            datetime(2026, 3, 1, 0, 0, tzinfo=SEOUL),  # 15:00 UTC on the 28th
+            datetime(2026, 3, 31, 23, 59, tzinfo=SEOUL),
+            datetime(2026, 4, 1, 0, 0, tzinfo=SEOUL),
+        ):
             buy(session, program, member.id, at, [("baguette", 10000, 1)])
         doc = rules.document(session, program)
     report = run(db, doc)
@@ -160,23 +221,36 @@ def test_period_is_local_dates_inclusive(db: Database) -> None:
 
 
 def table_counts(session: Session) -> dict[str, int]:
-    return {model.__name__: session.scalar(select(func.count()).select_from(model)) or 0
-            for model in (Purchase, Entry, Lot, Movement, Account, AuditRecord, PromotionBudget,
-                          RuleSetVersion)}
+    return {
+        model.__name__: session.scalar(select(func.count()).select_from(model)) or 0
+        for model in (
+            Purchase,
+            Entry,
+            Lot,
+            Movement,
+            Account,
+            AuditRecord,
+            PromotionBudget,
+            RuleSetVersion,
+        )
+    }
 
 
 def test_nothing_is_written(db: Database) -> None:
     seed(db)
-    proposed = bakery_rules(20, 400, {"id": "launch", "kind": "promotion", "factor": "2",
-                                      "budget_points": 500},
-                            {"id": "day-cap", "kind": "cap", "per": "member_day",
-                             "max_points": 400})
+    proposed = bakery_rules(
+        20,
+        400,
+        {"id": "launch", "kind": "promotion", "factor": "2", "budget_points": 500},
+        {"id": "day-cap", "kind": "cap", "per": "member_day", "max_points": 400},
+    )
     with db.unit_of_work() as session:
         before = table_counts(session)
         program = programs.get_program(session, "bakery")
         version = program.rule_version
-        report = simulate(session, program, proposed, date_from=date(2026, 3, 1),
-                          date_to=date(2026, 3, 31))
+        report = simulate(
+            session, program, proposed, date_from=date(2026, 3, 1), date_to=date(2026, 3, 31)
+        )
         assert not session.new and not session.dirty and not session.deleted
     with db.unit_of_work() as session:
         assert table_counts(session) == before
@@ -188,14 +262,22 @@ def test_nothing_is_written(db: Database) -> None:
 def test_budget_and_caps_are_replayed_in_memory(db: Database) -> None:
     seed(db)
     base = run(db, bakery_rules())
-    budget = run(db, bakery_rules(10, 200, {"id": "launch", "kind": "promotion",
-                                            "bonus_points": 50, "budget_points": 120}))
+    budget = run(
+        db,
+        bakery_rules(
+            10, 200, {"id": "launch", "kind": "promotion", "bonus_points": 50, "budget_points": 120}
+        ),
+    )
     # 50 a sale until the 120-point budget is spent: 50 + 50 + 20.
     assert budget.proposed_points == base.current_points + 120
     assert {r.rule: r.proposed_points for r in budget.rules}["launch"] == 120
 
-    capped = run(db, bakery_rules(10, 200, {"id": "month-cap", "kind": "cap",
-                                            "per": "member_month", "max_points": 500}))
+    capped = run(
+        db,
+        bakery_rules(
+            10, 200, {"id": "month-cap", "kind": "cap", "per": "member_month", "max_points": 500}
+        ),
+    )
     assert all(m.proposed_points <= 500 for m in capped.top_members)
     assert any(m.proposed_points == 500 for m in capped.top_members)
     assert_rules_add_up(capped)
@@ -203,8 +285,9 @@ def test_budget_and_caps_are_replayed_in_memory(db: Database) -> None:
 
 def test_current_caps_replay_what_was_recorded(db: Database) -> None:
     """A cap in the live rules gives the same points in the replay, even mid-month."""
-    doc = bakery_rules(10, 200, {"id": "month-cap", "kind": "cap", "per": "member_month",
-                                 "max_points": 600})
+    doc = bakery_rules(
+        10, 200, {"id": "month-cap", "kind": "cap", "per": "member_month", "max_points": 600}
+    )
     seed(db, doc)
     whole = run(db, doc)
     assert whole.current_points == whole.actual_points
@@ -246,8 +329,9 @@ def test_demo_data_replays_to_what_was_recorded(db: Database) -> None:
         program = programs.get_program(session, "bakery")
         doc = rules.document(session, program)
         recorded = session.scalar(select(func.sum(Purchase.points_earned))) or 0
-        report = simulate(session, program, doc, date_from=(now - timedelta(days=61)).date(),
-                          date_to=now.date())
+        report = simulate(
+            session, program, doc, date_from=(now - timedelta(days=61)).date(), date_to=now.date()
+        )
     assert report.purchases == loaded.purchases
     assert report.actual_points == recorded > 0
     assert report.current_points == report.actual_points

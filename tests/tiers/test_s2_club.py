@@ -19,9 +19,16 @@ SEOUL_0701_0000 = datetime(2026, 6, 30, 15, 0, tzinfo=UTC)
 
 def _sale(client, pos, member_id: int, ext: str, amount: int, at: datetime) -> dict:
     clock.freeze(at)
-    response = client.post(f"{P}/purchases", headers=pos,
-                           json={"external_id": ext, "member": {"id": member_id},
-                                 "amount": str(amount), "occurred_at": at.isoformat()})
+    response = client.post(
+        f"{P}/purchases",
+        headers=pos,
+        json={
+            "external_id": ext,
+            "member": {"id": member_id},
+            "amount": str(amount),
+            "occurred_at": at.isoformat(),
+        },
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -36,13 +43,22 @@ def test_the_s2_club_through_a_year(client, keys):
     clock.freeze(datetime(2026, 1, 1, 0, 0, tzinfo=UTC))
     club = {**BAKERY, "code": "club", "name": "Golf & Spa Club"}
     assert client.post("/api/v1/programs", json=club, headers=admin).status_code == 201
-    setup = {"policy": {"metric": "points", "window": "half_year", "upgrade": "immediate",
-                        "downgrade": "one_level", "manual": "keep"}, "tiers": CLUB_TIERS}
+    setup = {
+        "policy": {
+            "metric": "points",
+            "window": "half_year",
+            "upgrade": "immediate",
+            "downgrade": "one_level",
+            "manual": "keep",
+        },
+        "tiers": CLUB_TIERS,
+    }
     assert client.put(f"{P}/tiers", json=setup, headers=admin).status_code == 200
     ids = {}
     for name in ("appellant", "regular", "newcomer"):
-        response = client.post("/api/v1/members", json={"name": name, "program": "club"},
-                               headers=pos)
+        response = client.post(
+            "/api/v1/members", json={"name": name, "program": "club"}, headers=pos
+        )
         ids[name] = response.json()["id"]
 
     # H1: the appellant collects 2,995 points (silver ×1.5 from her second visit on), the last
@@ -52,30 +68,45 @@ def test_the_s2_club_through_a_year(client, keys):
     _sale(client, pos, ids["regular"], "R-1", 650_000, datetime(2026, 3, 2, 3, tzinfo=UTC))
     clock.freeze(SEOUL_0630_2359)
     progress = client.get(f"{P}/members/{ids['appellant']}/tier", headers=reader).json()
-    assert (progress["tier"]["code"], progress["value"], progress["to_next"]) == ("silver", 2500,
-                                                                                 500)
-    assert _sale(client, pos, ids["appellant"], "A-3", 33_000,
-                 SEOUL_0630_2359)["points_earned"] == 495
+    assert (progress["tier"]["code"], progress["value"], progress["to_next"]) == (
+        "silver",
+        2500,
+        500,
+    )
+    assert (
+        _sale(client, pos, ids["appellant"], "A-3", 33_000, SEOUL_0630_2359)["points_earned"] == 495
+    )
     # Midnight in Seoul: this one already belongs to H2.
     _sale(client, pos, ids["newcomer"], "N-1", 50_000, SEOUL_0701_0000)
 
     clock.freeze(datetime(2026, 7, 1, 3, 0, tzinfo=UTC))
     assert _history(client, reader, ids["regular"]) == [(None, "platinum", "upgrade")]
     # The appellant is five points short of gold in the window that just ended.
-    near = client.get(f"{P}/tiers/near-miss", headers=reader,
-                      params={"window": "last", "within": 50, "format": "csv"})
+    near = client.get(
+        f"{P}/tiers/near-miss",
+        headers=reader,
+        params={"window": "last", "within": 50, "format": "csv"},
+    )
     assert near.status_code == 200, near.text
     rows = list(csv.DictReader(io.StringIO(near.content.decode("utf-8-sig"))))
     assert [(int(r["member_id"]), r["target_tier"], r["short_by"]) for r in rows] == [
-        (ids["appellant"], "gold", "5")]
+        (ids["appellant"], "gold", "5")
+    ]
 
     # The agent handles the appeal: gold until the end of the year, with the reason kept.
-    appeal = client.post(f"{P}/members/{ids['appellant']}/tier", headers=admin,
-                         json={"tier": "gold", "until": "2026-12-31",
-                               "reason": "5 points short; weekend weighting disputed"})
+    appeal = client.post(
+        f"{P}/members/{ids['appellant']}/tier",
+        headers=admin,
+        json={
+            "tier": "gold",
+            "until": "2026-12-31",
+            "reason": "5 points short; weekend weighting disputed",
+        },
+    )
     assert appeal.status_code == 200, appeal.text
-    audit = client.get("/api/v1/audit", params={"action": "tier.changed_manually"},
-                       headers=admin).json()
+    audit = client.get(
+        "/api/v1/audit", params={"action": "tier.changed_manually"}, headers=admin
+    ).json()
     assert audit[0]["after"]["tier"] == "gold"
 
     h1 = client.post(f"{P}/tiers/evaluate", json={"as_of": "2026-07-01"}, headers=admin).json()
@@ -89,8 +120,12 @@ def test_the_s2_club_through_a_year(client, keys):
     assert h2["period"] == "2026H2"
     assert h2["moves"] == {"platinum→gold": 1, "gold→silver": 1}
     assert _history(client, reader, ids["regular"]) == [
-        (None, "platinum", "upgrade"), ("platinum", "gold", "period_evaluation")]
+        (None, "platinum", "upgrade"),
+        ("platinum", "gold", "period_evaluation"),
+    ]
     assert _history(client, reader, ids["appellant"]) == [
-        (None, "silver", "upgrade"), ("silver", "gold", "manual"),
-        ("gold", "silver", "manual_ended")]
+        (None, "silver", "upgrade"),
+        ("silver", "gold", "manual"),
+        ("gold", "silver", "manual_ended"),
+    ]
     assert _history(client, reader, ids["newcomer"]) == [(None, "bronze", "upgrade")]

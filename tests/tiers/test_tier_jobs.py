@@ -61,18 +61,24 @@ def test_next_period_upgrades_happen_at_the_evaluation(db, frozen):
         program = get_program(session, "bakery")
         change = changes(session, program, ids[0])[0]
         assert (change.reason, change.period, change.metric_value) == (
-            "period_evaluation", "2026H1", 1500)
+            "period_evaluation",
+            "2026H1",
+            1500,
+        )
         acc = account(session, program, ids[0])
         assert acc.tier_since == H2_START  # the period boundary
         assert acc.tier_valid_until == datetime(2026, 12, 31, 15, 0, tzinfo=UTC)
     assert _count(db, DomainEvent) == 2
 
 
-@pytest.mark.parametrize(("downgrade", "after_h2", "after_h1_2027"), [
-    ("to_earned", "bronze", "bronze"),
-    ("one_level", "silver", "bronze"),
-    ("grace", "gold", "bronze"),
-])
+@pytest.mark.parametrize(
+    ("downgrade", "after_h2", "after_h1_2027"),
+    [
+        ("to_earned", "bronze", "bronze"),
+        ("one_level", "silver", "bronze"),
+        ("grace", "gold", "bronze"),
+    ],
+)
 def test_downgrade_policies(db, frozen, downgrade, after_h2, after_h1_2027):
     ids = _setup(db, frozen, [300_000], downgrade=downgrade, grace_periods=1)
     assert _tiers(db, ids) == ["gold"]  # immediate upgrade in H1
@@ -96,9 +102,16 @@ def test_an_upgrade_in_the_new_window_is_not_undone_by_the_old_window(db, frozen
 
 def _manual_gold(db: Database, member_id: int, now: datetime) -> None:
     with db.unit_of_work() as session:
-        service.set_manual(session, get_program(session, "bakery"), member_id,
-                           ManualTierRequest(tier="gold", reason="appeal: weighting unfair",
-                                             until=date(2026, 12, 31)), actor=CLI, now=now)
+        service.set_manual(
+            session,
+            get_program(session, "bakery"),
+            member_id,
+            ManualTierRequest(
+                tier="gold", reason="appeal: weighting unfair", until=date(2026, 12, 31)
+            ),
+            actor=CLI,
+            now=now,
+        )
 
 
 def test_a_manual_tier_is_kept_until_its_end_date_under_keep(db, frozen):
@@ -111,7 +124,10 @@ def test_a_manual_tier_is_kept_until_its_end_date_under_keep(db, frozen):
     with db.unit_of_work(readonly=True) as session:
         program = get_program(session, "bakery")
         assert [c.reason for c in changes(session, program, ids[0])] == [
-            "upgrade", "manual", "manual_ended"]
+            "upgrade",
+            "manual",
+            "manual_ended",
+        ]
         acc = account(session, program, ids[0])
         assert acc.tier == "bronze" and not acc.tier_manual and acc.tier_manual_until is None
 
@@ -155,14 +171,19 @@ def test_an_interrupted_run_resumes_where_it_stopped(db, frozen):
         assert run.status == "running" and run.last_account_id == 2
 
     seen: list[tuple[int, int]] = []
-    summary = jobs.evaluate(db, "bakery", AFTER_H1, batch_size=2,
-                            progress=lambda d, t: seen.append((d, t)), now=AFTER_H1)
+    summary = jobs.evaluate(
+        db,
+        "bakery",
+        AFTER_H1,
+        batch_size=2,
+        progress=lambda d, t: seen.append((d, t)),
+        now=AFTER_H1,
+    )
     assert seen == [(4, 5), (5, 5)]
     assert _tiers(db, ids) == ["silver", "gold", "bronze", "platinum", "bronze"]
     # The same as one uninterrupted run: every member moved once, the summary is whole.
     assert summary.accounts == 5
-    assert summary.moves == {"none→bronze": 2, "none→gold": 1, "none→platinum": 1,
-                             "none→silver": 1}
+    assert summary.moves == {"none→bronze": 2, "none→gold": 1, "none→platinum": 1, "none→silver": 1}
     assert _count(db, TierChange) == 5 and _count(db, DomainEvent) == 5
 
 
@@ -172,7 +193,10 @@ def test_a_dry_run_writes_nothing_and_predicts_the_real_run(db, frozen):
     assert dry.dry_run and dry.moves == {"none→bronze": 1, "none→silver": 1}
     assert _tiers(db, ids) == [None, None]
     assert (_count(db, TierChange), _count(db, TierEvaluationRun), _count(db, DomainEvent)) == (
-        0, 0, 0)
+        0,
+        0,
+        0,
+    )
     real = jobs.evaluate(db, "bakery", AFTER_H1, batch_size=1, now=AFTER_H1)
     assert real.moves == dry.moves and real.accounts == dry.accounts
 
@@ -181,7 +205,8 @@ def test_the_evaluated_window_is_the_one_that_ended_at_or_before_as_of(db, froze
     _setup(db, frozen, [150_000], upgrade="next_period")
     exactly = jobs.evaluate(db, "bakery", H2_START, dry_run=True)
     assert exactly.period == "2026H1"
-    before = jobs.evaluate(db, "bakery", jobs.as_of_instant(date(2026, 6, 30), "Asia/Seoul",
-                                                            frozen), dry_run=True)
+    before = jobs.evaluate(
+        db, "bakery", jobs.as_of_instant(date(2026, 6, 30), "Asia/Seoul", frozen), dry_run=True
+    )
     assert before.period == "2025H2" and before.moves == {"none→bronze": 1}
     assert _count(db, TierChange) == 0

@@ -28,8 +28,12 @@ from tests.tiers._tier_helpers import H2_START, account, adjust, buy, changes, r
 
 def _qualifying(session, program, member_id: int) -> int:
     acc = account(session, program, member_id)
-    return int(session.scalar(select(func.coalesce(func.sum(Entry.qualifying), 0))
-                              .where(Entry.account_id == acc.id)) or 0)
+    return int(
+        session.scalar(
+            select(func.coalesce(func.sum(Entry.qualifying), 0)).where(Entry.account_id == acc.id)
+        )
+        or 0
+    )
 
 
 @pytest.fixture
@@ -83,19 +87,43 @@ def test_points_from_a_non_qualifying_promotion_and_bonus_do_not_count(db, club,
     _code, member_id = club
     with db.unit_of_work() as session:
         program = _program(session)
-        rules.add_rule(session, program, {"id": "double", "kind": "promotion", "factor": "2",
-                                          "qualifying": False}, actor=CLI, now=frozen)
-        rules.add_rule(session, program, {"id": "big-order", "kind": "order_bonus",
-                                          "points": 50, "qualifying": False},
-                       actor=CLI, now=frozen)
-        rules.add_rule(session, program, {"id": "welcome", "kind": "event", "event": "signup",
-                                          "points": 300, "qualifying": False},
-                       actor=CLI, now=frozen)
+        rules.add_rule(
+            session,
+            program,
+            {"id": "double", "kind": "promotion", "factor": "2", "qualifying": False},
+            actor=CLI,
+            now=frozen,
+        )
+        rules.add_rule(
+            session,
+            program,
+            {"id": "big-order", "kind": "order_bonus", "points": 50, "qualifying": False},
+            actor=CLI,
+            now=frozen,
+        )
+        rules.add_rule(
+            session,
+            program,
+            {
+                "id": "welcome",
+                "kind": "event",
+                "event": "signup",
+                "points": 300,
+                "qualifying": False,
+            },
+            actor=CLI,
+            now=frozen,
+        )
         out = buy(session, program, member_id, 10_000, now=frozen, external_id="A-1")
         assert out["points_earned"] == 100 * 2 + 50
         assert _qualifying(session, program, member_id) == 100
-        record_event(session, program, EventRequest(member=MemberRef(id=member_id),
-                                                    event="signup"), actor=CLI, now=frozen)
+        record_event(
+            session,
+            program,
+            EventRequest(member=MemberRef(id=member_id), event="signup"),
+            actor=CLI,
+            now=frozen,
+        )
         assert _qualifying(session, program, member_id) == 100
         refund(session, program, "A-1", now=frozen, amount=5_000)  # half: 50 of 100 back
         assert _qualifying(session, program, member_id) == 50
@@ -134,14 +162,23 @@ def test_the_purchase_that_crosses_the_threshold_upgrades_at_once(db, club, froz
         # Held through the next half-year: until 00:00 on 1 January 2027 in Seoul.
         assert acc.tier_valid_until == datetime(2026, 12, 31, 15, 0, tzinfo=UTC)
         history = changes(session, program, member_id)
-        assert [(c.from_tier, c.to_tier, c.reason, c.metric_value, c.period)
-                for c in history] == [(None, "bronze", "upgrade", 600, "2026H1"),
-                                      ("bronze", "silver", "upgrade", 1000, "2026H1")]
+        assert [(c.from_tier, c.to_tier, c.reason, c.metric_value, c.period) for c in history] == [
+            (None, "bronze", "upgrade", 600, "2026H1"),
+            ("bronze", "silver", "upgrade", 1000, "2026H1"),
+        ]
         events = session.scalars(select(DomainEvent).order_by(DomainEvent.id)).all()
-        assert [(e.kind, e.payload["to"]) for e in events] == [("tier.changed", "bronze"),
-                                                                ("tier.changed", "silver")]
-        assert session.scalar(select(func.count()).select_from(AuditRecord).where(
-            AuditRecord.action == "tier.changed")) == 2
+        assert [(e.kind, e.payload["to"]) for e in events] == [
+            ("tier.changed", "bronze"),
+            ("tier.changed", "silver"),
+        ]
+        assert (
+            session.scalar(
+                select(func.count())
+                .select_from(AuditRecord)
+                .where(AuditRecord.action == "tier.changed")
+            )
+            == 2
+        )
 
 
 def test_balance_does_not_qualify_only_points_earned_in_the_window(db, club, frozen):
@@ -161,10 +198,20 @@ def test_a_qualifying_adjustment_or_event_can_upgrade(db, club, frozen):
         buy(session, program, member_id, 1_000, now=frozen)
         adjust(session, program, member_id, 995, now=frozen, qualifying=True)
         assert account(session, program, member_id).tier == "silver"
-        rules.add_rule(session, program, {"id": "review", "kind": "event", "event": "review",
-                                          "points": 2000}, actor=CLI, now=frozen)
-        record_event(session, program, EventRequest(member=MemberRef(id=member_id),
-                                                    event="review"), actor=CLI, now=frozen)
+        rules.add_rule(
+            session,
+            program,
+            {"id": "review", "kind": "event", "event": "review", "points": 2000},
+            actor=CLI,
+            now=frozen,
+        )
+        record_event(
+            session,
+            program,
+            EventRequest(member=MemberRef(id=member_id), event="review"),
+            actor=CLI,
+            now=frozen,
+        )
         assert account(session, program, member_id).tier == "gold"
 
 
@@ -201,16 +248,19 @@ def test_23_59_on_30_june_in_seoul_counts_in_h1_and_midnight_in_h2(db, club, fro
         h2 = window_at("half_year", H2_START, "Asia/Seoul")
         assert (h1.key, h2.key) == ("2026H1", "2026H2")
         assert metric_values(session, program_id=program.id, metric="points", window=h1) == {
-            acc.id: 600}
+            acc.id: 600
+        }
         assert metric_values(session, program_id=program.id, metric="points", window=h2) == {
-            acc.id: 600}
+            acc.id: 600
+        }
 
 
 # --- tier benefits ----------------------------------------------------------------------------
 
 
 def test_the_tier_multiplier_applies_to_the_next_purchase_and_shows_in_the_breakdown(
-        db, club, frozen):
+    db, club, frozen
+):
     _code, member_id = club
     with db.unit_of_work() as session:
         program = _program(session)
@@ -229,8 +279,13 @@ def test_a_tier_multiplier_rule_in_the_rule_set_wins_over_the_tier_definition(db
     _code, member_id = club
     with db.unit_of_work() as session:
         program = _program(session)
-        rules.add_rule(session, program, {"id": "tiers", "kind": "tier_multiplier",
-                                          "factors": {"silver": "1.2"}}, actor=CLI, now=frozen)
+        rules.add_rule(
+            session,
+            program,
+            {"id": "tiers", "kind": "tier_multiplier", "factors": {"silver": "1.2"}},
+            actor=CLI,
+            now=frozen,
+        )
         buy(session, program, member_id, 100_000, now=frozen)
         out = buy(session, program, member_id, 10_000, now=frozen)
         assert out["points_earned"] == 120
@@ -257,24 +312,41 @@ def test_a_manual_change_needs_a_known_tier_and_a_future_end_and_is_audited(db, 
         program = _program(session)
         buy(session, program, member_id, 99_000, now=frozen)  # 990: ten points short
         with pytest.raises(Invalid) as unknown:
-            service.set_manual(session, program, member_id,
-                               ManualTierRequest(tier="ruby", reason="appeal"), actor=CLI,
-                               now=frozen)
+            service.set_manual(
+                session,
+                program,
+                member_id,
+                ManualTierRequest(tier="ruby", reason="appeal"),
+                actor=CLI,
+                now=frozen,
+            )
         assert unknown.value.code == "unknown_tier"
         with pytest.raises(Invalid) as past:
-            service.set_manual(session, program, member_id,
-                               ManualTierRequest(tier="silver", reason="appeal",
-                                                 until=date(2026, 3, 1)), actor=CLI, now=frozen)
+            service.set_manual(
+                session,
+                program,
+                member_id,
+                ManualTierRequest(tier="silver", reason="appeal", until=date(2026, 3, 1)),
+                actor=CLI,
+                now=frozen,
+            )
         assert past.value.code == "until_in_past"
-        out = service.set_manual(session, program, member_id,
-                                 ManualTierRequest(tier="silver", reason="appeal: 10 points short",
-                                                   until=date(2026, 12, 31)),
-                                 actor=CLI, now=frozen)
+        out = service.set_manual(
+            session,
+            program,
+            member_id,
+            ManualTierRequest(
+                tier="silver", reason="appeal: 10 points short", until=date(2026, 12, 31)
+            ),
+            actor=CLI,
+            now=frozen,
+        )
         assert out.tier == "silver" and out.manual
         assert out.manual_until == datetime(2026, 12, 31, 15, 0, tzinfo=UTC)
         last = changes(session, program, member_id)[-1]
         assert (last.reason, last.note, last.actor) == ("manual", "appeal: 10 points short", "cli")
-        record = session.scalars(select(AuditRecord).where(
-            AuditRecord.action == "tier.changed_manually")).one()
+        record = session.scalars(
+            select(AuditRecord).where(AuditRecord.action == "tier.changed_manually")
+        ).one()
         assert record.before == {"tier": "bronze", "manual": False, "manual_until": None}
         assert record.after["tier"] == "silver"

@@ -37,9 +37,7 @@ class Replay(Exception):
         self.response = response
 
 
-def claim(
-    session: Session, *, actor: str, key: str, payload: Any, now: datetime
-) -> IdempotencyKey:
+def claim(session: Session, *, actor: str, key: str, payload: Any, now: datetime) -> IdempotencyKey:
     """Take the key for this request, or raise Replay / IdempotencyConflict."""
     if not key or len(key) > MAX_KEY_LENGTH:
         raise Invalid(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters")

@@ -13,8 +13,9 @@ from patron.auth import service
 from patron.db.engine import Database
 from patron.errors import Forbidden, Invalid, NotFound, Unauthorized, responses
 
-router = APIRouter(prefix="/api/v1", tags=["access"],
-                   responses=responses(Unauthorized, Forbidden, Invalid))
+router = APIRouter(
+    prefix="/api/v1", tags=["access"], responses=responses(Unauthorized, Forbidden, Invalid)
+)
 
 
 class KeyCreate(BaseModel):
@@ -48,15 +49,26 @@ class AuditOut(BaseModel):
 
 
 def _out(row) -> dict[str, Any]:
-    return {"id": row.id, "name": row.name, "prefix": row.prefix, "scopes": row.scopes,
-            "created_at": row.created_at, "revoked_at": row.revoked_at}
+    return {
+        "id": row.id,
+        "name": row.name,
+        "prefix": row.prefix,
+        "scopes": row.scopes,
+        "created_at": row.created_at,
+        "revoked_at": row.revoked_at,
+    }
 
 
 @router.post("/api-keys", status_code=201, response_model=KeyCreated)
-def create_key(body: KeyCreate, db: Database = Depends(http.get_db),
-               actor: Actor = Depends(http.require("admin"))):
+def create_key(
+    body: KeyCreate,
+    db: Database = Depends(http.get_db),
+    actor: Actor = Depends(http.require("admin")),
+):
     def run(s):
-        row, key = service.create_key(s, name=body.name, scopes=body.scopes, actor=actor, now=http.now())
+        row, key = service.create_key(
+            s, name=body.name, scopes=body.scopes, actor=actor, now=http.now()
+        )
         return KeyCreated(**_out(row), key=key)
 
     # No idempotent replay here: a stored answer would keep the secret.
@@ -69,8 +81,11 @@ def list_keys(db: Database = Depends(http.get_db), _actor: Actor = Depends(http.
 
 
 @router.delete("/api-keys/{key_id}", response_model=KeyOut, responses=responses(NotFound))
-def revoke_key(key_id: int = Path(ge=1, le=2**53), db: Database = Depends(http.get_db),
-               actor: Actor = Depends(http.require("admin"))):
+def revoke_key(
+    key_id: int = Path(ge=1, le=2**53),
+    db: Database = Depends(http.get_db),
+    actor: Actor = Depends(http.require("admin")),
+):
     def run(s):
         return KeyOut(**_out(service.revoke_key(s, key_id, actor=actor, now=http.now())))
 
@@ -80,12 +95,15 @@ def revoke_key(key_id: int = Path(ge=1, le=2**53), db: Database = Depends(http.g
 
 
 @router.get("/audit", response_model=list[AuditOut], tags=["operations"])
-def audit_log(subject_type: str | None = Query(None, max_length=30),
-              subject_id: str | None = Query(None, max_length=60),
-              action: str | None = Query(None, max_length=60),
-              before_id: int | None = Query(None, ge=1, le=2**53),
-              limit: int = Query(100, ge=1, le=1000),
-              db: Database = Depends(http.get_db), _actor: Actor = Depends(http.require("admin"))):
+def audit_log(
+    subject_type: str | None = Query(None, max_length=30),
+    subject_id: str | None = Query(None, max_length=60),
+    action: str | None = Query(None, max_length=60),
+    before_id: int | None = Query(None, ge=1, le=2**53),
+    limit: int = Query(100, ge=1, le=1000),
+    db: Database = Depends(http.get_db),
+    _actor: Actor = Depends(http.require("admin")),
+):
     from sqlalchemy import select
 
     def run(s):
@@ -99,7 +117,18 @@ def audit_log(subject_type: str | None = Query(None, max_length=30),
         if before_id:
             stmt = stmt.where(AuditRecord.id < before_id)
         rows = s.scalars(stmt.order_by(AuditRecord.id.desc()).limit(limit))
-        return [AuditOut(id=r.id, at=r.at, actor=r.actor, action=r.action, subject_type=r.subject_type,
-                         subject_id=r.subject_id, before=r.before, after=r.after) for r in rows]
+        return [
+            AuditOut(
+                id=r.id,
+                at=r.at,
+                actor=r.actor,
+                action=r.action,
+                subject_type=r.subject_type,
+                subject_id=r.subject_id,
+                before=r.before,
+                after=r.after,
+            )
+            for r in rows
+        ]
 
     return http.read(db, run)

@@ -16,7 +16,7 @@ def normalise_url(url: str) -> str:
     """Accept plain postgresql:// URLs and use psycopg 3 for them."""
     for prefix in ("postgresql://", "postgres://", "postgresql+psycopg2://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 

@@ -42,39 +42,64 @@ from patron.ledger.schemas import (
 from patron.programs.schemas import CODE_PATTERN
 from patron.programs.service import get_program
 
-router = APIRouter(prefix="/api/v1", tags=["points"],
-                   responses=responses(Unauthorized, Forbidden, Invalid))
+router = APIRouter(
+    prefix="/api/v1", tags=["points"], responses=responses(Unauthorized, Forbidden, Invalid)
+)
 ProgramCode = Path(pattern=CODE_PATTERN, description="The program's code, e.g. bakery")
 MemberId = Path(ge=1, le=2**53)
 ExternalId = Path(min_length=1, max_length=120, description="The order id the till sent")
 
 
-@router.post("/programs/{code}/quote", response_model=QuoteOut,
-             responses=responses(NotFound, MemberBlocked, InsufficientPoints),
-             summary="What a basket would earn, and the most points it can take; changes nothing")
-def quote(body: QuoteRequest, code: str = ProgramCode, db: Database = Depends(http.get_db),
-          _actor: Actor = Depends(http.require("pos"))) -> QuoteOut:
+@router.post(
+    "/programs/{code}/quote",
+    response_model=QuoteOut,
+    responses=responses(NotFound, MemberBlocked, InsufficientPoints),
+    summary="What a basket would earn, and the most points it can take; changes nothing",
+)
+def quote(
+    body: QuoteRequest,
+    code: str = ProgramCode,
+    db: Database = Depends(http.get_db),
+    _actor: Actor = Depends(http.require("pos")),
+) -> QuoteOut:
     return http.read(db, lambda s: purchases.quote(s, get_program(s, code), body, now=http.now()))
 
 
-@router.post("/programs/{code}/purchases", status_code=201, response_model=PurchaseOut,
-             responses=responses(NotFound, MemberBlocked, InsufficientPoints, IdempotencyConflict,
-                                 Conflict),
-             summary="Record a sale: spend and earn points atomically (idempotent per external_id)")
-def purchase(body: PurchaseRequest, code: str = ProgramCode, db: Database = Depends(http.get_db),
-             actor: Actor = Depends(http.require("pos")),
-             idempotency_key: str | None = http.IdempotencyKey):
+@router.post(
+    "/programs/{code}/purchases",
+    status_code=201,
+    response_model=PurchaseOut,
+    responses=responses(NotFound, MemberBlocked, InsufficientPoints, IdempotencyConflict, Conflict),
+    summary="Record a sale: spend and earn points atomically (idempotent per external_id)",
+)
+def purchase(
+    body: PurchaseRequest,
+    code: str = ProgramCode,
+    db: Database = Depends(http.get_db),
+    actor: Actor = Depends(http.require("pos")),
+    idempotency_key: str | None = http.IdempotencyKey,
+):
     return http.write(
-        db, lambda s: purchases.purchase(s, get_program(s, code), body, actor=actor, now=http.now()),
-        actor=actor, idempotency_key=idempotency_key,
-        payload={"program": code, **body.model_dump(mode="json")}, status_code=201)
+        db,
+        lambda s: purchases.purchase(s, get_program(s, code), body, actor=actor, now=http.now()),
+        actor=actor,
+        idempotency_key=idempotency_key,
+        payload={"program": code, **body.model_dump(mode="json")},
+        status_code=201,
+    )
 
 
-@router.get("/programs/{code}/purchases/{external_id}", response_model=PurchaseOut,
-            responses=responses(NotFound))
-def get_purchase(code: str = ProgramCode, external_id: str = ExternalId,
-                 db: Database = Depends(http.get_db),
-                 _actor: Actor = Depends(http.require("read", "pos"))):
+@router.get(
+    "/programs/{code}/purchases/{external_id}",
+    response_model=PurchaseOut,
+    responses=responses(NotFound),
+)
+def get_purchase(
+    code: str = ProgramCode,
+    external_id: str = ExternalId,
+    db: Database = Depends(http.get_db),
+    _actor: Actor = Depends(http.require("read", "pos")),
+):
     def run(s):
         row = purchases._existing_purchase(s, get_program(s, code), external_id)
         if row is None or row.response is None:
@@ -84,42 +109,75 @@ def get_purchase(code: str = ProgramCode, external_id: str = ExternalId,
     return http.read(db, run)
 
 
-@router.post("/programs/{code}/purchases/{external_id}/refunds", status_code=201,
-             response_model=RefundOut,
-             responses=responses(NotFound, Conflict, IdempotencyConflict),
-             summary="Refund all or part of a purchase (by amount or by lines)")
-def refund(body: RefundRequest, code: str = ProgramCode, external_id: str = ExternalId,
-           db: Database = Depends(http.get_db), actor: Actor = Depends(http.require("pos")),
-           idempotency_key: str | None = http.IdempotencyKey):
+@router.post(
+    "/programs/{code}/purchases/{external_id}/refunds",
+    status_code=201,
+    response_model=RefundOut,
+    responses=responses(NotFound, Conflict, IdempotencyConflict),
+    summary="Refund all or part of a purchase (by amount or by lines)",
+)
+def refund(
+    body: RefundRequest,
+    code: str = ProgramCode,
+    external_id: str = ExternalId,
+    db: Database = Depends(http.get_db),
+    actor: Actor = Depends(http.require("pos")),
+    idempotency_key: str | None = http.IdempotencyKey,
+):
     return http.write(
-        db, lambda s: purchases.refund(s, get_program(s, code), external_id, body, actor=actor,
-                                       now=http.now()),
-        actor=actor, idempotency_key=idempotency_key,
+        db,
+        lambda s: purchases.refund(
+            s, get_program(s, code), external_id, body, actor=actor, now=http.now()
+        ),
+        actor=actor,
+        idempotency_key=idempotency_key,
         payload={"program": code, "purchase": external_id, **body.model_dump(mode="json")},
-        status_code=201)
+        status_code=201,
+    )
 
 
-@router.post("/programs/{code}/adjustments", status_code=201, response_model=AdjustOut,
-             responses=responses(NotFound, InsufficientPoints, IdempotencyConflict),
-             summary="Add or remove points by hand, with a reason")
-def adjust(body: AdjustRequest, code: str = ProgramCode, db: Database = Depends(http.get_db),
-           actor: Actor = Depends(http.require("admin")),
-           idempotency_key: str | None = http.IdempotencyKey):
+@router.post(
+    "/programs/{code}/adjustments",
+    status_code=201,
+    response_model=AdjustOut,
+    responses=responses(NotFound, InsufficientPoints, IdempotencyConflict),
+    summary="Add or remove points by hand, with a reason",
+)
+def adjust(
+    body: AdjustRequest,
+    code: str = ProgramCode,
+    db: Database = Depends(http.get_db),
+    actor: Actor = Depends(http.require("admin")),
+    idempotency_key: str | None = http.IdempotencyKey,
+):
     return http.write(
-        db, lambda s: purchases.adjust(s, get_program(s, code), body, actor=actor, now=http.now()),
-        actor=actor, idempotency_key=idempotency_key,
-        payload={"program": code, **body.model_dump(mode="json")}, status_code=201)
+        db,
+        lambda s: purchases.adjust(s, get_program(s, code), body, actor=actor, now=http.now()),
+        actor=actor,
+        idempotency_key=idempotency_key,
+        payload={"program": code, **body.model_dump(mode="json")},
+        status_code=201,
+    )
 
 
-@router.get("/programs/{code}/members/{member_id}/account", response_model=AccountOut,
-            responses=responses(NotFound))
-def account(code: str = ProgramCode, member_id: int = MemberId, db: Database = Depends(http.get_db),
-            _actor: Actor = Depends(http.require("read", "pos"))) -> AccountOut:
+@router.get(
+    "/programs/{code}/members/{member_id}/account",
+    response_model=AccountOut,
+    responses=responses(NotFound),
+)
+def account(
+    code: str = ProgramCode,
+    member_id: int = MemberId,
+    db: Database = Depends(http.get_db),
+    _actor: Actor = Depends(http.require("read", "pos")),
+) -> AccountOut:
     def run(s):
         program = get_program(s, code)
         acc = views.get_account(s, program, member_id)
         at = http.now()
-        return AccountOut(program=code, member_id=member_id, totals=views.totals(s, acc, at), as_of=at)
+        return AccountOut(
+            program=code, member_id=member_id, totals=views.totals(s, acc, at), as_of=at
+        )
 
     return http.read(db, run)
 
@@ -129,37 +187,59 @@ DateTo = Query(None, alias="to", description="Last local date (YYYY-MM-DD), incl
 Kinds = Query(None, description="Only these kinds")
 
 
-@router.get("/programs/{code}/members/{member_id}/entries", response_model=EntryPage,
-            responses=responses(NotFound))
-def entries(code: str = ProgramCode, member_id: int = MemberId,
-            date_from: date | None = DateFrom, date_to: date | None = DateTo,
-            kind: list[EntryKind] | None = Kinds,
-            cursor: str | None = Query(None, max_length=200), limit: int = Query(50, ge=1, le=500),
-            db: Database = Depends(http.get_db),
-            _actor: Actor = Depends(http.require("read", "pos"))) -> EntryPage:
+@router.get(
+    "/programs/{code}/members/{member_id}/entries",
+    response_model=EntryPage,
+    responses=responses(NotFound),
+)
+def entries(
+    code: str = ProgramCode,
+    member_id: int = MemberId,
+    date_from: date | None = DateFrom,
+    date_to: date | None = DateTo,
+    kind: list[EntryKind] | None = Kinds,
+    cursor: str | None = Query(None, max_length=200),
+    limit: int = Query(50, ge=1, le=500),
+    db: Database = Depends(http.get_db),
+    _actor: Actor = Depends(http.require("read", "pos")),
+) -> EntryPage:
     def run(s):
         program = get_program(s, code)
         acc = views.get_account(s, program, member_id)
         lo, hi = views.local_day_bounds(program, date_from, date_to)
-        rows, nxt = views.history(s, acc, lo=lo, hi=hi, kinds=list(kind) if kind else None,
-                                  cursor=cursor, limit=limit)
+        rows, nxt = views.history(
+            s, acc, lo=lo, hi=hi, kinds=list(kind) if kind else None, cursor=cursor, limit=limit
+        )
         stores = views.store_codes(s, program.id)
         return EntryPage(items=[views.entry_out(e, stores) for e in rows], next_cursor=nxt)
 
     return http.read(db, run)
 
 
-@router.get("/programs/{code}/members/{member_id}/entries/export",
-            responses={**responses(NotFound),
-                       200: {"content": {"text/csv": {}, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {}},
-                             "description": "The history as a file"}},
-            response_class=Response)
-def export_entries(code: str = ProgramCode, member_id: int = MemberId,
-                   format: Literal["csv", "xlsx"] = Query("csv"),
-                   date_from: date | None = DateFrom, date_to: date | None = DateTo,
-                   kind: list[EntryKind] | None = Kinds,
-                   db: Database = Depends(http.get_db),
-                   _actor: Actor = Depends(http.require("read"))) -> Response:
+@router.get(
+    "/programs/{code}/members/{member_id}/entries/export",
+    responses={
+        **responses(NotFound),
+        200: {
+            "content": {
+                "text/csv": {},
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {},
+            },
+            "description": "The history as a file",
+        },
+    },
+    response_class=Response,
+)
+def export_entries(
+    code: str = ProgramCode,
+    member_id: int = MemberId,
+    format: Literal["csv", "xlsx"] = Query("csv"),
+    date_from: date | None = DateFrom,
+    date_to: date | None = DateTo,
+    kind: list[EntryKind] | None = Kinds,
+    db: Database = Depends(http.get_db),
+    _actor: Actor = Depends(http.require("read")),
+) -> Response:
     def run(s):
         program = get_program(s, code)
         acc = views.get_account(s, program, member_id)
@@ -169,19 +249,30 @@ def export_entries(code: str = ProgramCode, member_id: int = MemberId,
     rows = http.read(db, run)
     name = f"{code}-member-{member_id}-history"
     if format == "xlsx":
-        return Response(views.to_xlsx(rows, title=f"member {member_id}"),
-                        media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                        headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'})
-    return Response(views.to_csv(rows), media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+        return Response(
+            views.to_xlsx(rows, title=f"member {member_id}"),
+            media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'},
+        )
+    return Response(
+        views.to_csv(rows),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+    )
 
 
-@router.get("/programs/{code}/members/{member_id}/lots", response_model=list[LotOut],
-            responses=responses(NotFound))
-def member_lots(code: str = ProgramCode, member_id: int = MemberId,
-                expiring_within_days: int | None = Query(None, ge=1, le=3660),
-                db: Database = Depends(http.get_db),
-                _actor: Actor = Depends(http.require("read", "pos"))) -> list[LotOut]:
+@router.get(
+    "/programs/{code}/members/{member_id}/lots",
+    response_model=list[LotOut],
+    responses=responses(NotFound),
+)
+def member_lots(
+    code: str = ProgramCode,
+    member_id: int = MemberId,
+    expiring_within_days: int | None = Query(None, ge=1, le=3660),
+    db: Database = Depends(http.get_db),
+    _actor: Actor = Depends(http.require("read", "pos")),
+) -> list[LotOut]:
     def run(s):
         acc = views.get_account(s, get_program(s, code), member_id)
         return views.lots(s, acc, now=http.now(), expiring_within_days=expiring_within_days)
@@ -189,19 +280,37 @@ def member_lots(code: str = ProgramCode, member_id: int = MemberId,
     return http.read(db, run)
 
 
-@router.post("/expire", response_model=ExpireOut, tags=["operations"],
-             summary="Expire every lot past its date and release matured pending points")
-def expire(body: ExpireRequest, db: Database = Depends(http.get_db),
-           actor: Actor = Depends(http.require("admin"))) -> ExpireOut:
-    report = jobs.run_expiry(db, http.now(), dry_run=body.dry_run, actor=str(actor),
-                             batch_size=get_settings().job_batch_size,
-                             idempotency_ttl=timedelta(hours=get_settings().idempotency_ttl_hours))
+@router.post(
+    "/expire",
+    response_model=ExpireOut,
+    tags=["operations"],
+    summary="Expire every lot past its date and release matured pending points",
+)
+def expire(
+    body: ExpireRequest,
+    db: Database = Depends(http.get_db),
+    actor: Actor = Depends(http.require("admin")),
+) -> ExpireOut:
+    report = jobs.run_expiry(
+        db,
+        http.now(),
+        dry_run=body.dry_run,
+        actor=str(actor),
+        batch_size=get_settings().job_batch_size,
+        idempotency_ttl=timedelta(hours=get_settings().idempotency_ttl_hours),
+    )
     return ExpireOut(**report.__dict__)
 
 
 @router.get("/check", tags=["operations"], summary="Verify every ledger invariant")
-def check(db: Database = Depends(http.get_db),
-          _actor: Actor = Depends(http.require("admin"))) -> dict[str, object]:
+def check(
+    db: Database = Depends(http.get_db), _actor: Actor = Depends(http.require("admin"))
+) -> dict[str, object]:
     report = http.read(db, run_check)
-    return {"ok": report.ok, "accounts": report.accounts, "entries": report.entries,
-            "lots": report.lots, "violations": report.violations}
+    return {
+        "ok": report.ok,
+        "accounts": report.accounts,
+        "entries": report.entries,
+        "lots": report.lots,
+        "violations": report.violations,
+    }

@@ -38,23 +38,46 @@ def run_check(session: Session) -> CheckReport:
     report.lots = session.scalar(select(func.count()).select_from(Lot)) or 0
 
     # 1. Each lot's remaining = its points + the movements on it, within [0, points].
-    moved = (select(Movement.lot_id, func.sum(Movement.points).label("moved"))
-             .where(Movement.lot_id.is_not(None)).group_by(Movement.lot_id).subquery())
+    moved = (
+        select(Movement.lot_id, func.sum(Movement.points).label("moved"))
+        .where(Movement.lot_id.is_not(None))
+        .group_by(Movement.lot_id)
+        .subquery()
+    )
     rows = session.execute(
         select(Lot.id, Lot.points, Lot.remaining, func.coalesce(moved.c.moved, 0))
         .outerjoin(moved, moved.c.lot_id == Lot.id)
-        .where((Lot.points + func.coalesce(moved.c.moved, 0) != Lot.remaining)
-               | (Lot.remaining < 0) | (Lot.remaining > Lot.points))
+        .where(
+            (Lot.points + func.coalesce(moved.c.moved, 0) != Lot.remaining)
+            | (Lot.remaining < 0)
+            | (Lot.remaining > Lot.points)
+        )
     ).all()
-    _add(report, "lot remaining != points + movements, or out of range (lot, points, remaining, moved)", rows)
+    _add(
+        report,
+        "lot remaining != points + movements, or out of range (lot, points, remaining, moved)",
+        rows,
+    )
 
     # 2. Each entry's points = the lot it created + its movements.
     created = aliased(Lot)
-    entry_moves = (select(Movement.entry_id, func.sum(Movement.points).label("moved"))
-                   .group_by(Movement.entry_id).subquery())
-    created_points = case((Entry.kind.in_(["earn", "adjust"]) & (Entry.points > 0), func.coalesce(created.points, 0)), else_=0)
+    entry_moves = (
+        select(Movement.entry_id, func.sum(Movement.points).label("moved"))
+        .group_by(Movement.entry_id)
+        .subquery()
+    )
+    created_points = case(
+        (Entry.kind.in_(["earn", "adjust"]) & (Entry.points > 0), func.coalesce(created.points, 0)),
+        else_=0,
+    )
     rows = session.execute(
-        select(Entry.id, Entry.kind, Entry.points, created_points, func.coalesce(entry_moves.c.moved, 0))
+        select(
+            Entry.id,
+            Entry.kind,
+            Entry.points,
+            created_points,
+            func.coalesce(entry_moves.c.moved, 0),
+        )
         .outerjoin(created, and_(created.id == Entry.lot_id, Entry.points > 0))
         .outerjoin(entry_moves, entry_moves.c.entry_id == Entry.id)
         .where(Entry.points != created_points + func.coalesce(entry_moves.c.moved, 0))
@@ -68,12 +91,20 @@ def run_check(session: Session) -> CheckReport:
         select(
             Entry.account_id.label("account_id"),
             func.sum(Entry.points).label("net"),
-            func.sum(case((Entry.kind == "earn", Entry.points),
-                          (and_(Entry.kind == "reverse", reversal_of == "earn"), Entry.points),
-                          else_=0)).label("earned"),
-            func.sum(case((Entry.kind == "redeem", -Entry.points),
-                          (and_(Entry.kind == "reverse", reversal_of == "redeem"), -Entry.points),
-                          else_=0)).label("redeemed"),
+            func.sum(
+                case(
+                    (Entry.kind == "earn", Entry.points),
+                    (and_(Entry.kind == "reverse", reversal_of == "earn"), Entry.points),
+                    else_=0,
+                )
+            ).label("earned"),
+            func.sum(
+                case(
+                    (Entry.kind == "redeem", -Entry.points),
+                    (and_(Entry.kind == "reverse", reversal_of == "redeem"), -Entry.points),
+                    else_=0,
+                )
+            ).label("redeemed"),
             func.sum(case((Entry.kind == "expire", -Entry.points), else_=0)).label("expired"),
             func.sum(case((Entry.kind == "adjust", Entry.points), else_=0)).label("adjusted"),
         )
@@ -86,20 +117,37 @@ def run_check(session: Session) -> CheckReport:
             Lot.account_id.label("account_id"),
             func.sum(case((Lot.pending.is_(False), Lot.remaining), else_=0)).label("available"),
             func.sum(case((Lot.pending.is_(True), Lot.remaining), else_=0)).label("pending"),
-        ).group_by(Lot.account_id).subquery()
+        )
+        .group_by(Lot.account_id)
+        .subquery()
     )
     debt = (
         select(Entry.account_id.label("account_id"), (-func.sum(Movement.points)).label("debt"))
         .join(Movement, Movement.entry_id == Entry.id)
         .where(Movement.lot_id.is_(None))
-        .group_by(Entry.account_id).subquery()
+        .group_by(Entry.account_id)
+        .subquery()
     )
     z = lambda col: func.coalesce(col, 0).cast(Integer)  # noqa: E731
     rows = session.execute(
-        select(Account.id, Account.available, z(lot_sums.c.available), Account.pending,
-               z(lot_sums.c.pending), Account.debt, z(debt.c.debt), Account.earned, z(sums.c.earned),
-               Account.redeemed, z(sums.c.redeemed), Account.expired, z(sums.c.expired),
-               Account.adjusted, z(sums.c.adjusted), z(sums.c.net))
+        select(
+            Account.id,
+            Account.available,
+            z(lot_sums.c.available),
+            Account.pending,
+            z(lot_sums.c.pending),
+            Account.debt,
+            z(debt.c.debt),
+            Account.earned,
+            z(sums.c.earned),
+            Account.redeemed,
+            z(sums.c.redeemed),
+            Account.expired,
+            z(sums.c.expired),
+            Account.adjusted,
+            z(sums.c.adjusted),
+            z(sums.c.net),
+        )
         .outerjoin(sums, sums.c.account_id == Account.id)
         .outerjoin(lot_sums, lot_sums.c.account_id == Account.id)
         .outerjoin(debt, debt.c.account_id == Account.id)
@@ -116,8 +164,12 @@ def run_check(session: Session) -> CheckReport:
             | ((Account.debt > 0) & (Account.available + Account.pending > 0))
         )
     ).all()
-    _add(report, "account totals differ from the ledger (account, available, lots, pending, lots, "
-                 "debt, movements, earned, sum, redeemed, sum, expired, sum, adjusted, sum, net)", rows)
+    _add(
+        report,
+        "account totals differ from the ledger (account, available, lots, pending, lots, "
+        "debt, movements, earned, sum, redeemed, sum, expired, sum, adjusted, sum, net)",
+        rows,
+    )
 
     # 4. Redemptions: only take (negative movements, on the account's own lots); reversals
     #    give back no more per lot than the redemption took from it.
@@ -127,29 +179,52 @@ def run_check(session: Session) -> CheckReport:
         .outerjoin(Lot, Lot.id == Movement.lot_id)
         .where(
             (Movement.lot_id.is_not(None) & (Lot.account_id != Entry.account_id))
-            | ((Entry.kind.in_(["redeem", "expire"])) & ((Movement.points >= 0) | Movement.lot_id.is_(None)))
+            | (
+                (Entry.kind.in_(["redeem", "expire"]))
+                & ((Movement.points >= 0) | Movement.lot_id.is_(None))
+            )
         )
     ).all()
-    _add(report, "movement on a foreign lot, or a redemption/expiry that gives points (entry, lot, points)", rows)
+    _add(
+        report,
+        "movement on a foreign lot, or a redemption/expiry that gives points (entry, lot, points)",
+        rows,
+    )
 
     taken = (
         select(Movement.entry_id, Movement.lot_id, (-func.sum(Movement.points)).label("taken"))
         .join(Entry, Entry.id == Movement.entry_id)
-        .where(Entry.kind == "redeem").group_by(Movement.entry_id, Movement.lot_id).subquery()
+        .where(Entry.kind == "redeem")
+        .group_by(Movement.entry_id, Movement.lot_id)
+        .subquery()
     )
     given = (
-        select(Entry.reverses_entry_id.label("entry_id"), Movement.lot_id,
-               func.sum(Movement.points).label("given"))
+        select(
+            Entry.reverses_entry_id.label("entry_id"),
+            Movement.lot_id,
+            func.sum(Movement.points).label("given"),
+        )
         .join(Movement, Movement.entry_id == Entry.id)
         .join(reversed_entry, reversed_entry.id == Entry.reverses_entry_id)
-        .where(Entry.kind == "reverse", reversed_entry.kind == "redeem", Movement.points > 0,
-               Movement.lot_id.is_not(None))
-        .group_by(Entry.reverses_entry_id, Movement.lot_id).subquery()
+        .where(
+            Entry.kind == "reverse",
+            reversed_entry.kind == "redeem",
+            Movement.points > 0,
+            Movement.lot_id.is_not(None),
+        )
+        .group_by(Entry.reverses_entry_id, Movement.lot_id)
+        .subquery()
     )
     rows = session.execute(
         select(given.c.entry_id, given.c.lot_id, given.c.given, func.coalesce(taken.c.taken, 0))
-        .outerjoin(taken, and_(taken.c.entry_id == given.c.entry_id, taken.c.lot_id == given.c.lot_id))
+        .outerjoin(
+            taken, and_(taken.c.entry_id == given.c.entry_id, taken.c.lot_id == given.c.lot_id)
+        )
         .where(given.c.given > func.coalesce(taken.c.taken, 0))
     ).all()
-    _add(report, "a refund gave back more to a lot than the redemption took (redemption, lot, given, taken)", rows)
+    _add(
+        report,
+        "a refund gave back more to a lot than the redemption took (redemption, lot, given, taken)",
+        rows,
+    )
     return report

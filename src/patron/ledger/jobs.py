@@ -41,14 +41,23 @@ def _due_release(now: datetime):
 
 def preview(session: Session, now: datetime) -> ExpiryReport:
     lots, points, accounts = session.execute(
-        select(func.count(), func.coalesce(func.sum(Lot.remaining), 0),
-               func.count(func.distinct(Lot.account_id))).where(_due_expiry(now))
+        select(
+            func.count(),
+            func.coalesce(func.sum(Lot.remaining), 0),
+            func.count(func.distinct(Lot.account_id)),
+        ).where(_due_expiry(now))
     ).one()
     released, released_points = session.execute(
         select(func.count(), func.coalesce(func.sum(Lot.remaining), 0)).where(_due_release(now))
     ).one()
-    return ExpiryReport(dry_run=True, lots=lots, points=int(points), accounts=accounts,
-                        released_lots=released, released_points=int(released_points))
+    return ExpiryReport(
+        dry_run=True,
+        lots=lots,
+        points=int(points),
+        accounts=accounts,
+        released_lots=released,
+        released_points=int(released_points),
+    )
 
 
 def _lock_accounts(session: Session, account_ids: list[int]) -> None:
@@ -58,54 +67,103 @@ def _lock_accounts(session: Session, account_ids: list[int]) -> None:
 
 
 def _release_batch(session: Session, now: datetime, batch_size: int) -> tuple[int, int]:
-    account_ids = list(session.scalars(
-        select(Lot.account_id).where(_due_release(now)).distinct().order_by(Lot.account_id).limit(batch_size)
-    ))
+    account_ids = list(
+        session.scalars(
+            select(Lot.account_id)
+            .where(_due_release(now))
+            .distinct()
+            .order_by(Lot.account_id)
+            .limit(batch_size)
+        )
+    )
     if not account_ids:
         return 0, 0
     _lock_accounts(session, account_ids)
     due = and_(_due_release(now), Lot.account_id.in_(account_ids))
-    sums = select(Lot.account_id.label("account_id"), func.sum(Lot.remaining).label("points")).where(
-        due).group_by(Lot.account_id).subquery()
+    sums = (
+        select(Lot.account_id.label("account_id"), func.sum(Lot.remaining).label("points"))
+        .where(due)
+        .group_by(Lot.account_id)
+        .subquery()
+    )
     count, points = session.execute(
-        select(func.count(), func.coalesce(func.sum(Lot.remaining), 0)).where(due)).one()
+        select(func.count(), func.coalesce(func.sum(Lot.remaining), 0)).where(due)
+    ).one()
     session.execute(
-        update(Account).where(Account.id == sums.c.account_id).values(
-            pending=Account.pending - sums.c.points, available=Account.available + sums.c.points)
+        update(Account)
+        .where(Account.id == sums.c.account_id)
+        .values(
+            pending=Account.pending - sums.c.points, available=Account.available + sums.c.points
+        )
     )
     session.execute(update(Lot).where(due).values(pending=False))
     return count, int(points)
 
 
-def _expire_batch(session: Session, now: datetime, batch_size: int, actor: str) -> tuple[int, int, list[int]]:
-    lot_ids = list(session.scalars(select(Lot.id).where(_due_expiry(now)).order_by(Lot.id).limit(batch_size)))
+def _expire_batch(
+    session: Session, now: datetime, batch_size: int, actor: str
+) -> tuple[int, int, list[int]]:
+    lot_ids = list(
+        session.scalars(select(Lot.id).where(_due_expiry(now)).order_by(Lot.id).limit(batch_size))
+    )
     if not lot_ids:
         return 0, 0, []
     account_ids = sorted(set(session.scalars(select(Lot.account_id).where(Lot.id.in_(lot_ids)))))
     _lock_accounts(session, account_ids)
     due = and_(Lot.id.in_(lot_ids), _due_expiry(now))  # re-checked under the lock
     created = session.execute(
-        insert(Entry).from_select(
-            ["program_id", "account_id", "kind", "points", "lot_id", "occurred_at", "created_at",
-             "actor", "reason"],
-            select(Account.program_id, Lot.account_id, literal("expire", Entry.kind.type),
-                   -Lot.remaining, Lot.id, Lot.expires_at, literal(now, Entry.created_at.type),
-                   literal(actor, Entry.actor.type), literal("points expired", Entry.reason.type))
-            .join(Account, Account.id == Lot.account_id).where(due),
-        ).returning(Entry.id, Entry.lot_id, Entry.points, Entry.account_id)
+        insert(Entry)
+        .from_select(
+            [
+                "program_id",
+                "account_id",
+                "kind",
+                "points",
+                "lot_id",
+                "occurred_at",
+                "created_at",
+                "actor",
+                "reason",
+            ],
+            select(
+                Account.program_id,
+                Lot.account_id,
+                literal("expire", Entry.kind.type),
+                -Lot.remaining,
+                Lot.id,
+                Lot.expires_at,
+                literal(now, Entry.created_at.type),
+                literal(actor, Entry.actor.type),
+                literal("points expired", Entry.reason.type),
+            )
+            .join(Account, Account.id == Lot.account_id)
+            .where(due),
+        )
+        .returning(Entry.id, Entry.lot_id, Entry.points, Entry.account_id)
     ).all()
     if not created:
         return 0, 0, []
-    session.execute(insert(Movement), [
-        {"entry_id": entry_id, "lot_id": lot_id, "points": points} for entry_id, lot_id, points, _ in created
-    ])
-    sums = select(
-        Lot.account_id.label("account_id"),
-        func.sum(Lot.remaining).label("points"),
-        func.sum(case((Lot.pending.is_(True), Lot.remaining), else_=0)).label("pending_points"),
-    ).where(due).group_by(Lot.account_id).subquery()
     session.execute(
-        update(Account).where(Account.id == sums.c.account_id).values(
+        insert(Movement),
+        [
+            {"entry_id": entry_id, "lot_id": lot_id, "points": points}
+            for entry_id, lot_id, points, _ in created
+        ],
+    )
+    sums = (
+        select(
+            Lot.account_id.label("account_id"),
+            func.sum(Lot.remaining).label("points"),
+            func.sum(case((Lot.pending.is_(True), Lot.remaining), else_=0)).label("pending_points"),
+        )
+        .where(due)
+        .group_by(Lot.account_id)
+        .subquery()
+    )
+    session.execute(
+        update(Account)
+        .where(Account.id == sums.c.account_id)
+        .values(
             expired=Account.expired + sums.c.points,
             pending=Account.pending - sums.c.pending_points,
             available=Account.available - (sums.c.points - sums.c.pending_points),
@@ -117,8 +175,13 @@ def _expire_batch(session: Session, now: datetime, batch_size: int, actor: str) 
 
 
 def run_expiry(
-    db: Database, now: datetime, *, batch_size: int = 5000, dry_run: bool = False,
-    actor: str = "system", progress: Callable[[ExpiryReport], None] | None = None,
+    db: Database,
+    now: datetime,
+    *,
+    batch_size: int = 5000,
+    dry_run: bool = False,
+    actor: str = "system",
+    progress: Callable[[ExpiryReport], None] | None = None,
     idempotency_ttl: timedelta | None = None,
 ) -> ExpiryReport:
     """Release matured pending points, then expire every lot past its date, batch by batch.
@@ -152,5 +215,7 @@ def run_expiry(
             break
     if idempotency_ttl is not None:
         with db.unit_of_work() as session:
-            report.idempotency_keys_purged = idempotency.purge(session, before=now - idempotency_ttl)
+            report.idempotency_keys_purged = idempotency.purge(
+                session, before=now - idempotency_ttl
+            )
     return report

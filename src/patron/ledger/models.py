@@ -60,12 +60,25 @@ class Lot(Base):
 
     __tablename__ = "lots"
     __table_args__ = (
-        Index("ix_lots_account_open", "account_id", "expires_at", postgresql_where=text("remaining > 0"),
-              sqlite_where=text("remaining > 0")),
-        Index("ix_lots_expiry_open", "expires_at", postgresql_where=text("remaining > 0"),
-              sqlite_where=text("remaining > 0")),
-        Index("ix_lots_pending", "pending_until", postgresql_where=text("pending"),
-              sqlite_where=text("pending")),
+        Index(
+            "ix_lots_account_open",
+            "account_id",
+            "expires_at",
+            postgresql_where=text("remaining > 0"),
+            sqlite_where=text("remaining > 0"),
+        ),
+        Index(
+            "ix_lots_expiry_open",
+            "expires_at",
+            postgresql_where=text("remaining > 0"),
+            sqlite_where=text("remaining > 0"),
+        ),
+        Index(
+            "ix_lots_pending",
+            "pending_until",
+            postgresql_where=text("pending"),
+            sqlite_where=text("pending"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)

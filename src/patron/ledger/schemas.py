@@ -18,8 +18,12 @@ class Strict(BaseModel):
 
 
 class LineIn(Strict):
-    id: str | None = Field(None, min_length=1, max_length=60,
-                           description="Line id for refunds by line; defaults to its position (1, 2, …).")
+    id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=60,
+        description="Line id for refunds by line; defaults to its position (1, 2, …).",
+    )
     sku: str | None = Field(None, max_length=80)
     category: str | None = Field(None, max_length=80)
     quantity: Decimal = Field(Decimal(1), gt=0, le=1_000_000, max_digits=12, decimal_places=3)
@@ -27,14 +31,23 @@ class LineIn(Strict):
 
 
 class BasketIn(Strict):
-    amount: Amount = Field(gt=0, le=Decimal("1e13"), max_digits=18, decimal_places=4,
-                           description="Bill total in the program currency, before points are applied.")
+    amount: Amount = Field(
+        gt=0,
+        le=Decimal("1e13"),
+        max_digits=18,
+        decimal_places=4,
+        description="Bill total in the program currency, before points are applied.",
+    )
     currency: str | None = Field(None, description="If given, must be the program's currency.")
     lines: list[LineIn] = Field(default_factory=list, max_length=500)
     store: str | None = Field(None, max_length=40)
     channel: Channel = "pos"
-    payment_method: str | None = Field(None, min_length=1, max_length=40,
-                                       description="e.g. card, cash, gift_card; rules may depend on it")
+    payment_method: str | None = Field(
+        None,
+        min_length=1,
+        max_length=40,
+        description="e.g. card, cash, gift_card; rules may depend on it",
+    )
 
 
 class QuoteRequest(BasketIn):
@@ -45,7 +58,9 @@ class QuoteRequest(BasketIn):
 class PurchaseRequest(BasketIn):
     external_id: str = Field(min_length=1, max_length=120, description="The till's order id.")
     member: MemberRef
-    occurred_at: AwareDatetime | None = Field(None, description="When the sale happened; default now.")
+    occurred_at: AwareDatetime | None = Field(
+        None, description="When the sale happened; default now."
+    )
     points_to_spend: int = Field(0, ge=0, le=10**12)
 
 
@@ -55,8 +70,11 @@ class RefundLineIn(Strict):
 
 
 class RefundRequest(Strict):
-    refund_id: str = Field(min_length=1, max_length=120,
-                           description="The till's id for this refund; a replay returns the first answer.")
+    refund_id: str = Field(
+        min_length=1,
+        max_length=120,
+        description="The till's id for this refund; a replay returns the first answer.",
+    )
     amount: Amount | None = Field(None, gt=0, le=Decimal("1e13"), max_digits=18, decimal_places=4)
     lines: list[RefundLineIn] | None = Field(None, min_length=1, max_length=500)
     full: bool = Field(False, description="Refund everything not yet refunded.")
@@ -72,7 +90,7 @@ class RefundRequest(Strict):
 
 class AdjustRequest(Strict):
     member: MemberRef
-    points: int = Field(description="Positive adds, negative removes.", ge=-10**12, le=10**12)
+    points: int = Field(description="Positive adds, negative removes.", ge=-(10**12), le=10**12)
     reason: str = Field(min_length=3, max_length=500)
     qualifying: bool = Field(False, description="Counts towards tiers (qualifying points)")
 
@@ -171,7 +189,8 @@ class RefundOut(BaseModel):
     points_restored: int
     points_written_off: int
     points_already_expired: int = Field(
-        0, description="Points not taken back because the purchase's points had expired unspent")
+        0, description="Points not taken back because the purchase's points had expired unspent"
+    )
     debt_added: int
     negative_balance_policy: str
     note: str | None

@@ -38,12 +38,16 @@ class DebitResult:
     written_off: int
 
 
-def insert_ignore(session: Session, model: type[Any], values: dict[str, Any], keys: list[str]) -> None:
+def insert_ignore(
+    session: Session, model: type[Any], values: dict[str, Any], keys: list[str]
+) -> None:
     """INSERT … ON CONFLICT DO NOTHING on either engine."""
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        session.execute(pg_insert(model).values(**values).on_conflict_do_nothing(index_elements=keys))
+        session.execute(
+            pg_insert(model).values(**values).on_conflict_do_nothing(index_elements=keys)
+        )
     else:
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -77,8 +81,18 @@ def open_account(session: Session, *, program_id: int, member_id: int, now: date
     insert_ignore(
         session,
         Account,
-        {"program_id": program_id, "member_id": member_id, "available": 0, "pending": 0,
-         "debt": 0, "earned": 0, "redeemed": 0, "expired": 0, "adjusted": 0, "created_at": now},
+        {
+            "program_id": program_id,
+            "member_id": member_id,
+            "available": 0,
+            "pending": 0,
+            "debt": 0,
+            "earned": 0,
+            "redeemed": 0,
+            "expired": 0,
+            "adjusted": 0,
+            "created_at": now,
+        },
         ["program_id", "member_id"],
     )
     account_id = session.scalar(
@@ -204,11 +218,24 @@ def credit(
         account.earned += points
     else:
         account.adjusted += points
-    entry = _entry(session, account, kind=kind, points=points, now=now, occurred_at=occurred_at,
-                   source=source, reason=reason, lot_id=lot.id, breakdown=breakdown,
-                   rule_version=rule_version, qualifying=qualifying,
-                   details={"expires_at": expires_at.isoformat() if expires_at else None,
-                            "pending_until": pending_until.isoformat() if pending_until and pending else None})
+    entry = _entry(
+        session,
+        account,
+        kind=kind,
+        points=points,
+        now=now,
+        occurred_at=occurred_at,
+        source=source,
+        reason=reason,
+        lot_id=lot.id,
+        breakdown=breakdown,
+        rule_version=rule_version,
+        qualifying=qualifying,
+        details={
+            "expires_at": expires_at.isoformat() if expires_at else None,
+            "pending_until": pending_until.isoformat() if pending_until and pending else None,
+        },
+    )
     settled = _settle_debt(session, account, entry, [lot])
     if settled:
         entry.details = {**(entry.details or {}), "debt_settled": settled}
@@ -295,9 +322,19 @@ def debit(
         extra["debt_added"] = debt_added
     if written_off:
         extra["written_off"] = written_off
-    entry = _entry(session, account, kind=kind, points=entry_points, now=now,
-                   occurred_at=occurred_at, source=source, reason=reason, reverses=reverses,
-                   details=extra or None, qualifying=qualifying)
+    entry = _entry(
+        session,
+        account,
+        kind=kind,
+        points=entry_points,
+        now=now,
+        occurred_at=occurred_at,
+        source=source,
+        reason=reason,
+        reverses=reverses,
+        details=extra or None,
+        qualifying=qualifying,
+    )
     for lot, part in planned:
         _take(account, lot, part)
         session.add(Movement(entry_id=entry.id, lot_id=lot.id, points=-part))
@@ -334,9 +371,19 @@ def reverse_qualifying(
     still did not earn them towards a tier.
     """
     assert qualifying < 0 and earn.kind == "earn"
-    return _entry(session, account, kind="reverse", points=0, now=now, occurred_at=occurred_at,
-                  source=source, reason=reason, reverses=earn, qualifying=qualifying,
-                  details={"qualifying_only": True})
+    return _entry(
+        session,
+        account,
+        kind="reverse",
+        points=0,
+        now=now,
+        occurred_at=occurred_at,
+        source=source,
+        reason=reason,
+        reverses=earn,
+        qualifying=qualifying,
+        details={"qualifying_only": True},
+    )
 
 
 def restore(
@@ -372,15 +419,29 @@ def restore(
     open_per_lot = {lot_id: -int(total) - restored.get(lot_id, 0) for lot_id, total in taken_rows}
     lots = list(session.scalars(select(Lot).where(Lot.id.in_(list(open_per_lot)))))
     # Latest expiry first: the member gets back the points that stay valid longest.
-    lots.sort(key=lambda lot: (lot.expires_at is not None,
-                               -lot.expires_at.timestamp() if lot.expires_at else 0.0, -lot.id))
+    lots.sort(
+        key=lambda lot: (
+            lot.expires_at is not None,
+            -lot.expires_at.timestamp() if lot.expires_at else 0.0,
+            -lot.id,
+        )
+    )
     if sum(open_per_lot.values()) < points:
         raise InsufficientPoints(
             f"only {sum(open_per_lot.values())} points of this redemption are left to give back"
         )
 
-    entry = _entry(session, account, kind="reverse", points=points, now=now,
-                   occurred_at=occurred_at, source=source, reason=reason, reverses=redemption)
+    entry = _entry(
+        session,
+        account,
+        kind="reverse",
+        points=points,
+        now=now,
+        occurred_at=occurred_at,
+        source=source,
+        reason=reason,
+        reverses=redemption,
+    )
     need = points
     touched: list[Lot] = []
     for lot in lots:
@@ -403,14 +464,16 @@ def settle_due(session: Session, account: Account, now: datetime, *, actor: str 
     """Bring one account up to `now`: release matured pending points, expire overdue lots."""
     due = list(
         session.scalars(
-            select(Lot).where(
+            select(Lot)
+            .where(
                 Lot.account_id == account.id,
                 Lot.remaining > 0,
                 or_(
                     and_(Lot.pending.is_(True), Lot.pending_until <= now),
                     and_(Lot.expires_at.is_not(None), Lot.expires_at <= now),
                 ),
-            ).order_by(Lot.id)
+            )
+            .order_by(Lot.id)
         )
     )
     for lot in due:
@@ -426,9 +489,17 @@ def settle_due(session: Session, account: Account, now: datetime, *, actor: str 
 def expire_lot(session: Session, account: Account, lot: Lot, *, now: datetime, actor: str) -> Entry:
     points = lot.remaining
     assert lot.expires_at is not None and points > 0
-    entry = _entry(session, account, kind="expire", points=-points, now=now,
-                   occurred_at=lot.expires_at, source=Source(actor=actor), lot_id=lot.id,
-                   reason="points expired")
+    entry = _entry(
+        session,
+        account,
+        kind="expire",
+        points=-points,
+        now=now,
+        occurred_at=lot.expires_at,
+        source=Source(actor=actor),
+        lot_id=lot.id,
+        reason="points expired",
+    )
     _take(account, lot, points)
     account.expired += points
     session.add(Movement(entry_id=entry.id, lot_id=lot.id, points=-points))

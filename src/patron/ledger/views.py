@@ -24,8 +24,9 @@ def get_account(session: Session, program: Program, member_id: int) -> Account:
         select(Account).where(Account.program_id == program.id, Account.member_id == member_id)
     ).one_or_none()
     if account is None:
-        raise NotFound(f"member {member_id} is not in program {program.code}",
-                       code="account_not_found")
+        raise NotFound(
+            f"member {member_id} is not in program {program.code}", code="account_not_found"
+        )
     return account
 
 
@@ -36,14 +37,20 @@ def totals(session: Session, account: Account, now: datetime, *, settled: bool =
     `settled=True` says the caller just ran `settle_due` at `now`, so nothing is due.
     """
     available, pending, expired = account.available, account.pending, account.expired
-    due = [] if settled else session.execute(
-        select(Lot.remaining, Lot.pending, Lot.pending_until, Lot.expires_at).where(
-            Lot.account_id == account.id,
-            Lot.remaining > 0,
-            or_(and_(Lot.pending.is_(True), Lot.pending_until <= now),
-                and_(Lot.expires_at.is_not(None), Lot.expires_at <= now)),
-        )
-    ).all()
+    due = (
+        []
+        if settled
+        else session.execute(
+            select(Lot.remaining, Lot.pending, Lot.pending_until, Lot.expires_at).where(
+                Lot.account_id == account.id,
+                Lot.remaining > 0,
+                or_(
+                    and_(Lot.pending.is_(True), Lot.pending_until <= now),
+                    and_(Lot.expires_at.is_not(None), Lot.expires_at <= now),
+                ),
+            )
+        ).all()
+    )
     for remaining, is_pending, _pending_until, expires_at in due:
         if expires_at is not None and expires_at <= now:
             expired += remaining
@@ -54,18 +61,28 @@ def totals(session: Session, account: Account, now: datetime, *, settled: bool =
         else:
             pending -= remaining
             available += remaining
-    expiring = session.execute(
-        select(Lot.remaining).where(
-            Lot.account_id == account.id,
-            Lot.remaining > 0,
-            Lot.expires_at > now,
-            Lot.expires_at <= now + EXPIRING_WINDOW,
+    expiring = (
+        session.execute(
+            select(Lot.remaining).where(
+                Lot.account_id == account.id,
+                Lot.remaining > 0,
+                Lot.expires_at > now,
+                Lot.expires_at <= now + EXPIRING_WINDOW,
+            )
         )
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     return Totals(
-        balance=available - account.debt, available=available, pending=pending,
-        debt=account.debt, earned=account.earned, redeemed=account.redeemed, expired=expired,
-        adjusted=account.adjusted, expiring_30_days=sum(expiring),
+        balance=available - account.debt,
+        available=available,
+        pending=pending,
+        debt=account.debt,
+        earned=account.earned,
+        redeemed=account.redeemed,
+        expired=expired,
+        adjusted=account.adjusted,
+        expiring_30_days=sum(expiring),
     )
 
 
@@ -76,16 +93,26 @@ def store_codes(session: Session, program_id: int) -> dict[int, str]:
 
 def entry_out(entry: Entry, stores: dict[int, str]) -> EntryOut:
     return EntryOut(
-        id=entry.id, kind=entry.kind, points=entry.points, occurred_at=entry.occurred_at,
-        created_at=entry.created_at, reason=entry.reason,
-        store=stores.get(entry.store_id) if entry.store_id else None, channel=entry.channel,
-        external_ref=entry.external_ref, actor=entry.actor,
-        reverses_entry_id=entry.reverses_entry_id, rule_version=entry.rule_version,
-        breakdown=entry.breakdown, details=entry.details,
+        id=entry.id,
+        kind=entry.kind,
+        points=entry.points,
+        occurred_at=entry.occurred_at,
+        created_at=entry.created_at,
+        reason=entry.reason,
+        store=stores.get(entry.store_id) if entry.store_id else None,
+        channel=entry.channel,
+        external_ref=entry.external_ref,
+        actor=entry.actor,
+        reverses_entry_id=entry.reverses_entry_id,
+        rule_version=entry.rule_version,
+        breakdown=entry.breakdown,
+        details=entry.details,
     )
 
 
-def local_day_bounds(program: Program, start: date | None, end: date | None) -> tuple[datetime | None, datetime | None]:
+def local_day_bounds(
+    program: Program, start: date | None, end: date | None
+) -> tuple[datetime | None, datetime | None]:
     """Inclusive local dates → [start, end) instants in UTC."""
     tz = ZoneInfo(program.timezone)
 
@@ -106,8 +133,9 @@ def local_day_bounds(program: Program, start: date | None, end: date | None) -> 
     return lo, hi
 
 
-def _history_query(account: Account, *, lo: datetime | None, hi: datetime | None,
-                   kinds: list[str] | None):
+def _history_query(
+    account: Account, *, lo: datetime | None, hi: datetime | None, kinds: list[str] | None
+):
     stmt = select(Entry).where(Entry.account_id == account.id)
     if lo is not None:
         stmt = stmt.where(Entry.occurred_at >= lo)
@@ -134,33 +162,53 @@ def _decode(cursor: str) -> tuple[datetime, int]:
 
 
 def history(
-    session: Session, account: Account, *, lo: datetime | None = None, hi: datetime | None = None,
-    kinds: list[str] | None = None, cursor: str | None = None, limit: int = 50,
+    session: Session,
+    account: Account,
+    *,
+    lo: datetime | None = None,
+    hi: datetime | None = None,
+    kinds: list[str] | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
 ) -> tuple[list[Entry], str | None]:
     """Newest first, by when the points moved."""
     stmt = _history_query(account, lo=lo, hi=hi, kinds=kinds)
     if cursor:
         at, entry_id = _decode(cursor)
         stmt = stmt.where(tuple_(Entry.occurred_at, Entry.id) < tuple_(at, entry_id))
-    rows = list(session.scalars(stmt.order_by(Entry.occurred_at.desc(), Entry.id.desc()).limit(limit + 1)))
+    rows = list(
+        session.scalars(stmt.order_by(Entry.occurred_at.desc(), Entry.id.desc()).limit(limit + 1))
+    )
     nxt = _encode(rows[limit - 1].occurred_at, rows[limit - 1].id) if len(rows) > limit else None
     return rows[:limit], nxt
 
 
-def lots(session: Session, account: Account, *, now: datetime,
-         expiring_within_days: int | None = None, include_empty: bool = False) -> list[LotOut]:
+def lots(
+    session: Session,
+    account: Account,
+    *,
+    now: datetime,
+    expiring_within_days: int | None = None,
+    include_empty: bool = False,
+) -> list[LotOut]:
     stmt = select(Lot).where(Lot.account_id == account.id)
     if not include_empty:
         stmt = stmt.where(Lot.remaining > 0, or_(Lot.expires_at.is_(None), Lot.expires_at > now))
     if expiring_within_days is not None:
-        stmt = stmt.where(Lot.expires_at > now,
-                          Lot.expires_at <= now + timedelta(days=expiring_within_days))
+        stmt = stmt.where(
+            Lot.expires_at > now, Lot.expires_at <= now + timedelta(days=expiring_within_days)
+        )
     rows = session.scalars(stmt.order_by(Lot.expires_at.is_(None), Lot.expires_at, Lot.id))
     return [
-        LotOut(id=lot.id, points=lot.points, remaining=lot.remaining, earned_at=lot.earned_at,
-               pending_until=lot.pending_until,
-               pending=lot.pending and lot.pending_until is not None and lot.pending_until > now,
-               expires_at=lot.expires_at)
+        LotOut(
+            id=lot.id,
+            points=lot.points,
+            remaining=lot.remaining,
+            earned_at=lot.earned_at,
+            pending_until=lot.pending_until,
+            pending=lot.pending and lot.pending_until is not None and lot.pending_until > now,
+            expires_at=lot.expires_at,
+        )
         for lot in rows
     ]
 
@@ -170,12 +218,29 @@ def valid_until(expires_at: datetime, tz: ZoneInfo) -> date:
     return (expires_at - timedelta(microseconds=1)).astimezone(tz).date()
 
 
-EXPORT_COLUMNS = ["entry", "date", "kind", "points", "running_total", "reason", "store",
-                  "channel", "order", "valid_until"]
+EXPORT_COLUMNS = [
+    "entry",
+    "date",
+    "kind",
+    "points",
+    "running_total",
+    "reason",
+    "store",
+    "channel",
+    "order",
+    "valid_until",
+]
 
 
-def export_rows(session: Session, program: Program, account: Account, *, lo: datetime | None,
-                hi: datetime | None, kinds: list[str] | None) -> list[list[object]]:
+def export_rows(
+    session: Session,
+    program: Program,
+    account: Account,
+    *,
+    lo: datetime | None,
+    hi: datetime | None,
+    kinds: list[str] | None,
+) -> list[list[object]]:
     """Oldest first, with the running total after each entry, dates in the program's timezone."""
     tz = ZoneInfo(program.timezone)
     stores = store_codes(session, program.id)
@@ -192,13 +257,20 @@ def export_rows(session: Session, program: Program, account: Account, *, lo: dat
         if kinds and entry.kind not in kinds:
             continue
         expires = (entry.details or {}).get("expires_at")
-        out.append([
-            entry.id, entry.occurred_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"), entry.kind,
-            entry.points, running, entry.reason or "",
-            stores.get(entry.store_id, "") if entry.store_id else "", entry.channel or "",
-            entry.external_ref or "",
-            valid_until(datetime.fromisoformat(expires), tz).isoformat() if expires else "",
-        ])
+        out.append(
+            [
+                entry.id,
+                entry.occurred_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+                entry.kind,
+                entry.points,
+                running,
+                entry.reason or "",
+                stores.get(entry.store_id, "") if entry.store_id else "",
+                entry.channel or "",
+                entry.external_ref or "",
+                valid_until(datetime.fromisoformat(expires), tz).isoformat() if expires else "",
+            ]
+        )
     return out
 
 
@@ -232,8 +304,12 @@ def to_xlsx(rows: list[list[object]], *, title: str) -> bytes:
     sheet.append(EXPORT_COLUMNS)
     for row in rows:
         # Reasons and order ids are free text; XLSX cannot hold control characters (was a 500).
-        sheet.append([ILLEGAL_CHARACTERS_RE.sub("\ufffd", v) if isinstance(v, str) else v
-                      for v in map(_no_formula, row)])
+        sheet.append(
+            [
+                ILLEGAL_CHARACTERS_RE.sub("\ufffd", v) if isinstance(v, str) else v
+                for v in map(_no_formula, row)
+            ]
+        )
     for column, width in zip("ABCDEFGHIJ", (10, 18, 9, 10, 14, 30, 10, 9, 20, 12), strict=True):
         sheet.column_dimensions[column].width = width
     sheet.freeze_panes = "A2"

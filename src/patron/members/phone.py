@@ -13,6 +13,7 @@ def normalise_phone(raw: str, region: str) -> str:
     except phonenumbers.NumberParseException:
         raise Invalid(f"{raw!r} is not a phone number", code="invalid_phone") from None
     if not phonenumbers.is_valid_number(number):
-        raise Invalid(f"{raw!r} is not a valid phone number for region {region}",
-                      code="invalid_phone")
+        raise Invalid(
+            f"{raw!r} is not a valid phone number for region {region}", code="invalid_phone"
+        )
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

@@ -96,7 +96,9 @@ class MemberRef(Strict):
     def _exactly_one(self) -> MemberRef:
         given = [v for v in (self.id, self.card, self.phone, self.email) if v is not None]
         if len(given) != 1:
-            raise ValueError("give exactly one of member.id, member.card, member.phone or member.email")
+            raise ValueError(
+                "give exactly one of member.id, member.card, member.phone or member.email"
+            )
         return self
 
 

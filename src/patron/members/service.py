@@ -24,8 +24,18 @@ from patron.members.schemas import (
 )
 from patron.programs.models import Program
 
-PROFILE_FIELDS = ("name", "phone", "email", "birthday", "gender", "language", "preferences",
-                  "attributes", "marketing_consent", "status")
+PROFILE_FIELDS = (
+    "name",
+    "phone",
+    "email",
+    "birthday",
+    "gender",
+    "language",
+    "preferences",
+    "attributes",
+    "marketing_consent",
+    "status",
+)
 
 
 def default_region(session: Session, program: Program | None = None) -> str:
@@ -44,22 +54,36 @@ def snapshot(member: Member) -> dict[str, Any]:
 def to_out(session: Session, member: Member) -> MemberOut:
     cards = session.scalars(select(Card).where(Card.member_id == member.id).order_by(Card.id))
     programs = session.scalars(
-        select(Program.code).join(Account, Account.program_id == Program.id)
-        .where(Account.member_id == member.id).order_by(Program.id)
+        select(Program.code)
+        .join(Account, Account.program_id == Program.id)
+        .where(Account.member_id == member.id)
+        .order_by(Program.id)
     )
     return MemberOut(
-        id=member.id, name=member.name, phone=member.phone, email=member.email,
-        birthday=member.birthday, gender=member.gender, language=member.language,
-        preferences=member.preferences or {}, attributes=member.attributes or {},
-        marketing_consent=member.marketing_consent, status=member.status,
-        cards=[CardOut(number=c.number, kind=c.kind, status=c.status, created_at=c.created_at)
-               for c in cards],
-        programs=list(programs), created_at=member.created_at, updated_at=member.updated_at,
+        id=member.id,
+        name=member.name,
+        phone=member.phone,
+        email=member.email,
+        birthday=member.birthday,
+        gender=member.gender,
+        language=member.language,
+        preferences=member.preferences or {},
+        attributes=member.attributes or {},
+        marketing_consent=member.marketing_consent,
+        status=member.status,
+        cards=[
+            CardOut(number=c.number, kind=c.kind, status=c.status, created_at=c.created_at)
+            for c in cards
+        ],
+        programs=list(programs),
+        created_at=member.created_at,
+        updated_at=member.updated_at,
     )
 
 
-def _ensure_unique(session: Session, *, phone: str | None, email: str | None,
-                   exclude_id: int | None = None) -> None:
+def _ensure_unique(
+    session: Session, *, phone: str | None, email: str | None, exclude_id: int | None = None
+) -> None:
     if phone is not None:
         other = session.scalar(select(Member.id).where(Member.phone == phone))
         if other is not None and other != exclude_id:
@@ -73,10 +97,12 @@ def _ensure_unique(session: Session, *, phone: str | None, email: str | None,
 def _add_card(session: Session, member: Member, card: CardIn, now: datetime) -> Card:
     owner = session.scalar(select(Card.member_id).where(Card.number == card.number))
     if owner is not None:
-        raise Conflict(f"card {card.number} is already issued to member {owner}",
-                       code="duplicate_card")
-    row = Card(member_id=member.id, number=card.number, kind=card.kind, status="active",
-               created_at=now)
+        raise Conflict(
+            f"card {card.number} is already issued to member {owner}", code="duplicate_card"
+        )
+    row = Card(
+        member_id=member.id, number=card.number, kind=card.kind, status="active", created_at=now
+    )
     session.add(row)
     session.flush()
     return row
@@ -93,55 +119,89 @@ def create_member(
     if len(set(numbers)) != len(numbers):
         raise Invalid("the same card number is given twice", code="duplicate_card")
     member = Member(
-        name=data.name.strip(), phone=phone, email=email, birthday=data.birthday,
-        gender=data.gender, language=data.language or "en", preferences=data.preferences or {},
-        attributes=data.attributes or {}, marketing_consent=bool(data.marketing_consent),
-        status="active", created_at=now, updated_at=now,
+        name=data.name.strip(),
+        phone=phone,
+        email=email,
+        birthday=data.birthday,
+        gender=data.gender,
+        language=data.language or "en",
+        preferences=data.preferences or {},
+        attributes=data.attributes or {},
+        marketing_consent=bool(data.marketing_consent),
+        status="active",
+        created_at=now,
+        updated_at=now,
     )
     session.add(member)
     session.flush()
     for card in data.cards:
         _add_card(session, member, card, now)
     after = snapshot(member) | {"cards": numbers}
-    audit.record(session, actor=actor, action="member.created", subject_type="member",
-                 subject_id=member.id, at=now, after=after,
-                 program_id=program.id if program else None)
+    audit.record(
+        session,
+        actor=actor,
+        action="member.created",
+        subject_type="member",
+        subject_id=member.id,
+        at=now,
+        after=after,
+        program_id=program.id if program else None,
+    )
     if program is not None:
         enroll(session, member, program, actor=actor, now=now)
     return member
 
 
-def enroll(session: Session, member: Member, program: Program, *, actor: Actor, now: datetime) -> Account:
+def enroll(
+    session: Session, member: Member, program: Program, *, actor: Actor, now: datetime
+) -> Account:
     existing = session.scalar(
         select(Account.id).where(Account.program_id == program.id, Account.member_id == member.id)
     )
     if existing is not None:
-        raise Conflict(f"member {member.id} is already in program {program.code}",
-                       code="already_enrolled")
+        raise Conflict(
+            f"member {member.id} is already in program {program.code}", code="already_enrolled"
+        )
     account = open_account(session, program_id=program.id, member_id=member.id, now=now)
-    audit.record(session, actor=actor, action="member.enrolled", subject_type="member",
-                 subject_id=member.id, program_id=program.id, at=now,
-                 after={"program": program.code})
+    audit.record(
+        session,
+        actor=actor,
+        action="member.enrolled",
+        subject_type="member",
+        subject_id=member.id,
+        program_id=program.id,
+        at=now,
+        after={"program": program.code},
+    )
     return account
 
 
 def update_member(
-    session: Session, member: Member, data: MemberUpdate, *, program: Program | None,
-    actor: Actor, now: datetime,
+    session: Session,
+    member: Member,
+    data: MemberUpdate,
+    *,
+    program: Program | None,
+    actor: Actor,
+    now: datetime,
 ) -> Member:
     given = data.model_dump(exclude_unset=True)
     before = snapshot(member)
     if "phone" in given:
-        given["phone"] = (normalise_phone(given["phone"], default_region(session, program))
-                          if given["phone"] else None)
+        given["phone"] = (
+            normalise_phone(given["phone"], default_region(session, program))
+            if given["phone"]
+            else None
+        )
     if "email" in given:
         given["email"] = given["email"].lower() if given["email"] else None
     if "name" in given:
         if not given["name"]:
             raise Invalid("name cannot be empty", code="invalid_name")
         given["name"] = given["name"].strip()
-    _ensure_unique(session, phone=given.get("phone"), email=given.get("email"),
-                   exclude_id=member.id)
+    _ensure_unique(
+        session, phone=given.get("phone"), email=given.get("email"), exclude_id=member.id
+    )
     for key, value in given.items():
         if key in ("language", "marketing_consent") and value is None:
             raise Invalid(f"{key} cannot be null", code=f"invalid_{key}")
@@ -152,43 +212,75 @@ def update_member(
     old, new = audit.changes(before, after)
     if new:
         member.updated_at = now
-        audit.record(session, actor=actor, action="member.updated", subject_type="member",
-                     subject_id=member.id, at=now, before=old, after=new)
+        audit.record(
+            session,
+            actor=actor,
+            action="member.updated",
+            subject_type="member",
+            subject_id=member.id,
+            at=now,
+            before=old,
+            after=new,
+        )
     session.flush()
     return member
 
 
-def set_status(session: Session, member: Member, status: str, *, reason: str, actor: Actor,
-               now: datetime) -> Member:
+def set_status(
+    session: Session, member: Member, status: str, *, reason: str, actor: Actor, now: datetime
+) -> Member:
     if member.status == status:
         return member
     before = member.status
     member.status = status
     member.updated_at = now
-    audit.record(session, actor=actor, action=f"member.{'blocked' if status == 'blocked' else 'unblocked'}",
-                 subject_type="member", subject_id=member.id, at=now,
-                 before={"status": before}, after={"status": status, "reason": reason})
+    audit.record(
+        session,
+        actor=actor,
+        action=f"member.{'blocked' if status == 'blocked' else 'unblocked'}",
+        subject_type="member",
+        subject_id=member.id,
+        at=now,
+        before={"status": before},
+        after={"status": status, "reason": reason},
+    )
     session.flush()
     return member
 
 
-def add_card(session: Session, member: Member, card: CardIn, *, actor: Actor, now: datetime) -> Card:
+def add_card(
+    session: Session, member: Member, card: CardIn, *, actor: Actor, now: datetime
+) -> Card:
     row = _add_card(session, member, card, now)
-    audit.record(session, actor=actor, action="card.issued", subject_type="member",
-                 subject_id=member.id, at=now, after={"card": row.number, "kind": row.kind})
+    audit.record(
+        session,
+        actor=actor,
+        action="card.issued",
+        subject_type="member",
+        subject_id=member.id,
+        at=now,
+        after={"card": row.number, "kind": row.kind},
+    )
     return row
 
 
-def set_card_status(session: Session, number: str, status: str, *, actor: Actor,
-                    now: datetime) -> Card:
+def set_card_status(
+    session: Session, number: str, status: str, *, actor: Actor, now: datetime
+) -> Card:
     card = session.scalars(select(Card).where(Card.number == number)).one_or_none()
     if card is None:
         raise NotFound(f"no card {number!r}", code="card_not_found")
     if card.status != status:
-        audit.record(session, actor=actor, action="card.status_changed", subject_type="member",
-                     subject_id=card.member_id, at=now,
-                     before={"card": number, "status": card.status},
-                     after={"card": number, "status": status})
+        audit.record(
+            session,
+            actor=actor,
+            action="card.status_changed",
+            subject_type="member",
+            subject_id=card.member_id,
+            at=now,
+            before={"card": number, "status": card.status},
+            after={"card": number, "status": status},
+        )
         card.status = status
         session.flush()
     return card
@@ -213,7 +305,9 @@ def find_member(session: Session, ref: MemberRef, *, program: Program | None = N
             raise Conflict(f"card {ref.card} is {card.status}", code="card_not_active")
         return get_member(session, card.member_id)
     if ref.email is not None:
-        member = session.scalars(select(Member).where(Member.email == ref.email.strip().lower())).one_or_none()
+        member = session.scalars(
+            select(Member).where(Member.email == ref.email.strip().lower())
+        ).one_or_none()
         if member is None:
             raise NotFound(f"no member with e-mail {ref.email}", code="member_not_found")
         return member
@@ -245,15 +339,26 @@ def _decode_cursor(cursor: str) -> int:
 
 
 def list_members(
-    session: Session, *, program: Program | None = None, q: str | None = None,
-    phone: str | None = None, email: str | None = None, card: str | None = None,
-    status: str | None = None, cursor: str | None = None, limit: int = 50,
+    session: Session,
+    *,
+    program: Program | None = None,
+    q: str | None = None,
+    phone: str | None = None,
+    email: str | None = None,
+    card: str | None = None,
+    status: str | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
 ) -> tuple[list[Member], str | None]:
     stmt = select(Member)
     if program is not None:
-        stmt = stmt.join(Account, Account.member_id == Member.id).where(Account.program_id == program.id)
+        stmt = stmt.join(Account, Account.member_id == Member.id).where(
+            Account.program_id == program.id
+        )
     if q:
-        pattern = "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        pattern = (
+            "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        )
         stmt = stmt.where(func.lower(Member.name).like(pattern, escape="\\"))
     if phone:
         stmt = stmt.where(Member.phone == normalise_phone(phone, default_region(session, program)))

@@ -27,7 +27,9 @@ class Program(Base):
     earn_per_amount: Mapped[Decimal] = mapped_column(DecimalText)
     earn_rounding: Mapped[str] = mapped_column(String(10))  # down | half_up | up
     earn_on_redeemed: Mapped[bool] = mapped_column(Boolean, default=False)
-    expiry_kind: Mapped[str] = mapped_column(String(20))  # none | months | end_of_month | end_of_year
+    expiry_kind: Mapped[str] = mapped_column(
+        String(20)
+    )  # none | months | end_of_month | end_of_year
     expiry_months: Mapped[int] = mapped_column(Integer, default=0)
     pending_days: Mapped[int] = mapped_column(Integer, default=0)
     redeem_min_points: Mapped[int] = mapped_column(Integer, default=0)

@@ -49,7 +49,11 @@ class RedemptionPolicy(Strict):
     min_points: int = Field(0, ge=0, le=100_000_000)
     step: int = Field(1, ge=1, le=1_000_000)
     max_share: Decimal = Field(
-        Decimal(1), gt=0, le=1, max_digits=5, decimal_places=4,
+        Decimal(1),
+        gt=0,
+        le=1,
+        max_digits=5,
+        decimal_places=4,
         description="Largest share of a bill payable with points (0.5 = half).",
     )
 

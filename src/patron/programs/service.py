@@ -56,8 +56,15 @@ def _snapshot(p: Program) -> dict[str, Any]:
 
 
 def _apply(p: Program, data: dict[str, Any]) -> None:
-    for field in ("name", "timezone", "country", "point_value", "earn_on_redeemed",
-                  "pending_days", "negative_balance"):
+    for field in (
+        "name",
+        "timezone",
+        "country",
+        "point_value",
+        "earn_on_redeemed",
+        "pending_days",
+        "negative_balance",
+    ):
         if field in data and data[field] is not None:
             setattr(p, field, data[field])
     if (earning := data.get("earning")) is not None:
@@ -83,9 +90,13 @@ def _check_amount_fits(p: Program) -> None:
         )
 
 
-def create_program(session: Session, data: ProgramCreate, *, actor: Actor, now: datetime) -> Program:
+def create_program(
+    session: Session, data: ProgramCreate, *, actor: Actor, now: datetime
+) -> Program:
     if session.scalar(select(Program.id).where(Program.code == data.code)) is not None:
-        raise Conflict(f"a program with code {data.code!r} already exists", code="duplicate_program")
+        raise Conflict(
+            f"a program with code {data.code!r} already exists", code="duplicate_program"
+        )
     p = Program(
         code=data.code,
         currency=data.currency,
@@ -98,11 +109,25 @@ def create_program(session: Session, data: ProgramCreate, *, actor: Actor, now: 
     _check_amount_fits(p)
     session.add(p)
     session.flush()
-    audit.record(session, actor=actor, action="program.created", subject_type="program",
-                 subject_id=p.code, program_id=p.id, at=now, after=_snapshot(p))
+    audit.record(
+        session,
+        actor=actor,
+        action="program.created",
+        subject_type="program",
+        subject_id=p.code,
+        program_id=p.id,
+        at=now,
+        after=_snapshot(p),
+    )
     # The base rate is the first rule of the program's rule set, version 1.
-    rules.publish(session, p, RuleSetDoc.model_validate({"rules": [rules.base_rule_from_program(p)]}),
-                  actor=actor, now=now, note="base rate from the program settings")
+    rules.publish(
+        session,
+        p,
+        RuleSetDoc.model_validate({"rules": [rules.base_rule_from_program(p)]}),
+        actor=actor,
+        now=now,
+        note="base rate from the program settings",
+    )
     return p
 
 
@@ -125,8 +150,17 @@ def update_program(
             _publish_base_rate(session, program, actor=actor, now=now)
             after["rule_version"] = program.rule_version
         old, new = audit.changes(before, after)
-        audit.record(session, actor=actor, action="program.updated", subject_type="program",
-                     subject_id=program.code, program_id=program.id, at=now, before=old, after=new)
+        audit.record(
+            session,
+            actor=actor,
+            action="program.updated",
+            subject_type="program",
+            subject_id=program.code,
+            program_id=program.id,
+            at=now,
+            before=old,
+            after=new,
+        )
     session.flush()
     return program
 
@@ -139,9 +173,18 @@ def _publish_base_rate(session: Session, program: Program, *, actor: Actor, now:
     if index is None:
         doc["rules"].insert(0, base)
     else:
-        doc["rules"][index] = {**doc["rules"][index], **{k: v for k, v in base.items() if k != "id"}}
-    rules.publish(session, program, rules.validate_doc(doc), actor=actor, now=now,
-                  note="earning changed in the program settings")
+        doc["rules"][index] = {
+            **doc["rules"][index],
+            **{k: v for k, v in base.items() if k != "id"},
+        }
+    rules.publish(
+        session,
+        program,
+        rules.validate_doc(doc),
+        actor=actor,
+        now=now,
+        note="earning changed in the program settings",
+    )
 
 
 def get_program(session: Session, code: str) -> Program:
@@ -163,13 +206,24 @@ def create_store(
         select(Store.id).where(Store.program_id == program.id, Store.code == data.code)
     )
     if exists is not None:
-        raise Conflict(f"store {data.code!r} already exists in {program.code}", code="duplicate_store")
-    store = Store(program_id=program.id, code=data.code, name=data.name, active=True, created_at=now)
+        raise Conflict(
+            f"store {data.code!r} already exists in {program.code}", code="duplicate_store"
+        )
+    store = Store(
+        program_id=program.id, code=data.code, name=data.name, active=True, created_at=now
+    )
     session.add(store)
     session.flush()
-    audit.record(session, actor=actor, action="store.created", subject_type="store",
-                 subject_id=f"{program.code}/{store.code}", program_id=program.id, at=now,
-                 after={"code": store.code, "name": store.name})
+    audit.record(
+        session,
+        actor=actor,
+        action="store.created",
+        subject_type="store",
+        subject_id=f"{program.code}/{store.code}",
+        program_id=program.id,
+        at=now,
+        after={"code": store.code, "name": store.name},
+    )
     return store
 
 
@@ -183,4 +237,6 @@ def get_store(session: Session, program: Program, code: str) -> Store:
 
 
 def list_stores(session: Session, program: Program) -> list[Store]:
-    return list(session.scalars(select(Store).where(Store.program_id == program.id).order_by(Store.id)))
+    return list(
+        session.scalars(select(Store).where(Store.program_id == program.id).order_by(Store.id))
+    )

@@ -53,17 +53,22 @@ class RuleSetRoute(APIRoute):
                 return await handler(request)
             except RequestValidationError as exc:
                 errors = list(exc.errors())
-                if not errors or any(e.get("type") == "json_invalid" for e in errors) or any(
-                        tuple(e.get("loc", ()))[:1] != ("body",) for e in errors):
+                if (
+                    not errors
+                    or any(e.get("type") == "json_invalid" for e in errors)
+                    or any(tuple(e.get("loc", ()))[:1] != ("body",) for e in errors)
+                ):
                     raise
-                raise Invalid(rules.describe_errors(errors, skip=("body",)),
-                              code="invalid_rule_set") from None
+                raise Invalid(
+                    rules.describe_errors(errors, skip=("body",)), code="invalid_rule_set"
+                ) from None
 
         return route
 
 
-router = APIRouter(prefix="/api/v1", tags=["rules"],
-                   responses=responses(Unauthorized, Forbidden, Invalid))
+router = APIRouter(
+    prefix="/api/v1", tags=["rules"], responses=responses(Unauthorized, Forbidden, Invalid)
+)
 # Endpoints whose body is a rule set document or a rule (included in `router`, under its prefix).
 documents = APIRouter(route_class=RuleSetRoute)
 
@@ -71,8 +76,9 @@ documents = APIRouter(route_class=RuleSetRoute)
 class RuleSetIn(RuleSetDoc):
     """A whole rule set document, and why it changed."""
 
-    note: str | None = Field(None, max_length=500,
-                             description="Why the rules changed; kept with the version")
+    note: str | None = Field(
+        None, max_length=500, description="Why the rules changed; kept with the version"
+    )
 
 
 class RuleSetOut(BaseModel):
@@ -120,66 +126,117 @@ class SimulateRequest(BaseModel):
 
 
 def _out(row: Any) -> RuleSetOut:
-    return RuleSetOut(version=row.version, created_at=row.created_at, actor=row.actor,
-                      note=row.note, document=row.document)
+    return RuleSetOut(
+        version=row.version,
+        created_at=row.created_at,
+        actor=row.actor,
+        note=row.note,
+        document=row.document,
+    )
 
 
 def _change(code: str, change: Callable[[Session, Program], Any]) -> Callable[[Session], Any]:
     return lambda s: _out(change(s, get_program(s, code)))
 
 
-@router.get("/programs/{code}/rules", response_model=RuleSetOut, responses=responses(NotFound),
-            summary="The program's current rule set")
-def current_rules(code: str = ProgramCode, db: Database = Depends(http.get_db),
-                  _actor: Actor = Depends(http.require("read", "pos"))) -> RuleSetOut:
+@router.get(
+    "/programs/{code}/rules",
+    response_model=RuleSetOut,
+    responses=responses(NotFound),
+    summary="The program's current rule set",
+)
+def current_rules(
+    code: str = ProgramCode,
+    db: Database = Depends(http.get_db),
+    _actor: Actor = Depends(http.require("read", "pos")),
+) -> RuleSetOut:
     return http.read(db, lambda s: _out(rules.get_version(s, get_program(s, code))))
 
 
-@documents.put("/programs/{code}/rules", response_model=RuleSetOut,
-               responses=responses(NotFound, IdempotencyConflict),
-               summary="Publish a whole rule set document as the next version")
-def put_rules(body: RuleSetIn, code: str = ProgramCode, db: Database = Depends(http.get_db),
-              actor: Actor = Depends(http.require("admin")),
-              idempotency_key: str | None = http.IdempotencyKey):
+@documents.put(
+    "/programs/{code}/rules",
+    response_model=RuleSetOut,
+    responses=responses(NotFound, IdempotencyConflict),
+    summary="Publish a whole rule set document as the next version",
+)
+def put_rules(
+    body: RuleSetIn,
+    code: str = ProgramCode,
+    db: Database = Depends(http.get_db),
+    actor: Actor = Depends(http.require("admin")),
+    idempotency_key: str | None = http.IdempotencyKey,
+):
     doc = rules.validate_doc(body.model_dump(mode="json", exclude={"note"}, exclude_none=True))
     return http.write(
-        db, _change(code, lambda s, p: rules.publish(s, p, doc, actor=actor, now=http.now(),
-                                                     note=body.note)),
-        actor=actor, idempotency_key=idempotency_key,
-        payload={"program": code, **body.model_dump(mode="json")})
+        db,
+        _change(
+            code, lambda s, p: rules.publish(s, p, doc, actor=actor, now=http.now(), note=body.note)
+        ),
+        actor=actor,
+        idempotency_key=idempotency_key,
+        payload={"program": code, **body.model_dump(mode="json")},
+    )
 
 
-@router.get("/programs/{code}/rules/versions", response_model=list[RuleSetVersionOut],
-            responses=responses(NotFound), summary="Every version, newest first")
-def rule_versions(code: str = ProgramCode, db: Database = Depends(http.get_db),
-                  _actor: Actor = Depends(http.require("read", "pos"))) -> list[RuleSetVersionOut]:
+@router.get(
+    "/programs/{code}/rules/versions",
+    response_model=list[RuleSetVersionOut],
+    responses=responses(NotFound),
+    summary="Every version, newest first",
+)
+def rule_versions(
+    code: str = ProgramCode,
+    db: Database = Depends(http.get_db),
+    _actor: Actor = Depends(http.require("read", "pos")),
+) -> list[RuleSetVersionOut]:
     def run(s: Session) -> list[RuleSetVersionOut]:
         program = get_program(s, code)
-        return [RuleSetVersionOut(version=r.version, created_at=r.created_at, actor=r.actor,
-                                  note=r.note, current=r.version == program.rule_version)
-                for r in rules.list_versions(s, program)]
+        return [
+            RuleSetVersionOut(
+                version=r.version,
+                created_at=r.created_at,
+                actor=r.actor,
+                note=r.note,
+                current=r.version == program.rule_version,
+            )
+            for r in rules.list_versions(s, program)
+        ]
 
     return http.read(db, run)
 
 
-@router.get("/programs/{code}/rules/versions/{version}", response_model=RuleSetOut,
-            responses=responses(NotFound), summary="One version of the rule set")
-def rule_version(code: str = ProgramCode, version: int = Path(ge=1, le=10**6),
-                 db: Database = Depends(http.get_db),
-                 _actor: Actor = Depends(http.require("read", "pos"))) -> RuleSetOut:
+@router.get(
+    "/programs/{code}/rules/versions/{version}",
+    response_model=RuleSetOut,
+    responses=responses(NotFound),
+    summary="One version of the rule set",
+)
+def rule_version(
+    code: str = ProgramCode,
+    version: int = Path(ge=1, le=10**6),
+    db: Database = Depends(http.get_db),
+    _actor: Actor = Depends(http.require("read", "pos")),
+) -> RuleSetOut:
     return http.read(db, lambda s: _out(rules.get_version(s, get_program(s, code), version)))
 
 
-@router.get("/programs/{code}/rules/diff", response_model=RuleDiffOut,
-            responses=responses(NotFound),
-            summary="Rules added, removed and changed between two versions")
-def rule_diff(code: str = ProgramCode,
-              from_version: int | None = Query(None, alias="from", ge=1, le=10**6,
-                                               description="Default: the version before `to`"),
-              to_version: int | None = Query(None, alias="to", ge=1, le=10**6,
-                                             description="Default: the current version"),
-              db: Database = Depends(http.get_db),
-              _actor: Actor = Depends(http.require("read", "pos"))) -> dict[str, Any]:
+@router.get(
+    "/programs/{code}/rules/diff",
+    response_model=RuleDiffOut,
+    responses=responses(NotFound),
+    summary="Rules added, removed and changed between two versions",
+)
+def rule_diff(
+    code: str = ProgramCode,
+    from_version: int | None = Query(
+        None, alias="from", ge=1, le=10**6, description="Default: the version before `to`"
+    ),
+    to_version: int | None = Query(
+        None, alias="to", ge=1, le=10**6, description="Default: the current version"
+    ),
+    db: Database = Depends(http.get_db),
+    _actor: Actor = Depends(http.require("read", "pos")),
+) -> dict[str, Any]:
     def run(s: Session) -> dict[str, Any]:
         program = get_program(s, code)
         to = to_version or program.rule_version
@@ -188,99 +245,180 @@ def rule_diff(code: str = ProgramCode,
     return http.read(db, run)
 
 
-@documents.post("/programs/{code}/rules/items", status_code=201, response_model=RuleSetOut,
-                responses=responses(NotFound, Conflict, IdempotencyConflict),
-                summary="Add one rule (at `position`, default last) in a new version")
-def add_rule(rule: Annotated[Rule, Body()], code: str = ProgramCode,
-             position: int | None = Query(None, ge=0, le=1000,
-                                          description="0 puts it first; default last"),
-             note: str | None = Note, db: Database = Depends(http.get_db),
-             actor: Actor = Depends(http.require("admin")),
-             idempotency_key: str | None = http.IdempotencyKey):
+@documents.post(
+    "/programs/{code}/rules/items",
+    status_code=201,
+    response_model=RuleSetOut,
+    responses=responses(NotFound, Conflict, IdempotencyConflict),
+    summary="Add one rule (at `position`, default last) in a new version",
+)
+def add_rule(
+    rule: Annotated[Rule, Body()],
+    code: str = ProgramCode,
+    position: int | None = Query(None, ge=0, le=1000, description="0 puts it first; default last"),
+    note: str | None = Note,
+    db: Database = Depends(http.get_db),
+    actor: Actor = Depends(http.require("admin")),
+    idempotency_key: str | None = http.IdempotencyKey,
+):
     data = rule.model_dump(mode="json", exclude_none=True)
     return http.write(
-        db, _change(code, lambda s, p: rules.add_rule(s, p, data, actor=actor, now=http.now(),
-                                                      note=note, position=position)),
-        actor=actor, idempotency_key=idempotency_key,
+        db,
+        _change(
+            code,
+            lambda s, p: rules.add_rule(
+                s, p, data, actor=actor, now=http.now(), note=note, position=position
+            ),
+        ),
+        actor=actor,
+        idempotency_key=idempotency_key,
         payload={"program": code, "position": position, "note": note, "rule": data},
-        status_code=201)
+        status_code=201,
+    )
 
 
-@documents.put("/programs/{code}/rules/items/{rule_id}", response_model=RuleSetOut,
-               responses=responses(NotFound, IdempotencyConflict),
-               summary="Replace one rule in a new version (a different body id renames it)")
-def replace_rule(rule: Annotated[Rule, Body()], code: str = ProgramCode, rule_id: str = RuleId,
-                 note: str | None = Note, db: Database = Depends(http.get_db),
-                 actor: Actor = Depends(http.require("admin")),
-                 idempotency_key: str | None = http.IdempotencyKey):
+@documents.put(
+    "/programs/{code}/rules/items/{rule_id}",
+    response_model=RuleSetOut,
+    responses=responses(NotFound, IdempotencyConflict),
+    summary="Replace one rule in a new version (a different body id renames it)",
+)
+def replace_rule(
+    rule: Annotated[Rule, Body()],
+    code: str = ProgramCode,
+    rule_id: str = RuleId,
+    note: str | None = Note,
+    db: Database = Depends(http.get_db),
+    actor: Actor = Depends(http.require("admin")),
+    idempotency_key: str | None = http.IdempotencyKey,
+):
     data = rule.model_dump(mode="json", exclude_none=True)
     return http.write(
-        db, _change(code, lambda s, p: rules.replace_rule(s, p, rule_id, data, actor=actor,
-                                                          now=http.now(), note=note)),
-        actor=actor, idempotency_key=idempotency_key,
-        payload={"program": code, "rule_id": rule_id, "note": note, "rule": data})
+        db,
+        _change(
+            code,
+            lambda s, p: rules.replace_rule(
+                s, p, rule_id, data, actor=actor, now=http.now(), note=note
+            ),
+        ),
+        actor=actor,
+        idempotency_key=idempotency_key,
+        payload={"program": code, "rule_id": rule_id, "note": note, "rule": data},
+    )
 
 
-@router.delete("/programs/{code}/rules/items/{rule_id}", response_model=RuleSetOut,
-               responses=responses(NotFound, IdempotencyConflict),
-               summary="Remove one rule in a new version")
-def remove_rule(code: str = ProgramCode, rule_id: str = RuleId, note: str | None = Note,
-                db: Database = Depends(http.get_db), actor: Actor = Depends(http.require("admin")),
-                idempotency_key: str | None = http.IdempotencyKey):
+@router.delete(
+    "/programs/{code}/rules/items/{rule_id}",
+    response_model=RuleSetOut,
+    responses=responses(NotFound, IdempotencyConflict),
+    summary="Remove one rule in a new version",
+)
+def remove_rule(
+    code: str = ProgramCode,
+    rule_id: str = RuleId,
+    note: str | None = Note,
+    db: Database = Depends(http.get_db),
+    actor: Actor = Depends(http.require("admin")),
+    idempotency_key: str | None = http.IdempotencyKey,
+):
     return http.write(
-        db, _change(code, lambda s, p: rules.remove_rule(s, p, rule_id, actor=actor,
-                                                         now=http.now(), note=note)),
-        actor=actor, idempotency_key=idempotency_key,
-        payload={"program": code, "rule_id": rule_id, "note": note, "delete": True})
+        db,
+        _change(
+            code,
+            lambda s, p: rules.remove_rule(s, p, rule_id, actor=actor, now=http.now(), note=note),
+        ),
+        actor=actor,
+        idempotency_key=idempotency_key,
+        payload={"program": code, "rule_id": rule_id, "note": note, "delete": True},
+    )
 
 
-@router.post("/programs/{code}/events", status_code=201, response_model=events.EventOut,
-             responses=responses(NotFound, MemberBlocked, Conflict, IdempotencyConflict),
-             summary="Credit a non-purchase event (sign-up, birthday, review …) by the rules")
-def record_event(body: events.EventRequest, code: str = ProgramCode,
-                 db: Database = Depends(http.get_db), actor: Actor = Depends(http.require("pos")),
-                 idempotency_key: str | None = http.IdempotencyKey):
+@router.post(
+    "/programs/{code}/events",
+    status_code=201,
+    response_model=events.EventOut,
+    responses=responses(NotFound, MemberBlocked, Conflict, IdempotencyConflict),
+    summary="Credit a non-purchase event (sign-up, birthday, review …) by the rules",
+)
+def record_event(
+    body: events.EventRequest,
+    code: str = ProgramCode,
+    db: Database = Depends(http.get_db),
+    actor: Actor = Depends(http.require("pos")),
+    idempotency_key: str | None = http.IdempotencyKey,
+):
     return http.write(
-        db, lambda s: events.record_event(s, get_program(s, code), body, actor=actor,
-                                          now=http.now()),
-        actor=actor, idempotency_key=idempotency_key,
-        payload={"program": code, **body.model_dump(mode="json")}, status_code=201)
+        db,
+        lambda s: events.record_event(s, get_program(s, code), body, actor=actor, now=http.now()),
+        actor=actor,
+        idempotency_key=idempotency_key,
+        payload={"program": code, **body.model_dump(mode="json")},
+        status_code=201,
+    )
 
 
-@router.get("/programs/{code}/entries/{entry_id}/explanation",
-            response_model=events.ExplanationOut, responses=responses(NotFound),
-            summary="Why an entry has the points it has, in plain words")
-def explain_entry(code: str = ProgramCode, entry_id: int = Path(ge=1, le=2**53),
-                  language: Literal["en", "ko", "zh"] | None = Query(
-                      None, description="Default: the member's language"),
-                  db: Database = Depends(http.get_db),
-                  _actor: Actor = Depends(http.require("read", "pos"))) -> events.ExplanationOut:
-    return http.read(db, lambda s: events.explain_entry(s, get_program(s, code), entry_id,
-                                                        language))
+@router.get(
+    "/programs/{code}/entries/{entry_id}/explanation",
+    response_model=events.ExplanationOut,
+    responses=responses(NotFound),
+    summary="Why an entry has the points it has, in plain words",
+)
+def explain_entry(
+    code: str = ProgramCode,
+    entry_id: int = Path(ge=1, le=2**53),
+    language: Literal["en", "ko", "zh"] | None = Query(
+        None, description="Default: the member's language"
+    ),
+    db: Database = Depends(http.get_db),
+    _actor: Actor = Depends(http.require("read", "pos")),
+) -> events.ExplanationOut:
+    return http.read(
+        db, lambda s: events.explain_entry(s, get_program(s, code), entry_id, language)
+    )
 
 
-@router.post("/programs/{code}/rules/simulate", responses={
-    **responses(NotFound),
-    200: {"content": {"application/json": {}, "text/csv": {}},
-          "description": "The what-if report (JSON, or CSV with format=csv)"}},
+@router.post(
+    "/programs/{code}/rules/simulate",
+    responses={
+        **responses(NotFound),
+        200: {
+            "content": {"application/json": {}, "text/csv": {}},
+            "description": "The what-if report (JSON, or CSV with format=csv)",
+        },
+    },
     response_class=Response,
-    summary="Replay a date range's purchases under a proposed rule set; writes nothing")
-def simulate(body: SimulateRequest, code: str = ProgramCode,
-             format: Literal["json", "csv"] = Query("json"),
-             db: Database = Depends(http.get_db),
-             _actor: Actor = Depends(http.require("read"))) -> Response:
+    summary="Replay a date range's purchases under a proposed rule set; writes nothing",
+)
+def simulate(
+    body: SimulateRequest,
+    code: str = ProgramCode,
+    format: Literal["json", "csv"] = Query("json"),
+    db: Database = Depends(http.get_db),
+    _actor: Actor = Depends(http.require("read")),
+) -> Response:
     from patron.rules import simulate as what_if
 
     if body.date_to < body.date_from:
         raise Invalid("to: must not be before from", code="invalid_range")
     proposed = rules.validate_doc(body.rules.model_dump(mode="json", exclude_none=True))
-    report = http.read(db, lambda s: what_if.simulate(
-        s, get_program(s, code), proposed, date_from=body.date_from, date_to=body.date_to,
-        top=body.top))
+    report = http.read(
+        db,
+        lambda s: what_if.simulate(
+            s,
+            get_program(s, code),
+            proposed,
+            date_from=body.date_from,
+            date_to=body.date_to,
+            top=body.top,
+        ),
+    )
     if format == "csv":
         name = f"{code}-what-if-{body.date_from}-{body.date_to}.csv"
-        return Response(what_if.to_csv(report), media_type="text/csv; charset=utf-8",
-                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+        return Response(
+            what_if.to_csv(report),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
     return Response(report.model_dump_json(), media_type="application/json")
 
 

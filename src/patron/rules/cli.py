@@ -12,8 +12,9 @@ from rich.table import Table
 
 # `app` exists before patron.cli is imported: patron.cli registers it at its end, and either
 # module may be imported first.
-app: typer.Typer = typer.Typer(help="Rule sets: show, export, import, versions, diff, simulate.",
-                  no_args_is_help=True)
+app: typer.Typer = typer.Typer(
+    help="Rule sets: show, export, import, versions, diff, simulate.", no_args_is_help=True
+)
 
 from patron.cli import DatabaseUrl, _database, console  # noqa: E402
 
@@ -79,8 +80,11 @@ def summary(rule: Any) -> str:
     if kind == "tier_multiplier":
         return ", ".join(f"{tier} ×{factor:f}" for tier, factor in rule.factors.items())
     if kind == "time_weight":
-        hours = (f" {rule.from_time:%H:%M}–{rule.to_time:%H:%M}"
-                 if rule.from_time is not None and rule.to_time is not None else "")
+        hours = (
+            f" {rule.from_time:%H:%M}–{rule.to_time:%H:%M}"
+            if rule.from_time is not None and rule.to_time is not None
+            else ""
+        )
         return f"{', '.join(rule.days)}{hours} ×{rule.factor:f}"
     if kind == "promotion":
         parts = [f"×{rule.factor:f}"] if rule.factor != 1 else []
@@ -109,9 +113,11 @@ def _program(session: Any, code: str) -> Any:
 
 
 @app.command("show")
-def show(program: ProgramOpt,
-         version: Annotated[int | None, typer.Option(min=1, help="Default: current")] = None,
-         database_url: DatabaseUrl = None) -> None:
+def show(
+    program: ProgramOpt,
+    version: Annotated[int | None, typer.Option(min=1, help="Default: current")] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
     """The rules of a program's rule set, in the order they are listed."""
     from patron.errors import PatronError
     from patron.rules import service as rules
@@ -125,22 +131,31 @@ def show(program: ProgramOpt,
             doc = rules.validate_doc(row.document)
     except PatronError as exc:
         raise _fail(exc.code, exc.detail) from None
-    table = Table("id", "kind", "enabled", "window", "summary",
-                  title=f"{program} rule set version {shown}"
-                  f"{' (current)' if current else ''}: combine {doc.combine}, "
-                  f"rounding {doc.rounding}")
+    table = Table(
+        "id",
+        "kind",
+        "enabled",
+        "window",
+        "summary",
+        title=f"{program} rule set version {shown}"
+        f"{' (current)' if current else ''}: combine {doc.combine}, "
+        f"rounding {doc.rounding}",
+    )
     for rule in doc.rules:
-        table.add_row(rule.id, rule.kind, "yes" if rule.enabled else "no", _window(rule),
-                      summary(rule))
+        table.add_row(
+            rule.id, rule.kind, "yes" if rule.enabled else "no", _window(rule), summary(rule)
+        )
     console.print(table)
 
 
 @app.command("export")
-def export(program: ProgramOpt,
-           format: Annotated[str, typer.Option("--format", help="json or yaml")] = "json",
-           output: Annotated[Path | None, typer.Option("--output", help="Default: stdout")] = None,
-           version: Annotated[int | None, typer.Option(min=1, help="Default: current")] = None,
-           database_url: DatabaseUrl = None) -> None:
+def export(
+    program: ProgramOpt,
+    format: Annotated[str, typer.Option("--format", help="json or yaml")] = "json",
+    output: Annotated[Path | None, typer.Option("--output", help="Default: stdout")] = None,
+    version: Annotated[int | None, typer.Option(min=1, help="Default: current")] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
     """Write a rule set document as JSON or YAML (what `import` reads back)."""
     from patron.errors import PatronError
     from patron.rules import service as rules
@@ -157,10 +172,12 @@ def export(program: ProgramOpt,
 
 
 @app.command("import")
-def import_rules(program: ProgramOpt,
-                 file: Annotated[Path, typer.Argument(help="A .json, .yaml or .yml document")],
-                 note: Annotated[str | None, typer.Option(help="Why the rules change")] = None,
-                 database_url: DatabaseUrl = None) -> None:
+def import_rules(
+    program: ProgramOpt,
+    file: Annotated[Path, typer.Argument(help="A .json, .yaml or .yml document")],
+    note: Annotated[str | None, typer.Option(help="Why the rules change")] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
     """Publish a rule set document from a file as the program's next version."""
     from patron import clock
     from patron.audit.service import CLI
@@ -180,8 +197,12 @@ def import_rules(program: ProgramOpt,
         raise _fail(exc.code, exc.detail) from None
     changes = rules.diff(old, doc)
     said = "; ".join(f"{k}: {', '.join(v)}" for k, v in changes.items() if v) or "no rule changed"
-    console.print(f"[green]rule set version {version} published[/] for {program} "
-                  f"({len(doc.rules)} rules; {said})", highlight=False, soft_wrap=True)
+    console.print(
+        f"[green]rule set version {version} published[/] for {program} "
+        f"({len(doc.rules)} rules; {said})",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command("versions")
@@ -196,17 +217,25 @@ def versions(program: ProgramOpt, database_url: DatabaseUrl = None) -> None:
         with db.unit_of_work(readonly=True) as session:
             prog = _program(session, program)
             for row in rules.list_versions(session, prog):
-                table.add_row(str(row.version), f"{row.created_at:%Y-%m-%d %H:%M}", row.actor,
-                              row.note or "", "yes" if row.version == prog.rule_version else "")
+                table.add_row(
+                    str(row.version),
+                    f"{row.created_at:%Y-%m-%d %H:%M}",
+                    row.actor,
+                    row.note or "",
+                    "yes" if row.version == prog.rule_version else "",
+                )
     except PatronError as exc:
         raise _fail(exc.code, exc.detail) from None
     console.print(table)
 
 
 @app.command("diff")
-def diff(program: ProgramOpt, from_version: Annotated[int, typer.Argument(min=1)],
-         to_version: Annotated[int, typer.Argument(min=1)],
-         database_url: DatabaseUrl = None) -> None:
+def diff(
+    program: ProgramOpt,
+    from_version: Annotated[int, typer.Argument(min=1)],
+    to_version: Annotated[int, typer.Argument(min=1)],
+    database_url: DatabaseUrl = None,
+) -> None:
     """Rules added, removed and changed from one version to another."""
     from patron.errors import PatronError
     from patron.rules import service as rules
@@ -221,28 +250,32 @@ def diff(program: ProgramOpt, from_version: Annotated[int, typer.Argument(min=1)
     for key in ("added", "removed", "changed", "settings"):
         typer.echo(f"{key}: {', '.join(result[key]) or '-'}")
     for rule_id, change in result["rules"].items():
-        typer.echo(f"\n{rule_id}:\n  - {json.dumps(change['from'], ensure_ascii=False)}"
-                   f"\n  + {json.dumps(change['to'], ensure_ascii=False)}")
+        typer.echo(
+            f"\n{rule_id}:\n  - {json.dumps(change['from'], ensure_ascii=False)}"
+            f"\n  + {json.dumps(change['to'], ensure_ascii=False)}"
+        )
 
 
 def _parse_date(value: str, option: str) -> date:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)",
-                                 param_hint=option) from None
+        raise typer.BadParameter(
+            f"{value!r} is not a date (YYYY-MM-DD)", param_hint=option
+        ) from None
 
 
 @app.command("simulate")
-def simulate(program: ProgramOpt,
-             file: Annotated[Path, typer.Argument(help="The proposed rule set (.json/.yaml)")],
-             date_from: Annotated[str, typer.Option("--from", help="First local date")],
-             date_to: Annotated[str, typer.Option("--to", help="Last local date")],
-             top: Annotated[int, typer.Option(min=1, max=1000)] = 10,
-             format: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
-             output: Annotated[Path | None, typer.Option("--output",
-                                                         help="Default: stdout")] = None,
-             database_url: DatabaseUrl = None) -> None:
+def simulate(
+    program: ProgramOpt,
+    file: Annotated[Path, typer.Argument(help="The proposed rule set (.json/.yaml)")],
+    date_from: Annotated[str, typer.Option("--from", help="First local date")],
+    date_to: Annotated[str, typer.Option("--to", help="Last local date")],
+    top: Annotated[int, typer.Option(min=1, max=1000)] = 10,
+    format: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+    output: Annotated[Path | None, typer.Option("--output", help="Default: stdout")] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
     """What a proposed rule set would have given on past purchases; changes nothing."""
     from patron.errors import PatronError
     from patron.rules import service as rules
@@ -258,8 +291,9 @@ def simulate(program: ProgramOpt,
     try:
         proposed = rules.validate_doc(data)
         with db.unit_of_work(readonly=True) as session:
-            report = what_if.simulate(session, _program(session, program), proposed,
-                                      date_from=start, date_to=end, top=top)
+            report = what_if.simulate(
+                session, _program(session, program), proposed, date_from=start, date_to=end, top=top
+            )
     except PatronError as exc:
         raise _fail(exc.code, exc.detail) from None
     if format == "csv":
@@ -293,8 +327,12 @@ def _print_report(data: dict[str, Any], output: Path | None) -> None:
             continue
         table = Table(*value[0].keys(), title=key.replace("_", " "))
         for row in value:
-            table.add_row(*(json.dumps(v, ensure_ascii=False) if isinstance(v, list | dict)
-                            else str(v) for v in row.values()))
+            table.add_row(
+                *(
+                    json.dumps(v, ensure_ascii=False) if isinstance(v, list | dict) else str(v)
+                    for v in row.values()
+                )
+            )
         target.print(table)
     if output is not None:
         target.file.close()

@@ -142,8 +142,10 @@ def _why_not(rule: Any, order: Order, member: MemberContext, local: datetime) ->
     if rule.channels is not None and order.channel not in rule.channels:
         return f"channel {order.channel or '(none)'} is not one of {', '.join(rule.channels)}"
     if rule.payment_methods is not None and order.payment_method not in rule.payment_methods:
-        return (f"payment method {order.payment_method or '(none)'} is not one of "
-                f"{', '.join(rule.payment_methods)}")
+        return (
+            f"payment method {order.payment_method or '(none)'} is not one of "
+            f"{', '.join(rule.payment_methods)}"
+        )
     cond = rule.conditions
     if cond is None:
         return None
@@ -159,12 +161,12 @@ def _why_not(rule: Any, order: Order, member: MemberContext, local: datetime) ->
         for key, wanted in cond.attributes.items():
             if member.attributes.get(key) != wanted:
                 return f"member attribute {key} is not {wanted!r}"
-    if cond.joined_within_days is not None:
-        if member.joined_on is None or (day - member.joined_on).days > cond.joined_within_days:
-            return f"member joined more than {cond.joined_within_days} days ago"
-    if cond.birthday_month:
-        if member.birthday is None or member.birthday.month != day.month:
-            return "not the member's birthday month"
+    if cond.joined_within_days is not None and (
+        member.joined_on is None or (day - member.joined_on).days > cond.joined_within_days
+    ):
+        return f"member joined more than {cond.joined_within_days} days ago"
+    if cond.birthday_month and (member.birthday is None or member.birthday.month != day.month):
+        return "not the member's birthday month"
     if cond.min_purchases is not None and member.purchases < cond.min_purchases:
         return f"{member.purchases} earlier purchases, {cond.min_purchases} needed"
     return None
@@ -217,9 +219,13 @@ def evaluate(
         reason = _why_not(rule, order, member, local)
         if reason is None and isinstance(rule, TimeWeight):
             reason = _time_weight_miss(rule, local)
-        if reason is None and isinstance(rule, Promotion) and rule.budget_points is not None:
-            if budgets.get(rule.id, rule.budget_points) <= 0:
-                reason = "budget used up"
+        if (
+            reason is None
+            and isinstance(rule, Promotion)
+            and rule.budget_points is not None
+            and budgets.get(rule.id, rule.budget_points) <= 0
+        ):
+            reason = "budget used up"
         if reason is None and isinstance(rule, TierMultiplier) and member.tier not in rule.factors:
             reason = f"tier {member.tier or '(none)'} has no factor"
         if reason is not None:
@@ -230,25 +236,39 @@ def evaluate(
     # Stage 2: exclusions and the part paid with points.
     excluded: set[str] = set()
     for rule in (r for r in active if r.kind == "exclude"):
-        dropped = [ln for ln in lines
-                   if ln.id not in excluded and rule.match.matches(ln.sku, ln.category)]
+        dropped = [
+            ln for ln in lines if ln.id not in excluded and rule.match.matches(ln.sku, ln.category)
+        ]
         if not dropped:
             steps.append(_skip(rule, "no line matches"))
             continue
         excluded.update(ln.id for ln in dropped)
         amount = sum((ln.amount for ln in dropped), Decimal(0))
-        steps.append(_step(rule, True, f"lines {', '.join(ln.id for ln in dropped)} "
-                           f"({_num(amount)} {order.currency}) earn nothing",
-                           lines=[ln.id for ln in dropped], amount=_num(amount)))
+        steps.append(
+            _step(
+                rule,
+                True,
+                f"lines {', '.join(ln.id for ln in dropped)} "
+                f"({_num(amount)} {order.currency}) earn nothing",
+                lines=[ln.id for ln in dropped],
+                amount=_num(amount),
+            )
+        )
     eligible = [Decimal(0) if ln.id in excluded else ln.amount for ln in lines]
     eligible_total = sum(eligible, Decimal(0))
     if order.paid_with_points > 0 and not order.earn_on_redeemed and eligible_total > 0:
         cut = min(order.paid_with_points, eligible_total)
         scale = (eligible_total - cut) / eligible_total
         eligible = [amount * scale for amount in eligible]
-        steps.append({"rule": "paid_with_points", "kind": "paid_with_points", "applied": True,
-                      "detail": f"{_num(cut)} {order.currency} paid with points earns nothing",
-                      "amount": _num(cut)})
+        steps.append(
+            {
+                "rule": "paid_with_points",
+                "kind": "paid_with_points",
+                "applied": True,
+                "detail": f"{_num(cut)} {order.currency} paid with points earns nothing",
+                "amount": _num(cut),
+            }
+        )
         eligible_total -= cut
 
     # Stage 3: the base rate.
@@ -263,38 +283,65 @@ def evaluate(
             base_points = int(full_units) * rule.points
             how = f": {rule.points} points for each full {_grouped(rule.per_amount)}"
         else:
-            base_points = round_points(eligible_total * rule.points / rule.per_amount,
-                                       Rounding(rule.rounding))
+            base_points = round_points(
+                eligible_total * rule.points / rule.per_amount, Rounding(rule.rounding)
+            )
             how = f" × {rule.points}/{_grouped(rule.per_amount)}, rounded {rule.rounding}"
-        steps.append(_step(rule, True,
-                           f"{_grouped(eligible_total)} {order.currency}{how} = {base_points}",
-                           amount=_num(eligible_total), currency=order.currency,
-                           points_per=rule.points, per_amount=_num(rule.per_amount),
-                           mode=rule.mode, rounding=rule.rounding, result=base_points))
+        steps.append(
+            _step(
+                rule,
+                True,
+                f"{_grouped(eligible_total)} {order.currency}{how} = {base_points}",
+                amount=_num(eligible_total),
+                currency=order.currency,
+                points_per=rule.points,
+                per_amount=_num(rule.per_amount),
+                mode=rule.mode,
+                rounding=rule.rounding,
+                result=base_points,
+            )
+        )
     line_base = split_proportionally(base_points, eligible) if base_points else [0] * len(lines)
 
     # Stage 4: product multipliers on the base points of matched lines.
     per_line_factors: list[list[Decimal]] = [[] for _ in lines]
     for rule in (r for r in active if isinstance(r, ProductMultiplier)):
-        chosen = [i for i, ln in enumerate(lines)
-                  if ln.id not in excluded and rule.match.matches(ln.sku, ln.category)]
+        chosen = [
+            i
+            for i, ln in enumerate(lines)
+            if ln.id not in excluded and rule.match.matches(ln.sku, ln.category)
+        ]
         if not chosen:
             steps.append(_skip(rule, "no line matches"))
             continue
         # In multiply mode a second multiplier on a line acts on what the first made of it, so
         # the step's before/after are what this rule really changed (the steps add up).
-        line_before = sum((Decimal(line_base[i]) * (_combine(per_line_factors[i], "multiply")
-                                                    if doc.combine == "multiply" else ONE)
-                           for i in chosen), Decimal(0))
+        line_before = sum(
+            (
+                Decimal(line_base[i])
+                * (_combine(per_line_factors[i], "multiply") if doc.combine == "multiply" else ONE)
+                for i in chosen
+            ),
+            Decimal(0),
+        )
         for i in chosen:
             per_line_factors[i].append(rule.factor)
-        steps.append(_step(rule, True,
-                           f"lines {', '.join(lines[i].id for i in chosen)}: {_num(line_before)} × "
-                           f"{_num(rule.factor)}", factor=_num(rule.factor),
-                           lines=[lines[i].id for i in chosen], before=_num(line_before),
-                           after=_num(line_before * rule.factor)))
-    values = [Decimal(line_base[i]) * _combine(per_line_factors[i], doc.combine)
-              for i in range(len(lines))]
+        steps.append(
+            _step(
+                rule,
+                True,
+                f"lines {', '.join(lines[i].id for i in chosen)}: {_num(line_before)} × "
+                f"{_num(rule.factor)}",
+                factor=_num(rule.factor),
+                lines=[lines[i].id for i in chosen],
+                before=_num(line_before),
+                after=_num(line_before * rule.factor),
+            )
+        )
+    values = [
+        Decimal(line_base[i]) * _combine(per_line_factors[i], doc.combine)
+        for i in range(len(lines))
+    ]
     running = sum(values, Decimal(0))
 
     # Stage 5: order factors.
@@ -302,57 +349,103 @@ def evaluate(
     # The tier definition's multiplier is an order factor like the others, unless the rule set
     # has its own enabled tier_multiplier rule: that rule is the more specific setting and wins
     # (applying both would multiply the tier twice).
-    if (member.tier_factor is not None and member.tier_factor != ONE and member.tier is not None
-            and not any(isinstance(r, TierMultiplier) and r.enabled for r in doc.rules)):
+    if (
+        member.tier_factor is not None
+        and member.tier_factor != ONE
+        and member.tier is not None
+        and not any(isinstance(r, TierMultiplier) and r.enabled for r in doc.rules)
+    ):
         factor_rules.append((TierBenefit(id=f"tier:{member.tier}"), member.tier_factor))
     for rule in active:
         if isinstance(rule, TierMultiplier):
             factor_rules.append((rule, rule.factors[member.tier or ""]))
-        elif isinstance(rule, TimeWeight):
-            factor_rules.append((rule, rule.factor))
-        elif isinstance(rule, Promotion) and rule.factor != ONE:
+        elif isinstance(rule, TimeWeight) or (isinstance(rule, Promotion) and rule.factor != ONE):
             factor_rules.append((rule, rule.factor))
     budget_used: dict[str, int] = {}
     if factor_rules:
         if doc.combine == "multiply":
             for rule, factor in factor_rules:
                 after = running * factor
-                steps.append(_step(rule, True, f"{_num(running)} × {_num(factor)} = {_num(after)}",
-                                   factor=_num(factor), before=_num(running), after=_num(after),
-                                   **({"tier": member.tier} if rule.kind in TIER_KINDS else {})))
+                steps.append(
+                    _step(
+                        rule,
+                        True,
+                        f"{_num(running)} × {_num(factor)} = {_num(after)}",
+                        factor=_num(factor),
+                        before=_num(running),
+                        after=_num(after),
+                        **({"tier": member.tier} if rule.kind in TIER_KINDS else {}),
+                    )
+                )
                 running = after
         else:
             combined = _combine([f for _, f in factor_rules], "add")
             for rule, factor in factor_rules:
-                steps.append(_step(rule, True, f"adds {_num(factor - ONE)} to the factor",
-                                   factor=_num(factor), adds=_num(factor - ONE),
-                                   **({"tier": member.tier} if rule.kind in TIER_KINDS else {})))
+                steps.append(
+                    _step(
+                        rule,
+                        True,
+                        f"adds {_num(factor - ONE)} to the factor",
+                        factor=_num(factor),
+                        adds=_num(factor - ONE),
+                        **({"tier": member.tier} if rule.kind in TIER_KINDS else {}),
+                    )
+                )
             after = running * combined
-            steps.append({"rule": "combined_factor", "kind": "combined_factor", "applied": True,
-                          "detail": f"{_num(running)} × {_num(combined)} = {_num(after)}",
-                          "factor": _num(combined), "before": _num(running), "after": _num(after)})
+            steps.append(
+                {
+                    "rule": "combined_factor",
+                    "kind": "combined_factor",
+                    "applied": True,
+                    "detail": f"{_num(running)} × {_num(combined)} = {_num(after)}",
+                    "factor": _num(combined),
+                    "before": _num(running),
+                    "after": _num(after),
+                }
+            )
             running = after
         total_factor = _combine([f for _, f in factor_rules], doc.combine)
         values = [v * total_factor for v in values]
     points = round_points(running, Rounding(doc.rounding))
     if Decimal(points) != running:
-        steps.append({"rule": "rounding", "kind": "rounding", "applied": True,
-                      "detail": f"{_num(running)} rounded {doc.rounding} = {points}",
-                      "before": _num(running), "after": points, "rounding": doc.rounding})
+        steps.append(
+            {
+                "rule": "rounding",
+                "kind": "rounding",
+                "applied": True,
+                "detail": f"{_num(running)} rounded {doc.rounding} = {points}",
+                "before": _num(running),
+                "after": points,
+                "rounding": doc.rounding,
+            }
+        )
 
     # Budgeted promotion factors: the extra points they add may not exceed what is left.
-    for rule, factor in factor_rules:
+    for rule, _factor in factor_rules:
         if not isinstance(rule, Promotion) or rule.budget_points is None:
             continue
         others = [f for r, f in factor_rules if r is not rule]
-        base_running = sum((Decimal(line_base[i]) * _combine(per_line_factors[i], doc.combine)
-                            for i in range(len(lines))), Decimal(0))
+        base_running = sum(
+            (
+                Decimal(line_base[i]) * _combine(per_line_factors[i], doc.combine)
+                for i in range(len(lines))
+            ),
+            Decimal(0),
+        )
         without = round_points(base_running * _combine(others, doc.combine), Rounding(doc.rounding))
         extra = max(0, points - without)
         left = budgets.get(rule.id, rule.budget_points)
         if extra > left:
-            steps.append(_step(rule, True, f"budget left {left}: adds {left}, not {extra}",
-                               budget_left=left, before=points, after=without + left))
+            steps.append(
+                _step(
+                    rule,
+                    True,
+                    f"budget left {left}: adds {left}, not {extra}",
+                    budget_left=left,
+                    before=points,
+                    after=without + left,
+                )
+            )
             points = without + left
             extra = left
         budget_used[rule.id] = budget_used.get(rule.id, 0) + extra
@@ -363,7 +456,8 @@ def evaluate(
         per_unit: list[tuple[int, int]] = [
             (i, int(ln.quantity.to_integral_value(rounding=ROUND_FLOOR)))
             for i, ln in enumerate(lines)
-            if ln.id not in excluded and rule.match.matches(ln.sku, ln.category)]
+            if ln.id not in excluded and rule.match.matches(ln.sku, ln.category)
+        ]
         unit_count = sum(count for _, count in per_unit)
         if unit_count == 0:
             steps.append(_skip(rule, "no line matches"))
@@ -372,9 +466,17 @@ def evaluate(
             fixed_per_line[i] += rule.points_per_unit * count
         bonus = rule.points_per_unit * unit_count
         points += bonus
-        steps.append(_step(rule, True, f"{unit_count} × {rule.points_per_unit} = +{bonus}",
-                           units=unit_count, points_per_unit=rule.points_per_unit, added=bonus,
-                           after=points))
+        steps.append(
+            _step(
+                rule,
+                True,
+                f"{unit_count} × {rule.points_per_unit} = +{bonus}",
+                units=unit_count,
+                points_per_unit=rule.points_per_unit,
+                added=bonus,
+                after=points,
+            )
+        )
     for rule in active:
         added = 0
         if isinstance(rule, Promotion) and rule.bonus_points:
@@ -392,15 +494,28 @@ def evaluate(
     # Stage 7: caps.
     caps: list[str] = []
     for rule in (r for r in active if isinstance(r, Cap)):
-        already = {"order": 0, "member_day": member.earned_day, "member_month": member.earned_month,
-                   "member_year": member.earned_year}[rule.per]
+        already = {
+            "order": 0,
+            "member_day": member.earned_day,
+            "member_month": member.earned_month,
+            "member_year": member.earned_year,
+        }[rule.per]
         allowed = max(0, rule.max_points - already)
         caps.append(rule.per)
         if points > allowed:
-            steps.append(_step(rule, True, f"capped at {allowed} ({rule.per.replace('_', ' ')} "
-                               f"limit {rule.max_points}, {already} already earned)",
-                               per=rule.per, max_points=rule.max_points, already=already,
-                               before=points, after=allowed))
+            steps.append(
+                _step(
+                    rule,
+                    True,
+                    f"capped at {allowed} ({rule.per.replace('_', ' ')} "
+                    f"limit {rule.max_points}, {already} already earned)",
+                    per=rule.per,
+                    max_points=rule.max_points,
+                    already=already,
+                    before=points,
+                    after=allowed,
+                )
+            )
             removed = points - allowed
             points = allowed
             # What a cap removes comes out of the promotions' budget use first, last one first.
@@ -409,15 +524,24 @@ def evaluate(
                 budget_used[rule_id] -= back
                 removed -= back
         else:
-            steps.append(_skip(rule, f"{points} is within the {rule.per.replace('_', ' ')} limit "
-                               f"({allowed} left)"))
+            steps.append(
+                _skip(
+                    rule,
+                    f"{points} is within the {rule.per.replace('_', ' ')} limit ({allowed} left)",
+                )
+            )
 
     weights = [v + fixed_per_line[i] for i, v in enumerate(values)]
     if sum(weights, Decimal(0)) <= 0:
         weights = [ln.amount for ln in lines]
     line_points = split_proportionally(points, weights) if order.lines else []
-    return Evaluation(points=points, line_points=line_points, steps=steps,
-                      budget_used={k: v for k, v in budget_used.items() if v}, caps=caps)
+    return Evaluation(
+        points=points,
+        line_points=line_points,
+        steps=steps,
+        budget_used={k: v for k, v in budget_used.items() if v},
+        caps=caps,
+    )
 
 
 @dataclass
@@ -441,14 +565,27 @@ def period_key(limit: str, event: str, local_day: date) -> str | None:
     return f"event:{event}:{local_day.year}"
 
 
-def evaluate_event(doc: RuleSetDoc, event: str, *, occurred_at: datetime, timezone: str,
-                   member: MemberContext | None = None, store: str | None = None,
-                   channel: str | None = None) -> EventEvaluation:
+def evaluate_event(
+    doc: RuleSetDoc,
+    event: str,
+    *,
+    occurred_at: datetime,
+    timezone: str,
+    member: MemberContext | None = None,
+    store: str | None = None,
+    channel: str | None = None,
+) -> EventEvaluation:
     """Points for a non-purchase event; the caller checks the period counter is still free."""
     member = member or MemberContext()
     local = occurred_at.astimezone(ZoneInfo(timezone))
-    order = Order(currency="", total=Decimal(0), occurred_at=occurred_at, timezone=timezone,
-                  store=store, channel=channel)
+    order = Order(
+        currency="",
+        total=Decimal(0),
+        occurred_at=occurred_at,
+        timezone=timezone,
+        store=store,
+        channel=channel,
+    )
     candidates = [r for r in doc.rules if isinstance(r, Event) and r.event == event]
     steps: list[dict[str, Any]] = []
     for rule in candidates:
@@ -456,8 +593,21 @@ def evaluate_event(doc: RuleSetDoc, event: str, *, occurred_at: datetime, timezo
         if reason is not None:
             steps.append(_skip(rule, reason))
             continue
-        steps.append(_step(rule, True, f"{event}: +{rule.points}", event=event, added=rule.points,
-                           limit=rule.limit, after=rule.points))
-        return EventEvaluation(rule=rule, points=rule.points,
-                               period_key=period_key(rule.limit, event, local.date()), steps=steps)
+        steps.append(
+            _step(
+                rule,
+                True,
+                f"{event}: +{rule.points}",
+                event=event,
+                added=rule.points,
+                limit=rule.limit,
+                after=rule.points,
+            )
+        )
+        return EventEvaluation(
+            rule=rule,
+            points=rule.points,
+            period_key=period_key(rule.limit, event, local.date()),
+            steps=steps,
+        )
     return EventEvaluation(rule=None, points=0, period_key=None, steps=steps)

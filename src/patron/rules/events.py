@@ -45,8 +45,11 @@ class EventRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     member: MemberRef
-    event: str = Field(pattern=EVENT_NAME, description="signup, birthday, profile_completed, "
-                       "review, newsletter, referral or a custom event named in the rule set")
+    event: str = Field(
+        pattern=EVENT_NAME,
+        description="signup, birthday, profile_completed, "
+        "review, newsletter, referral or a custom event named in the rule set",
+    )
     occurred_at: AwareDatetime | None = Field(None, description="When it happened; default now")
     store: str | None = Field(None, min_length=1, max_length=40)
     channel: Literal["pos", "online", "app"] | None = None
@@ -73,20 +76,27 @@ def _occurred_at(value: datetime | None, now: datetime) -> datetime:
 
 
 def _claimed(session: Session, account: Account, period_key: str) -> bool:
-    return session.scalar(
-        select(EventClaim.id).where(EventClaim.account_id == account.id,
-                                    EventClaim.period_key == period_key)
-    ) is not None
+    return (
+        session.scalar(
+            select(EventClaim.id).where(
+                EventClaim.account_id == account.id, EventClaim.period_key == period_key
+            )
+        )
+        is not None
+    )
 
 
-def record_event(session: Session, program: Program, req: EventRequest, *, actor: Actor,
-                 now: datetime) -> EventOut:
+def record_event(
+    session: Session, program: Program, req: EventRequest, *, actor: Actor, now: datetime
+) -> EventOut:
     """Credit the points the current rule set gives for `req.event`, within its limit."""
     occurred_at = _occurred_at(req.occurred_at, now)
     doc = rules.document(session, program)
     if not any(isinstance(r, Event) and r.enabled and r.event == req.event for r in doc.rules):
-        raise Invalid(f"program {program.code} has no enabled rule for event {req.event!r}",
-                      code="unknown_event")
+        raise Invalid(
+            f"program {program.code} has no enabled rule for event {req.event!r}",
+            code="unknown_event",
+        )
     store_id = None
     if req.store is not None:
         try:
@@ -99,45 +109,78 @@ def record_event(session: Session, program: Program, req: EventRequest, *, actor
     # The account lock serialises this member's events: check the claim, then write it.
     account = ledger.open_account(session, program_id=program.id, member_id=member.id, now=now)
     ledger.settle_due(session, account, now)
-    context = rules.member_context(session, program, account, member, occurred_at,
-                                   rules.needs(doc))
-    result = evaluate_event(doc, req.event, occurred_at=occurred_at, timezone=program.timezone,
-                            member=context, store=req.store, channel=req.channel)
+    context = rules.member_context(session, program, account, member, occurred_at, rules.needs(doc))
+    result = evaluate_event(
+        doc,
+        req.event,
+        occurred_at=occurred_at,
+        timezone=program.timezone,
+        member=context,
+        store=req.store,
+        channel=req.channel,
+    )
     if result.rule is None:
         reasons = "; ".join(str(s.get("reason")) for s in result.steps if not s.get("applied"))
-        raise Conflict(f"event {req.event!r} earns nothing now: {reasons}",
-                       code="event_not_eligible")
+        raise Conflict(
+            f"event {req.event!r} earns nothing now: {reasons}", code="event_not_eligible"
+        )
     if result.period_key is not None and _claimed(session, account, result.period_key):
-        raise Conflict(_limit_message(req.event, result.rule.limit, result.period_key),
-                       code="event_limit_reached")
+        raise Conflict(
+            _limit_message(req.event, result.rule.limit, result.period_key),
+            code="event_limit_reached",
+        )
 
     source = ledger.Source(actor=str(actor), store_id=store_id, channel=req.channel)
     entry = ledger.credit(
-        session, account, kind="earn", points=result.points, now=now, occurred_at=occurred_at,
-        source=source, reason=f"event {req.event}", breakdown=result.steps,
+        session,
+        account,
+        kind="earn",
+        points=result.points,
+        now=now,
+        occurred_at=occurred_at,
+        source=source,
+        reason=f"event {req.event}",
+        breakdown=result.steps,
         rule_version=program.rule_version,
-        expires_at=expires_at(occurred_at, kind=program.expiry_kind, months=program.expiry_months,
-                              timezone=program.timezone),
+        expires_at=expires_at(
+            occurred_at,
+            kind=program.expiry_kind,
+            months=program.expiry_months,
+            timezone=program.timezone,
+        ),
         qualifying=result.points if result.rule.qualifying else 0,
     )
     if result.period_key is not None:
         try:
             with session.begin_nested():
-                session.add(EventClaim(account_id=account.id, period_key=result.period_key,
-                                       entry_id=entry.id, created_at=now))
+                session.add(
+                    EventClaim(
+                        account_id=account.id,
+                        period_key=result.period_key,
+                        entry_id=entry.id,
+                        created_at=now,
+                    )
+                )
         except IntegrityError:  # pragma: no cover - the account lock makes this unreachable
-            raise Conflict(_limit_message(req.event, result.rule.limit, result.period_key),
-                           code="event_limit_reached") from None
+            raise Conflict(
+                _limit_message(req.event, result.rule.limit, result.period_key),
+                code="event_limit_reached",
+            ) from None
     expiry = entry.details.get("expires_at") if entry.details else None
     if expiry is not None and datetime.fromisoformat(expiry) <= now:
         ledger.settle_due(session, account, now, actor=str(actor))
     session.flush()
     tiers.upgrade_if_qualified(session, program, account, now=now, actor=actor)
     stores = {store_id: req.store} if store_id is not None and req.store else {}
-    return EventOut(member_id=member.id, event=req.event, rule=result.rule.id,
-                    points=result.points, period_key=result.period_key,
-                    entry=views.entry_out(entry, stores),
-                    totals=views.totals(session, account, now, settled=True))
+    return EventOut(
+        member_id=member.id,
+        event=req.event,
+        rule=result.rule.id,
+        points=result.points,
+        period_key=result.period_key,
+        entry=views.entry_out(entry, stores),
+        totals=views.totals(session, account, now, settled=True),
+    )
 
 
 def _limit_message(event: str, limit: str, period_key: str) -> str:
@@ -161,22 +204,41 @@ class ExplanationOut(BaseModel):
 
 
 _PLAIN: dict[str, dict[str, str]] = {
-    "earn": {"en": "{points} points earned: {reason}", "ko": "{points}포인트 적립: {reason}",
-             "zh": "获得 {points} 积分:{reason}"},
-    "redeem": {"en": "{points} points used: {reason}", "ko": "{points}포인트 사용: {reason}",
-               "zh": "使用 {points} 积分:{reason}"},
-    "expire": {"en": "{points} points expired", "ko": "{points}포인트 소멸",
-               "zh": "{points} 积分已过期"},
-    "adjust_plus": {"en": "{points} points added by staff: {reason}",
-                    "ko": "직원이 {points}포인트 지급: {reason}",
-                    "zh": "工作人员增加 {points} 积分:{reason}"},
-    "adjust_minus": {"en": "{points} points removed by staff: {reason}",
-                     "ko": "직원이 {points}포인트 차감: {reason}",
-                     "zh": "工作人员扣除 {points} 积分:{reason}"},
-    "reverse_plus": {"en": "{points} points given back: {reason}",
-                     "ko": "{points}포인트 반환: {reason}", "zh": "退回 {points} 积分:{reason}"},
-    "reverse_minus": {"en": "{points} points taken back: {reason}",
-                      "ko": "{points}포인트 회수: {reason}", "zh": "收回 {points} 积分:{reason}"},
+    "earn": {
+        "en": "{points} points earned: {reason}",
+        "ko": "{points}포인트 적립: {reason}",
+        "zh": "获得 {points} 积分:{reason}",
+    },
+    "redeem": {
+        "en": "{points} points used: {reason}",
+        "ko": "{points}포인트 사용: {reason}",
+        "zh": "使用 {points} 积分:{reason}",
+    },
+    "expire": {
+        "en": "{points} points expired",
+        "ko": "{points}포인트 소멸",
+        "zh": "{points} 积分已过期",
+    },
+    "adjust_plus": {
+        "en": "{points} points added by staff: {reason}",
+        "ko": "직원이 {points}포인트 지급: {reason}",
+        "zh": "工作人员增加 {points} 积分:{reason}",
+    },
+    "adjust_minus": {
+        "en": "{points} points removed by staff: {reason}",
+        "ko": "직원이 {points}포인트 차감: {reason}",
+        "zh": "工作人员扣除 {points} 积分:{reason}",
+    },
+    "reverse_plus": {
+        "en": "{points} points given back: {reason}",
+        "ko": "{points}포인트 반환: {reason}",
+        "zh": "退回 {points} 积分:{reason}",
+    },
+    "reverse_minus": {
+        "en": "{points} points taken back: {reason}",
+        "ko": "{points}포인트 회수: {reason}",
+        "zh": "收回 {points} 积分:{reason}",
+    },
 }
 
 
@@ -188,8 +250,9 @@ def _plain(entry: Entry, language: str) -> str:
     return template.format(points=f"{abs(entry.points):,}", reason=entry.reason or entry.kind)
 
 
-def explain_entry(session: Session, program: Program, entry_id: int,
-                  language: str | None = None) -> ExplanationOut:
+def explain_entry(
+    session: Session, program: Program, entry_id: int, language: str | None = None
+) -> ExplanationOut:
     """An entry in plain words: its stored breakdown, or one line from its kind and reason."""
     row = session.execute(
         select(Entry, Member.language)
@@ -208,6 +271,12 @@ def explain_entry(session: Session, program: Program, entry_id: int,
     else:
         lines = [_plain(entry, lang)]
         text = lines[0]
-    return ExplanationOut(entry_id=entry.id, kind=entry.kind, points=entry.points,
-                          rule_version=entry.rule_version, language=cast(Language, lang),
-                          lines=lines, text=text)
+    return ExplanationOut(
+        entry_id=entry.id,
+        kind=entry.kind,
+        points=entry.points,
+        rule_version=entry.rule_version,
+        language=cast(Language, lang),
+        lines=lines,
+        text=text,
+    )

@@ -154,11 +154,27 @@ def explain_steps(steps: list[dict[str, Any]], points: int, language: str = "en"
         if key is None:
             out.append(str(step.get("detail", "")))
             continue
-        values = {k: _grouped(v) if k in ("amount", "per_amount", "before", "after", "result",
-                                          "added", "max_points", "already", "budget_left")
-                  else v for k, v in step.items()}
+        values = {
+            k: _grouped(v)
+            if k
+            in (
+                "amount",
+                "per_amount",
+                "before",
+                "after",
+                "result",
+                "added",
+                "max_points",
+                "already",
+                "budget_left",
+            )
+            else v
+            for k, v in step.items()
+        }
         values["label"] = _label(step)
-        values["rounding"] = _ROUNDING.get(str(step.get("rounding")), {}).get(lang, step.get("rounding"))
+        values["rounding"] = _ROUNDING.get(str(step.get("rounding")), {}).get(
+            lang, step.get("rounding")
+        )
         try:
             out.append(_TEXT[key][lang].format(**values))
         except KeyError:

@@ -35,10 +35,12 @@ class Strict(BaseModel):
 class Match(Strict):
     """Which basket lines a product rule is about: any sku or any category listed."""
 
-    skus: list[Annotated[str, Field(min_length=1, max_length=80)]] = Field(default_factory=list,
-                                                                            max_length=1000)
+    skus: list[Annotated[str, Field(min_length=1, max_length=80)]] = Field(
+        default_factory=list, max_length=1000
+    )
     categories: list[Annotated[str, Field(min_length=1, max_length=80)]] = Field(
-        default_factory=list, max_length=1000)
+        default_factory=list, max_length=1000
+    )
 
     @model_validator(mode="after")
     def _not_empty(self) -> Match:
@@ -48,7 +50,8 @@ class Match(Strict):
 
     def matches(self, sku: str | None, category: str | None) -> bool:
         return (sku is not None and sku in self.skus) or (
-            category is not None and category in self.categories)
+            category is not None and category in self.categories
+        )
 
 
 class MinItems(Strict):
@@ -64,14 +67,20 @@ class Conditions(Strict):
     min_amount: Money | None = Field(None, description="Order total at least this much")
     min_items: MinItems | None = None
     tiers: list[Annotated[str, Field(min_length=1, max_length=40)]] | None = Field(
-        None, description="Member's tier code is one of these")
+        None, description="Member's tier code is one of these"
+    )
     attributes: dict[str, Any] | None = Field(
-        None, description="Member attributes equal to these values")
-    joined_within_days: int | None = Field(None, ge=0, le=36500,
-                                           description="Member joined at most this many days ago")
-    birthday_month: bool | None = Field(None, description="The sale is in the member's birthday month")
-    min_purchases: int | None = Field(None, ge=0, le=1_000_000,
-                                      description="Member made at least this many earlier purchases")
+        None, description="Member attributes equal to these values"
+    )
+    joined_within_days: int | None = Field(
+        None, ge=0, le=36500, description="Member joined at most this many days ago"
+    )
+    birthday_month: bool | None = Field(
+        None, description="The sale is in the member's birthday month"
+    )
+    min_purchases: int | None = Field(
+        None, ge=0, le=1_000_000, description="Member made at least this many earlier purchases"
+    )
 
 
 class RuleBase(Strict):
@@ -88,8 +97,9 @@ class RuleBase(Strict):
     @model_validator(mode="after")
     def _window(self) -> RuleBase:
         if self.starts and self.ends and self.ends < self.starts:
-            raise ValueError(f"ends ({self.ends}) is before starts ({self.starts}): "
-                             "the rule could never apply")
+            raise ValueError(
+                f"ends ({self.ends}) is before starts ({self.starts}): the rule could never apply"
+            )
         for name in ("stores", "channels", "payment_methods"):
             if getattr(self, name) == []:
                 raise ValueError(f"{name} is empty: the rule could never apply (omit it for all)")
@@ -165,8 +175,9 @@ class Promotion(RuleBase):
     kind: Literal["promotion"]
     factor: Factor = Decimal(1)
     bonus_points: Points = 0
-    budget_points: int | None = Field(None, ge=1, le=10**12,
-                                      description="Stops once it has given this many extra points")
+    budget_points: int | None = Field(
+        None, ge=1, le=10**12, description="Stops once it has given this many extra points"
+    )
     qualifying: bool = Field(True, description="Points from this rule count towards tiers")
 
     @model_validator(mode="after")
@@ -196,21 +207,41 @@ class Event(RuleBase):
     """Fixed points for something that is not a purchase, recorded through the events API."""
 
     kind: Literal["event"]
-    event: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,59}$",
-                       description="signup, birthday, profile_completed, review, newsletter, "
-                       "referral or any custom name")
+    event: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,59}$",
+        description="signup, birthday, profile_completed, review, newsletter, "
+        "referral or any custom name",
+    )
     points: int = Field(gt=0, le=10_000_000)
     limit: Literal["once", "per_day", "per_month", "per_year", "unlimited"] = "once"
     qualifying: bool = Field(True, description="Points from this rule count towards tiers")
 
 
 Rule = Annotated[
-    BaseRate | Exclude | ProductBonus | ProductMultiplier | TierMultiplier | TimeWeight
-    | Promotion | OrderBonus | Cap | Event,
+    BaseRate
+    | Exclude
+    | ProductBonus
+    | ProductMultiplier
+    | TierMultiplier
+    | TimeWeight
+    | Promotion
+    | OrderBonus
+    | Cap
+    | Event,
     Field(discriminator="kind"),
 ]
-RULE_KINDS = ("base_rate", "exclude", "product_bonus", "product_multiplier", "tier_multiplier",
-              "time_weight", "promotion", "order_bonus", "cap", "event")
+RULE_KINDS = (
+    "base_rate",
+    "exclude",
+    "product_bonus",
+    "product_multiplier",
+    "tier_multiplier",
+    "time_weight",
+    "promotion",
+    "order_bonus",
+    "cap",
+    "event",
+)
 
 
 class RedemptionRules(Strict):
@@ -227,9 +258,11 @@ class RuleSetDoc(Strict):
     combine: Literal["multiply", "add"] = Field(
         "multiply",
         description="How order factors (tier, time, promotion) combine: multiply "
-        "(×1.5 and ×2 → ×3) or add their extra parts (×1.5 and ×2 → ×2.5)")
+        "(×1.5 and ×2 → ×3) or add their extra parts (×1.5 and ×2 → ×2.5)",
+    )
     rounding: Literal["down", "half_up", "up"] = Field(
-        "down", description="Rounding of purchase points after factors")
+        "down", description="Rounding of purchase points after factors"
+    )
     rules: list[Rule] = Field(default_factory=list, max_length=200)
     redemption: RedemptionRules = Field(default_factory=RedemptionRules)
 

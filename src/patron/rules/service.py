@@ -27,9 +27,14 @@ BASE_RULE_ID = "base"
 
 
 def base_rule_from_program(program: Program) -> dict[str, Any]:
-    return {"id": BASE_RULE_ID, "kind": "base_rate", "mode": program.earn_mode,
-            "points": program.earn_points, "per_amount": format(program.earn_per_amount, "f"),
-            "rounding": program.earn_rounding}
+    return {
+        "id": BASE_RULE_ID,
+        "kind": "base_rate",
+        "mode": program.earn_mode,
+        "points": program.earn_points,
+        "per_amount": format(program.earn_per_amount, "f"),
+        "rounding": program.earn_rounding,
+    }
 
 
 @lru_cache(maxsize=256)
@@ -47,12 +52,15 @@ def get_version(session: Session, program: Program, version: int | None = None) 
 
     wanted = version if version is not None else program.rule_version
     row = session.scalars(
-        select(RuleSetVersion).where(RuleSetVersion.program_id == program.id,
-                                     RuleSetVersion.version == wanted)
+        select(RuleSetVersion).where(
+            RuleSetVersion.program_id == program.id, RuleSetVersion.version == wanted
+        )
     ).one_or_none()
     if row is None:
-        raise NotFound(f"program {program.code} has no rule set version {wanted}",
-                       code="rule_version_not_found")
+        raise NotFound(
+            f"program {program.code} has no rule set version {wanted}",
+            code="rule_version_not_found",
+        )
     return row
 
 
@@ -66,10 +74,13 @@ def document(session: Session, program: Program, version: int | None = None) -> 
 def list_versions(session: Session, program: Program) -> list[Any]:
     from patron.rules.models import RuleSetVersion
 
-    return list(session.scalars(
-        select(RuleSetVersion).where(RuleSetVersion.program_id == program.id)
-        .order_by(RuleSetVersion.version.desc())
-    ))
+    return list(
+        session.scalars(
+            select(RuleSetVersion)
+            .where(RuleSetVersion.program_id == program.id)
+            .order_by(RuleSetVersion.version.desc())
+        )
+    )
 
 
 def _check_references(session: Session, program: Program, doc: RuleSetDoc) -> None:
@@ -78,19 +89,26 @@ def _check_references(session: Session, program: Program, doc: RuleSetDoc) -> No
     for index, rule in enumerate(doc.rules):
         for store in rule.stores or []:
             if store not in known:
-                raise Invalid(f"rules[{index}].stores: program {program.code} has no store "
-                              f"{store!r}", code="unknown_store")
+                raise Invalid(
+                    f"rules[{index}].stores: program {program.code} has no store {store!r}",
+                    code="unknown_store",
+                )
     for store in doc.redemption.stores or []:
         if store not in known:
-            raise Invalid(f"redemption.stores: program {program.code} has no store {store!r}",
-                          code="unknown_store")
+            raise Invalid(
+                f"redemption.stores: program {program.code} has no store {store!r}",
+                code="unknown_store",
+            )
 
 
 def diff(old: RuleSetDoc | None, new: RuleSetDoc) -> dict[str, list[str]]:
     before = {r.id: r.model_dump(mode="json") for r in (old.rules if old else [])}
     after = {r.id: r.model_dump(mode="json") for r in new.rules}
     settings_changed = old is None or (old.combine, old.rounding, old.redemption) != (
-        new.combine, new.rounding, new.redemption)
+        new.combine,
+        new.rounding,
+        new.redemption,
+    )
     return {
         "added": [k for k in after if k not in before],
         "removed": [k for k in before if k not in after],
@@ -99,32 +117,51 @@ def diff(old: RuleSetDoc | None, new: RuleSetDoc) -> dict[str, list[str]]:
     }
 
 
-def compare(session: Session, program: Program, from_version: int,
-            to_version: int) -> dict[str, Any]:
+def compare(
+    session: Session, program: Program, from_version: int, to_version: int
+) -> dict[str, Any]:
     """What changed between two stored versions, with both JSONs of every changed rule."""
     old, new = (document(session, program, from_version), document(session, program, to_version))
     changes = diff(old, new)
     before = {r.id: r.model_dump(mode="json", exclude_none=True) for r in old.rules}
     after = {r.id: r.model_dump(mode="json", exclude_none=True) for r in new.rules}
     return {
-        "from": from_version, "to": to_version, **changes,
-        "rules": {rule_id: {"from": before[rule_id], "to": after[rule_id]}
-                  for rule_id in changes["changed"]},
+        "from": from_version,
+        "to": to_version,
+        **changes,
+        "rules": {
+            rule_id: {"from": before[rule_id], "to": after[rule_id]}
+            for rule_id in changes["changed"]
+        },
     }
 
 
-def publish(session: Session, program: Program, doc: RuleSetDoc, *, actor: Actor, now: datetime,
-            note: str | None = None) -> Any:
+def publish(
+    session: Session,
+    program: Program,
+    doc: RuleSetDoc,
+    *,
+    actor: Actor,
+    now: datetime,
+    note: str | None = None,
+) -> Any:
     """Store `doc` as the program's next version and make it current."""
     from patron.rules.models import RuleSetVersion
 
     _check_references(session, program, doc)
-    latest = session.scalar(select(func.max(RuleSetVersion.version))
-                            .where(RuleSetVersion.program_id == program.id))
+    latest = session.scalar(
+        select(func.max(RuleSetVersion.version)).where(RuleSetVersion.program_id == program.id)
+    )
     old = document(session, program) if latest is not None else None
     version = (latest or 0) + 1
-    row = RuleSetVersion(program_id=program.id, version=version, document=_dump(doc), note=note,
-                         actor=str(actor), created_at=now)
+    row = RuleSetVersion(
+        program_id=program.id,
+        version=version,
+        document=_dump(doc),
+        note=note,
+        actor=str(actor),
+        created_at=now,
+    )
     session.add(row)
     program.rule_version = version
     base = next((r for r in doc.rules if isinstance(r, BaseRate)), None)
@@ -135,10 +172,17 @@ def publish(session: Session, program: Program, doc: RuleSetDoc, *, actor: Actor
     program.updated_at = now
     session.flush()
     changes = diff(old, doc)
-    audit.record(session, actor=actor, action="rules.published", subject_type="program",
-                 subject_id=program.code, program_id=program.id, at=now,
-                 before={"version": latest} if latest else None,
-                 after={"version": version, "note": note, **changes})
+    audit.record(
+        session,
+        actor=actor,
+        action="rules.published",
+        subject_type="program",
+        subject_id=program.code,
+        program_id=program.id,
+        at=now,
+        before={"version": latest} if latest else None,
+        after={"version": version, "note": note, **changes},
+    )
     return row
 
 
@@ -174,19 +218,36 @@ def validate_doc(data: Any) -> RuleSetDoc:
         raise Invalid(describe_errors(exc.errors()), code="invalid_rule_set") from None
 
 
-def add_rule(session: Session, program: Program, rule: dict[str, Any], *, actor: Actor,
-             now: datetime, note: str | None = None, position: int | None = None) -> Any:
+def add_rule(
+    session: Session,
+    program: Program,
+    rule: dict[str, Any],
+    *,
+    actor: Actor,
+    now: datetime,
+    note: str | None = None,
+    position: int | None = None,
+) -> Any:
     doc = _dump(document(session, program))
     if any(r["id"] == rule.get("id") for r in doc["rules"]):
-        raise Conflict(f"rule {rule.get('id')!r} already exists; change it instead",
-                       code="duplicate_rule")
+        raise Conflict(
+            f"rule {rule.get('id')!r} already exists; change it instead", code="duplicate_rule"
+        )
     rules = doc["rules"]
     rules.insert(len(rules) if position is None else max(0, min(position, len(rules))), rule)
     return publish(session, program, validate_doc(doc), actor=actor, now=now, note=note)
 
 
-def replace_rule(session: Session, program: Program, rule_id: str, rule: dict[str, Any], *,
-                 actor: Actor, now: datetime, note: str | None = None) -> Any:
+def replace_rule(
+    session: Session,
+    program: Program,
+    rule_id: str,
+    rule: dict[str, Any],
+    *,
+    actor: Actor,
+    now: datetime,
+    note: str | None = None,
+) -> Any:
     doc = _dump(document(session, program))
     index = next((i for i, r in enumerate(doc["rules"]) if r["id"] == rule_id), None)
     if index is None:
@@ -195,8 +256,15 @@ def replace_rule(session: Session, program: Program, rule_id: str, rule: dict[st
     return publish(session, program, validate_doc(doc), actor=actor, now=now, note=note)
 
 
-def remove_rule(session: Session, program: Program, rule_id: str, *, actor: Actor, now: datetime,
-                note: str | None = None) -> Any:
+def remove_rule(
+    session: Session,
+    program: Program,
+    rule_id: str,
+    *,
+    actor: Actor,
+    now: datetime,
+    note: str | None = None,
+) -> Any:
     doc = _dump(document(session, program))
     kept = [r for r in doc["rules"] if r["id"] != rule_id]
     if len(kept) == len(doc["rules"]):
@@ -218,12 +286,19 @@ class Needs:
 def needs(doc: RuleSetDoc) -> Needs:
     """What member figures a rule set reads, so the earn path fetches nothing more."""
     return Needs(
-        purchases=any(r.conditions is not None and r.conditions.min_purchases is not None
-                      for r in doc.rules),
-        caps=tuple(sorted({r.per for r in doc.rules if isinstance(r, Cap) and r.enabled
-                           and r.per != "order"})),
-        budgets=tuple((r.id, r.budget_points) for r in doc.rules
-                      if isinstance(r, Promotion) and r.enabled and r.budget_points is not None),
+        purchases=any(
+            r.conditions is not None and r.conditions.min_purchases is not None for r in doc.rules
+        ),
+        caps=tuple(
+            sorted(
+                {r.per for r in doc.rules if isinstance(r, Cap) and r.enabled and r.per != "order"}
+            )
+        ),
+        budgets=tuple(
+            (r.id, r.budget_points)
+            for r in doc.rules
+            if isinstance(r, Promotion) and r.enabled and r.budget_points is not None
+        ),
     )
 
 
@@ -238,36 +313,59 @@ def _periods(local: datetime, tz: ZoneInfo) -> dict[str, tuple[datetime, datetim
         "member_month": (month, next_month),
         "member_year": (year, year.replace(year=year.year + 1)),
     }
-    return {k: (datetime.combine(a, time(0), tzinfo=tz).astimezone(UTC),
-                datetime.combine(b, time(0), tzinfo=tz).astimezone(UTC))
-            for k, (a, b) in bounds.items()}
+    return {
+        k: (
+            datetime.combine(a, time(0), tzinfo=tz).astimezone(UTC),
+            datetime.combine(b, time(0), tzinfo=tz).astimezone(UTC),
+        )
+        for k, (a, b) in bounds.items()
+    }
 
 
-def member_context(session: Session, program: Program, account: Account | None, member: Member,
-                   at: datetime, wanted: Needs) -> MemberContext:
+def member_context(
+    session: Session,
+    program: Program,
+    account: Account | None,
+    member: Member,
+    at: datetime,
+    wanted: Needs,
+) -> MemberContext:
     tz = ZoneInfo(program.timezone)
     figures: dict[str, int] = {}
     if account is not None and wanted.caps:
         periods = _periods(at.astimezone(tz), tz)
         for per in wanted.caps:
             start, end = periods[per]
-            figures[per] = int(session.scalar(
-                select(func.coalesce(func.sum(Entry.points), 0)).where(
-                    Entry.account_id == account.id, Entry.kind == "earn",
-                    Entry.purchase_id.is_not(None), Entry.occurred_at >= start,
-                    Entry.occurred_at < end)
-            ) or 0)
+            figures[per] = int(
+                session.scalar(
+                    select(func.coalesce(func.sum(Entry.points), 0)).where(
+                        Entry.account_id == account.id,
+                        Entry.kind == "earn",
+                        Entry.purchase_id.is_not(None),
+                        Entry.occurred_at >= start,
+                        Entry.occurred_at < end,
+                    )
+                )
+                or 0
+            )
     purchases = 0
     if account is not None and wanted.purchases:
-        purchases = int(session.scalar(
-            select(func.count()).select_from(Purchase).where(Purchase.account_id == account.id,
-                                                            Purchase.occurred_at < at)) or 0)
+        purchases = int(
+            session.scalar(
+                select(func.count())
+                .select_from(Purchase)
+                .where(Purchase.account_id == account.id, Purchase.occurred_at < at)
+            )
+            or 0
+        )
     tier_factor = None
     if account is not None and account.tier is not None:
         # One indexed look-up, only for members who have a tier.
         tier_factor = session.scalar(
-            select(TierDefinition.multiplier).where(TierDefinition.program_id == program.id,
-                                                    TierDefinition.code == account.tier))
+            select(TierDefinition.multiplier).where(
+                TierDefinition.program_id == program.id, TierDefinition.code == account.tier
+            )
+        )
     return MemberContext(
         tier=account.tier if account is not None else None,
         tier_factor=tier_factor,
@@ -281,26 +379,39 @@ def member_context(session: Session, program: Program, account: Account | None, 
     )
 
 
-def _budgets_left(session: Session, program: Program, wanted: Needs, *, lock: bool) -> dict[str, int]:
+def _budgets_left(
+    session: Session, program: Program, wanted: Needs, *, lock: bool
+) -> dict[str, int]:
     from patron.ledger.service import insert_ignore
     from patron.rules.models import PromotionBudget
 
     left: dict[str, int] = {}
     for rule_id, budget in wanted.budgets:
         if lock:
-            insert_ignore(session, PromotionBudget,
-                          {"program_id": program.id, "rule_id": rule_id, "used": 0},
-                          ["program_id", "rule_id"])
-        stmt = select(PromotionBudget.used).where(PromotionBudget.program_id == program.id,
-                                                  PromotionBudget.rule_id == rule_id)
+            insert_ignore(
+                session,
+                PromotionBudget,
+                {"program_id": program.id, "rule_id": rule_id, "used": 0},
+                ["program_id", "rule_id"],
+            )
+        stmt = select(PromotionBudget.used).where(
+            PromotionBudget.program_id == program.id, PromotionBudget.rule_id == rule_id
+        )
         used = session.scalar(stmt.with_for_update() if lock else stmt) or 0
         left[rule_id] = budget - int(used)
     return left
 
 
-def evaluate_purchase(session: Session, program: Program, order: Order, *, member: Member,
-                      account: Account | None, record: bool,
-                      doc: RuleSetDoc | None = None) -> tuple[Evaluation, int]:
+def evaluate_purchase(
+    session: Session,
+    program: Program,
+    order: Order,
+    *,
+    member: Member,
+    account: Account | None,
+    record: bool,
+    doc: RuleSetDoc | None = None,
+) -> tuple[Evaluation, int]:
     """Run the program's current rule set (or `doc`, already loaded) on an order; with
     `record`, spend promotion budgets. Returns the evaluation and the rule-set version used.
     """
@@ -331,8 +442,10 @@ def qualifying_points(doc: RuleSetDoc, result: Evaluation) -> int:
     not_counted = {r.id for r in doc.rules if getattr(r, "qualifying", True) is False}
     if not not_counted:
         return result.points
-    combined_before = next((Decimal(str(s["before"])) for s in result.steps
-                            if s.get("kind") == "combined_factor"), None)
+    combined_before = next(
+        (Decimal(str(s["before"])) for s in result.steps if s.get("kind") == "combined_factor"),
+        None,
+    )
     extra = Decimal(0)
     for step in result.steps:
         if not step.get("applied") or step.get("rule") not in not_counted:
@@ -356,6 +469,7 @@ def payable_amount(doc: RuleSetDoc, order: Order) -> tuple[Decimal, str | None]:
         return Decimal(0), f"points cannot be used on channel {order.channel or '(none)'}"
     if rules.excluded is None or not order.lines:
         return order.total, None
-    blocked = sum((ln.amount for ln in order.lines
-                   if rules.excluded.matches(ln.sku, ln.category)), Decimal(0))
+    blocked = sum(
+        (ln.amount for ln in order.lines if rules.excluded.matches(ln.sku, ln.category)), Decimal(0)
+    )
     return order.total - blocked, None

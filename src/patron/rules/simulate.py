@@ -55,8 +55,10 @@ class RuleImpact(BaseModel):
     name: str
     in_current: bool
     in_proposed: bool
-    current_points: Decimal = Field(description="Points this rule accounts for under the current "
-                                    "rules (exact; fractions come back through rounding)")
+    current_points: Decimal = Field(
+        description="Points this rule accounts for under the current "
+        "rules (exact; fractions come back through rounding)"
+    )
     proposed_points: Decimal
     delta: Decimal = Field(description="proposed_points − current_points")
 
@@ -159,8 +161,14 @@ def _from_minor(minor: int, currency: str) -> Decimal:
     return Decimal(minor) * quantum(currency)
 
 
-def _seed_before(session: Session, program: Program, start: datetime, tz: ZoneInfo,
-                 replays: list[_Replay], need_counts: bool) -> dict[int, int]:
+def _seed_before(
+    session: Session,
+    program: Program,
+    start: datetime,
+    tz: ZoneInfo,
+    replays: list[_Replay],
+    need_counts: bool,
+) -> dict[int, int]:
     """Cap counters for the part of each period before the replay starts, and purchase counts.
 
     Caps count purchase points already earned in the member's day, month and year; the year
@@ -169,18 +177,27 @@ def _seed_before(session: Session, program: Program, start: datetime, tz: ZoneIn
     """
     counts: dict[int, int] = {}
     if need_counts:
-        counts = {account_id: int(n) for account_id, n in session.execute(
-            select(Purchase.account_id, func.count()).where(
-                Purchase.program_id == program.id, Purchase.occurred_at < start)
-            .group_by(Purchase.account_id))}
+        counts = {
+            account_id: int(n)
+            for account_id, n in session.execute(
+                select(Purchase.account_id, func.count())
+                .where(Purchase.program_id == program.id, Purchase.occurred_at < start)
+                .group_by(Purchase.account_id)
+            )
+        }
     if any(r.wanted.caps for r in replays):
         local_start = start.astimezone(tz)
-        year_start = datetime.combine(local_start.date().replace(month=1, day=1), time(0),
-                                      tzinfo=tz).astimezone(UTC)
+        year_start = datetime.combine(
+            local_start.date().replace(month=1, day=1), time(0), tzinfo=tz
+        ).astimezone(UTC)
         rows = session.execute(
             select(Purchase.account_id, Purchase.occurred_at, Purchase.points_earned).where(
-                Purchase.program_id == program.id, Purchase.occurred_at >= year_start,
-                Purchase.occurred_at < start, Purchase.points_earned > 0))
+                Purchase.program_id == program.id,
+                Purchase.occurred_at >= year_start,
+                Purchase.occurred_at < start,
+                Purchase.points_earned > 0,
+            )
+        )
         for account_id, occurred_at, points in rows:
             keys = _period_keys(occurred_at.astimezone(tz))
             for replay in replays:
@@ -189,12 +206,20 @@ def _seed_before(session: Session, program: Program, start: datetime, tz: ZoneIn
     return counts
 
 
-def simulate(session: Session, program: Program, proposed: RuleSetDoc, *, date_from: date,
-             date_to: date, top: int = 10) -> SimulationReport:
+def simulate(
+    session: Session,
+    program: Program,
+    proposed: RuleSetDoc,
+    *,
+    date_from: date,
+    date_to: date,
+    top: int = 10,
+) -> SimulationReport:
     """Replay the program's purchases in [date_from, date_to] (local dates, inclusive)."""
     if date_to < date_from:
-        raise Invalid(f"date_to ({date_to}) is before date_from ({date_from})",
-                      code="invalid_period")
+        raise Invalid(
+            f"date_to ({date_to}) is before date_from ({date_from})", code="invalid_period"
+        )
     tz = ZoneInfo(program.timezone)
     start, end = _utc_bounds(date_from, date_to, tz)
     current_doc = rules.document(session, program)
@@ -202,18 +227,38 @@ def simulate(session: Session, program: Program, proposed: RuleSetDoc, *, date_f
     replays = [current, new]
     need_counts = current.wanted.purchases or new.wanted.purchases
     counts = _seed_before(session, program, start, tz, replays, need_counts)
-    stores: dict[int, str] = {store_id: code for store_id, code in session.execute(
-        select(Store.id, Store.code).where(Store.program_id == program.id))}
+    stores: dict[int, str] = {
+        store_id: code
+        for store_id, code in session.execute(
+            select(Store.id, Store.code).where(Store.program_id == program.id)
+        )
+    }
 
     rows = session.execute(
-        select(Purchase.account_id, Purchase.occurred_at, Purchase.amount_minor, Purchase.lines,
-               Purchase.store_id, Purchase.channel, Purchase.payment_method,
-               Purchase.points_earned, Purchase.points_spent, Account.tier, Member.id,
-               Member.name, Member.attributes, Member.birthday, Member.created_at)
+        select(
+            Purchase.account_id,
+            Purchase.occurred_at,
+            Purchase.amount_minor,
+            Purchase.lines,
+            Purchase.store_id,
+            Purchase.channel,
+            Purchase.payment_method,
+            Purchase.points_earned,
+            Purchase.points_spent,
+            Account.tier,
+            Member.id,
+            Member.name,
+            Member.attributes,
+            Member.birthday,
+            Member.created_at,
+        )
         .join(Account, Account.id == Purchase.account_id)
         .join(Member, Member.id == Account.member_id)
-        .where(Purchase.program_id == program.id, Purchase.occurred_at >= start,
-               Purchase.occurred_at < end)
+        .where(
+            Purchase.program_id == program.id,
+            Purchase.occurred_at >= start,
+            Purchase.occurred_at < end,
+        )
         .order_by(Purchase.occurred_at, Purchase.id)
     )
 
@@ -223,9 +268,23 @@ def simulate(session: Session, program: Program, proposed: RuleSetDoc, *, date_f
     purchases_by_account: dict[int, int] = defaultdict(int)
     members: dict[int, tuple[int, str]] = {}
     contexts: dict[int, MemberContext] = {}
-    for (account_id, occurred_at, amount_minor, lines, store_id, channel, payment_method,
-         points_earned, points_spent, tier, member_id, name, attributes, birthday,
-         created_at) in rows:
+    for (
+        account_id,
+        occurred_at,
+        amount_minor,
+        lines,
+        store_id,
+        channel,
+        payment_method,
+        points_earned,
+        points_spent,
+        tier,
+        member_id,
+        name,
+        attributes,
+        birthday,
+        created_at,
+    ) in rows:
         purchase_count += 1
         actual_total += points_earned
         actual_by_account[account_id] += points_earned
@@ -233,29 +292,50 @@ def simulate(session: Session, program: Program, proposed: RuleSetDoc, *, date_f
         if account_id not in members:
             members[account_id] = (member_id, name)
             contexts[account_id] = MemberContext(
-                tier=tier, attributes=attributes or {}, joined_on=created_at.astimezone(tz).date(),
-                birthday=birthday)
+                tier=tier,
+                attributes=attributes or {},
+                joined_on=created_at.astimezone(tz).date(),
+                birthday=birthday,
+            )
         order = Order(
-            currency=currency, total=_from_minor(amount_minor, currency), occurred_at=occurred_at,
+            currency=currency,
+            total=_from_minor(amount_minor, currency),
+            occurred_at=occurred_at,
             timezone=program.timezone,
-            lines=tuple(Line(id=str(ln["id"]), amount=_from_minor(ln["amount_minor"], currency),
-                             quantity=Decimal(str(ln.get("quantity", "1"))), sku=ln.get("sku"),
-                             category=ln.get("category")) for ln in lines or ()),
-            store=stores.get(store_id) if store_id is not None else None, channel=channel,
-            payment_method=payment_method, paid_with_points=spend_value(program, points_spent),
-            earn_on_redeemed=program.earn_on_redeemed)
+            lines=tuple(
+                Line(
+                    id=str(ln["id"]),
+                    amount=_from_minor(ln["amount_minor"], currency),
+                    quantity=Decimal(str(ln.get("quantity", "1"))),
+                    sku=ln.get("sku"),
+                    category=ln.get("category"),
+                )
+                for ln in lines or ()
+            ),
+            store=stores.get(store_id) if store_id is not None else None,
+            channel=channel,
+            payment_method=payment_method,
+            paid_with_points=spend_value(program, points_spent),
+            earn_on_redeemed=program.earn_on_redeemed,
+        )
         keys = _period_keys(occurred_at.astimezone(tz))
         earlier = counts.get(account_id, 0) + purchases_by_account[account_id] - 1
         base = contexts[account_id]
         for replay in replays:
-            figures = {per: replay.earned.get((account_id, per, keys[per]), 0)
-                       for per in replay.wanted.caps}
+            figures = {
+                per: replay.earned.get((account_id, per, keys[per]), 0)
+                for per in replay.wanted.caps
+            }
             context = MemberContext(
-                tier=base.tier, attributes=base.attributes, joined_on=base.joined_on,
-                birthday=base.birthday, purchases=earlier,
+                tier=base.tier,
+                attributes=base.attributes,
+                joined_on=base.joined_on,
+                birthday=base.birthday,
+                purchases=earlier,
                 earned_day=figures.get("member_day", 0),
                 earned_month=figures.get("member_month", 0),
-                earned_year=figures.get("member_year", 0))
+                earned_year=figures.get("member_year", 0),
+            )
             result = evaluate(replay.doc, order, context, replay.budgets)
             for rule_id, used in result.budget_used.items():
                 replay.budgets[rule_id] = replay.budgets.get(rule_id, 0) - used
@@ -274,22 +354,38 @@ def simulate(session: Session, program: Program, proposed: RuleSetDoc, *, date_f
         return round_money(Decimal(points) * program.point_value, currency)
 
     impacts = [
-        MemberImpact(member_id=members[a][0], name=members[a][1],
-                     purchases=purchases_by_account[a], actual_points=actual_by_account[a],
-                     current_points=current.by_account[a], proposed_points=new.by_account[a],
-                     delta=new.by_account[a] - actual_by_account[a])
+        MemberImpact(
+            member_id=members[a][0],
+            name=members[a][1],
+            purchases=purchases_by_account[a],
+            actual_points=actual_by_account[a],
+            current_points=current.by_account[a],
+            proposed_points=new.by_account[a],
+            delta=new.by_account[a] - actual_by_account[a],
+        )
         for a in members
     ]
     impacts.sort(key=lambda m: (-abs(m.delta), m.member_id))
     return SimulationReport(
-        program=program.code, currency=currency, timezone=program.timezone,
-        point_value=program.point_value, date_from=date_from, date_to=date_to,
-        current_version=program.rule_version, purchases=purchase_count, members=len(members),
-        actual_points=actual_total, current_points=current.points, proposed_points=new.points,
-        delta=new.points - actual_total, actual_value=value(actual_total),
-        current_value=value(current.points), proposed_value=value(new.points),
+        program=program.code,
+        currency=currency,
+        timezone=program.timezone,
+        point_value=program.point_value,
+        date_from=date_from,
+        date_to=date_to,
+        current_version=program.rule_version,
+        purchases=purchase_count,
+        members=len(members),
+        actual_points=actual_total,
+        current_points=current.points,
+        proposed_points=new.points,
+        delta=new.points - actual_total,
+        actual_value=value(actual_total),
+        current_value=value(current.points),
+        proposed_value=value(new.points),
         delta_value=value(new.points - actual_total),
-        rules=_rule_impacts(current, new), top_members=impacts[:max(top, 0)],
+        rules=_rule_impacts(current, new),
+        top_members=impacts[: max(top, 0)],
     )
 
 
@@ -312,12 +408,18 @@ def _rule_impacts(current: _Replay, new: _Replay) -> list[RuleImpact]:
         kind, name = described[rule_id]
         now_points = current.by_rule.get(rule_id, ZERO)
         then_points = new.by_rule.get(rule_id, ZERO)
-        out.append(RuleImpact(
-            rule=rule_id, kind=kind, name=name,
-            in_current=rule_id in in_current or rule_id in PSEUDO_RULES,
-            in_proposed=rule_id in in_proposed or rule_id in PSEUDO_RULES,
-            current_points=_tidy(now_points), proposed_points=_tidy(then_points),
-            delta=_tidy(then_points - now_points)))
+        out.append(
+            RuleImpact(
+                rule=rule_id,
+                kind=kind,
+                name=name,
+                in_current=rule_id in in_current or rule_id in PSEUDO_RULES,
+                in_proposed=rule_id in in_proposed or rule_id in PSEUDO_RULES,
+                current_points=_tidy(now_points),
+                proposed_points=_tidy(then_points),
+                delta=_tidy(then_points - now_points),
+            )
+        )
     return out
 
 
@@ -328,9 +430,22 @@ def _tidy(value: Decimal) -> Decimal:
     return Decimal(format(value.normalize(), "f"))
 
 
-CSV_COLUMNS = ["section", "item", "name", "kind", "purchases", "actual_points", "current_points",
-               "proposed_points", "delta", "actual_value", "current_value", "proposed_value",
-               "delta_value", "currency"]
+CSV_COLUMNS = [
+    "section",
+    "item",
+    "name",
+    "kind",
+    "purchases",
+    "actual_points",
+    "current_points",
+    "proposed_points",
+    "delta",
+    "actual_value",
+    "current_value",
+    "proposed_value",
+    "delta_value",
+    "currency",
+]
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -344,17 +459,61 @@ def to_csv(report: SimulationReport) -> bytes:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
-    writer.writerow([
-        "summary", f"{report.date_from.isoformat()}..{report.date_to.isoformat()}",
-        _text(report.program), "total", report.purchases, report.actual_points,
-        report.current_points, report.proposed_points, report.delta, report.actual_value,
-        report.current_value, report.proposed_value, report.delta_value, report.currency])
+    writer.writerow(
+        [
+            "summary",
+            f"{report.date_from.isoformat()}..{report.date_to.isoformat()}",
+            _text(report.program),
+            "total",
+            report.purchases,
+            report.actual_points,
+            report.current_points,
+            report.proposed_points,
+            report.delta,
+            report.actual_value,
+            report.current_value,
+            report.proposed_value,
+            report.delta_value,
+            report.currency,
+        ]
+    )
     for rule in report.rules:
-        writer.writerow(["rule", rule.rule, _text(rule.name), rule.kind, "", "",
-                         rule.current_points, rule.proposed_points, rule.delta, "", "", "", "", ""])
+        writer.writerow(
+            [
+                "rule",
+                rule.rule,
+                _text(rule.name),
+                rule.kind,
+                "",
+                "",
+                rule.current_points,
+                rule.proposed_points,
+                rule.delta,
+                "",
+                "",
+                "",
+                "",
+                "",
+            ]
+        )
     for member in report.top_members:
-        writer.writerow(["member", member.member_id, _text(member.name), "", member.purchases,
-                         member.actual_points, member.current_points, member.proposed_points,
-                         member.delta, "", "", "", "", ""])
+        writer.writerow(
+            [
+                "member",
+                member.member_id,
+                _text(member.name),
+                "",
+                member.purchases,
+                member.actual_points,
+                member.current_points,
+                member.proposed_points,
+                member.delta,
+                "",
+                "",
+                "",
+                "",
+                "",
+            ]
+        )
     # A BOM so Excel opens Korean and Chinese names correctly.
     return ("\ufeff" + buffer.getvalue()).encode("utf-8")

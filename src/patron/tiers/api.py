@@ -21,60 +21,96 @@ from patron.tiers.schemas import (
     TierSetupOut,
 )
 
-router = APIRouter(prefix="/api/v1", tags=["tiers"],
-                   responses=responses(Unauthorized, Forbidden, Invalid))
+router = APIRouter(
+    prefix="/api/v1", tags=["tiers"], responses=responses(Unauthorized, Forbidden, Invalid)
+)
 ProgramCode = Path(pattern=CODE_PATTERN, description="The program's code, e.g. bakery")
 MemberId = Path(ge=1, le=2**53)
 
 
-@router.put("/programs/{code}/tiers", response_model=TierSetupOut,
-            responses=responses(NotFound),
-            summary="Replace the program's tiers and tier policy")
-def put_tiers(body: TierSetup, code: str = ProgramCode, db: Database = Depends(http.get_db),
-              actor: Actor = Depends(http.require("admin")),
-              idempotency_key: str | None = http.IdempotencyKey):
+@router.put(
+    "/programs/{code}/tiers",
+    response_model=TierSetupOut,
+    responses=responses(NotFound),
+    summary="Replace the program's tiers and tier policy",
+)
+def put_tiers(
+    body: TierSetup,
+    code: str = ProgramCode,
+    db: Database = Depends(http.get_db),
+    actor: Actor = Depends(http.require("admin")),
+    idempotency_key: str | None = http.IdempotencyKey,
+):
     return http.write(
-        db, lambda s: service.set_tiers(s, get_program(s, code), body, actor=actor,
-                                        now=http.now()),
-        actor=actor, idempotency_key=idempotency_key,
-        payload={"program": code, **body.model_dump(mode="json")})
+        db,
+        lambda s: service.set_tiers(s, get_program(s, code), body, actor=actor, now=http.now()),
+        actor=actor,
+        idempotency_key=idempotency_key,
+        payload={"program": code, **body.model_dump(mode="json")},
+    )
 
 
-@router.get("/programs/{code}/tiers", response_model=TierSetupOut,
-            responses=responses(NotFound))
-def get_tiers(code: str = ProgramCode, db: Database = Depends(http.get_db),
-              _actor: Actor = Depends(http.require("read", "pos"))) -> TierSetupOut:
+@router.get("/programs/{code}/tiers", response_model=TierSetupOut, responses=responses(NotFound))
+def get_tiers(
+    code: str = ProgramCode,
+    db: Database = Depends(http.get_db),
+    _actor: Actor = Depends(http.require("read", "pos")),
+) -> TierSetupOut:
     return http.read(db, lambda s: service.tier_setup(s, get_program(s, code)))
 
 
-@router.post("/programs/{code}/members/{member_id}/tier", response_model=MemberTierOut,
-             responses=responses(NotFound),
-             summary="Set a member's tier by hand (an appeal), with a reason")
-def set_member_tier(body: ManualTierRequest, code: str = ProgramCode,
-                    member_id: int = MemberId, db: Database = Depends(http.get_db),
-                    actor: Actor = Depends(http.require("admin")),
-                    idempotency_key: str | None = http.IdempotencyKey):
+@router.post(
+    "/programs/{code}/members/{member_id}/tier",
+    response_model=MemberTierOut,
+    responses=responses(NotFound),
+    summary="Set a member's tier by hand (an appeal), with a reason",
+)
+def set_member_tier(
+    body: ManualTierRequest,
+    code: str = ProgramCode,
+    member_id: int = MemberId,
+    db: Database = Depends(http.get_db),
+    actor: Actor = Depends(http.require("admin")),
+    idempotency_key: str | None = http.IdempotencyKey,
+):
     return http.write(
-        db, lambda s: service.set_manual(s, get_program(s, code), member_id, body, actor=actor,
-                                         now=http.now()),
-        actor=actor, idempotency_key=idempotency_key,
-        payload={"program": code, "member_id": member_id, **body.model_dump(mode="json")})
+        db,
+        lambda s: service.set_manual(
+            s, get_program(s, code), member_id, body, actor=actor, now=http.now()
+        ),
+        actor=actor,
+        idempotency_key=idempotency_key,
+        payload={"program": code, "member_id": member_id, **body.model_dump(mode="json")},
+    )
 
 
-@router.get("/programs/{code}/members/{member_id}/tier-history",
-            response_model=list[TierChangeOut], responses=responses(NotFound))
-def tier_history(code: str = ProgramCode, member_id: int = MemberId,
-                 db: Database = Depends(http.get_db),
-                 _actor: Actor = Depends(http.require("read", "pos"))) -> list[TierChangeOut]:
+@router.get(
+    "/programs/{code}/members/{member_id}/tier-history",
+    response_model=list[TierChangeOut],
+    responses=responses(NotFound),
+)
+def tier_history(
+    code: str = ProgramCode,
+    member_id: int = MemberId,
+    db: Database = Depends(http.get_db),
+    _actor: Actor = Depends(http.require("read", "pos")),
+) -> list[TierChangeOut]:
     return http.read(db, lambda s: service.history(s, get_program(s, code), member_id))
 
 
-@router.post("/programs/{code}/tiers/evaluate", response_model=EvaluationSummary,
-             responses=responses(NotFound, Conflict), tags=["operations"],
-             summary="Evaluate the last ended window for every member (idempotent, resumable)")
-def evaluate(body: EvaluateRequest, code: str = ProgramCode,
-             db: Database = Depends(http.get_db),
-             actor: Actor = Depends(http.require("admin"))) -> EvaluationSummary:
+@router.post(
+    "/programs/{code}/tiers/evaluate",
+    response_model=EvaluationSummary,
+    responses=responses(NotFound, Conflict),
+    tags=["operations"],
+    summary="Evaluate the last ended window for every member (idempotent, resumable)",
+)
+def evaluate(
+    body: EvaluateRequest,
+    code: str = ProgramCode,
+    db: Database = Depends(http.get_db),
+    actor: Actor = Depends(http.require("admin")),
+) -> EvaluationSummary:
     now = http.now()
 
     def timezone(s):

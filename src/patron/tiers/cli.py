@@ -14,8 +14,10 @@ from rich.table import Table
 
 # `app` exists before patron.cli is imported: patron.cli registers it at its end, and either
 # module may be imported first.
-app: typer.Typer = typer.Typer(help="Tiers: setup, manual changes, the period evaluation, "
-                               "progress and reports.", no_args_is_help=True)
+app: typer.Typer = typer.Typer(
+    help="Tiers: setup, manual changes, the period evaluation, progress and reports.",
+    no_args_is_help=True,
+)
 
 from patron.cli import DatabaseUrl, _database, console  # noqa: E402
 
@@ -55,15 +57,23 @@ def show(program: ProgramOpt, database_url: DatabaseUrl = None) -> None:
         return
     p = setup.policy
     window = f"rolling {p.rolling_months} months" if p.window == "rolling" else p.window
-    console.print(f"metric {p.metric}, window {window}, upgrade {p.upgrade}, downgrade "
-                  f"{p.downgrade}" + (f" ({p.grace_periods} periods)" if p.downgrade == "grace"
-                                      else "") + f", manual tiers: {p.manual}")
+    console.print(
+        f"metric {p.metric}, window {window}, upgrade {p.upgrade}, downgrade "
+        f"{p.downgrade}"
+        + (f" ({p.grace_periods} periods)" if p.downgrade == "grace" else "")
+        + f", manual tiers: {p.manual}"
+    )
     table = Table("rank", "code", "name", "threshold", "multiplier", "extra expiry", "benefits")
     for tier in setup.tiers:
-        table.add_row(str(tier.rank), tier.code, " / ".join(tier.names.values()),
-                      f"{tier.threshold:,}", format(tier.multiplier.normalize(), "f"),
-                      f"{tier.extra_expiry_months} months" if tier.extra_expiry_months else "",
-                      "; ".join(tier.benefits))
+        table.add_row(
+            str(tier.rank),
+            tier.code,
+            " / ".join(tier.names.values()),
+            f"{tier.threshold:,}",
+            format(tier.multiplier.normalize(), "f"),
+            f"{tier.extra_expiry_months} months" if tier.extra_expiry_months else "",
+            "; ".join(tier.benefits),
+        )
     console.print(table)
 
 
@@ -73,7 +83,9 @@ def set_tier(
     member: Annotated[int, typer.Option("--member", min=1, help="The member's id")],
     tier: Annotated[str, typer.Option("--tier", help="The tier code")],
     reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit trail)")],
-    until: Annotated[str | None, typer.Option("--until", help="Last local day (YYYY-MM-DD)")] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Last local day (YYYY-MM-DD)")
+    ] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Set a member's tier by hand (an appeal), with a mandatory reason."""
@@ -87,32 +99,42 @@ def set_tier(
     from patron.tiers.schemas import ManualTierRequest
 
     try:
-        req = ManualTierRequest(tier=tier, reason=reason,
-                                until=date.fromisoformat(until) if until else None)
+        req = ManualTierRequest(
+            tier=tier, reason=reason, until=date.fromisoformat(until) if until else None
+        )
     except ValueError as exc:
-        detail = (exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc))
+        detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
         raise _fail("invalid", detail) from None
     db = _database(database_url)
     try:
         with db.unit_of_work() as session:
-            out = service.set_manual(session, get_program(session, program), member, req,
-                                     actor=CLI, now=clock.now())
+            out = service.set_manual(
+                session, get_program(session, program), member, req, actor=CLI, now=clock.now()
+            )
     except PatronError as exc:
         raise _fail(exc.code, exc.detail) from None
     assert out.change is not None
     kept = f" until {until}" if until else ""
-    console.print(f"member {member}: {out.change.from_tier or 'none'} → {out.tier}{kept} "
-                  f"(manual: {reason})", markup=False)
+    console.print(
+        f"member {member}: {out.change.from_tier or 'none'} → {out.tier}{kept} (manual: {reason})",
+        markup=False,
+    )
 
 
 @app.command("evaluate")
 def evaluate_command(
     program: ProgramOpt,
-    as_of: Annotated[str | None, typer.Option(
-        "--as-of", help="Evaluate the window that ended at or before this date (local "
-        "midnight) or datetime; default now")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Compute the moves, change "
-                                          "nothing")] = False,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Evaluate the window that ended at or before this date (local "
+            "midnight) or datetime; default now",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Compute the moves, change nothing")
+    ] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=100_000)] = 1000,
     database_url: DatabaseUrl = None,
 ) -> None:
@@ -129,24 +151,41 @@ def evaluate_command(
         with db.unit_of_work(readonly=True) as session:
             timezone = get_program(session, program).timezone
         instant = jobs.as_of_instant(_parse_as_of(as_of), timezone, now)
-        with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console, transient=True) as bar:
+        with Progress(
+            TextColumn("evaluating"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
             task = bar.add_task("accounts", total=None)
 
             def advance(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            summary = jobs.evaluate(db, program, instant, dry_run=dry_run, batch_size=batch_size,
-                                    progress=advance, actor=CLI, now=now)
+            summary = jobs.evaluate(
+                db,
+                program,
+                instant,
+                dry_run=dry_run,
+                batch_size=batch_size,
+                progress=advance,
+                actor=CLI,
+                now=now,
+            )
     except PatronError as exc:
         raise _fail(exc.code, exc.detail) from None
     head = "dry run: " if summary.dry_run else ""
     if summary.already_done:
         head += "already evaluated, nothing changed; "
-    console.print(f"{head}period {summary.period}: {summary.accounts:,} accounts, "
-                  f"{sum(summary.moves.values()):,} moved, {summary.kept_in_grace:,} kept in "
-                  f"grace, {summary.kept_manual:,} manual kept, {summary.manual_ended:,} manual "
-                  "ended", markup=False)
+    console.print(
+        f"{head}period {summary.period}: {summary.accounts:,} accounts, "
+        f"{sum(summary.moves.values()):,} moved, {summary.kept_in_grace:,} kept in "
+        f"grace, {summary.kept_manual:,} manual kept, {summary.manual_ended:,} manual "
+        "ended",
+        markup=False,
+    )
     if summary.moves:
         table = Table("from", "to", "members")
         for pair, count in summary.moves.items():

@@ -13,7 +13,11 @@ from patron.tiers.periods import Window
 
 
 def metric_values(
-    session: Session, *, program_id: int, metric: str, window: Window,
+    session: Session,
+    *,
+    program_id: int,
+    metric: str,
+    window: Window,
     account_range: tuple[int, int] | None = None,
 ) -> dict[int, int]:
     """{account_id: value} for accounts with any activity in the window.
@@ -24,23 +28,27 @@ def metric_values(
     """
     if metric == "points":
         stmt = select(Entry.account_id, func.sum(Entry.qualifying)).where(
-            Entry.program_id == program_id, Entry.qualifying != 0,
-            Entry.occurred_at >= window.start)
+            Entry.program_id == program_id, Entry.qualifying != 0, Entry.occurred_at >= window.start
+        )
         if window.end is not None:
             stmt = stmt.where(Entry.occurred_at < window.end)
         if account_range is not None:
-            stmt = stmt.where(Entry.account_id > account_range[0], Entry.account_id <= account_range[1])
+            stmt = stmt.where(
+                Entry.account_id > account_range[0], Entry.account_id <= account_range[1]
+            )
         stmt = stmt.group_by(Entry.account_id)
     else:
         kept = Purchase.amount_minor - Purchase.refunded_minor
         value = func.sum(kept) if metric == "spend" else func.count()
         stmt = select(Purchase.account_id, value).where(
-            Purchase.program_id == program_id, Purchase.occurred_at >= window.start, kept > 0)
+            Purchase.program_id == program_id, Purchase.occurred_at >= window.start, kept > 0
+        )
         if window.end is not None:
             stmt = stmt.where(Purchase.occurred_at < window.end)
         if account_range is not None:
-            stmt = stmt.where(Purchase.account_id > account_range[0],
-                              Purchase.account_id <= account_range[1])
+            stmt = stmt.where(
+                Purchase.account_id > account_range[0], Purchase.account_id <= account_range[1]
+            )
         stmt = stmt.group_by(Purchase.account_id)
     return {account_id: int(total or 0) for account_id, total in session.execute(stmt)}
 

@@ -30,8 +30,11 @@ def window_at(kind: str, at: datetime, timezone: str, *, rolling_months: int = 1
     day = at.astimezone(tz).date()
     if kind == "half_year":
         first = date(day.year, 1 if day.month <= 6 else 7, 1)
-        return Window(f"{day.year}H{1 if day.month <= 6 else 2}", _midnight(first, tz),
-                      _midnight(add_months(first, 6), tz))
+        return Window(
+            f"{day.year}H{1 if day.month <= 6 else 2}",
+            _midnight(first, tz),
+            _midnight(add_months(first, 6), tz),
+        )
     if kind == "year":
         first = date(day.year, 1, 1)
         return Window(str(day.year), _midnight(first, tz), _midnight(date(day.year + 1, 1, 1), tz))
@@ -40,8 +43,11 @@ def window_at(kind: str, at: datetime, timezone: str, *, rolling_months: int = 1
         from datetime import timedelta
 
         end_day = day + timedelta(days=1)
-        return Window(f"R{day.isoformat()}", _midnight(add_months(end_day, -rolling_months), tz),
-                      _midnight(end_day, tz))
+        return Window(
+            f"R{day.isoformat()}",
+            _midnight(add_months(end_day, -rolling_months), tz),
+            _midnight(end_day, tz),
+        )
     if kind == "lifetime":
         return Window("lifetime", LIFETIME_START, None)
     raise ValueError(f"unknown window kind {kind!r}")
@@ -57,5 +63,6 @@ def previous_window(kind: str, at: datetime, timezone: str, *, rolling_months: i
         return current
     from datetime import timedelta
 
-    return window_at(kind, current.start - timedelta(microseconds=1), timezone,
-                     rolling_months=rolling_months)
+    return window_at(
+        kind, current.start - timedelta(microseconds=1), timezone, rolling_months=rolling_months
+    )

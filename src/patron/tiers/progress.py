@@ -52,12 +52,18 @@ class TierConfig:
 
 def load_config(session: Session, program: Program) -> TierConfig:
     policy = session.scalars(select(TierPolicy).where(TierPolicy.program_id == program.id)).first()
-    tiers = list(session.scalars(select(TierDefinition)
-                                 .where(TierDefinition.program_id == program.id)
-                                 .order_by(TierDefinition.rank, TierDefinition.id)))
+    tiers = list(
+        session.scalars(
+            select(TierDefinition)
+            .where(TierDefinition.program_id == program.id)
+            .order_by(TierDefinition.rank, TierDefinition.id)
+        )
+    )
     if policy is None or not tiers:
-        raise TiersNotConfigured(f"program {program.code} has no tiers configured; "
-                                 f"set them with PUT /api/v1/programs/{program.code}/tiers")
+        raise TiersNotConfigured(
+            f"program {program.code} has no tiers configured; "
+            f"set them with PUT /api/v1/programs/{program.code}/tiers"
+        )
     return TierConfig(policy, tiers)
 
 
@@ -93,33 +99,45 @@ class ProgressOut(BaseModel):
     manual: bool = Field(description="Set by staff (e.g. an appeal)")
     manual_until: datetime | None
     window: WindowOut
-    value: int = Field(description="The metric so far in the current window, in `unit` (minor "
-                       "units for spend)")
+    value: int = Field(
+        description="The metric so far in the current window, in `unit` (minor units for spend)"
+    )
     value_money: Decimal | None = Field(None, description="Spend only: `value` as money")
-    next_tier: TierOut | None = Field(description="The next tier above both the current and the "
-                                      "projected tier; null at the top")
+    next_tier: TierOut | None = Field(
+        description="The next tier above both the current and the projected tier; null at the top"
+    )
     at_top: bool = Field(description="True when no tier is above: to_next is 0")
     to_next: int = Field(description="More needed in this window to reach next_tier; 0 at the top")
     to_next_money: Decimal | None = None
-    to_keep: int = Field(description="More needed by the window's end to keep the current tier "
-                         "(its threshold minus value, at least 0)")
+    to_keep: int = Field(
+        description="More needed by the window's end to keep the current tier "
+        "(its threshold minus value, at least 0)"
+    )
     to_keep_money: Decimal | None = None
-    projected_tier: TierOut | None = Field(description="The tier the value earns if the window "
-                                           "ended now")
+    projected_tier: TierOut | None = Field(
+        description="The tier the value earns if the window ended now"
+    )
 
 
 def tier_out(tier: TierDefinition) -> TierOut:
-    return TierOut(code=tier.code, names=dict(tier.names), rank=tier.rank, threshold=tier.threshold,
-                   multiplier=tier.multiplier, extra_expiry_months=tier.extra_expiry_months,
-                   benefits=list(tier.benefits or []))
+    return TierOut(
+        code=tier.code,
+        names=dict(tier.names),
+        rank=tier.rank,
+        threshold=tier.threshold,
+        multiplier=tier.multiplier,
+        extra_expiry_months=tier.extra_expiry_months,
+        benefits=list(tier.benefits or []),
+    )
 
 
 def window_out(kind: str, window: Window, timezone: str) -> WindowOut:
     last_day = None
     if window.end is not None:
         last_day = (window.end - timedelta(microseconds=1)).astimezone(ZoneInfo(timezone)).date()
-    return WindowOut(kind=kind, key=window.key, start=window.start, end=window.end,
-                     last_day=last_day)
+    return WindowOut(
+        kind=kind, key=window.key, start=window.start, end=window.end, last_day=last_day
+    )
 
 
 def progress(session: Session, program: Program, account: Account, now: datetime) -> ProgressOut:
@@ -127,8 +145,13 @@ def progress(session: Session, program: Program, account: Account, now: datetime
     policy = setup.policy
     window = window_at(policy.window, now, program.timezone, rolling_months=policy.rolling_months)
     # The same set-based query the evaluation runs, narrowed to this one account.
-    value = metric_values(session, program_id=program.id, metric=policy.metric, window=window,
-                          account_range=(account.id - 1, account.id)).get(account.id, 0)
+    value = metric_values(
+        session,
+        program_id=program.id,
+        metric=policy.metric,
+        window=window,
+        account_range=(account.id - 1, account.id),
+    ).get(account.id, 0)
     current = setup.by_code(account.tier)
     projected = qualify(setup.tiers, value)
     # "Next" is above whichever is higher: a gold member earning silver numbers aims for
@@ -140,15 +163,24 @@ def progress(session: Session, program: Program, account: Account, now: datetime
     to_keep = max(current.threshold - value, 0) if current else 0
     money = program.currency
     return ProgressOut(
-        program=program.code, member_id=account.member_id, metric=policy.metric,
+        program=program.code,
+        member_id=account.member_id,
+        metric=policy.metric,
         unit=unit(policy.metric, money),
-        tier=tier_out(current) if current else None, tier_code=account.tier,
-        since=account.tier_since, valid_until=account.tier_valid_until,
-        manual=account.tier_manual, manual_until=account.tier_manual_until,
+        tier=tier_out(current) if current else None,
+        tier_code=account.tier,
+        since=account.tier_since,
+        valid_until=account.tier_valid_until,
+        manual=account.tier_manual,
+        manual_until=account.tier_manual_until,
         window=window_out(policy.window, window, program.timezone),
-        value=value, value_money=as_money(policy.metric, value, money),
-        next_tier=tier_out(nxt) if nxt else None, at_top=nxt is None,
-        to_next=to_next, to_next_money=as_money(policy.metric, to_next, money),
-        to_keep=to_keep, to_keep_money=as_money(policy.metric, to_keep, money),
+        value=value,
+        value_money=as_money(policy.metric, value, money),
+        next_tier=tier_out(nxt) if nxt else None,
+        at_top=nxt is None,
+        to_next=to_next,
+        to_next_money=as_money(policy.metric, to_next, money),
+        to_keep=to_keep,
+        to_keep_money=as_money(policy.metric, to_keep, money),
         projected_tier=tier_out(projected) if projected else None,
     )

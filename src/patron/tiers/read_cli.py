@@ -53,17 +53,22 @@ def progress_command(
     window = out.window
     lines = [
         f"member {out.member_id} in {out.program}: tier {out.tier_code or '(none)'}"
-        + (" (manual" + (f" until {out.manual_until:%Y-%m-%d}" if out.manual_until else "") + ")"
-           if out.manual else ""),
+        + (
+            " (manual" + (f" until {out.manual_until:%Y-%m-%d}" if out.manual_until else "") + ")"
+            if out.manual
+            else ""
+        ),
         f"window {window.key}"
         + (f" (last day {window.last_day})" if window.last_day else " (lifetime)")
         + f": {amount(out.value, out.value_money)} so far",
         f"projected tier if the window ended now: "
         f"{out.projected_tier.code if out.projected_tier else '(none)'}",
-        "at the top tier: nothing more to reach" if out.at_top or out.next_tier is None else
-        f"to reach {out.next_tier.code}: {amount(out.to_next, out.to_next_money)} more",
+        "at the top tier: nothing more to reach"
+        if out.at_top or out.next_tier is None
+        else f"to reach {out.next_tier.code}: {amount(out.to_next, out.to_next_money)} more",
         f"to keep {out.tier_code}: {amount(out.to_keep, out.to_keep_money)} more"
-        if out.tier else "no current tier to keep",
+        if out.tier
+        else "no current tier to keep",
     ]
     for line in lines:
         typer.echo(line)
@@ -71,12 +76,21 @@ def progress_command(
 
 def near_miss_command(
     program: ProgramOpt,
-    window: Annotated[Literal["current", "last"],
-                      typer.Option(help="The current window or the last complete one")] = "current",
-    within: Annotated[int | None, typer.Option(
-        min=0, help="At most this much below (points, minor currency units or purchases)")] = None,
-    within_percent: Annotated[float | None, typer.Option(
-        "--within-percent", min=0, max=100, help="At most this % of the threshold below")] = None,
+    window: Annotated[
+        Literal["current", "last"], typer.Option(help="The current window or the last complete one")
+    ] = "current",
+    within: Annotated[
+        int | None,
+        typer.Option(
+            min=0, help="At most this much below (points, minor currency units or purchases)"
+        ),
+    ] = None,
+    within_percent: Annotated[
+        float | None,
+        typer.Option(
+            "--within-percent", min=0, max=100, help="At most this % of the threshold below"
+        ),
+    ] = None,
     fmt: Annotated[Literal["table", "csv"], typer.Option("--format")] = "table",
     output: Annotated[Path | None, typer.Option(help="Write to this file instead")] = None,
     database_url: DatabaseUrl = None,
@@ -92,8 +106,14 @@ def near_miss_command(
     db = _database(database_url)
     try:
         with db.unit_of_work(readonly=True) as session:
-            report = reports.near_miss(session, get_program(session, program), window=window,
-                                       now=clock.now(), within=within, within_percent=percent)
+            report = reports.near_miss(
+                session,
+                get_program(session, program),
+                window=window,
+                now=clock.now(),
+                within=within,
+                within_percent=percent,
+            )
     except PatronError as exc:
         raise _fail(exc.code, exc.detail) from None
     if fmt == "csv":
@@ -104,11 +124,14 @@ def near_miss_command(
             output.write_bytes(data)
             console.print(f"{report.count} member(s) written to {output}")
         return
-    table = Table(*reports.NEAR_MISS_COLUMNS,
-                  title=f"{report.program}: near-miss in {report.window.key} ({report.unit})")
+    table = Table(
+        *reports.NEAR_MISS_COLUMNS,
+        title=f"{report.program}: near-miss in {report.window.key} ({report.unit})",
+    )
     for row in reports.near_miss_table(report):
-        cells = [str(row[0])] + [_num(v) if isinstance(v, int | Decimal) else str(v)
-                                 for v in row[1:]]
+        cells = [str(row[0])] + [
+            _num(v) if isinstance(v, int | Decimal) else str(v) for v in row[1:]
+        ]
         table.add_row(*[Text(c) for c in cells])  # a member's name is data, never Rich markup
     if output is None:
         console.print(table)
@@ -123,13 +146,18 @@ def near_miss_command(
 
 def what_if_command(
     program: ProgramOpt,
-    threshold: Annotated[list[str] | None, typer.Option(
-        "--threshold", help="CODE=VALUE, e.g. silver=1000; repeat for several")] = None,
-    window: Annotated[Literal["half_year", "year", "rolling", "lifetime"] | None,
-                      typer.Option(help="Try another window kind")] = None,
+    threshold: Annotated[
+        list[str] | None,
+        typer.Option("--threshold", help="CODE=VALUE, e.g. silver=1000; repeat for several"),
+    ] = None,
+    window: Annotated[
+        Literal["half_year", "year", "rolling", "lifetime"] | None,
+        typer.Option(help="Try another window kind"),
+    ] = None,
     rolling_months: Annotated[int | None, typer.Option(min=1, max=120)] = None,
-    metric: Annotated[Literal["points", "spend", "visits"] | None,
-                      typer.Option(help="Try another metric")] = None,
+    metric: Annotated[
+        Literal["points", "spend", "visits"] | None, typer.Option(help="Try another metric")
+    ] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Members per tier under proposed thresholds (last complete window) against today."""
@@ -142,26 +170,43 @@ def what_if_command(
     for item in threshold or []:
         code, sep, value = item.partition("=")
         if not sep or not code.strip() or not value.strip().isdigit():
-            raise _fail("invalid_threshold", f"{item!r}: use CODE=VALUE with a whole number, "
-                        "e.g. silver=1000")
+            raise _fail(
+                "invalid_threshold",
+                f"{item!r}: use CODE=VALUE with a whole number, e.g. silver=1000",
+            )
         proposed[code.strip()] = int(value)
-    req = reports.WhatIfRequest(thresholds=proposed, window=window, rolling_months=rolling_months,
-                                metric=metric)
+    req = reports.WhatIfRequest(
+        thresholds=proposed, window=window, rolling_months=rolling_months, metric=metric
+    )
     db = _database(database_url)
     try:
         with db.unit_of_work(readonly=True) as session:
             out = reports.what_if(session, get_program(session, program), req, now=clock.now())
     except PatronError as exc:
         raise _fail(exc.code, exc.detail) from None
-    table = Table("tier", "threshold today", "proposed threshold", "members today",
-                  "proposed", "change",
-                  title=f"{out.program}: what-if on {out.window.key} ({out.metric}, {out.unit})")
+    table = Table(
+        "tier",
+        "threshold today",
+        "proposed threshold",
+        "members today",
+        "proposed",
+        "change",
+        title=f"{out.program}: what-if on {out.window.key} ({out.metric}, {out.unit})",
+    )
     for row in out.rows:
-        table.add_row(Text(row.tier), _num(row.threshold_today), _num(row.threshold_proposed),
-                      _num(row.today), _num(row.proposed), f"{row.change:+,}")
+        table.add_row(
+            Text(row.tier),
+            _num(row.threshold_today),
+            _num(row.threshold_proposed),
+            _num(row.today),
+            _num(row.proposed),
+            f"{row.change:+,}",
+        )
     console.print(table)
-    console.print(f"{out.members} member(s): {out.moved_up} would move up, {out.moved_down} "
-                  f"down, {out.unchanged} unchanged")
+    console.print(
+        f"{out.members} member(s): {out.moved_up} would move up, {out.moved_down} "
+        f"down, {out.unchanged} unchanged"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -18,21 +18,31 @@ class Strict(BaseModel):
 
 
 class PolicyIn(Strict):
-    metric: Metric = Field(description="points: qualifying points earned; spend: amount bought; "
-                           "visits: purchases not fully refunded")
-    window: WindowKind = Field(description="half_year (Jan–Jun, Jul–Dec), year, rolling "
-                               "(rolling_months) or lifetime, in the program's timezone")
+    metric: Metric = Field(
+        description="points: qualifying points earned; spend: amount bought; "
+        "visits: purchases not fully refunded"
+    )
+    window: WindowKind = Field(
+        description="half_year (Jan–Jun, Jul–Dec), year, rolling "
+        "(rolling_months) or lifetime, in the program's timezone"
+    )
     rolling_months: int = Field(12, ge=1, le=120)
     upgrade: Literal["immediate", "next_period"] = Field(
-        "immediate", description="immediate: as soon as the threshold is reached in the window; "
-        "next_period: at the period evaluation")
+        "immediate",
+        description="immediate: as soon as the threshold is reached in the window; "
+        "next_period: at the period evaluation",
+    )
     downgrade: Literal["to_earned", "one_level", "grace"] = Field(
-        "to_earned", description="to_earned: the tier earned in the window; one_level: at most one "
-        "level down per period; grace: keep for grace_periods more periods, then to_earned")
+        "to_earned",
+        description="to_earned: the tier earned in the window; one_level: at most one "
+        "level down per period; grace: keep for grace_periods more periods, then to_earned",
+    )
     grace_periods: int = Field(1, ge=0, le=20)
     manual: Literal["keep", "reevaluate"] = Field(
-        "keep", description="keep: a manual tier is kept until its end date; reevaluate: the next "
-        "evaluation treats it like any other")
+        "keep",
+        description="keep: a manual tier is kept until its end date; reevaluate: the next "
+        "evaluation treats it like any other",
+    )
 
 
 class TierNames(Strict):
@@ -44,23 +54,36 @@ class TierNames(Strict):
 class TierIn(Strict):
     code: str = Field(pattern=TIER_CODE, description="e.g. silver; what Account.tier holds")
     names: TierNames
-    threshold: int = Field(ge=0, le=10**15, description="In the policy's metric: points, minor "
-                           "currency units, or purchases")
-    multiplier: Decimal = Field(Decimal(1), ge=0, le=100, max_digits=9, decimal_places=4,
-                                description="Earning multiplier the rules engine applies")
-    extra_expiry_months: int = Field(0, ge=0, le=120,
-                                     description="Months added to the expiry of points earned")
+    threshold: int = Field(
+        ge=0,
+        le=10**15,
+        description="In the policy's metric: points, minor currency units, or purchases",
+    )
+    multiplier: Decimal = Field(
+        Decimal(1),
+        ge=0,
+        le=100,
+        max_digits=9,
+        decimal_places=4,
+        description="Earning multiplier the rules engine applies",
+    )
+    extra_expiry_months: int = Field(
+        0, ge=0, le=120, description="Months added to the expiry of points earned"
+    )
     benefits: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
-        default_factory=list, max_length=50, description="Lines to show members")
+        default_factory=list, max_length=50, description="Lines to show members"
+    )
 
 
 class TierSetup(Strict):
     """The program's whole tier configuration; PUT replaces the previous one."""
 
     policy: PolicyIn
-    tiers: list[TierIn] = Field(min_length=1, max_length=50,
-                                description="Lowest first: thresholds strictly increasing, "
-                                "the first one 0")
+    tiers: list[TierIn] = Field(
+        min_length=1,
+        max_length=50,
+        description="Lowest first: thresholds strictly increasing, the first one 0",
+    )
 
 
 class PolicyOut(PolicyIn):
@@ -86,8 +109,11 @@ class TierSetupOut(BaseModel):
 class ManualTierRequest(Strict):
     tier: str = Field(pattern=TIER_CODE)
     reason: str = Field(min_length=3, max_length=500, description="Why (kept in the audit trail)")
-    until: date | None = Field(None, description="Last local day the manual tier is kept "
-                               "(policy manual=keep); none: until changed again")
+    until: date | None = Field(
+        None,
+        description="Last local day the manual tier is kept "
+        "(policy manual=keep); none: until changed again",
+    )
 
 
 class TierChangeOut(BaseModel):
@@ -114,8 +140,10 @@ class MemberTierOut(BaseModel):
 
 class EvaluateRequest(Strict):
     as_of: datetime | date | None = Field(
-        None, description="Evaluate the window that ended most recently at or before this "
-        "instant (a date: its local midnight); default now")
+        None,
+        description="Evaluate the window that ended most recently at or before this "
+        "instant (a date: its local midnight); default now",
+    )
     dry_run: bool = False
 
 
@@ -127,8 +155,11 @@ class EvaluationSummary(BaseModel):
     as_of: datetime
     dry_run: bool
     status: str = Field(description="done, or running if interrupted (run again to resume)")
-    already_done: bool = Field(False, description="This period was evaluated before: nothing "
-                               "changed, the stored summary is returned")
+    already_done: bool = Field(
+        False,
+        description="This period was evaluated before: nothing "
+        "changed, the stored summary is returned",
+    )
     accounts: int
     moves: dict[str, int] = Field(description='Accounts per move, e.g. {"silver→gold": 12}')
     kept_in_grace: int

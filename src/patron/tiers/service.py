@@ -40,15 +40,20 @@ from patron.tiers.schemas import (
 
 
 def get_policy(session: Session, program_id: int) -> TierPolicy | None:
-    return session.scalars(select(TierPolicy).where(TierPolicy.program_id == program_id)
-                           ).one_or_none()
+    return session.scalars(
+        select(TierPolicy).where(TierPolicy.program_id == program_id)
+    ).one_or_none()
 
 
 def definitions(session: Session, program_id: int) -> list[TierDefinition]:
     """The program's tiers, lowest first."""
-    return list(session.scalars(
-        select(TierDefinition).where(TierDefinition.program_id == program_id)
-        .order_by(TierDefinition.rank)))
+    return list(
+        session.scalars(
+            select(TierDefinition)
+            .where(TierDefinition.program_id == program_id)
+            .order_by(TierDefinition.rank)
+        )
+    )
 
 
 def rank_of(tiers: Sequence[TierDefinition], code: str | None) -> int:
@@ -61,8 +66,11 @@ def extra_expiry_months(session: Session, program_id: int, code: str | None) -> 
     """Months a tier adds to the expiry of the points its members earn."""
     if code is None:
         return 0
-    extra = session.scalar(select(TierDefinition.extra_expiry_months).where(
-        TierDefinition.program_id == program_id, TierDefinition.code == code))
+    extra = session.scalar(
+        select(TierDefinition.extra_expiry_months).where(
+            TierDefinition.program_id == program_id, TierDefinition.code == code
+        )
+    )
     return int(extra or 0)
 
 
@@ -71,37 +79,54 @@ def _validate(setup: TierSetup) -> None:
     seen: dict[str, int] = {}
     for index, tier in enumerate(setup.tiers):
         if tier.code in seen:
-            raise Invalid(f"tiers.{index}.code: {tier.code!r} is already used by "
-                          f"tiers.{seen[tier.code]}", code="invalid_tiers")
+            raise Invalid(
+                f"tiers.{index}.code: {tier.code!r} is already used by tiers.{seen[tier.code]}",
+                code="invalid_tiers",
+            )
         seen[tier.code] = index
         if index == 0 and tier.threshold != 0:
-            raise Invalid("tiers.0.threshold: the first (entry) tier's threshold must be 0",
-                          code="invalid_tiers")
+            raise Invalid(
+                "tiers.0.threshold: the first (entry) tier's threshold must be 0",
+                code="invalid_tiers",
+            )
         if index > 0 and tier.threshold <= setup.tiers[index - 1].threshold:
-            raise Invalid(f"tiers.{index}.threshold: {tier.threshold} must be greater than "
-                          f"tiers.{index - 1}.threshold ({setup.tiers[index - 1].threshold})",
-                          code="invalid_tiers")
+            raise Invalid(
+                f"tiers.{index}.threshold: {tier.threshold} must be greater than "
+                f"tiers.{index - 1}.threshold ({setup.tiers[index - 1].threshold})",
+                code="invalid_tiers",
+            )
 
 
 def _policy_out(policy: TierPolicy) -> PolicyOut:
-    return PolicyOut.model_validate({name: getattr(policy, name) for name in PolicyOut.model_fields})
+    return PolicyOut.model_validate(
+        {name: getattr(policy, name) for name in PolicyOut.model_fields}
+    )
 
 
 def _tier_out(tier: TierDefinition) -> TierOut:
-    return TierOut(code=tier.code, names=tier.names, rank=tier.rank, threshold=tier.threshold,
-                   multiplier=tier.multiplier, extra_expiry_months=tier.extra_expiry_months,
-                   benefits=list(tier.benefits or []))
+    return TierOut(
+        code=tier.code,
+        names=tier.names,
+        rank=tier.rank,
+        threshold=tier.threshold,
+        multiplier=tier.multiplier,
+        extra_expiry_months=tier.extra_expiry_months,
+        benefits=list(tier.benefits or []),
+    )
 
 
 def tier_setup(session: Session, program: Program) -> TierSetupOut:
     policy = get_policy(session, program.id)
-    return TierSetupOut(program=program.code,
-                        policy=_policy_out(policy) if policy is not None else None,
-                        tiers=[_tier_out(t) for t in definitions(session, program.id)])
+    return TierSetupOut(
+        program=program.code,
+        policy=_policy_out(policy) if policy is not None else None,
+        tiers=[_tier_out(t) for t in definitions(session, program.id)],
+    )
 
 
-def set_tiers(session: Session, program: Program, setup: TierSetup, *, actor: Actor,
-              now: datetime) -> TierSetupOut:
+def set_tiers(
+    session: Session, program: Program, setup: TierSetup, *, actor: Actor, now: datetime
+) -> TierSetupOut:
     """Replace the program's tiers and policy.
 
     Members keep their tier code; one no longer defined counts as no tier (rank -1), so the next
@@ -119,16 +144,31 @@ def set_tiers(session: Session, program: Program, setup: TierSetup, *, actor: Ac
     session.execute(delete(TierDefinition).where(TierDefinition.program_id == program.id))
     session.flush()
     for rank, tier in enumerate(setup.tiers):
-        session.add(TierDefinition(
-            program_id=program.id, code=tier.code, rank=rank, threshold=tier.threshold,
-            names=tier.names.model_dump(exclude_none=True), multiplier=tier.multiplier,
-            extra_expiry_months=tier.extra_expiry_months, benefits=list(tier.benefits)))
+        session.add(
+            TierDefinition(
+                program_id=program.id,
+                code=tier.code,
+                rank=rank,
+                threshold=tier.threshold,
+                names=tier.names.model_dump(exclude_none=True),
+                multiplier=tier.multiplier,
+                extra_expiry_months=tier.extra_expiry_months,
+                benefits=list(tier.benefits),
+            )
+        )
     session.flush()
     after = tier_setup(session, program)
-    audit.record(session, actor=actor, action="tiers.updated", subject_type="program",
-                 subject_id=program.code, program_id=program.id, at=now,
-                 before=before.model_dump(mode="json") if before.policy is not None else None,
-                 after=after.model_dump(mode="json"))
+    audit.record(
+        session,
+        actor=actor,
+        action="tiers.updated",
+        subject_type="program",
+        subject_id=program.code,
+        program_id=program.id,
+        at=now,
+        before=before.model_dump(mode="json") if before.policy is not None else None,
+        after=after.model_dump(mode="json"),
+    )
     return after
 
 
@@ -147,22 +187,48 @@ def valid_until(policy: TierPolicy, timezone: str, window: Window) -> datetime |
     if policy.window == "rolling":
         tz = ZoneInfo(timezone)
         return _midnight(add_months(window.end.astimezone(tz).date(), policy.rolling_months), tz)
-    return window_at(policy.window, window.end, timezone,
-                     rolling_months=policy.rolling_months).end
+    return window_at(policy.window, window.end, timezone, rolling_months=policy.rolling_months).end
 
 
-def event_payload(program: Program, account: Account, *, from_tier: str | None,
-                  to_tier: str | None, reason: str, period: str | None, at: datetime
-                  ) -> dict[str, Any]:
-    return {"program": program.code, "member_id": account.member_id, "account_id": account.id,
-            "from": from_tier, "to": to_tier, "reason": reason, "period": period,
-            "at": at.isoformat()}
+def event_payload(
+    program: Program,
+    account: Account,
+    *,
+    from_tier: str | None,
+    to_tier: str | None,
+    reason: str,
+    period: str | None,
+    at: datetime,
+) -> dict[str, Any]:
+    return {
+        "program": program.code,
+        "member_id": account.member_id,
+        "account_id": account.id,
+        "from": from_tier,
+        "to": to_tier,
+        "reason": reason,
+        "period": period,
+        "at": at.isoformat(),
+    }
 
 
-def move(session: Session, program: Program, account: Account, *, to_tier: str, reason: str,
-         at: datetime, actor: Actor, valid: datetime | None, grace: int,
-         period: str | None = None, metric_value: int | None = None, note: str | None = None,
-         manual_until: datetime | None = None, manual: bool = False) -> TierChange:
+def move(
+    session: Session,
+    program: Program,
+    account: Account,
+    *,
+    to_tier: str,
+    reason: str,
+    at: datetime,
+    actor: Actor,
+    valid: datetime | None,
+    grace: int,
+    period: str | None = None,
+    metric_value: int | None = None,
+    note: str | None = None,
+    manual_until: datetime | None = None,
+    manual: bool = False,
+) -> TierChange:
     """Put one (locked) account in `to_tier`, with its history row and domain event."""
     from_tier = account.tier
     account.tier = to_tier
@@ -171,20 +237,43 @@ def move(session: Session, program: Program, account: Account, *, to_tier: str, 
     account.tier_manual = manual
     account.tier_manual_until = manual_until
     account.tier_grace_left = grace
-    change = TierChange(account_id=account.id, program_id=program.id, from_tier=from_tier,
-                        to_tier=to_tier, at=at, reason=reason, note=note, actor=str(actor),
-                        period=period, metric_value=metric_value)
+    change = TierChange(
+        account_id=account.id,
+        program_id=program.id,
+        from_tier=from_tier,
+        to_tier=to_tier,
+        at=at,
+        reason=reason,
+        note=note,
+        actor=str(actor),
+        period=period,
+        metric_value=metric_value,
+    )
     session.add(change)
-    session.add(DomainEvent(program_id=program.id, kind="tier.changed", at=at, delivered=False,
-                            payload=event_payload(program, account, from_tier=from_tier,
-                                                  to_tier=to_tier, reason=reason, period=period,
-                                                  at=at)))
+    session.add(
+        DomainEvent(
+            program_id=program.id,
+            kind="tier.changed",
+            at=at,
+            delivered=False,
+            payload=event_payload(
+                program,
+                account,
+                from_tier=from_tier,
+                to_tier=to_tier,
+                reason=reason,
+                period=period,
+                at=at,
+            ),
+        )
+    )
     session.flush()
     return change
 
 
-def upgrade_if_qualified(session: Session, program: Program, account: Account, *, now: datetime,
-                         actor: Actor) -> TierChange | None:
+def upgrade_if_qualified(
+    session: Session, program: Program, account: Account, *, now: datetime, actor: Actor
+) -> TierChange | None:
     """After an earn (purchase, event, qualifying adjustment): move the member up now if the
     current window's metric reaches a higher tier and the program upgrades immediately.
 
@@ -195,78 +284,150 @@ def upgrade_if_qualified(session: Session, program: Program, account: Account, *
         return None
     tiers = definitions(session, program.id)
     window = window_at(policy.window, now, program.timezone, rolling_months=policy.rolling_months)
-    value = metric_values(session, program_id=program.id, metric=policy.metric, window=window,
-                          account_range=(account.id - 1, account.id)).get(account.id, 0)
+    value = metric_values(
+        session,
+        program_id=program.id,
+        metric=policy.metric,
+        window=window,
+        account_range=(account.id - 1, account.id),
+    ).get(account.id, 0)
     target = qualify(tiers, value)
     if target is None or target.rank <= rank_of(tiers, account.tier):
         return None
     before = account.tier
-    change = move(session, program, account, to_tier=target.code, reason="upgrade", at=now,
-                  actor=actor, valid=valid_until(policy, program.timezone, window),
-                  grace=policy.grace_periods, period=window.key, metric_value=value)
-    audit.record(session, actor=actor, action="tier.changed", subject_type="member",
-                 subject_id=account.member_id, program_id=program.id, at=now,
-                 before={"tier": before},
-                 after={"tier": target.code, "reason": "upgrade", "period": window.key,
-                        "metric_value": value})
+    change = move(
+        session,
+        program,
+        account,
+        to_tier=target.code,
+        reason="upgrade",
+        at=now,
+        actor=actor,
+        valid=valid_until(policy, program.timezone, window),
+        grace=policy.grace_periods,
+        period=window.key,
+        metric_value=value,
+    )
+    audit.record(
+        session,
+        actor=actor,
+        action="tier.changed",
+        subject_type="member",
+        subject_id=account.member_id,
+        program_id=program.id,
+        at=now,
+        before={"tier": before},
+        after={
+            "tier": target.code,
+            "reason": "upgrade",
+            "period": window.key,
+            "metric_value": value,
+        },
+    )
     return change
 
 
 def change_out(change: TierChange) -> TierChangeOut:
-    return TierChangeOut(id=change.id, from_tier=change.from_tier, to_tier=change.to_tier,
-                         at=as_utc(change.at), reason=change.reason, note=change.note,
-                         actor=change.actor, period=change.period,
-                         metric_value=change.metric_value)
+    return TierChangeOut(
+        id=change.id,
+        from_tier=change.from_tier,
+        to_tier=change.to_tier,
+        at=as_utc(change.at),
+        reason=change.reason,
+        note=change.note,
+        actor=change.actor,
+        period=change.period,
+        metric_value=change.metric_value,
+    )
 
 
 def member_tier_out(account: Account, change: TierChange | None = None) -> MemberTierOut:
     return MemberTierOut(
-        member_id=account.member_id, tier=account.tier,
+        member_id=account.member_id,
+        tier=account.tier,
         tier_since=as_utc(account.tier_since) if account.tier_since else None,
         tier_valid_until=as_utc(account.tier_valid_until) if account.tier_valid_until else None,
         manual=account.tier_manual,
         manual_until=as_utc(account.tier_manual_until) if account.tier_manual_until else None,
-        change=change_out(change) if change is not None else None)
+        change=change_out(change) if change is not None else None,
+    )
 
 
-def set_manual(session: Session, program: Program, member_id: int, req: ManualTierRequest, *,
-               actor: Actor, now: datetime) -> MemberTierOut:
+def set_manual(
+    session: Session,
+    program: Program,
+    member_id: int,
+    req: ManualTierRequest,
+    *,
+    actor: Actor,
+    now: datetime,
+) -> MemberTierOut:
     """Staff set a member's tier (an appeal), with a reason and an optional last day."""
     policy = get_policy(session, program.id)
     tiers = definitions(session, program.id)
     if policy is None or not tiers:
-        raise Invalid(f"program {program.code} has no tiers; set them up first",
-                      code="tiers_not_configured")
+        raise Invalid(
+            f"program {program.code} has no tiers; set them up first", code="tiers_not_configured"
+        )
     if all(t.code != req.tier for t in tiers):
-        raise Invalid(f"tier: program {program.code} has no tier {req.tier!r} (tiers: "
-                      f"{', '.join(t.code for t in tiers)})", code="unknown_tier")
+        raise Invalid(
+            f"tier: program {program.code} has no tier {req.tier!r} (tiers: "
+            f"{', '.join(t.code for t in tiers)})",
+            code="unknown_tier",
+        )
     tz = ZoneInfo(program.timezone)
     until = None
     if req.until is not None:
         if req.until < now.astimezone(tz).date():
-            raise Invalid(f"until: {req.until.isoformat()} is in the past",
-                          code="until_in_past")
+            raise Invalid(f"until: {req.until.isoformat()} is in the past", code="until_in_past")
         # Kept through the whole last local day.
         until = _midnight(req.until + timedelta(days=1), tz)
     account = ledger.lock_account(session, views.get_account(session, program, member_id).id)
-    before = {"tier": account.tier, "manual": account.tier_manual,
-              "manual_until": account.tier_manual_until.isoformat()
-              if account.tier_manual_until else None}
+    before = {
+        "tier": account.tier,
+        "manual": account.tier_manual,
+        "manual_until": account.tier_manual_until.isoformat()
+        if account.tier_manual_until
+        else None,
+    }
     current = window_at(policy.window, now, program.timezone, rolling_months=policy.rolling_months)
-    change = move(session, program, account, to_tier=req.tier, reason="manual", at=now,
-                  actor=actor, valid=until or valid_until(policy, program.timezone, current),
-                  grace=policy.grace_periods, note=req.reason, manual=True, manual_until=until)
-    audit.record(session, actor=actor, action="tier.changed_manually", subject_type="member",
-                 subject_id=member_id, program_id=program.id, at=now, before=before,
-                 after={"tier": req.tier, "manual": True,
-                        "manual_until": until.isoformat() if until else None,
-                        "reason": req.reason})
+    change = move(
+        session,
+        program,
+        account,
+        to_tier=req.tier,
+        reason="manual",
+        at=now,
+        actor=actor,
+        valid=until or valid_until(policy, program.timezone, current),
+        grace=policy.grace_periods,
+        note=req.reason,
+        manual=True,
+        manual_until=until,
+    )
+    audit.record(
+        session,
+        actor=actor,
+        action="tier.changed_manually",
+        subject_type="member",
+        subject_id=member_id,
+        program_id=program.id,
+        at=now,
+        before=before,
+        after={
+            "tier": req.tier,
+            "manual": True,
+            "manual_until": until.isoformat() if until else None,
+            "reason": req.reason,
+        },
+    )
     return member_tier_out(account, change)
 
 
 def history(session: Session, program: Program, member_id: int) -> list[TierChangeOut]:
     """The member's tier moves in this program, oldest first."""
     account = views.get_account(session, program, member_id)
-    rows = session.scalars(select(TierChange).where(TierChange.account_id == account.id)
-                           .order_by(TierChange.id))
+    rows = session.scalars(
+        select(TierChange).where(TierChange.account_id == account.id).order_by(TierChange.id)
+    )
     return [change_out(row) for row in rows]
