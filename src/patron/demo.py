@@ -14,7 +14,6 @@ from patron.audit.service import SYSTEM
 from patron.auth.service import create_key
 from patron.db.engine import Database
 from patron.ledger import jobs, purchases
-from patron.ledger.models import Account
 from patron.ledger.schemas import LineIn, PurchaseRequest, RefundRequest
 from patron.members import service as members
 from patron.members.schemas import CardIn, MemberCreate, MemberRef
@@ -29,6 +28,8 @@ from patron.programs.schemas import (
 )
 from patron.rules import service as rules
 from patron.rules.model import RuleSetDoc
+from patron.tiers import service as tiers
+from patron.tiers.schemas import TierSetup
 
 BAKERY = ProgramCreate(
     code="bakery",
@@ -65,11 +66,35 @@ BAKERY_RULES = RuleSetDoc.model_validate(
                 "match": {"skus": ["seasonal-cake"]},
                 "points_per_unit": 200,
             },
+        ],
+    }
+)
+
+BAKERY_TIERS = TierSetup.model_validate(
+    {
+        "policy": {
+            "metric": "points",
+            "window": "year",
+            "upgrade": "immediate",
+            "downgrade": "one_level",
+            "manual": "keep",
+        },
+        "tiers": [
+            {"code": "basic", "names": {"en": "Basic", "ko": "일반", "zh": "普通"}, "threshold": 0},
             {
-                "id": "tiers",
-                "name": "Tier multiplier",
-                "kind": "tier_multiplier",
-                "factors": {"silver": "1.5", "gold": "2"},
+                "code": "silver",
+                "names": {"en": "Silver", "ko": "실버", "zh": "银卡"},
+                "threshold": 5000,
+                "multiplier": "1.5",
+                "benefits": ["Free drink on your birthday"],
+            },
+            {
+                "code": "gold",
+                "names": {"en": "Gold", "ko": "골드", "zh": "金卡"},
+                "threshold": 12000,
+                "multiplier": "2",
+                "extra_expiry_months": 6,
+                "benefits": ["Free drink on your birthday", "10% off whole cakes"],
             },
         ],
     }
@@ -171,14 +196,10 @@ def load(
             BAKERY_RULES,
             actor=SYSTEM,
             now=start,
-            note="seasonal cake bonus and tier multipliers (PRODUCT.md)",
+            note="seasonal cake bonus (PRODUCT.md)",
         )
-        # Tier codes on accounts until tier qualification runs: one in five silver, one in
-        # twenty gold; the walk-through member stays basic so the README's numbers hold.
-        for account in session.scalars(select(Account).where(Account.program_id == program.id)):
-            if account.member_id != member_ids[0]:
-                roll = rng.random()
-                account.tier = "gold" if roll < 0.05 else "silver" if roll < 0.25 else None
+        # Silver ×1.5 and Gold ×2 on points earned in the calendar year, reached at once.
+        tiers.set_tiers(session, program, BAKERY_TIERS, actor=SYSTEM, now=start)
         _admin, admin_key = create_key(
             session, name="demo admin", scopes=["admin"], actor=SYSTEM, now=now
         )

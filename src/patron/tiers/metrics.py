@@ -26,13 +26,19 @@ def metric_values(
     spend: amount bought in minor units, less what was refunded; visits: purchases not fully
     refunded. `account_range` = (after_id, upto_id] limits the accounts, for batches.
     """
+    single: int | None = None
+    if account_range is not None and account_range[1] - account_range[0] == 1:
+        single = account_range[1]
     if metric == "points":
+        # An account belongs to one program: for one account, filtering on it alone lets the
+        # planner use (account_id, occurred_at) instead of scanning the program's window.
+        scope = Entry.account_id == single if single is not None else Entry.program_id == program_id
         stmt = select(Entry.account_id, func.sum(Entry.qualifying)).where(
-            Entry.program_id == program_id, Entry.qualifying != 0, Entry.occurred_at >= window.start
+            scope, Entry.qualifying != 0, Entry.occurred_at >= window.start
         )
         if window.end is not None:
             stmt = stmt.where(Entry.occurred_at < window.end)
-        if account_range is not None:
+        if account_range is not None and single is None:
             stmt = stmt.where(
                 Entry.account_id > account_range[0], Entry.account_id <= account_range[1]
             )
@@ -40,12 +46,17 @@ def metric_values(
     else:
         kept = Purchase.amount_minor - Purchase.refunded_minor
         value = func.sum(kept) if metric == "spend" else func.count()
+        scope = (
+            Purchase.account_id == single
+            if single is not None
+            else Purchase.program_id == program_id
+        )
         stmt = select(Purchase.account_id, value).where(
-            Purchase.program_id == program_id, Purchase.occurred_at >= window.start, kept > 0
+            scope, Purchase.occurred_at >= window.start, kept > 0
         )
         if window.end is not None:
             stmt = stmt.where(Purchase.occurred_at < window.end)
-        if account_range is not None:
+        if account_range is not None and single is None:
             stmt = stmt.where(
                 Purchase.account_id > account_range[0], Purchase.account_id <= account_range[1]
             )
