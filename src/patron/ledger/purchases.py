@@ -195,7 +195,21 @@ def quote(session: Session, program: Program, req: QuoteRequest, *, now: datetim
     )
 
 
-def _occurred_at(value: datetime | None, now: datetime) -> datetime:
+def points_expiry(
+    session: Session, program: Program, account: Account, earned_at: datetime
+) -> datetime | None:
+    """When points credited at `earned_at` expire; a tier may lengthen their validity."""
+    extra = tiers.extra_expiry_months(session, program.id, account.tier)
+    return expires_at(
+        earned_at,
+        kind=program.expiry_kind,
+        months=program.expiry_months + extra,
+        timezone=program.timezone,
+    )
+
+
+def check_occurred_at(value: datetime | None, now: datetime) -> datetime:
+    """When a sale or event happened: default now; never in the future or before 1970."""
     if value is None:
         return now
     if value > now + FUTURE_TOLERANCE:
@@ -232,7 +246,7 @@ def purchase(
         return _replay_purchase(found, digest)
 
     member = _resolve(session, program, req.member)
-    occurred_at = _occurred_at(req.occurred_at, now)
+    occurred_at = check_occurred_at(req.occurred_at, now)
     order, store_id = _order(
         session, program, req, occurred_at=occurred_at, points_to_spend=req.points_to_spend
     )
@@ -313,14 +327,7 @@ def purchase(
         row.redeem_entry_id = spent.entry.id
         entries.append(spent.entry)
     if result.points:
-        # A tier may lengthen the validity of the points its members earn.
-        extra = tiers.extra_expiry_months(session, program.id, account.tier)
-        expiry = expires_at(
-            occurred_at,
-            kind=program.expiry_kind,
-            months=program.expiry_months + extra,
-            timezone=program.timezone,
-        )
+        expiry = points_expiry(session, program, account, occurred_at)
         earned = ledger.credit(
             session,
             account,
@@ -509,7 +516,7 @@ def refund(
             )
         return done.response
 
-    occurred_at = _occurred_at(req.occurred_at, now)
+    occurred_at = check_occurred_at(req.occurred_at, now)
     ledger.settle_due(session, account, now)
     mode, now_minor, reversed_target, restored_target, lines = _refund_targets(
         row, req, program.currency
@@ -658,12 +665,7 @@ def adjust(
             occurred_at=now,
             source=source,
             reason=req.reason,
-            expires_at=expires_at(
-                now,
-                kind=program.expiry_kind,
-                months=program.expiry_months,
-                timezone=program.timezone,
-            ),
+            expires_at=points_expiry(session, program, account, now),
             qualifying=req.points if req.qualifying else 0,
         )
     else:

@@ -8,7 +8,7 @@ member cannot both be credited (the unique key on (account, period) backs the lo
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal, cast
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -20,9 +20,8 @@ from patron.audit.service import Actor
 from patron.errors import Conflict, Invalid, NotFound
 from patron.ledger import service as ledger
 from patron.ledger import views
-from patron.ledger.expiry import expires_at
 from patron.ledger.models import Account, Entry
-from patron.ledger.purchases import EARLIEST_SALE
+from patron.ledger.purchases import check_occurred_at, points_expiry
 from patron.ledger.schemas import EntryOut, Totals
 from patron.members import service as members
 from patron.members.models import Member
@@ -36,7 +35,6 @@ from patron.rules.model import Event
 from patron.rules.models import EventClaim
 from patron.tiers import service as tiers
 
-FUTURE_TOLERANCE = timedelta(minutes=5)
 EVENT_NAME = r"^[a-z0-9][a-z0-9_-]{0,59}$"
 Language = Literal["en", "ko", "zh"]
 
@@ -65,16 +63,6 @@ class EventOut(BaseModel):
     totals: Totals
 
 
-def _occurred_at(value: datetime | None, now: datetime) -> datetime:
-    if value is None:
-        return now
-    if value > now + FUTURE_TOLERANCE:
-        raise Invalid("occurred_at is in the future", code="occurred_at_in_future")
-    if value < EARLIEST_SALE:
-        raise Invalid("occurred_at is before 1970", code="occurred_at_out_of_range")
-    return value
-
-
 def _claimed(session: Session, account: Account, period_key: str) -> bool:
     return (
         session.scalar(
@@ -90,7 +78,7 @@ def record_event(
     session: Session, program: Program, req: EventRequest, *, actor: Actor, now: datetime
 ) -> EventOut:
     """Credit the points the current rule set gives for `req.event`, within its limit."""
-    occurred_at = _occurred_at(req.occurred_at, now)
+    occurred_at = check_occurred_at(req.occurred_at, now)
     doc = rules.document(session, program)
     if not any(isinstance(r, Event) and r.enabled and r.event == req.event for r in doc.rules):
         raise Invalid(
@@ -142,12 +130,7 @@ def record_event(
         reason=f"event {req.event}",
         breakdown=result.steps,
         rule_version=program.rule_version,
-        expires_at=expires_at(
-            occurred_at,
-            kind=program.expiry_kind,
-            months=program.expiry_months,
-            timezone=program.timezone,
-        ),
+        expires_at=points_expiry(session, program, account, occurred_at),
         qualifying=result.points if result.rule.qualifying else 0,
     )
     if result.period_key is not None:
