@@ -141,9 +141,9 @@ def test_tier_calls_on_a_program_without_tiers(client, admin, bakery):
         json={"tier": "gold", "reason": "because"},
         headers=admin,
     )
-    assert response.status_code == 422 and response.json()["error"] == "tiers_not_configured"
+    assert response.status_code == 404 and response.json()["error"] == "tiers_not_configured"
     evaluate = client.post("/api/v1/programs/bakery/tiers/evaluate", json={}, headers=admin)
-    assert evaluate.status_code == 422
+    assert (evaluate.status_code, evaluate.json()["error"]) == (404, "tiers_not_configured")
 
 
 @pytest.fixture
@@ -197,6 +197,10 @@ def test_the_cli_shows_sets_and_evaluates(cli, db, client, admin, pos, club, fro
         code=2,
     )
     clock.freeze(AFTER_H1)
+    # A window that has not ended cannot be evaluated, not even as a dry run.
+    assert "as_of_in_future" in run(
+        "evaluate", "--program", "bakery", "--as-of", "2027-01-01", "--dry-run", code=2
+    )
     dry = run("evaluate", "--program", "bakery", "--as-of", "2026-07-01", "--dry-run")
     assert "dry run: period 2026H1: 1 accounts" in dry and "gold" in dry
     real = run("evaluate", "--program", "bakery", "--as-of", "2026-07-01", "--batch-size", "1")

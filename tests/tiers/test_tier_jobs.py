@@ -143,7 +143,9 @@ def test_a_second_run_for_the_same_period_changes_nothing(db, frozen):
     ids = _setup(db, frozen, [150_000, 350_000, 0], upgrade="next_period")
     first = jobs.evaluate(db, "bakery", AFTER_H1, now=AFTER_H1)
     history, events = _count(db, TierChange), _count(db, DomainEvent)
-    again = jobs.evaluate(db, "bakery", datetime(2026, 8, 1, tzinfo=UTC), now=AFTER_H1)
+    again = jobs.evaluate(
+        db, "bakery", datetime(2026, 8, 1, tzinfo=UTC), now=datetime(2026, 8, 1, tzinfo=UTC)
+    )
     assert again.already_done and again.moves == first.moves
     assert (_count(db, TierChange), _count(db, DomainEvent)) == (history, events)
     assert _tiers(db, ids) == ["silver", "gold", "bronze"]

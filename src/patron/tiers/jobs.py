@@ -32,7 +32,7 @@ from patron.audit import service as audit
 from patron.audit.service import SYSTEM, Actor
 from patron.clock import as_utc
 from patron.db.engine import Database
-from patron.errors import Invalid
+from patron.errors import Invalid, NotFound
 from patron.ledger.models import Account
 from patron.ledger.service import insert_ignore
 from patron.programs.models import Program
@@ -316,7 +316,7 @@ def _plan(session: Session, program: Program, as_of: datetime, actor: Actor) -> 
     policy = service.get_policy(session, program.id)
     tiers = service.definitions(session, program.id)
     if policy is None or not tiers:
-        raise Invalid(
+        raise NotFound(
             f"program {program.code} has no tiers; set them up first", code="tiers_not_configured"
         )
     window = evaluation_window(policy, program.timezone, as_of)
@@ -391,6 +391,9 @@ def evaluate(
     from patron.programs.service import get_program
 
     assert batch_size > 0
+    if now is not None and as_of > now:
+        # A future as_of would close a window that has not ended, and mark it done.
+        raise Invalid("as_of is in the future", code="as_of_in_future")
     with db.unit_of_work(readonly=dry_run) as session:
         program = get_program(session, program_code)
         plan = _plan(session, program, as_of, actor)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from patron.audit import service as audit
 from patron.audit.service import Actor
 from patron.clock import as_utc
-from patron.errors import Invalid
+from patron.errors import Invalid, NotFound
 from patron.ledger import service as ledger
 from patron.ledger import views
 from patron.ledger.expiry import add_months
@@ -366,7 +366,7 @@ def set_manual(
     policy = get_policy(session, program.id)
     tiers = definitions(session, program.id)
     if policy is None or not tiers:
-        raise Invalid(
+        raise NotFound(
             f"program {program.code} has no tiers; set them up first", code="tiers_not_configured"
         )
     if all(t.code != req.tier for t in tiers):
