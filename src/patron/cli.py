@@ -254,6 +254,10 @@ from patron.tiers.cli import app as tiers_app  # noqa: E402
 
 app.add_typer(tiers_app, name="tiers")
 
+from patron.ledger.import_cli import app as import_app  # noqa: E402
+
+app.add_typer(import_app, name="import")
+
 
 def main() -> None:
     app()

@@ -21,12 +21,14 @@ from patron.errors import (
     Unauthorized,
     responses,
 )
-from patron.ledger import jobs, purchases, views
+from patron.ledger import batch, jobs, purchases, views
 from patron.ledger.check import run_check
 from patron.ledger.schemas import (
     AccountOut,
     AdjustOut,
     AdjustRequest,
+    BatchPurchaseRequest,
+    BatchReport,
     EntryKind,
     EntryPage,
     ExpireOut,
@@ -87,6 +89,25 @@ def purchase(
         payload={"program": code, **body.model_dump(mode="json")},
         status_code=201,
     )
+
+
+@router.post(
+    "/programs/{code}/purchases/batch",
+    response_model=BatchReport,
+    responses=responses(NotFound),
+    summary="Record many sales at once (offline tills, migrations); idempotent per external_id",
+    description="Purchases run in the given order, a few hundred per transaction, each in its "
+    "own savepoint: a purchase that fails (unknown member, insufficient points, …) is reported "
+    "in `items` with its error code and the others are recorded. A purchase sent before with "
+    "the same body is reported as `replayed`.",
+)
+def purchase_batch(
+    body: BatchPurchaseRequest,
+    code: str = ProgramCode,
+    db: Database = Depends(http.get_db),
+    actor: Actor = Depends(http.require("pos")),
+) -> BatchReport:
+    return batch.ingest(db, code, body.purchases, actor=actor, now=http.now())
 
 
 @router.get(

@@ -103,8 +103,16 @@ def _release_batch(session: Session, now: datetime, batch_size: int) -> tuple[in
 def _expire_batch(
     session: Session, now: datetime, batch_size: int, actor: str
 ) -> tuple[int, int, list[int]]:
+    # Ordered by expiry, the pick walks the partial index of lots with points left
+    # (ix_lots_expiry_open), so each batch reads only due lots; ordered by id, the planner
+    # walked the primary key past every lot earlier batches had already emptied.
     lot_ids = list(
-        session.scalars(select(Lot.id).where(_due_expiry(now)).order_by(Lot.id).limit(batch_size))
+        session.scalars(
+            select(Lot.id)
+            .where(_due_expiry(now))
+            .order_by(Lot.expires_at, Lot.id)
+            .limit(batch_size)
+        )
     )
     if not lot_ids:
         return 0, 0, []

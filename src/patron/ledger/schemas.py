@@ -212,3 +212,37 @@ class ExpireOut(BaseModel):
     released_lots: int
     released_points: int
     idempotency_keys_purged: int = 0
+
+
+BATCH_MAX_PURCHASES = 5_000
+
+
+class BatchPurchaseRequest(Strict):
+    purchases: list[PurchaseRequest] = Field(
+        min_length=1,
+        max_length=BATCH_MAX_PURCHASES,
+        description="Processed in this order, so an earlier sale can fund a later redemption.",
+    )
+
+
+BatchStatus = Literal["created", "replayed", "error"]
+
+
+class BatchItemOut(BaseModel):
+    index: int = Field(description="Position in the uploaded list, from 0.")
+    external_id: str
+    status: BatchStatus
+    member_id: int | None = None
+    points_earned: int = 0
+    points_spent: int = 0
+    error: str | None = Field(None, description="The error code when status is error.")
+    detail: str | None = None
+
+
+class BatchReport(BaseModel):
+    total: int
+    created: int
+    replayed: int
+    errors: int
+    chunks: int = Field(description="Transactions committed (one per chunk).")
+    items: list[BatchItemOut]
