@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo serve test lint format install clean
+.PHONY: demo serve test test-browser screenshots lint format install clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,14 @@ serve: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	BIN=$(BIN) bash scripts/test.sh $(ARGS)
+
+# The admin UI in a real browser (/usr/bin/chromium; `apt-get install chromium` if missing).
+test-browser: $(BIN)/.installed
+	BIN=$(BIN) bash scripts/test.sh tests/admin/browser $(ARGS)
+
+# Refresh the screenshots in docs/admin/ (taken on SQLite; CJK text needs fonts-noto-cjk).
+screenshots: $(BIN)/.installed
+	PATRON_SCREENSHOTS=1 $(BIN)/pytest -q tests/admin/browser -k sqlite
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks

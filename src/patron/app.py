@@ -18,6 +18,7 @@ from patron.errors import PatronError
 from patron.ledger.api import router as points_router
 from patron.members.api import router as members_router
 from patron.programs.api import router as programs_router
+from patron.reports.api import router as reports_router
 from patron.rules.api import router as rules_router
 from patron.tiers.api import router as tiers_router
 from patron.tiers.read_api import router as tier_reads_router
@@ -119,6 +120,7 @@ def create_app(database_url: str | None = None, *, db: Database | None = None) -
 
     # Before the tier write router, so /tiers/near-miss is never read as a tier code.
     app.include_router(tier_reads_router)
+    app.include_router(reports_router)
     for router in (
         programs_router,
         members_router,
@@ -132,6 +134,11 @@ def create_app(database_url: str | None = None, *, db: Database | None = None) -
     @app.get("/health", tags=["operations"])
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
+
+    # The admin web UI: its own app (HTML errors, not in the OpenAPI schema), same database.
+    from patron.admin.web import create_admin_app
+
+    app.mount("/admin", create_admin_app(app.state.db))
 
     @app.get("/", include_in_schema=False)
     def root() -> dict[str, str]:

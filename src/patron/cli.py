@@ -83,6 +83,9 @@ def _load_demo(db, members: int, days: int) -> None:
     console.print(f"  admin API key: [bold]{result.admin_key}[/]")
     console.print(f"  POS API key:   [bold]{result.pos_key}[/]")
     console.print(f"  walk-through member: phone {demo.WALKTHROUGH_PHONE}, card BKR100000")
+    console.print("  admin UI sign-in (/admin), printed once:")
+    for role, email, password in result.staff:
+        console.print(f"    {role:<9} {email:<22} [bold]{password}[/]")
 
 
 @app.command()
@@ -115,7 +118,7 @@ def serve(
     settings = get_settings()
     host, port = host or settings.host, port or settings.port
     console.print(
-        f"Patron on http://{host}:{port}  (docs: /docs)  database: "
+        f"Patron on http://{host}:{port}  (docs: /docs, admin UI: /admin)  database: "
         f"{settings.resolved_database_url.split('@')[-1]}"
     )
     uvicorn.run(
@@ -257,6 +260,14 @@ app.add_typer(tiers_app, name="tiers")
 from patron.ledger.import_cli import app as import_app  # noqa: E402
 
 app.add_typer(import_app, name="import")
+
+from patron.admin.cli import app as user_app  # noqa: E402
+
+app.add_typer(user_app, name="user")
+
+from patron.reports.cli import app as report_app  # noqa: E402
+
+app.add_typer(report_app, name="report")
 
 
 def main() -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from patron.admin import service as staff_users
 from patron.audit.service import SYSTEM
 from patron.auth.service import create_key
 from patron.db.engine import Database
@@ -141,6 +142,15 @@ GIVEN = [
 WALKTHROUGH_PHONE = "010-1234-5678"
 
 
+# One admin-UI user per role; passwords are generated at load time and printed once.
+DEMO_STAFF = [
+    ("owner", "owner@demo.patron", "Demo Owner"),
+    ("marketer", "marketer@demo.patron", "Demo Marketer"),
+    ("support", "support@demo.patron", "Demo Support"),
+    ("viewer", "viewer@demo.patron", "Demo Viewer"),
+]
+
+
 @dataclass
 class DemoResult:
     members: int
@@ -148,6 +158,8 @@ class DemoResult:
     refunds: int
     admin_key: str
     pos_key: str
+    # (role, e-mail, password) for the admin UI
+    staff: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def is_empty(session: Session) -> bool:
@@ -206,6 +218,19 @@ def load(
         _till, pos_key = create_key(
             session, name="demo till", scopes=["pos"], actor=SYSTEM, now=now
         )
+        staff: list[tuple[str, str, str]] = []
+        for role, email, name in DEMO_STAFF:
+            password = staff_users.generate_password()
+            staff_users.create_user(
+                session,
+                email=email,
+                name=name,
+                role=role,
+                password=password,
+                actor=SYSTEM,
+                now=now,
+            )
+            staff.append((role, email, password))
 
     # Sales in time order, a day per transaction, so lots expire and redeem as in real life.
     visits: list[tuple[datetime, int]] = []
@@ -292,4 +317,5 @@ def load(
         refunds=refunds,
         admin_key=admin_key,
         pos_key=pos_key,
+        staff=staff,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -24,14 +25,18 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
+def make_engine(
+    url: str, *, pool_size: int = 10, echo: bool = False, pre_ping: bool = False
+) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False})
         _configure_sqlite(engine)
         return engine
+    # No pre-ping by default: it costs a round trip on every checkout, i.e. on every request.
+    # A connection the server dropped fails its request once (503, "retry") and is replaced.
     return create_engine(
-        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=pre_ping
     )
 
 
@@ -61,13 +66,25 @@ def _configure_sqlite(engine: Engine) -> None:
 class Database:
     """An engine plus the two session factories the edges use."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(
+        self, url: str, *, pool_size: int = 10, echo: bool = False, pre_ping: bool = False
+    ) -> None:
+        # Registers the hook that versions each program's configuration on every ORM flush
+        # (patron.ledger.program_cache); imported here so every session of every entry point
+        # has it.
+        import patron.ledger.program_cache  # noqa: F401
+
         self.url = normalise_url(url)
-        self.engine = make_engine(self.url, pool_size=pool_size, echo=echo)
+        self.engine = make_engine(self.url, pool_size=pool_size, echo=echo, pre_ping=pre_ping)
         self._writer = sessionmaker(self.engine, expire_on_commit=False)
         self._reader = sessionmaker(
             self.engine.execution_options(**{READONLY: True}), expire_on_commit=False
         )
+        # SQLite has one writer at a time. Threads of this process queue on a lock instead of
+        # on the database's busy handler, which sleeps (up to 100 ms a try) when it finds the
+        # file locked: under concurrent writes that sleep, not the work, set the throughput.
+        # Other processes (a second worker, the CLI) still meet the busy handler.
+        self._write_lock = threading.RLock() if is_sqlite(self.engine) else None
 
     @property
     def dialect(self) -> str:
@@ -77,6 +94,9 @@ class Database:
     def unit_of_work(self, *, readonly: bool = False) -> Iterator[Session]:
         """One transaction: commit on success, roll back on any error."""
         factory = self._reader if readonly else self._writer
+        lock = None if readonly else self._write_lock
+        if lock is not None:
+            lock.acquire()
         session = factory()
         try:
             yield session
@@ -89,6 +109,8 @@ class Database:
             raise
         finally:
             session.close()
+            if lock is not None:
+                lock.release()
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -77,17 +77,18 @@ def quote(
 def purchase(
     body: PurchaseRequest,
     code: str = ProgramCode,
-    db: Database = Depends(http.get_db),
+    db: Database = Depends(http.database),
     actor: Actor = Depends(http.require("pos")),
     idempotency_key: str | None = http.IdempotencyKey,
 ):
     return http.write(
         db,
-        lambda s: purchases.purchase(s, get_program(s, code), body, actor=actor, now=http.now()),
+        lambda s: purchases.purchase_by_code(s, code, body, actor=actor, now=http.now()),
         actor=actor,
         idempotency_key=idempotency_key,
-        payload={"program": code, **body.model_dump(mode="json")},
+        payload=lambda: {"program": code, **body.model_dump(mode="json")},
         status_code=201,
+        encoded=True,
     )
 
 
@@ -96,15 +97,15 @@ def purchase(
     response_model=BatchReport,
     responses=responses(NotFound),
     summary="Record many sales at once (offline tills, migrations); idempotent per external_id",
-    description="Purchases run in the given order, a few hundred per transaction, each in its "
-    "own savepoint: a purchase that fails (unknown member, insufficient points, …) is reported "
-    "in `items` with its error code and the others are recorded. A purchase sent before with "
-    "the same body is reported as `replayed`.",
+    description="Purchases run in the given order, a few hundred per transaction: a purchase "
+    "that fails (unknown member, insufficient points, …) writes nothing and is reported in "
+    "`items` with its error code, and the others are recorded. A purchase sent before with the "
+    "same body is reported as `replayed`.",
 )
 def purchase_batch(
     body: BatchPurchaseRequest,
     code: str = ProgramCode,
-    db: Database = Depends(http.get_db),
+    db: Database = Depends(http.database),
     actor: Actor = Depends(http.require("pos")),
 ) -> BatchReport:
     return batch.ingest(db, code, body.purchases, actor=actor, now=http.now())
@@ -122,7 +123,7 @@ def get_purchase(
     _actor: Actor = Depends(http.require("read", "pos")),
 ):
     def run(s):
-        row = purchases._existing_purchase(s, get_program(s, code), external_id)
+        row = purchases._existing_purchase(s, get_program(s, code).id, external_id)
         if row is None or row.response is None:
             raise NotFound(f"no purchase {external_id!r}", code="purchase_not_found")
         return row.response

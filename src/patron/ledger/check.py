@@ -10,6 +10,7 @@ from sqlalchemy import Integer, and_, case, func, select
 from sqlalchemy.orm import Session, aliased
 
 from patron.ledger.models import Account, Entry, Lot, Movement
+from patron.reports.rollup import check as check_report_rollup
 
 
 @dataclass
@@ -227,4 +228,5 @@ def run_check(session: Session) -> CheckReport:
         "a refund gave back more to a lot than the redemption took (redemption, lot, given, taken)",
         rows,
     )
+    report.violations.extend(check_report_rollup(session).violations)
     return report

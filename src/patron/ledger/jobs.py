@@ -1,18 +1,44 @@
-"""Set-based, batched, resumable jobs: expiry and pending release.
+"""Set-based, bounded, resumable jobs: expiry and pending release.
 
-Each batch is its own transaction, so an interrupted run keeps what it did and
-the next run continues from what is left. Accounts in a batch are locked in id
-order (the same order every writer uses), then their lots are re-read under
-the lock, so a till redeeming at the same moment never sees half a batch.
+Each chunk (at most `batch_size` lots) is one transaction whose work happens in the database,
+not row by row in Python, so an interrupted run keeps every chunk it committed and the next run
+continues with what is left. Within a chunk:
+
+1. the accounts owning the chunk's lots are locked in id order — the order every multi-account
+   writer uses, while an earn locks a single account, so the job cannot deadlock with a till;
+2. the chunk's lots are read again after the lock (a till may have spent from them meanwhile)
+   and only lots of accounts this chunk locked are touched;
+3. one expire entry per lot and its movement are inserted with INSERT … SELECT, the lots'
+   remainders are zeroed and the accounts' totals moved by one aggregated UPDATE … FROM.
+
+On PostgreSQL step 3 is a single statement of data-modifying CTEs. SQLite has no INSERT in a
+CTE, but a writer holds the database lock for its whole transaction (BEGIN IMMEDIATE), so the
+entries just inserted are exactly those with an id above the largest one before the chunk.
+See docs/decisions/0008-set-based-expiry.md.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, case, func, insert, literal, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    and_,
+    any_,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from patron.audit import idempotency
@@ -31,11 +57,25 @@ class ExpiryReport:
     idempotency_keys_purged: int = 0
 
 
-def _due_expiry(now: datetime):
+@dataclass
+class Chunk:
+    """What one transaction did: lots (and their points) on these accounts.
+
+    `found` is False once nothing is left to pick; a chunk can find lots yet change none when
+    a till spent them between the pick and the lock.
+    """
+
+    found: bool = False
+    lots: int = 0
+    points: int = 0
+    account_ids: Sequence[int] = ()
+
+
+def _due_expiry(now: datetime) -> ColumnElement[bool]:
     return and_(Lot.remaining > 0, Lot.expires_at.is_not(None), Lot.expires_at <= now)
 
 
-def _due_release(now: datetime):
+def _due_release(now: datetime) -> ColumnElement[bool]:
     return and_(Lot.pending.is_(True), Lot.pending_until <= now)
 
 
@@ -60,112 +100,283 @@ def preview(session: Session, now: datetime) -> ExpiryReport:
     )
 
 
-def _lock_accounts(session: Session, account_ids: list[int]) -> None:
-    session.execute(
-        select(Account.id).where(Account.id.in_(account_ids)).order_by(Account.id).with_for_update()
+# Bulk statements: the ORM need not fetch the rows back to refresh objects (there are none).
+_BULK = {"synchronize_session": False}
+
+
+def _is_postgresql(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _order(session: Session, key: Any) -> list[Any]:
+    """Chunks follow a partial index on `key`.
+
+    On PostgreSQL a tie-break on id would sort every lot sharing the instant (points earned the
+    same day expire at the same local midnight) for each chunk; index order is enough, since a
+    done lot leaves the index's condition. SQLite's index ends with the rowid, so the tie-break
+    is free there and makes the pick repeatable within the transaction.
+    """
+    return [key] if _is_postgresql(session) else [key, Lot.id]
+
+
+def _ids(name: str, values: Sequence[int]) -> Any:
+    return any_(bindparam(name, list(values), type_=ARRAY(BigInteger)))
+
+
+def _pick_and_lock(
+    session: Session, due: ColumnElement[bool], key: Any, batch_size: int
+) -> tuple[list[int], list[int]]:
+    """PostgreSQL: the chunk's lot ids, and their accounts, now locked in id order."""
+    # A chunk is a batch job's own transaction with a plan known in advance: compiling it to
+    # machine code (its cost estimate is large) only adds time.
+    session.execute(text("SET LOCAL jit = off"))
+    picked = session.execute(
+        select(Lot.id, Lot.account_id).where(due).order_by(*_order(session, key)).limit(batch_size)
     ).all()
+    lot_ids = [lot_id for lot_id, _ in picked]
+    account_ids = sorted({account_id for _, account_id in picked})
+    if account_ids:
+        session.execute(
+            select(Account.id)
+            .where(Account.id == _ids("accounts", account_ids))
+            .order_by(Account.id)
+            .with_for_update()
+        ).all()
+    return lot_ids, account_ids
 
 
-def _release_batch(session: Session, now: datetime, batch_size: int) -> tuple[int, int]:
-    account_ids = list(
-        session.scalars(
-            select(Lot.account_id)
-            .where(_due_release(now))
-            .distinct()
-            .order_by(Lot.account_id)
-            .limit(batch_size)
-        )
-    )
-    if not account_ids:
-        return 0, 0
-    _lock_accounts(session, account_ids)
-    due = and_(_due_release(now), Lot.account_id.in_(account_ids))
+# --- pending release ------------------------------------------------------------------------
+
+
+def _release_chunk_postgresql(session: Session, now: datetime, batch_size: int) -> Chunk:
+    lot_ids, account_ids = _pick_and_lock(session, _due_release(now), Lot.pending_until, batch_size)
+    if not lot_ids:
+        return Chunk()
+    # Read again under the lock: a till may have changed these lots since the pick.
+    chunk = and_(Lot.id == _ids("lots", lot_ids), _due_release(now))
+    due = select(Lot.id, Lot.account_id, Lot.remaining).where(chunk).cte("due")
+    released = update(Lot).where(chunk).values(pending=False)
     sums = (
-        select(Lot.account_id.label("account_id"), func.sum(Lot.remaining).label("points"))
-        .where(due)
-        .group_by(Lot.account_id)
-        .subquery()
+        select(due.c.account_id, func.sum(due.c.remaining).label("points"))
+        .group_by(due.c.account_id)
+        .cte("sums")
     )
-    count, points = session.execute(
-        select(func.count(), func.coalesce(func.sum(Lot.remaining), 0)).where(due)
-    ).one()
-    session.execute(
+    moved = (
         update(Account)
         .where(Account.id == sums.c.account_id)
         .values(
             pending=Account.pending - sums.c.points, available=Account.available + sums.c.points
         )
     )
-    session.execute(update(Lot).where(due).values(pending=False))
-    return count, int(points)
-
-
-def _expire_batch(
-    session: Session, now: datetime, batch_size: int, actor: str
-) -> tuple[int, int, list[int]]:
-    # Ordered by expiry, the pick walks the partial index of lots with points left
-    # (ix_lots_expiry_open), so each batch reads only due lots; ordered by id, the planner
-    # walked the primary key past every lot earlier batches had already emptied.
-    lot_ids = list(
-        session.scalars(
-            select(Lot.id)
-            .where(_due_expiry(now))
-            .order_by(Lot.expires_at, Lot.id)
-            .limit(batch_size)
+    lots, points = session.execute(
+        select(func.count(), func.coalesce(func.sum(due.c.remaining), 0)).add_cte(
+            released.cte("released"), moved.cte("moved")
         )
+    ).one()
+    return Chunk(found=True, lots=int(lots), points=int(points), account_ids=account_ids)
+
+
+def _release_chunk_sqlite(session: Session, now: datetime, batch_size: int) -> Chunk:
+    # The transaction holds the write lock and the pick is repeatable: each statement below
+    # sees the same lots until the last one flips them.
+    pick = (
+        select(Lot.id)
+        .where(_due_release(now))
+        .order_by(*_order(session, Lot.pending_until))
+        .limit(batch_size)
+        .scalar_subquery()
     )
+    lots, points = session.execute(
+        select(func.count(), func.coalesce(func.sum(Lot.remaining), 0)).where(Lot.id.in_(pick))
+    ).one()
+    if not lots:
+        return Chunk()
+    sums = (
+        select(Lot.account_id.label("account_id"), func.sum(Lot.remaining).label("points"))
+        .where(Lot.id.in_(pick))
+        .group_by(Lot.account_id)
+        .subquery()
+    )
+    session.execute(
+        update(Account)
+        .where(Account.id == sums.c.account_id)
+        .values(
+            pending=Account.pending - sums.c.points, available=Account.available + sums.c.points
+        ),
+        execution_options=_BULK,
+    )
+    session.execute(
+        update(Lot).where(Lot.id.in_(pick)).values(pending=False), execution_options=_BULK
+    )
+    return Chunk(found=True, lots=int(lots), points=int(points))
+
+
+def _release_chunk(session: Session, now: datetime, batch_size: int) -> Chunk:
+    if _is_postgresql(session):
+        return _release_chunk_postgresql(session, now, batch_size)
+    return _release_chunk_sqlite(session, now, batch_size)
+
+
+# --- expiry ---------------------------------------------------------------------------------
+
+_ENTRY_COLUMNS = [
+    "program_id",
+    "account_id",
+    "kind",
+    "points",
+    "qualifying",
+    "lot_id",
+    "occurred_at",
+    "created_at",
+    "actor",
+    "reason",
+]
+
+
+def _entry_values(
+    program_id: Any,
+    account_id: Any,
+    remaining: Any,
+    lot_id: Any,
+    expires_at: Any,
+    now: datetime,
+    actor: str,
+) -> list[Any]:
+    """An expire entry: the lot's remainder, dated at the lot's expiry instant."""
+    return [
+        program_id,
+        account_id,
+        literal("expire", Entry.kind.type),
+        -remaining,
+        literal(0, Entry.qualifying.type),
+        lot_id,
+        expires_at,
+        literal(now, Entry.created_at.type),
+        literal(actor, Entry.actor.type),
+        literal("points expired", Entry.reason.type),
+    ]
+
+
+def _expire_chunk_postgresql(session: Session, now: datetime, batch_size: int, actor: str) -> Chunk:
+    lot_ids, account_ids = _pick_and_lock(session, _due_expiry(now), Lot.expires_at, batch_size)
     if not lot_ids:
-        return 0, 0, []
-    account_ids = sorted(set(session.scalars(select(Lot.account_id).where(Lot.id.in_(lot_ids)))))
-    _lock_accounts(session, account_ids)
-    due = and_(Lot.id.in_(lot_ids), _due_expiry(now))  # re-checked under the lock
-    created = session.execute(
+        return Chunk()
+    # Read again under the lock: this statement's snapshot sees every till that held these
+    # accounts, and every sub-statement below sees that same snapshot. The lots are named by id,
+    # so each step is an index lookup per lot whatever the planner estimates.
+    chunk = and_(Lot.id == _ids("lots", lot_ids), _due_expiry(now))
+    program_id = select(Account.program_id).where(Account.id == Lot.account_id).scalar_subquery()
+    due = (
+        select(
+            Lot.id,
+            Lot.account_id,
+            Lot.remaining,
+            Lot.pending,
+            Lot.expires_at,
+            program_id.label("program_id"),
+        )
+        .where(chunk)
+        .cte("due")
+    )
+    created = (
         insert(Entry)
         .from_select(
-            [
-                "program_id",
-                "account_id",
-                "kind",
-                "points",
-                "lot_id",
-                "occurred_at",
-                "created_at",
-                "actor",
-                "reason",
-            ],
+            _ENTRY_COLUMNS,
             select(
-                Account.program_id,
-                Lot.account_id,
-                literal("expire", Entry.kind.type),
-                -Lot.remaining,
-                Lot.id,
-                Lot.expires_at,
-                literal(now, Entry.created_at.type),
-                literal(actor, Entry.actor.type),
-                literal("points expired", Entry.reason.type),
+                *_entry_values(
+                    due.c.program_id,
+                    due.c.account_id,
+                    due.c.remaining,
+                    due.c.id,
+                    due.c.expires_at,
+                    now,
+                    actor,
+                )
+            ),
+        )
+        .returning(Entry.id, Entry.lot_id, Entry.points)
+        .cte("created")
+    )
+    paired = insert(Movement).from_select(
+        ["entry_id", "lot_id", "points"], select(created.c.id, created.c.lot_id, created.c.points)
+    )
+    emptied = update(Lot).where(chunk).values(remaining=0)
+    sums = (
+        select(
+            due.c.account_id,
+            func.sum(due.c.remaining).label("points"),
+            func.sum(case((due.c.pending.is_(True), due.c.remaining), else_=0)).label("pending"),
+        )
+        .group_by(due.c.account_id)
+        .cte("sums")
+    )
+    touched = (
+        update(Account)
+        .where(Account.id == sums.c.account_id)
+        .values(
+            expired=Account.expired + sums.c.points,
+            pending=Account.pending - sums.c.pending,
+            available=Account.available - (sums.c.points - sums.c.pending),
+        )
+        .returning(Account.id)
+        .cte("touched")
+    )
+    lots, points, account_ids = session.execute(
+        select(
+            select(func.count()).select_from(created).scalar_subquery(),
+            select(func.coalesce(-func.sum(created.c.points), 0)).scalar_subquery(),
+            select(func.array_agg(touched.c.id)).scalar_subquery(),
+        ).add_cte(paired.cte("paired"), emptied.cte("emptied"))
+    ).one()
+    return Chunk(found=True, lots=int(lots), points=int(points), account_ids=account_ids or ())
+
+
+def _expire_chunk_sqlite(session: Session, now: datetime, batch_size: int, actor: str) -> Chunk:
+    # The transaction holds the write lock (BEGIN IMMEDIATE): nothing else writes until it
+    # ends, so this chunk's entries are exactly those above the largest id before it.
+    before = session.scalar(select(func.coalesce(func.max(Entry.id), 0)))
+    pick = (
+        select(Lot.id)
+        .where(_due_expiry(now))
+        .order_by(*_order(session, Lot.expires_at))
+        .limit(batch_size)
+        .scalar_subquery()
+    )
+    session.execute(
+        insert(Entry).from_select(
+            _ENTRY_COLUMNS,
+            select(
+                *_entry_values(
+                    Account.program_id,
+                    Lot.account_id,
+                    Lot.remaining,
+                    Lot.id,
+                    Lot.expires_at,
+                    now,
+                    actor,
+                )
             )
             .join(Account, Account.id == Lot.account_id)
-            .where(due),
+            .where(Lot.id.in_(pick))
+            .order_by(Lot.id),
         )
-        .returning(Entry.id, Entry.lot_id, Entry.points, Entry.account_id)
-    ).all()
-    if not created:
-        return 0, 0, []
+    )
+    mine = and_(Entry.id > before, Entry.kind == "expire")
     session.execute(
-        insert(Movement),
-        [
-            {"entry_id": entry_id, "lot_id": lot_id, "points": points}
-            for entry_id, lot_id, points, _ in created
-        ],
+        insert(Movement).from_select(
+            ["entry_id", "lot_id", "points"],
+            select(Entry.id, Entry.lot_id, Entry.points).where(mine),
+        )
     )
     sums = (
         select(
-            Lot.account_id.label("account_id"),
-            func.sum(Lot.remaining).label("points"),
-            func.sum(case((Lot.pending.is_(True), Lot.remaining), else_=0)).label("pending_points"),
+            Entry.account_id.label("account_id"),
+            (-func.sum(Entry.points)).label("points"),
+            (-func.sum(case((Lot.pending.is_(True), Entry.points), else_=0))).label("pending"),
         )
-        .where(due)
-        .group_by(Lot.account_id)
+        .join(Lot, Lot.id == Entry.lot_id)
+        .where(mine)
+        .group_by(Entry.account_id)
         .subquery()
     )
     session.execute(
@@ -173,13 +384,26 @@ def _expire_batch(
         .where(Account.id == sums.c.account_id)
         .values(
             expired=Account.expired + sums.c.points,
-            pending=Account.pending - sums.c.pending_points,
-            available=Account.available - (sums.c.points - sums.c.pending_points),
-        )
+            pending=Account.pending - sums.c.pending,
+            available=Account.available - (sums.c.points - sums.c.pending),
+        ),
+        execution_options=_BULK,
     )
-    session.execute(update(Lot).where(due).values(remaining=0))
-    points = -sum(p for _, _, p, _ in created)
-    return len(created), points, sorted({account_id for *_, account_id in created})
+    session.execute(
+        update(Lot).where(Lot.id.in_(select(Entry.lot_id).where(mine))).values(remaining=0),
+        execution_options=_BULK,
+    )
+    lots, points = session.execute(
+        select(func.count(), func.coalesce(-func.sum(Entry.points), 0)).where(mine)
+    ).one()
+    account_ids = session.scalars(select(Entry.account_id).where(mine).distinct()).all()
+    return Chunk(found=lots > 0, lots=int(lots), points=int(points), account_ids=account_ids)
+
+
+def _expire_chunk(session: Session, now: datetime, batch_size: int, actor: str) -> Chunk:
+    if _is_postgresql(session):
+        return _expire_chunk_postgresql(session, now, batch_size, actor)
+    return _expire_chunk_sqlite(session, now, batch_size, actor)
 
 
 def run_expiry(
@@ -192,34 +416,35 @@ def run_expiry(
     progress: Callable[[ExpiryReport], None] | None = None,
     idempotency_ttl: timedelta | None = None,
 ) -> ExpiryReport:
-    """Release matured pending points, then expire every lot past its date, batch by batch.
+    """Release matured pending points, then expire every lot past its date, chunk by chunk.
 
     With `idempotency_ttl`, stored answers to Idempotency-Keys older than that are dropped too.
     """
+    assert batch_size > 0
     if dry_run:
         with db.unit_of_work(readonly=True) as session:
             return preview(session, now)
     report = ExpiryReport(dry_run=False)
     while True:
         with db.unit_of_work() as session:
-            lots, points = _release_batch(session, now, batch_size)
-        report.released_lots += lots
-        report.released_points += points
-        if lots == 0:
+            chunk = _release_chunk(session, now, batch_size)
+        report.released_lots += chunk.lots
+        report.released_points += chunk.points
+        if not chunk.found:
             break
     # Distinct accounts over the whole run: an account whose lots fall in several
-    # batches counts once, as in the dry-run preview.
+    # chunks counts once, as in the dry-run preview.
     touched: set[int] = set()
     while True:
         with db.unit_of_work() as session:
-            lots, points, account_ids = _expire_batch(session, now, batch_size, actor)
-        report.lots += lots
-        report.points += points
-        touched.update(account_ids)
+            chunk = _expire_chunk(session, now, batch_size, actor)
+        report.lots += chunk.lots
+        report.points += chunk.points
+        touched.update(chunk.account_ids)
         report.accounts = len(touched)
         if progress is not None:
             progress(report)
-        if lots == 0:
+        if not chunk.found:
             break
     if idempotency_ttl is not None:
         with db.unit_of_work() as session:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
@@ -14,10 +15,11 @@ from patron.audit import service as audit
 from patron.audit.idempotency import request_hash
 from patron.audit.service import Actor
 from patron.errors import Conflict, InsufficientPoints, Invalid, NotFound
+from patron.ledger import earn, program_cache, views
 from patron.ledger import service as ledger
-from patron.ledger import views
 from patron.ledger.expiry import expires_at, pending_until
 from patron.ledger.models import Account, Entry, Lot, Purchase, Refund
+from patron.ledger.program_cache import ProgramConfig
 from patron.ledger.schemas import (
     AdjustOut,
     AdjustRequest,
@@ -64,14 +66,15 @@ def _amount(value: Decimal, currency: str, field: str) -> Decimal:
 
 
 def _order(
-    session: Session,
-    program: Program,
+    program: Program | ProgramConfig,
     req: BasketIn,
     *,
     occurred_at: datetime,
     points_to_spend: int,
+    store_id_of: Callable[[str], int | None],
 ) -> tuple[Order, int | None]:
-    """The basket as the rules core sees it, and the store's id."""
+    """The basket as the rules core sees it, and the store's id (`store_id_of(code)`, None for
+    a store the program does not have)."""
     if req.currency is not None and req.currency != program.currency:
         raise Invalid(
             f"program {program.code} runs in {program.currency}, not {req.currency}; "
@@ -100,10 +103,11 @@ def _order(
             )
     store_id = None
     if req.store is not None:
-        try:
-            store_id = get_store(session, program, req.store).id
-        except NotFound as exc:
-            raise Invalid(exc.detail, code="store_not_found") from None
+        store_id = store_id_of(req.store)
+        if store_id is None:
+            raise Invalid(
+                f"no store {req.store!r} in program {program.code}", code="store_not_found"
+            )
     order = Order(
         currency=program.currency,
         total=total,
@@ -119,11 +123,21 @@ def _order(
     return order, store_id
 
 
-def spend_value(program: Program, points: int) -> Decimal:
+def _stores(session: Session, program: Program) -> Callable[[str], int | None]:
+    def store_id_of(code: str) -> int | None:
+        try:
+            return get_store(session, program, code).id
+        except NotFound:
+            return None
+
+    return store_id_of
+
+
+def spend_value(program: Program | ProgramConfig, points: int) -> Decimal:
     return round_money(Decimal(points) * program.point_value, program.currency)
 
 
-def max_spend(program: Program, amount: Decimal, balance: int) -> int:
+def max_spend(program: Program | ProgramConfig, amount: Decimal, balance: int) -> int:
     """The most points a bill with `amount` payable can take, by the policy and the balance."""
     cap = int(
         (amount * program.redeem_max_share / program.point_value).to_integral_value(ROUND_FLOOR)
@@ -134,7 +148,11 @@ def max_spend(program: Program, amount: Decimal, balance: int) -> int:
 
 
 def check_spend(
-    program: Program, amount: Decimal, points: int, balance: int, blocked: str | None = None
+    program: Program | ProgramConfig,
+    amount: Decimal,
+    points: int,
+    balance: int,
+    blocked: str | None = None,
 ) -> None:
     if points == 0:
         return
@@ -170,7 +188,11 @@ def _resolve(session: Session, program: Program, req_member: Any) -> Member:
 def quote(session: Session, program: Program, req: QuoteRequest, *, now: datetime) -> QuoteOut:
     member = _resolve(session, program, req.member)
     order, _store_id = _order(
-        session, program, req, occurred_at=now, points_to_spend=req.points_to_spend
+        program,
+        req,
+        occurred_at=now,
+        points_to_spend=req.points_to_spend,
+        store_id_of=_stores(session, program),
     )
     account = session.scalars(
         select(Account).where(Account.program_id == program.id, Account.member_id == member.id)
@@ -220,10 +242,10 @@ def check_occurred_at(value: datetime | None, now: datetime) -> datetime:
     return value
 
 
-def _existing_purchase(session: Session, program: Program, external_id: str) -> Purchase | None:
+def _existing_purchase(session: Session, program_id: int, external_id: str) -> Purchase | None:
     return session.scalars(
         select(Purchase).where(
-            Purchase.program_id == program.id, Purchase.external_id == external_id
+            Purchase.program_id == program_id, Purchase.external_id == external_id
         )
     ).one_or_none()
 
@@ -241,14 +263,79 @@ def purchase(
     session: Session, program: Program, req: PurchaseRequest, *, actor: Actor, now: datetime
 ) -> dict[str, Any]:
     """Record a sale: spend points and earn points atomically. Replays return the first answer."""
+    return record(session, program.id, req, actor=actor, now=now, program=program)[0]
+
+
+def purchase_by_code(
+    session: Session, code: str, req: PurchaseRequest, *, actor: Actor, now: datetime
+) -> dict[str, Any]:
+    """`purchase` for the program with `code` (its id is cached per worker: no query)."""
+    program_id = program_cache.program_id(session, code)
+    return record(session, program_id, req, actor=actor, now=now)[0]
+
+
+# Tests set this to False to run every sale through the general path (the reference).
+FAST_PATH = True
+
+
+def record(
+    session: Session,
+    program_id: int,
+    req: PurchaseRequest,
+    *,
+    actor: Actor,
+    now: datetime,
+    program: Program | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """(answer, created): `purchase`, telling a recorded sale from a replay."""
     digest = request_hash(req.model_dump(mode="json"))
-    if (found := _existing_purchase(session, program, req.external_id)) is not None:
-        return _replay_purchase(found, digest)
+    if FAST_PATH:
+        done = earn.try_purchase(session, program_id, req, digest, actor=actor, now=now)
+        if done is not None:
+            return done
+    return general(session, program_id, req, digest, actor=actor, now=now, program=program)
+
+
+def general(
+    session: Session,
+    program_id: int,
+    req: PurchaseRequest,
+    digest: str,
+    *,
+    actor: Actor,
+    now: datetime,
+    program: Program | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """The general path for a sale, by program id."""
+    if program is None:
+        program = session.get(Program, program_id)
+        if program is None:  # pragma: no cover - the id came from the program's code
+            raise NotFound(f"no program with id {program_id}", code="program_not_found")
+    return _purchase_orm(session, program, req, digest, actor=actor, now=now)
+
+
+def _purchase_orm(
+    session: Session,
+    program: Program,
+    req: PurchaseRequest,
+    digest: str,
+    *,
+    actor: Actor,
+    now: datetime,
+) -> tuple[dict[str, Any], bool]:
+    """The general path, for every sale (points spent, a first sale, ...); the hot path in
+    `patron.ledger.earn` gives the same answer and rows for the common one in fewer statements."""
+    if (found := _existing_purchase(session, program.id, req.external_id)) is not None:
+        return _replay_purchase(found, digest), False
 
     member = _resolve(session, program, req.member)
     occurred_at = check_occurred_at(req.occurred_at, now)
     order, store_id = _order(
-        session, program, req, occurred_at=occurred_at, points_to_spend=req.points_to_spend
+        program,
+        req,
+        occurred_at=occurred_at,
+        points_to_spend=req.points_to_spend,
+        store_id_of=_stores(session, program),
     )
     account = ledger.open_account(session, program_id=program.id, member_id=member.id, now=now)
     ledger.settle_due(session, account, now)
@@ -299,10 +386,10 @@ def purchase(
             session.flush()
     except IntegrityError:
         # Another request recorded this order id first (it held the unique key).
-        found = _existing_purchase(session, program, req.external_id)
+        found = _existing_purchase(session, program.id, req.external_id)
         if found is None:  # pragma: no cover - the conflicting row must be visible now
             raise
-        return _replay_purchase(found, digest)
+        return _replay_purchase(found, digest), False
 
     source = ledger.Source(
         actor=str(actor),
@@ -362,7 +449,7 @@ def purchase(
         totals=views.totals(session, account, now, settled=True),
     )
     row.response = out.model_dump(mode="json")
-    return row.response
+    return row.response, True
 
 
 def _spent_per_line(doc: RuleSetDoc, order: Order, points: int) -> list[int]:
@@ -497,7 +584,7 @@ def refund(
     actor: Actor,
     now: datetime,
 ) -> dict[str, Any]:
-    row = _existing_purchase(session, program, external_id)
+    row = _existing_purchase(session, program.id, external_id)
     if row is None:
         raise NotFound(
             f"no purchase {external_id!r} in program {program.code}", code="purchase_not_found"

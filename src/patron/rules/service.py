@@ -322,6 +322,42 @@ def _periods(local: datetime, tz: ZoneInfo) -> dict[str, tuple[datetime, datetim
     }
 
 
+def member_figures(
+    session: Session, timezone: str, account_id: int, at: datetime, wanted: Needs
+) -> tuple[dict[str, int], int]:
+    """The member's purchase points this local day / month / year (only the periods a cap
+    reads) and purchases before `at` (only if a rule counts them)."""
+    tz = ZoneInfo(timezone)
+    figures: dict[str, int] = {}
+    if wanted.caps:
+        periods = _periods(at.astimezone(tz), tz)
+        for per in wanted.caps:
+            start, end = periods[per]
+            figures[per] = int(
+                session.scalar(
+                    select(func.coalesce(func.sum(Entry.points), 0)).where(
+                        Entry.account_id == account_id,
+                        Entry.kind == "earn",
+                        Entry.purchase_id.is_not(None),
+                        Entry.occurred_at >= start,
+                        Entry.occurred_at < end,
+                    )
+                )
+                or 0
+            )
+    purchases = 0
+    if wanted.purchases:
+        purchases = int(
+            session.scalar(
+                select(func.count())
+                .select_from(Purchase)
+                .where(Purchase.account_id == account_id, Purchase.occurred_at < at)
+            )
+            or 0
+        )
+    return figures, purchases
+
+
 def member_context(
     session: Session,
     program: Program,
@@ -332,32 +368,9 @@ def member_context(
 ) -> MemberContext:
     tz = ZoneInfo(program.timezone)
     figures: dict[str, int] = {}
-    if account is not None and wanted.caps:
-        periods = _periods(at.astimezone(tz), tz)
-        for per in wanted.caps:
-            start, end = periods[per]
-            figures[per] = int(
-                session.scalar(
-                    select(func.coalesce(func.sum(Entry.points), 0)).where(
-                        Entry.account_id == account.id,
-                        Entry.kind == "earn",
-                        Entry.purchase_id.is_not(None),
-                        Entry.occurred_at >= start,
-                        Entry.occurred_at < end,
-                    )
-                )
-                or 0
-            )
     purchases = 0
-    if account is not None and wanted.purchases:
-        purchases = int(
-            session.scalar(
-                select(func.count())
-                .select_from(Purchase)
-                .where(Purchase.account_id == account.id, Purchase.occurred_at < at)
-            )
-            or 0
-        )
+    if account is not None:
+        figures, purchases = member_figures(session, program.timezone, account.id, at, wanted)
     tier_factor = None
     if account is not None and account.tier is not None:
         # One indexed look-up, only for members who have a tier.
@@ -379,9 +392,9 @@ def member_context(
     )
 
 
-def _budgets_left(
-    session: Session, program: Program, wanted: Needs, *, lock: bool
-) -> dict[str, int]:
+def budgets_left(session: Session, program_id: int, wanted: Needs, *, lock: bool) -> dict[str, int]:
+    """Points each budgeted promotion may still give; with `lock`, its row is locked until the
+    transaction ends (an earn that may spend it)."""
     from patron.ledger.service import insert_ignore
     from patron.rules.models import PromotionBudget
 
@@ -391,15 +404,28 @@ def _budgets_left(
             insert_ignore(
                 session,
                 PromotionBudget,
-                {"program_id": program.id, "rule_id": rule_id, "used": 0},
+                {"program_id": program_id, "rule_id": rule_id, "used": 0},
                 ["program_id", "rule_id"],
             )
         stmt = select(PromotionBudget.used).where(
-            PromotionBudget.program_id == program.id, PromotionBudget.rule_id == rule_id
+            PromotionBudget.program_id == program_id, PromotionBudget.rule_id == rule_id
         )
         used = session.scalar(stmt.with_for_update() if lock else stmt) or 0
         left[rule_id] = budget - int(used)
     return left
+
+
+def spend_budgets(session: Session, program_id: int, used: dict[str, int]) -> None:
+    """Add what an earn's budgeted promotions gave to their totals (rows locked by
+    `budgets_left(lock=True)`)."""
+    from patron.rules.models import PromotionBudget
+
+    for rule_id, points in used.items():
+        session.execute(
+            update(PromotionBudget)
+            .where(PromotionBudget.program_id == program_id, PromotionBudget.rule_id == rule_id)
+            .values(used=PromotionBudget.used + points)
+        )
 
 
 def evaluate_purchase(
@@ -418,17 +444,10 @@ def evaluate_purchase(
     doc = doc if doc is not None else document(session, program)
     wanted = needs(doc)
     context = member_context(session, program, account, member, order.occurred_at, wanted)
-    budgets = _budgets_left(session, program, wanted, lock=record) if wanted.budgets else {}
+    budgets = budgets_left(session, program.id, wanted, lock=record) if wanted.budgets else {}
     result = evaluate(doc, order, context, budgets)
     if record and result.budget_used:
-        from patron.rules.models import PromotionBudget
-
-        for rule_id, used in result.budget_used.items():
-            session.execute(
-                update(PromotionBudget)
-                .where(PromotionBudget.program_id == program.id, PromotionBudget.rule_id == rule_id)
-                .values(used=PromotionBudget.used + used)
-            )
+        spend_budgets(session, program.id, result.budget_used)
     return result, program.rule_version
 
 

@@ -1,9 +1,18 @@
 """The period evaluation: re-place every member of a program by what they earned in the window.
 
-`evaluate` walks the program's accounts in batches of ids; each batch is one transaction that
-locks its accounts, reads their metric with one GROUP BY (`metrics.metric_values`), applies the
-policy, writes the changed accounts with one executemany UPDATE, their history rows and domain
-events, and records its progress in the period's `TierEvaluationRun`. So:
+`evaluate` walks the program's accounts in chunks of consecutive ids; each chunk is one
+transaction in which the database does the work, set-based, whatever the chunk's size:
+
+1. one INSERT … SELECT locks the chunk's accounts in id order, joins them with their metric
+   (one GROUP BY over the window's entries or purchases for the chunk's id range), applies the
+   policy with CASE expressions and keeps each account's decision in a temporary table;
+2. the counts for the summary come from one GROUP BY over the decisions;
+3. the history rows and `tier.changed` domain events of the accounts that moved are inserted
+   with INSERT … SELECT, and the accounts whose columns change (a move, a grace period used, a
+   manual tier ended, a tier held into the next window) are updated with one UPDATE … FROM;
+4. the period's `TierEvaluationRun` records the last account id done and the counts so far.
+
+So:
 
 - a run that is interrupted resumes after the last batch it committed;
 - a period already done is never evaluated again (the stored summary is returned);
@@ -25,19 +34,40 @@ from datetime import date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ColumnElement,
+    Integer,
+    MetaData,
+    Select,
+    String,
+    Table,
+    and_,
+    case,
+    false,
+    func,
+    insert,
+    literal,
+    not_,
+    null,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from patron.audit import service as audit
 from patron.audit.service import SYSTEM, Actor
 from patron.clock import as_utc
 from patron.db.engine import Database
+from patron.db.types import UTCDateTime
 from patron.errors import Invalid, NotFound
-from patron.ledger.models import Account
-from patron.ledger.service import insert_ignore
+from patron.ledger.models import Account, Entry, Purchase
 from patron.programs.models import Program
 from patron.tiers import service
-from patron.tiers.metrics import metric_values, qualify
 from patron.tiers.models import (
     DomainEvent,
     TierChange,
@@ -131,93 +161,72 @@ def _label(code: str | None) -> str:
     return code or "none"
 
 
-def _decide(
-    plan: Plan,
-    row: Any,
-    value: int,
-    counts: Counts,
-) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
-    """The account's new tier columns and history row, or None when nothing changes."""
-    policy, tiers = plan.policy, plan.tiers
-    current_rank = service.rank_of(tiers, row.tier)
-    earned = qualify(tiers, value)
-    earned_rank = earned.rank if earned is not None else -1
-    manual_ended = False
-    if row.tier_manual and policy.manual == "keep":
-        until = as_utc(row.tier_manual_until) if row.tier_manual_until is not None else None
-        if until is None or until > plan.as_of:
-            if earned_rank <= current_rank:
-                counts.kept_manual += 1
-                return None
-        else:
-            manual_ended = True
-    # Moved after the window ended (an immediate upgrade in the new window): only upgrades.
-    recent = (
-        not row.tier_manual
-        and row.tier_since is not None
-        and plan.window.end is not None
-        and as_utc(row.tier_since) >= plan.window.end
-    )
-    grace = policy.grace_periods
-    if earned_rank >= current_rank:
-        target_rank = earned_rank
-    elif recent:
-        target_rank = current_rank
-        grace = row.tier_grace_left
-    elif policy.downgrade == "one_level":
-        target_rank = current_rank - 1
-    elif policy.downgrade == "grace" and row.tier_grace_left > 0:
-        target_rank = current_rank
-        grace = row.tier_grace_left - 1
-        counts.kept_in_grace += 1
-    else:
-        target_rank = earned_rank
-    target = next((t.code for t in tiers if t.rank == target_rank), None)
-    if target_rank == current_rank:
-        target = row.tier  # also keeps a code no longer defined that ranks -1
-
-    moved = target != row.tier
-    if manual_ended:
-        counts.manual_ended += 1
-    if not moved and not manual_ended and grace == row.tier_grace_left:
-        return None
-    values = {
-        "id": row.id,
-        "tier": target,
-        "tier_since": plan.since if moved else row.tier_since,
-        "tier_valid_until": plan.valid if moved or manual_ended else row.tier_valid_until,
-        "tier_manual": False if moved or manual_ended else row.tier_manual,
-        "tier_manual_until": None if moved or manual_ended else row.tier_manual_until,
-        "tier_grace_left": grace,
-    }
-    if not moved:
-        return values, None
-    counts.moves[f"{_label(row.tier)}→{_label(target)}"] += 1
-    history = {
-        "account_id": row.id,
-        "member_id": row.member_id,
-        "from_tier": row.tier,
-        "to_tier": target,
-        "reason": "manual_ended" if manual_ended else "period_evaluation",
-        "metric_value": value,
-    }
-    return values, history
+# One chunk's decisions, materialised once per chunk (dropped before it commits): every write
+# and every count below is a set-based statement over it.
+_DECIDED = Table(
+    "tier_decided",
+    MetaData(),
+    Column("id", BigInteger, primary_key=True),
+    Column("member_id", BigInteger),
+    Column("value", BigInteger),
+    Column("from_tier", String(40)),
+    Column("tier", String(40)),
+    Column("tier_since", UTCDateTime),
+    Column("tier_valid_until", UTCDateTime),
+    Column("tier_manual", Boolean),
+    Column("tier_manual_until", UTCDateTime),
+    Column("tier_grace_left", Integer),
+    Column("moved", Boolean),
+    Column("changed", Boolean),
+    Column("kept_manual", Boolean),
+    Column("kept_in_grace", Boolean),
+    Column("manual_ended", Boolean),
+    prefixes=["TEMPORARY"],
+)
 
 
-def _account_ids(session: Session, program_id: int, after: int, limit: int) -> list[int]:
-    return list(
-        session.scalars(
-            select(Account.id)
-            .where(Account.program_id == program_id, Account.id > after)
-            .order_by(Account.id)
-            .limit(limit)
+def _metric(plan: Plan, lo: int, hi: int) -> Select:
+    """(account_id, value) for the accounts in (lo, hi] with activity in the window.
+
+    The same figures as `metrics.metric_values`, scoped by account range only: an account
+    belongs to one program, and a program filter would tempt the planner into scanning the
+    whole program's window for every chunk.
+    """
+    window = plan.window
+    if plan.policy.metric == "points":
+        stmt = select(Entry.account_id, func.sum(Entry.qualifying).label("value")).where(
+            Entry.account_id > lo,
+            Entry.account_id <= hi,
+            Entry.qualifying != 0,
+            Entry.occurred_at >= window.start,
         )
+        if window.end is not None:
+            stmt = stmt.where(Entry.occurred_at < window.end)
+        return stmt.group_by(Entry.account_id)
+    kept = Purchase.amount_minor - Purchase.refunded_minor
+    value = func.sum(kept) if plan.policy.metric == "spend" else func.count()
+    stmt = select(Purchase.account_id, value.label("value")).where(
+        Purchase.account_id > lo,
+        Purchase.account_id <= hi,
+        kept > 0,
+        Purchase.occurred_at >= window.start,
     )
+    if window.end is not None:
+        stmt = stmt.where(Purchase.occurred_at < window.end)
+    return stmt.group_by(Purchase.account_id)
 
 
-def _batch(session: Session, plan: Plan, ids: list[int], counts: Counts, *, write: bool) -> None:
-    lo, hi = ids[0] - 1, ids[-1]
-    stmt = (
+def _decisions(plan: Plan, lo: int, hi: int, *, lock: bool) -> Select:
+    """The policy (see the module docstring) for every account in (lo, hi], in SQL.
+
+    Three levels: the account with its metric and ranks; the rank and grace it ends with; the
+    columns it ends with. With `lock`, the accounts are locked in id order first, the order
+    every multi-account writer uses, so an immediate upgrade cannot slip in between.
+    """
+    policy, tiers = plan.policy, sorted(plan.tiers, key=lambda t: t.rank)
+    metric = _metric(plan, lo, hi).subquery("metric")
+    value = func.coalesce(metric.c.value, 0)
+    accounts = (
         select(
             Account.id,
             Account.member_id,
@@ -227,89 +236,245 @@ def _batch(session: Session, plan: Plan, ids: list[int], counts: Counts, *, writ
             Account.tier_manual,
             Account.tier_manual_until,
             Account.tier_grace_left,
+            value.label("value"),
         )
-        .where(Account.id.in_(ids))
+        .outerjoin(metric, metric.c.account_id == Account.id)
+        .where(Account.program_id == plan.program_id, Account.id > lo, Account.id <= hi)
         .order_by(Account.id)
     )
-    # The lock keeps an immediate upgrade from slipping between this read and the write.
-    rows = session.execute(stmt.with_for_update() if write else stmt).all()
-    values = metric_values(
-        session,
-        program_id=plan.program_id,
-        metric=plan.policy.metric,
-        window=plan.window,
-        account_range=(lo, hi),
+    if lock:
+        accounts = accounts.with_for_update(of=Account)
+    a = accounts.subquery("a")
+
+    current = case({t.code: t.rank for t in tiers}, value=a.c.tier, else_=-1)
+    earned = case(*[(a.c.value >= t.threshold, t.rank) for t in reversed(tiers)], else_=-1)
+    manual = a.c.tier_manual.is_(True)
+    if policy.manual == "keep":
+        open_ended = or_(a.c.tier_manual_until.is_(None), a.c.tier_manual_until > plan.as_of)
+        kept_manual: ColumnElement[bool] = and_(manual, open_ended, earned <= current)
+        manual_ended: ColumnElement[bool] = and_(manual, not_(open_ended))
+    else:
+        kept_manual = manual_ended = false()
+    # Moved after the window ended (an immediate upgrade in the new window): only upgrades.
+    recent: ColumnElement[bool] = (
+        and_(not_(manual), a.c.tier_since.is_not(None), a.c.tier_since >= plan.window.end)
+        if plan.window.end is not None
+        else false()
     )
-    updates: list[dict[str, Any]] = []
-    history: list[dict[str, Any]] = []
-    for row in rows:
-        counts.accounts += 1
-        decided = _decide(plan, row, values.get(row.id, 0), counts)
-        if decided is None:
-            continue
-        updates.append(decided[0])
-        if decided[1] is not None:
-            history.append(decided[1])
-    if not write:
-        return
-    if updates:
-        session.execute(update(Account), updates)
+    up = earned >= current
+    grace_periods = literal(policy.grace_periods, Integer)
+    to_rank: list[tuple[ColumnElement[bool], Any]] = [(up, earned), (recent, current)]
+    to_grace: list[tuple[ColumnElement[bool], Any]] = [(up, grace_periods)]
+    to_grace.append((recent, a.c.tier_grace_left))
+    in_grace: ColumnElement[bool] = false()
+    if policy.downgrade == "one_level":
+        to_rank.append((true(), current - 1))
+    elif policy.downgrade == "grace":
+        in_grace = a.c.tier_grace_left > 0
+        to_rank.append((in_grace, current))
+        to_grace.append((in_grace, a.c.tier_grace_left - 1))
+        in_grace = and_(not_(up), not_(recent), in_grace)
+    ranked = select(
+        a,
+        current.label("current_rank"),
+        case(*to_rank, else_=earned).label("target_rank"),
+        case(*to_grace, else_=grace_periods).label("grace"),
+        kept_manual.label("kept_manual"),
+        and_(in_grace, not_(kept_manual)).label("kept_in_grace"),
+        manual_ended.label("manual_ended"),
+    ).subquery("ranked")
+
+    r = ranked.c
+    code = case({t.rank: t.code for t in tiers}, value=r.target_rank, else_=null())
+    # The same rank keeps the code, even one no longer defined (it ranks -1).
+    target = case((r.target_rank == r.current_rank, r.tier), else_=code)
+    moved = and_(not_(r.kept_manual), target.is_distinct_from(r.tier))
+    reset = or_(moved, r.manual_ended)
+    placed = select(
+        r.id,
+        r.member_id,
+        r.value,
+        r.tier.label("from_tier"),
+        case((r.kept_manual, r.tier), else_=target).label("tier"),
+        case((moved, literal(plan.since, UTCDateTime)), else_=r.tier_since).label("tier_since"),
+        case((reset, literal(plan.valid, UTCDateTime)), else_=r.tier_valid_until).label(
+            "tier_valid_until"
+        ),
+        case((reset, false()), else_=r.tier_manual).label("tier_manual"),
+        case((reset, null()), else_=r.tier_manual_until).label("tier_manual_until"),
+        case((r.kept_manual, r.tier_grace_left), else_=r.grace).label("tier_grace_left"),
+        moved.label("moved"),
+        r.kept_manual,
+        r.kept_in_grace,
+        r.manual_ended,
+        r.tier_grace_left.label("grace_before"),
+        r.tier_valid_until.label("valid_before"),
+    ).subquery("placed")
+
+    p = placed.c
+    valid_until: Any = p.tier_valid_until
     if plan.valid is not None:
         # Everyone who keeps a tier holds it until the end of the current window.
-        session.execute(
-            update(Account)
-            .where(
-                Account.program_id == plan.program_id,
-                Account.id > lo,
-                Account.id <= hi,
-                Account.tier.is_not(None),
-                Account.tier_manual.is_(False),
-                or_(Account.tier_valid_until.is_(None), Account.tier_valid_until < plan.valid),
-            )
-            .values(tier_valid_until=plan.valid)
-            .execution_options(synchronize_session=False)
+        valid = literal(plan.valid, UTCDateTime)
+        extend = and_(
+            p.tier.is_not(None),
+            p.tier_manual.is_(False),
+            or_(p.tier_valid_until.is_(None), p.tier_valid_until < valid),
         )
-    if history:
-        session.execute(
-            insert(TierChange),
+        valid_until = case((extend, valid), else_=p.tier_valid_until)
+    changed = or_(
+        p.moved,
+        p.manual_ended,
+        p.tier_grace_left != p.grace_before,
+        valid_until.is_distinct_from(p.valid_before),
+    )
+    return select(
+        p.id,
+        p.member_id,
+        p.value,
+        p.from_tier,
+        p.tier,
+        p.tier_since,
+        valid_until.label("tier_valid_until"),
+        p.tier_manual,
+        p.tier_manual_until,
+        p.tier_grace_left,
+        p.moved,
+        changed.label("changed"),
+        p.kept_manual,
+        p.kept_in_grace,
+        p.manual_ended,
+    )
+
+
+def _chunk_end(session: Session, program_id: int, after: int, size: int) -> tuple[int, int]:
+    """The last account id of the next `size` accounts after `after`, and how many there are."""
+    ids = (
+        select(Account.id)
+        .where(Account.program_id == program_id, Account.id > after)
+        .order_by(Account.id)
+        .limit(size)
+        .subquery()
+    )
+    last, count = session.execute(select(func.max(ids.c.id), func.count())).one()
+    return int(last or after), int(count)
+
+
+def _chunk(session: Session, plan: Plan, lo: int, hi: int, counts: Counts, *, write: bool) -> None:
+    """Decide every account in (lo, hi] in one statement; then write what changed."""
+    decided = _DECIDED
+    conn = session.connection()
+    decided.drop(conn, checkfirst=True)
+    decided.create(conn)
+    session.execute(
+        insert(decided).from_select(
+            [c.name for c in decided.columns], _decisions(plan, lo, hi, lock=write)
+        )
+    )
+    d = decided.c
+    yes = lambda flag: func.sum(case((flag.is_(True), 1), else_=0))  # noqa: E731
+    for from_tier, to_tier, moved, n, kept_manual, kept_in_grace, manual_ended in session.execute(
+        select(
+            d.from_tier,
+            d.tier,
+            d.moved,
+            func.count(),
+            yes(d.kept_manual),
+            yes(d.kept_in_grace),
+            yes(d.manual_ended),
+        ).group_by(d.from_tier, d.tier, d.moved)
+    ):
+        counts.accounts += n
+        counts.kept_manual += int(kept_manual or 0)
+        counts.kept_in_grace += int(kept_in_grace or 0)
+        counts.manual_ended += int(manual_ended or 0)
+        if moved:
+            counts.moves[f"{_label(from_tier)}→{_label(to_tier)}"] += n
+    if write:
+        _write(session, plan)
+    decided.drop(conn)
+
+
+def _write(session: Session, plan: Plan) -> None:
+    d = _DECIDED.c
+    moves = select(_DECIDED).where(d.moved.is_(True)).order_by(d.id).subquery("moves")
+    m = moves.c
+    reason = case((m.manual_ended.is_(True), "manual_ended"), else_="period_evaluation")
+    at = literal(plan.since, UTCDateTime)
+    session.execute(
+        insert(TierChange).from_select(
             [
-                {
-                    "account_id": h["account_id"],
-                    "program_id": plan.program_id,
-                    "from_tier": h["from_tier"],
-                    "to_tier": h["to_tier"],
-                    "at": plan.since,
-                    "reason": h["reason"],
-                    "note": None,
-                    "actor": str(plan.actor),
-                    "period": plan.period,
-                    "metric_value": h["metric_value"],
-                }
-                for h in history
+                "account_id",
+                "program_id",
+                "from_tier",
+                "to_tier",
+                "at",
+                "reason",
+                "actor",
+                "period",
+                "metric_value",
             ],
+            select(
+                m.id,
+                literal(plan.program_id, BigInteger),
+                m.from_tier,
+                m.tier,
+                at,
+                reason,
+                literal(str(plan.actor), String),
+                literal(plan.period, String),
+                m.value,
+            ),
         )
-        session.execute(
-            insert(DomainEvent),
-            [
-                {
-                    "program_id": plan.program_id,
-                    "kind": "tier.changed",
-                    "at": plan.since,
-                    "delivered": False,
-                    "payload": {
-                        "program": plan.program_code,
-                        "member_id": h["member_id"],
-                        "account_id": h["account_id"],
-                        "from": h["from_tier"],
-                        "to": h["to_tier"],
-                        "reason": h["reason"],
-                        "period": plan.period,
-                        "at": plan.since.isoformat(),
-                    },
-                }
-                for h in history
-            ],
+    )
+    json_object = (
+        func.jsonb_build_object
+        if session.get_bind().dialect.name == "postgresql"
+        else func.json_object
+    )
+    text_ = lambda value: literal(value, String)  # noqa: E731
+    session.execute(
+        insert(DomainEvent).from_select(
+            ["program_id", "kind", "at", "delivered", "payload"],
+            select(
+                literal(plan.program_id, BigInteger),
+                text_("tier.changed"),
+                at,
+                false(),
+                json_object(
+                    text_("program"),
+                    text_(plan.program_code),
+                    text_("member_id"),
+                    m.member_id,
+                    text_("account_id"),
+                    m.id,
+                    text_("from"),
+                    m.from_tier,
+                    text_("to"),
+                    m.tier,
+                    text_("reason"),
+                    reason,
+                    text_("period"),
+                    text_(plan.period),
+                    text_("at"),
+                    text_(plan.since.isoformat()),
+                ),
+            ),
         )
+    )
+    session.execute(
+        update(Account)
+        .where(Account.id == d.id, d.changed.is_(True))
+        .values(
+            tier=d.tier,
+            tier_since=d.tier_since,
+            tier_valid_until=d.tier_valid_until,
+            tier_manual=d.tier_manual,
+            tier_manual_until=d.tier_manual_until,
+            tier_grace_left=d.tier_grace_left,
+        )
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _plan(session: Session, program: Program, as_of: datetime, actor: Actor) -> Plan:
@@ -354,6 +519,28 @@ def _summary(
         kept_manual=counts.kept_manual,
         manual_ended=counts.manual_ended,
     )
+
+
+def _start_run(session: Session, plan: Plan, started_at: datetime) -> None:
+    """The period's run row, unless a concurrent runner created it first."""
+    values = {
+        "program_id": plan.program_id,
+        "period": plan.period,
+        "status": "running",
+        "last_account_id": 0,
+        "moves": {},
+        "started_at": started_at,
+    }
+    keys = ["program_id", "period"]
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        stmt: Any = postgresql.insert(TierEvaluationRun).on_conflict_do_nothing(index_elements=keys)
+    else:
+        from sqlalchemy.dialects import sqlite
+
+        stmt = sqlite.insert(TierEvaluationRun).on_conflict_do_nothing(index_elements=keys)
+    session.execute(stmt.values(**values))
 
 
 def _run_row(session: Session, plan: Plan, *, lock: bool) -> TierEvaluationRun | None:
@@ -406,26 +593,16 @@ def evaluate(
         counts = Counts.from_json(run.moves if run is not None else None)
         total = counts.accounts + _remaining(session, plan.program_id, last)
         if dry_run:
-            while ids := _account_ids(session, plan.program_id, last, batch_size):
-                _batch(session, plan, ids, counts, write=False)
-                last = ids[-1]
+            while True:
+                upto, found = _chunk_end(session, plan.program_id, last, batch_size)
+                if not found:
+                    return _summary(plan, counts, dry_run=True, status="done")
+                _chunk(session, plan, last, upto, counts, write=False)
+                last = upto
                 if progress is not None:
                     progress(counts.accounts, total)
-            return _summary(plan, counts, dry_run=True, status="done")
         if run is None:
-            insert_ignore(
-                session,
-                TierEvaluationRun,
-                {
-                    "program_id": plan.program_id,
-                    "period": plan.period,
-                    "status": "running",
-                    "last_account_id": 0,
-                    "moves": {},
-                    "started_at": now or as_of,
-                },
-                ["program_id", "period"],
-            )
+            _start_run(session, plan, now or as_of)
 
     while True:
         with db.unit_of_work() as session:
@@ -434,8 +611,9 @@ def evaluate(
             counts = Counts.from_json(run.moves)
             if run.status == "done":  # finished by a concurrent runner meanwhile
                 return _summary(plan, counts, dry_run=False, status="done", already_done=True)
-            ids = _account_ids(session, plan.program_id, run.last_account_id, batch_size)
-            if not ids:
+            last = run.last_account_id
+            upto, found = _chunk_end(session, plan.program_id, last, batch_size)
+            if not found:
                 run.status = "done"
                 run.finished_at = now or as_of
                 summary = _summary(plan, counts, dry_run=False, status="done")
@@ -450,8 +628,8 @@ def evaluate(
                     after=summary.model_dump(mode="json"),
                 )
                 return summary
-            _batch(session, plan, ids, counts, write=True)
-            run.last_account_id = ids[-1]
+            _chunk(session, plan, last, upto, counts, write=True)
+            run.last_account_id = upto
             run.moves = counts.to_json()
         if progress is not None:
             progress(counts.accounts, total)

@@ -1,0 +1,50 @@
+"""The audit log page's query: newest first, filtered by who and what, paged by id."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from patron.admin.models import StaffUser
+from patron.audit.models import AuditRecord
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    actor: str = ""  # a staff e-mail, or an actor as stored (user:3, api_key:1, system, cli)
+    action: str = ""  # an action or its start: "points." finds points.adjusted, ...
+    member_id: int | None = None
+
+
+def _like_prefix(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def resolve_actor(session: Session, actor: str) -> str:
+    actor = actor.strip()
+    if "@" in actor:
+        user_id = session.scalar(select(StaffUser.id).where(StaffUser.email == actor.lower()))
+        return f"user:{user_id}" if user_id is not None else actor
+    return actor
+
+
+def entries(
+    session: Session, flt: AuditFilter, *, before_id: int | None = None, limit: int = 50
+) -> tuple[list[AuditRecord], int | None]:
+    """A page of records and the id to pass as before_id for the next page (None: last page)."""
+    stmt = select(AuditRecord)
+    if flt.actor.strip():
+        stmt = stmt.where(AuditRecord.actor == resolve_actor(session, flt.actor)[:80])
+    if flt.action.strip():
+        stmt = stmt.where(AuditRecord.action.like(_like_prefix(flt.action.strip()[:60]), "\\"))
+    if flt.member_id is not None:
+        stmt = stmt.where(
+            AuditRecord.subject_type == "member", AuditRecord.subject_id == str(flt.member_id)
+        )
+    if before_id is not None:
+        stmt = stmt.where(AuditRecord.id < before_id)
+    rows = list(session.scalars(stmt.order_by(AuditRecord.id.desc()).limit(limit + 1)))
+    more = rows[limit - 1].id if len(rows) > limit else None
+    return rows[:limit], more

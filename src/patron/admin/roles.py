@@ -1,0 +1,40 @@
+"""Staff roles and what each may do. Views ask for a permission, never for a role by name, so a
+new page only picks the permission that fits (or adds one here)."""
+
+from __future__ import annotations
+
+ROLES = ("owner", "marketer", "support", "viewer")
+
+# permission -> the roles that hold it
+PERMISSIONS: dict[str, frozenset[str]] = {
+    # Member 360°
+    "members.view": frozenset({"owner", "marketer", "support", "viewer"}),
+    "members.edit": frozenset({"owner", "support"}),  # profile, block and unblock
+    "members.export": frozenset({"owner", "marketer", "support", "viewer"}),
+    "points.adjust": frozenset({"owner", "support"}),
+    "tiers.assign": frozenset({"owner", "support"}),  # a manual tier change (an appeal)
+    # Program setup and reports (pages by the program-setup and report work)
+    "program.view": frozenset({"owner", "marketer", "viewer"}),
+    "program.manage": frozenset({"owner", "marketer"}),  # settings, stores, channels
+    "rules.view": frozenset({"owner", "marketer", "viewer"}),
+    "rules.manage": frozenset({"owner", "marketer"}),
+    "tiers.view": frozenset({"owner", "marketer", "viewer"}),
+    "tiers.manage": frozenset({"owner", "marketer"}),
+    "reports.view": frozenset({"owner", "marketer", "viewer"}),
+    # Owners only
+    "staff.manage": frozenset({"owner"}),
+    "apikeys.manage": frozenset({"owner"}),
+    "audit.view": frozenset({"owner"}),
+}
+
+
+def can(role: str, permission: str) -> bool:
+    """Whether `role` holds `permission`; an unknown permission is a programming error."""
+    try:
+        return role in PERMISSIONS[permission]
+    except KeyError:
+        raise ValueError(f"unknown permission {permission!r}") from None
+
+
+def permissions_of(role: str) -> frozenset[str]:
+    return frozenset(p for p, roles in PERMISSIONS.items() if role in roles)

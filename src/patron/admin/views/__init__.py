@@ -1,0 +1,18 @@
+"""The admin pages, one router per area. A new area adds its module's router here."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from patron.admin.views import audit, auth, home, members, program, rules, staff, tiers
+
+ROUTERS: list[APIRouter] = [
+    auth.router,
+    home.router,
+    members.router,
+    audit.router,
+    program.router,
+    rules.router,
+    staff.router,
+    tiers.router,
+]

@@ -1,0 +1,641 @@
+"""Program setup: the program's settings, a new program, its stores, and the sales channels.
+
+The forms are validated with the API's own schemas (ProgramUpdate, ProgramCreate and their
+nested policies, StoreCreate) and saved by programs.service, with the signed-in user as the
+actor, so the audit log names them. A refused form comes back with status 422 and each message
+under its field; a saved one redirects (303) with a notice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo, available_timezones
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import RedirectResponse, Response
+from pydantic import BaseModel, ValidationError
+
+from patron import clock
+from patron.admin import forms, i18n, setup_service
+from patron.admin.deps import Staff, form_data, get_db, require
+from patron.admin.service import actor_labels
+from patron.admin.templating import path_for, render
+from patron.errors import PatronError
+from patron.money import MINOR_UNITS, minor_unit
+from patron.programs import service as programs
+from patron.programs.models import Program
+from patron.programs.schemas import (
+    CODE_PATTERN,
+    EarningRate,
+    ExpiryPolicy,
+    ProgramCreate,
+    ProgramOut,
+    ProgramUpdate,
+    RedemptionPolicy,
+    StoreCreate,
+)
+
+router = APIRouter()
+ProgramCode = Path(pattern=CODE_PATTERN)
+StoreCode = Path(pattern=CODE_PATTERN)
+
+# The sales channels a purchase can name (patron.ledger.schemas.Channel): fixed, not configured.
+CHANNELS = ("pos", "online", "app")
+EARN_MODES = ("per_full_unit", "proportional")
+ROUNDINGS = ("down", "half_up", "up")
+EXPIRY_KINDS = ("months", "end_of_month", "end_of_year", "none")
+NEGATIVE_BALANCE = ("allow_debt", "write_off")
+NOTICES = frozenset({"saved", "unchanged", "created", "store_added", "store_saved", "store_off"})
+NOTICES_STORE = frozenset({"store_on"})
+
+# The settings form is flat; the schemas nest three policies. flat field -> (policy, its field).
+NESTED: dict[str, tuple[type[BaseModel], dict[str, str]]] = {
+    "earning": (
+        EarningRate,
+        {
+            "mode": "earn_mode",
+            "points": "earn_points",
+            "per_amount": "earn_per_amount",
+            "rounding": "earn_rounding",
+        },
+    ),
+    "expiry": (ExpiryPolicy, {"kind": "expiry_kind", "months": "expiry_months"}),
+    "redemption": (
+        RedemptionPolicy,
+        {"min_points": "redeem_min_points", "step": "redeem_step", "max_share": "redeem_max_share"},
+    ),
+}
+TOP_FIELDS = (
+    "name",
+    "timezone",
+    "country",
+    "point_value",
+    "earn_on_redeemed",
+    "pending_days",
+    "negative_balance",
+)
+CREATE_FIELDS = ("code", "currency")
+FIELDS = (
+    *CREATE_FIELDS,
+    *TOP_FIELDS,
+    *(flat for _, names in NESTED.values() for flat in names.values()),
+)
+# Filled in every time (expiry_months only when points expire).
+REQUIRED = (
+    "name",
+    "timezone",
+    "point_value",
+    "earn_points",
+    "earn_per_amount",
+    "pending_days",
+    "redeem_min_points",
+    "redeem_step",
+    "redeem_max_share",
+)
+# A wrong value in these fields gets a message that says what is allowed.
+FIELD_MESSAGES = {
+    "code": "program.error.code",
+    "country": "program.error.country",
+    "timezone": "program.error.timezone",
+    "point_value": "program.error.point_value",
+    "earn_points": "program.error.earn_points",
+    "earn_per_amount": "program.error.amount",
+    "expiry_months": "program.error.expiry_months",
+    "pending_days": "program.error.pending_days",
+    "redeem_min_points": "program.error.min_points",
+    "redeem_step": "program.error.step",
+    "redeem_max_share": "program.error.max_share",
+}
+
+
+@lru_cache(maxsize=1)
+def timezones() -> tuple[str, ...]:
+    """The IANA zones a program can use: Region/City names and UTC (no legacy aliases)."""
+    return tuple(sorted(z for z in available_timezones() if "/" in z and not z.startswith("Etc/")))
+
+
+def timezone_options(current: str) -> list[str]:
+    zones = ["UTC", *timezones()]
+    return zones if current in zones or not current else [current, *zones]
+
+
+def plain(value: Decimal) -> str:
+    """A Decimal as people type it: 1, 0.01, 50 (never 5E+1 or 1.000000)."""
+    return format(value.normalize(), "f")
+
+
+def share_percent(share: Decimal) -> str:
+    return plain(share * 100)
+
+
+def form_values(p: ProgramOut) -> dict[str, Any]:
+    """A program's settings as the form's flat fields."""
+    return {
+        "code": p.code,
+        "currency": p.currency,
+        "name": p.name,
+        "timezone": p.timezone,
+        "country": p.country,
+        "point_value": plain(p.point_value),
+        "earn_mode": p.earning.mode,
+        "earn_points": str(p.earning.points),
+        "earn_per_amount": plain(p.earning.per_amount),
+        "earn_rounding": p.earning.rounding,
+        "earn_on_redeemed": p.earn_on_redeemed,
+        "expiry_kind": p.expiry.kind,
+        "expiry_months": str(p.expiry.months),
+        "pending_days": str(p.pending_days),
+        "redeem_min_points": str(p.redemption.min_points),
+        "redeem_step": str(p.redemption.step),
+        "redeem_max_share": share_percent(p.redemption.max_share),
+        "negative_balance": p.negative_balance,
+    }
+
+
+NEW_PROGRAM: dict[str, Any] = {
+    "code": "",
+    "currency": "KRW",
+    "name": "",
+    "timezone": "Asia/Seoul",
+    "country": "",
+    "point_value": "1",
+    "earn_mode": "per_full_unit",
+    "earn_points": "10",
+    "earn_per_amount": "1000",
+    "earn_rounding": "down",
+    "earn_on_redeemed": False,
+    "expiry_kind": "months",
+    "expiry_months": "12",
+    "pending_days": "0",
+    "redeem_min_points": "0",
+    "redeem_step": "1",
+    "redeem_max_share": "100",
+    "negative_balance": "allow_debt",
+}
+
+
+def posted_values(form: dict[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {name: form.get(name, "").strip() for name in FIELDS}
+    values["earn_on_redeemed"] = form.get("earn_on_redeemed") == "1"
+    values["code"] = values["code"].lower()
+    values["currency"] = values["currency"].upper()
+    values["country"] = values["country"].upper()
+    return values
+
+
+NESTED_FALLBACK = {"earning": forms.FORM, "expiry": "expiry_months", "redemption": forms.FORM}
+
+
+def _collect(
+    exc: ValidationError, lang: str, names: dict[str, str], errors: forms.Errors, fallback: str
+) -> None:
+    """A (sub)model's validation errors onto the flat fields, keeping each field's first one.
+    A field with a FIELD_MESSAGES entry says what is allowed instead of the generic message."""
+    kinds: dict[str, str] = {}
+    for err in exc.errors():
+        loc = err.get("loc") or ()
+        kinds.setdefault(str(loc[0]) if loc else forms.FORM, str(err.get("type", "")))
+    for field, message in forms.from_validation(exc, lang).items():
+        flat = names.get(field, fallback)
+        key = FIELD_MESSAGES.get(flat)
+        if key is not None and kinds.get(field) != "missing":
+            message = i18n.translate(key, lang)
+        errors.setdefault(flat, message)
+
+
+def parse_program_form(
+    values: dict[str, Any], lang: str, *, create: bool
+) -> tuple[ProgramCreate | ProgramUpdate | None, forms.Errors]:
+    """The flat form -> the API's schema (nested policies), or {field: message} for every
+    problem at once."""
+    required = (*REQUIRED, *CREATE_FIELDS) if create else (*REQUIRED, "country")
+    errors = forms.required(values, required, lang)
+    if values["expiry_kind"] == "none" and not values["expiry_months"]:
+        values["expiry_months"] = "0"  # months mean nothing when points never expire
+    elif not values["expiry_months"]:
+        errors["expiry_months"] = i18n.translate("form.error.required", lang)
+    top = (*CREATE_FIELDS, *TOP_FIELDS) if create else TOP_FIELDS
+    payload: dict[str, Any] = {name: values[name] for name in top if values[name] != ""}
+    for key, (model, names) in NESTED.items():
+        raw: dict[str, Any] = {}
+        complete = True
+        for field, flat in names.items():
+            if flat in errors:
+                complete = False
+                continue
+            text = values[flat]
+            if flat == "redeem_max_share":
+                # Shown as a percentage; the schema takes a share (50 % -> 0.5).
+                try:
+                    raw[field] = Decimal(text) / 100
+                except InvalidOperation:
+                    errors[flat] = i18n.translate(FIELD_MESSAGES[flat], lang)
+                    complete = False
+                    continue
+            else:
+                raw[field] = text
+        try:
+            policy = model.model_validate(raw)
+        except ValidationError as exc:
+            _collect(exc, lang, names, errors, NESTED_FALLBACK[key])
+            continue
+        if complete:
+            payload[key] = policy
+    parsed: ProgramCreate | ProgramUpdate | None = None
+    try:
+        parsed = (ProgramCreate if create else ProgramUpdate).model_validate(payload)
+    except ValidationError as exc:
+        names = {**{f: f for f in FIELDS}, **{k: k for k in NESTED}}
+        _collect(exc, lang, names, errors, forms.FORM)
+    # "earning is missing" and the like: the policy's own fields already say what is wrong.
+    for key in NESTED:
+        errors.pop(key, None)
+    if parsed is None and not errors:
+        errors[forms.FORM] = i18n.translate("form.error.invalid", lang)
+    return (None, errors) if errors else (parsed, {})
+
+
+def _service_errors(exc: PatronError, lang: str, currency: str) -> forms.Errors:
+    if exc.code == "invalid_amount":
+        return {
+            "earn_per_amount": i18n.translate(
+                "program.error.amount_decimals",
+                lang,
+                currency=currency,
+                places=minor_unit(currency),
+            )
+        }
+    if exc.code == "duplicate_program":
+        return {"code": i18n.translate("program.error.duplicate_program", lang)}
+    return forms.from_error(exc, lang, FIELDS)
+
+
+# --- pages ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProgramChoice:
+    code: str
+    name: str
+
+
+def _choices(session) -> list[ProgramChoice]:
+    return [ProgramChoice(p.code, p.name) for p in programs.list_programs(session)]
+
+
+def _pick(session, code: str | None) -> Program | None:
+    if code:
+        return programs.get_program(session, code)
+    found = programs.list_programs(session)
+    return found[0] if found else None
+
+
+def _settings_page(
+    request: Request,
+    staff: Staff,
+    code: str | None,
+    *,
+    values: dict[str, Any] | None = None,
+    errors: forms.Errors | None = None,
+    status: int = 200,
+) -> Response:
+    done = request.query_params.get("done")
+    with get_db(request).unit_of_work(readonly=True) as session:
+        program = _pick(session, code)
+        if program is None:
+            return render(request, "program/empty.html", section="program")
+        out = programs.to_out(program)
+        v = values or form_values(out)
+        changes = setup_service.recent_changes(
+            session, subject_type="program", subject_id=program.code, action="program.", limit=10
+        )
+        labels = actor_labels(session, [c.actor for c in changes])
+        return render(
+            request,
+            "program/settings.html",
+            status=status,
+            tz=ZoneInfo(out.timezone),
+            section="program",
+            program=out,
+            choices=_choices(session),
+            v=v,
+            errors=errors or {},
+            done=done if done in NOTICES else None,
+            changes=changes,
+            labels=labels,
+            options=_options(staff.language, v["timezone"]),
+            stores_count=len(programs.list_stores(session, program)),
+        )
+
+
+def _options(lang: str, timezone: str) -> dict[str, Any]:
+    def pairs(prefix: str, codes: tuple[str, ...]) -> list[tuple[str, str]]:
+        return [(c, i18n.translate(f"{prefix}.{c}", lang)) for c in codes]
+
+    return {
+        "earn_mode": pairs("program.earn_mode", EARN_MODES),
+        "earn_rounding": pairs("program.rounding", ROUNDINGS),
+        "expiry_kind": pairs("program.expiry_kind", EXPIRY_KINDS),
+        "negative_balance": pairs("program.negative_balance", NEGATIVE_BALANCE),
+        "currency": [(c, c) for c in sorted(MINOR_UNITS)],
+        "timezone": [(z, z) for z in timezone_options(timezone)],
+    }
+
+
+@router.get("/program", name="program_settings")
+def program_settings(
+    request: Request,
+    program: str | None = Query(None, max_length=40, pattern=CODE_PATTERN),
+    staff: Staff = Depends(require("program.view")),
+) -> Response:
+    return _settings_page(request, staff, program)
+
+
+@router.post("/program/{code}/settings", name="program_save")
+def program_save(
+    request: Request,
+    code: str = ProgramCode,
+    staff: Staff = Depends(require("program.manage")),
+    form: dict[str, str] = Depends(form_data),
+) -> Response:
+    lang = staff.language
+    values = posted_values(form)
+    data, errors = parse_program_form(values, lang, create=False)
+    if not isinstance(data, ProgramUpdate):
+        return _settings_page(request, staff, code, values=values, errors=errors, status=422)
+    changed = False
+    try:
+        with get_db(request).unit_of_work() as session:
+            program = programs.get_program(session, code)
+            before = program.updated_at
+            programs.update_program(
+                session,
+                program,
+                data,
+                actor=staff.actor,
+                now=clock.now(),
+            )
+            changed = program.updated_at != before
+            currency = program.currency
+    except PatronError as exc:
+        if exc.status == 404:
+            raise
+        with get_db(request).unit_of_work(readonly=True) as session:
+            currency = programs.get_program(session, code).currency
+        errors = _service_errors(exc, lang, currency)
+        return _settings_page(request, staff, code, values=values, errors=errors, status=422)
+    done = "saved" if changed else "unchanged"
+    return RedirectResponse(
+        path_for(request, "program_settings", {"program": code, "done": done}), status_code=303
+    )
+
+
+# --- a new program ----------------------------------------------------------------------------
+
+
+def _new_page(
+    request: Request,
+    staff: Staff,
+    *,
+    values: dict[str, Any] | None = None,
+    errors: forms.Errors | None = None,
+    status: int = 200,
+) -> Response:
+    v = values or dict(NEW_PROGRAM)
+    return render(
+        request,
+        "program/new.html",
+        status=status,
+        section="program",
+        v=v,
+        errors=errors or {},
+        options=_options(staff.language, v["timezone"]),
+    )
+
+
+@router.get("/program/new", name="program_new")
+def program_new(request: Request, staff: Staff = Depends(require("program.manage"))) -> Response:
+    return _new_page(request, staff)
+
+
+@router.post("/program/new", name="program_create")
+def program_create(
+    request: Request,
+    staff: Staff = Depends(require("program.manage")),
+    form: dict[str, str] = Depends(form_data),
+) -> Response:
+    lang = staff.language
+    values = posted_values(form)
+    data, errors = parse_program_form(values, lang, create=True)
+    if not isinstance(data, ProgramCreate):
+        return _new_page(request, staff, values=values, errors=errors, status=422)
+    try:
+        with get_db(request).unit_of_work() as session:
+            program = programs.create_program(session, data, actor=staff.actor, now=clock.now())
+            code = program.code
+    except PatronError as exc:
+        errors = _service_errors(exc, lang, values["currency"] or "KRW")
+        return _new_page(request, staff, values=values, errors=errors, status=422)
+    return RedirectResponse(
+        path_for(request, "program_settings", {"program": code, "done": "created"}),
+        status_code=303,
+    )
+
+
+# --- stores and channels ----------------------------------------------------------------------
+
+
+def _stores_page(
+    request: Request,
+    staff: Staff,
+    code: str,
+    *,
+    values: dict[str, str] | None = None,
+    errors: forms.Errors | None = None,
+    status: int = 200,
+) -> Response:
+    done = request.query_params.get("done")
+    store_code = request.query_params.get("store", "")
+    with get_db(request).unit_of_work(readonly=True) as session:
+        program = programs.get_program(session, code)
+        stores = programs.list_stores(session, program)
+        return render(
+            request,
+            "program/stores.html",
+            status=status,
+            tz=ZoneInfo(program.timezone),
+            section="program",
+            program=programs.to_out(program),
+            choices=_choices(session),
+            stores=stores,
+            channels=CHANNELS,
+            v=values or {"code": "", "name": ""},
+            errors=errors or {},
+            done=done if done in NOTICES | NOTICES_STORE else None,
+            done_store=store_code[:40],
+        )
+
+
+@router.get("/program/{code}/stores", name="program_stores")
+def program_stores(
+    request: Request, code: str = ProgramCode, staff: Staff = Depends(require("program.view"))
+) -> Response:
+    return _stores_page(request, staff, code)
+
+
+STORE_FIELDS = ("code", "name")
+
+
+@router.post("/program/{code}/stores", name="store_create")
+def store_create(
+    request: Request,
+    code: str = ProgramCode,
+    staff: Staff = Depends(require("program.manage")),
+    form: dict[str, str] = Depends(form_data),
+) -> Response:
+    lang = staff.language
+    values = {"code": form.get("code", "").strip().lower(), "name": form.get("name", "").strip()}
+    errors = forms.required(values, STORE_FIELDS, lang)
+    data = None
+    if not errors:
+        try:
+            data = StoreCreate.model_validate(values)
+        except ValidationError as exc:
+            errors = forms.from_validation(exc, lang, STORE_FIELDS)
+            if "code" in errors:
+                errors["code"] = i18n.translate("program.error.code", lang)
+    if data is None:
+        return _stores_page(request, staff, code, values=values, errors=errors, status=422)
+    try:
+        with get_db(request).unit_of_work() as session:
+            programs.create_store(
+                session,
+                programs.get_program(session, code),
+                data,
+                actor=staff.actor,
+                now=clock.now(),
+            )
+    except PatronError as exc:
+        if exc.status == 404:
+            raise
+        if exc.code == "duplicate_store":
+            errors = {"code": i18n.translate("program.error.duplicate_store", lang)}
+        else:
+            errors = forms.from_error(exc, lang, STORE_FIELDS)
+        return _stores_page(request, staff, code, values=values, errors=errors, status=422)
+    return RedirectResponse(
+        path_for(request, "program_stores", {"done": "store_added", "store": data.code}, code=code)
+        + "#stores",
+        status_code=303,
+    )
+
+
+def _store_page(
+    request: Request,
+    code: str,
+    store_code: str,
+    *,
+    values: dict[str, str] | None = None,
+    errors: forms.Errors | None = None,
+    status: int = 200,
+) -> Response:
+    with get_db(request).unit_of_work(readonly=True) as session:
+        program = programs.get_program(session, code)
+        store = programs.get_store(session, program, store_code)
+        changes = setup_service.recent_changes(
+            session, subject_type="store", subject_id=f"{program.code}/{store.code}", limit=10
+        )
+        return render(
+            request,
+            "program/store.html",
+            status=status,
+            tz=ZoneInfo(program.timezone),
+            section="program",
+            program=programs.to_out(program),
+            store=store,
+            v=values or {"name": store.name},
+            errors=errors or {},
+            changes=changes,
+            labels=actor_labels(session, [c.actor for c in changes]),
+        )
+
+
+@router.get("/program/{code}/stores/{store_code}", name="store_edit")
+def store_edit(
+    request: Request,
+    code: str = ProgramCode,
+    store_code: str = StoreCode,
+    staff: Staff = Depends(require("program.manage")),
+) -> Response:
+    return _store_page(request, code, store_code)
+
+
+@router.post("/program/{code}/stores/{store_code}", name="store_save")
+def store_save(
+    request: Request,
+    code: str = ProgramCode,
+    store_code: str = StoreCode,
+    staff: Staff = Depends(require("program.manage")),
+    form: dict[str, str] = Depends(form_data),
+) -> Response:
+    lang = staff.language
+    values = {"name": form.get("name", "").strip()}
+    errors = forms.required(values, ("name",), lang)
+    if not errors:
+        try:
+            StoreCreate(code=store_code, name=values["name"])
+        except ValidationError as exc:
+            errors = forms.from_validation(exc, lang, STORE_FIELDS)
+    if errors:
+        return _store_page(request, code, store_code, values=values, errors=errors, status=422)
+    try:
+        with get_db(request).unit_of_work() as session:
+            program = programs.get_program(session, code)
+            setup_service.rename_store(
+                session,
+                program,
+                programs.get_store(session, program, store_code),
+                name=values["name"],
+                actor=staff.actor,
+                now=clock.now(),
+            )
+    except PatronError as exc:
+        if exc.status == 404:
+            raise
+        errors = forms.from_error(exc, lang, STORE_FIELDS)
+        return _store_page(request, code, store_code, values=values, errors=errors, status=422)
+    return RedirectResponse(
+        path_for(request, "program_stores", {"done": "store_saved", "store": store_code}, code=code)
+        + "#stores",
+        status_code=303,
+    )
+
+
+@router.post("/program/{code}/stores/{store_code}/active", name="store_active")
+def store_active(
+    request: Request,
+    code: str = ProgramCode,
+    store_code: str = StoreCode,
+    staff: Staff = Depends(require("program.manage")),
+    form: dict[str, str] = Depends(form_data),
+) -> Response:
+    active = form.get("active") == "1"
+    with get_db(request).unit_of_work() as session:
+        program = programs.get_program(session, code)
+        setup_service.set_store_active(
+            session,
+            program,
+            programs.get_store(session, program, store_code),
+            active=active,
+            actor=staff.actor,
+            now=clock.now(),
+        )
+    done = "store_on" if active else "store_off"
+    return RedirectResponse(
+        path_for(request, "program_stores", {"done": done, "store": store_code}, code=code)
+        + "#stores",
+        status_code=303,
+    )

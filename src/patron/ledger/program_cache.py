@@ -1,0 +1,256 @@
+"""Each worker's copy of what an earn reads about its program, kept exact by a version token.
+
+An earn needs the program's settings, its stores, the published rule set (parsed) and the tier
+policy with its tiers. They change rarely, so each worker keeps them in memory, keyed by the
+program's `config_version`: a token that changes (to a new random value, not a counter, so a
+database rebuilt under a running worker can never match an old token) in the same transaction
+as every change to the program, its stores, its rule set or its tiers. The earn reads the token
+in the statement that locks the member's account, which runs anyway, and reloads the
+configuration when the token differs: a change committed through any worker, the CLI or another
+process is seen by the very next earn everywhere. Nothing expires by time.
+
+The token is written by a `before_flush` hook on every ORM session (any new, changed or deleted
+program, store, rule-set version, tier policy or tier definition bumps its program), and by
+`touch` for changes made with Core statements.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import BigInteger, Engine, column, event, literal_column, select, table, update
+from sqlalchemy.orm import Session
+
+from patron.errors import NotFound
+from patron.programs.models import Program, Store
+from patron.rules.model import RuleSetDoc
+from patron.rules.models import RuleSetVersion
+from patron.tiers.models import TierDefinition, TierPolicy
+
+if TYPE_CHECKING:
+    from patron.rules.service import Needs
+
+# `programs.config_version` (migration 0006). The ORM model does not map it (its file belongs
+# to the programs module); every read and write of the token goes through this Core table.
+programs_version = table("programs", column("id", BigInteger), column("config_version", BigInteger))
+
+
+def new_token() -> int:
+    return secrets.randbits(62)
+
+
+def touch(session: Session, program_id: int) -> None:
+    """Mark the program's configuration changed (in the caller's transaction)."""
+    session.execute(
+        update(programs_version)
+        .where(programs_version.c.id == program_id)
+        .values(config_version=new_token())
+    )
+
+
+_CONFIG_MODELS = (Program, Store, RuleSetVersion, TierPolicy, TierDefinition)
+
+
+@event.listens_for(Session, "before_flush")
+def _bump_on_config_change(session: Session, _context: Any, _instances: Any) -> None:
+    changed: set[int] = set()
+    for group in (session.new, session.dirty, session.deleted):
+        for obj in group:
+            if not isinstance(obj, _CONFIG_MODELS):
+                continue
+            program_id = obj.id if isinstance(obj, Program) else obj.program_id
+            if program_id is not None:  # a new program has no id yet (and no cache entry)
+                changed.add(program_id)
+    for program_id in sorted(changed):
+        touch(session, program_id)
+
+
+@dataclass(frozen=True)
+class TierDef:
+    code: str
+    rank: int
+    threshold: int
+    multiplier: Decimal
+    extra_expiry_months: int
+
+
+@dataclass(frozen=True)
+class TierPolicyConf:
+    metric: str
+    window: str
+    rolling_months: int
+    upgrade: str
+
+
+@dataclass(frozen=True)
+class ProgramConfig:
+    """A read-only snapshot of one program's configuration at one `config_version`.
+
+    Attribute names match `Program`'s, so the money and redemption helpers take either.
+    """
+
+    version: int
+    id: int
+    code: str
+    currency: str
+    timezone: str
+    country: str
+    point_value: Decimal
+    earn_on_redeemed: bool
+    expiry_kind: str
+    expiry_months: int
+    pending_days: int
+    redeem_min_points: int
+    redeem_step: int
+    redeem_max_share: Decimal
+    negative_balance: str
+    rule_version: int
+    doc: RuleSetDoc
+    needs: Needs
+    stores: Mapping[str, int]
+    store_codes: Mapping[int, str]
+    policy: TierPolicyConf | None
+    tiers: tuple[TierDef, ...]  # lowest rank first
+    tier_by_code: Mapping[str, TierDef] = field(default_factory=dict)
+
+    def rank_of(self, code: str | None) -> int:
+        tier = self.tier_by_code.get(code) if code is not None else None
+        return tier.rank if tier is not None else -1
+
+    @property
+    def top_rank(self) -> int:
+        return self.tiers[-1].rank if self.tiers else -1
+
+
+class _EngineCache:
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+        self.configs: dict[int, ProgramConfig] = {}
+
+
+_caches: weakref.WeakKeyDictionary[Engine, _EngineCache] = weakref.WeakKeyDictionary()
+_lock = threading.Lock()
+
+
+def _cache(session: Session) -> _EngineCache:
+    engine = session.get_bind()
+    assert isinstance(engine, Engine)
+    found = _caches.get(engine)
+    if found is None:
+        with _lock:
+            found = _caches.setdefault(engine, _EngineCache())
+    return found
+
+
+def program_id(session: Session, code: str) -> int:
+    """The id of the program with `code` (codes never change); NotFound like get_program."""
+    cache = _cache(session)
+    found = cache.ids.get(code)
+    if found is None:
+        found = session.scalar(select(Program.id).where(Program.code == code))
+        if found is None:
+            raise NotFound(f"no program with code {code!r}", code="program_not_found")
+        cache.ids[code] = found
+    return found
+
+
+def cached(session: Session, program_id: int) -> ProgramConfig | None:
+    """The configuration this worker holds for the program, whatever its version."""
+    return _cache(session).configs.get(program_id)
+
+
+def current(session: Session, program_id: int, version: int | None) -> ProgramConfig:
+    """The configuration at `version` (read by the caller this transaction): the cached one if
+    it is that version, else loaded now."""
+    config = _cache(session).configs.get(program_id)
+    if config is not None and config.version == version:
+        return config
+    return load(session, program_id)
+
+
+def forget(session: Session) -> None:
+    """Drop what this worker holds for the session's database (tests)."""
+    cache = _cache(session)
+    cache.ids.clear()
+    cache.configs.clear()
+
+
+def load(session: Session, program_id: int) -> ProgramConfig:
+    """Read the configuration and keep it under the token read *first*: a change committed
+    while the rest is read leaves a newer token in the database, so the next earn reloads."""
+    from patron.rules import service as rules
+
+    found = session.execute(
+        select(Program, literal_column("programs.config_version", BigInteger)).where(
+            Program.id == program_id
+        )
+    ).one_or_none()
+    if found is None:
+        raise NotFound(f"no program with id {program_id}", code="program_not_found")
+    program, version = found
+    stores = {
+        code: store_id
+        for store_id, code in session.execute(
+            select(Store.id, Store.code).where(Store.program_id == program_id)
+        )
+    }
+    doc = rules.document(session, program)
+    policy_row = session.scalars(
+        select(TierPolicy).where(TierPolicy.program_id == program_id)
+    ).one_or_none()
+    tiers = tuple(
+        TierDef(
+            code=t.code,
+            rank=t.rank,
+            threshold=t.threshold,
+            multiplier=t.multiplier,
+            extra_expiry_months=t.extra_expiry_months or 0,
+        )
+        for t in session.scalars(
+            select(TierDefinition)
+            .where(TierDefinition.program_id == program_id)
+            .order_by(TierDefinition.rank)
+        )
+    )
+    config = ProgramConfig(
+        version=int(version or 0),
+        id=program.id,
+        code=program.code,
+        currency=program.currency,
+        timezone=program.timezone,
+        country=program.country,
+        point_value=program.point_value,
+        earn_on_redeemed=program.earn_on_redeemed,
+        expiry_kind=program.expiry_kind,
+        expiry_months=program.expiry_months,
+        pending_days=program.pending_days,
+        redeem_min_points=program.redeem_min_points,
+        redeem_step=program.redeem_step,
+        redeem_max_share=program.redeem_max_share,
+        negative_balance=program.negative_balance,
+        rule_version=program.rule_version,
+        doc=doc,
+        needs=rules.needs(doc),
+        stores=stores,
+        store_codes={store_id: code for code, store_id in stores.items()},
+        policy=TierPolicyConf(
+            metric=policy_row.metric,
+            window=policy_row.window,
+            rolling_months=policy_row.rolling_months,
+            upgrade=policy_row.upgrade,
+        )
+        if policy_row is not None
+        else None,
+        tiers=tiers,
+        tier_by_code={t.code: t for t in tiers},
+    )
+    cache = _cache(session)
+    cache.configs[program_id] = config
+    cache.ids[program.code] = program_id
+    return config
