@@ -211,6 +211,17 @@ def _earn_entries_and_totals(conn: Connection, program_id: int) -> None:
     )
 
 
+# A prime: row x belongs to member (x - 1) * SCATTER mod M, so each member gets every M-th row
+# (a bijection while M is not a multiple of it) and consecutive rows belong to members far apart,
+# as when members buy at random moments. Rows of one member never share a page.
+SCATTER = 7_368_787
+
+
+def _owner(first: int, members: int) -> str:
+    assert members % SCATTER, "the member count must not be a multiple of SCATTER"
+    return f"{first} + (CAST(x - 1 AS BIGINT) * {SCATTER}) % {members}"
+
+
 def _timestamp(dialect: str, start: str, step_seconds: str) -> str:
     """SQL for the instant `start + step_seconds`, stored as SQLAlchemy stores it."""
     if dialect == "postgresql":
@@ -228,9 +239,9 @@ def _timestamp(dialect: str, start: str, step_seconds: str) -> str:
 def generate_expired_lots(db: Database, lots: int, per_account: int) -> dict[str, Any]:
     """`lots` lots past their date with their earn entries, `per_account` per member.
 
-    Lot x belongs to member x mod M (a member's lots are spread over the table, as when they
-    earn over time); lots are earned over 30 days and expire 12 months later, so each day's
-    lots are contiguous, like real ones, and the run works through a month of backlog.
+    Lots are earned over 30 days by members scattered over the table (see SCATTER) and expire
+    12 months later, so each day's lots are contiguous, like real ones, and the run works through
+    a month of backlog.
     """
     now = datetime.now(UTC)
     program_id = _program(db, now, with_tiers=False)
@@ -244,7 +255,7 @@ def generate_expired_lots(db: Database, lots: int, per_account: int) -> dict[str
         conn.execute(
             text(
                 "INSERT INTO lots (account_id, points, remaining, earned_at, pending, expires_at)"
-                f" SELECT {first} + (x - 1) % {accounts}, 100, 100,"
+                f" SELECT {_owner(first, accounts)}, 100, 100,"
                 f" {_timestamp(dialect, ':earned', f'{day} * 86400')},"
                 f" {'false' if dialect == 'postgresql' else '0'},"
                 f" {_timestamp(dialect, ':expires', f'{day} * 86400')}"
@@ -359,8 +370,9 @@ def generate_tier_members(
 ) -> dict[str, Any]:
     """`members` members with `entries` earn entries over calendar 2025 (Seoul), placed.
 
-    Entry x belongs to member x mod M and is earned in time order across the year. A member's
-    activity level (member id mod 4) spreads the year's sums over all three tiers. Members hold
+    Entries are earned in time order across the year by members scattered over the table (see
+    SCATTER). A member's activity level (member id mod 4) spreads the year's sums over all three
+    tiers. Members hold
     the tier their year earned, except `moved_share` of them, who hold gold (or basic, if they
     earned gold); one member in 200 has a manual gold tier until mid-2026. The table
     `bench_expected` records the tier the policy must give each member.
@@ -377,16 +389,14 @@ def generate_tier_members(
     started = time.perf_counter()
     with db.engine.begin() as conn, bulk_load(conn, ["members", "accounts", "lots", "entries"]):
         first = _members_and_accounts(conn, dialect, program_id, members)
-        level = f"(ARRAY[150, 600, 1300, 2500])[1 + (x - 1) % {members} % 4]"
-        if dialect != "postgresql":
-            level = (
-                f"(CASE (x - 1) % {members} % 4 WHEN 0 THEN 150 WHEN 1 THEN 600"
-                " WHEN 2 THEN 1300 ELSE 2500 END)"
-            )
+        owner = _owner(first, members)
+        level = (
+            f"(CASE ({owner}) % 4 WHEN 0 THEN 150 WHEN 1 THEN 600 WHEN 2 THEN 1300 ELSE 2500 END)"
+        )
         conn.execute(
             text(
                 "INSERT INTO lots (account_id, points, remaining, earned_at, pending, expires_at)"
-                f" SELECT {first} + (x - 1) % {members}, p, p,"
+                f" SELECT {owner}, p, p,"
                 f" {_timestamp(dialect, ':start', f'CAST(x - 1 AS BIGINT) * {seconds} / {entries}')},"
                 f" {false}, :expires FROM (SELECT x, 1 + CAST({scramble} * {level} AS INTEGER) AS p"
                 f" FROM {bench._series(dialect, str(entries))}) AS g"

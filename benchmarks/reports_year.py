@@ -116,6 +116,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="Keep the database afterwards")
     parser.add_argument("--check", action="store_true", help="Also time rollup.check")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="Reuse the database a --keep run left (same --entries): skip generating",
+    )
     args = parser.parse_args(argv)
     if args.entries < 100 or args.accounts < 10 or args.stores < 1:
         parser.error("--entries ≥ 100, --accounts ≥ 10, --stores ≥ 1")
@@ -139,6 +144,21 @@ def fresh_database(admin: str, name: str) -> str:
 def drop_database(admin: str, name: str) -> None:
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def reset_for_reuse(url: str, entries: int) -> int:
+    """Back to the state right after generating: no tail, an empty roll-up."""
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        count = conn.execute("SELECT count(*) FROM entries WHERE id <= %s", (entries,)).fetchone()
+        if count is None or count[0] != entries:
+            raise SystemExit(f"--reuse: the database does not hold the {entries:,} entries")
+        conn.execute("DELETE FROM entries WHERE id > %s", (entries,))
+        conn.execute("TRUNCATE report_daily")
+        conn.execute("UPDATE report_watermarks SET last_entry_id = 0, refreshed_at = NULL")
+        program = conn.execute("SELECT id FROM programs WHERE code = 'bench'").fetchone()
+        conn.commit()
+    assert program is not None
+    return int(program[0])
 
 
 def setup_program(db: Database, stores: int) -> int:
@@ -414,14 +434,20 @@ def _sums_of(report: Any) -> dict[str, int]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    print(f"generating {args.entries:,} entries…", file=sys.stderr)
-    url = fresh_database(args.pg_url, args.db_name)
+    if args.reuse:
+        url = _db_url(args.pg_url, args.db_name)
+        program_id = reset_for_reuse(url, args.entries)
+        generated: dict[str, Any] = {"entries": args.entries, "reused": True}
+    else:
+        print(f"generating {args.entries:,} entries…", file=sys.stderr)
+        url = fresh_database(args.pg_url, args.db_name)
     db = Database(url)
     try:
-        program_id = setup_program(db, args.stores)
-        started = time.perf_counter()
-        generated = generate(url, program_id, entries=args.entries, accounts=args.accounts)
-        generated["total_seconds"] = round(time.perf_counter() - started, 1)
+        if not args.reuse:
+            program_id = setup_program(db, args.stores)
+            started = time.perf_counter()
+            generated = generate(url, program_id, entries=args.entries, accounts=args.accounts)
+            generated["total_seconds"] = round(time.perf_counter() - started, 1)
 
         print("refreshing the roll-up…", file=sys.stderr)
         refreshed = rollup.refresh(db, now=datetime.now(UTC))

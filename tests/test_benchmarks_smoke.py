@@ -55,11 +55,29 @@ def test_raw_sqlite_loop_writes_what_patron_check_accepts(
     assert "50 entries" in check["output"]
 
 
+def test_batch_over_http_on_sqlite_counts_what_it_recorded(
+    bench: ModuleType, tmp_path: Path
+) -> None:
+    """The batch scenario's driver against a real `patron serve` (one worker, SQLite)."""
+    url = f"sqlite:///{tmp_path / 'batch.db'}"
+    setup = bench.setup_bakery(url, 6)
+
+    run = bench.batch_over_http(url, setup, purchases=60, clients=1, workers=1, tag="smoke")
+
+    assert run["created"] == run["earn_entries_in_db"] == run["purchases_in_db"] == 60
+    assert run["entries_match"] is True and run["request_errors"] == []
+    assert run["purchases_per_s"] > 0 and run["server_cpu_ms_per_purchase"] >= 0
+    assert run["check"]["clean"], run["check"]["output"]
+    json.dumps(run)
+
+
 def test_command_line_and_result_file(bench: ModuleType, tmp_path: Path) -> None:
     args = bench.parse_args(["--scenarios", "expiry", "--sizes", "100", "--duration", "1"])
     assert args.scenarios == ["expiry"] and args.sizes == [100]
     with pytest.raises(SystemExit):
         bench.parse_args(["--scenarios", "nope"])
+    batch = bench.parse_args(["--scenarios", "batch_pg,batch_sqlite", "--batch-purchases", "9"])
+    assert batch.scenarios == ["batch_pg", "batch_sqlite"] and batch.batch_purchases == 9
 
     # The one command, end to end, on SQLite only.
     out_file = tmp_path / "latest.json"

@@ -319,8 +319,22 @@ def test_a_blocked_member_still_gets_the_replay_of_an_earlier_sale(db, frozen):
 
 
 @pytest.fixture
-def statements(db: Database) -> Iterator[list[str]]:
+def statements(db: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """SQL statements sent: SQLAlchemy's, and on PostgreSQL also those the hot path sends on
+    the driver (the lock and the read go together in one psycopg pipeline)."""
     seen: list[str] = []
+    if db.dialect == "postgresql":
+        import psycopg
+
+        original = psycopg.Cursor.execute
+
+        def execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+            seen.append(str(query).split(None, 1)[0].upper())
+            return original(self, query, *args, **kwargs)
+
+        monkeypatch.setattr(psycopg.Cursor, "execute", execute)
+        yield seen
+        return
 
     def count(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
         seen.append(statement.split(None, 1)[0].upper())
@@ -331,7 +345,8 @@ def statements(db: Database) -> Iterator[list[str]]:
 
 
 def test_a_steady_state_earn_costs_three_statements_on_postgresql(db, frozen, statements):
-    """Lock, read, write (+ BEGIN/COMMIT); SQLite writes its rows one statement each."""
+    """Lock, read, write, and BEGIN/COMMIT; on PostgreSQL the lock and the read share one
+    round trip with BEGIN. SQLite writes its rows one statement each."""
     people = _setup(db, "fast", frozen, plain=True)
     body = {"member": {"id": people["kim"]}, "amount": "13000", "store": "mapo"}
     for n in range(3):
@@ -354,7 +369,10 @@ def test_a_steady_state_earn_costs_three_statements_on_postgresql(db, frozen, st
             now=frozen,
         )
     body_statements = [s for s in statements if s not in ("BEGIN",)]
-    assert len(body_statements) == (3 if db.dialect == "postgresql" else 6), statements
+    if db.dialect == "postgresql":
+        assert body_statements == ["SELECT", "WITH", "WITH"], statements
+    else:
+        assert body_statements == ["SELECT", "SELECT", "INSERT", "INSERT", "INSERT", "UPDATE"]
 
 
 @pytest.mark.postgresql_only
@@ -414,3 +432,67 @@ def test_concurrent_earns_pay_a_debt_back_exactly_once(db, frozen):
         account = session.scalars(select(Account).where(Account.member_id == people["kim"])).one()
         assert account.debt == 0
         assert run_check(session).ok
+
+
+# --- batches: set-based chunks against one sale at a time --------------------------------
+
+
+def _batch_bodies(people: dict[str, int], code: str, newcomer: int) -> list[dict[str, Any]]:
+    ref = {
+        "kim": {"id": people["kim"]},
+        "lee": {"card": f"{code.upper()}-CARD-1"},
+        "park": {"phone": f"010{_area(code)}2002"},
+        "choi": {"email": f"CHOI@{code}.example "},
+    }
+    bodies: list[dict[str, Any]] = []
+    for i in range(40):
+        who = ("kim", "lee", "park", "choi")[i % 4]
+        body: dict[str, Any] = {"external_id": f"B-{i}", "member": ref[who], "amount": "25800"}
+        if i % 6 == 1:
+            body["store"] = "yeonnam"
+        if i == 5:
+            body["store"] = "nowhere"
+        if i == 9:
+            body["occurred_at"] = "2025-01-02T10:00:00+09:00"  # expired at once
+        if i == 13:
+            body["points_to_spend"] = 1000
+        if i == 17:
+            body = {"external_id": "B-3", "member": ref["choi"], "amount": "25800"}  # replay
+        if i == 18:
+            body = {"external_id": "B-2", "member": ref["park"], "amount": "1"}  # duplicate
+        if i in (21, 22):
+            body["member"] = {"id": newcomer}  # no account yet: the first sale opens it
+        if i == 25:
+            body["member"] = {"id": 10**9}
+        bodies.append(body)
+    return bodies
+
+
+@pytest.mark.parametrize("pending_days", [0, 2])
+def test_a_set_based_batch_writes_what_one_sale_at_a_time_writes(db, frozen, pending_days):
+    from patron.ledger import batch
+
+    results = {}
+    for code, fast in (("fast", True), ("slow", False)):
+        people = _setup(db, code, frozen, plain=True, pending_days=pending_days)
+        with db.unit_of_work() as session:
+            newcomer = make_member(session, now=frozen).id
+        bodies = _batch_bodies(people, code, newcomer)
+        reqs = [PurchaseRequest.model_validate(b) for b in bodies]
+        purchases.FAST_PATH = fast
+        try:
+            first = batch.ingest(db, code, reqs, actor=CLI, now=frozen, chunk_size=16)
+            later = frozen + timedelta(days=3)
+            clock.freeze(later)
+            again = batch.ingest(db, code, reqs, actor=CLI, now=later, chunk_size=7)
+        finally:
+            purchases.FAST_PATH = True
+            clock.freeze(frozen)
+        results[code] = (first, again)
+    for f, s in zip(results["fast"], results["slow"], strict=True):
+        assert _plain(f.model_dump(exclude={"items": {"__all__": {"member_id"}}})) == _plain(
+            s.model_dump(exclude={"items": {"__all__": {"member_id"}}})
+        )
+    assert _rows(db, "fast") == _rows(db, "slow")
+    first = results["fast"][0]
+    assert first.created > 25 and first.errors >= 4 and first.replayed == 1

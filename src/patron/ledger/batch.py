@@ -113,7 +113,12 @@ def _ingest_chunk(
                     and not (wanted.caps or wanted.purchases or wanted.budgets)
                 ):
                     set_based = _SetBased(session, config, actor=actor, now=now)
-                    return set_based.run(program_id, chunk, offset)
+                    try:
+                        return set_based.run(program_id, chunk, offset)
+                    except OperationalError:
+                        raise
+                    except DBAPIError as exc:  # a value the database refuses, say
+                        raise _Redo() from exc
                 _lock_accounts(session, program_id, config.country, chunk)
                 return [
                     _ingest_one(

@@ -91,6 +91,20 @@ def _built(key: tuple[Any, ...], build: Any) -> Any:
     return stmt
 
 
+def _account_of(kind: str) -> tuple[Any, list[Any]]:
+    """FROM and WHERE that find the member's account by id, card, e-mail or phone (x_ref)."""
+    source = ACC.join(MEM, MEM.c.id == ACC.c.member_id).join(PROG, PROG.c.id == ACC.c.program_id)
+    if kind == "card":
+        source = source.join(CARD, CARD.c.member_id == MEM.c.id)
+    match = {
+        "id": ACC.c.member_id == b("x_ref"),
+        "card": CARD.c.number == b("x_ref"),
+        "email": MEM.c.email == b("x_ref"),
+        "phone": MEM.c.phone == b("x_ref"),
+    }[kind]
+    return source, [ACC.c.program_id == b("x_pid"), match]
+
+
 def _lock_stmt(kind: str) -> Select[Any]:
     """Statement 1: the account locked, with the member and the program's config token."""
 
@@ -112,35 +126,18 @@ def _lock_stmt(kind: str) -> Select[Any]:
             MEM.c.created_at,
             literal_column("programs.config_version", BigInteger),
         ]
-        source = ACC.join(MEM, MEM.c.id == ACC.c.member_id).join(
-            PROG, PROG.c.id == ACC.c.program_id
-        )
-        if kind == "card":
-            source = source.join(CARD, CARD.c.member_id == MEM.c.id)
-            cols.append(CARD.c.status)
-            match = CARD.c.number == b("x_ref")
-        else:
-            cols.append(null())
-            match = {
-                "id": ACC.c.member_id == b("x_ref"),
-                "email": MEM.c.email == b("x_ref"),
-                "phone": MEM.c.phone == b("x_ref"),
-            }[kind]
-        return (
-            select(*cols)
-            .select_from(source)
-            .where(ACC.c.program_id == b("x_pid"), match)
-            .with_for_update(of=ACC)
-        )
+        source, match = _account_of(kind)
+        cols.append(CARD.c.status if kind == "card" else null())
+        return select(*cols).select_from(source).where(*match).with_for_update(of=ACC)
 
     return _built(("lock", kind), build)  # type: ignore[no-any-return]
 
 
-def _metric_subquery(metric: str, has_end: bool) -> Any:
+def _metric_subquery(metric: str, has_end: bool, account: Any) -> Any:
     """The tier metric of one account in [x_ws, x_we) before this sale (as tiers.metrics)."""
     if metric == "points":
         stmt = select(func.coalesce(func.sum(ENT.c.qualifying), 0)).where(
-            ENT.c.account_id == b("x_acct"),
+            ENT.c.account_id == account,
             ENT.c.qualifying != 0,
             ENT.c.occurred_at >= b("x_ws", type_=ENT.c.occurred_at.type),
         )
@@ -150,7 +147,7 @@ def _metric_subquery(metric: str, has_end: bool) -> Any:
     kept = PUR.c.amount_minor - PUR.c.refunded_minor
     value = func.coalesce(func.sum(kept), 0) if metric == "spend" else func.count()
     stmt = select(value).where(
-        PUR.c.account_id == b("x_acct"),
+        PUR.c.account_id == account,
         PUR.c.occurred_at >= b("x_ws", type_=PUR.c.occurred_at.type),
         kept > 0,
     )
@@ -159,43 +156,107 @@ def _metric_subquery(metric: str, has_end: bool) -> Any:
     return stmt.scalar_subquery()
 
 
+def _read_columns(dialect: str, metric: str | None, has_end: bool, account: Any) -> list[Any]:
+    if dialect == "postgresql":
+        ids = [
+            literal_column(f"nextval('{name}_id_seq')", BigInteger)
+            for name in ("purchases", "lots", "entries")
+        ]
+    else:  # writers are serialised: the next rowid is max + 1
+        ids = [
+            select(func.coalesce(func.max(t.c.id), 0) + 1).scalar_subquery()
+            for t in (PUR, LOT, ENT)
+        ]
+    now = b("x_now", type_=LOT.c.expires_at.type)
+    due = exists().where(
+        LOT.c.account_id == account,
+        LOT.c.remaining > 0,
+        or_(
+            and_(LOT.c.pending.is_(True), LOT.c.pending_until <= now),
+            and_(LOT.c.expires_at.is_not(None), LOT.c.expires_at <= now),
+        ),
+    )
+    expiring = (
+        select(func.coalesce(func.sum(LOT.c.remaining), 0))
+        .where(
+            LOT.c.account_id == account,
+            LOT.c.remaining > 0,
+            LOT.c.expires_at > now,
+            LOT.c.expires_at <= b("x_soon", type_=LOT.c.expires_at.type),
+        )
+        .scalar_subquery()
+    )
+    metric_col = _metric_subquery(metric, has_end, account) if metric else null()
+    return [*ids, due, expiring, metric_col]
+
+
 def _read_stmt(dialect: str, metric: str | None, has_end: bool) -> Select[Any]:
     """Statement 2 (after the lock): new ids, due lots, points expiring soon, tier metric."""
 
     def build() -> Select[Any]:
-        if dialect == "postgresql":
-            ids = [
-                literal_column(f"nextval('{name}_id_seq')", BigInteger)
-                for name in ("purchases", "lots", "entries")
-            ]
-        else:  # writers are serialised: the next rowid is max + 1
-            ids = [
-                select(func.coalesce(func.max(t.c.id), 0) + 1).scalar_subquery()
-                for t in (PUR, LOT, ENT)
-            ]
-        now = b("x_now", type_=LOT.c.expires_at.type)
-        due = exists().where(
-            LOT.c.account_id == b("x_acct"),
-            LOT.c.remaining > 0,
-            or_(
-                and_(LOT.c.pending.is_(True), LOT.c.pending_until <= now),
-                and_(LOT.c.expires_at.is_not(None), LOT.c.expires_at <= now),
-            ),
-        )
-        expiring = (
-            select(func.coalesce(func.sum(LOT.c.remaining), 0))
-            .where(
-                LOT.c.account_id == b("x_acct"),
-                LOT.c.remaining > 0,
-                LOT.c.expires_at > now,
-                LOT.c.expires_at <= b("x_soon", type_=LOT.c.expires_at.type),
-            )
-            .scalar_subquery()
-        )
-        metric_col = _metric_subquery(metric, has_end) if metric else null()
-        return select(*ids, due, expiring, metric_col)
+        return select(*_read_columns(dialect, metric, has_end, b("x_acct")))
 
     return _built(("read", dialect, metric, has_end), build)  # type: ignore[no-any-return]
+
+
+def _pipelined_read_stmt(kind: str, metric: str | None, has_end: bool) -> Select[Any]:
+    """PostgreSQL: statement 2 for the pipeline. It is sent with statement 1, before its
+    answer is back, so it finds the account as statement 1 does; it runs after statement 1
+    has the lock, with its own snapshot (READ COMMITTED), so it sees every earlier writer."""
+
+    def build() -> Select[Any]:
+        source, match = _account_of(kind)
+        account = select(ACC.c.id).select_from(source).where(*match).cte("a")
+        columns = _read_columns("postgresql", metric, has_end, account.c.id)
+        return select(*columns).select_from(account)
+
+    return _built(("pipelined", kind, metric, has_end), build)  # type: ignore[no-any-return]
+
+
+_sql: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}
+
+
+def _driver_sql(key: tuple[Any, ...], stmt: Any, conn: Connection) -> tuple[str, dict[str, Any]]:
+    """`stmt` compiled once for the driver (psycopg's %(name)s placeholders), with the values
+    of its literal parameters; the caller gives the x_… ones."""
+    found = _sql.get(key)
+    if found is None:
+        compiled = stmt.compile(dialect=conn.dialect)
+        fixed = {
+            name: bind.effective_value
+            for bind, name in compiled.bind_names.items()
+            if not name.startswith("x_")
+        }
+        found = _sql[key] = (str(compiled), fixed)
+    return found
+
+
+def _lock_and_read_pg(
+    conn: Connection, config: ProgramConfig, kind: str, ref: Any, now: datetime
+) -> tuple[Any, Any]:
+    """Statements 1 and 2 in one round trip (psycopg pipeline mode), with the BEGIN psycopg
+    sends first: the lock, then the read, which PostgreSQL runs after the lock is granted."""
+    from patron.ledger.views import EXPIRING_WINDOW
+
+    window = upgrade_window(config, None, now)
+    metric = config.policy.metric if window is not None and config.policy else None
+    has_end = window is not None and window.end is not None
+    lock_sql, lock_fixed = _driver_sql(("lock", kind), _lock_stmt(kind), conn)
+    read_sql, read_fixed = _driver_sql(
+        ("pipelined", kind, metric, has_end), _pipelined_read_stmt(kind, metric, has_end), conn
+    )
+    params: dict[str, Any] = {"x_pid": config.id, "x_ref": ref}
+    read_params = {**read_fixed, **params, "x_now": now, "x_soon": now + EXPIRING_WINDOW}
+    if window is not None:
+        read_params["x_ws"] = window.start
+        if window.end is not None:
+            read_params["x_we"] = window.end
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    with driver.pipeline():
+        lock_cur = driver.execute(lock_sql, {**lock_fixed, **params})
+        read_cur = driver.execute(read_sql, read_params)
+    return lock_cur.fetchone(), read_cur.fetchone()
 
 
 _PURCHASE_VALUES = {
@@ -343,24 +404,30 @@ def _ref(req: PurchaseRequest, config: ProgramConfig) -> tuple[str, Any]:
 
 
 def _lock(
-    session: Session, conn: Connection, program_id: int, req: PurchaseRequest
-) -> tuple[ProgramConfig, Locked | None]:
+    session: Session, conn: Connection, program_id: int, req: PurchaseRequest, now: datetime
+) -> tuple[ProgramConfig, Locked | None, Any]:
+    """(configuration, the locked account, statement 2's row if it came with the lock)."""
     from patron.ledger import program_cache
 
     config = program_cache.cached(session, program_id) or program_cache.load(session, program_id)
+    pipeline = conn.dialect.name == "postgresql"
     for _attempt in range(3):
         kind, value = _ref(req, config)
-        row = conn.execute(_lock_stmt(kind), {"x_pid": program_id, "x_ref": value}).first()
+        read = None
+        if pipeline:
+            row, read = _lock_and_read_pg(conn, config, kind, value, now)
+        else:
+            row = conn.execute(_lock_stmt(kind), {"x_pid": program_id, "x_ref": value}).first()
         if row is None:
-            return config, None
+            return config, None, None
         locked = Locked(*row)
         if locked.version == config.version:
-            return config, locked
+            return config, locked, read
         fresh = program_cache.load(session, program_id)
         if kind != "phone" or fresh.country == config.country:
-            return fresh, locked
+            return fresh, locked, None  # statement 2 runs again with this configuration
         config = fresh  # the phone was read in the old country's format: look it up again
-    return config, None  # pragma: no cover - the country changed twice during one sale
+    return config, None, None  # pragma: no cover - the country changed twice during one sale
 
 
 def try_purchase(
@@ -382,10 +449,10 @@ def try_purchase(
         return None
     conn = session.connection()
     try:
-        config, locked = _lock(session, conn, program_id, req)
+        config, locked, read = _lock(session, conn, program_id, req, now)
         if locked is None:
             return None
-        plan = _plan(session, conn, config, locked, req, actor=actor, now=now)
+        plan = _plan(session, conn, config, locked, req, actor=actor, now=now, read=read)
     except PatronError:
         # A sale recorded before answers with its first answer, whatever fails now.
         found = purchases._existing_purchase(session, program_id, req.external_id)
@@ -455,6 +522,7 @@ def _plan(
     *,
     actor: Actor,
     now: datetime,
+    read: Any = None,
 ) -> Plan | None:
     from patron.ledger import service as ledger
     from patron.ledger.views import EXPIRING_WINDOW
@@ -476,7 +544,11 @@ def _plan(
         params["x_ws"] = window.start
         if window.end is not None:
             params["x_we"] = window.end
-    p_id, l_id, e_id, due, expiring, metric_before = conn.execute(stmt, params).one()
+    if read is None:
+        read = conn.execute(stmt, params).one()
+    p_id, l_id, e_id, due, expiring, metric_before = read
+    if window is None:
+        metric_before = 0  # read for the program's window; the member is at the top already
     if due:
         # Rare: lots past their date or out of pending. The ORM primitive settles them.
         account = session.get(Account, locked.account_id, populate_existing=True)

@@ -20,6 +20,7 @@ app: typer.Typer = typer.Typer(
 )
 
 from patron.cli import DatabaseUrl, _database, console  # noqa: E402
+from patron.reports.rollup import DEFAULT_MAX_TAIL  # noqa: E402
 
 ProgramOpt = Annotated[str, typer.Option("--program", help="The program's code, e.g. bakery")]
 DayOpt = Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"])]
@@ -146,7 +147,7 @@ def period_command(
     tier: Annotated[str | None, typer.Option(help="Only members in this tier")] = None,
     fmt: FormatOpt = "table",
     output: OutputOpt = None,
-    max_tail: MaxTailOpt = 50_000,
+    max_tail: MaxTailOpt = DEFAULT_MAX_TAIL,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Points earned, redeemed, expired and adjusted per period, with the sales behind them."""
@@ -182,7 +183,7 @@ def liability_command(
     projection_months: Annotated[int, typer.Option(help="3, 6 or 12")] = 12,
     fmt: FormatOpt = "table",
     output: OutputOpt = None,
-    max_tail: MaxTailOpt = 50_000,
+    max_tail: MaxTailOpt = DEFAULT_MAX_TAIL,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Points outstanding and their value as of a date; breakage and redemption rates."""
@@ -219,7 +220,7 @@ def journal_command(
     adjustment_account: Annotated[str, typer.Option()] = "Loyalty expense",
     fmt: FormatOpt = "table",
     output: OutputOpt = None,
-    max_tail: MaxTailOpt = 50_000,
+    max_tail: MaxTailOpt = DEFAULT_MAX_TAIL,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Per day, balanced debit/credit lines for the general ledger (use --format csv)."""
@@ -351,7 +352,7 @@ def dashboard_command(
     out = _run(
         database_url,
         lambda s: dashboard(s, get_program(s, program), now=clock.now(), days=days),
-        max_tail=50_000,
+        max_tail=DEFAULT_MAX_TAIL,
     )
     typer.echo(out.model_dump_json(by_alias=True, indent=2))
 
@@ -361,7 +362,10 @@ def refresh_command(
     limit: Annotated[
         int | None, typer.Option(min=1, help="At most this many entry ids this run")
     ] = None,
-    chunk: Annotated[int, typer.Option(min=1, help="Entry ids per transaction")] = 1_000_000,
+    chunk: Annotated[
+        int | None,
+        typer.Option(min=1, help="Entry ids per transaction (default 1,000,000; SQLite 100,000)"),
+    ] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Roll the entries written since the last run into the report roll-up (safe any time)."""

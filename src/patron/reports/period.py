@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
+from sqlalchemy import Date, DateTime, cast, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from patron.errors import Invalid, NotFound
@@ -130,13 +130,16 @@ def daily(
     basis: Basis = "occurred",
     group_by: GroupBy | None = None,
     where: dict[str, Any] | None = None,
+    granularity: Granularity = "day",
 ) -> list[tuple[date, Any, Figures]]:
-    """(day, group value, figures) for every day with entries: the roll-up and the live tail."""
+    """(first day of the period, group value, figures) for every day (week, month) with
+    entries: the roll-up and the live tail, grouped in the database."""
     src = rollup.source(
         session, program, basis=basis, first_day=first_day, last_day=last_day, lo=lo, hi=hi
     )
     dims = {"store": src.c.store_id, "channel": src.c.channel, "tier": src.c.tier}
-    group_cols = [src.c.day] + ([dims[group_by]] if group_by else [])
+    period_start = _bucket_sql(session.get_bind().dialect.name, src.c.day, granularity)
+    group_cols = [period_start] + ([dims[group_by]] if group_by else [])
     stmt = select(*group_cols, *[func.sum(src.c[m]) for m in MEASURES]).group_by(*group_cols)
     for column, value in (where or {}).items():
         stmt = stmt.where(src.c[column] == value)
@@ -145,6 +148,19 @@ def daily(
         key = row[1] if group_by else None
         out.append((row[0], key, Figures.of(row[len(group_cols) :])))
     return out
+
+
+def _bucket_sql(dialect: str, day: Any, granularity: Granularity) -> Any:
+    """The first day of the day's ISO week or month, in SQL (see common.bucket)."""
+    if granularity == "day":
+        return day
+    if dialect == "postgresql":
+        # Through a timestamp without time zone: the session's TimeZone plays no part.
+        return cast(func.date_trunc(granularity, cast(day, DateTime)), Date).label("period")
+    if granularity == "month":
+        return type_coerce(func.date(day, "start of month"), Date).label("period")
+    # SQLite: back 6 days, then forward to the next Monday (or stay on it).
+    return type_coerce(func.date(day, "-6 days", "weekday 1"), Date).label("period")
 
 
 def total(
@@ -199,6 +215,7 @@ def period_report(
         basis=basis,
         group_by=group_by,
         where=where,
+        granularity=granularity,
     )
     stores = store_codes(session, program.id) if group_by == "store" else {}
     grouped: dict[tuple[date, str | None], Figures] = {}

@@ -1,9 +1,9 @@
 """Exact daily roll-ups of the ledger, kept behind a watermark (decision 0007).
 
 `report_daily` holds the sums of every entry with id ≤ the watermark. A report reads the roll-up
-rows for its range and, in the same statement (one snapshot), a live GROUP BY over the entries
-above the watermark, so it is exact at every moment however stale the roll-up is. `refresh`
-moves the watermark forward; nothing on the earn path writes a report row.
+rows for its range and, merged in the same query, a live GROUP BY over the entries above the
+watermark, so it is exact at every moment however stale the roll-up is. `refresh` moves the
+watermark forward; nothing on the earn path writes a report row.
 
 Why the watermark is safe: on PostgreSQL ids come from a sequence and transactions commit out of
 id order, so "max(id) now" may sit above an id whose transaction has not committed yet. `refresh`
@@ -23,7 +23,6 @@ for a commit, never for an aggregation. SQLite readers keep one snapshot per tra
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import lru_cache
@@ -58,11 +57,13 @@ from patron.reports.models import MEASURES, ReportDaily, ReportWatermark
 from patron.tiers.models import TierChange
 
 WATERMARK = "entries"
-# Entries aggregated per refresh transaction: bounds how long one refresh holds SQLite's write
-# lock and how much one PostgreSQL statement does.
-DEFAULT_CHUNK = 1_000_000
+# Entry ids aggregated per refresh transaction. SQLite's is small: the chunk holds the database's
+# one write lock (a second or two that tills wait); PostgreSQL's refresh blocks no writer.
+DEFAULT_CHUNK = {"postgresql": 1_000_000, "sqlite": 100_000}
 # A report first refreshes the roll-up when more entries than this wait above the watermark.
-DEFAULT_MAX_TAIL = 50_000
+DEFAULT_MAX_TAIL = 20_000
+# The most entry ids a report request rolls up before it answers.
+REQUEST_REFRESH_LIMIT = 200_000
 # How long `refresh` waits for in-flight writers before giving up (PostgreSQL).
 LOCK_TIMEOUT = "5s"
 
@@ -143,19 +144,18 @@ def entry_rows(
     *conditions: ColumnElement[bool],
     tier_accounts: Any | None = None,
     program_id: int | None = None,
-    few: bool = False,
 ) -> Select[Any]:
-    """One row per entry matching `conditions`: its key columns and its share of each measure.
-
-    `few`: the caller expects few entries (the live tail), so each looks up its purchase by
-    key; otherwise (a refresh chunk) the purchases are joined in bulk.
-    """
+    """One row per entry matching `conditions`: its key columns and its share of each measure."""
     # A sale's amount is counted once: on its earn entry, or on its redemption if it earned
-    # nothing.
+    # nothing. Each entry looks its purchase up by key: the cost follows the entries read, not
+    # the size of the purchases table (a hash join would read all purchases for every chunk).
     is_sale = or_(
         Entry.kind == "earn", and_(Entry.kind == "redeem", Purchase.earn_entry_id.is_(None))
     )
-    entry_cols = (
+    sale = (
+        select(Purchase.amount_minor).where(Purchase.id == Entry.purchase_id, is_sale)
+    ).scalar_subquery()
+    base = select(
         Entry.program_id,
         Entry.account_id,
         Entry.kind,
@@ -164,20 +164,8 @@ def entry_rows(
         Entry.created_at,
         Entry.store_id,
         Entry.channel,
-    )
-    if few:
-        sale = (
-            select(Purchase.amount_minor)
-            .where(Purchase.id == Entry.purchase_id, is_sale)
-            .scalar_subquery()
-        )
-        base = select(*entry_cols, sale.label("sale")).where(*conditions)
-    else:
-        base = (
-            select(*entry_cols, case((is_sale, Purchase.amount_minor)).label("sale"))
-            .outerjoin(Purchase, Purchase.id == Entry.purchase_id)
-            .where(*conditions)
-        )
+        sale.label("sale"),
+    ).where(*conditions)
     e = base.subquery("e")
     spans = _tier_spans(tier_accounts, program_id)
     known = ("earn", "reverse", "redeem", "expire", "adjust")
@@ -280,7 +268,7 @@ def source(
         conditions.append(instant < hi)
     tail_accounts = select(Entry.account_id).where(_above(mark), Entry.program_id == program.id)
     live = entry_rows(
-        dialect, *conditions, tier_accounts=tail_accounts, program_id=program.id, few=True
+        dialect, *conditions, tier_accounts=tail_accounts, program_id=program.id
     ).subquery("live")
     tail = select(
         (live.c.day if basis == "occurred" else live.c.recorded_day).label("day"),
@@ -368,7 +356,7 @@ def _aggregate_into_rollup(session: Session, lo: int, hi: int) -> None:
 
 
 def refresh(
-    db: Database, *, now: datetime, chunk: int = DEFAULT_CHUNK, limit: int | None = None
+    db: Database, *, now: datetime, chunk: int | None = None, limit: int | None = None
 ) -> RefreshReport:
     """Roll every committed entry above the watermark into report_daily, `chunk` ids per
     transaction; with `limit`, stop after that many ids (the rest waits for the next run).
@@ -377,6 +365,7 @@ def refresh(
     chunk adds its sums and moves the watermark in one transaction.
     """
     started = time.perf_counter()
+    chunk = chunk or DEFAULT_CHUNK.get(db.dialect, 100_000)
     with db.unit_of_work() as session:
         _ensure_watermark(session)
     postgres = db.dialect == "postgresql"
@@ -444,16 +433,20 @@ def freshness(session: Session) -> Freshness:
 
 
 def ensure_fresh(
-    db: Database, *, now: datetime, max_tail: int = DEFAULT_MAX_TAIL
+    db: Database,
+    *,
+    now: datetime,
+    max_tail: int = DEFAULT_MAX_TAIL,
+    at_most: int = REQUEST_REFRESH_LIMIT,
 ) -> RefreshReport | None:
-    """Refresh first when more than `max_tail` entry ids wait above the watermark.
-
-    Reports are exact either way; this only keeps the live part of their query small.
-    """
+    """Refresh first when more than `max_tail` entry ids wait above the watermark, rolling up
+    at most `at_most` ids (a request does bounded work; a far-behind roll-up is for
+    `patron report refresh`). Reports are exact either way: this only keeps the live part of
+    their query small."""
     with db.unit_of_work(readonly=True) as session:
         if freshness(session).behind <= max_tail:
             return None
-    return refresh(db, now=now)
+    return refresh(db, now=now, limit=at_most)
 
 
 # --- check ------------------------------------------------------------------------------------
@@ -526,7 +519,7 @@ def check(session: Session, *, limit: int = 20) -> RollupCheck:
     return out
 
 
-def rebuild(db: Database, *, now: datetime, chunk: int = DEFAULT_CHUNK) -> RefreshReport:
+def rebuild(db: Database, *, now: datetime, chunk: int | None = None) -> RefreshReport:
     """Drop the roll-up and build it again from the ledger: after a program's timezone changed,
     or a tier history correction that should change past tier attributions."""
     with db.unit_of_work() as session:
@@ -540,7 +533,3 @@ def rebuild(db: Database, *, now: datetime, chunk: int = DEFAULT_CHUNK) -> Refre
             .values(last_entry_id=0, refreshed_at=now)
         )
     return refresh(db, now=now, chunk=chunk)
-
-
-def measures_of(row: Sequence[Any]) -> dict[str, int]:
-    return {m: int(v or 0) for m, v in zip(MEASURES, row, strict=True)}

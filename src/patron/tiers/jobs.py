@@ -1,16 +1,19 @@
 """The period evaluation: re-place every member of a program by what they earned in the window.
 
-`evaluate` walks the program's accounts in chunks of consecutive ids; each chunk is one
-transaction in which the database does the work, set-based, whatever the chunk's size:
+`evaluate` first takes a snapshot of every account's metric — one GROUP BY over the program's
+window, up to watermarks read after every writer in flight has committed — into a temporary
+table on the run's own connection. Then it walks the accounts in chunks of consecutive ids; each
+chunk is one transaction in which the database does the work, set-based, whatever its size:
 
-1. one INSERT … SELECT locks the chunk's accounts in id order, joins them with their metric
-   (one GROUP BY over the window's entries or purchases for the chunk's id range), applies the
-   policy with CASE expressions and keeps each account's decision in a temporary table;
-2. the counts for the summary come from one GROUP BY over the decisions;
-3. the history rows and `tier.changed` domain events of the accounts that moved are inserted
+1. the chunk's accounts are locked in id order, before anything about them is read;
+2. one INSERT … SELECT joins them with their metric — the snapshot's, or, for accounts with
+   entries (purchases, refunds) written since the snapshot, a live GROUP BY — applies the policy
+   with CASE expressions and keeps each account's decision in a temporary table;
+3. the counts for the summary come from one GROUP BY over the decisions;
+4. the history rows and `tier.changed` domain events of the accounts that moved are inserted
    with INSERT … SELECT, and the accounts whose columns change (a move, a grace period used, a
    manual tier ended, a tier held into the next window) are updated with one UPDATE … FROM;
-4. the period's `TierEvaluationRun` records the last account id done and the counts so far.
+5. the period's `TierEvaluationRun` records the last account id done and the counts so far.
 
 So:
 
@@ -28,7 +31,8 @@ down by it.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any
@@ -46,6 +50,7 @@ from sqlalchemy import (
     Table,
     and_,
     case,
+    delete,
     false,
     func,
     insert,
@@ -54,7 +59,9 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    text,
     true,
+    union_all,
     update,
 )
 from sqlalchemy.orm import Session
@@ -62,16 +69,15 @@ from sqlalchemy.orm import Session
 from patron.audit import service as audit
 from patron.audit.service import SYSTEM, Actor
 from patron.clock import as_utc
-from patron.db.engine import Database
+from patron.db.engine import READONLY, Database
 from patron.db.types import UTCDateTime
 from patron.errors import Invalid, NotFound
-from patron.ledger.models import Account, Entry, Purchase
+from patron.ledger.models import Account, Entry, Purchase, Refund
 from patron.programs.models import Program
 from patron.tiers import service
 from patron.tiers.models import (
     DomainEvent,
     TierChange,
-    TierDefinition,
     TierEvaluationRun,
     TierPolicy,
 )
@@ -79,7 +85,13 @@ from patron.tiers.periods import Window, previous_window, window_at
 from patron.tiers.schemas import EvaluationSummary
 
 Progress = Callable[[int, int], None]  # (accounts done, accounts in total)
-DEFAULT_BATCH = 1000
+# Accounts per chunk (one transaction): large, since a chunk costs a few statements whatever
+# its size; bounded, since its accounts stay locked until it commits.
+DEFAULT_BATCH = 20_000
+# How long taking the watermarks waits for writers in flight (PostgreSQL).
+LOCK_TIMEOUT = "5s"
+# Memory for the snapshot's GROUP BY over the program's window (PostgreSQL; one transaction).
+SNAPSHOT_WORK_MEM = "256MB"
 
 
 def as_of_instant(value: datetime | date | None, timezone: str, now: datetime) -> datetime:
@@ -141,14 +153,33 @@ class Counts:
 
 
 @dataclass(frozen=True)
+class Rules:
+    """The parts of a program's tier policy the evaluation applies (a plain copy: the plan
+    outlives the transaction that read it)."""
+
+    metric: str
+    window: str
+    downgrade: str
+    grace_periods: int
+    manual: str
+
+
+@dataclass(frozen=True)
+class Tier:
+    code: str
+    rank: int
+    threshold: int
+
+
+@dataclass(frozen=True)
 class Plan:
     """What one evaluation does: the program, its policy and tiers, the window."""
 
     program_id: int
     program_code: str
     timezone: str
-    policy: TierPolicy
-    tiers: Sequence[TierDefinition]
+    policy: Rules
+    tiers: Sequence[Tier]
     window: Window
     period: str
     as_of: datetime
@@ -161,12 +192,20 @@ def _label(code: str | None) -> str:
     return code or "none"
 
 
-# One chunk's decisions, materialised once per chunk (dropped before it commits): every write
-# and every count below is a set-based statement over it.
+# The run's own temporary tables (on its own connection): the metric of every account as of the
+# run's start, and one chunk's decisions, emptied after each chunk.
+_TEMP = MetaData()
+_METRIC = Table(
+    "tier_metric",
+    _TEMP,
+    Column("account_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("value", BigInteger),
+    prefixes=["TEMPORARY"],
+)
 _DECIDED = Table(
     "tier_decided",
-    MetaData(),
-    Column("id", BigInteger, primary_key=True),
+    _TEMP,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
     Column("member_id", BigInteger),
     Column("value", BigInteger),
     Column("from_tier", String(40)),
@@ -185,20 +224,46 @@ _DECIDED = Table(
 )
 
 
-def _metric(plan: Plan, lo: int, hi: int) -> Select:
-    """(account_id, value) for the accounts in (lo, hi] with activity in the window.
+@dataclass(frozen=True)
+class Watermarks:
+    """The largest ids at the run's start of the rows the metric is made of: every row at or
+    below is committed and in the snapshot; a later row has a larger id."""
 
-    The same figures as `metrics.metric_values`, scoped by account range only: an account
-    belongs to one program, and a program filter would tempt the planner into scanning the
-    whole program's window for every chunk.
+    entries: int = 0
+    purchases: int = 0
+    refunds: int = 0
+
+
+def _watermarks(session: Session, plan: Plan, *, wait_for_writers: bool) -> Watermarks:
+    """Read the watermarks (in their own short transaction).
+
+    On PostgreSQL ids are drawn before commit, so "max(id) now" may sit above an id not yet
+    committed. A SHARE lock on the tables waits for every writer in flight (each holds ROW
+    EXCLUSIVE, taken before it draws an id) and is released at once — as the report roll-up's
+    refresh does (decision 0007). SQLite serialises writers: max(id) is exact.
+    """
+    tables = ["entries"] if plan.policy.metric == "points" else ["purchases", "refunds"]
+    if wait_for_writers and session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+        session.execute(text(f"LOCK TABLE {', '.join(tables)} IN SHARE MODE"))
+    top = lambda column: func.coalesce(func.max(column), 0)  # noqa: E731
+    if plan.policy.metric == "points":
+        return Watermarks(entries=int(session.scalar(select(top(Entry.id))) or 0))
+    purchases, refunds = session.execute(select(top(Purchase.id), top(Refund.id))).one()
+    return Watermarks(purchases=int(purchases), refunds=int(refunds))
+
+
+def _metric(plan: Plan, *scope: ColumnElement[bool]) -> Select:
+    """(account_id, value) of the accounts with activity in the window, within `scope`.
+
+    points: qualifying points (earn entries and qualifying adjustments, less reversals);
+    spend: amount bought in minor units, less what was refunded; visits: purchases not fully
+    refunded — the figures of `metrics.metric_values`.
     """
     window = plan.window
     if plan.policy.metric == "points":
         stmt = select(Entry.account_id, func.sum(Entry.qualifying).label("value")).where(
-            Entry.account_id > lo,
-            Entry.account_id <= hi,
-            Entry.qualifying != 0,
-            Entry.occurred_at >= window.start,
+            *scope, Entry.qualifying != 0, Entry.occurred_at >= window.start
         )
         if window.end is not None:
             stmt = stmt.where(Entry.occurred_at < window.end)
@@ -206,27 +271,68 @@ def _metric(plan: Plan, lo: int, hi: int) -> Select:
     kept = Purchase.amount_minor - Purchase.refunded_minor
     value = func.sum(kept) if plan.policy.metric == "spend" else func.count()
     stmt = select(Purchase.account_id, value.label("value")).where(
-        Purchase.account_id > lo,
-        Purchase.account_id <= hi,
-        kept > 0,
-        Purchase.occurred_at >= window.start,
+        *scope, kept > 0, Purchase.occurred_at >= window.start
     )
     if window.end is not None:
         stmt = stmt.where(Purchase.occurred_at < window.end)
     return stmt.group_by(Purchase.account_id)
 
 
-def _decisions(plan: Plan, lo: int, hi: int, *, lock: bool) -> Select:
+def _take_snapshot(session: Session, plan: Plan, marks: Watermarks) -> None:
+    """Every account's metric over the rows up to the watermarks: one pass over the program's
+    window, however many chunks follow."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"SET LOCAL work_mem = '{SNAPSHOT_WORK_MEM}'"))
+    if plan.policy.metric == "points":
+        upto = [Entry.program_id == plan.program_id, Entry.id <= marks.entries]
+    else:
+        upto = [Purchase.program_id == plan.program_id, Purchase.id <= marks.purchases]
+    session.execute(insert(_METRIC).from_select(["account_id", "value"], _metric(plan, *upto)))
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"ANALYZE {_METRIC.name}"))
+
+
+def _touched(plan: Plan, marks: Watermarks, lo: int, hi: int) -> Select:
+    """Accounts in (lo, hi] with rows written since the snapshot: their metric is read live."""
+    if plan.policy.metric == "points":
+        return select(Entry.account_id).where(
+            Entry.id > marks.entries, Entry.account_id > lo, Entry.account_id <= hi
+        )
+    bought = select(Purchase.account_id).where(
+        Purchase.id > marks.purchases, Purchase.account_id > lo, Purchase.account_id <= hi
+    )
+    refunded = (
+        select(Purchase.account_id)
+        .join(Refund, Refund.purchase_id == Purchase.id)
+        .where(Refund.id > marks.refunds, Purchase.account_id > lo, Purchase.account_id <= hi)
+    )
+    return union_all(bought, refunded)  # type: ignore[return-value]
+
+
+def _chunk_metric(plan: Plan, marks: Watermarks, lo: int, hi: int) -> Any:
+    """The metric of the accounts in (lo, hi] now: the snapshot's, or a live GROUP BY for the
+    accounts touched since it was taken."""
+    touched = _touched(plan, marks, lo, hi).subquery("touched")
+    account_id = Entry.account_id if plan.policy.metric == "points" else Purchase.account_id
+    stored = select(_METRIC.c.account_id, _METRIC.c.value).where(
+        _METRIC.c.account_id > lo,
+        _METRIC.c.account_id <= hi,
+        _METRIC.c.account_id.not_in(select(touched.c.account_id)),
+    )
+    live = _metric(plan, account_id.in_(select(touched.c.account_id)))
+    return union_all(stored, live).subquery("metric")
+
+
+def _decisions(plan: Plan, marks: Watermarks, lo: int, hi: int) -> Select:
     """The policy (see the module docstring) for every account in (lo, hi], in SQL.
 
     Three levels: the account with its metric and ranks; the rank and grace it ends with; the
-    columns it ends with. With `lock`, the accounts are locked in id order first, the order
-    every multi-account writer uses, so an immediate upgrade cannot slip in between.
+    columns it ends with.
     """
     policy, tiers = plan.policy, sorted(plan.tiers, key=lambda t: t.rank)
-    metric = _metric(plan, lo, hi).subquery("metric")
+    metric = _chunk_metric(plan, marks, lo, hi)
     value = func.coalesce(metric.c.value, 0)
-    accounts = (
+    a = (
         select(
             Account.id,
             Account.member_id,
@@ -240,11 +346,8 @@ def _decisions(plan: Plan, lo: int, hi: int, *, lock: bool) -> Select:
         )
         .outerjoin(metric, metric.c.account_id == Account.id)
         .where(Account.program_id == plan.program_id, Account.id > lo, Account.id <= hi)
-        .order_by(Account.id)
+        .subquery("a")
     )
-    if lock:
-        accounts = accounts.with_for_update(of=Account)
-    a = accounts.subquery("a")
 
     current = case({t.code: t.rank for t in tiers}, value=a.c.tier, else_=-1)
     earned = case(*[(a.c.value >= t.threshold, t.rank) for t in reversed(tiers)], else_=-1)
@@ -360,18 +463,36 @@ def _chunk_end(session: Session, program_id: int, after: int, size: int) -> tupl
     return int(last or after), int(count)
 
 
-def _chunk(session: Session, plan: Plan, lo: int, hi: int, counts: Counts, *, write: bool) -> None:
-    """Decide every account in (lo, hi] in one statement; then write what changed."""
-    decided = _DECIDED
-    conn = session.connection()
-    decided.drop(conn, checkfirst=True)
-    decided.create(conn)
-    session.execute(
-        insert(decided).from_select(
-            [c.name for c in decided.columns], _decisions(plan, lo, hi, lock=write)
-        )
+def _lock_chunk(session: Session, plan: Plan, lo: int, hi: int) -> None:
+    """Lock the chunk's accounts in id order, the order every multi-account writer uses, before
+    anything about them is read: a till's immediate upgrade either committed before (and is
+    seen) or waits until the chunk commits."""
+    locked = (
+        select(Account.id)
+        .where(Account.program_id == plan.program_id, Account.id > lo, Account.id <= hi)
+        .order_by(Account.id)
+        .with_for_update()
+        .subquery()
     )
-    d = decided.c
+    session.execute(select(func.count()).select_from(locked))
+
+
+def _chunk(
+    session: Session,
+    plan: Plan,
+    marks: Watermarks,
+    lo: int,
+    hi: int,
+    counts: Counts,
+    *,
+    write: bool,
+) -> None:
+    """Decide every account in (lo, hi] in one statement; then write what changed."""
+    if write:
+        _lock_chunk(session, plan, lo, hi)
+    columns = [c.name for c in _DECIDED.columns]
+    session.execute(insert(_DECIDED).from_select(columns, _decisions(plan, marks, lo, hi)))
+    d = _DECIDED.c
     yes = lambda flag: func.sum(case((flag.is_(True), 1), else_=0))  # noqa: E731
     for from_tier, to_tier, moved, n, kept_manual, kept_in_grace, manual_ended in session.execute(
         select(
@@ -392,7 +513,7 @@ def _chunk(session: Session, plan: Plan, lo: int, hi: int, counts: Counts, *, wr
             counts.moves[f"{_label(from_tier)}→{_label(to_tier)}"] += n
     if write:
         _write(session, plan)
-    decided.drop(conn)
+    session.execute(delete(_DECIDED))
 
 
 def _write(session: Session, plan: Plan) -> None:
@@ -490,8 +611,14 @@ def _plan(session: Session, program: Program, as_of: datetime, actor: Actor) -> 
         program_id=program.id,
         program_code=program.code,
         timezone=program.timezone,
-        policy=policy,
-        tiers=tiers,
+        policy=Rules(
+            metric=policy.metric,
+            window=policy.window,
+            downgrade=policy.downgrade,
+            grace_periods=policy.grace_periods,
+            manual=policy.manual,
+        ),
+        tiers=[Tier(code=t.code, rank=t.rank, threshold=t.threshold) for t in tiers],
         window=window,
         period=period_key(policy, window, program.timezone, as_of),
         as_of=as_of,
@@ -592,44 +719,79 @@ def evaluate(
         last = run.last_account_id if run is not None else 0
         counts = Counts.from_json(run.moves if run is not None else None)
         total = counts.accounts + _remaining(session, plan.program_id, last)
-        if dry_run:
-            while True:
-                upto, found = _chunk_end(session, plan.program_id, last, batch_size)
-                if not found:
-                    return _summary(plan, counts, dry_run=True, status="done")
-                _chunk(session, plan, last, upto, counts, write=False)
-                last = upto
-                if progress is not None:
-                    progress(counts.accounts, total)
-        if run is None:
+        if run is None and not dry_run:
             _start_run(session, plan, now or as_of)
 
-    while True:
-        with db.unit_of_work() as session:
-            run = _run_row(session, plan, lock=True)
-            assert run is not None
-            counts = Counts.from_json(run.moves)
-            if run.status == "done":  # finished by a concurrent runner meanwhile
-                return _summary(plan, counts, dry_run=False, status="done", already_done=True)
-            last = run.last_account_id
-            upto, found = _chunk_end(session, plan.program_id, last, batch_size)
-            if not found:
-                run.status = "done"
-                run.finished_at = now or as_of
-                summary = _summary(plan, counts, dry_run=False, status="done")
-                audit.record(
-                    session,
-                    actor=actor,
-                    action="tiers.evaluated",
-                    subject_type="program",
-                    subject_id=plan.program_code,
-                    program_id=plan.program_id,
-                    at=now or as_of,
-                    after=summary.model_dump(mode="json"),
-                )
-                return summary
-            _chunk(session, plan, last, upto, counts, write=True)
-            run.last_account_id = upto
-            run.moves = counts.to_json()
-        if progress is not None:
-            progress(counts.accounts, total)
+    with _own_connection(db, readonly=dry_run) as unit:
+        with unit() as session:
+            marks = _watermarks(session, plan, wait_for_writers=not dry_run)
+        with unit() as session:
+            _take_snapshot(session, plan, marks)
+        if dry_run:
+            with unit() as session:
+                while True:
+                    upto, found = _chunk_end(session, plan.program_id, last, batch_size)
+                    if not found:
+                        return _summary(plan, counts, dry_run=True, status="done")
+                    _chunk(session, plan, marks, last, upto, counts, write=False)
+                    last = upto
+                    if progress is not None:
+                        progress(counts.accounts, total)
+        while True:
+            with unit() as session:
+                run = _run_row(session, plan, lock=True)
+                assert run is not None
+                counts = Counts.from_json(run.moves)
+                if run.status == "done":  # finished by a concurrent runner meanwhile
+                    return _summary(plan, counts, dry_run=False, status="done", already_done=True)
+                last = run.last_account_id
+                upto, found = _chunk_end(session, plan.program_id, last, batch_size)
+                if not found:
+                    run.status = "done"
+                    run.finished_at = now or as_of
+                    summary = _summary(plan, counts, dry_run=False, status="done")
+                    audit.record(
+                        session,
+                        actor=actor,
+                        action="tiers.evaluated",
+                        subject_type="program",
+                        subject_id=plan.program_code,
+                        program_id=plan.program_id,
+                        at=now or as_of,
+                        after=summary.model_dump(mode="json"),
+                    )
+                    return summary
+                _chunk(session, plan, marks, last, upto, counts, write=True)
+                run.last_account_id = upto
+                run.moves = counts.to_json()
+            if progress is not None:
+                progress(counts.accounts, total)
+
+
+@contextmanager
+def _own_connection(db: Database, *, readonly: bool) -> Iterator[Callable[[], Any]]:
+    """A connection held for the whole run, and a unit of work on it for each transaction.
+
+    Its temporary tables (the metric snapshot, a chunk's decisions) outlive each chunk's
+    transaction; they are dropped when the run ends, before the connection goes back to the pool.
+    """
+    engine = db.engine.execution_options(**{READONLY: True}) if readonly else db.engine
+    with engine.connect() as conn:
+
+        @contextmanager
+        def unit() -> Iterator[Session]:
+            with Session(bind=conn, expire_on_commit=False) as session, session.begin():
+                yield session
+
+        def drop() -> None:
+            with unit() as session:
+                _TEMP.drop_all(session.connection(), checkfirst=True)
+
+        drop()
+        with unit() as session:
+            _TEMP.create_all(session.connection())
+        try:
+            yield unit
+        finally:
+            if not conn.closed and not conn.invalidated:
+                drop()

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from patron.admin.views import audit, auth, home, members, program, rules, staff, tiers
+from patron.admin.views import (
+    audit,
+    auth,
+    home,
+    members,
+    program,
+    reports,
+    rules,
+    staff,
+    tiers,
+)
 
 ROUTERS: list[APIRouter] = [
     auth.router,
@@ -15,4 +25,5 @@ ROUTERS: list[APIRouter] = [
     rules.router,
     staff.router,
     tiers.router,
+    reports.router,
 ]

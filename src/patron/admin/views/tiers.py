@@ -472,6 +472,8 @@ def tiers_preview(
         base = (form.get("base") or "")[:64]
         setup = check(editor, found.currency, lang)
         if setup is None:
+            if not editor.rows:
+                editor.rows.append(blank_row(threshold="0"))
             return _editor_page(
                 request, staff, session, found, editor, programs=[], base=base, status=422
             )
