@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -91,6 +92,8 @@ TIER_AS_OF = datetime(2026, 1, 2, 3, 0, tzinfo=UTC)
 @contextmanager
 def scratch_database(dialect: str, name: str, keep: bool) -> Iterator[tuple[str, Callable]]:
     """A fresh, migrated database and a function making a copy of it (the baseline's)."""
+    # Named after this process, so two runs (or a run and the test suite) never share one.
+    name = f"{name}_{os.getpid()}"
     folder = Path(tempfile.mkdtemp(prefix=f"patron-{name}-"))
     copies: list[str] = []
     if dialect == "postgresql":
@@ -616,8 +619,6 @@ def profiled(profile_dir: Path | None, name: str) -> Iterator[None]:
     if profile_dir is None or shutil.which("py-spy") is None:
         yield
         return
-    import os
-
     profile_dir.mkdir(parents=True, exist_ok=True)
     out = profile_dir / f"{name}.txt"
     spy = subprocess.Popen(

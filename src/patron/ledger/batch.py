@@ -386,7 +386,7 @@ class _SetBased:
                 stmt = stmt.group_by(PUR.c.account_id)
             metrics = {a: int(v or 0) for a, v in self.conn.execute(stmt)}
         for row in rows:
-            locked = earn.Locked(*row, self.config.version, None)
+            locked = earn.Locked(*[*row, self.config.version, None])
             is_due, expiring = figures.get(locked.account_id, (False, 0))
             self.states[locked.member_id] = (
                 locked,
@@ -404,16 +404,14 @@ class _SetBased:
             self.ids = []
             return
         if self.dialect == "postgresql":
-            self.ids = [
-                (int(a), int(b), int(c))
-                for a, b, c in self.conn.execute(
-                    select(
-                        literal_column("nextval('purchases_id_seq')"),
-                        literal_column("nextval('lots_id_seq')"),
-                        literal_column("nextval('entries_id_seq')"),
-                    ).select_from(func.generate_series(1, n))
-                )
-            ]
+            rows: Any = self.conn.execute(
+                select(
+                    literal_column("nextval('purchases_id_seq')"),
+                    literal_column("nextval('lots_id_seq')"),
+                    literal_column("nextval('entries_id_seq')"),
+                ).select_from(func.generate_series(1, n))
+            )
+            self.ids = [(int(r[0]), int(r[1]), int(r[2])) for r in rows]
         else:  # one writer: the next rowids are max + 1, + 2, …
             p, lot, e = self.conn.execute(
                 select(

@@ -34,13 +34,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     BigInteger,
     Connection,
     Select,
+    Table,
     and_,
     bindparam,
     exists,
@@ -68,14 +69,14 @@ from patron.programs.models import Program
 from patron.rules.engine import MemberContext, Order, evaluate
 from patron.tiers.periods import Window, window_at
 
-ACC = Account.__table__
-LOT = Lot.__table__
-ENT = Entry.__table__
-PUR = Purchase.__table__
-MOV = Movement.__table__
-MEM = Member.__table__
-CARD = Card.__table__
-PROG = Program.__table__
+ACC = cast(Table, Account.__table__)
+LOT = cast(Table, Lot.__table__)
+ENT = cast(Table, Entry.__table__)
+PUR = cast(Table, Purchase.__table__)
+MOV = cast(Table, Movement.__table__)
+MEM = cast(Table, Member.__table__)
+CARD = cast(Table, Card.__table__)
+PROG = cast(Table, Program.__table__)
 b = bindparam
 
 
@@ -130,7 +131,7 @@ def _lock_stmt(kind: str) -> Select[Any]:
         cols.append(CARD.c.status if kind == "card" else null())
         return select(*cols).select_from(source).where(*match).with_for_update(of=ACC)
 
-    return _built(("lock", kind), build)  # type: ignore[no-any-return]
+    return _built(("lock", kind), build)
 
 
 def _metric_subquery(metric: str, has_end: bool, account: Any) -> Any:
@@ -157,6 +158,7 @@ def _metric_subquery(metric: str, has_end: bool, account: Any) -> Any:
 
 
 def _read_columns(dialect: str, metric: str | None, has_end: bool, account: Any) -> list[Any]:
+    ids: list[Any]
     if dialect == "postgresql":
         ids = [
             literal_column(f"nextval('{name}_id_seq')", BigInteger)
@@ -196,7 +198,7 @@ def _read_stmt(dialect: str, metric: str | None, has_end: bool) -> Select[Any]:
     def build() -> Select[Any]:
         return select(*_read_columns(dialect, metric, has_end, b("x_acct")))
 
-    return _built(("read", dialect, metric, has_end), build)  # type: ignore[no-any-return]
+    return _built(("read", dialect, metric, has_end), build)
 
 
 def _pipelined_read_stmt(kind: str, metric: str | None, has_end: bool) -> Select[Any]:
@@ -210,7 +212,7 @@ def _pipelined_read_stmt(kind: str, metric: str | None, has_end: bool) -> Select
         columns = _read_columns("postgresql", metric, has_end, account.c.id)
         return select(*columns).select_from(account)
 
-    return _built(("pipelined", kind, metric, has_end), build)  # type: ignore[no-any-return]
+    return _built(("pipelined", kind, metric, has_end), build)
 
 
 _sql: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}
@@ -363,7 +365,7 @@ def _sqlite_write_stmts() -> tuple[Any, Any, Any, Any]:
             _account_update(),
         )
 
-    return _built(("sqlite_write",), build)  # type: ignore[no-any-return]
+    return _built(("sqlite_write",), build)
 
 
 # --- the earn ------------------------------------------------------------------------------

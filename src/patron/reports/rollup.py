@@ -166,7 +166,9 @@ def entry_rows(
         Entry.channel,
         sale.label("sale"),
     ).where(*conditions)
-    e = base.subquery("e")
+    # OFFSET 0 keeps the subquery whole: flattened, the purchase look-up would run once for
+    # each of the two columns that use it.
+    e = base.offset(0).subquery("e")
     spans = _tier_spans(tier_accounts, program_id)
     known = ("earn", "reverse", "redeem", "expire", "adjust")
     zero = literal(0)

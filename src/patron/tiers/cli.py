@@ -135,7 +135,12 @@ def evaluate_command(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Compute the moves, change nothing")
     ] = False,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=100_000)] = 1000,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size", min=1, max=1_000_000, help="Accounts per transaction (default 20,000)"
+        ),
+    ] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Re-place every member by the last ended window: idempotent and resumable."""
@@ -169,7 +174,7 @@ def evaluate_command(
                 program,
                 instant,
                 dry_run=dry_run,
-                batch_size=batch_size,
+                batch_size=batch_size or jobs.DEFAULT_BATCH,
                 progress=advance,
                 actor=CLI,
                 now=now,
