@@ -35,6 +35,7 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -47,7 +48,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import bindparam, event, text
 from sqlalchemy.engine import Connection
 
 from patron.audit.service import CLI, SYSTEM
@@ -309,7 +310,7 @@ def expiry_run(
         try:
             with db.unit_of_work(readonly=True) as session:
                 preview = ledger_jobs.preview(session, now)
-            with profiled(profile_dir, f"expiry-{dialect}-{lots}"):
+            with profiled(db, profile_dir, f"expiry-{dialect}-{lots}") as profile:
                 started = time.perf_counter()
                 report = ledger_jobs.run_expiry(db, now, batch_size=batch_size, actor="cli")
                 expiry_s = time.perf_counter() - started
@@ -356,6 +357,7 @@ def expiry_run(
         and expired_entries == lots
         and movements == lots
         and again.lots == 0,
+        "profile": profile,
         "check": check,
     }
 
@@ -529,7 +531,7 @@ def tiers_run(
         db = Database(url)
         try:
             bench.scalar(db, "SELECT 1")
-            with profiled(profile_dir, f"tiers-{dialect}-{members}"):
+            with profiled(db, profile_dir, f"tiers-{dialect}-{members}") as profile:
                 started = time.perf_counter()
                 summary = tier_jobs.evaluate(
                     db, "bakery", TIER_AS_OF, batch_size=batch_size, actor=CLI, now=TIER_AS_OF
@@ -606,6 +608,7 @@ def tiers_run(
         and not_extended == 0
         and summary.accounts == members
         and again.already_done,
+        "profile": profile,
         "check": check,
     }
 
@@ -614,24 +617,50 @@ def tiers_run(
 
 
 @contextmanager
-def profiled(profile_dir: Path | None, name: str) -> Iterator[None]:
-    """py-spy this process (the Python side of a job) while the block runs."""
-    if profile_dir is None or shutil.which("py-spy") is None:
-        yield
-        return
-    profile_dir.mkdir(parents=True, exist_ok=True)
-    out = profile_dir / f"{name}.txt"
-    spy = subprocess.Popen(
-        ["py-spy", "record", "--pid", str(os.getpid()), "--format", "raw", "--output", str(out)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    time.sleep(1)
+def profiled(db: Database, profile_dir: Path | None, name: str) -> Iterator[dict[str, Any]]:
+    """Where a job's time goes: seconds per kind of SQL statement (the database's side, timed
+    around each `cursor.execute`) and, with `profile_dir`, py-spy on this process (Python's side;
+    py-spy's raw output is summarised as benchmarks/run.py does)."""
+    spent: dict[str, list[float]] = {}
+    clock = time.perf_counter
+
+    def before(conn: Any, *_args: Any) -> None:
+        conn.info["jobs_t0"] = clock()
+
+    def after(conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        key = " ".join(statement.split()[:4])[:60]
+        entry = spent.setdefault(key, [0, 0.0])
+        entry[0] += 1
+        entry[1] += clock() - conn.info.pop("jobs_t0", clock())
+
+    event.listen(db.engine, "before_cursor_execute", before)
+    event.listen(db.engine, "after_cursor_execute", after)
+    report: dict[str, Any] = {}
+    spy_bin = shutil.which("py-spy") or shutil.which("py-spy", path=str(bench.BIN))
+    spy = out = None
+    if profile_dir is not None and spy_bin is not None:
+        profile_dir.mkdir(parents=True, exist_ok=True)
+        out = profile_dir / f"{name}.txt"
+        spy = subprocess.Popen(
+            [spy_bin, "record", "-p", str(os.getpid()), "-f", "raw", "-o", str(out)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(1)
     try:
-        yield
+        yield report
     finally:
-        spy.send_signal(2)
-        spy.wait(timeout=60)
+        event.remove(db.engine, "before_cursor_execute", before)
+        event.remove(db.engine, "after_cursor_execute", after)
+        report["statements"] = {
+            key: {"count": n, "seconds": round(seconds, 3)}
+            for key, (n, seconds) in sorted(spent.items(), key=lambda kv: -kv[1][1])[:12]
+        }
+        if spy is not None and out is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=120)
+            if out.exists():
+                report["py_spy"] = {"file": str(out), **bench.summarise_profile(out)}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

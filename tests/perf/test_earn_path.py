@@ -496,3 +496,17 @@ def test_a_set_based_batch_writes_what_one_sale_at_a_time_writes(db, frozen, pen
     assert _rows(db, "fast") == _rows(db, "slow")
     first = results["fast"][0]
     assert first.created > 25 and first.errors >= 4 and first.replayed == 1
+
+
+def test_a_value_postgresql_refuses_is_a_422_not_a_500(client, keys, db, frozen):
+    """The hot path's first statements go to the driver directly; its errors still arrive as
+    SQLAlchemy's, so the app answers them as for any other statement."""
+    from tests.conftest import auth
+
+    _setup(db, "fast", frozen, plain=True)
+    body = {"external_id": "NUL-1", "member": {"card": "FAST-\x00"}, "amount": "1000"}
+    answer = client.post("/api/v1/programs/fast/purchases", json=body, headers=auth(keys["pos"]))
+    if db.dialect == "postgresql":  # PostgreSQL text cannot hold NUL; SQLite stores it
+        assert (answer.status_code, answer.json()["error"]) == (422, "invalid_value")
+    else:
+        assert (answer.status_code, answer.json()["error"]) == (404, "member_not_found")

@@ -264,4 +264,6 @@ def key_creators(session: Session, keys: list[ApiKey]) -> dict[int, str]:
             AuditRecord.subject_id.in_([str(k.id) for k in keys]),
         )
     )
-    return {int(subject): actor for subject, actor in rows if subject.isdigit()}
+    return {
+        int(subject): actor for subject, actor in rows if subject.isascii() and subject.isdigit()
+    }

@@ -37,6 +37,7 @@ from datetime import datetime
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
+import psycopg
 from sqlalchemy import (
     BigInteger,
     Connection,
@@ -55,6 +56,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from patron.audit.service import Actor
@@ -255,10 +257,16 @@ def _lock_and_read_pg(
             read_params["x_we"] = window.end
     driver = conn.connection.driver_connection
     assert driver is not None
-    with driver.pipeline():
-        lock_cur = driver.execute(lock_sql, {**lock_fixed, **params})
-        read_cur = driver.execute(read_sql, read_params)
-    return lock_cur.fetchone(), read_cur.fetchone()
+    lock_params = {**lock_fixed, **params}
+    try:
+        with driver.pipeline():
+            lock_cur = driver.execute(lock_sql, lock_params)
+            read_cur = driver.execute(read_sql, read_params)
+        return lock_cur.fetchone(), read_cur.fetchone()
+    except psycopg.Error as exc:
+        # As SQLAlchemy raises it for its own statements (DataError for a NUL in a card
+        # number, OperationalError for a lost connection, …), so callers handle one kind.
+        raise DBAPIError.instance(lock_sql, lock_params, exc, psycopg.Error) from exc
 
 
 _PURCHASE_VALUES = {

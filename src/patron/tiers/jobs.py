@@ -249,7 +249,9 @@ def _watermarks(session: Session, plan: Plan, *, wait_for_writers: bool) -> Wate
     top = lambda column: func.coalesce(func.max(column), 0)  # noqa: E731
     if plan.policy.metric == "points":
         return Watermarks(entries=int(session.scalar(select(top(Entry.id))) or 0))
-    purchases, refunds = session.execute(select(top(Purchase.id), top(Refund.id))).one()
+    # Two statements: one SELECT of both aggregates would scan purchases × refunds.
+    purchases = session.scalar(select(top(Purchase.id))) or 0
+    refunds = session.scalar(select(top(Refund.id))) or 0
     return Watermarks(purchases=int(purchases), refunds=int(refunds))
 
 
