@@ -64,6 +64,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from patron.audit import service as audit
@@ -90,8 +91,10 @@ Progress = Callable[[int, int], None]  # (accounts done, accounts in total)
 DEFAULT_BATCH = 20_000
 # How long taking the watermarks waits for writers in flight (PostgreSQL).
 LOCK_TIMEOUT = "5s"
-# Memory for the snapshot's GROUP BY over the program's window (PostgreSQL; one transaction).
+# Memory for the snapshot's GROUP BY over the program's window (PostgreSQL; one transaction),
+# and for the run's temporary tables (its connection).
 SNAPSHOT_WORK_MEM = "256MB"
+SNAPSHOT_TEMP_BUFFERS = "256MB"
 
 
 def as_of_instant(value: datetime | date | None, timezone: str, now: datetime) -> datetime:
@@ -789,6 +792,14 @@ def _own_connection(db: Database, *, readonly: bool) -> Iterator[Callable[[], An
             with unit() as session:
                 _TEMP.drop_all(session.connection(), checkfirst=True)
 
+        if conn.dialect.name == "postgresql":
+            # Room for the snapshot in memory (8 MB by default); PostgreSQL refuses the change
+            # once a session has used temporary tables, as a pooled connection may have.
+            try:
+                with unit() as session:
+                    session.execute(text(f"SET temp_buffers = '{SNAPSHOT_TEMP_BUFFERS}'"))
+            except DBAPIError:
+                pass
         drop()
         with unit() as session:
             _TEMP.create_all(session.connection())
