@@ -1,8 +1,12 @@
 """benchmarks/run.py at tiny sizes, so the suite cannot rot (no timing is asserted).
 
-No wrk, pgbench or PostgreSQL needed: expiry runs on SQLite with 200 lots, the raw sqlite3
-loop runs 50 earns on a database set up through patron's services, and `patron check` must be
-clean after each.
+No wrk or pgbench needed: the raw sqlite3 loop runs 50 earns on a database set up through
+patron's services, a 60-sale batch goes to a real `patron serve` on SQLite, and the one command
+(`run.py`, what `make bench` runs) runs its expiry and tiers scenarios on SQLite and, when
+PATRON_TEST_DATABASE_URL is set, expiry, tiers and report on PostgreSQL, a few hundred rows each.
+Every scenario must land in the result file with its figure, baseline, ratio, target and
+`correct`, and be correct (`patron check` clean, tiers as the policy gives, report totals equal
+to the baseline's).
 """
 
 from __future__ import annotations
@@ -15,7 +19,29 @@ from types import ModuleType
 
 import pytest
 
+from tests.conftest import PG_URL
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
+KEYS = {"figure", "unit", "baseline", "baseline_name", "ratio", "target", "target_met", "correct"}
+# The job scenarios at a few hundred rows (expiry in several batches, tiers in several chunks).
+TINY = [
+    "--lots",
+    "300",
+    "--lots-per-account",
+    "7",
+    "--expiry-batch-size",
+    "40",
+    "--tier-members",
+    "60",
+    "--tier-entries",
+    "500",
+    "--tier-batch-size",
+    "25",
+    "--report-entries",
+    "400",
+    "--report-runs",
+    "1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -26,18 +52,6 @@ def bench() -> ModuleType:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
-
-
-def test_expiry_on_sqlite_keeps_the_ledger_consistent(bench: ModuleType, tmp_path: Path) -> None:
-    run = bench.expiry_run("sqlite", 200, per_account=10, workdir=tmp_path)
-
-    assert {"figure", "unit", "baseline", "baseline_name", "ratio", "target", "correct"} <= set(run)
-    assert run["lots"] == run["expired_lots"] == run["expired_entries"] == 200
-    assert run["accounts"] == 20
-    assert run["figure"] > 0 and run["baseline"] > 0 and run["ratio"] > 0
-    assert run["check"]["clean"], run["check"]["output"]
-    assert run["correct"] is True
-    json.dumps(run)  # what goes into the result file
 
 
 def test_raw_sqlite_loop_writes_what_patron_check_accepts(
@@ -71,33 +85,111 @@ def test_batch_over_http_on_sqlite_counts_what_it_recorded(
     json.dumps(run)
 
 
-def test_command_line_and_result_file(bench: ModuleType, tmp_path: Path) -> None:
-    args = bench.parse_args(["--scenarios", "expiry", "--sizes", "100", "--duration", "1"])
-    assert args.scenarios == ["expiry"] and args.sizes == [100]
-    with pytest.raises(SystemExit):
-        bench.parse_args(["--scenarios", "nope"])
+def test_command_line(bench: ModuleType) -> None:
+    args = bench.parse_args([])
+    assert args.scenarios == [
+        "earn_pg",
+        "memory",
+        "earn_sqlite",
+        "batch_pg",
+        "batch_sqlite",
+        "expiry",
+        "tiers",
+        "report",
+    ]
+    # The issue's sizes by default, PostgreSQL for the job scenarios.
+    assert (args.lots, args.tier_members, args.tier_entries, args.report_entries) == (
+        10_000_000,
+        1_000_000,
+        10_000_000,
+        10_000_000,
+    )
+    assert args.dbs == ["postgresql"] and args.report_accounts == 200_000
+    quick = bench.parse_args(["--lots", "200_000", "--tier-members", "20000", "--dbs", "sqlite"])
+    assert quick.lots == 200_000 and quick.tier_members == 20_000 and quick.dbs == ["sqlite"]
+    # The older names still work.
+    old = bench.parse_args(["--scenarios", "expiry", "--sizes", "100", "--expiry-dbs", "sqlite"])
+    assert old.scenarios == ["expiry"] and old.lots == 100 and old.dbs == ["sqlite"]
     batch = bench.parse_args(["--scenarios", "batch_pg,batch_sqlite", "--batch-purchases", "9"])
     assert batch.scenarios == ["batch_pg", "batch_sqlite"] and batch.batch_purchases == 9
+    for wrong in (
+        ["--scenarios", "nope"],
+        ["--dbs", "mysql"],
+        ["--sizes", "100,200"],
+        ["--lots", "0"],
+        ["--report-entries", "50"],
+        ["--moved-share", "2"],
+    ):
+        with pytest.raises(SystemExit):
+            bench.parse_args(wrong)
 
-    # The one command, end to end, on SQLite only.
+
+def _assert_jobs_correct(scenarios: dict, suffix: str) -> None:
+    expiry, tiers = scenarios[f"expiry{suffix}"], scenarios[f"tiers{suffix}"]
+    assert set(expiry) >= KEYS and set(tiers) >= KEYS
+    assert expiry["lots"] == expiry["expired_lots"] == expiry["expired_entries"] == 300
+    assert expiry["accounts"] == 43 and expiry["rerun_lots"] == 0  # ceil(300 / 7)
+    assert expiry["check"]["clean"], expiry["check"]["output"]
+    assert expiry["correct"] is True
+    assert tiers["accounts"] == 60 and tiers["wrong_tiers"] == 0 and tiers["moved"] > 0
+    assert tiers["check"]["clean"], tiers["check"]["output"]
+    assert tiers["correct"] is True
+
+
+def test_the_one_command_runs_expiry_and_tiers_on_sqlite(
+    bench: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out_file = tmp_path / "latest.json"
     result = bench.main(
-        [
-            "--scenarios",
-            "expiry",
-            "--sizes",
-            "100",
-            "--expiry-dbs",
-            "sqlite",
-            "--json",
-            str(out_file),
-        ]
+        ["--scenarios", "expiry,tiers", "--dbs", "sqlite", *TINY, "--json", str(out_file)]
     )
+
     written = json.loads(out_file.read_text(encoding="utf-8"))
     assert written["benchmark"] == "patron" and set(written) >= {"machine", "settings", "scenarios"}
-    runs = written["scenarios"]["expiry"]["runs"]
-    assert set(runs) == {"sqlite_100"} and runs["sqlite_100"]["correct"] is True
-    assert result["scenarios"]["expiry"]["runs"]["sqlite_100"]["lots"] == 100
+    assert written["scenarios"] == json.loads(json.dumps(result["scenarios"], default=str))
+    assert set(written["scenarios"]) == {"expiry_sqlite", "tiers_sqlite"}
+    assert written["settings"]["lots"] == 300 and written["settings"]["dbs"] == ["sqlite"]
+    _assert_jobs_correct(written["scenarios"], "_sqlite")
+    # No target on SQLite: the issue's are for PostgreSQL.
+    assert written["scenarios"]["expiry_sqlite"]["target_met"] is None
+    printed = capsys.readouterr().out
+    for name in ("expiry_sqlite", "tiers_sqlite"):
+        assert f"\n{name} " in printed
+    assert printed.count("baseline ") >= 2 and printed.count("correct: True") == 2
+
+
+@pytest.mark.skipif(not PG_URL, reason="PostgreSQL not configured (set PATRON_TEST_DATABASE_URL)")
+def test_the_one_command_runs_expiry_tiers_and_report_on_postgresql(
+    bench: ModuleType,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(
+        bench, "PG_ADMIN_URL", PG_URL.replace("postgresql+psycopg://", "postgresql://")
+    )
+    out_file = tmp_path / "latest.json"
+    bench.main(["--scenarios", "expiry,tiers,report", *TINY, "--json", str(out_file)])
+
+    # jobs.py shares this very run.py module (so its databases used the URL patched above).
+    assert bench.sibling("jobs").bench is bench
+    written = json.loads(out_file.read_text(encoding="utf-8"))
+    scenarios = written["scenarios"]
+    assert list(scenarios) == ["expiry", "tiers", "report"]
+    _assert_jobs_correct(scenarios, "")
+    for name in ("expiry", "tiers", "report"):
+        assert set(scenarios[name]) >= KEYS and scenarios[name]["dialect"] == "postgresql"
+        assert isinstance(scenarios[name]["target_met"], bool)
+        assert scenarios[name]["target_basis"] != "measured"  # tiny sizes: not the target's
+    report = scenarios["report"]
+    assert report["entries"] == 400 and report["accounts"] == 10
+    assert report["correct"] is True and report["tail"]["correct"] is True
+    assert report["refresh"]["rollup_rows"] > 0
+    assert set(report["reports"]) >= {"year_by_day", "liability_year_end"}
+    printed = capsys.readouterr().out
+    for name in ("expiry", "tiers", "report"):
+        assert f"\n{name} " in printed
+    assert printed.count("correct: True") == 3
 
 
 def test_profile_summary_groups_samples(bench: ModuleType, tmp_path: Path) -> None:

@@ -1,4 +1,6 @@
-"""benchmarks/jobs.py at tiny sizes, so the nightly-job benchmarks cannot rot.
+"""benchmarks/jobs.py on its own at tiny sizes, so the nightly-job benchmarks cannot rot.
+
+(run.py, the one command, runs the same scenarios: tests/test_benchmarks_smoke.py.)
 
 No timing is asserted: each scenario must write its figure, its same-run baseline and the ratio
 into the result file, leave `patron check` clean and (tiers) give every member the tier the

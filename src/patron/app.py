@@ -16,6 +16,7 @@ from patron.config import get_settings
 from patron.db.engine import Database
 from patron.errors import PatronError
 from patron.ledger.api import router as points_router
+from patron.ledger.till_route import TillRoute, group_commit_for
 from patron.members.api import router as members_router
 from patron.programs.api import router as programs_router
 from patron.reports.api import router as reports_router
@@ -54,7 +55,15 @@ def _validation_detail(exc: RequestValidationError) -> tuple[str, str]:
     return "validation_error", "; ".join(parts)
 
 
-def create_app(database_url: str | None = None, *, db: Database | None = None) -> FastAPI:
+def create_app(
+    database_url: str | None = None,
+    *,
+    db: Database | None = None,
+    till_route: bool = True,
+    group_commit: bool | None = None,
+) -> FastAPI:
+    """The API with the admin UI mounted. `till_route=False` leaves the purchase call to the
+    FastAPI route alone; `group_commit` overrides the PATRON_GROUP_COMMIT setting."""
     settings = get_settings()
     app = FastAPI(
         title="Patron",
@@ -139,6 +148,12 @@ def create_app(database_url: str | None = None, *, db: Database | None = None) -
     from patron.admin.web import create_admin_app
 
     app.mount("/admin", create_admin_app(app.state.db))
+
+    # The till's purchase call, answered without the framework when it can be (same functions,
+    # same answers; everything else goes on to the routes above).
+    app.state.group_commit = group_commit_for(app.state.db, group_commit) if till_route else None
+    if till_route:
+        app.add_middleware(TillRoute, db=app.state.db, groups=app.state.group_commit)
 
     @app.get("/", include_in_schema=False)
     def root() -> dict[str, str]:

@@ -113,23 +113,45 @@ def write(
     `encoded=True` says `fn` returns JSON-ready data already (no `jsonable_encoder` walk).
     """
     with db.unit_of_work() as session:
-        claim = None
-        if idempotency_key is not None:
-            if callable(payload):
-                payload = payload()
-            try:
-                claim = idempotency.claim(
-                    session, actor=str(actor), key=idempotency_key, payload=payload, now=now()
-                )
-            except idempotency.Replay as replay:
-                return JSONResponse(
-                    replay.response,
-                    status_code=replay.status_code,
-                    headers={"Idempotent-Replayed": "true"},
-                )
-        body = fn(session) if encoded else jsonable_encoder(fn(session))
-        if claim is not None:
-            idempotency.answer(session, claim, status_code, body)
+        return write_in(
+            session,
+            fn,
+            actor=actor,
+            idempotency_key=idempotency_key,
+            payload=payload,
+            status_code=status_code,
+            encoded=encoded,
+        )
+
+
+def write_in(
+    session: Session,
+    fn: Callable[[Session], Any],
+    *,
+    actor: Actor,
+    idempotency_key: str | None,
+    payload: Any,
+    status_code: int = 200,
+    encoded: bool = False,
+) -> JSONResponse:
+    """`write` inside a transaction the caller owns (and commits)."""
+    claim = None
+    if idempotency_key is not None:
+        if callable(payload):
+            payload = payload()
+        try:
+            claim = idempotency.claim(
+                session, actor=str(actor), key=idempotency_key, payload=payload, now=now()
+            )
+        except idempotency.Replay as replay:
+            return JSONResponse(
+                replay.response,
+                status_code=replay.status_code,
+                headers={"Idempotent-Replayed": "true"},
+            )
+    body = fn(session) if encoded else jsonable_encoder(fn(session))
+    if claim is not None:
+        idempotency.answer(session, claim, status_code, body)
     return JSONResponse(body, status_code=status_code)
 
 
