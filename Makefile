@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo serve test test-browser screenshots lint format install clean
+.PHONY: demo serve test test-browser screenshots lint format install clean bench bench-quick
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,19 @@ test-browser: $(BIN)/.installed
 # Refresh the screenshots in docs/admin/ (taken on SQLite; CJK text needs fonts-noto-cjk).
 screenshots: $(BIN)/.installed
 	PATRON_SCREENSHOTS=1 $(BIN)/pytest -q tests/admin/browser -k sqlite
+
+# Every benchmark scenario at issue 5's sizes, each beside its same-run baseline, one JSON file
+# (benchmarks/results/latest.json); needs PostgreSQL on 127.0.0.1:5432, pgbench and wrk. Long:
+# most of it is generating the 10 M-row data sets and the report's first roll-up.
+# Extra flags: make bench ARGS="--scenarios expiry,tiers --dbs postgresql,sqlite".
+bench: $(BIN)/.installed
+	$(BIN)/python benchmarks/run.py $(ARGS)
+
+# The same scenarios at small sizes, for a quick look (benchmarks/results/quick.json).
+bench-quick: $(BIN)/.installed
+	$(BIN)/python benchmarks/run.py --duration 5 --batch-purchases 5000 --lots 200000 \
+		--tier-members 20000 --tier-entries 200000 --report-entries 200000 \
+		--json benchmarks/results/quick.json $(ARGS)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks

@@ -1,5 +1,9 @@
 """A year's period report over millions of entries on PostgreSQL, beside the plain GROUP BY.
 
+The main entry is `benchmarks/run.py` (`make bench`), whose `report` scenario runs `run()` below
+at `--report-entries` (default 10,000,000) and writes it into its one result file. This script
+runs the same measurement on its own, with every option:
+
     python benchmarks/reports_year.py [--entries 10000000] [--accounts 200000] [--stores 20]
                                       [--runs 5] [--tail 50000] [--json FILE] [--keep]
 

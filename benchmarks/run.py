@@ -1,8 +1,16 @@
 """Patron's benchmark suite: every figure beside a baseline measured in the same run.
 
-    python benchmarks/run.py [--scenarios earn_pg,earn_sqlite,batch_pg,batch_sqlite,expiry,memory]
-                             [--duration S] [--batch-purchases N]
-                             [--sizes 200000,1000000] [--json benchmarks/results/latest.json]
+    make bench            # = python benchmarks/run.py: every scenario at issue 5's sizes
+    python benchmarks/run.py [--scenarios earn_pg,memory,earn_sqlite,batch_pg,batch_sqlite,
+                                          expiry,tiers,report]
+                             [--duration S] [--batch-purchases N] [--dbs postgresql[,sqlite]]
+                             [--lots 10000000] [--tier-members 1000000]
+                             [--tier-entries 10000000] [--report-entries 10000000]
+                             [--json benchmarks/results/latest.json]
+
+Each scenario prints its figure, its baseline, the ratio, the issue's target (met or not) and
+whether the run was correct, and lands under its name in the one JSON file (written again after
+every scenario, so a long run that stops keeps what it measured).
 
 Scenarios (see docs/benchmarks.md):
 
@@ -12,9 +20,17 @@ Scenarios (see docs/benchmarks.md):
   PostgreSQL in the same run. Figure: earns/s and p50/p99; ratio earn/s ÷ TPC-B TPS.
 - `earn_sqlite`: the same server on a SQLite file; baseline a raw `sqlite3` loop writing the same
   rows (purchase, lot, entry, account update) with the same PRAGMAs, one commit per earn.
-- `expiry`: N lots already past their date (generated set-based), expired by
+- `expiry`: `--lots` lots already past their date (generated set-based), expired by
   `patron.ledger.jobs.run_expiry` (what `patron expire` runs); baseline one plain
-  `UPDATE lots SET remaining = 0` over the same rows in a copy of the database.
+  `UPDATE lots SET remaining = 0` over the same rows in a copy of the database. Runs
+  benchmarks/jobs.py's `expiry_run`, once per engine in `--dbs`.
+- `tiers`: `--tier-members` members over `--tier-entries` earn entries placed by
+  `patron.tiers.jobs.evaluate` (what `patron tiers evaluate` runs); baselines a plain
+  `SELECT … sum(qualifying) … GROUP BY account_id`, then that aggregate in one plain UPDATE.
+  Runs benchmarks/jobs.py's `tiers_run`, once per engine in `--dbs`.
+- `report`: the year's period report over `--report-entries` entries (PostgreSQL), read from the
+  roll-up; baseline the plain `SELECT local day, kind, sum(points) … GROUP BY` over the raw
+  entries. Runs benchmarks/reports_year.py in this process.
 - `memory`: RSS of each server worker, idle (baseline) and at its peak under the earn_pg load.
 - `batch_pg` / `batch_sqlite`: `POST …/purchases/batch` (5,000 sales a request, from
   `--batch-clients` uploaders on separate members) against the server; baselines pgbench TPC-B
@@ -25,15 +41,18 @@ sale places them in the bakery's entry tier, once, and the load measures the ste
 HTTP figure also gives the CPU the server's workers used per earn (`server_cpu_ms_per_earn`),
 which depends much less than earns/s on whatever else runs on the machine, and the load average.
 
-After every scenario `patron check` must be clean, and the earn entries in the database must
-match the 201 answers the load generator counted (plus at most one request in flight per
-connection when the load generator stops).
+After every scenario but `report` `patron check` must be clean, and the earn entries in the
+database must match the 201 answers the load generator counted (plus at most one request in
+flight per connection when the load generator stops); `tiers` also compares every member's tier
+with the one the policy gives, and `report` requires the report's totals to equal the
+baseline's sums. Job scenarios on SQLite land under `expiry_sqlite` and `tiers_sqlite`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import platform
@@ -55,17 +74,16 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import text
 
 from patron.audit.service import SYSTEM
 from patron.auth.service import create_key
 from patron.db.engine import Database
 from patron.db.migrate import upgrade
-from patron.ledger import jobs
 from patron.ledger import service as ledger
-from patron.ledger.models import Lot
 from patron.members import service as members
 from patron.members.schemas import MemberCreate
 from patron.programs import service as programs
@@ -78,15 +96,25 @@ RESULTS = ROOT / "benchmarks" / "results"
 PG_ADMIN_URL = os.environ.get(
     "PATRON_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-ALL_SCENARIOS = ("earn_pg", "earn_sqlite", "batch_pg", "batch_sqlite", "expiry", "memory")
+ALL_SCENARIOS = (
+    "earn_pg",
+    "memory",
+    "earn_sqlite",
+    "batch_pg",
+    "batch_sqlite",
+    "expiry",
+    "tiers",
+    "report",
+)
 
 # Targets from issue 5.
 TARGET_EARN_SHARE_OF_TPCB = 0.5
 TARGET_P99_MS = 50.0
 TARGET_SQLITE_SHARE_OF_RAW = 0.5
-TARGET_EXPIRY_10M_S = 60.0
 TARGET_RSS_MB = 250.0
 TARGET_BATCH_TIMES_TPCB = 10.0
+# expiry: 10 M lots < 60 s and tiers: 1 M members over 10 M entries < 10 s are in jobs.py.
+TARGET_REPORT_S, TARGET_REPORT_ENTRIES = 1.0, 10_000_000
 
 # One bakery sale: two lines, 13,000 KRW, 130 points at 10 per 1,000 KRW.
 BASKET_LINES = [
@@ -1266,190 +1294,125 @@ def _checkpoint(path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# expiry
+# expiry, tiers and report: the nightly jobs (benchmarks/jobs.py) and the year report
+# (benchmarks/reports_year.py), run in this process at --lots / --tier-* / --report-* sizes
 
 
-def _series(dialect: str, n: str) -> str:
-    """A row source of x = 1..n."""
-    if dialect == "postgresql":
-        return f"generate_series(1, {n}) AS g(x)"
-    return f"(WITH RECURSIVE s(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM s WHERE x < {n}) SELECT x FROM s) AS g"
+def sibling(stem: str) -> ModuleType:
+    """benchmarks/<stem>.py as a module. jobs.py imports run.py back as its `bench`: it gets
+    this very module (not a second copy), so its databases follow this module's PG_ADMIN_URL."""
+    me = sys.modules[__name__]
+    name = f"patron_bench_{stem}"
+    module = sys.modules.get(name)
+    if module is not None and getattr(module, "bench", me) is me:
+        return module
+    sys.modules["patron_bench_run"] = me
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{stem}.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
-def generate_expired_lots(db: Database, lots: int, per_account: int) -> dict[str, Any]:
-    """N lots past their date, each with its earn entry, on ceil(N / per_account) accounts.
+def scenario_key(name: str, dialect: str) -> str:
+    """`expiry` on PostgreSQL (where the issue's target applies), `expiry_sqlite` on SQLite."""
+    return name if dialect == "postgresql" else f"{name}_{dialect}"
 
-    Members, accounts, lots and entries are written set-based (generate_series on PostgreSQL,
-    a recursive CTE on SQLite); account totals are then set from the lots, so `patron check` is
-    clean before and after expiry.
-    """
-    from patron.demo import BAKERY
 
-    now = utcnow()
-    with db.unit_of_work() as session:
-        program = programs.create_program(session, BAKERY, actor=SYSTEM, now=now)
-        program_id = program.id
-    accounts = -(-lots // per_account)
-    dialect = db.dialect
-    ts = Lot.earned_at.type
-    params = [
-        bindparam("now", now, type_=ts),
-        bindparam("earned", now - timedelta(days=400), type_=ts),
-        bindparam("expires", now - timedelta(days=30), type_=ts),
-    ]
-    false = "false" if dialect == "postgresql" else "0"
-    empty = "'{}'"
-    started = time.perf_counter()
-    with db.engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO members (name, language, preferences, attributes, marketing_consent,"
-                f" status, created_at, updated_at) SELECT 'Bench ' || x, 'en', {empty}, {empty},"
-                f" {false}, 'active', :now, :now FROM {_series(dialect, str(accounts))}"
-            ).bindparams(params[0])
+def scenario_expiry(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """`patron.ledger.jobs.run_expiry` over --lots due lots vs one plain UPDATE (jobs.py)."""
+    jobs_bench = sibling("jobs")
+    out = {}
+    for dialect in args.dbs:
+        log(f"  expiry on {dialect}: {args.lots:,} lots, {args.lots_per_account} per account …")
+        run = jobs_bench.expiry_run(
+            dialect,
+            args.lots,
+            per_account=args.lots_per_account,
+            batch_size=args.expiry_batch_size,
+            keep=args.keep,
+            profile_dir=args.profile_dir,
         )
-        conn.execute(
-            text(
-                "INSERT INTO accounts (program_id, member_id, available, pending, debt, earned,"
-                " redeemed, expired, adjusted, tier_manual, tier_grace_left, created_at)"
-                f" SELECT {program_id}, id, 0, 0, 0, 0, 0, 0, 0, {false}, 0, :now FROM members"
-                " ORDER BY id"
-            ).bindparams(params[0])
-        )
-        first = int(conn.execute(text("SELECT min(id) FROM accounts")).scalar_one())
-        conn.execute(
-            text(
-                "INSERT INTO lots (account_id, points, remaining, earned_at, pending, expires_at)"
-                f" SELECT {first} + (x - 1) % {accounts}, 100, 100, :earned, {false}, :expires"
-                f" FROM {_series(dialect, str(lots))}"
-            ).bindparams(params[1], params[2])
-        )
-        conn.execute(
-            text(
-                "INSERT INTO entries (program_id, account_id, kind, points, qualifying, lot_id,"
-                " occurred_at, created_at, actor, reason)"
-                f" SELECT {program_id}, account_id, 'earn', points, points, id, earned_at,"
-                " earned_at, 'bench', 'benchmark data' FROM lots ORDER BY id"
-            )
-        )
-        conn.execute(
-            text(
-                "UPDATE accounts SET available = s.total, earned = s.total FROM"
-                " (SELECT account_id, sum(points) AS total FROM lots GROUP BY account_id) AS s"
-                " WHERE accounts.id = s.account_id"
-            )
-        )
-    generated = time.perf_counter() - started
-    with db.engine.connect() as conn:
-        if dialect == "postgresql":
-            conn.execution_options(isolation_level="AUTOCOMMIT").execute(
-                text("VACUUM ANALYZE members, accounts, lots, entries")
-            )
-        else:
-            conn.execute(text("ANALYZE"))
-            conn.commit()
-    return {"generate_s": round(generated, 2), "accounts": accounts, "now": now}
+        out[scenario_key("expiry", dialect)] = run
+        print_figure(scenario_key("expiry", dialect), run)
+    return out
 
 
-def _plain_update(db: Database, now: datetime) -> float:
-    """The baseline: one UPDATE over the same due rows, one transaction."""
-    with db.engine.connect() as conn:  # connect outside the timed part
-        conn.execute(text("SELECT 1"))
-    started = time.perf_counter()
-    with db.engine.begin() as conn:
-        conn.execute(
-            text(
-                "UPDATE lots SET remaining = 0 WHERE remaining > 0 AND expires_at <= :now"
-            ).bindparams(bindparam("now", now, type_=Lot.expires_at.type))
+def scenario_tiers(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """`patron.tiers.jobs.evaluate` over --tier-members / --tier-entries vs a plain GROUP BY and
+    UPDATE (jobs.py)."""
+    jobs_bench = sibling("jobs")
+    out = {}
+    for dialect in args.dbs:
+        log(f"  tiers on {dialect}: {args.tier_members:,} members, {args.tier_entries:,} entries …")
+        run = jobs_bench.tiers_run(
+            dialect,
+            args.tier_members,
+            args.tier_entries,
+            moved_share=args.moved_share,
+            batch_size=args.tier_batch_size,
+            keep=args.keep,
+            profile_dir=args.profile_dir,
         )
-    return time.perf_counter() - started
+        out[scenario_key("tiers", dialect)] = run
+        print_figure(scenario_key("tiers", dialect), run)
+    return out
 
 
-def expiry_run(
-    dialect: str, lots: int, *, per_account: int = 10, workdir: Path | None = None
-) -> dict[str, Any]:
-    """Generate `lots` due lots, time run_expiry against a plain UPDATE on a copy."""
-    cleanup: list[Any] = []
-    if dialect == "postgresql":
-        name, copy = "patron_bench_expiry", "patron_bench_expiry_copy"
-        url = fresh_pg_database(name)
-        cleanup += [lambda: drop_pg_database(name), lambda: drop_pg_database(copy)]
-    else:
-        folder = workdir or Path(tempfile.mkdtemp(prefix="patron-bench-expiry-"))
-        if workdir is None:
-            cleanup.append(lambda: shutil.rmtree(folder, ignore_errors=True))
-        path, copy_path = folder / f"expiry-{lots}.db", folder / f"expiry-{lots}-copy.db"
-        url = f"sqlite:///{path}"
-    try:
-        upgrade(url)
-        db = Database(url)
-        try:
-            data = generate_expired_lots(db, lots, per_account)
-        finally:
-            db.dispose()
-        now: datetime = data.pop("now")
-        if dialect == "postgresql":
-            copy_url = fresh_pg_database(copy, template=name)
-        else:
-            _checkpoint(path)
-            shutil.copy(path, copy_path)
-            copy_url = f"sqlite:///{copy_path}"
-        copy_db = Database(copy_url)
-        try:
-            baseline_s = _plain_update(copy_db, now)
-        finally:
-            copy_db.dispose()
+def scenario_report(args: argparse.Namespace) -> dict[str, Any]:
+    """The year's period report over --report-entries vs the plain GROUP BY (reports_year.py).
 
-        db = Database(url)
-        try:
-            scalar(db, "SELECT 1")  # connect outside the timed part, as for the baseline
-            started = time.perf_counter()
-            report = jobs.run_expiry(db, now, actor="cli")
-            expiry_s = time.perf_counter() - started
-            expired_entries = scalar(db, "SELECT count(*) FROM entries WHERE kind = 'expire'")
-        finally:
-            db.dispose()
-        check = patron_check(url)
-    finally:
-        for step in cleanup:
-            step()
-    lots_per_s = report.lots / expiry_s if expiry_s else 0.0
-    baseline_per_s = lots / baseline_s if baseline_s else 0.0
-    return {
-        "dialect": dialect,
-        "lots": lots,
-        **data,
-        "expired_lots": report.lots,
-        "expired_entries": expired_entries,
-        "expiry_s": round(expiry_s, 3),
-        "figure": round(lots_per_s, 1),
-        "unit": "lots/s",
-        "baseline_update_s": round(baseline_s, 3),
-        "baseline": round(baseline_per_s, 1),
-        "baseline_name": "one plain UPDATE lots SET remaining = 0 over the same rows (copy)",
-        "ratio": round(lots_per_s / baseline_per_s, 3) if baseline_per_s else None,
-        "projected_10m_s": round(10_000_000 / lots_per_s, 1) if lots_per_s else None,
-        "target": f"10 M lots < {TARGET_EXPIRY_10M_S:g} s"
-        if dialect == "postgresql"
-        else "none (the issue's target is for PostgreSQL)",
-        "target_met": (bool(lots_per_s) and 10_000_000 / lots_per_s < TARGET_EXPIRY_10M_S)
-        if dialect == "postgresql"
-        else None,
-        "target_basis": "measured" if lots >= 10_000_000 else "projected from this size",
-        "correct": check["clean"] and report.lots == lots and expired_entries == lots,
-        "check": check,
+    PostgreSQL only: reports_year.py generates its data with PostgreSQL's functions."""
+    reports_year = sibling("reports_year")
+    entries, accounts = args.report_entries, args.report_accounts
+    tail = max(1, entries // 200)  # 50,000 at 10 M, as reports_year.py's default
+    log(f"  report on postgresql: {entries:,} entries, {accounts:,} accounts …")
+    options = reports_year.parse_args(
+        [
+            "--entries",
+            str(entries),
+            "--accounts",
+            str(accounts),
+            "--runs",
+            str(args.report_runs),
+            "--tail",
+            str(tail),
+            "--pg-url",
+            PG_ADMIN_URL,
+            "--db-name",
+            f"patron_bench_reports_{os.getpid()}",
+            *(["--keep"] if args.keep else []),
+        ]
+    )
+    result = reports_year.run(options)
+    figure, base = result["figure"], result["baseline"]["seconds"]
+    at_target = entries >= TARGET_REPORT_ENTRIES
+    run = {
+        "dialect": "postgresql",
+        "entries": entries,
+        "accounts": accounts,
+        "figure": figure,
+        "unit": "s (year report by day, median)",
+        "baseline": base,
+        "baseline_name": "plain SELECT local day, kind, sum(points) … GROUP BY over the raw"
+        " entries of the year (median of 3)",
+        "ratio": result["ratio"],
+        "ratio_meaning": "report seconds ÷ baseline seconds: lower is better",
+        "target": f"year report over {TARGET_REPORT_ENTRIES / 1e6:g} M entries"
+        f" < {TARGET_REPORT_S:g} s",
+        "target_met": figure < TARGET_REPORT_S,
+        "target_basis": "measured"
+        if at_target
+        else f"measured at {entries:,} entries only: the report reads the roll-up, run at 10 M",
+        "correct": result["correct"],
+        "reports": result["reports"],
+        "refresh": result["refresh"],
+        "tail": result["tail"],
+        "generated": result["generated"],
     }
-
-
-def scenario_expiry(args: argparse.Namespace) -> dict[str, Any]:
-    runs = {}
-    for dialect in args.expiry_dbs:
-        for n in args.sizes:
-            log(f"  expiry on {dialect}, {n:,} lots …")
-            run = expiry_run(dialect, n, per_account=args.lots_per_account)
-            runs[f"{dialect}_{n}"] = run
-            print_figure(f"expiry {dialect} {n:,}", run)
-    return {"runs": runs}
+    print_figure("report", run)
+    return {"report": run}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1477,17 +1440,28 @@ def scenario_memory(earn: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
+def _number(value: float | None) -> str:
+    """1,234.5 for large figures, three significant digits for small ones (0.0712 s)."""
+    if value is None:
+        return "-"
+    return f"{value:,.1f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
 def print_figure(name: str, result: dict[str, Any]) -> None:
+    """Figure, baseline, ratio, the issue's target (met / not met, and on what basis) and
+    whether the run was correct, in the same three lines for every scenario."""
     extra = ""
     if "p50_ms" in result:
         extra = f"  p50 {result['p50_ms']:.1f} ms  p99 {result['p99_ms']:.1f} ms"
-    met = {True: "met", False: "NOT met"}.get(result.get("target_met"), "?")
-    ratio = result.get("ratio")
+    target_met = result.get("target_met")
+    met = "-" if target_met is None else "met" if target_met else "NOT met"
+    if target_met is not None and result.get("target_basis"):
+        met += f" ({result['target_basis']})"
     log(
-        f"{name:<24} {result['figure']:>10,.1f} {result['unit']}{extra}\n"
-        f"{'':<24} baseline {result['baseline']:>10,.1f}  ({result['baseline_name']})\n"
-        f"{'':<24} ratio {ratio if ratio is None else f'{ratio:.3f}'}   target {result['target']}:"
-        f" {met}   correct: {result.get('correct', '-')}"
+        f"{name:<24} {_number(result['figure']):>10} {result['unit']}{extra}\n"
+        f"{'':<24} baseline {_number(result['baseline']):>10}  ({result['baseline_name']})\n"
+        f"{'':<24} ratio {_number(result.get('ratio'))}   target {result['target']}: {met}"
+        f"   correct: {result.get('correct', '-')}"
     )
 
 
@@ -1499,15 +1473,22 @@ def timer(name: str) -> Iterator[None]:
     log(f"   ({time.perf_counter() - started:.0f} s)")
 
 
+def _count(value: str) -> int:
+    """A row count: 10000000 or 10_000_000; one value (run once per size for several)."""
+    if "," in value:
+        raise argparse.ArgumentTypeError("one size per run (the default is the issue's size)")
+    number = int(value.replace("_", ""))
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--scenarios", default=",".join(ALL_SCENARIOS))
-    parser.add_argument("--duration", type=float, default=20, help="seconds of load per figure")
     parser.add_argument(
-        "--sizes", default="200000", help="expiry sizes in lots, comma-separated (up to 10000000)"
+        "--scenarios", default=",".join(ALL_SCENARIOS), help="comma-separated; default all"
     )
-    parser.add_argument("--expiry-dbs", default="postgresql,sqlite")
-    parser.add_argument("--lots-per-account", type=int, default=10)
+    parser.add_argument("--duration", type=float, default=20, help="seconds of load per figure")
     parser.add_argument("--members", type=int, default=1000, help="members for the earn runs")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2, help="server workers on PostgreSQL")
@@ -1520,19 +1501,78 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--batch-clients", type=int, default=2, help="concurrent uploaders (batch_pg)"
     )
-    parser.add_argument("--profile-dir", type=Path, help="py-spy each server's first worker here")
-    parser.add_argument("--keep", action="store_true", help="keep the patron_bench database")
+    jobs = parser.add_argument_group("expiry, tiers and report (defaults: the issue's sizes)")
+    jobs.add_argument(
+        "--dbs",
+        "--expiry-dbs",
+        dest="dbs",
+        default="postgresql",
+        help="engines for expiry and tiers: postgresql and/or sqlite (report: PostgreSQL only)",
+    )
+    jobs.add_argument(
+        "--lots",
+        "--sizes",
+        dest="lots",
+        type=_count,
+        default=10_000_000,
+        help="expiry: lots past their date (target: 10 M in < 60 s)",
+    )
+    jobs.add_argument("--lots-per-account", type=int, default=10, help="expiry: lots per member")
+    jobs.add_argument("--expiry-batch-size", type=int, help="expiry: lots per transaction")
+    jobs.add_argument(
+        "--tier-members",
+        type=_count,
+        default=1_000_000,
+        help="tiers: members (target: 1 M over 10 M entries in < 10 s)",
+    )
+    jobs.add_argument("--tier-entries", type=_count, default=10_000_000, help="tiers: earn entries")
+    jobs.add_argument("--tier-batch-size", type=int, help="tiers: accounts per transaction")
+    jobs.add_argument(
+        "--moved-share",
+        type=float,
+        default=0.1,
+        help="tiers: share of members holding a tier other than the one they earned",
+    )
+    jobs.add_argument(
+        "--report-entries",
+        type=_count,
+        default=10_000_000,
+        help="report: entries in the year (target: the year report over 10 M in < 1 s)",
+    )
+    jobs.add_argument(
+        "--report-accounts", type=_count, help="report: accounts (default entries / 50)"
+    )
+    jobs.add_argument("--report-runs", type=int, default=5, help="report: runs per median")
+    parser.add_argument(
+        "--profile-dir",
+        type=Path,
+        help="py-spy each server's first worker (and the job scenarios' process) here",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the generated databases")
     parser.add_argument("--json", type=Path, default=RESULTS / "latest.json")
     args = parser.parse_args(argv)
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = set(args.scenarios) - set(ALL_SCENARIOS)
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
-    args.sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
-    args.expiry_dbs = [d.strip() for d in args.expiry_dbs.split(",") if d.strip()]
+    args.dbs = [d.strip() for d in args.dbs.split(",") if d.strip()]
+    if not args.dbs or set(args.dbs) - {"postgresql", "sqlite"}:
+        parser.error("--dbs takes postgresql and/or sqlite")
     if args.duration < 1:
         parser.error("--duration must be at least 1 second")
+    if not 0 <= args.moved_share <= 1:
+        parser.error("--moved-share is a share between 0 and 1")
+    if args.report_entries < 100:
+        parser.error("--report-entries must be at least 100")
+    # reports_year.py's proportions at 10 M entries: 200,000 accounts.
+    args.report_accounts = args.report_accounts or max(10, args.report_entries // 50)
     return args
+
+
+def write_result(out: dict[str, Any], path: Path | None) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(out, indent=2, default=str) + "\n", encoding="utf-8")
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -1544,14 +1584,25 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "started_at": utcnow().isoformat(timespec="seconds"),
         "machine": machine(),
         "settings": {
+            "scenarios": args.scenarios,
             "duration_s": args.duration,
             "connections": args.connections,
             "workers": args.workers,
             "sqlite_workers": args.sqlite_workers,
             "members": args.members,
-            "sizes": args.sizes,
             "batch_purchases": args.batch_purchases,
             "batch_clients": args.batch_clients,
+            "dbs": args.dbs,
+            "lots": args.lots,
+            "lots_per_account": args.lots_per_account,
+            "expiry_batch_size": args.expiry_batch_size,
+            "tier_members": args.tier_members,
+            "tier_entries": args.tier_entries,
+            "tier_batch_size": args.tier_batch_size,
+            "moved_share": args.moved_share,
+            "report_entries": args.report_entries,
+            "report_accounts": args.report_accounts,
+            "report_runs": args.report_runs,
         },
         "scenarios": {},
     }
@@ -1566,26 +1617,42 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         print_figure("memory", scenarios["memory"])
         if "earn_pg" not in wanted:
             scenarios.pop("earn_pg")
+    write_result(out, args.json)
     if "earn_sqlite" in wanted:
         with timer("earn_sqlite: HTTP earn on SQLite vs a raw sqlite3 loop"):
             scenarios["earn_sqlite"] = scenario_earn_sqlite(args)
             print_figure("earn_sqlite", scenarios["earn_sqlite"])
+        write_result(out, args.json)
     if "batch_pg" in wanted:
         with timer("batch_pg: batch ingestion on PostgreSQL vs pgbench TPC-B"):
             tpcb = scenarios.get("earn_pg", {}).get("pgbench")
             scenarios["batch_pg"] = scenario_batch_pg(args, tpcb)
             print_figure("batch_pg", scenarios["batch_pg"])
+        write_result(out, args.json)
     if "batch_sqlite" in wanted:
         with timer("batch_sqlite: batch ingestion on SQLite vs a raw sqlite3 loop"):
             scenarios["batch_sqlite"] = scenario_batch_sqlite(args)
             print_figure("batch_sqlite", scenarios["batch_sqlite"])
+        write_result(out, args.json)
     if "expiry" in wanted:
-        with timer("expiry: run_expiry vs one plain UPDATE"):
-            scenarios["expiry"] = scenario_expiry(args)
+        with timer(f"expiry: run_expiry over {args.lots:,} lots vs one plain UPDATE"):
+            scenarios.update(scenario_expiry(args))
+        write_result(out, args.json)
+    if "tiers" in wanted:
+        with timer(
+            f"tiers: evaluate {args.tier_members:,} members over {args.tier_entries:,} entries"
+            " vs a plain GROUP BY + UPDATE"
+        ):
+            scenarios.update(scenario_tiers(args))
+        write_result(out, args.json)
+    if "report" in wanted:
+        with timer(
+            f"report: the year report over {args.report_entries:,} entries vs a plain GROUP BY"
+        ):
+            scenarios.update(scenario_report(args))
     out["finished_at"] = utcnow().isoformat(timespec="seconds")
+    write_result(out, args.json)
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2, default=str) + "\n", encoding="utf-8")
         log(f"wrote {args.json}")
     return out
 

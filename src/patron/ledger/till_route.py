@@ -165,7 +165,7 @@ class GroupCommit:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[JSONResponse] = loop.create_future()
         self._waiting.append((job, done))
-        if self._writer is None:
+        if self._writer is None or self._writer.done():
             self._writer = loop.create_task(self._write_groups())
         return await done
 
