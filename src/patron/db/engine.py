@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Linux or macOS: SQLite's busy handler only
+    fcntl = None  # type: ignore[assignment]
 
 READONLY = "patron_readonly"
 
@@ -63,6 +71,63 @@ def _configure_sqlite(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+_BUSY_SECONDS = 30.0  # as PRAGMA busy_timeout
+
+
+class WriterLock:
+    """SQLite's single writer, queued for without SQLite's busy handler.
+
+    Threads of this process queue on a lock; processes (other workers, the CLI) on an OS file
+    lock beside the database (`<file>-writer`, polled every millisecond). SQLite's own busy
+    handler sleeps 1, 2, 5 … up to 100 ms a try when it finds the file locked, so under
+    concurrent writes from several processes that sleep, not the work, set the latency. Gives up
+    with OperationalError (answered 503) after 30 s, as the busy handler would. Re-entrant."""
+
+    def __init__(self, database: str | None) -> None:
+        self._threads = threading.RLock()
+        self._depth = 0
+        self._path = f"{database}-writer" if database and database != ":memory:" else None
+        self._fd: int | None = None
+        self._pid = 0
+
+    def acquire(self) -> None:
+        self._threads.acquire()
+        self._depth += 1
+        if self._depth > 1 or self._path is None or fcntl is None:
+            return
+        try:
+            self._lock_file()
+        except BaseException:
+            self._depth -= 1
+            self._threads.release()
+            raise
+
+    def release(self) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self._fd is not None and fcntl is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._threads.release()
+
+    def _lock_file(self) -> None:
+        assert self._path is not None and fcntl is not None
+        if self._fd is None or self._pid != os.getpid():  # a forked child needs its own
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._pid = os.getpid()
+        deadline = time.monotonic() + _BUSY_SECONDS
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise OperationalError(
+                        "waiting for the SQLite writer lock",
+                        None,
+                        TimeoutError("database is locked"),
+                    ) from None
+                time.sleep(0.001)
+
+
 class Database:
     """An engine plus the two session factories the edges use."""
 
@@ -80,11 +145,9 @@ class Database:
         self._reader = sessionmaker(
             self.engine.execution_options(**{READONLY: True}), expire_on_commit=False
         )
-        # SQLite has one writer at a time. Threads of this process queue on a lock instead of
-        # on the database's busy handler, which sleeps (up to 100 ms a try) when it finds the
-        # file locked: under concurrent writes that sleep, not the work, set the throughput.
-        # Other processes (a second worker, the CLI) still meet the busy handler.
-        self._write_lock = threading.RLock() if is_sqlite(self.engine) else None
+        # SQLite has one writer at a time: writers queue on WriterLock, not on SQLite's busy
+        # handler (see there).
+        self._write_lock = WriterLock(self.engine.url.database) if is_sqlite(self.engine) else None
 
     @property
     def dialect(self) -> str:
