@@ -88,7 +88,9 @@ def test_a_failing_sale_in_a_group_harms_no_other(grouped, client, pos, reader, 
             assert code == (409, "duplicate_order"), (i, answers[i].text)
         else:
             assert code == (201, None), (i, answers[i].text)
-    assert app.state.group_commit.groups < app.state.group_commit.sales == 30
+    groups = app.state.group_commit
+    assert groups.groups < groups.sales == 30
+    assert groups.retried >= 1  # groups with a failing sale ran again sale by sale
     kim = client.get(f"{P}/members/{members[1]['id']}/account", headers=reader).json()
     assert kim["totals"]["balance"] == 10 * 250  # the ten good sales, each 250 points
     entries = client.get(f"{P}/members/{members[1]['id']}/entries", headers=reader).json()
@@ -104,3 +106,26 @@ def test_replays_inside_one_group_record_one_sale(grouped, client, pos, reader, 
     assert all(a.json() == first for a in answers)  # every replay is the first answer
     entries = client.get(f"{P}/members/{members[2]['id']}/entries", headers=reader).json()
     assert len(entries["items"]) == 1
+
+
+def test_concurrent_spends_in_groups_never_spend_a_point_twice(
+    grouped, client, admin, pos, reader, members
+):
+    app = grouped
+    grant = client.post(
+        f"{P}/adjustments",
+        json={"member": {"phone": PHONES[3]}, "points": 10_000, "reason": "opening balance"},
+        headers=admin,
+    )
+    assert grant.status_code == 201, grant.text
+    bodies = [{**sale(f"S-{i}", PHONES[3], 1000), "points_to_spend": 1000} for i in range(40)]
+    answers = asyncio.run(_post_all(app, pos, bodies))
+
+    accepted = [a for a in answers if a.status_code == 201]
+    refused = [a for a in answers if a.status_code != 201]
+    assert len(accepted) == 10  # 10,000 points buy exactly ten 1,000-point redemptions
+    assert {(a.status_code, a.json()["error"]) for a in refused} == {(409, "insufficient_points")}
+    account = client.get(f"{P}/members/{members[3]['id']}/account", headers=reader).json()
+    assert account["totals"]["redeemed"] == 10_000
+    report = client.get("/api/v1/check", headers=admin).json()
+    assert report["ok"] is True, report["violations"]
