@@ -7,11 +7,12 @@ API key this worker already knows with the `pos` scope. It calls the very functi
 route calls (`http.write`, `purchases.purchase_by_code`), so the answer, the rows and the
 idempotency are the same.
 
-**Group commit** (unless `PATRON_GROUP_COMMIT=false`): the sales that arrive while this worker
-is writing earlier ones wait for that write, then go to the database together in one
-transaction with one commit — one fsync on SQLite, one WAL flush on PostgreSQL. Nothing is
-answered before its group is committed. If a sale of the group fails, the transaction is rolled
-back and the group runs again with a savepoint per sale, so the failure touches that sale alone.
+**Group commit** (on SQLite by default; `PATRON_GROUP_COMMIT=true|false` decides on either
+engine): the sales that arrive while this worker is writing earlier ones wait for that write,
+then go to the database together in one transaction with one commit — one fsync on SQLite
+instead of one per sale. Nothing is answered before its group is committed. If a sale of the
+group fails, the transaction is rolled back and the group runs again with a savepoint per sale,
+so the failure touches that sale alone.
 
 Everything else goes on to the FastAPI app untouched, with the body already read handed over:
 a key not yet cached, a body that does not validate, an unusual content type, a database error.
@@ -142,6 +143,8 @@ def group_commit_for(db: Database, wanted: bool | None = None) -> GroupCommit | 
     """A GroupCommit if `wanted`, or if the setting asks for one on this engine (None)."""
     if wanted is None:
         wanted = get_settings().group_commit
+    if wanted is None:
+        wanted = db.dialect == "sqlite"
     return GroupCommit(db) if wanted else None
 
 
