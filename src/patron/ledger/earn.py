@@ -532,7 +532,7 @@ def validate(
         raise MemberBlocked(f"member {locked.member_id} is blocked and cannot earn or redeem")
     occurred_at = purchases.check_occurred_at(req.occurred_at, now)
     order, store_id = purchases._order(
-        config, req, occurred_at=occurred_at, points_to_spend=0, store_id_of=config.stores.get
+        config, req, occurred_at=occurred_at, points_to_spend=0, store_id_of=config.store_id_of
     )
     return occurred_at, order, store_id
 

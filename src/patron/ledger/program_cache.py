@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import BigInteger, Engine, column, event, literal_column, select, table, update
 from sqlalchemy.orm import Session
 
-from patron.errors import NotFound
+from patron.errors import Conflict, NotFound
 from patron.programs.models import Program, Store
 from patron.rules.model import RuleSetDoc
 from patron.rules.models import RuleSetVersion
@@ -118,6 +118,13 @@ class ProgramConfig:
     policy: TierPolicyConf | None
     tiers: tuple[TierDef, ...]  # lowest rank first
     tier_by_code: Mapping[str, TierDef] = field(default_factory=dict)
+    closed_stores: frozenset[str] = frozenset()  # switched off: they take no sales
+
+    def store_id_of(self, code: str) -> int | None:
+        """The id of an open store; None for a code the program does not have."""
+        if code in self.closed_stores:
+            raise store_closed(code)
+        return self.stores.get(code)
 
     def rank_of(self, code: str | None) -> int:
         tier = self.tier_by_code.get(code) if code is not None else None
@@ -194,12 +201,11 @@ def load(session: Session, program_id: int) -> ProgramConfig:
     if found is None:
         raise NotFound(f"no program with id {program_id}", code="program_not_found")
     program, version = found
-    stores = {
-        code: store_id
-        for store_id, code in session.execute(
-            select(Store.id, Store.code).where(Store.program_id == program_id)
-        )
-    }
+    rows = session.execute(
+        select(Store.id, Store.code, Store.active).where(Store.program_id == program_id)
+    ).all()
+    stores = {code: store_id for store_id, code, _active in rows}
+    closed = frozenset(code for _id, code, active in rows if not active)
     doc = rules.document(session, program)
     policy_row = session.scalars(
         select(TierPolicy).where(TierPolicy.program_id == program_id)
@@ -239,6 +245,7 @@ def load(session: Session, program_id: int) -> ProgramConfig:
         needs=rules.needs(doc),
         stores=stores,
         store_codes={store_id: code for code, store_id in stores.items()},
+        closed_stores=closed,
         policy=TierPolicyConf(
             metric=policy_row.metric,
             window=policy_row.window,
@@ -254,3 +261,8 @@ def load(session: Session, program_id: int) -> ProgramConfig:
     cache.configs[program_id] = config
     cache.ids[program.code] = program_id
     return config
+
+
+def store_closed(code: str) -> Conflict:
+    """A sale (or quote) naming a store that was switched off."""
+    return Conflict(f"store {code!r} is switched off and takes no sales", code="store_closed")

@@ -126,9 +126,12 @@ def _order(
 def _stores(session: Session, program: Program) -> Callable[[str], int | None]:
     def store_id_of(code: str) -> int | None:
         try:
-            return get_store(session, program, code).id
+            store = get_store(session, program, code)
         except NotFound:
             return None
+        if not store.active:
+            raise program_cache.store_closed(code)
+        return store.id
 
     return store_id_of
 
