@@ -4,6 +4,7 @@ transaction and a commit, and each still gets exactly the answer it would get al
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -26,6 +27,13 @@ def grouped(db) -> Any:
 
 def sale(external_id: str, phone: str, amount: int = 25800) -> dict[str, Any]:
     return {"external_id": external_id, "member": {"phone": phone}, "amount": amount}
+
+
+def post_all(app: Any, headers: dict[str, str], bodies: list[Any]) -> list[httpx.Response]:
+    """The requests sent at once, on an event loop of their own in a thread of its own (the
+    browser tests leave one running in the main thread of their pytest worker)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, _post_all(app, headers, bodies)).result()
 
 
 async def _post_all(app: Any, headers: dict[str, str], bodies: list[Any]) -> list[httpx.Response]:
@@ -51,7 +59,7 @@ def members(client, pos, bakery, frozen) -> list[dict[str, Any]]:
 def test_concurrent_sales_share_commits_and_all_count(grouped, client, pos, reader, admin, members):
     app = grouped
     bodies = [sale(f"G-{i}", PHONES[i % len(PHONES)], 1000 * (1 + i % 5)) for i in range(60)]
-    answers = asyncio.run(_post_all(app, pos, bodies))
+    answers = post_all(app, pos, bodies)
 
     assert [a.status_code for a in answers] == [201] * 60
     groups = app.state.group_commit
@@ -78,7 +86,7 @@ def test_a_failing_sale_in_a_group_harms_no_other(grouped, client, pos, reader, 
             bodies.append(sale("D-0", PHONES[0], 999_000))  # order recorded with other details
         else:
             bodies.append(sale(f"F-{i}", PHONES[1]))
-    answers = asyncio.run(_post_all(app, pos, bodies))
+    answers = post_all(app, pos, bodies)
 
     codes = [(a.status_code, a.json().get("error")) for a in answers]
     for i, code in enumerate(codes):
@@ -100,7 +108,7 @@ def test_a_failing_sale_in_a_group_harms_no_other(grouped, client, pos, reader, 
 def test_replays_inside_one_group_record_one_sale(grouped, client, pos, reader, members):
     app = grouped
     bodies = [sale("R-1", PHONES[2])] * 12
-    answers = asyncio.run(_post_all(app, pos, bodies))
+    answers = post_all(app, pos, bodies)
     assert {a.status_code for a in answers} == {201}
     first = answers[0].json()
     assert all(a.json() == first for a in answers)  # every replay is the first answer
@@ -119,7 +127,7 @@ def test_concurrent_spends_in_groups_never_spend_a_point_twice(
     )
     assert grant.status_code == 201, grant.text
     bodies = [{**sale(f"S-{i}", PHONES[3], 1000), "points_to_spend": 1000} for i in range(40)]
-    answers = asyncio.run(_post_all(app, pos, bodies))
+    answers = post_all(app, pos, bodies)
 
     accepted = [a for a in answers if a.status_code == 201]
     refused = [a for a in answers if a.status_code != 201]

@@ -460,3 +460,14 @@ def test_simulate_reports_in_json_and_csv(client, admin, pos, reader, kim):
     )
     assert bad.status_code == 422
     assert "rules.rules.0" in bad.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "period",
+    [("0001-01-01", "0001-01-02"), ("9999-12-30", "9999-12-31"), ("1899-12-31", "2026-01-01")],
+)
+def test_simulate_refuses_periods_outside_the_calendar_it_can_replay(client, reader, kim, period):
+    body = {"rules": {"rules": [BASE]}, "from": period[0], "to": period[1]}
+    response = client.post(f"{P}/rules/simulate", json=body, headers=reader)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "validation_error"

@@ -120,8 +120,18 @@ class SimulateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     rules: RuleSetDoc = Field(description="The proposed rule set document")
-    date_from: date = Field(alias="from", description="First local date replayed (inclusive)")
-    date_to: date = Field(alias="to", description="Last local date replayed (inclusive)")
+    date_from: date = Field(
+        alias="from",
+        ge=date(1900, 1, 1),
+        le=date(9998, 12, 31),
+        description="First local date replayed (inclusive)",
+    )
+    date_to: date = Field(
+        alias="to",
+        ge=date(1900, 1, 1),
+        le=date(9998, 12, 31),
+        description="Last local date replayed (inclusive)",
+    )
     top: int = Field(10, ge=1, le=1000, description="How many most-affected members to list")
 
 

@@ -151,6 +151,11 @@ def attribute(steps: Iterable[dict[str, Any]]) -> dict[str, Decimal]:
     return out
 
 
+# Replayable local dates: their UTC bounds (a day later, in any timezone) stay representable.
+EARLIEST = date(1900, 1, 1)
+LATEST = date(9998, 12, 31)
+
+
 def _utc_bounds(date_from: date, date_to: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
     start = datetime.combine(date_from, time(0), tzinfo=tz).astimezone(UTC)
     end = datetime.combine(date_to + timedelta(days=1), time(0), tzinfo=tz).astimezone(UTC)
@@ -220,6 +225,8 @@ def simulate(
         raise Invalid(
             f"date_to ({date_to}) is before date_from ({date_from})", code="invalid_period"
         )
+    if date_from < EARLIEST or date_to > LATEST:
+        raise Invalid(f"the period must lie between {EARLIEST} and {LATEST}", code="invalid_period")
     tz = ZoneInfo(program.timezone)
     start, end = _utc_bounds(date_from, date_to, tz)
     current_doc = rules.document(session, program)
