@@ -4,7 +4,8 @@ from datetime import date, timedelta
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Path, Query
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy.orm import Session
 
 from patron import http
 from patron.audit.service import Actor
@@ -81,8 +82,22 @@ def purchase(
     actor: Actor = Depends(http.require("pos")),
     idempotency_key: str | None = http.IdempotencyKey,
 ):
-    return http.write(
-        db,
+    with db.unit_of_work() as session:
+        return record_purchase(session, code, body, actor=actor, idempotency_key=idempotency_key)
+
+
+def record_purchase(
+    session: Session,
+    code: str,
+    body: PurchaseRequest,
+    *,
+    actor: Actor,
+    idempotency_key: str | None,
+) -> JSONResponse:
+    """The purchase call's work and answer in the caller's transaction: this route's, and the
+    direct route's in patron.ledger.till_route (alone or in a group)."""
+    return http.write_in(
+        session,
         lambda s: purchases.purchase_by_code(s, code, body, actor=actor, now=http.now()),
         actor=actor,
         idempotency_key=idempotency_key,

@@ -4,7 +4,7 @@ A till waits on every sale, and on this endpoint FastAPI's routing, dependency s
 middleware cost more CPU than recording the sale (docs/benchmarks.md). This ASGI layer sits in
 front of the FastAPI app and answers the common request itself: a JSON body that validates, an
 API key this worker already knows with the `pos` scope. It calls the very functions the FastAPI
-route calls (`http.write`, `purchases.purchase_by_code`), so the answer, the rows and the
+route calls (`ledger.api.record_purchase`), so the answer, the rows and the
 idempotency are the same.
 
 **Group commit** (on SQLite by default; `PATRON_GROUP_COMMIT=true|false` decides on either
@@ -40,7 +40,7 @@ from patron.audit.service import Actor
 from patron.config import get_settings
 from patron.db.engine import Database
 from patron.errors import PatronError
-from patron.ledger import purchases
+from patron.ledger.api import record_purchase
 from patron.ledger.schemas import PurchaseRequest
 
 Scope = MutableMapping[str, Any]
@@ -124,16 +124,7 @@ class TillRoute:
         actor: Actor,
         idempotency_key: str | None,
     ) -> JSONResponse:
-        """What the FastAPI route runs (ledger.api.purchase), in the caller's transaction."""
-        return http.write_in(
-            session,
-            lambda s: purchases.purchase_by_code(s, code, req, actor=actor, now=http.now()),
-            actor=actor,
-            idempotency_key=idempotency_key,
-            payload=lambda: {"program": code, **req.model_dump(mode="json")},
-            status_code=201,
-            encoded=True,
-        )
+        return record_purchase(session, code, req, actor=actor, idempotency_key=idempotency_key)
 
 
 Job = Callable[[Session], JSONResponse]
