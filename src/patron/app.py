@@ -15,14 +15,18 @@ from patron.auth.api import router as access_router
 from patron.config import get_settings
 from patron.db.engine import Database
 from patron.errors import PatronError
+from patron.events.api import router as events_router
 from patron.ledger.api import router as points_router
 from patron.ledger.till_route import TillRoute, group_commit_for
 from patron.members.api import router as members_router
+from patron.notify.api import router as notify_router
+from patron.notify.templates_api import router as templates_router
 from patron.programs.api import router as programs_router
 from patron.reports.api import router as reports_router
 from patron.rules.api import router as rules_router
 from patron.tiers.api import router as tiers_router
 from patron.tiers.read_api import router as tier_reads_router
+from patron.webhooks.api import router as webhooks_router
 
 log = logging.getLogger("patron")
 
@@ -137,6 +141,10 @@ def create_app(
         access_router,
         rules_router,
         tiers_router,
+        events_router,
+        notify_router,
+        templates_router,
+        webhooks_router,
     ):
         app.include_router(router)
 

@@ -269,6 +269,10 @@ from patron.reports.cli import app as report_app  # noqa: E402
 
 app.add_typer(report_app, name="report")
 
+from patron.notify.cli import notify_app  # noqa: E402
+
+app.add_typer(notify_app, name="notify")
+
 
 def main() -> None:
     app()

@@ -31,6 +31,42 @@ class Settings(BaseSettings):
     # (one fsync per group), off for PostgreSQL (measured no better there).
     group_commit: bool | None = None
 
+    # --- notifications and webhooks (docs/notifications.md, docs/webhooks.md) ---
+    # `patron serve` delivers the outbox in-process; turn off when `patron worker`s run.
+    delivery_in_process: bool = True
+    # Seconds between delivery rounds when there is nothing to do.
+    delivery_poll_seconds: float = 1.0
+    # Tries before a delivery is dead-lettered; the backoff doubles from delivery_backoff_seconds
+    # (with jitter) up to delivery_backoff_max_seconds.
+    delivery_max_attempts: int = 8
+    delivery_backoff_seconds: float = 10.0
+    delivery_backoff_max_seconds: float = 6 * 3600.0
+    # A claimed delivery is given back after this long if its runner died (at-least-once).
+    delivery_lease_seconds: float = 60.0
+    # The base URL members reach this server on (unsubscribe links in e-mails).
+    public_url: str = "http://127.0.0.1:8000"
+    # E-mail: "smtp" sends through smtp_host; "log" writes what would be sent to message_log.
+    email_channel: str = "log"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_security: str = "none"  # none | starttls | tls
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_from: str = "Patron <noreply@localhost>"
+    smtp_timeout_seconds: float = 10.0
+    # SMS: "log" | "twilio" (Twilio's Messages API) | "http" (a generic JSON POST to sms_url).
+    sms_channel: str = "log"
+    sms_url: str = ""  # http: where to POST; twilio: the API base (default Twilio's)
+    sms_account: str = ""  # twilio: the Account SID
+    sms_token: str = ""  # twilio: the auth token; http: sent as a Bearer token when set
+    sms_from: str = ""
+    sms_timeout_seconds: float = 10.0
+    # The development channel's file: every message the log channels "send", one JSON a line.
+    message_log: str = "messages.log"
+    # Webhook targets on loopback or private networks are refused (SSRF) unless this is on.
+    webhook_allow_private: bool = False
+    webhook_timeout_seconds: float = 10.0
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or default_database_url()

@@ -29,6 +29,8 @@ NAV: tuple[NavItem, ...] = (
     NavItem("rules", "nav.rules", "rules_list", "rules.view"),
     NavItem("tiers", "nav.tiers", "tiers_setup", "tiers.view"),
     NavItem("reports", "nav.reports", "reports_home", "reports.view"),
+    NavItem("messages", "nav.messages", "messages_home", "messages.view"),
+    NavItem("webhooks", "nav.webhooks", "webhooks_list", "webhooks.view"),
     NavItem("staff", "nav.staff", "staff_list", "staff.manage"),
     NavItem("audit", "nav.audit", "audit_log", "audit.view"),
 )

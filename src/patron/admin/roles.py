@@ -21,6 +21,13 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "tiers.view": frozenset({"owner", "marketer", "viewer"}),
     "tiers.manage": frozenset({"owner", "marketer"}),
     "reports.view": frozenset({"owner", "marketer", "viewer"}),
+    # Messages to members: templates, notification settings, the deliveries log and replay
+    "messages.view": frozenset({"owner", "marketer", "support", "viewer"}),
+    "messages.manage": frozenset({"owner", "marketer"}),
+    "deliveries.replay": frozenset({"owner", "marketer", "support"}),
+    # Webhooks: endpoints hold signing secrets
+    "webhooks.view": frozenset({"owner", "marketer"}),
+    "webhooks.manage": frozenset({"owner"}),
     # Owners only
     "staff.manage": frozenset({"owner"}),
     "apikeys.manage": frozenset({"owner"}),

@@ -4,18 +4,26 @@ from patron.admin.models import StaffSession, StaffUser
 from patron.audit.models import AuditRecord, IdempotencyKey
 from patron.auth.models import ApiKey
 from patron.db.base import Base
+from patron.events.models import Delivery, DeliveryAttempt, DomainEvent, InstanceKey
 from patron.ledger.models import Account, Entry, Lot, Movement, Purchase, Refund
 from patron.members.models import Card, Member
+from patron.notify.models import (
+    ConsentRecord,
+    JobRun,
+    MessageTemplate,
+    NotificationConfig,
+    ReminderMark,
+)
 from patron.programs.models import Program, Store
 from patron.reports.models import ReportDaily, ReportWatermark  # noqa: F401
 from patron.rules.models import EventClaim, PromotionBudget, RuleSetVersion
 from patron.tiers.models import (
-    DomainEvent,
     TierChange,
     TierDefinition,
     TierEvaluationRun,
     TierPolicy,
 )
+from patron.webhooks.models import WebhookEndpoint
 
 __all__ = [
     "Account",
@@ -23,17 +31,25 @@ __all__ = [
     "AuditRecord",
     "Base",
     "Card",
+    "ConsentRecord",
+    "Delivery",
+    "DeliveryAttempt",
     "DomainEvent",
     "Entry",
     "EventClaim",
     "IdempotencyKey",
+    "InstanceKey",
+    "JobRun",
     "Lot",
     "Member",
+    "MessageTemplate",
     "Movement",
+    "NotificationConfig",
     "Program",
     "PromotionBudget",
     "Purchase",
     "Refund",
+    "ReminderMark",
     "RuleSetVersion",
     "StaffSession",
     "StaffUser",
@@ -42,4 +58,5 @@ __all__ = [
     "TierDefinition",
     "TierEvaluationRun",
     "TierPolicy",
+    "WebhookEndpoint",
 ]

@@ -74,11 +74,11 @@ from patron.clock import as_utc
 from patron.db.engine import READONLY, Database
 from patron.db.types import UTCDateTime
 from patron.errors import Invalid, NotFound
+from patron.events.models import DomainEvent
 from patron.ledger.models import Account, Entry, Purchase, Refund
 from patron.programs.models import Program
 from patron.tiers import service
 from patron.tiers.models import (
-    DomainEvent,
     TierChange,
     TierEvaluationRun,
     TierPolicy,
@@ -577,9 +577,10 @@ def _write(session: Session, plan: Plan) -> None:
     text_ = lambda value: literal(value, String)  # noqa: E731
     session.execute(
         insert(DomainEvent).from_select(
-            ["program_id", "kind", "at", "delivered", "payload"],
+            ["program_id", "member_id", "kind", "at", "dispatched", "payload"],
             select(
                 literal(plan.program_id, BigInteger),
+                m.member_id,
                 text_("tier.changed"),
                 at,
                 false(),

@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from patron.db.base import Base
@@ -88,16 +88,3 @@ class TierEvaluationRun(Base):
     moves: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-
-
-class DomainEvent(Base):
-    """An outbox of things that happened (tier.changed, …) for notifications and webhooks."""
-
-    __tablename__ = "domain_events"
-
-    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
-    program_id: Mapped[int | None] = mapped_column(BigInteger)
-    kind: Mapped[str] = mapped_column(String(60))
-    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
-    at: Mapped[datetime] = mapped_column(UTCDateTime)
-    delivered: Mapped[bool] = mapped_column(Boolean, default=False)

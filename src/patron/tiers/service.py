@@ -18,13 +18,14 @@ from patron.audit import service as audit
 from patron.audit.service import Actor
 from patron.clock import as_utc
 from patron.errors import Invalid, NotFound
+from patron.events.models import DomainEvent
 from patron.ledger import service as ledger
 from patron.ledger import views
 from patron.ledger.expiry import add_months
 from patron.ledger.models import Account
 from patron.programs.models import Program
 from patron.tiers.metrics import metric_values, qualify
-from patron.tiers.models import DomainEvent, TierChange, TierDefinition, TierPolicy
+from patron.tiers.models import TierChange, TierDefinition, TierPolicy
 from patron.tiers.periods import Window, window_at
 from patron.tiers.schemas import (
     ManualTierRequest,
@@ -255,7 +256,7 @@ def move(
             program_id=program.id,
             kind="tier.changed",
             at=at,
-            delivered=False,
+            member_id=account.member_id,
             payload=event_payload(
                 program,
                 account,

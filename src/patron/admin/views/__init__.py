@@ -7,13 +7,16 @@ from fastapi import APIRouter
 from patron.admin.views import (
     audit,
     auth,
+    deliveries,
     home,
     members,
+    messages,
     program,
     reports,
     rules,
     staff,
     tiers,
+    webhooks,
 )
 
 ROUTERS: list[APIRouter] = [
@@ -26,4 +29,7 @@ ROUTERS: list[APIRouter] = [
     staff.router,
     tiers.router,
     reports.router,
+    messages.router,
+    webhooks.router,
+    deliveries.router,
 ]

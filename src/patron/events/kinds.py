@@ -1,0 +1,40 @@
+"""The event types Patron writes to its outbox, what each means, and which ledger entry kind
+each points event reports."""
+
+from __future__ import annotations
+
+EVENT_TYPES: dict[str, str] = {
+    "member.enrolled": "A member joined a program.",
+    "points.earned": "Points were credited: a purchase or an event (sign-up, birthday, …).",
+    "points.redeemed": "Points were spent: on a purchase or a reward.",
+    "points.refunded": "A refund took earned points back or gave spent points back.",
+    "points.adjusted": "Staff or an integration added or removed points, with a reason.",
+    "points.expired": "A lot's unspent points expired.",
+    "points.expiring": "A member's points will expire soon (the reminder job).",
+    "points.statement": "A member's monthly balance statement (the statement job).",
+    "tier.changed": "A member moved to another tier.",
+    "member.birthday": "It is the member's birthday in the program's timezone (the birthday job).",
+}
+
+# Entry kind -> the event that reports it.
+ENTRY_EVENTS: dict[str, str] = {
+    "earn": "points.earned",
+    "redeem": "points.redeemed",
+    "reverse": "points.refunded",
+    "adjust": "points.adjusted",
+    "expire": "points.expired",
+}
+
+
+def is_event_type(kind: str) -> bool:
+    return kind in EVENT_TYPES
+
+
+def public_id(event_id: int) -> str:
+    """The id integrators see (webhook-id, de-duplication key)."""
+    return f"evt_{event_id}"
+
+
+def parse_public_id(value: str) -> int | None:
+    digits = value.removeprefix("evt_")
+    return int(digits) if digits.isdigit() and len(digits) < 19 else None

@@ -1,0 +1,1 @@
+"""Messages to members: templates, channels (e-mail, SMS, log), consent and scheduled jobs."""

@@ -1,0 +1,90 @@
+"""Templates, each program's notification settings, consent records, reminder marks, job runs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from patron.db.base import Base
+from patron.db.types import BigIntPK, JSONType, UTCDateTime
+
+
+class MessageTemplate(Base):
+    """A program's own wording for one event, channel and language (the shipped default
+    applies where there is none)."""
+
+    __tablename__ = "message_templates"
+    __table_args__ = (UniqueConstraint("program_id", "event_kind", "channel", "language"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
+    event_kind: Mapped[str] = mapped_column(String(60))
+    channel: Mapped[str] = mapped_column(String(10))  # email | sms
+    language: Mapped[str] = mapped_column(String(10))  # ko | zh | en
+    subject: Mapped[str | None] = mapped_column(String(500))  # e-mail only
+    body: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_by: Mapped[str] = mapped_column(String(80))
+
+
+class NotificationConfig(Base):
+    """A program's notification settings (patron.notify.settings.NotifySettings as JSON)."""
+
+    __tablename__ = "notification_configs"
+
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), primary_key=True)
+    config: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ConsentRecord(Base):
+    """One change of a member's marketing consent on one channel: who, when, how. The latest
+    row per member and channel is in force; before any row, members.marketing_consent is."""
+
+    __tablename__ = "consent_records"
+    __table_args__ = (Index("ix_consent_records_member_channel", "member_id", "channel", "id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    channel: Mapped[str] = mapped_column(String(10))  # email | sms
+    granted: Mapped[bool] = mapped_column(Boolean)
+    # api | admin | portal | unsubscribe_link | sms_keyword | import | enrollment
+    source: Mapped[str] = mapped_column(String(20))
+    actor: Mapped[str] = mapped_column(String(80))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    note: Mapped[str | None] = mapped_column(String(500))
+
+
+class ReminderMark(Base):
+    """A scheduled message a member has had (or was decided on), so it is never sent twice:
+    kind expiring + the expiry day, birthday + the year, statement + the month."""
+
+    __tablename__ = "reminder_marks"
+    __table_args__ = (UniqueConstraint("program_id", "member_id", "kind", "key"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    program_id: Mapped[int] = mapped_column(BigInteger)
+    member_id: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(20))
+    key: Mapped[str] = mapped_column(String(20))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class JobRun(Base):
+    """One run of a scheduled job for one program and period; resumable from `cursor`."""
+
+    __tablename__ = "job_runs"
+    __table_args__ = (UniqueConstraint("job", "program_id", "key"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    job: Mapped[str] = mapped_column(String(30))  # expiring | birthday | statement
+    program_id: Mapped[int] = mapped_column(BigInteger)
+    key: Mapped[str] = mapped_column(String(20))  # the day or month the run is for
+    status: Mapped[str] = mapped_column(String(10))  # running | done
+    cursor: Mapped[int] = mapped_column(BigInteger, default=0)
+    counts: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,0 +1,1 @@
+"""Outbound webhooks: endpoints per program, Standard Webhooks signatures, SSRF checks."""
