@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,6 +24,7 @@ from patron.ledger.till_route import TillRoute, group_commit_for
 from patron.members.api import router as members_router
 from patron.notify.api import router as notify_router
 from patron.notify.templates_api import router as templates_router
+from patron.notify.unsubscribe import router as unsubscribe_router
 from patron.programs.api import router as programs_router
 from patron.reports.api import router as reports_router
 from patron.rules.api import router as rules_router
@@ -65,9 +69,11 @@ def create_app(
     db: Database | None = None,
     till_route: bool = True,
     group_commit: bool | None = None,
+    delivery: bool = False,
 ) -> FastAPI:
     """The API with the admin UI mounted. `till_route=False` leaves the purchase call to the
-    FastAPI route alone; `group_commit` overrides the PATRON_GROUP_COMMIT setting."""
+    FastAPI route alone; `group_commit` overrides the PATRON_GROUP_COMMIT setting;
+    `delivery=True` runs the outbox delivery loop on a thread of this process."""
     settings = get_settings()
     app = FastAPI(
         title="Patron",
@@ -145,6 +151,7 @@ def create_app(
         notify_router,
         templates_router,
         webhooks_router,
+        unsubscribe_router,
     ):
         app.include_router(router)
 
@@ -163,8 +170,31 @@ def create_app(
     if till_route:
         app.add_middleware(TillRoute, db=app.state.db, groups=app.state.group_commit)
 
+    if delivery:
+        from patron.delivery.worker import DeliveryLoop
+
+        loop = DeliveryLoop(app.state.db, settings=settings)
+        inner = app.router.lifespan_context
+
+        @asynccontextmanager
+        async def lifespan(a: Any) -> AsyncIterator[Any]:
+            loop.start()
+            try:
+                async with inner(a) as state:
+                    yield state
+            finally:
+                loop.stop()
+
+        app.router.lifespan_context = lifespan
+
     @app.get("/", include_in_schema=False)
     def root() -> dict[str, str]:
         return {"name": "Patron", "docs": "/docs", "openapi": "/openapi.json"}
 
     return app
+
+
+def serve_app() -> FastAPI:
+    """What `patron serve` runs in each server process: the app, with the delivery loop unless
+    PATRON_DELIVERY_IN_PROCESS=false."""
+    return create_app(delivery=get_settings().delivery_in_process)

@@ -117,18 +117,57 @@ def serve(
     db.dispose()
     settings = get_settings()
     host, port = host or settings.host, port or settings.port
+    if settings.delivery_in_process:
+        console.print(
+            "  messages and webhooks are delivered by this server "
+            f"(e-mail: {settings.email_channel}, SMS: {settings.sms_channel}"
+            + (
+                f", written to {settings.message_log}"
+                if "log" in (settings.email_channel, settings.sms_channel)
+                else ""
+            )
+            + ")"
+        )
     console.print(
         f"Patron on http://{host}:{port}  (docs: /docs, admin UI: /admin)  database: "
         f"{settings.resolved_database_url.split('@')[-1]}"
     )
     uvicorn.run(
-        "patron.app:create_app",
+        "patron.app:serve_app",
         factory=True,
         host=host,
         port=port,
         workers=workers or settings.workers,
         log_level=settings.log_level,
     )
+
+
+@app.command()
+def worker(
+    database_url: DatabaseUrl = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Deliver what is due now, then stop")
+    ] = False,
+    jobs: Annotated[
+        bool, typer.Option(help="Also start the scheduled jobs (reminders, birthdays, statements)")
+    ] = True,
+) -> None:
+    """Deliver the outbox: webhooks, e-mail and SMS, with retries; start the scheduled jobs.
+    Run as many as you like against PostgreSQL: they share the work."""
+    from patron.delivery.worker import DeliveryLoop
+
+    loop = DeliveryLoop(_database(database_url), jobs=jobs)
+    if once:
+        done = loop.drain()
+        console.print(
+            f"events dispatched: {done.events}, deliveries tried: {done.sent}, jobs run: {done.jobs}"
+        )
+        return
+    console.print("[green]delivering[/] (Ctrl-C stops)")
+    try:
+        loop.run_forever()
+    except KeyboardInterrupt:
+        console.print("stopped")
 
 
 @key_app.command("create")

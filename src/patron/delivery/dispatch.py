@@ -1,0 +1,190 @@
+"""Dispatch: each new outbox event becomes its deliveries — one per matching webhook endpoint,
+and the member's message when the program sends one for that event.
+
+Events are claimed with `FOR UPDATE SKIP LOCKED` on PostgreSQL (so several workers share the
+outbox without taking the same event; SQLite has one writer), and the deliveries are written
+in the same transaction that marks the event dispatched: an event is fanned out exactly once.
+
+A message is decided here (channel, address, language, wording rendered from the program's
+template with the member's figures now); whether it may go out *now* (quiet hours, frequency
+cap, consent withdrawn meanwhile) is decided when it is sent (patron.delivery.runner).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from patron.config import Settings
+from patron.db.engine import Database
+from patron.events.models import Delivery, DomainEvent
+from patron.members.models import Member
+from patron.notify import consent
+from patron.notify import settings as notify_settings
+from patron.notify.settings import NotifySettings
+from patron.programs.models import Program
+
+
+@dataclass
+class Round:
+    """What one dispatch round did."""
+
+    events: int = 0
+    webhooks: int = 0
+    messages: int = 0
+    skipped: int = 0
+    # per program, loaded once a round
+    _settings: dict[int, NotifySettings] = field(default_factory=dict)
+    _programs: dict[int, Program | None] = field(default_factory=dict)
+
+
+def queue_key(channel: str, *, member_id: int | None, endpoint_id: int | None = None) -> str:
+    """Deliveries with one key leave one at a time, in order: per webhook endpoint and member,
+    or per channel and member for messages."""
+    if channel == "webhook":
+        return f"webhook:{endpoint_id}:{member_id or 0}"
+    return f"{channel}:{member_id or 0}"
+
+
+def dispatch_pending(db: Database, *, now: datetime, settings: Settings, limit: int = 200) -> Round:
+    with db.unit_of_work() as session:
+        stmt = (
+            select(DomainEvent)
+            .where(DomainEvent.dispatched.is_(False))
+            .order_by(DomainEvent.id)
+            .limit(limit)
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        events = list(session.scalars(stmt))
+        done = Round()
+        for event in events:
+            fan_out(session, event, now=now, settings=settings, done=done)
+            event.dispatched = True
+        done.events = len(events)
+        session.flush()
+        return done
+
+
+def fan_out(
+    session: Session, event: DomainEvent, *, now: datetime, settings: Settings, done: Round
+) -> None:
+    from patron.webhooks import service as webhooks
+
+    if event.program_id is None:
+        return
+    if event.program_id not in done._programs:
+        done._programs[event.program_id] = session.get(Program, event.program_id)
+    program = done._programs[event.program_id]
+    if program is None:
+        return
+    for endpoint in webhooks.matching(session, program.id, event.kind):
+        session.add(
+            Delivery(
+                event_id=event.id,
+                program_id=program.id,
+                member_id=event.member_id,
+                event_kind=event.kind,
+                channel="webhook",
+                endpoint_id=endpoint.id,
+                queue_key=queue_key("webhook", member_id=event.member_id, endpoint_id=endpoint.id),
+                recipient=endpoint.url,
+                purpose="transactional",
+                body=webhooks.event_body(event, program.code),
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )
+        done.webhooks += 1
+    if event.member_id is not None:
+        _message(session, event, program, now=now, settings=settings, done=done)
+
+
+def _message(
+    session: Session,
+    event: DomainEvent,
+    program: Program,
+    *,
+    now: datetime,
+    settings: Settings,
+    done: Round,
+) -> None:
+    from patron.notify import templates
+
+    if program.id not in done._settings:
+        done._settings[program.id] = notify_settings.load(session, program.id)
+    wanted = done._settings[program.id].event(event.kind)
+    if not wanted.enabled:
+        return
+    member = session.get(Member, event.member_id)
+    if member is None:
+        return
+    channel, address, reason = choose_channel(session, member, wanted.channels, wanted.purpose)
+    row = Delivery(
+        event_id=event.id,
+        program_id=program.id,
+        member_id=member.id,
+        event_kind=event.kind,
+        channel=channel or wanted.channels[0],
+        queue_key=queue_key(channel or wanted.channels[0], member_id=member.id),
+        recipient=address,
+        purpose=wanted.purpose,
+        language=member.language,
+        status="pending",
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+        body="",
+    )
+    if reason is not None:
+        row.status, row.skip_reason = "skipped", reason
+        done.skipped += 1
+    else:
+        unsubscribe_url = None
+        if wanted.purpose == "marketing" and channel == "email":
+            token = consent.unsubscribe_token(session, member.id, "email", now=now)
+            unsubscribe_url = f"{settings.public_url.rstrip('/')}/u/{token}"
+        try:
+            rendered = templates.render_for_member(
+                session,
+                program,
+                member,
+                event.kind,
+                row.channel,
+                event.payload,
+                now=now,
+                unsubscribe_url=unsubscribe_url,
+            )
+        except Exception as exc:  # a template that renders badly for this member's data
+            row.status, row.skip_reason = "dead", "template_error"
+            row.last_error = f"the template could not be rendered: {exc}"[:1000]
+            done.skipped += 1
+        else:
+            row.language, row.subject, row.body = rendered.language, rendered.subject, rendered.body
+            done.messages += 1
+    session.add(row)
+
+
+def choose_channel(
+    session: Session, member: Member, channels: Sequence[str], purpose: str
+) -> tuple[str | None, str | None, str | None]:
+    """(channel, address, None) for the first channel the member can be reached on, or
+    (channel tried, None, why not) — member_blocked, no_contact or no_consent."""
+    if member.status != "active":
+        return None, None, "member_blocked"
+    reason = "no_contact"
+    for channel in channels:
+        address = member.email if channel == "email" else member.phone
+        if not address:
+            continue
+        if purpose == "marketing" and not consent.current(session, member, channel):
+            reason = "no_consent"
+            continue
+        return channel, address, None
+    return None, None, reason

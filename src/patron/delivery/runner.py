@@ -1,0 +1,278 @@
+"""Sending deliveries: claim, send, record — with retries, backoff, dead letters and order.
+
+A round claims due deliveries in one short transaction: status `sending` and a lease, then the
+transaction ends, so no row lock is held while a slow webhook answers. Each delivery is then
+sent and its outcome recorded in a transaction of its own. A runner killed mid-send leaves the
+delivery `sending` with a lease that runs out; the next round claims it again and sends it
+again: delivery is at least once, and the event id (webhook-id) lets receivers drop repeats.
+
+Order: a delivery is claimable only when no earlier delivery of its queue (one webhook
+endpoint and one member, or one member's messages on one channel) is still open, so a member's
+events reach an endpoint in the order they happened, even across retries; one member's
+failing delivery holds back only that member's later ones. Dead, delivered and skipped
+deliveries no longer hold anything back.
+
+Several runners share the work on PostgreSQL through `FOR UPDATE SKIP LOCKED`; a delivery
+being claimed by one is invisible to the others' claim.
+"""
+
+from __future__ import annotations
+
+import random
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy.orm import Session, aliased
+
+from patron import clock
+from patron.config import Settings, get_settings
+from patron.db.engine import Database
+from patron.events.kinds import public_id
+from patron.events.models import OPEN_STATES, Delivery, DeliveryAttempt
+from patron.events.sending import SendResult
+from patron.members.models import Member
+from patron.notify import consent
+from patron.notify import settings as notify_settings
+from patron.programs.models import Program
+
+
+@dataclass
+class Sent:
+    delivered: int = 0
+    retried: int = 0
+    dead: int = 0
+    skipped: int = 0
+    deferred: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.delivered + self.retried + self.dead + self.skipped + self.deferred
+
+
+def backoff(attempts: int, settings: Settings, *, rng: random.Random | None = None) -> timedelta:
+    """Exponential, with full jitter over its upper half: try n waits between half and all of
+    base × 2^(n-1), capped."""
+    ceiling = min(
+        settings.delivery_backoff_max_seconds,
+        settings.delivery_backoff_seconds * 2 ** max(attempts - 1, 0),
+    )
+    return timedelta(seconds=ceiling * (0.5 + 0.5 * (rng or random).random()))
+
+
+def _claimable(now: datetime):
+    earlier = aliased(Delivery)
+    due = or_(
+        and_(Delivery.status.in_(("pending", "retry")), Delivery.next_attempt_at <= now),
+        and_(Delivery.status == "sending", Delivery.lease_until < now),
+    )
+    blocked = exists(
+        select(earlier.id).where(
+            earlier.queue_key == Delivery.queue_key,
+            earlier.id < Delivery.id,
+            earlier.status.in_(OPEN_STATES),
+        )
+    )
+    return and_(Delivery.status.in_(OPEN_STATES), Delivery.next_attempt_at <= now, due, ~blocked)
+
+
+def claim(db: Database, *, now: datetime, settings: Settings, limit: int = 50) -> list[int]:
+    with db.unit_of_work() as session:
+        stmt = select(Delivery.id).where(_claimable(now)).order_by(Delivery.id).limit(limit)
+        if session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        ids = list(session.scalars(stmt))
+        if ids:
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(ids))
+                .values(
+                    status="sending",
+                    lease_until=now + timedelta(seconds=settings.delivery_lease_seconds),
+                )
+            )
+        return ids
+
+
+def run_round(
+    db: Database,
+    *,
+    now: datetime | None = None,
+    settings: Settings | None = None,
+    limit: int = 50,
+    pool: ThreadPoolExecutor | None = None,
+) -> Sent:
+    """Claim what is due and send it (concurrently through `pool` when given)."""
+    settings = settings or get_settings()
+    now = now or clock.now()
+    ids = claim(db, now=now, settings=settings, limit=limit)
+    done = Sent()
+    if pool is not None and len(ids) > 1:
+        outcomes = list(pool.map(lambda i: send_one(db, i, settings=settings), ids))
+    else:
+        outcomes = [send_one(db, i, settings=settings) for i in ids]
+    for status in outcomes:
+        if status == "delivered":
+            done.delivered += 1
+        elif status == "retry":
+            done.retried += 1
+        elif status == "dead":
+            done.dead += 1
+        elif status == "pending":
+            done.deferred += 1
+        else:
+            done.skipped += 1
+    return done
+
+
+def deliver_one(db: Database, delivery_id: int, *, settings: Settings | None = None) -> str:
+    """Send one delivery now, whatever its schedule (the test-send button, a manual replay);
+    returns its new status. A delivery already delivered or being sent is left alone."""
+    settings = settings or get_settings()
+    now = clock.now()
+    with db.unit_of_work() as session:
+        row = session.get(Delivery, delivery_id, with_for_update=True)
+        if row is None:
+            return "missing"
+        if row.status in ("delivered", "sending"):
+            return row.status
+        row.status = "sending"
+        row.lease_until = now + timedelta(seconds=settings.delivery_lease_seconds)
+    return send_one(db, delivery_id, settings=settings)
+
+
+@dataclass
+class _Job:
+    channel: str
+    recipient: str | None
+    subject: str | None
+    body: str
+    message_id: str
+    endpoint_id: int | None
+    attempts: int
+
+
+def send_one(db: Database, delivery_id: int, *, settings: Settings) -> str:
+    """Send a claimed delivery (status `sending`) and record what happened; the new status."""
+    now = clock.now()
+    with db.unit_of_work() as session:
+        row = session.get(Delivery, delivery_id)
+        if row is None or row.status != "sending":
+            return row.status if row is not None else "missing"
+        decided = _may_send(session, row, now=now)
+        if decided is not None:
+            return decided
+        job = _Job(
+            channel=row.channel,
+            recipient=row.recipient,
+            subject=row.subject,
+            body=row.body,
+            message_id=public_id(row.event_id) if row.event_id else f"msg_{row.id}",
+            endpoint_id=row.endpoint_id,
+            attempts=row.attempts,
+        )
+        endpoint = None
+        if job.channel == "webhook":
+            from patron.webhooks.models import WebhookEndpoint
+
+            endpoint = session.get(WebhookEndpoint, job.endpoint_id)
+            if endpoint is None or not endpoint.active:
+                row.status, row.skip_reason, row.lease_until = "cancelled", "endpoint_off", None
+                return row.status
+            session.expunge(endpoint)
+    result = _send(job, endpoint, settings=settings, now=now)
+    return record(db, delivery_id, result, settings=settings)
+
+
+def _send(job: _Job, endpoint, *, settings: Settings, now: datetime) -> SendResult:
+    try:
+        if job.channel == "webhook":
+            from patron.webhooks import sender
+
+            return sender.post(
+                endpoint, message_id=job.message_id, body=job.body, now=now, settings=settings
+            )
+        from patron.notify import channels
+
+        if not job.recipient:
+            return SendResult(ok=False, error="no recipient", retryable=False)
+        return channels.send(job.channel, job.recipient, job.subject, job.body, settings=settings)
+    except Exception as exc:  # a channel bug must not stop the runner or lose the message
+        return SendResult(ok=False, error=f"{type(exc).__name__}: {exc}"[:1000])
+
+
+def record(db: Database, delivery_id: int, result: SendResult, *, settings: Settings) -> str:
+    now = clock.now()
+    with db.unit_of_work() as session:
+        row = session.get(Delivery, delivery_id, with_for_update=True)
+        if row is None:
+            return "missing"
+        session.add(
+            DeliveryAttempt(
+                delivery_id=row.id,
+                at=now,
+                ok=result.ok,
+                status_code=result.status_code,
+                duration_ms=result.duration_ms,
+                error=(result.error or None) and result.error[:1000],
+                response=(result.response or None) and result.response[:1000],
+            )
+        )
+        row.attempts += 1
+        row.last_status_code = result.status_code
+        row.lease_until = None
+        if result.ok:
+            row.status, row.delivered_at, row.last_error = "delivered", now, None
+        else:
+            row.last_error = (result.error or f"answered {result.status_code}")[:1000]
+            if not result.retryable or row.attempts >= settings.delivery_max_attempts:
+                row.status = "dead"
+            else:
+                row.status = "retry"
+                row.next_attempt_at = now + backoff(row.attempts, settings)
+        return row.status
+
+
+# --- etiquette: what may go out now ---------------------------------------------------------
+
+
+def _may_send(session: Session, row: Delivery, *, now: datetime) -> str | None:
+    """None when the message may be sent now; else the status it was given (pending until
+    the quiet hours end, skipped for consent withdrawn or the frequency cap)."""
+    if row.channel == "webhook" or row.purpose != "marketing" or row.member_id is None:
+        return None
+    member = session.get(Member, row.member_id)
+    program = session.get(Program, row.program_id) if row.program_id else None
+    if member is None or program is None:
+        return None
+    if not consent.current(session, member, row.channel):
+        row.status, row.skip_reason, row.lease_until = "skipped", "no_consent", None
+        return row.status
+    config = notify_settings.load(session, program.id)
+    tz = ZoneInfo(program.timezone)
+    local = now.astimezone(tz)
+    if config.in_quiet_hours(local.time().replace(tzinfo=None)):
+        end = config.quiet_hours_end
+        wake = local.replace(hour=end.hour, minute=end.minute, second=0, microsecond=0)
+        if wake <= local:
+            wake += timedelta(days=1)
+        row.status, row.lease_until = "pending", None
+        row.next_attempt_at = wake.astimezone(now.tzinfo)
+        return row.status
+    cap = config.frequency_cap_per_day
+    if cap:
+        recent = session.scalar(
+            select(func.count()).where(
+                Delivery.member_id == row.member_id,
+                Delivery.purpose == "marketing",
+                Delivery.channel != "webhook",
+                Delivery.status == "delivered",
+                Delivery.delivered_at > now - timedelta(hours=24),
+            )
+        )
+        if (recent or 0) >= cap:
+            row.status, row.skip_reason, row.lease_until = "skipped", "frequency_cap", None
+            return row.status
+    return None
