@@ -17,11 +17,15 @@ from patron.admin.service import actor_labels
 from patron.audit import service as audit
 from patron.audit.models import AuditRecord
 from patron.errors import NotFound
+from patron.events import service as deliveries
+from patron.events.models import Delivery, DeliveryAttempt
 from patron.ledger import views
 from patron.ledger.models import Account
 from patron.ledger.schemas import EntryOut, LotOut, Totals
 from patron.members import service as members
 from patron.members.schemas import MemberOut
+from patron.notify import consent
+from patron.notify.models import ConsentRecord
 from patron.programs.models import Program
 from patron.rules import events
 from patron.tiers import progress as tier_progress
@@ -30,6 +34,7 @@ from patron.tiers.schemas import TierChangeOut
 
 HISTORY_PAGE = 25
 EXPIRING_DAYS = 30
+MESSAGES = 20
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,11 @@ class Member360:
     tier_manual_last_day: date | None = None
     changes: list[AuditRecord] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
+    # Messages sent (or not) to the member in this program, newest first, with their tries.
+    messages: list[Delivery] = field(default_factory=list)
+    message_log: dict[int, list[DeliveryAttempt]] = field(default_factory=dict)
+    consent: dict[str, bool] = field(default_factory=dict)
+    consent_history: list[ConsentRecord] = field(default_factory=list)
 
 
 def member_programs(session: Session, member_id: int) -> list[Program]:
@@ -145,6 +155,13 @@ def load(
         ]
         _tiers(session, page, program, account, lang, now)
         actors.update(change.actor for change in page.tier_history)
+        page.messages, _more = deliveries.list_deliveries(
+            session, program, member_id=member_id, limit=MESSAGES, messages_only=True
+        )
+        page.message_log = deliveries.attempts_of(session, [d.id for d in page.messages])
+    page.consent = consent.current_all(session, member)
+    page.consent_history = consent.history(session, member_id, limit=10)
+    actors.update(record.actor for record in page.consent_history)
     page.changes = audit.history(session, subject_type="member", subject_id=member_id, limit=20)
     actors.update(record.actor for record in page.changes)
     page.labels = actor_labels(session, actors)

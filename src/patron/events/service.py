@@ -140,8 +140,9 @@ def list_deliveries(
     kind: str | None = None,
     cursor: str | None = None,
     limit: int = 50,
+    messages_only: bool = False,
 ) -> tuple[list[Delivery], str | None]:
-    """Newest first (a log)."""
+    """Newest first (a log). `messages_only`: e-mail and SMS, no webhook calls."""
     if status is not None and status not in STATES:
         raise Invalid(f"status must be one of {', '.join(STATES)}", code="invalid_status")
     stmt = select(Delivery).where(Delivery.program_id == program.id)
@@ -151,6 +152,8 @@ def list_deliveries(
         stmt = stmt.where(Delivery.status == status)
     if channel is not None:
         stmt = stmt.where(Delivery.channel == channel)
+    if messages_only:
+        stmt = stmt.where(Delivery.channel != "webhook")
     if endpoint_id is not None:
         stmt = stmt.where(Delivery.endpoint_id == endpoint_id)
     if kind is not None:

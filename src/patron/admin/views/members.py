@@ -44,7 +44,9 @@ PROFILE_FIELDS = ("name", "phone", "email", "birthday", "gender", "language", "m
 GENDERS = ("", "female", "male", "other", "undisclosed")
 MEMBER_LANGUAGES = ("ko", "zh", "en", "ja")
 # The notices a redirect may ask for (?done=...): never free text from the address bar.
-NOTICES = frozenset({"profile", "adjusted", "tier", "blocked", "unblocked"})
+NOTICES = frozenset(
+    {"profile", "adjusted", "tier", "blocked", "unblocked", "consent", "replayed", "cancelled"}
+)
 
 
 # --- search -----------------------------------------------------------------------------------
@@ -394,6 +396,36 @@ def member_unblock(
     form: dict[str, str] = Depends(form_data),
 ) -> Response:
     return _status_change(request, staff, member_id, form, "active")
+
+
+@router.post("/members/{member_id}/consent", name="member_consent")
+def member_consent(
+    request: Request,
+    member_id: int = MemberId,
+    staff: Staff = Depends(require("members.edit")),
+    form: dict[str, str] = Depends(form_data),
+) -> Response:
+    """Record what the member told staff about marketing messages (source "admin")."""
+    from patron.notify import consent
+
+    program = _blank_is_none(form.get("program"))
+    channels = [c for c in ("email", "sms") if form.get(c)]
+    note = (form.get("note") or "").strip()[:500] or None
+    if not channels or form.get("granted") not in ("0", "1"):
+        errors = {forms.FORM: i18n.translate("consent.pick_channel", staff.language)}
+        return _refused(request, staff, member_id, program, "consent", errors, {"note": note})
+    with get_db(request).unit_of_work() as session:
+        consent.change(
+            session,
+            members.get_member(session, member_id),
+            channels,
+            granted=form["granted"] == "1",
+            source="admin",
+            actor=staff.actor,
+            now=clock.now(),
+            note=note,
+        )
+    return _back(request, member_id, program, "consent")
 
 
 @router.get("/members/{member_id}/export", name="member_export")
