@@ -22,6 +22,7 @@ import random
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.utils import parseaddr
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, exists, func, or_, select, update
@@ -152,6 +153,7 @@ class _Job:
     message_id: str
     endpoint_id: int | None
     attempts: int
+    headers: dict[str, str] | None = None
 
 
 def send_one(db: Database, delivery_id: int, *, settings: Settings) -> str:
@@ -173,6 +175,8 @@ def send_one(db: Database, delivery_id: int, *, settings: Settings) -> str:
             endpoint_id=row.endpoint_id,
             attempts=row.attempts,
         )
+        if row.channel == "email":
+            job.headers = _email_headers(session, row, settings=settings, now=now)
         endpoint = None
         if job.channel == "webhook":
             from patron.webhooks.models import WebhookEndpoint
@@ -233,6 +237,20 @@ def record(db: Database, delivery_id: int, result: SendResult, *, settings: Sett
                 row.status = "retry"
                 row.next_attempt_at = now + backoff(row.attempts, settings)
         return row.status
+
+
+def _email_headers(
+    session: Session, row: Delivery, *, settings: Settings, now: datetime
+) -> dict[str, str]:
+    """One Message-ID per delivery (a retried e-mail is recognisably the same message), and
+    for marketing mail the one-click unsubscribe of RFC 8058."""
+    domain = parseaddr(settings.smtp_from)[1].rpartition("@")[2] or "patron.invalid"
+    headers = {"Message-ID": f"<delivery-{row.id}@{domain}>"}
+    if row.purpose == "marketing" and row.member_id is not None:
+        token = consent.unsubscribe_token(session, row.member_id, "email", now=now)
+        headers["List-Unsubscribe"] = f"<{settings.public_url.rstrip('/')}/u/{token}>"
+        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    return headers
 
 
 # --- etiquette: what may go out now ---------------------------------------------------------
