@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -82,7 +83,22 @@ def _load_demo(db, members: int, days: int) -> None:
     )
     console.print(f"  admin API key: [bold]{result.admin_key}[/]")
     console.print(f"  POS API key:   [bold]{result.pos_key}[/]")
-    console.print(f"  walk-through member: phone {demo.WALKTHROUGH_PHONE}, card BKR100000")
+    console.print(
+        f"  walk-through member: 김민지, phone {demo.WALKTHROUGH_PHONE}, "
+        f"e-mail {demo.WALKTHROUGH_EMAIL}, card BKR100000"
+    )
+    settings = get_settings()
+    where = (
+        f"written to {Path(settings.message_log).resolve()}"
+        if settings.email_channel == "log"
+        else f"sent by SMTP to {settings.smtp_host}:{settings.smtp_port}"
+    )
+    console.print(
+        f"  messages to members (e-mail): {where}; webhooks and the delivery log: /admin/deliveries"
+    )
+    console.print(
+        "  try the expiring-points reminder: .venv/bin/patron notify expiring --program bakery"
+    )
     console.print("  admin UI sign-in (/admin), printed once:")
     for role, email, password in result.staff:
         console.print(f"    {role:<9} {email:<22} [bold]{password}[/]")

@@ -140,6 +140,7 @@ GIVEN = [
 
 # The member the README's walk-through uses for paying with points.
 WALKTHROUGH_PHONE = "010-1234-5678"
+WALKTHROUGH_EMAIL = "minji@example.com"
 
 
 # One admin-UI user per role; passwords are generated at load time and printed once.
@@ -160,6 +161,27 @@ class DemoResult:
     pos_key: str
     # (role, e-mail, password) for the admin UI
     staff: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def _quiet_history(db: Database, now: datetime) -> None:
+    """The demo's year of generated history is not news: its events are marked dispatched, so
+    the server does not greet 150 members and send 5,000 receipts when it starts. What happens
+    from now on (a sale through the API, a reminder job) is delivered. The demo sends every
+    message at any hour (no quiet hours) and sends a receipt for each sale, so a sale made in
+    the README's walk-through shows up in the message log at once."""
+    from sqlalchemy import update
+
+    from patron.audit.service import SYSTEM
+    from patron.events.models import DomainEvent
+    from patron.notify import settings as notify_settings
+
+    with db.unit_of_work() as session:
+        session.execute(update(DomainEvent).values(dispatched=True))
+        program = programs.get_program(session, "bakery")
+        config = notify_settings.NotifySettings()
+        config.events["points.earned"].enabled = True
+        config.quiet_hours_start = config.quiet_hours_end
+        notify_settings.save(session, program, config, actor=SYSTEM, now=now)
 
 
 def is_empty(session: Session) -> bool:
@@ -188,11 +210,11 @@ def load(
                 MemberCreate(
                     name=name,
                     phone=phone,
-                    email=f"member{i:04d}@example.com",
+                    email=WALKTHROUGH_EMAIL if i == 0 else f"member{i:04d}@example.com",
                     birthday=birthday,
                     gender=rng.choice(["female", "male", "undisclosed"]),
                     language="ko",
-                    marketing_consent=rng.random() < 0.6,
+                    marketing_consent=i == 0 or rng.random() < 0.6,
                     preferences={"favourite": rng.choice(PRODUCTS)[0]},
                     cards=[CardIn(number=f"BKR{100000 + i}", kind=rng.choice(["physical", "app"]))],
                     program="bakery",
@@ -311,6 +333,7 @@ def load(
                     back = purchases.refund(session, program, order, req, actor=SYSTEM, now=later)
                     balances[member_id] = back["totals"]["balance"]
     jobs.run_expiry(db, now)
+    _quiet_history(db, now)
     return DemoResult(
         members=len(member_ids),
         purchases=count,

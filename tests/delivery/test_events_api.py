@@ -65,8 +65,9 @@ def test_events_feed_errors(client, keys, db, frozen):
     assert client.get(base).status_code == 401
     assert client.get("/api/v1/programs/nope/events", headers=reader).status_code == 404
     deliveries = "/api/v1/programs/bakery/deliveries"
-    assert client.get(deliveries, params={"status": "lost"}, headers=reader).status_code == 422
-    assert client.get(deliveries + "/999", headers=reader).status_code == 404
     admin = auth(keys["admin"])
+    assert client.get(deliveries, headers=reader).status_code == 403  # addresses, URLs: admin only
+    assert client.get(deliveries, params={"status": "lost"}, headers=admin).status_code == 422
+    assert client.get(deliveries + "/999", headers=admin).status_code == 404
     assert client.post(deliveries + "/999/replay", headers=admin).status_code == 404
     assert client.post(deliveries + "/999/replay", headers=reader).status_code == 403

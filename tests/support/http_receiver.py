@@ -79,11 +79,14 @@ def start_receiver() -> tuple[Receiver, ThreadingHTTPServer]:
             if receiver.delay_seconds:
                 time.sleep(receiver.delay_seconds)
             data = text.encode("utf-8")
-            self.send_response(status)
-            self.send_header("Content-Type", "text/plain; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client went away (a killed worker, a timeout): nothing to answer
 
         do_POST = do_GET = do_PUT = _handle
 

@@ -63,7 +63,8 @@ def list_events(
     "/programs/{code}/deliveries",
     response_model=DeliveryPage,
     responses=responses(NotFound),
-    summary="Messages and webhook calls, newest first, each with its tries",
+    summary="Messages and webhook calls, newest first, each with its tries (admin: they hold "
+    "members' addresses and webhook URLs)",
 )
 def list_deliveries(
     code: str = ProgramCode,
@@ -75,7 +76,7 @@ def list_deliveries(
     cursor: str | None = Query(None, max_length=40),
     limit: int = Query(50, ge=1, le=200),
     db: Database = Depends(http.get_db),
-    _actor: Actor = Depends(http.require("read")),
+    _actor: Actor = Depends(http.require("admin")),
 ) -> DeliveryPage:
     def run(s):
         rows, nxt = service.list_deliveries(
@@ -106,7 +107,7 @@ def get_delivery(
     code: str = ProgramCode,
     delivery_id: int = Id,
     db: Database = Depends(http.get_db),
-    _actor: Actor = Depends(http.require("read")),
+    _actor: Actor = Depends(http.require("admin")),
 ) -> DeliveryOut:
     def run(s):
         row = service.get_delivery(s, get_program(s, code), delivery_id)
