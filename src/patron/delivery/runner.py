@@ -23,9 +23,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parseaddr
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from patron import clock
@@ -79,22 +80,82 @@ def _claimable(now: datetime):
     return and_(Delivery.status.in_(OPEN_STATES), Delivery.next_attempt_at <= now, due, ~blocked)
 
 
-def claim(db: Database, *, now: datetime, settings: Settings, limit: int = 50) -> list[int]:
+@dataclass
+class _Job:
+    """A claimed delivery with everything its send needs, read in the claim's transaction."""
+
+    id: int
+    channel: str
+    recipient: str | None
+    subject: str | None
+    body: str
+    message_id: str
+    endpoint: Any = None  # a detached WebhookEndpoint for webhooks
+    headers: dict[str, str] | None = None
+    outcome: str | None = None  # set when it was decided without sending (skipped, deferred)
+
+
+def claim(db: Database, *, now: datetime, settings: Settings, limit: int = 100) -> list[int]:
+    """Claim what is due (status `sending` with a lease) and return the ids; see `_claim`."""
+    return [job.id for job in _claim(db, now=now, settings=settings, limit=limit)]
+
+
+def _claim(
+    db: Database,
+    *,
+    now: datetime,
+    settings: Settings,
+    limit: int = 100,
+    only: int | None = None,
+) -> list[_Job]:
+    """One transaction: pick due deliveries (or just `only`), decide the ones that may not go
+    out now (quiet hours, consent withdrawn, frequency cap, endpoint off), lease the rest and
+    read what sending them needs."""
+    from patron.webhooks.models import WebhookEndpoint
+
     with db.unit_of_work() as session:
-        stmt = select(Delivery.id).where(_claimable(now)).order_by(Delivery.id).limit(limit)
-        if session.get_bind().dialect.name == "postgresql":
-            stmt = stmt.with_for_update(skip_locked=True)
-        ids = list(session.scalars(stmt))
-        if ids:
-            session.execute(
-                update(Delivery)
-                .where(Delivery.id.in_(ids))
-                .values(
-                    status="sending",
-                    lease_until=now + timedelta(seconds=settings.delivery_lease_seconds),
-                )
+        if only is not None:
+            stmt = select(Delivery).where(
+                Delivery.id == only, Delivery.status.not_in(("delivered", "sending"))
             )
-        return ids
+        else:
+            stmt = select(Delivery).where(_claimable(now)).order_by(Delivery.id).limit(limit)
+        if session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=only is None)
+        rows = list(session.scalars(stmt))
+        jobs: list[_Job] = []
+        endpoints: dict[int, Any] = {}
+        lease = now + timedelta(seconds=settings.delivery_lease_seconds)
+        for row in rows:
+            job = _Job(
+                id=row.id,
+                channel=row.channel,
+                recipient=row.recipient,
+                subject=row.subject,
+                body=row.body,
+                message_id=public_id(row.event_id) if row.event_id else f"msg_{row.id}",
+            )
+            decided = _may_send(session, row, now=now)
+            if decided is None and row.channel == "webhook":
+                key = row.endpoint_id or 0
+                if key not in endpoints:
+                    endpoints[key] = session.get(WebhookEndpoint, key)
+                job.endpoint = endpoints[key]
+                if job.endpoint is None or not job.endpoint.active:
+                    row.status, row.skip_reason, row.lease_until = "cancelled", "endpoint_off", None
+                    decided = row.status
+            if decided is not None:
+                job.outcome = decided
+            else:
+                row.status, row.lease_until = "sending", lease
+                if row.channel == "email":
+                    job.headers = _email_headers(session, row, settings=settings, now=now)
+            jobs.append(job)
+        session.flush()
+        for endpoint in endpoints.values():
+            if endpoint is not None:
+                session.expunge(endpoint)
+        return jobs
 
 
 def run_round(
@@ -102,18 +163,16 @@ def run_round(
     *,
     now: datetime | None = None,
     settings: Settings | None = None,
-    limit: int = 50,
+    limit: int = 100,
     pool: ThreadPoolExecutor | None = None,
 ) -> Sent:
-    """Claim what is due and send it (concurrently through `pool` when given)."""
+    """Claim what is due, send it (concurrently through `pool` when given), record every
+    outcome in one transaction."""
     settings = settings or get_settings()
     now = now or clock.now()
-    ids = claim(db, now=now, settings=settings, limit=limit)
+    jobs = _claim(db, now=now, settings=settings, limit=limit)
+    outcomes = _send_all(db, jobs, settings=settings, now=now, pool=pool)
     done = Sent()
-    if pool is not None and len(ids) > 1:
-        outcomes = list(pool.map(lambda i: send_one(db, i, settings=settings), ids))
-    else:
-        outcomes = [send_one(db, i, settings=settings) for i in ids]
     for status in outcomes:
         if status == "delivered":
             done.delivered += 1
@@ -133,110 +192,104 @@ def deliver_one(db: Database, delivery_id: int, *, settings: Settings | None = N
     returns its new status. A delivery already delivered or being sent is left alone."""
     settings = settings or get_settings()
     now = clock.now()
-    with db.unit_of_work() as session:
-        row = session.get(Delivery, delivery_id, with_for_update=True)
-        if row is None:
-            return "missing"
-        if row.status in ("delivered", "sending"):
-            return row.status
-        row.status = "sending"
-        row.lease_until = now + timedelta(seconds=settings.delivery_lease_seconds)
-    return send_one(db, delivery_id, settings=settings)
-
-
-@dataclass
-class _Job:
-    channel: str
-    recipient: str | None
-    subject: str | None
-    body: str
-    message_id: str
-    endpoint_id: int | None
-    attempts: int
-    headers: dict[str, str] | None = None
-
-
-def send_one(db: Database, delivery_id: int, *, settings: Settings) -> str:
-    """Send a claimed delivery (status `sending`) and record what happened; the new status."""
-    now = clock.now()
-    with db.unit_of_work() as session:
-        row = session.get(Delivery, delivery_id)
-        if row is None or row.status != "sending":
+    jobs = _claim(db, now=now, settings=settings, only=delivery_id)
+    if not jobs:
+        with db.unit_of_work(readonly=True) as session:
+            row = session.get(Delivery, delivery_id)
             return row.status if row is not None else "missing"
-        decided = _may_send(session, row, now=now)
-        if decided is not None:
-            return decided
-        job = _Job(
-            channel=row.channel,
-            recipient=row.recipient,
-            subject=row.subject,
-            body=row.body,
-            message_id=public_id(row.event_id) if row.event_id else f"msg_{row.id}",
-            endpoint_id=row.endpoint_id,
-            attempts=row.attempts,
-        )
-        if row.channel == "email":
-            job.headers = _email_headers(session, row, settings=settings, now=now)
-        endpoint = None
-        if job.channel == "webhook":
-            from patron.webhooks.models import WebhookEndpoint
-
-            endpoint = session.get(WebhookEndpoint, job.endpoint_id)
-            if endpoint is None or not endpoint.active:
-                row.status, row.skip_reason, row.lease_until = "cancelled", "endpoint_off", None
-                return row.status
-            session.expunge(endpoint)
-    result = _send(job, endpoint, settings=settings, now=now)
-    return record(db, delivery_id, result, settings=settings)
+    return _send_all(db, jobs, settings=settings, now=now, pool=None)[0]
 
 
-def _send(job: _Job, endpoint, *, settings: Settings, now: datetime) -> SendResult:
+def _send_all(
+    db: Database,
+    jobs: list[_Job],
+    *,
+    settings: Settings,
+    now: datetime,
+    pool: ThreadPoolExecutor | None,
+) -> list[str]:
+    to_send = [job for job in jobs if job.outcome is None]
+    if pool is not None and len(to_send) > 1:
+        results = list(pool.map(lambda job: _send(job, settings=settings, now=now), to_send))
+    else:
+        results = [_send(job, settings=settings, now=now) for job in to_send]
+    recorded = record_many(
+        db, list(zip((j.id for j in to_send), results, strict=True)), settings=settings
+    )
+    return [job.outcome or recorded[job.id] for job in jobs]
+
+
+def _send(job: _Job, *, settings: Settings, now: datetime) -> SendResult:
     try:
         if job.channel == "webhook":
             from patron.webhooks import sender
 
             return sender.post(
-                endpoint, message_id=job.message_id, body=job.body, now=now, settings=settings
+                job.endpoint, message_id=job.message_id, body=job.body, now=now, settings=settings
             )
         from patron.notify import channels
 
         if not job.recipient:
             return SendResult(ok=False, error="no recipient", retryable=False)
-        return channels.send(job.channel, job.recipient, job.subject, job.body, settings=settings)
+        return channels.send(
+            job.channel,
+            job.recipient,
+            job.subject,
+            job.body,
+            settings=settings,
+            headers=job.headers,
+        )
     except Exception as exc:  # a channel bug must not stop the runner or lose the message
         return SendResult(ok=False, error=f"{type(exc).__name__}: {exc}"[:1000])
 
 
 def record(db: Database, delivery_id: int, result: SendResult, *, settings: Settings) -> str:
+    return record_many(db, [(delivery_id, result)], settings=settings).get(delivery_id, "missing")
+
+
+def record_many(
+    db: Database, results: list[tuple[int, SendResult]], *, settings: Settings
+) -> dict[int, str]:
+    """Every try's outcome and its log row, in one transaction."""
+    if not results:
+        return {}
     now = clock.now()
+    out: dict[int, str] = {}
     with db.unit_of_work() as session:
-        row = session.get(Delivery, delivery_id, with_for_update=True)
-        if row is None:
-            return "missing"
-        session.add(
-            DeliveryAttempt(
-                delivery_id=row.id,
-                at=now,
-                ok=result.ok,
-                status_code=result.status_code,
-                duration_ms=result.duration_ms,
-                error=(result.error or None) and result.error[:1000],
-                response=(result.response or None) and result.response[:1000],
+        ids = [i for i, _r in results]
+        rows = {
+            r.id: r
+            for r in session.scalars(select(Delivery).where(Delivery.id.in_(ids)).with_for_update())
+        }
+        for delivery_id, result in results:
+            row = rows.get(delivery_id)
+            if row is None:
+                continue
+            session.add(
+                DeliveryAttempt(
+                    delivery_id=row.id,
+                    at=now,
+                    ok=result.ok,
+                    status_code=result.status_code,
+                    duration_ms=result.duration_ms,
+                    error=(result.error or None) and result.error[:1000],
+                    response=(result.response or None) and result.response[:1000],
+                )
             )
-        )
-        row.attempts += 1
-        row.last_status_code = result.status_code
-        row.lease_until = None
-        if result.ok:
-            row.status, row.delivered_at, row.last_error = "delivered", now, None
-        else:
-            row.last_error = (result.error or f"answered {result.status_code}")[:1000]
-            if not result.retryable or row.attempts >= settings.delivery_max_attempts:
-                row.status = "dead"
+            row.attempts += 1
+            row.last_status_code = result.status_code
+            row.lease_until = None
+            if result.ok:
+                row.status, row.delivered_at, row.last_error = "delivered", now, None
             else:
-                row.status = "retry"
-                row.next_attempt_at = now + backoff(row.attempts, settings)
-        return row.status
+                row.last_error = (result.error or f"answered {result.status_code}")[:1000]
+                if not result.retryable or row.attempts >= settings.delivery_max_attempts:
+                    row.status = "dead"
+                else:
+                    row.status = "retry"
+                    row.next_attempt_at = now + backoff(row.attempts, settings)
+            out[delivery_id] = row.status
+    return out
 
 
 def _email_headers(
