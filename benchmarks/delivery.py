@@ -120,7 +120,14 @@ def prepare(url: str, receiver: str, events: int, members: int) -> None:
             s, ProgramCreate.model_validate(BAKERY), actor=CLI, now=clock.now()
         )
         webhooks.create_endpoint(
-            s, program, receiver + "/hooks", "bench", ["*"], actor=CLI, now=clock.now()
+            s,
+            program,
+            receiver + "/hooks",
+            "bench",
+            ["*"],
+            actor=CLI,
+            now=clock.now(),
+            allow_private=True,
         )
         pid = program.id
     db.dispose()

@@ -1160,8 +1160,8 @@ def raw_sqlite_loop(
 ) -> dict[str, Any]:
     """The rows one earn writes, by hand: one transaction per earn, as patron does.
 
-    BEGIN IMMEDIATE; INSERT purchase; INSERT lot; INSERT entry; UPDATE purchase (earn entry,
-    stored answer); UPDATE account (available, earned); COMMIT.
+    BEGIN IMMEDIATE; INSERT purchase; INSERT lot; INSERT entry; INSERT outbox event; UPDATE
+    purchase (earn entry, stored answer); UPDATE account (available, earned); COMMIT.
     """
     import random
 
@@ -1170,7 +1170,8 @@ def raw_sqlite_loop(
         "SELECT p.id, s.id FROM programs p JOIN stores s ON s.program_id = p.id "
         "WHERE p.code = 'bakery'"
     ).fetchone()
-    accounts = [row[0] for row in conn.execute("SELECT id FROM accounts ORDER BY id")]
+    members = dict(conn.execute("SELECT id, member_id FROM accounts ORDER BY id").fetchall())
+    accounts = list(members)
     rng = random.Random(7)
     points = 130
     lines = json.dumps(
@@ -1233,6 +1234,17 @@ def raw_sqlite_loop(
                 '[{"rule": "base"}]',
             ),
         ).lastrowid
+        conn.execute(
+            "INSERT INTO domain_events (program_id, member_id, kind, entry_id, payload, at, "
+            "dispatched) VALUES (?, ?, 'points.earned', ?, ?, ?, 0)",
+            (
+                program_id,
+                members[account],
+                entry_id,
+                json.dumps({"entry_id": entry_id, "points": points, "order": external}),
+                stamp,
+            ),
+        )
         answer = json.dumps({**answer_template, "external_id": external})
         conn.execute(
             "UPDATE purchases SET earn_entry_id = ?, response = ? WHERE id = ?",

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 
 from patron import clock
 from patron.audit.service import CLI
 from patron.members.models import Member
 from patron.notify import consent
+from patron.notify.models import ConsentRecord
 from tests.conftest import auth
 from tests.factories import make_member, make_program
 
@@ -39,10 +41,12 @@ def test_enrollment_consent_applies_until_a_record_says_otherwise(db, member, fr
         assert m.marketing_consent is True  # e-mail still granted
         consent.change(s, m, ["email"], granted=False, source="api", actor=CLI, now=frozen)
         assert m.marketing_consent is False
-        rows = consent.history(s, member)
+        rows = consent.history(s, member)  # newest first, after the enrollment's pair
         assert [(r.channel, r.granted, r.source) for r in rows] == [
             ("email", False, "api"),
             ("sms", False, "admin"),
+            ("sms", True, "enrollment"),
+            ("email", True, "enrollment"),
         ]
 
 
@@ -101,7 +105,7 @@ def test_unsubscribe_link_asks_then_withdraws_email_consent(client, db, member, 
     # again: nothing new recorded
     client.post(f"/u/{token}")
     with db.unit_of_work(readonly=True) as s:
-        assert len(consent.history(s, member)) == 1
+        assert len(consent.history(s, member)) == 3  # the enrollment's two, the link's one
 
 
 @pytest.mark.parametrize(
@@ -162,8 +166,56 @@ def test_sms_replies_that_are_not_stop_words_change_nothing(client, keys, db, me
         )
         assert r.status_code == 200 and r.json()["action"] == "ignored"
     with db.unit_of_work(readonly=True) as s:
-        assert consent.history(s, member) == []
+        assert {r.source for r in consent.history(s, member)} == {"enrollment"}
     assert client.post(
         "/api/v1/programs/nope/sms/replies", json={"from": "010", "body": "x"}, headers=pos
     ).status_code in (404, 422)
     assert clock.now() is not None
+
+
+def test_the_profile_flag_writes_consent_history(client, keys, db, frozen):
+    """Enrolling with consent and PATCHing the flag both leave records (how and when), and the
+    flag wins over an older per-channel withdrawal."""
+    headers = auth(keys["admin"])
+    with db.unit_of_work() as session:
+        make_program(session, now=frozen)
+    made = client.post(
+        "/api/v1/members",
+        params={"program": "bakery"},
+        json={"name": "Flag", "email": "flag@example.com", "marketing_consent": True},
+        headers=headers,
+    )
+    assert made.status_code == 201, made.text
+    member_id = made.json()["id"]
+
+    def records() -> list[tuple[str, bool, str]]:
+        with db.unit_of_work(readonly=True) as session:
+            rows = session.scalars(
+                select(ConsentRecord)
+                .where(ConsentRecord.member_id == member_id)
+                .order_by(ConsentRecord.id)
+            )
+            return [(r.channel, r.granted, r.source) for r in rows]
+
+    assert records() == [("email", True, "enrollment"), ("sms", True, "enrollment")]
+    off = client.patch(
+        f"/api/v1/members/{member_id}", json={"marketing_consent": False}, headers=headers
+    )
+    assert off.status_code == 200, off.text
+    assert off.json()["marketing_consent"] is False
+    assert records()[2:] == [("email", False, "api"), ("sms", False, "api")]
+    # Saying the same again writes nothing new.
+    client.patch(f"/api/v1/members/{member_id}", json={"marketing_consent": False}, headers=headers)
+    assert len(records()) == 4
+    on = client.patch(
+        f"/api/v1/members/{member_id}", json={"marketing_consent": True}, headers=headers
+    )
+    assert on.json()["marketing_consent"] is True
+    with db.unit_of_work(readonly=True) as session:
+        member = session.get(Member, member_id)
+        assert member is not None
+        assert consent.current_all(session, member) == {"email": True, "sms": True}
+    bad = client.patch(
+        f"/api/v1/members/{member_id}", json={"marketing_consent": None}, headers=headers
+    )
+    assert bad.status_code == 422 and bad.json()["error"] == "invalid_marketing_consent"

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -40,6 +41,7 @@ class Round:
     # per program, loaded once a round
     _settings: dict[int, NotifySettings] = field(default_factory=dict)
     _programs: dict[int, Program | None] = field(default_factory=dict)
+    _endpoints: dict[tuple[int, str], list[Any]] = field(default_factory=dict)
 
 
 def queue_key(channel: str, *, member_id: int | None, endpoint_id: int | None = None) -> str:
@@ -82,7 +84,10 @@ def fan_out(
     program = done._programs[event.program_id]
     if program is None:
         return
-    for endpoint in webhooks.matching(session, program.id, event.kind):
+    key = (program.id, event.kind)
+    if key not in done._endpoints:
+        done._endpoints[key] = webhooks.matching(session, program.id, event.kind)
+    for endpoint in done._endpoints[key]:
         session.add(
             Delivery(
                 event_id=event.id,

@@ -438,11 +438,13 @@ class _SetBased:
         inserted = self.conn.execute(_purchase_insert(self.dialect), params).all()
         if len(inserted) != len(params):
             raise _Redo()
-        _p, lot_ins, entry_ins, _u = _sqlite_write_stmts()
+        _p, lot_ins, entry_ins, event_ins, _u = _sqlite_write_stmts()
         earning = [p for p, plan in pending if plan.result.points]
         if earning:
             self.conn.execute(lot_ins, earning)
             self.conn.execute(entry_ins, earning)
+            # One points.earned event per earn entry, in the chunk's transaction.
+            self.conn.execute(event_ins, earning)
             deltas: dict[int, dict[str, Any]] = {}
             for p in earning:
                 d = deltas.setdefault(

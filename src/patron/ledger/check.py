@@ -1,4 +1,5 @@
-"""`patron check`: prove the cached sums equal the ledger, with set-based queries."""
+"""`patron check`: prove the cached sums equal the ledger, and the outbox reports every entry
+once, with set-based queries."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any
 from sqlalchemy import Integer, and_, case, func, select
 from sqlalchemy.orm import Session, aliased
 
+from patron.events.kinds import ENTRY_EVENTS
+from patron.events.models import DomainEvent
 from patron.ledger.models import Account, Entry, Lot, Movement
 from patron.reports.rollup import check as check_report_rollup
 
@@ -228,5 +231,50 @@ def run_check(session: Session) -> CheckReport:
         "a refund gave back more to a lot than the redemption took (redemption, lot, given, taken)",
         rows,
     )
+    _check_events(session, report)
     report.violations.extend(check_report_rollup(session).violations)
     return report
+
+
+def _check_events(session: Session, report: CheckReport) -> None:
+    """No event without its change, no change without its event: each entry has exactly one
+    outbox event, and each points event names an existing entry, of the matching kind, member
+    and program."""
+    # 5. Entries with no event, or with several.
+    per_entry = (
+        select(DomainEvent.entry_id.label("entry_id"), func.count().label("events"))
+        .where(DomainEvent.entry_id.is_not(None))
+        .group_by(DomainEvent.entry_id)
+        .subquery()
+    )
+    events = func.coalesce(per_entry.c.events, 0)
+    rows = session.execute(
+        select(Entry.id, Entry.kind, events)
+        .outerjoin(per_entry, per_entry.c.entry_id == Entry.id)
+        .where(events != 1)
+        .order_by(Entry.id)
+    ).all()
+    _add(report, "entry without exactly one outbox event (entry, kind, events)", rows)
+
+    # 6. Points events whose entry does not exist, or is not the one they describe.
+    expected = case(*((Entry.kind == kind, event) for kind, event in ENTRY_EVENTS.items()))
+    rows = session.execute(
+        select(DomainEvent.id, DomainEvent.kind, DomainEvent.entry_id, Entry.kind)
+        .outerjoin(Entry, Entry.id == DomainEvent.entry_id)
+        .outerjoin(Account, Account.id == Entry.account_id)
+        .where(
+            (DomainEvent.entry_id.is_not(None) | DomainEvent.kind.in_(ENTRY_EVENTS.values()))
+            & (
+                Entry.id.is_(None)
+                | (DomainEvent.kind != expected)
+                | (DomainEvent.member_id.is_distinct_from(Account.member_id))
+                | (DomainEvent.program_id.is_distinct_from(Entry.program_id))
+            )
+        )
+        .order_by(DomainEvent.id)
+    ).all()
+    _add(
+        report,
+        "points event for no entry, or not matching its entry (event, kind, entry, entry kind)",
+        rows,
+    )

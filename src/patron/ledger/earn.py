@@ -11,10 +11,11 @@ A steady-state earn (a member with an account, no points spent) costs, besides B
    any lot is due to expire or stop pending, the points expiring within 30 days (for the answer)
    and, only when the program upgrades tiers at once and the member is not at the top, the
    tier metric in the current window;
-3. **write**: the purchase, its lot and its earn entry, each inserted once with its final values
+3. **write**: the purchase, its lot, its earn entry and the entry's points.earned event (the
+   outbox row, built in Python like the other values), each inserted once with its final values
    (the purchase with its stored answer), and the account totals moved by SQL expressions. On
    PostgreSQL this is one statement (data-modifying CTEs behind `INSERT … ON CONFLICT DO
-   NOTHING`); on SQLite, where a statement costs no round trip, four.
+   NOTHING`); on SQLite, where a statement costs no round trip, five.
 
 The purchase insert is the idempotency gate: an order id recorded before (or by a concurrent
 request, which the unique index makes us wait for) inserts nothing, and the first answer is
@@ -47,8 +48,10 @@ from sqlalchemy import (
     and_,
     bindparam,
     exists,
+    false,
     func,
     insert,
+    literal,
     literal_column,
     null,
     or_,
@@ -62,6 +65,9 @@ from sqlalchemy.orm import Session
 
 from patron.audit.service import Actor
 from patron.errors import Conflict, MemberBlocked, PatronError
+from patron.events.kinds import ENTRY_EVENTS
+from patron.events.models import DomainEvent
+from patron.events.outbox import entry_payload
 from patron.ledger.expiry import expires_at, pending_until
 from patron.ledger.models import Account, Entry, Lot, Movement, Purchase
 from patron.ledger.program_cache import ProgramConfig
@@ -80,6 +86,7 @@ MOV = cast(Table, Movement.__table__)
 MEM = cast(Table, Member.__table__)
 CARD = cast(Table, Card.__table__)
 PROG = cast(Table, Program.__table__)
+EVT = cast(Table, DomainEvent.__table__)
 b = bindparam
 
 
@@ -270,7 +277,7 @@ def _lock_and_read_pg(
         raise DBAPIError.instance(lock_sql, lock_params, exc, psycopg.Error) from exc
 
 
-_JSON_PARAMS = ("x_lines", "x_breakdown", "x_details", "x_response")
+_JSON_PARAMS = ("x_lines", "x_breakdown", "x_details", "x_response", "x_ev_payload")
 
 
 def _execute_on_driver(
@@ -344,11 +351,26 @@ _ENTRY_VALUES = {
     "breakdown": "x_breakdown",
     "details": "x_details",
 }
+# The earn entry's outbox event (kind and dispatched are constants of the statement).
+_EVENT_VALUES = {
+    "program_id": "x_pid",
+    "member_id": "x_member_id",
+    "entry_id": "x_e_id",
+    "payload": "x_ev_payload",
+    "at": "x_now",
+}
 _ACCOUNT_DELTAS = ("available", "pending", "debt", "earned")
 
 
 def _values(table: Any, names: dict[str, str]) -> dict[str, Any]:
     return {col: b(param, type_=table.c[col].type) for col, param in names.items()}
+
+
+def _event_columns() -> dict[str, Any]:
+    values = _values(EVT, _EVENT_VALUES)
+    values["kind"] = literal(ENTRY_EVENTS["earn"], EVT.c.kind.type)
+    values["dispatched"] = false()
+    return values
 
 
 def _account_update() -> Any:
@@ -369,9 +391,9 @@ def _purchase_insert(dialect: str) -> Any:
 
 
 def _pg_write_stmt(earns: bool) -> Any:
-    """PostgreSQL: purchase, lot, entry and account totals in one statement. The lot, the
-    entry and the totals are written only if the purchase was (FROM p / EXISTS p), and the
-    foreign keys between them are checked at the end of the statement."""
+    """PostgreSQL: purchase, lot, entry, its event and account totals in one statement. The
+    lot, the entry, the event and the totals are written only if the purchase was (FROM p /
+    EXISTS p), and the foreign keys between them are checked at the end of the statement."""
 
     def build() -> Any:
         p = _purchase_insert("postgresql").cte("p")
@@ -381,18 +403,24 @@ def _pg_write_stmt(earns: bool) -> Any:
         lot = insert(LOT).from_select(list(lot_v), select(*lot_v.values()).select_from(p))
         entry_v = _values(ENT, _ENTRY_VALUES)
         entry = insert(ENT).from_select(list(entry_v), select(*entry_v.values()).select_from(p))
+        event_v = _event_columns()
+        event = insert(EVT).from_select(list(event_v), select(*event_v.values()).select_from(p))
         totals = _account_update().where(exists(select(p.c.id)))
-        return select(p.c.id).add_cte(lot.cte("l"), entry.cte("e"), totals.cte("u"))
+        return select(p.c.id).add_cte(lot.cte("l"), entry.cte("e"), event.cte("v"), totals.cte("u"))
 
     return _built(("pg_write", earns), build)
 
 
-def _sqlite_write_stmts() -> tuple[Any, Any, Any, Any]:
-    def build() -> tuple[Any, Any, Any, Any]:
+def _sqlite_write_stmts() -> tuple[Any, Any, Any, Any, Any]:
+    """(purchase, lot, entry, event, totals), one statement each: SQLite's write, and the
+    batch's statements on either engine (run with many rows at once)."""
+
+    def build() -> tuple[Any, Any, Any, Any, Any]:
         return (
             _purchase_insert("sqlite"),
             insert(LOT).values(_values(LOT, _LOT_VALUES)),
             insert(ENT).values(_values(ENT, _ENTRY_VALUES)),
+            insert(EVT).values(_event_columns()),
             _account_update(),
         )
 
@@ -769,8 +797,8 @@ def rows(
     actor: Actor,
     now: datetime,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The bound parameters of the sale's rows (purchase, lot, entry, account deltas) and its
-    answer, stored with the purchase."""
+    """The bound parameters of the sale's rows (purchase, lot, entry, event, account deltas)
+    and its answer, stored with the purchase."""
     from patron.ledger import purchases
 
     result, order = plan.result, plan.order
@@ -801,6 +829,7 @@ def rows(
     if plan.debt_settled:
         details = {**details, "debt_settled": plan.debt_settled}
     reason = f"purchase {req.external_id}"
+    store = config.store_codes.get(plan.store_id) if plan.store_id else None
     entries = []
     if points:
         entries.append(
@@ -811,7 +840,7 @@ def rows(
                 occurred_at=plan.occurred_at,
                 created_at=now,
                 reason=reason,
-                store=config.store_codes.get(plan.store_id) if plan.store_id else None,
+                store=store,
                 channel=req.channel,
                 external_ref=req.external_id,
                 actor=str(actor),
@@ -874,6 +903,20 @@ def rows(
                 "x_d_pending": remaining if plan.pending else 0,
                 "x_d_debt": -plan.debt_settled,
                 "x_d_earned": points,
+                "x_member_id": plan.member_id,
+                "x_ev_payload": entry_payload(
+                    program=config.code,
+                    member_id=plan.member_id,
+                    entry_id=e_id,
+                    entry_kind="earn",
+                    points=points,
+                    occurred_at=plan.occurred_at,
+                    reason=reason,
+                    order=req.external_id,
+                    store=store,
+                    channel=req.channel,
+                    expires_at=plan.expiry,
+                ),
             }
         )
     return params, response
@@ -898,11 +941,12 @@ def _write(
     if conn.dialect.name == "postgresql":
         inserted = _execute_on_driver(conn, ("pg_write", bool(points)), _pg_write_stmt, params)
     else:
-        purchase_ins, lot_ins, entry_ins, totals_upd = _sqlite_write_stmts()
+        purchase_ins, lot_ins, entry_ins, event_ins, totals_upd = _sqlite_write_stmts()
         inserted = conn.execute(purchase_ins, params).first()
         if inserted is not None and points:
             conn.execute(lot_ins, params)
             conn.execute(entry_ins, params)
+            conn.execute(event_ins, params)
             conn.execute(totals_upd, params)
     if inserted is None:
         # The order id is taken (by an earlier request, or one that committed while we waited

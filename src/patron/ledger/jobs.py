@@ -8,13 +8,16 @@ continues with what is left. Within a chunk:
    writer uses, while an earn locks a single account, so the job cannot deadlock with a till;
 2. the chunk's lots are read again after the lock (a till may have spent from them meanwhile)
    and only lots of accounts this chunk locked are touched;
-3. one expire entry per lot and its movement are inserted with INSERT … SELECT, the lots'
-   remainders are zeroed and the accounts' totals moved by one aggregated UPDATE … FROM.
+3. one expire entry per lot, its movement and its points.expired event (the outbox row, its
+   JSON payload built by the database, equal to `patron.events.outbox.entry_payload`'s) are
+   inserted with INSERT … SELECT, the lots' remainders are zeroed and the accounts' totals
+   moved by one aggregated UPDATE … FROM.
 
 On PostgreSQL step 3 is a single statement of data-modifying CTEs. SQLite has no INSERT in a
 CTE, but a writer holds the database lock for its whole transaction (BEGIN IMMEDIATE), so the
 entries just inserted are exactly those with an id above the largest one before the chunk.
-See docs/decisions/0008-set-based-expiry.md.
+See docs/decisions/0008-set-based-expiry.md. Releasing pending points writes no entry, so no
+event either.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     case,
+    false,
     func,
     insert,
     literal,
@@ -43,7 +47,11 @@ from sqlalchemy.orm import Session
 
 from patron.audit import idempotency
 from patron.db.engine import Database
+from patron.events.kinds import ENTRY_EVENTS
+from patron.events.models import DomainEvent
+from patron.events.outbox import EVENT_COLUMNS, entry_payload_sql
 from patron.ledger.models import Account, Entry, Lot, Movement
+from patron.programs.models import Program
 
 
 @dataclass
@@ -261,6 +269,41 @@ def _entry_values(
     ]
 
 
+def _expired_events(
+    dialect: str,
+    *,
+    program_id: Any,
+    program_code: Any,
+    member_id: Any,
+    entry_id: Any,
+    points: Any,
+    occurred_at: Any,
+    reason: Any,
+    now: datetime,
+) -> list[Any]:
+    """The columns (EVENT_COLUMNS) of an expire entry's points.expired event; its payload is
+    what `ledger.service.expire_lot` writes for the same lot (no order, store, channel or
+    expiry: the entry has none)."""
+    return [
+        program_id,
+        member_id,
+        entry_id,
+        literal(ENTRY_EVENTS["expire"], DomainEvent.kind.type),
+        entry_payload_sql(
+            dialect,
+            program=program_code,
+            member_id=member_id,
+            entry_id=entry_id,
+            entry_kind=literal("expire", Entry.kind.type),
+            points=points,
+            occurred_at=occurred_at,
+            reason=reason,
+        ),
+        literal(now, DomainEvent.at.type),
+        false(),
+    ]
+
+
 def _expire_chunk_postgresql(session: Session, now: datetime, batch_size: int, actor: str) -> Chunk:
     lot_ids, account_ids = _pick_and_lock(session, _due_expiry(now), Lot.expires_at, batch_size)
     if not lot_ids:
@@ -298,11 +341,39 @@ def _expire_chunk_postgresql(session: Session, now: datetime, batch_size: int, a
                 )
             ),
         )
-        .returning(Entry.id, Entry.lot_id, Entry.points)
+        .returning(
+            Entry.id,
+            Entry.lot_id,
+            Entry.points,
+            Entry.program_id,
+            Entry.account_id,
+            Entry.occurred_at,
+            Entry.reason,
+        )
         .cte("created")
     )
     paired = insert(Movement).from_select(
         ["entry_id", "lot_id", "points"], select(created.c.id, created.c.lot_id, created.c.points)
+    )
+    # The member and the program's code by key, row by row: a join of two CTEs would be
+    # planned on guesses (a cached generic plan guessed a few rows and looped 5,000 × 5,000).
+    code = select(Program.code).where(Program.id == created.c.program_id).scalar_subquery()
+    member = select(Account.member_id).where(Account.id == created.c.account_id).scalar_subquery()
+    reported = insert(DomainEvent).from_select(
+        EVENT_COLUMNS,
+        select(
+            *_expired_events(
+                "postgresql",
+                program_id=created.c.program_id,
+                program_code=code,
+                member_id=member,
+                entry_id=created.c.id,
+                points=created.c.points,
+                occurred_at=created.c.occurred_at,
+                reason=created.c.reason,
+                now=now,
+            )
+        ).order_by(created.c.id),
     )
     emptied = update(Lot).where(chunk).values(remaining=0)
     sums = (
@@ -330,7 +401,7 @@ def _expire_chunk_postgresql(session: Session, now: datetime, batch_size: int, a
             select(func.count()).select_from(created).scalar_subquery(),
             select(func.coalesce(-func.sum(created.c.points), 0)).scalar_subquery(),
             select(func.array_agg(touched.c.id)).scalar_subquery(),
-        ).add_cte(paired.cte("paired"), emptied.cte("emptied"))
+        ).add_cte(paired.cte("paired"), reported.cte("reported"), emptied.cte("emptied"))
     ).one()
     return Chunk(found=True, lots=int(lots), points=int(points), account_ids=account_ids or ())
 
@@ -370,6 +441,28 @@ def _expire_chunk_sqlite(session: Session, now: datetime, batch_size: int, actor
         insert(Movement).from_select(
             ["entry_id", "lot_id", "points"],
             select(Entry.id, Entry.lot_id, Entry.points).where(mine),
+        )
+    )
+    session.execute(
+        insert(DomainEvent).from_select(
+            EVENT_COLUMNS,
+            select(
+                *_expired_events(
+                    "sqlite",
+                    program_id=Entry.program_id,
+                    program_code=Program.code,
+                    member_id=Account.member_id,
+                    entry_id=Entry.id,
+                    points=Entry.points,
+                    occurred_at=Entry.occurred_at,
+                    reason=Entry.reason,
+                    now=now,
+                )
+            )
+            .join(Account, Account.id == Entry.account_id)
+            .join(Program, Program.id == Entry.program_id)
+            .where(mine)
+            .order_by(Entry.id),
         )
     )
     sums = (

@@ -1,7 +1,9 @@
 """Ledger primitives: credit, debit, restore and settle, all under the account lock.
 
 Every function here expects the caller to hold the account's row lock
-(`lock_account`) and never commits: the edge owns the transaction.
+(`lock_account`) and never commits: the edge owns the transaction. Every entry written here
+comes with its points.* event in the outbox (`_entry`), and a new account with member.enrolled
+(`open_account`), in that same transaction.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from patron.errors import InsufficientPoints
+from patron.events import outbox
 from patron.ledger.models import Account, Entry, Lot, Movement
+from patron.programs.models import Program, Store
 
 Shortfall = Literal["reject", "allow_debt", "write_off"]
 
@@ -40,20 +44,17 @@ class DebitResult:
 
 def insert_ignore(
     session: Session, model: type[Any], values: dict[str, Any], keys: list[str]
-) -> None:
-    """INSERT … ON CONFLICT DO NOTHING on either engine."""
+) -> bool:
+    """INSERT … ON CONFLICT DO NOTHING on either engine; whether the row was inserted."""
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        session.execute(
-            pg_insert(model).values(**values).on_conflict_do_nothing(index_elements=keys)
-        )
+        stmt: Any = pg_insert(model).values(**values).on_conflict_do_nothing(index_elements=keys)
     else:
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        session.execute(
-            sqlite_insert(model).values(**values).on_conflict_do_nothing(index_elements=keys)
-        )
+        stmt = sqlite_insert(model).values(**values).on_conflict_do_nothing(index_elements=keys)
+    return bool(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
 
 
 def lock_account(session: Session, account_id: int) -> Account:
@@ -68,7 +69,8 @@ def lock_account(session: Session, account_id: int) -> Account:
 
 
 def open_account(session: Session, *, program_id: int, member_id: int, now: datetime) -> Account:
-    """The member's account in the program, created if needed, locked."""
+    """The member's account in the program, created if needed (with its member.enrolled
+    event: enrolling, a first sale or a first event all open it here), locked."""
     account = session.scalars(
         select(Account)
         .where(Account.program_id == program_id, Account.member_id == member_id)
@@ -77,8 +79,9 @@ def open_account(session: Session, *, program_id: int, member_id: int, now: date
     ).one_or_none()
     if account is not None:
         return account
-    # Two first sales for one member may race here: ON CONFLICT lets exactly one insert win.
-    insert_ignore(
+    # Two first sales for one member may race here: ON CONFLICT lets exactly one insert win,
+    # and only the winner reports the enrolment.
+    created = insert_ignore(
         session,
         Account,
         {
@@ -95,6 +98,12 @@ def open_account(session: Session, *, program_id: int, member_id: int, now: date
         },
         ["program_id", "member_id"],
     )
+    if created:
+        program = session.get(Program, program_id)
+        assert program is not None
+        outbox.enrolled(
+            session, program_id=program_id, program=program.code, member_id=member_id, at=now
+        )
     account_id = session.scalar(
         select(Account.id).where(Account.program_id == program_id, Account.member_id == member_id)
     )
@@ -118,7 +127,11 @@ def _entry(
     rule_version: int | None = None,
     details: dict[str, Any] | None = None,
     qualifying: int = 0,
+    expires_at: datetime | None = None,
 ) -> Entry:
+    """The one place the ORM writes an entry, and with it the entry's points.* event.
+
+    `expires_at` is the expiry of the lot a credit created (for the event's payload)."""
     entry = Entry(
         program_id=account.program_id,
         account_id=account.id,
@@ -141,7 +154,34 @@ def _entry(
     )
     session.add(entry)
     session.flush()
+    _entry_event(session, account, entry, expires_at)
     return entry
+
+
+def _entry_event(
+    session: Session, account: Account, entry: Entry, expires_at: datetime | None
+) -> None:
+    # The program and the store are usually in the identity map already (the caller loaded
+    # them to validate the request), so this costs no query in the common case.
+    program = session.get(Program, account.program_id)
+    assert program is not None
+    store = session.get(Store, entry.store_id) if entry.store_id is not None else None
+    outbox.entry_event(
+        session,
+        program_id=account.program_id,
+        program=program.code,
+        member_id=account.member_id,
+        entry_id=entry.id,
+        entry_kind=entry.kind,
+        points=entry.points,
+        occurred_at=entry.occurred_at,
+        at=entry.created_at,
+        reason=entry.reason,
+        order=entry.external_ref,
+        store=store.code if store is not None else None,
+        channel=entry.channel,
+        expires_at=expires_at,
+    )
 
 
 def _take(account: Account, lot: Lot, points: int) -> None:
@@ -231,6 +271,7 @@ def credit(
         breakdown=breakdown,
         rule_version=rule_version,
         qualifying=qualifying,
+        expires_at=expires_at,
         details={
             "expires_at": expires_at.isoformat() if expires_at else None,
             "pending_until": pending_until.isoformat() if pending_until and pending else None,

@@ -22,6 +22,7 @@ from patron.members.schemas import (
     MemberRef,
     MemberUpdate,
 )
+from patron.notify import consent
 from patron.programs.models import Program
 
 PROFILE_FIELDS = (
@@ -36,6 +37,9 @@ PROFILE_FIELDS = (
     "marketing_consent",
     "status",
 )
+
+
+_UNSET: Any = object()  # a field the request left out
 
 
 def default_region(session: Session, program: Program | None = None) -> str:
@@ -136,6 +140,12 @@ def create_member(
     session.flush()
     for card in data.cards:
         _add_card(session, member, card, now)
+    if data.marketing_consent is not None:
+        # The consent given at enrollment, on record with when and how.
+        consent.change(
+            session, member, consent.CHANNELS, granted=bool(data.marketing_consent),
+            source="enrollment", actor=actor, now=now,
+        )  # fmt: skip
     after = snapshot(member) | {"cards": numbers}
     audit.record(
         session,
@@ -155,6 +165,8 @@ def create_member(
 def enroll(
     session: Session, member: Member, program: Program, *, actor: Actor, now: datetime
 ) -> Account:
+    """Open the member's account in `program` (open_account writes member.enrolled to the
+    outbox, as it does when a first sale or event opens the account)."""
     existing = session.scalar(
         select(Account.id).where(Account.program_id == program.id, Account.member_id == member.id)
     )
@@ -184,6 +196,7 @@ def update_member(
     program: Program | None,
     actor: Actor,
     now: datetime,
+    source: str = "api",
 ) -> Member:
     given = data.model_dump(exclude_unset=True)
     before = snapshot(member)
@@ -202,12 +215,23 @@ def update_member(
     _ensure_unique(
         session, phone=given.get("phone"), email=given.get("email"), exclude_id=member.id
     )
+    wants_consent = given.pop("marketing_consent", _UNSET)
+    if wants_consent is None:
+        raise Invalid("marketing_consent cannot be null", code="invalid_marketing_consent")
     for key, value in given.items():
-        if key in ("language", "marketing_consent") and value is None:
+        if key == "language" and value is None:
             raise Invalid(f"{key} cannot be null", code=f"invalid_{key}")
         if key in ("preferences", "attributes") and value is None:
             value = {}
         setattr(member, key, value)
+    if wants_consent is not _UNSET and any(
+        granted != wants_consent for granted in consent.current_all(session, member).values()
+    ):
+        # Consent lives in its history (who, when, how); the flag on the member follows it.
+        consent.change(
+            session, member, consent.CHANNELS, granted=bool(wants_consent), source=source, actor=actor,
+            now=now,
+        )  # fmt: skip
     after = snapshot(member)
     old, new = audit.changes(before, after)
     if new:

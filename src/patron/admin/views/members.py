@@ -257,6 +257,7 @@ def member_profile(
                 program=prog,
                 actor=staff.actor,
                 now=clock.now(),
+                source="admin",
             )
     except PatronError as exc:
         if exc.status == 404:
