@@ -72,6 +72,25 @@ class IdempotencyConflict(Conflict):
     code = "idempotency_conflict"
 
 
+class OutOfStock(Conflict):
+    code = "out_of_stock"
+
+
+class NotEligible(Conflict):
+    """The member may not redeem this reward now: reward_not_available, tier_not_eligible,
+    store_not_eligible, channel_not_eligible, limit_reached."""
+
+    code = "not_eligible"
+
+
+class CouponRefused(Conflict):
+    """The coupon cannot be used (or cancelled) here: coupon_used, coupon_expired,
+    coupon_cancelled, coupon_foreign, coupon_other_member, coupon_wrong_store,
+    coupon_not_applicable, coupon_not_combinable."""
+
+    code = "coupon_refused"
+
+
 def responses(*errors: type[PatronError]) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` for an endpoint, so its errors show in the schema."""
     out: dict[int | str, dict[str, Any]] = {}

@@ -15,6 +15,14 @@ from patron.notify.models import (
     ReminderMark,
 )
 from patron.programs.models import Program, Store
+from patron.rewards.models import (
+    Coupon,
+    CouponEvent,
+    Redemption,
+    Reward,
+    RewardVersion,
+    StockMove,
+)
 from patron.reports.models import ReportDaily, ReportWatermark  # noqa: F401
 from patron.rules.models import EventClaim, PromotionBudget, RuleSetVersion
 from patron.tiers.models import (
@@ -26,6 +34,12 @@ from patron.tiers.models import (
 from patron.webhooks.models import WebhookEndpoint
 
 __all__ = [
+    "Coupon",
+    "CouponEvent",
+    "Redemption",
+    "Reward",
+    "RewardVersion",
+    "StockMove",
     "Account",
     "ApiKey",
     "AuditRecord",

@@ -14,6 +14,11 @@ EVENT_TYPES: dict[str, str] = {
     "points.statement": "A member's monthly balance statement (the statement job).",
     "tier.changed": "A member moved to another tier.",
     "member.birthday": "It is the member's birthday in the program's timezone (the birthday job).",
+    "reward.redeemed": "A member spent points on a reward (coupons issued, or external fulfilment).",
+    "coupon.issued": "A coupon was given to a member without points (a campaign).",
+    "coupon.used": "A coupon was used at a till or online, on an order.",
+    "coupon.cancelled": "An unused coupon was cancelled; its points went back to the member.",
+    "coupon.expired": "An unused coupon expired (points back if the reward says so).",
 }
 
 # Entry kind -> the event that reports it.
