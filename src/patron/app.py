@@ -28,6 +28,7 @@ from patron.notify.unsubscribe import router as unsubscribe_router
 from patron.programs.api import router as programs_router
 from patron.reports.api import router as reports_router
 from patron.rewards.api import router as rewards_router
+from patron.rewards.offline_api import router as offline_coupons_router
 from patron.rules.api import router as rules_router
 from patron.tiers.api import router as tiers_router
 from patron.tiers.read_api import router as tier_reads_router
@@ -141,6 +142,8 @@ def create_app(
     # Before the tier write router, so /tiers/near-miss is never read as a tier code.
     app.include_router(tier_reads_router)
     app.include_router(reports_router)
+    # Before the rewards router, so /coupons/keys is never read as a coupon code.
+    app.include_router(offline_coupons_router)
     app.include_router(rewards_router)
     for router in (
         programs_router,

@@ -99,6 +99,12 @@ def _load_demo(db, members: int, days: int) -> None:
     console.print(
         "  try the expiring-points reminder: .venv/bin/patron notify expiring --program bakery"
     )
+    console.print("  rewards: /api/v1/programs/bakery/rewards and /admin/rewards")
+    if result.coupon:
+        console.print(
+            f"  김민지's americano coupon [bold]{result.coupon}[/] (use it at the till: POST "
+            f"/api/v1/programs/bakery/coupons/{result.coupon}/use)"
+        )
     console.print("  admin UI sign-in (/admin), printed once:")
     for role, email, password in result.staff:
         console.print(f"    {role:<9} {email:<22} [bold]{password}[/]")
@@ -254,7 +260,8 @@ def expire(
     ] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, max=1_000_000)] = None,
 ) -> None:
-    """Expire every lot past its date, in bounded batches; release matured pending points."""
+    """Expire every lot past its date, in bounded batches; release matured pending points;
+    expire unused coupons past their date."""
     from patron.ledger.jobs import run_expiry
 
     db = _database(database_url)
@@ -281,6 +288,19 @@ def expire(
         f"in {report.released_lots} lots; idempotency answers dropped: "
         f"{report.idempotency_keys_purged}"
     )
+    from patron.audit.service import CLI
+    from patron.rewards import jobs as reward_jobs
+
+    if dry_run:
+        with db.unit_of_work(readonly=True) as session:
+            due = reward_jobs.preview(session, at)
+        console.print(f"would expire {due} unused coupons")
+    else:
+        coupons = reward_jobs.expire_coupons(db, at, batch_size=batch_size or 1000, actor=CLI)
+        console.print(
+            f"expired {coupons.coupons} unused coupons; {coupons.refunded} of them gave back "
+            f"{coupons.points_returned} points"
+        )
 
 
 @app.command()

@@ -14,6 +14,7 @@ from patron.admin import service as staff_users
 from patron.audit.service import SYSTEM
 from patron.auth.service import create_key
 from patron.db.engine import Database
+from patron.errors import PatronError
 from patron.ledger import jobs, purchases
 from patron.ledger.schemas import LineIn, PurchaseRequest, RefundRequest
 from patron.members import service as members
@@ -27,6 +28,10 @@ from patron.programs.schemas import (
     RedemptionPolicy,
     StoreCreate,
 )
+from patron.rewards import catalog, coupons, redeem
+from patron.rewards import jobs as reward_jobs
+from patron.rewards.codes import display
+from patron.rewards.schemas import RewardCreate, UseRequest
 from patron.rules import service as rules
 from patron.rules.model import RuleSetDoc
 from patron.tiers import service as tiers
@@ -161,6 +166,7 @@ class DemoResult:
     pos_key: str
     # (role, e-mail, password) for the admin UI
     staff: list[tuple[str, str, str]] = field(default_factory=list)
+    coupon: str = ""  # the walk-through member's unused americano coupon
 
 
 def _quiet_history(db: Database, now: datetime) -> None:
@@ -333,6 +339,7 @@ def load(
                     back = purchases.refund(session, program, order, req, actor=SYSTEM, now=later)
                     balances[member_id] = back["totals"]["balance"]
     jobs.run_expiry(db, now)
+    coupon = _rewards(db, now, member_ids, rng)
     _quiet_history(db, now)
     return DemoResult(
         members=len(member_ids),
@@ -341,4 +348,95 @@ def load(
         admin_key=admin_key,
         pos_key=pos_key,
         staff=staff,
+        coupon=coupon,
     )
+
+
+DEMO_REWARDS: list[dict[str, object]] = [
+    {
+        "code": "americano",
+        "kind": "goods",
+        "names": {"ko": "아메리카노 무료", "zh": "免费美式咖啡", "en": "Free americano"},
+        "descriptions": {
+            "ko": "매장에서 아메리카노 한 잔을 드립니다.",
+            "zh": "到店可领取一杯美式咖啡。",
+            "en": "One americano at any of our bakeries.",
+        },
+        "points_cost": 1500,
+        "tier_costs": {"gold": 1200},
+        "value": "1500",
+        "stock": 500,
+        "valid_days": 30,
+    },
+    {
+        "code": "five-off",
+        "kind": "fixed_discount",
+        "names": {"ko": "5,000원 할인", "zh": "立减5,000韩元", "en": "5,000 KRW off"},
+        "descriptions": {
+            "ko": "30,000원 이상 구매 시 5,000원 할인",
+            "zh": "消费满30,000韩元立减5,000韩元",
+            "en": "5,000 KRW off a purchase of 30,000 or more",
+        },
+        "points_cost": 4000,
+        "value": "5000",
+        "discount": "5000",
+        "min_spend": "30000",
+        "valid_days": 30,
+        "stack_group": "basket",
+    },
+    {
+        "code": "croissant",
+        "kind": "free_product",
+        "names": {"ko": "크루아상 무료", "zh": "免费可颂", "en": "Free croissant"},
+        "points_cost": 800,
+        "sku": "CROISSANT",
+        "value": "3200",
+        "valid_days": 14,
+        "limit_per_day": 1,
+    },
+]
+
+
+def _rewards(db: Database, now: datetime, member_ids: list[int], rng: random.Random) -> str:
+    """The catalog of the issue's example, some redemptions over the last month (used,
+    unused, expired), and an unused americano for the walk-through member: its code."""
+
+    with db.unit_of_work() as session:
+        program = programs.get_program(session, "bakery")
+        for body in DEMO_REWARDS:
+            catalog.create_reward(
+                session, program, RewardCreate.model_validate(body), actor=SYSTEM,
+                now=now - timedelta(days=60),
+            )  # fmt: skip
+    for member_id in rng.sample(member_ids[1:], min(12, len(member_ids) - 1)):
+        at = now - timedelta(days=rng.randint(1, 45), hours=rng.randint(0, 8))
+        code = rng.choice(["americano", "croissant"])
+        try:
+            with db.unit_of_work() as session:
+                program = programs.get_program(session, "bakery")
+                _r, issued, _a = redeem.redeem(
+                    session, program, code, member=members.get_member(session, member_id),
+                    quantity=1, store=None, channel="pos", actor=SYSTEM, now=at,
+                )  # fmt: skip
+                if rng.random() < 0.6:
+                    basket = UseRequest(
+                        amount=Decimal(4500), order=f"BKR-R-{issued[0].id:05d}",
+                        store=STORES[0][0], lines=[LineIn(sku="CROISSANT", amount=Decimal(3200))],
+                    )  # fmt: skip
+                    coupons.use(
+                        session, program, issued[0].code, basket, actor=SYSTEM,
+                        now=at + timedelta(hours=1),
+                    )  # fmt: skip
+        except PatronError:
+            continue  # not enough points (the transaction rolled back): that member skips
+    reward_jobs.expire_coupons(db, now)
+    try:
+        with db.unit_of_work() as session:
+            program = programs.get_program(session, "bakery")
+            _r, issued, _a = redeem.redeem(
+                session, program, "americano", member=members.get_member(session, member_ids[0]),
+                quantity=1, store=None, channel="pos", actor=SYSTEM, now=now - timedelta(hours=1),
+            )  # fmt: skip
+            return display(issued[0].code)
+    except PatronError:
+        return ""  # a short demo history: not enough points yet

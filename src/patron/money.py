@@ -117,3 +117,13 @@ def split_proportionally(total: int, weights: list[Decimal]) -> list[int]:
     for i in order[:left]:
         parts[i] += 1
     return parts
+
+
+def to_minor(amount: Decimal, currency: str) -> int:
+    """An exact amount as a whole number of the currency's minor unit (1,500 KRW -> 1500,
+    12.34 CNY -> 1234)."""
+    return int(amount / quantum(currency))
+
+
+def from_minor(minor: int, currency: str) -> Decimal:
+    return Decimal(minor) * quantum(currency)

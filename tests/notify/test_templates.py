@@ -389,10 +389,12 @@ def test_every_default_renders_for_real_members_in_their_language(db, frozen):
         "points.refunded",
         "points.adjusted",
     }
+    # The reward and coupon events render from real redemptions in test_templates_rewards.py.
+    kinds = [k for k in EVENT_TYPES if not k.startswith(("reward.", "coupon."))]
     for lang in ("ko", "zh", "en"):
         payloads = real_payloads(db, ids[lang])
         assert expected_events <= set(payloads), set(payloads)
-        for kind in EVENT_TYPES:
+        for kind in kinds:
             for channel in templates.CHANNELS:
                 message = render(db, ids[lang], kind, channel, payloads[kind])
                 shown = f"{message.subject or ''}\n{message.body}"

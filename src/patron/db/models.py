@@ -15,6 +15,7 @@ from patron.notify.models import (
     ReminderMark,
 )
 from patron.programs.models import Program, Store
+from patron.reports.models import ReportDaily, ReportWatermark  # noqa: F401
 from patron.rewards.models import (
     Coupon,
     CouponEvent,
@@ -23,7 +24,6 @@ from patron.rewards.models import (
     RewardVersion,
     StockMove,
 )
-from patron.reports.models import ReportDaily, ReportWatermark  # noqa: F401
 from patron.rules.models import EventClaim, PromotionBudget, RuleSetVersion
 from patron.tiers.models import (
     TierChange,
@@ -34,18 +34,14 @@ from patron.tiers.models import (
 from patron.webhooks.models import WebhookEndpoint
 
 __all__ = [
-    "Coupon",
-    "CouponEvent",
-    "Redemption",
-    "Reward",
-    "RewardVersion",
-    "StockMove",
     "Account",
     "ApiKey",
     "AuditRecord",
     "Base",
     "Card",
     "ConsentRecord",
+    "Coupon",
+    "CouponEvent",
     "Delivery",
     "DeliveryAttempt",
     "DomainEvent",
@@ -62,11 +58,15 @@ __all__ = [
     "Program",
     "PromotionBudget",
     "Purchase",
+    "Redemption",
     "Refund",
     "ReminderMark",
+    "Reward",
+    "RewardVersion",
     "RuleSetVersion",
     "StaffSession",
     "StaffUser",
+    "StockMove",
     "Store",
     "TierChange",
     "TierDefinition",

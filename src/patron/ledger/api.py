@@ -146,7 +146,9 @@ def get_purchase(
             raise NotFound(f"no purchase {external_id!r}", code="purchase_not_found")
         return row.response
 
-    return http.read(db, run)
+    # The answer as the sale gave it (validated when it was made), not re-shaped: a sale
+    # without coupons has no coupon fields.
+    return JSONResponse(http.read(db, run))
 
 
 @router.post(

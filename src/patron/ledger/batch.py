@@ -25,7 +25,6 @@ from sqlalchemy import and_, case, func, insert, literal_column, or_, select
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from patron.audit.idempotency import request_hash
 from patron.audit.service import Actor
 from patron.db.engine import Database
 from patron.errors import PatronError
@@ -190,7 +189,7 @@ def _ingest_one(
     actor: Actor,
     now: datetime,
 ) -> BatchItemOut:
-    digest = request_hash(req.model_dump(mode="json"))
+    digest = purchases.sale_digest(req)
     try:
         done = None
         if purchases.FAST_PATH and careful:
@@ -464,7 +463,7 @@ class _SetBased:
         self, program_id: int, chunk: Sequence[PurchaseRequest], offset: int
     ) -> list[BatchItemOut]:
         members = self.members(chunk)
-        digests = [request_hash(r.model_dump(mode="json")) for r in chunk]
+        digests = [purchases.sale_digest(r) for r in chunk]
         known = {
             ext: (digest, response)
             for ext, digest, response in self.session.execute(
@@ -489,6 +488,7 @@ class _SetBased:
                 state is None
                 or state[1]  # lots due: settled by the general path
                 or req.points_to_spend
+                or req.coupons
                 or ext in self.alone
             ):
                 out.append(self._alone(program_id, index, req, member_id, len(chunk) - i - 1))

@@ -14,6 +14,7 @@ from patron.events.kinds import ENTRY_EVENTS
 from patron.events.models import DomainEvent
 from patron.ledger.models import Account, Entry, Lot, Movement
 from patron.reports.rollup import check as check_report_rollup
+from patron.rewards.check import check as check_rewards
 
 
 @dataclass
@@ -232,6 +233,7 @@ def run_check(session: Session) -> CheckReport:
         rows,
     )
     _check_events(session, report)
+    check_rewards(session, lambda label, rows: _add(report, label, rows))
     report.violations.extend(check_report_rollup(session).violations)
     return report
 

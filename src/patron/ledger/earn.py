@@ -506,7 +506,7 @@ def try_purchase(
     settling due lots (which any later write would do first anyway)."""
     from patron.ledger import purchases
 
-    if req.points_to_spend:
+    if req.points_to_spend or req.coupons:
         return None
     conn = session.connection()
     try:
@@ -861,7 +861,7 @@ def rows(
         entries=entries,
         totals=plan.totals,
     )
-    response = out.model_dump(mode="json")
+    response = out.answer()
     params: dict[str, Any] = {
         "x_p_id": p_id,
         "x_pid": config.id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
@@ -24,6 +25,7 @@ from patron.ledger.schemas import (
     AdjustOut,
     AdjustRequest,
     BasketIn,
+    CouponApplied,
     PurchaseOut,
     PurchaseRequest,
     QuoteOut,
@@ -33,9 +35,16 @@ from patron.ledger.schemas import (
 )
 from patron.members import service as members
 from patron.members.models import Member
-from patron.money import parse_amount, quantum, round_money, split_proportionally
+from patron.money import (
+    from_minor,
+    parse_amount,
+    round_money,
+    split_proportionally,
+    to_minor,
+)
 from patron.programs.models import Program
 from patron.programs.service import get_store
+from patron.rewards import sale
 from patron.rules import service as rules
 from patron.rules.engine import Line, Order
 from patron.rules.model import RuleSetDoc
@@ -48,14 +57,6 @@ EARLIEST_SALE = datetime(1970, 1, 1, tzinfo=UTC)
 def share_half_up(points: int, part: int, whole: int) -> int:
     """round_half_up(points × part ÷ whole) in exact integer arithmetic."""
     return (2 * points * part + whole) // (2 * whole)
-
-
-def to_minor(amount: Decimal, currency: str) -> int:
-    return int(amount / quantum(currency))
-
-
-def from_minor(minor: int, currency: str) -> Decimal:
-    return Decimal(minor) * quantum(currency)
 
 
 def _amount(value: Decimal, currency: str, field: str) -> Decimal:
@@ -190,13 +191,25 @@ def _resolve(session: Session, program: Program, req_member: Any) -> Member:
 
 def quote(session: Session, program: Program, req: QuoteRequest, *, now: datetime) -> QuoteOut:
     member = _resolve(session, program, req.member)
+    coupons = sale.plan(session, program, req, member, now=now, sale=False)
+    paying = sale.discounted(program, req, coupons, earning=False)
     order, _store_id = _order(
         program,
-        req,
+        paying,
         occurred_at=now,
         points_to_spend=req.points_to_spend,
         store_id_of=_stores(session, program),
     )
+    earn_order = order
+    if coupons.not_earning_minor != coupons.discount_minor:
+        earn_order, _ = _order(
+            program,
+            sale.discounted(program, req, coupons, earning=True),
+            occurred_at=now,
+            points_to_spend=req.points_to_spend,
+            store_id_of=_stores(session, program),
+        )
+    earn_order = replace(earn_order, coupons=coupons.reward_codes())
     account = session.scalars(
         select(Account).where(Account.program_id == program.id, Account.member_id == member.id)
     ).one_or_none()
@@ -205,9 +218,11 @@ def quote(session: Session, program: Program, req: QuoteRequest, *, now: datetim
     can_pay, blocked = rules.payable_amount(doc, order)
     check_spend(program, can_pay, req.points_to_spend, balance, blocked)
     result, version = rules.evaluate_purchase(
-        session, program, order, member=member, account=account, record=False, doc=doc
+        session, program, earn_order, member=member, account=account, record=False, doc=doc
     )
     return QuoteOut(
+        discount=from_minor(coupons.discount_minor, program.currency),
+        coupons=_coupons_out(program, coupons),
         member_id=member.id,
         points_earned=result.points,
         breakdown=result.steps,
@@ -281,6 +296,15 @@ def purchase_by_code(
 FAST_PATH = True
 
 
+def sale_digest(req: PurchaseRequest) -> str:
+    """The request's fingerprint for replays. A sale without coupons hashes as it did before
+    coupons existed, so orders recorded then still replay."""
+    data = req.model_dump(mode="json")
+    if not data.get("coupons"):
+        data.pop("coupons", None)
+    return request_hash(data)
+
+
 def record(
     session: Session,
     program_id: int,
@@ -291,7 +315,7 @@ def record(
     program: Program | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """(answer, created): `purchase`, telling a recorded sale from a replay."""
-    digest = request_hash(req.model_dump(mode="json"))
+    digest = sale_digest(req)
     if FAST_PATH:
         done = earn.try_purchase(session, program_id, req, digest, actor=actor, now=now)
         if done is not None:
@@ -333,13 +357,26 @@ def _purchase_orm(
 
     member = _resolve(session, program, req.member)
     occurred_at = check_occurred_at(req.occurred_at, now)
+    coupons = sale.plan(session, program, req, member, now=now, sale=True) if req.coupons else None
+    paying = sale.discounted(program, req, coupons, earning=False) if coupons else req
     order, store_id = _order(
         program,
-        req,
+        paying,
         occurred_at=occurred_at,
         points_to_spend=req.points_to_spend,
         store_id_of=_stores(session, program),
     )
+    earn_order = order
+    if coupons is not None and coupons.not_earning_minor != coupons.discount_minor:
+        earn_order, _ = _order(
+            program,
+            sale.discounted(program, req, coupons, earning=True),
+            occurred_at=occurred_at,
+            points_to_spend=req.points_to_spend,
+            store_id_of=_stores(session, program),
+        )
+    if coupons is not None:
+        earn_order = replace(earn_order, coupons=coupons.reward_codes())
     account = ledger.open_account(session, program_id=program.id, member_id=member.id, now=now)
     ledger.settle_due(session, account, now)
     doc = rules.document(session, program)
@@ -347,7 +384,7 @@ def _purchase_orm(
     check_spend(program, can_pay, req.points_to_spend, account.available - account.debt, blocked)
     value = order.paid_with_points
     result, version = rules.evaluate_purchase(
-        session, program, order, member=member, account=account, record=True, doc=doc
+        session, program, earn_order, member=member, account=account, record=True, doc=doc
     )
     spent_per_line = _spent_per_line(doc, order, req.points_to_spend)
 
@@ -437,13 +474,15 @@ def _purchase_orm(
         entries.append(earned)
         if expiry is not None and expiry <= now:
             ledger.settle_due(session, account, now, actor=str(actor))
+    if coupons is not None:
+        sale.apply(session, program, req, coupons, member, actor=actor, now=now)
     session.flush()
     tiers.upgrade_if_qualified(session, program, account, now=now, actor=actor)
     stores = views.store_codes(session, program.id) if store_id else {}
     out = PurchaseOut(
         external_id=row.external_id,
         member_id=member.id,
-        amount=order.total,
+        amount=req.amount if coupons is not None else order.total,
         points_earned=result.points,
         points_spent=req.points_to_spend,
         spend_value=value,
@@ -451,8 +490,25 @@ def _purchase_orm(
         entries=[views.entry_out(e, stores) for e in entries],
         totals=views.totals(session, account, now, settled=True),
     )
-    row.response = out.model_dump(mode="json")
+    if coupons is not None:
+        out.discount = from_minor(coupons.discount_minor, program.currency)
+        out.coupons = _coupons_out(program, coupons)
+    row.response = out.answer()
     return row.response, True
+
+
+def _coupons_out(program: Program, coupons: sale.Plan) -> list[CouponApplied]:
+    return [
+        CouponApplied(
+            code=sale.display(c.code),
+            applied=c.applied,
+            discount=from_minor(c.discount_minor, program.currency),
+            reward=coupons.rewards[c.code].code if c.code in coupons.rewards else None,
+            reason=c.reason,
+            detail=c.detail,
+        )
+        for c in coupons.selection.choices
+    ]
 
 
 def _spent_per_line(doc: RuleSetDoc, order: Order, points: int) -> list[int]:
@@ -686,6 +742,9 @@ def refund(
     row.restored_points = restored_target
     if lines is not None:
         row.lines = lines
+    if row.refunded_minor >= row.amount_minor:
+        # Fully refunded: the coupons it used come back where their reward says so.
+        sale.restore_on_refund(session, program, row.external_id, actor=actor, now=now)
     note = None
     if already_expired:
         note = (

@@ -53,6 +53,11 @@ class BasketIn(Strict):
 class QuoteRequest(BasketIn):
     member: MemberRef
     points_to_spend: int = Field(0, ge=0, le=10**12)
+    coupons: list[str] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Coupon codes presented with this basket (printed or scanned).",
+    )
 
 
 class PurchaseRequest(BasketIn):
@@ -62,6 +67,11 @@ class PurchaseRequest(BasketIn):
         None, description="When the sale happened; default now."
     )
     points_to_spend: int = Field(0, ge=0, le=10**12)
+    coupons: list[str] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Coupons to use on this sale, all or none (quote first to find the best).",
+    )
 
 
 class RefundLineIn(Strict):
@@ -156,6 +166,15 @@ class LotOut(BaseModel):
     expires_at: datetime | None
 
 
+class CouponApplied(BaseModel):
+    code: str
+    applied: bool
+    discount: Decimal = Field(description="Money this coupon takes off the basket")
+    reward: str | None = None
+    reason: str | None = Field(None, description="Why not applied, as an error code")
+    detail: str | None = None
+
+
 class QuoteOut(BaseModel):
     member_id: int
     points_earned: int
@@ -166,6 +185,10 @@ class QuoteOut(BaseModel):
     points_to_spend: int
     spend_value: Decimal
     amount_due: Decimal
+    discount: Decimal = Field(Decimal(0), description="What the applied coupons take off")
+    coupons: list[CouponApplied] = Field(
+        default_factory=list, description="Each presented coupon: applied, or why not"
+    )
 
 
 class PurchaseOut(BaseModel):
@@ -178,6 +201,16 @@ class PurchaseOut(BaseModel):
     occurred_at: datetime
     entries: list[EntryOut]
     totals: Totals
+    # Only on sales with coupons (absent otherwise, so answers of sales without stay as
+    # they were).
+    discount: Decimal | None = Field(None, description="What the coupons took off `amount`")
+    coupons: list[CouponApplied] | None = None
+
+    def answer(self) -> dict[str, Any]:
+        """The stored and returned JSON: without the coupon fields on a sale without coupons."""
+        if self.coupons is None:
+            return self.model_dump(mode="json", exclude={"discount", "coupons"})
+        return self.model_dump(mode="json")
 
 
 class RefundOut(BaseModel):

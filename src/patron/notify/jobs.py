@@ -1001,6 +1001,15 @@ def run_due(db: Database, *, now: datetime) -> list[JobReport]:
     the reports of the runs this call did work on; a failing run is logged, not raised, so one
     program cannot stop the others.
     """
+    from patron.rewards.jobs import expire_coupons
+
+    try:
+        # Coupons past their date, every program (cheap when none are due: a partial index).
+        expired = expire_coupons(db, now)
+        if expired.coupons:
+            log.info("expired %d unused coupons", expired.coupons)
+    except Exception:
+        log.exception("the coupon expiry failed")
     with db.unit_of_work(readonly=True) as session:
         wanted = _due_jobs(session, now)
     reports: list[JobReport] = []

@@ -2,7 +2,8 @@
 what purpose, and the etiquette (quiet hours, frequency cap) and schedule of the jobs.
 
 Stored as one JSON document per program (`notification_configs`); a program without one uses
-`NotifySettings()`'s defaults.
+`NotifySettings()`'s defaults, and a stored document that predates an event type gets that
+type's default (so a new event type starts as the defaults say, not switched off).
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ def _defaults() -> dict[str, EventSetting]:
         "points.statement": (off, m),
         "tier.changed": (on, t),
         "member.birthday": (on, m),
+        "reward.redeemed": (on, t),  # the code to show at the till
+        "coupon.issued": (on, m),  # a campaign's gift: marketing, with consent
+        "coupon.used": (off, t),  # the member is at the till: the program's choice
+        "coupon.cancelled": (on, t),  # the coupon is gone and the points are back
+        "coupon.expired": (off, t),  # as points.expired
     }
     return {
         kind: EventSetting(enabled=enabled, purpose=purpose)

@@ -26,7 +26,9 @@ The variables a template sees (`variables()` returns them for the editor's help 
 
     member.name, member.id, member.language   the member
     program.name, program.code                the program
-    points          the event's points, as a positive number (earned, used, adjusted, …)
+    points          the event's points, as a positive number (earned, used, adjusted, …;
+                    spent on the reward for reward.redeemed, given back for coupon.cancelled
+                    and coupon.expired)
     points_signed   the same with its sign: negative when points were taken away
     balance         the member's available points now
     pending         points earned but not yet available
@@ -38,11 +40,20 @@ The variables a template sees (`variables()` returns them for the editor's help 
                     tier.changed: the old and new tier, and whether it is a move up
     order, amount, store
                     points events of a sale: the receipt number, what was paid (money) and the
-                    store's name
-    occurred_at     when the points event happened
-    reason          why points were adjusted (staff's note)
+                    store's name; also where a reward was redeemed or a coupon used, and the
+                    order a coupon was used on
+    occurred_at     when the points event happened, or the coupon was used or closed
+    reason          why points were adjusted (staff's note), or why a coupon was cancelled
     month, earned, redeemed, expired
                     points.statement: the month ("2027년 1월") and its totals
+    reward          reward.* and coupon.*: the reward, named in the message's language
+    coupon          its coupon code as the member types it (7KQM-3X9P-DV2T-H8WC-R); several,
+                    comma-separated, when one redemption issued more; empty for a reward
+                    fulfilled by another system
+    quantity        reward.redeemed: how many units were redeemed (1 for a coupon event)
+    valid_until     the last day the coupon can be used (empty when it does not expire)
+    discount        coupon.used: what the coupon took off the order (money)
+    campaign        coupon.issued: the campaign that gave the coupon
     marketing       true when the program sends this event as marketing (with consent)
     unsubscribe_url the member's unsubscribe link (marketing e-mails; else empty)
     portal_url      the member's page: settings.public_url + "/m/" + program code
@@ -81,6 +92,9 @@ from patron.notify import formatting
 from patron.notify import settings as notify_settings
 from patron.notify.models import MessageTemplate
 from patron.programs.models import Program, Store
+from patron.rewards import codes as coupon_codes
+from patron.rewards.catalog import name_in
+from patron.rewards.models import Coupon, CouponEvent, Reward
 from patron.tiers.models import TierChange, TierDefinition
 
 log = logging.getLogger(__name__)
@@ -465,6 +479,8 @@ class Variable:
 
 _POINTS_EVENTS = tuple(k for k in EVENT_TYPES if k.startswith("points."))
 _SALE_EVENTS = ("points.earned", "points.redeemed", "points.refunded", "points.adjusted")
+_REWARD_EVENTS = tuple(k for k in EVENT_TYPES if k.startswith(("reward.", "coupon.")))
+_COUPON_EVENTS = tuple(k for k in EVENT_TYPES if k.startswith("coupon."))
 VARIABLES: tuple[Variable, ...] = (
     Variable("member.name", "The member's name", "김민지"),
     Variable("member.id", "The member's number", "1024"),
@@ -489,20 +505,42 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("from_tier", "The previous tier (may be empty)", "실버", ("tier.changed",)),
     Variable("to_tier", "The new tier", "골드", ("tier.changed",)),
     Variable("upgrade", "True when the new tier is higher", "true", ("tier.changed",)),
-    Variable("order", "The receipt number of the sale", "MAPO-0042", _SALE_EVENTS),
+    Variable(
+        "order", "The receipt number of the sale", "MAPO-0042", (*_SALE_EVENTS, "coupon.used")
+    ),
     Variable("amount", "What the sale came to", "{{ amount|money }} → ₩25,800", _SALE_EVENTS),
-    Variable("store", "The store's name", "Mapo", _SALE_EVENTS),
+    Variable(
+        "store", "The store's name", "Mapo", (*_SALE_EVENTS, "reward.redeemed", "coupon.used")
+    ),
     Variable(
         "occurred_at",
         "When it happened",
         "{{ occurred_at|datetime }}",
-        (*_SALE_EVENTS, "points.expired"),
+        (*_SALE_EVENTS, "points.expired", *_REWARD_EVENTS),
     ),
-    Variable("reason", "Why points were adjusted", "Goodwill credit", ("points.adjusted",)),
+    Variable(
+        "reason",
+        "Why points were adjusted",
+        "Goodwill credit",
+        ("points.adjusted", "coupon.cancelled"),
+    ),
     Variable("month", "The statement's month", "2027년 1월", ("points.statement",)),
     Variable("earned", "Points earned that month", "3,200", ("points.statement",)),
     Variable("redeemed", "Points used that month", "1,000", ("points.statement",)),
     Variable("expired", "Points expired that month", "0", ("points.statement",)),
+    Variable("reward", "The reward, in the message's language", "아메리카노 무료", _REWARD_EVENTS),
+    Variable("coupon", "The coupon code", "7KQM-3X9P-DV2T-H8WC-R", _REWARD_EVENTS),
+    Variable("quantity", "How many were redeemed", "1", ("reward.redeemed",)),
+    Variable(
+        "valid_until",
+        "The last day the coupon can be used",
+        "{{ valid_until|date }} → 2027년 2월 14일",
+        _REWARD_EVENTS,
+    ),
+    Variable(
+        "discount", "What the coupon took off", "{{ discount|money }} → ₩5,000", ("coupon.used",)
+    ),
+    Variable("campaign", "The campaign that gave the coupon", "봄맞이 이벤트", ("coupon.issued",)),
     Variable("marketing", "True when the program sends this event as marketing", "true"),
     Variable("unsubscribe_url", "The unsubscribe link (marketing e-mails)", "https://…"),
     Variable("portal_url", "The member's page", "https://…/m/bakery"),
@@ -518,6 +556,9 @@ _SAMPLE_NAMES = {"ko": "김민지", "zh": "王芳", "en": "Alex Morgan"}
 _SAMPLE_TIERS = {"ko": ("실버", "골드"), "zh": ("银卡", "金卡"), "en": ("Silver", "Gold")}
 _SAMPLE_STORES = {"ko": "마포점", "zh": "静安店", "en": "Mapo"}
 _SAMPLE_REASONS = {"ko": "고객 불편 보상", "zh": "客户关怀补偿", "en": "Goodwill credit"}
+_SAMPLE_REWARDS = {"ko": "아메리카노 무료", "zh": "免费美式咖啡", "en": "Free americano"}
+_SAMPLE_CAMPAIGNS = {"ko": "봄맞이 이벤트", "zh": "春季活动", "en": "Spring treats"}
+_SAMPLE_COUPON = "7KQM-3X9P-DV2T-H8WC-R"
 _SAMPLE_PROGRAM = {"code": "bakery", "name": "Corner Bakery", "currency": "KRW"}
 # Values a real message can lack; `validate` also renders with them empty, so a template that
 # would fail for such a member fails at save time. Each kind's own values stay filled.
@@ -532,6 +573,11 @@ _OPTIONAL = (
     "occurred_at",
     "reason",
     "month",
+    "reward",
+    "coupon",
+    "valid_until",
+    "discount",
+    "campaign",
     "unsubscribe_url",
 )
 _KIND_VALUES: dict[str, tuple[str, ...]] = {
@@ -543,11 +589,19 @@ _KIND_VALUES: dict[str, tuple[str, ...]] = {
         for kind in ("points.earned", "points.redeemed", "points.refunded", "points.adjusted")
     },
     "points.expired": ("occurred_at",),
+    # A reward fulfilled by another system has no coupon, so reward.redeemed keeps only its
+    # reward; every coupon event has its coupon.
+    "reward.redeemed": ("reward",),
+    **{kind: ("reward", "coupon") for kind in _COUPON_EVENTS},
 }
 
 
 def _sample_amount(currency: str) -> Decimal:
     return Decimal("25800") if MINOR_UNITS.get(currency, 2) == 0 else Decimal("258.00")
+
+
+def _sample_discount(currency: str) -> Decimal:
+    return Decimal("5000") if MINOR_UNITS.get(currency, 2) == 0 else Decimal("50.00")
 
 
 def _portal_url(program_code: str) -> str:
@@ -592,6 +646,12 @@ def sample_context(
         "earned": 3200,
         "redeemed": 1000,
         "expired": 0,
+        "reward": _SAMPLE_REWARDS[lang],
+        "coupon": _SAMPLE_COUPON,
+        "quantity": 1,
+        "valid_until": dt.date(2027, 2, 14),
+        "discount": _sample_discount(currency),
+        "campaign": _SAMPLE_CAMPAIGNS[lang],
         "marketing": True,
         "unsubscribe_url": f"{get_settings().public_url.rstrip('/')}/u/sample",
         "portal_url": _portal_url(code),
@@ -776,6 +836,58 @@ def next_expiry(
     return int(total or 0), first
 
 
+def _decimal(value: Any) -> Decimal | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = Decimal(str(value))
+    except ArithmeticError:
+        return None
+    return number if number.is_finite() else None
+
+
+def _reward_values(
+    session: Session, program: Program, kind: str, payload: Mapping[str, Any], lang: str
+) -> dict[str, Any]:
+    """reward.* and coupon.*: the reward named in `lang`, the coupon code(s) and the coupon's
+    last valid day and moment of use or closing. Two look-ups by unique key (the reward by
+    program and code, the first coupon by code); a payload that carries `expires_at` spares
+    the reading of the date."""
+    reward_code = payload.get("reward")
+    reward = None
+    if reward_code:
+        reward = session.scalars(
+            select(Reward).where(Reward.program_id == program.id, Reward.code == str(reward_code))
+        ).one_or_none()
+    shown = [str(payload["coupon"])] if payload.get("coupon") else []
+    shown = shown or [str(c) for c in payload.get("coupons") or [] if c]
+    expires_at: Any = payload.get("expires_at")
+    occurred_at = None
+    if shown:
+        row = session.execute(
+            select(Coupon.issued_at, Coupon.expires_at, Coupon.used_at, Coupon.closed_at).where(
+                Coupon.program_id == program.id,
+                Coupon.code == coupon_codes.lookup_form(shown[0]),
+            )
+        ).first()
+        if row is not None:
+            expires_at = expires_at or row.expires_at
+            occurred_at = {
+                "coupon.used": row.used_at,
+                "coupon.cancelled": row.closed_at,
+                "coupon.expired": row.closed_at,
+            }.get(kind, row.issued_at)
+    return {
+        "reward": name_in(reward, lang) if reward is not None else reward_code or None,
+        "coupon": ", ".join(shown) or None,
+        "quantity": _int(payload.get("quantity")) or len(shown) or 1,
+        "valid_until": _expiry_day(expires_at, program.timezone),
+        "discount": _decimal(payload.get("discount")),
+        "campaign": payload.get("campaign") or None,
+        "occurred_at": _when(occurred_at),
+    }
+
+
 def context_for(
     session: Session,
     program: Program,
@@ -802,6 +914,8 @@ def context_for(
         tiers = _tier_names(session, program.id)
 
     signed = _int(payload.get("points"))
+    if kind in ("coupon.cancelled", "coupon.expired"):
+        signed = _int(payload.get("points_returned"))
     expiring_points, expiring_date = 0, None
     if kind == "points.expiring":
         expiring_points = abs(signed)
@@ -837,6 +951,17 @@ def context_for(
         up = to_rank > from_rank
 
     month = payload.get("month")
+    rewards: dict[str, Any] = {
+        "reward": None,
+        "coupon": None,
+        "quantity": 0,
+        "valid_until": None,
+        "discount": None,
+        "campaign": None,
+        "occurred_at": None,
+    }
+    if kind in _REWARD_EVENTS:
+        rewards = _reward_values(session, program, kind, payload, lang)
     # The program's settings say whether this event goes out as marketing (a Korean ad must
     # say "(광고)"); the session's identity map keeps the row for the next message.
     marketing = notify_settings.load(session, program.id).event(kind).purpose == "marketing"
@@ -856,12 +981,19 @@ def context_for(
         "order": str(order) if order else None,
         "amount": amount,
         "store": store,
-        "occurred_at": _when(payload.get("occurred_at") or payload.get("at")),
+        "occurred_at": _when(payload.get("occurred_at") or payload.get("at"))
+        or rewards["occurred_at"],
         "reason": payload.get("reason") or None,
         "month": formatting.month(month, lang) if month else None,
         "earned": _int(payload.get("earned")),
         "redeemed": abs(_int(payload.get("redeemed"))),
         "expired": abs(_int(payload.get("expired"))),
+        "reward": rewards["reward"],
+        "coupon": rewards["coupon"],
+        "quantity": rewards["quantity"],
+        "valid_until": rewards["valid_until"],
+        "discount": rewards["discount"],
+        "campaign": rewards["campaign"],
         "marketing": marketing,
         "unsubscribe_url": unsubscribe_url,
         "portal_url": _portal_url(program.code),
@@ -1187,6 +1319,60 @@ def _month_totals(
     }
 
 
+def _coupon_payload(
+    session: Session, program: Program, account: Account, now: dt.datetime
+) -> dict[str, Any]:
+    """The member's latest coupon as the payload of any reward event; without one, a sample
+    coupon of the program's first reward (or no reward when it has none)."""
+    coupon = session.scalars(
+        select(Coupon)
+        .where(Coupon.member_id == account.member_id, Coupon.program_id == program.id)
+        .order_by(Coupon.id.desc())
+        .limit(1)
+    ).first()
+    if coupon is None:
+        first = session.scalar(
+            select(Reward.code).where(Reward.program_id == program.id).order_by(Reward.id).limit(1)
+        )
+        return {
+            "reward": first,
+            "coupon": _SAMPLE_COUPON,
+            "coupons": [_SAMPLE_COUPON],
+            "quantity": 1,
+            "points": 1500,
+            "points_returned": 1500,
+            "expires_at": (now + dt.timedelta(days=30)).isoformat(),
+            "discount": str(_sample_discount(program.currency)),
+        }
+    shown = coupon_codes.display(coupon.code)
+    used = session.execute(
+        select(CouponEvent.order_ref, CouponEvent.amount_minor, Store.code)
+        .outerjoin(Store, Store.id == CouponEvent.store_id)
+        .where(CouponEvent.coupon_id == coupon.id, CouponEvent.kind == "used")
+        .order_by(CouponEvent.id.desc())
+        .limit(1)
+    ).first()
+    return {
+        "reward": session.scalar(select(Reward.code).where(Reward.id == coupon.reward_id)),
+        "coupon": shown,
+        "coupons": [shown],
+        "quantity": 1,
+        "points": coupon.points,
+        # What it gave back once closed; while open, what cancelling it would give back.
+        "points_returned": (
+            coupon.points_returned if coupon.status in ("cancelled", "expired") else coupon.points
+        ),
+        "campaign": coupon.campaign,
+        "order": used.order_ref if used is not None else None,
+        "store": used.code if used is not None else None,
+        "discount": (
+            str(Decimal(used.amount_minor) * quantum(program.currency))
+            if used is not None and used.amount_minor is not None
+            else None
+        ),
+    }
+
+
 def _member_payload(
     session: Session, program: Program, account: Account, kind: str, now: dt.datetime
 ) -> dict[str, Any]:
@@ -1218,6 +1404,8 @@ def _member_payload(
         return {"from": None, "to": account.tier}
     if kind == "member.birthday":
         return {"year": now.year, "points": 1000}
+    if kind in _REWARD_EVENTS:
+        return _coupon_payload(session, program, account, now)
     found = _entry_payload(session, program, account, kind)
     if found is not None:
         return found

@@ -1,5 +1,5 @@
-"""Report endpoints: period, liability, journal, members, promotions, dashboard, a member's
-balance as of a date, and the roll-up refresh. Every report is JSON, and most also CSV or XLSX."""
+"""Report endpoints: period, liability, journal, members, promotions, rewards and coupons,
+dashboard, a member's balance as of a date, and the roll-up refresh. Every report is JSON, and most also CSV or XLSX."""
 
 from __future__ import annotations
 
@@ -21,13 +21,14 @@ from patron.ledger.views import get_account
 from patron.programs.schemas import CODE_PATTERN
 from patron.programs.service import get_program
 from patron.reports import dashboard as dashboards
-from patron.reports import export, finance, members, period, promotions, rollup
+from patron.reports import export, finance, members, period, promotions, rewards, rollup
 from patron.reports.common import Basis, Granularity, GroupBy, day_range, today
 from patron.reports.dashboard import DashboardOut
 from patron.reports.finance import JournalAccounts, JournalOut, LiabilityOut, MemberBalanceOut
 from patron.reports.members import MembersReport
 from patron.reports.period import PeriodReport
 from patron.reports.promotions import PromotionsReport
+from patron.reports.rewards import BreakageReport, CouponsReport, RedemptionsReport, StockReport
 
 log = logging.getLogger("patron.reports")
 
@@ -259,6 +260,107 @@ def promotions_report(
         return promotions.promotions_report(s, program, rng, now=http.now())
 
     return _render(http.read(db, run), format, export.promotions_tables)
+
+
+@router.get(
+    "/programs/{code}/reports/rewards",
+    response_model=RedemptionsReport,
+    responses=FILE_RESPONSE,
+    summary="Rewards redeemed per day, week or month and reward, by store, tier or channel: "
+    "units, points and their cost in money, cancelled coupons netted out",
+)
+def rewards_report(
+    code: str = ProgramCode,
+    first: date | None = FromDay,
+    last: date | None = ToDay,
+    month: str | None = Month,
+    granularity: Granularity = Query("day"),
+    group_by: GroupBy | None = Query(None),
+    format: Format = Query("json"),
+    db: Database = Depends(http.get_db),
+    _actor: Actor = Depends(http.require("read")),
+):
+    def run(s):
+        program = get_program(s, code)
+        rng = day_range(program, first=first, last=last, month=month, now=http.now())
+        return rewards.redemptions_report(
+            s, program, rng, now=http.now(), granularity=granularity, group_by=group_by
+        )
+
+    return _render(http.read(db, run), format, export.redemptions_tables)
+
+
+@router.get(
+    "/programs/{code}/reports/rewards/stock",
+    response_model=StockReport,
+    responses=FILE_RESPONSE,
+    summary="Every reward's stock: units left, and the units restocked, redeemed, given back by "
+    "cancellations and corrected (all time, or in a range)",
+)
+def rewards_stock_report(
+    code: str = ProgramCode,
+    first: date | None = Query(None, alias="from", description="First local date (default: all)"),
+    last: date | None = Query(None, alias="to", description="Last local date, inclusive"),
+    month: str | None = Month,
+    format: Format = Query("json"),
+    db: Database = Depends(http.get_db),
+    _actor: Actor = Depends(http.require("read")),
+):
+    def run(s):
+        program = get_program(s, code)
+        rng = None
+        if first is not None or last is not None or month is not None:
+            rng = day_range(program, first=first, last=last, month=month, now=http.now())
+        return rewards.stock_report(s, program, rng, now=http.now())
+
+    return _render(http.read(db, run), format, export.stock_tables)
+
+
+@router.get(
+    "/programs/{code}/reports/coupons",
+    response_model=CouponsReport,
+    responses=FILE_RESPONSE,
+    summary="Coupons outstanding at the end of a date, per reward, and their value: the "
+    "coupons' liability (a gift card counts its balance left)",
+)
+def coupons_report(
+    code: str = ProgramCode,
+    as_of: date | None = Query(None, description="Local date (default: today)"),
+    format: Format = Query("json"),
+    db: Database = Depends(http.get_db),
+    _actor: Actor = Depends(http.require("read")),
+):
+    def run(s):
+        program = get_program(s, code)
+        return rewards.coupons_report(
+            s, program, as_of=as_of or today(program, http.now()), now=http.now()
+        )
+
+    return _render(http.read(db, run), format, export.coupons_tables)
+
+
+@router.get(
+    "/programs/{code}/reports/coupons/breakage",
+    response_model=BreakageReport,
+    responses=FILE_RESPONSE,
+    summary="Coupons that expired unused in a range against those used, per reward: count, "
+    "points, value and the breakage rate",
+)
+def coupon_breakage_report(
+    code: str = ProgramCode,
+    first: date | None = FromDay,
+    last: date | None = ToDay,
+    month: str | None = Month,
+    format: Format = Query("json"),
+    db: Database = Depends(http.get_db),
+    _actor: Actor = Depends(http.require("read")),
+):
+    def run(s):
+        program = get_program(s, code)
+        rng = day_range(program, first=first, last=last, month=month, now=http.now())
+        return rewards.breakage_report(s, program, rng, now=http.now())
+
+    return _render(http.read(db, run), format, export.coupon_breakage_tables)
 
 
 @router.get(

@@ -15,7 +15,8 @@ from rich.text import Text
 # `app` exists before patron.cli is imported: patron.cli registers it at its end, and either
 # module may be imported first.
 app: typer.Typer = typer.Typer(
-    help="Reports: points per period, liability, journal, members, promotions; roll-ups.",
+    help="Reports: points per period, liability, journal, members, promotions, rewards and "
+    "coupons; roll-ups.",
     no_args_is_help=True,
 )
 
@@ -309,6 +310,116 @@ def promotions_command(
         )
 
     _emit(_run(database_url, run, max_tail=None), fmt, output, export.promotions_tables)
+
+
+@app.command("rewards")
+def rewards_command(
+    program: ProgramOpt,
+    first: FromOpt = None,
+    last: ToOpt = None,
+    month: MonthOpt = None,
+    granularity: Annotated[
+        Literal["day", "week", "month"], typer.Option(help="Rows per day, week or month")
+    ] = "day",
+    group_by: Annotated[
+        Literal["store", "channel", "tier"] | None, typer.Option(help="A row per store, …")
+    ] = None,
+    fmt: FormatOpt = "table",
+    output: OutputOpt = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Rewards redeemed per period and reward: units, points, cost; cancellations netted out."""
+    from patron import clock
+    from patron.programs.service import get_program
+    from patron.reports import export, rewards
+
+    def run(session: Any) -> Any:
+        prog = get_program(session, program)
+        return rewards.redemptions_report(
+            session,
+            prog,
+            _range(prog, first, last, month),
+            now=clock.now(),
+            granularity=granularity,
+            group_by=group_by,
+        )
+
+    _emit(_run(database_url, run, max_tail=None), fmt, output, export.redemptions_tables)
+
+
+@app.command("rewards-stock")
+def rewards_stock_command(
+    program: ProgramOpt,
+    first: Annotated[
+        datetime | None,
+        typer.Option("--from", formats=["%Y-%m-%d"], help="First local date (default: all time)"),
+    ] = None,
+    last: ToOpt = None,
+    month: MonthOpt = None,
+    fmt: FormatOpt = "table",
+    output: OutputOpt = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Every reward's stock: left, restocked, redeemed, cancelled back, corrected."""
+    from patron import clock
+    from patron.programs.service import get_program
+    from patron.reports import export, rewards
+
+    def run(session: Any) -> Any:
+        prog = get_program(session, program)
+        ranged = first is not None or last is not None or month is not None
+        rng = _range(prog, first, last, month) if ranged else None
+        return rewards.stock_report(session, prog, rng, now=clock.now())
+
+    _emit(_run(database_url, run, max_tail=None), fmt, output, export.stock_tables)
+
+
+@app.command("coupons")
+def coupons_command(
+    program: ProgramOpt,
+    as_of: Annotated[
+        datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Local date (default today)")
+    ] = None,
+    fmt: FormatOpt = "table",
+    output: OutputOpt = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Coupons outstanding at the end of a date, per reward, and their value (a liability)."""
+    from patron import clock
+    from patron.programs.service import get_program
+    from patron.reports import export, rewards
+    from patron.reports.common import today
+
+    def run(session: Any) -> Any:
+        prog = get_program(session, program)
+        day = _day(as_of) or today(prog, clock.now())
+        return rewards.coupons_report(session, prog, as_of=day, now=clock.now())
+
+    _emit(_run(database_url, run, max_tail=None), fmt, output, export.coupons_tables)
+
+
+@app.command("coupons-breakage")
+def coupons_breakage_command(
+    program: ProgramOpt,
+    first: FromOpt = None,
+    last: ToOpt = None,
+    month: MonthOpt = None,
+    fmt: FormatOpt = "table",
+    output: OutputOpt = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Coupons that expired unused against those used, per reward, and the breakage rate."""
+    from patron import clock
+    from patron.programs.service import get_program
+    from patron.reports import export, rewards
+
+    def run(session: Any) -> Any:
+        prog = get_program(session, program)
+        return rewards.breakage_report(
+            session, prog, _range(prog, first, last, month), now=clock.now()
+        )
+
+    _emit(_run(database_url, run, max_tail=None), fmt, output, export.coupon_breakage_tables)
 
 
 @app.command("balance")

@@ -19,6 +19,14 @@ from patron.reports.finance import JournalOut, LiabilityOut, MemberBalanceOut
 from patron.reports.members import MembersReport
 from patron.reports.period import FiguresOut, PeriodReport
 from patron.reports.promotions import PromotionsReport
+from patron.reports.rewards import (
+    BreakageFigures,
+    BreakageReport,
+    CouponsReport,
+    RedemptionFigures,
+    RedemptionsReport,
+    StockReport,
+)
 
 FIGURE_COLUMNS = [
     "earned",
@@ -115,6 +123,9 @@ def liability_tables(report: LiabilityOut) -> Tables:
             ["projected_breakage_value", report.projected_breakage_value],
             ["expected_redemption_value", report.expected_redemption_value],
             *[[f"lifetime_{k}", v] for k, v in report.lifetime.items()],
+            ["coupons_outstanding", report.coupons_outstanding],
+            ["coupons_outstanding_value", report.coupons_outstanding_value],
+            ["total_liability_value", report.total_liability_value],
         ],
     )
     breakage = Table(
@@ -232,6 +243,146 @@ def promotions_tables(report: PromotionsReport) -> Tables:
     table.rows.append(["total", "", "", report.earned, report.earns, "", "", ""])
     name = f"{report.program}-rules-{report.first_day}-{report.last_day}"
     return Tables(name, "", [table])
+
+
+def _name(names: dict[str, str]) -> str:
+    """A reward's name for a file: English, else the first given."""
+    return names.get("en") or next(iter(names.values()), "")
+
+
+REDEMPTION_COLUMNS = [
+    "redemptions",
+    "units",
+    "points",
+    "value",
+    "cancelled_units",
+    "cancelled_points",
+    "cancelled_value",
+    "net_units",
+    "net_points",
+    "net_value",
+]
+REDEMPTION_MONEY = {"value", "cancelled_value", "net_value"}
+
+
+def _redemption_figures(f: RedemptionFigures) -> list[Any]:
+    return [getattr(f, c) for c in REDEMPTION_COLUMNS]
+
+
+def redemptions_tables(report: RedemptionsReport) -> Tables:
+    group = [report.group_by] if report.group_by else []
+    table = Table(
+        f"{report.program} rewards",
+        ["period", "from", "to", "reward", *group, *REDEMPTION_COLUMNS],
+        money_columns=REDEMPTION_MONEY,
+        terminal_hidden={"from", "to", "cancelled_points", "cancelled_value"},
+    )
+    for row in report.rows:
+        table.rows.append(
+            [
+                row.period,
+                row.starts,
+                row.ends,
+                row.reward,
+                *([row.group or "(none)"] if group else []),
+                *_redemption_figures(row),
+            ]
+        )
+    table.rows.append(
+        [
+            "total",
+            report.first_day,
+            report.last_day,
+            "",
+            *([""] if group else []),
+            *_redemption_figures(report.totals),
+        ]
+    )
+    by_reward = Table(
+        "by reward",
+        ["reward", "name", "kind", *REDEMPTION_COLUMNS],
+        [[r.reward, _name(r.names), r.kind, *_redemption_figures(r)] for r in report.by_reward],
+        money_columns=REDEMPTION_MONEY,
+        terminal_hidden={"cancelled_points", "cancelled_value"},
+    )
+    name = f"{report.program}-rewards-{report.first_day}-{report.last_day}"
+    return Tables(name, report.currency, [table, by_reward])
+
+
+def stock_tables(report: StockReport) -> Tables:
+    columns = [
+        "reward",
+        "name",
+        "status",
+        "stock_left",
+        "opening",
+        "restocked",
+        "redeemed",
+        "returned",
+        "corrected",
+        "closing",
+    ]
+    table = Table("stock", columns, terminal_hidden={"name"})
+    for r in report.rows:
+        table.rows.append(
+            [
+                r.reward,
+                _name(r.names),
+                r.status,
+                "unlimited" if r.stock_left is None else r.stock_left,
+                r.opening,
+                r.restocked,
+                r.redeemed,
+                r.returned,
+                r.corrected,
+                r.closing,
+            ]
+        )
+    span = f"{report.first_day}-{report.last_day}" if report.first_day else "all"
+    return Tables(f"{report.program}-stock-{span}", "", [table])
+
+
+def coupons_tables(report: CouponsReport) -> Tables:
+    table = Table(
+        "coupons outstanding",
+        ["reward", "name", "kind", "coupons", "points", "value"],
+        money_columns={"value"},
+    )
+    for r in report.rows:
+        table.rows.append([r.reward, _name(r.names), r.kind, r.coupons, r.points, r.value])
+    table.rows.append(["total", "", "", report.coupons, report.points, report.value])
+    return Tables(f"{report.program}-coupons-{report.as_of}", report.currency, [table])
+
+
+BREAKAGE_COLUMNS = [
+    "expired",
+    "expired_points",
+    "expired_value",
+    "used",
+    "used_value",
+    "breakage_rate",
+]
+
+
+def _breakage_figures(f: BreakageFigures) -> list[Any]:
+    return [
+        *[getattr(f, c) for c in BREAKAGE_COLUMNS[:-1]],
+        "" if f.breakage_rate is None else f.breakage_rate,
+    ]
+
+
+def coupon_breakage_tables(report: BreakageReport) -> Tables:
+    table = Table(
+        "coupon breakage",
+        ["reward", "name", "on_expiry", *BREAKAGE_COLUMNS],
+        money_columns={"expired_value", "used_value"},
+        terminal_hidden={"name"},
+    )
+    for r in report.rows:
+        table.rows.append([r.reward, _name(r.names), r.on_expiry, *_breakage_figures(r)])
+    table.rows.append(["total", "", "", *_breakage_figures(report.totals)])
+    name = f"{report.program}-coupon-breakage-{report.first_day}-{report.last_day}"
+    return Tables(name, report.currency, [table])
 
 
 def balance_tables(report: MemberBalanceOut) -> Tables:

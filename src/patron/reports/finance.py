@@ -1,5 +1,6 @@
-"""Liability and accounting: points outstanding and their value as of a date, a member's balance
-as of a date, breakage and redemption rates, and the daily journal for the general ledger.
+"""Liability and accounting: points outstanding and their value as of a date (beside the reward
+coupons outstanding, patron.reports.rewards), a member's balance as of a date, breakage and
+redemption rates, and the daily journal for the general ledger.
 
 Time axis ("basis"): `occurred` sums entries by when the points moved (occurred_at; an expiry at
 the lot's expiry instant), `recorded` by when Patron wrote them (created_at). Both are exact sums
@@ -21,13 +22,14 @@ from patron.errors import Invalid
 from patron.ledger.expiry import add_months
 from patron.ledger.models import Account, Entry, Lot, Movement
 from patron.programs.models import Program
-from patron.reports import period
+from patron.reports import period, rewards
 from patron.reports.common import (
     Basis,
     DayRange,
     Figures,
     check_day,
     day_start,
+    from_minor,
     money,
     ratio,
     share_half_up,
@@ -105,6 +107,16 @@ class LiabilityOut(BaseModel):
         description="outstanding_value − projected_breakage_value"
     )
     lifetime: dict[str, int] = Field(description="Totals of each kind up to the end of as_of")
+    coupons_outstanding: int = Field(
+        description="Reward coupons issued and not yet used, cancelled or expired at the end of "
+        "as_of (their points are spent: they are not in outstanding_points)"
+    )
+    coupons_outstanding_value: Decimal = Field(
+        description="What they are worth: each reward's value, a gift card's balance left"
+    )
+    total_liability_value: Decimal = Field(
+        description="outstanding_value + coupons_outstanding_value"
+    )
 
 
 def window_bounds(as_of: date, months: int) -> tuple[date, date]:
@@ -121,7 +133,8 @@ def liability(
     basis: Basis = "occurred",
     projection_months: int = 12,
 ) -> LiabilityOut:
-    """Points outstanding and their money value at the end of `as_of` (local date)."""
+    """Points outstanding and their money value at the end of `as_of` (local date), and the
+    reward coupons open then: total liability = points value + coupons value."""
     check_day(as_of, "as_of")
     _not_future(program, as_of, now)
     if projection_months not in BREAKAGE_WINDOWS:
@@ -161,6 +174,9 @@ def liability(
         projected = min(outstanding, share_half_up(outstanding, chosen.expired, chosen.issued))
     value = money(program, outstanding)
     breakage_value = money(program, projected)
+    # Coupons are dated as they happened on either basis (they have no recorded/occurred pair).
+    coupons, coupons_minor = rewards.outstanding_total(session, program, end)
+    coupons_value = from_minor(program, coupons_minor)
     return LiabilityOut(
         program=program.code,
         currency=program.currency,
@@ -198,6 +214,9 @@ def liability(
             "adjusted_out": lifetime.adjusted_out,
             "other": lifetime.other,
         },
+        coupons_outstanding=coupons,
+        coupons_outstanding_value=coupons_value,
+        total_liability_value=value + coupons_value,
     )
 
 

@@ -28,11 +28,11 @@ from patron.errors import (
     responses,
 )
 from patron.ledger.models import Account
-from patron.ledger.purchases import from_minor
 from patron.members import service as members
+from patron.money import from_minor
 from patron.programs.schemas import CODE_PATTERN
 from patron.programs.service import get_program
-from patron.rewards import catalog, codes, coupons, redeem, views
+from patron.rewards import catalog, codes, coupons, offline, redeem, views
 from patron.rewards.models import Coupon
 from patron.rewards.schemas import (
     BulkIssueRequest,
@@ -63,7 +63,8 @@ router = APIRouter(
 )
 ProgramCode = Path(pattern=CODE_PATTERN, description="The program's code, e.g. bakery")
 RewardCode = Path(pattern=CODE_PATTERN, description="The reward's code, e.g. americano")
-CouponCode = Path(min_length=4, max_length=80, description="As printed or scanned")
+# A code as printed, or the offline token its QR code carries (patron.rewards.offline).
+CouponCode = Path(min_length=4, max_length=1000, description="As printed or scanned")
 
 
 @router.get(
@@ -352,7 +353,8 @@ def get_coupon(
 def _qr(db: Database, code: str, coupon: str) -> str:
     def run(s):
         program = get_program(s, code)
-        return redeem.find_coupon(s, program, coupon).code
+        row = redeem.find_coupon(s, program, coupon)
+        return offline.qr_text(s, program, row, now=http.now())
 
     return http.read(db, run)
 

@@ -14,8 +14,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from patron.audit import service as audit
 from patron.audit.service import Actor
 from patron.errors import Conflict, Invalid, NotFound, OutOfStock
-from patron.ledger.purchases import from_minor, to_minor
-from patron.money import parse_amount
+from patron.money import from_minor, parse_amount, to_minor
 from patron.programs.models import Program, Store
 from patron.rewards.models import Reward, RewardVersion, StockMove
 from patron.rewards.schemas import RewardCreate, RewardFields, RewardOut, RewardUpdate

@@ -3,7 +3,7 @@
 `7KQM-3X9P-DV2T-H8WC-R` is sixteen symbols of randomness (5 bits each) and one check symbol
 (Luhn mod 32 over the same alphabet, so the check is as typable as the rest), grouped by four. Reading is
 forgiving: case, dashes and spaces do not matter, O reads as 0 and I or L as 1. A typo in one
-symbol, and almost every swap of two neighbours, fails the check before any database look-up.
+symbol, and every swap of two neighbours but 0↔Z, fails the check before any database look-up.
 
 Codes imported from a partner are kept as they come (upper-cased, without spaces or dashes) and
 carry no check symbol.

@@ -9,7 +9,7 @@ first time (a unique index on the use events makes that hold under races too).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 
 from sqlalchemy import select, update
@@ -19,9 +19,8 @@ from sqlalchemy.orm import Session
 from patron.audit.service import Actor
 from patron.errors import CouponRefused, Invalid
 from patron.events import outbox
-from patron.ledger.purchases import from_minor, to_minor
 from patron.members import service as members
-from patron.money import parse_amount
+from patron.money import from_minor, parse_amount, to_minor
 from patron.programs.models import Program, Store
 from patron.rewards import codes
 from patron.rewards.models import Coupon, CouponEvent, Reward
@@ -168,9 +167,11 @@ def use(
     actor: Actor,
     now: datetime,
     offline: bool = False,
+    discount_minor: int | None = None,
 ) -> Used:
     """Mark the coupon used on `req.order` and say what it gave. Refusals raise CouponRefused
-    with their code and write nothing."""
+    with their code and write nothing. `discount_minor` (a sale's plan) may give less than
+    the coupon alone would."""
     coupon = find_coupon(session, program, raw_code)
     replay = _replay(session, coupon, req.order)
     if replay is not None:
@@ -182,9 +183,15 @@ def use(
         except ValueError as exc:
             raise Invalid(f"gift_amount: {exc}", code="invalid_amount") from None
     at = req.used_at or now
+    if at > now + timedelta(minutes=5):
+        raise Invalid("used_at is in the future", code="used_at_in_future")
     reward, outcome = check(session, program, coupon, req, now=at, gift_amount_minor=gift_minor)
     if isinstance(outcome, Refusal):
         raise CouponRefused(outcome.detail, code=outcome.code)
+    if discount_minor is not None:
+        # A sale's share when several coupons together would take more than the basket.
+        assert 0 <= discount_minor <= outcome.discount_minor
+        outcome = Effect(discount_minor, outcome.sku)
     the_store = store_id(session, program, req.store)
     if reward.kind == "gift_card":
         left = session.execute(

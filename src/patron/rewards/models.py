@@ -189,6 +189,8 @@ class Coupon(Base):
     campaign: Mapped[str | None] = mapped_column(String(80))
     status: Mapped[str] = mapped_column(String(10))
     points: Mapped[int] = mapped_column(BigInteger)  # this unit's share of the redemption
+    # Points given back when it was cancelled, or expired on a reward that refunds on expiry.
+    points_returned: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     value_minor: Mapped[int] = mapped_column(BigInteger)
     # Gift cards: what is left to spend (minor unit); None for other kinds.
     balance_minor: Mapped[int | None] = mapped_column(BigInteger)

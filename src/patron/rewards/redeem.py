@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import exists, func, select, update
+from sqlalchemy.orm import Session, aliased
 
 from patron.audit import service as audit
 from patron.audit.service import Actor
@@ -141,6 +141,8 @@ def _redeemed_units(
     stmt = select(func.coalesce(func.sum(Redemption.quantity), 0)).where(
         Redemption.reward_id == reward.id, Redemption.member_id == member_id
     )
+    # A coupon closed by a reissue lives on in its replacement: it frees no unit.
+    replacement = aliased(Coupon)
     cancelled = (
         select(func.count())
         .select_from(Coupon)
@@ -149,7 +151,7 @@ def _redeemed_units(
             Redemption.reward_id == reward.id,
             Redemption.member_id == member_id,
             Coupon.status == "cancelled",
-            Coupon.reissued_from_id.is_(None),
+            ~exists().where(replacement.reissued_from_id == Coupon.id),
         )
     )
     if since is not None:
@@ -295,6 +297,9 @@ def redeem(
             "points": redemption.points,
             "entry_id": redemption.entry_id,
             "coupons": [codes.display(c.code) for c in coupons],
+            "expires_at": (
+                coupons[0].expires_at.isoformat() if coupons and coupons[0].expires_at else None
+            ),
             "fulfilment": "external" if reward.kind in NO_COUPON_KINDS else "coupon",
             "store": store,
             "channel": channel,
@@ -322,7 +327,11 @@ def redeem(
 
 def find_coupon(session: Session, program: Program, raw: str, *, lock: bool = False) -> Coupon:
     """The program's coupon with this code (typed or scanned): 404 when no coupon has it,
-    409 coupon_foreign when another program's does."""
+    409 coupon_foreign when another program's does. `raw` may be an offline token."""
+    from patron.rewards import offline  # here: offline imports this module
+
+    if offline.is_token(raw):
+        raw = offline.coupon_code(raw)
     code = codes.lookup_form(raw)
     stmt = select(Coupon).where(Coupon.code == code)
     if lock:
@@ -402,6 +411,7 @@ def cancel(
         assert redemption.entry_id is not None
         entry = session.get(Entry, redemption.entry_id)
         assert entry is not None
+        ledger.settle_due(session, account, now, actor=str(actor))  # what was due anyway
         expired_before = account.expired
         ledger.restore(
             session,
@@ -416,6 +426,7 @@ def cancel(
         ledger.settle_due(session, account, now, actor=str(actor))
         returned = coupon.points
         expired_again = account.expired - expired_before
+        coupon.points_returned = returned
     if coupon.source == "redeem" or coupon.source == "bulk":
         change_stock(session, reward, 1, reason="cancel", actor=actor, now=now, coupon_id=coupon.id)
     session.add(
@@ -440,6 +451,7 @@ def cancel(
             "coupon": codes.display(coupon.code),
             "reward": reward.code,
             "points_returned": returned,
+            "points_expired_again": expired_again,
             "reason": reason,
         },
     )

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -31,6 +31,20 @@ Money = Decimal
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def _sane_instant(value: datetime | None) -> datetime | None:
+    """Instants from 1970 to 9000: outside, offsets cannot even be turned into UTC."""
+    if value is not None and not (EARLIEST <= value <= LATEST):
+        raise ValueError("must be between 1970 and 9000")
+    return value
+
+
+MemberId = Annotated[int, Field(ge=1, le=2**53)]
 
 
 def _texts(value: dict[str, str] | None) -> dict[str, str] | None:
@@ -104,6 +118,7 @@ class RewardFields(Strict):
     on_refund: Literal["restore", "keep"] | None = None
 
     _names = field_validator("names", "descriptions")(_texts)
+    _instants = field_validator("valid_until", "available_from", "available_until")(_sane_instant)
 
     @field_validator("tier_costs")
     @classmethod
@@ -226,6 +241,11 @@ class CouponOut(BaseModel):
     used_order: str | None
     qr_svg: str = Field(description="The coupon's QR code as SVG (GET)")
     qr_png: str = Field(description="The coupon's QR code as PNG (GET)")
+    offline_token: str | None = Field(
+        None,
+        description="While the coupon can be used: the signed token its QR code carries, which a "
+        "till can verify offline with the program's public keys",
+    )
 
 
 class RedemptionOut(BaseModel):
@@ -266,7 +286,7 @@ class BasketCheck(Strict):
 
 
 class ValidateRequest(BasketCheck):
-    code: str = Field(min_length=4, max_length=64)
+    code: str = Field(min_length=4, max_length=1000, description="A code or an offline token")
 
 
 class ValidateOut(BaseModel):
@@ -287,6 +307,8 @@ class UseRequest(BasketCheck):
         None, gt=0, le=Decimal("1e13"), description="gift_card: how much of it to spend"
     )
     used_at: AwareDatetime | None = Field(None, description="When (offline tills); default now")
+
+    _instants = field_validator("used_at")(_sane_instant)
 
 
 class UseOut(BaseModel):
@@ -311,13 +333,13 @@ class CancelOut(BaseModel):
 
 
 class BulkIssueRequest(Strict):
-    members: list[int] = Field(min_length=1, max_length=10_000)
+    members: list[MemberId] = Field(min_length=1, max_length=10_000)
     campaign: str | None = Field(None, max_length=80)
 
 
 class ImportRequest(Strict):
     codes: list[str] = Field(min_length=1, max_length=10_000)
-    members: list[int] | None = Field(
+    members: list[MemberId] | None = Field(
         None, description="The member of each code, in the same order (optional)"
     )
     campaign: str | None = Field(None, max_length=80)

@@ -10,10 +10,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from patron.ledger.models import Account
-from patron.ledger.purchases import from_minor
 from patron.ledger.views import totals
+from patron.money import from_minor
 from patron.programs.models import Program, Store
-from patron.rewards import codes
+from patron.rewards import codes, offline
 from patron.rewards.catalog import list_rewards, out, price_for
 from patron.rewards.models import Coupon, CouponEvent, Reward
 from patron.rewards.redeem import refusal
@@ -40,11 +40,18 @@ def coupons_out(session: Session, program: Program, coupons: list[Coupon]) -> li
         )
     }
     stores = _stores(session, (c.used_store_id for c in coupons))
-    return [_coupon_out(program, c, rewards[c.reward_id], stores) for c in coupons]
+    tokens = offline.tokens(session, program, coupons, rewards)
+    return [
+        _coupon_out(program, c, rewards[c.reward_id], stores, tokens.get(c.id)) for c in coupons
+    ]
 
 
 def _coupon_out(
-    program: Program, coupon: Coupon, reward: Reward, stores: dict[int, str]
+    program: Program,
+    coupon: Coupon,
+    reward: Reward,
+    stores: dict[int, str],
+    offline_token: str | None,
 ) -> CouponOut:
     shown = codes.display(coupon.code)
     base = f"/api/v1/programs/{program.code}/coupons/{coupon.code}"
@@ -70,6 +77,7 @@ def _coupon_out(
         used_order=coupon.used_order,
         qr_svg=f"{base}/qr.svg",
         qr_png=f"{base}/qr.png",
+        offline_token=offline_token,
     )
 
 

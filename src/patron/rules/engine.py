@@ -65,6 +65,8 @@ class Order:
     payment_method: str | None = None
     paid_with_points: Decimal = Decimal(0)
     earn_on_redeemed: bool = False
+    # The rewards of the coupons used on the order (promotions may not stack with them).
+    coupons: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,8 @@ def _why_not(rule: Any, order: Order, member: MemberContext, local: datetime) ->
             f"payment method {order.payment_method or '(none)'} is not one of "
             f"{', '.join(rule.payment_methods)}"
         )
+    if order.coupons and getattr(rule, "with_coupons", True) is False:
+        return f"not with a coupon (this order uses {', '.join(order.coupons)})"
     cond = rule.conditions
     if cond is None:
         return None

@@ -179,6 +179,9 @@ class Promotion(RuleBase):
         None, ge=1, le=10**12, description="Stops once it has given this many extra points"
     )
     qualifying: bool = Field(True, description="Points from this rule count towards tiers")
+    with_coupons: bool = Field(
+        True, description="Also on orders that use coupons; false: not when a coupon is used"
+    )
 
     @model_validator(mode="after")
     def _does_something(self) -> Promotion:
@@ -193,6 +196,9 @@ class OrderBonus(RuleBase):
     kind: Literal["order_bonus"]
     points: Points = Field(gt=0)
     qualifying: bool = Field(True, description="Points from this rule count towards tiers")
+    with_coupons: bool = Field(
+        True, description="Also on orders that use coupons; false: not when a coupon is used"
+    )
 
 
 class Cap(RuleBase):

@@ -32,7 +32,7 @@ from patron.ledger.expiry import add_months
 from patron.programs.models import Program
 from patron.programs.service import get_program
 from patron.reports import dashboard as dashboards
-from patron.reports import export, finance, members, period, promotions, rollup
+from patron.reports import export, finance, members, period, promotions, rewards, rollup
 from patron.reports.common import (
     MAX_DAYS,
     DayRange,
@@ -346,6 +346,37 @@ def _show(
 # --- the dashboard ----------------------------------------------------------------------------
 
 
+@dataclass
+class RewardLine:
+    """One reward on the dashboard: redeemed in the month (net of cancellations) and its
+    coupons outstanding today."""
+
+    name: str
+    units: int = 0
+    points: int = 0
+    cost: Decimal = Decimal(0)
+    coupons: int = 0
+    coupons_value: Decimal = Decimal(0)
+
+
+def reward_lines(
+    redeemed: rewards.RedemptionsReport, open_coupons: rewards.CouponsReport, lang: str
+) -> list[RewardLine]:
+    """The two reports side by side, one line per reward that has either (by code)."""
+
+    def name(info: rewards.RewardInfo) -> str:
+        names = info.names
+        return names.get(lang) or names.get("en") or next(iter(names.values()), info.reward)
+
+    lines: dict[str, RewardLine] = {}
+    for r in redeemed.by_reward:
+        lines[r.reward] = RewardLine(name(r), r.net_units, r.net_points, r.net_value)
+    for c in open_coupons.rows:
+        line = lines.setdefault(c.reward, RewardLine(name(c)))
+        line.coupons, line.coupons_value = c.coupons, c.value
+    return [lines[code] for code in sorted(lines)]
+
+
 def dashboard_tables(
     out: dashboards.DashboardOut, months: period.PeriodReport, new: tuple[int, int]
 ) -> export.Tables:
@@ -425,6 +456,8 @@ def reports_home(
         if format in FORMATS:
             return _download(dashboard_tables(out, months, new), format)
         owed = outstanding_series(session, prog, until=out.today, now=now)
+        redeemed = rewards.redemptions_report(session, prog, this_rng, now=now, granularity="month")
+        open_coupons = rewards.coupons_report(session, prog, as_of=out.today, now=now)
         fmt = Fmt(lang, prog.currency)
         daily = charts.line_chart(
             [charts.day_label(p.day, lang) for p in out.series],
@@ -458,6 +491,9 @@ def reports_home(
             d=out,
             new=new,
             fmt=fmt,
+            reward_lines=reward_lines(redeemed, open_coupons, lang),
+            redeemed=redeemed.totals,
+            open_coupons=open_coupons,
             chart_months=period_chart(
                 months, year, lang, i18n.translate("reports.chart.months", lang), charts.Frame()
             ),

@@ -113,6 +113,7 @@ def upgrade() -> None:
     sa.Column('campaign', sa.String(length=80), nullable=True),
     sa.Column('status', sa.String(length=10), nullable=False),
     sa.Column('points', sa.BigInteger(), nullable=False),
+    sa.Column('points_returned', sa.BigInteger(), server_default='0', nullable=False),
     sa.Column('value_minor', sa.BigInteger(), nullable=False),
     sa.Column('balance_minor', sa.BigInteger(), nullable=True),
     sa.Column('issued_at', patron.db.types.UTCDateTime(timezone=True), nullable=False),
