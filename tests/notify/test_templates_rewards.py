@@ -472,6 +472,7 @@ def test_an_endpoint_subscribed_to_reward_redeemed_receives_it_signed(
         "points": 1500,
         "entry_id": out["entry_id"],
         "coupons": [code],
+        "expires_at": out["coupons"][0]["expires_at"].replace("Z", "+00:00"),
         "fulfilment": "coupon",
         "store": "gangnam",
         "channel": "pos",

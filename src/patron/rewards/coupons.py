@@ -18,13 +18,11 @@ from sqlalchemy.orm import Session
 
 from patron.audit.service import Actor
 from patron.errors import CouponRefused, Invalid
-from patron.events import outbox
 from patron.members import service as members
 from patron.money import from_minor, parse_amount, to_minor
 from patron.programs.models import Program, Store
-from patron.rewards import codes
 from patron.rewards.models import Coupon, CouponEvent, Reward
-from patron.rewards.redeem import Refusal, find_coupon, state_refusal, store_id
+from patron.rewards.redeem import Refusal, coupon_event, find_coupon, state_refusal, store_id
 from patron.rewards.schemas import BasketCheck, UseRequest
 
 
@@ -246,22 +244,9 @@ def use(
     except IntegrityError:
         # A gift card used twice on one order at the same moment: the other call won.
         raise CouponRefused("this coupon is being used on this order", code="coupon_used") from None
-    outbox.emit(
-        session,
-        kind="coupon.used",
-        program_id=program.id,
-        member_id=coupon.member_id,
-        at=now,
-        payload={
-            "program": program.code,
-            "member_id": coupon.member_id,
-            "coupon": codes.display(coupon.code),
-            "reward": reward.code,
-            "order": req.order,
-            "store": req.store,
-            "discount": str(from_minor(outcome.discount_minor, program.currency)),
-            "offline": offline,
-        },
-    )
+    coupon_event(
+        session, "coupon.used", program, coupon, reward, now, order=req.order, store=req.store,
+        discount=str(from_minor(outcome.discount_minor, program.currency)), offline=offline,
+    )  # fmt: skip
     session.flush()
     return Used(coupon, outcome.discount_minor, outcome.sku, False)

@@ -160,6 +160,32 @@ def _redeemed_units(
     return int(session.scalar(stmt) or 0) - int(session.scalar(cancelled) or 0)
 
 
+def coupon_event(
+    session: Session,
+    kind: str,
+    program: Program,
+    coupon: Coupon,
+    reward: Reward,
+    at: datetime,
+    **details: object,
+) -> None:
+    """A coupon.* event in the outbox: who, which coupon and reward, and what happened."""
+    outbox.emit(
+        session,
+        kind=kind,
+        program_id=program.id,
+        member_id=coupon.member_id,
+        at=at,
+        payload={
+            "program": program.code,
+            "member_id": coupon.member_id,
+            "coupon": codes.display(coupon.code),
+            "reward": reward.code,
+            **details,
+        },
+    )
+
+
 def _issue(
     session: Session,
     program: Program,
@@ -439,22 +465,10 @@ def cancel(
             details={"points_returned": returned, "points_expired_again": expired_again},
         )
     )
-    outbox.emit(
-        session,
-        kind=f"coupon.{status}",
-        program_id=program.id,
-        member_id=coupon.member_id,
-        at=now,
-        payload={
-            "program": program.code,
-            "member_id": coupon.member_id,
-            "coupon": codes.display(coupon.code),
-            "reward": reward.code,
-            "points_returned": returned,
-            "points_expired_again": expired_again,
-            "reason": reason,
-        },
-    )
+    coupon_event(
+        session, f"coupon.{status}", program, coupon, reward, now,
+        points_returned=returned, points_expired_again=expired_again, reason=reason,
+    )  # fmt: skip
     audit.record(
         session,
         actor=actor,
@@ -566,21 +580,11 @@ def bulk_issue(
         for m in member_ids
     ]
     for coupon in issued:
-        outbox.emit(
-            session,
-            kind="coupon.issued",
-            program_id=program.id,
-            member_id=coupon.member_id,
-            at=now,
-            payload={
-                "program": program.code,
-                "member_id": coupon.member_id,
-                "coupon": codes.display(coupon.code),
-                "reward": reward.code,
-                "campaign": campaign,
-                "expires_at": coupon.expires_at.isoformat() if coupon.expires_at else None,
-            },
-        )
+        expires = coupon.expires_at.isoformat() if coupon.expires_at else None
+        coupon_event(
+            session, "coupon.issued", program, coupon, reward, now, campaign=campaign,
+            expires_at=expires,
+        )  # fmt: skip
     audit.record(
         session,
         actor=actor,
