@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -266,11 +266,12 @@ def change_stock(
     one writer). Untracked stock (None) is left alone. Raises OutOfStock."""
     if reward.stock_left is None:
         return
-    moved = session.execute(
-        update(Reward)
-        .where(Reward.id == reward.id, Reward.stock_left + delta >= 0)
-        .values(stock_left=Reward.stock_left + delta)
-        .returning(Reward.stock_left)
+    table = cast(Table, Reward.__table__)  # Core: no ORM bookkeeping on a hot statement
+    moved = session.connection().execute(
+        update(table)
+        .where(table.c.id == reward.id, table.c.stock_left + delta >= 0)
+        .values(stock_left=table.c.stock_left + delta)
+        .returning(table.c.stock_left)
     ).scalar_one_or_none()
     if moved is None:
         left = session.scalar(select(Reward.stock_left).where(Reward.id == reward.id))

@@ -170,7 +170,9 @@ def use(
     """Mark the coupon used on `req.order` and say what it gave. Refusals raise CouponRefused
     with their code and write nothing. `discount_minor` (a sale's plan) may give less than
     the coupon alone would."""
-    coupon = find_coupon(session, program, raw_code)
+    # Lock before you check: the replay, the state and a gift card's balance are read under
+    # the coupon's row lock, so concurrent tills get the answer a later one would.
+    coupon = find_coupon(session, program, raw_code, lock=True)
     replay = _replay(session, coupon, req.order)
     if replay is not None:
         return replay

@@ -266,11 +266,6 @@ def redeem(
     )
     session.add(redemption)
     session.flush()
-    # The guarded UPDATE is the oversell guard; the check above only gives the nicer answer.
-    change_stock(
-        session, reward, -quantity, reason="redeem", actor=actor, now=now,
-        redemption_id=redemption.id,
-    )  # fmt: skip
     if redemption.points:
         result = ledger.debit(
             session,
@@ -347,6 +342,13 @@ def redeem(
             "coupons": [c.id for c in coupons],
         },
     )
+    # The guarded UPDATE is the oversell guard (the check above only gives the nicer answer).
+    # Last, so the reward's row lock, which every redemption of it queues on, is held for
+    # as little of the transaction as possible.
+    change_stock(
+        session, reward, -quantity, reason="redeem", actor=actor, now=now,
+        redemption_id=redemption.id,
+    )  # fmt: skip
     session.flush()
     return redemption, coupons, account
 
