@@ -27,6 +27,11 @@ from patron.members.schemas import MemberOut
 from patron.notify import consent
 from patron.notify.models import ConsentRecord
 from patron.programs.models import Program
+from patron.rewards import catalog as rewards_catalog
+from patron.rewards import redeem as rewards_redeem
+from patron.rewards import views as rewards_views
+from patron.rewards.models import Coupon
+from patron.rewards.schemas import CouponOut
 from patron.rules import events
 from patron.tiers import progress as tier_progress
 from patron.tiers import service as tiers
@@ -35,6 +40,7 @@ from patron.tiers.schemas import TierChangeOut
 HISTORY_PAGE = 25
 EXPIRING_DAYS = 30
 MESSAGES = 20
+COUPONS = 50
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,14 @@ class LotRow:
     lot: LotOut
     valid_until: date | None  # the last local day its points can be used
     expiring: bool  # within EXPIRING_DAYS
+
+
+@dataclass(frozen=True)
+class CouponRow:
+    coupon: CouponOut
+    reward_name: str  # in the staff member's language
+    last_day: date | None  # the last local day it can be used
+    open: bool  # issued and not expired: staff may cancel or reissue it
 
 
 @dataclass(frozen=True)
@@ -82,6 +96,8 @@ class Member360:
     message_log: dict[int, list[DeliveryAttempt]] = field(default_factory=dict)
     consent: dict[str, bool] = field(default_factory=dict)
     consent_history: list[ConsentRecord] = field(default_factory=list)
+    # The member's coupons in this program, newest first (rewards/_coupons.html shows them).
+    coupons: list[CouponRow] = field(default_factory=list)
 
 
 def member_programs(session: Session, member_id: int) -> list[Program]:
@@ -159,6 +175,13 @@ def load(
             session, program, member_id=member_id, limit=MESSAGES, messages_only=True
         )
         page.message_log = deliveries.attempts_of(session, [d.id for d in page.messages])
+        page.coupons = coupon_rows(
+            session,
+            program,
+            rewards_views.member_coupons(session, program, member_id, limit=COUPONS),
+            lang=lang,
+            now=now,
+        )
     page.consent = consent.current_all(session, member)
     page.consent_history = consent.history(session, member_id, limit=10)
     actors.update(record.actor for record in page.consent_history)
@@ -184,6 +207,30 @@ def _tiers(
         page.tier_choices.append(TierChoice(tier.code, name))
         page.tier_names[tier.code] = name
     page.tier_history = list(reversed(tiers.history(session, program, account.member_id)))
+
+
+def coupon_rows(
+    session: Session, program: Program, coupons: list[Coupon], *, lang: str, now: datetime
+) -> list[CouponRow]:
+    """Coupons as the rewards API shows them, with the reward's name and the last day."""
+    if not coupons:
+        return []
+    tz = ZoneInfo(program.timezone)
+    names = {
+        r.code: rewards_catalog.name_in(r, lang)
+        for r in rewards_catalog.list_rewards(session, program)
+    }
+    return [
+        CouponRow(
+            coupon=shown,
+            reward_name=names.get(shown.reward, shown.reward),
+            last_day=views.valid_until(shown.expires_at, tz) if shown.expires_at else None,
+            open=rewards_redeem.state_refusal(row, now) is None,
+        )
+        for row, shown in zip(
+            coupons, rewards_views.coupons_out(session, program, coupons), strict=True
+        )
+    ]
 
 
 def export_rows(

@@ -28,6 +28,7 @@ NAV: tuple[NavItem, ...] = (
     NavItem("program", "nav.program", "program_settings", "program.view"),
     NavItem("rules", "nav.rules", "rules_list", "rules.view"),
     NavItem("tiers", "nav.tiers", "tiers_setup", "tiers.view"),
+    NavItem("rewards", "nav.rewards", "rewards_list", "rewards.view"),
     NavItem("reports", "nav.reports", "reports_home", "reports.view"),
     NavItem("messages", "nav.messages", "messages_home", "messages.view"),
     NavItem("webhooks", "nav.webhooks", "webhooks_list", "webhooks.view"),

@@ -25,6 +25,12 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "messages.view": frozenset({"owner", "marketer", "support", "viewer"}),
     "messages.manage": frozenset({"owner", "marketer"}),
     "deliveries.replay": frozenset({"owner", "marketer", "support"}),
+    # Rewards: the catalog (prices, stock) and the coupons members hold. Support looks coupons
+    # up and cancels or reissues them for a member, always with a reason.
+    "rewards.view": frozenset({"owner", "marketer", "viewer"}),
+    "rewards.manage": frozenset({"owner", "marketer"}),
+    "coupons.view": frozenset({"owner", "marketer", "support", "viewer"}),
+    "coupons.manage": frozenset({"owner", "support"}),
     # Webhooks: endpoints hold signing secrets
     "webhooks.view": frozenset({"owner", "marketer"}),
     "webhooks.manage": frozenset({"owner"}),

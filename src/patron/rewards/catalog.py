@@ -267,12 +267,16 @@ def change_stock(
     if reward.stock_left is None:
         return
     table = cast(Table, Reward.__table__)  # Core: no ORM bookkeeping on a hot statement
-    moved = session.connection().execute(
-        update(table)
-        .where(table.c.id == reward.id, table.c.stock_left + delta >= 0)
-        .values(stock_left=table.c.stock_left + delta)
-        .returning(table.c.stock_left)
-    ).scalar_one_or_none()
+    moved = (
+        session.connection()
+        .execute(
+            update(table)
+            .where(table.c.id == reward.id, table.c.stock_left + delta >= 0)
+            .values(stock_left=table.c.stock_left + delta)
+            .returning(table.c.stock_left)
+        )
+        .scalar_one_or_none()
+    )
     if moved is None:
         left = session.scalar(select(Reward.stock_left).where(Reward.id == reward.id))
         raise OutOfStock(

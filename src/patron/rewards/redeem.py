@@ -500,7 +500,8 @@ def reissue(
     if why is not None:
         raise CouponRefused(why.detail, code=why.code)
     if not _close(session, coupon, "cancelled", now):
-        raise CouponRefused("the coupon changed meanwhile", code="coupon_used")
+        why = state_refusal(coupon, now) or Refusal("coupon_refused", "the coupon changed")
+        raise CouponRefused(why.detail, code=why.code)
     reward = session.get(Reward, coupon.reward_id)
     assert reward is not None
     redemption = (

@@ -65,7 +65,7 @@ class RewardFields(Strict):
     status: RewardStatus | None = None
     names: dict[str, str] | None = Field(None, description='Per language: {"ko": …, "en": …}')
     descriptions: dict[str, str] | None = None
-    image_url: str | None = Field(None, max_length=500, pattern=r"^(https?://|/)\S+$")
+    image_url: str | None = Field(None, max_length=500, pattern=r"^(https?://\S+|/[^/\s]\S*)$")
     points_cost: int | None = Field(None, ge=0, le=10**12)
     tier_costs: dict[str, int] | None = Field(
         None, description='A different price per tier: {"gold": 1200}'
