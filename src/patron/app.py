@@ -26,12 +26,14 @@ from patron.notify.api import router as notify_router
 from patron.notify.templates_api import router as templates_router
 from patron.notify.unsubscribe import router as unsubscribe_router
 from patron.programs.api import router as programs_router
+from patron.programs.branding_api import router as branding_router
 from patron.reports.api import router as reports_router
 from patron.rewards.api import router as rewards_router
 from patron.rewards.offline_api import router as offline_coupons_router
 from patron.rules.api import router as rules_router
 from patron.tiers.api import router as tiers_router
 from patron.tiers.read_api import router as tier_reads_router
+from patron.wallet.api import router as wallet_router
 from patron.webhooks.api import router as webhooks_router
 
 log = logging.getLogger("patron")
@@ -147,6 +149,7 @@ def create_app(
     app.include_router(rewards_router)
     for router in (
         programs_router,
+        branding_router,
         members_router,
         points_router,
         access_router,
@@ -157,6 +160,7 @@ def create_app(
         templates_router,
         webhooks_router,
         unsubscribe_router,
+        wallet_router,
     ):
         app.include_router(router)
 
@@ -168,6 +172,11 @@ def create_app(
     from patron.admin.web import create_admin_app
 
     app.mount("/admin", create_admin_app(app.state.db))
+
+    # The member pages (/m/{program}/…): their own app too, HTML only, same database.
+    from patron.portal.web import create_portal_app
+
+    app.mount("/m", create_portal_app(app.state.db))
 
     # The till's purchase call, answered without the framework when it can be (same functions,
     # same answers; everything else goes on to the routes above).

@@ -99,6 +99,8 @@ def _load_demo(db, members: int, days: int) -> None:
     console.print(
         "  try the expiring-points reminder: .venv/bin/patron notify expiring --program bakery"
     )
+    console.print("  member page: [bold]http://127.0.0.1:8000/m/bakery[/]")
+    console.print(f"  김민지's sign-in codes ({demo.WALKTHROUGH_EMAIL}) land in the message log")
     console.print("  rewards: /api/v1/programs/bakery/rewards and /admin/rewards")
     if result.coupon:
         console.print(

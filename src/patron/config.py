@@ -67,6 +67,26 @@ class Settings(BaseSettings):
     webhook_allow_private: bool = False
     webhook_timeout_seconds: float = 10.0
 
+    # --- Apple Wallet passes (docs/wallet.md); the pass download is off until all are set ---
+    wallet_pass_type_id: str = ""  # e.g. pass.com.example.loyalty
+    wallet_team_id: str = ""  # the Apple Developer team identifier
+    # PEM file with the Pass Type ID certificate, and its private key unless wallet_key_file is set.
+    wallet_cert_file: str = ""
+    wallet_key_file: str = ""
+    wallet_key_password: str = ""  # when the private key is encrypted
+    wallet_wwdr_file: str = ""  # Apple's WWDR intermediate certificate, PEM or DER
+
+    @property
+    def wallet_enabled(self) -> bool:
+        return all(
+            (
+                self.wallet_pass_type_id,
+                self.wallet_team_id,
+                self.wallet_cert_file,
+                self.wallet_wwdr_file,
+            )
+        )
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or default_database_url()

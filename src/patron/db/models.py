@@ -14,7 +14,8 @@ from patron.notify.models import (
     NotificationConfig,
     ReminderMark,
 )
-from patron.programs.models import Program, Store
+from patron.portal.models import PortalCode, PortalSession
+from patron.programs.models import Program, ProgramBranding, Store
 from patron.reports.models import ReportDaily, ReportWatermark  # noqa: F401
 from patron.rewards.models import (
     Coupon,
@@ -55,7 +56,10 @@ __all__ = [
     "MessageTemplate",
     "Movement",
     "NotificationConfig",
+    "PortalCode",
+    "PortalSession",
     "Program",
+    "ProgramBranding",
     "PromotionBudget",
     "Purchase",
     "Redemption",

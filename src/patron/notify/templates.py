@@ -25,7 +25,8 @@ it is saved, so a broken template is a 422 at save time, never a failed delivery
 The variables a template sees (`variables()` returns them for the editor's help box):
 
     member.name, member.id, member.language   the member
-    program.name, program.code                the program
+    program.name, program.code                the program (name: its branding's display name
+                                              in the message's language, if it has one)
     points          the event's points, as a positive number (earned, used, adjusted, …;
                     spent on the reward for reward.redeemed, given back for coupon.cancelled
                     and coupon.expired)
@@ -91,6 +92,7 @@ from patron.money import MINOR_UNITS, quantum
 from patron.notify import formatting
 from patron.notify import settings as notify_settings
 from patron.notify.models import MessageTemplate
+from patron.programs import branding as program_branding
 from patron.programs.models import Program, Store
 from patron.rewards import codes as coupon_codes
 from patron.rewards.catalog import name_in
@@ -967,7 +969,10 @@ def context_for(
     marketing = notify_settings.load(session, program.id).event(kind).purpose == "marketing"
     return {
         "member": {"name": member.name, "id": member.id, "language": lang},
-        "program": {"name": program.name, "code": program.code},
+        "program": {
+            "name": program_branding.get(session, program).name_in(lang, program.name),
+            "code": program.code,
+        },
         "points": abs(signed) if kind != "points.statement" else 0,
         "points_signed": signed if kind != "points.statement" else 0,
         "balance": account.available if account is not None else _int(payload.get("balance")),

@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from patron.db.base import Base
-from patron.db.types import BigIntPK, DecimalText, UTCDateTime
+from patron.db.types import BigIntPK, DecimalText, JSONType, UTCDateTime
 
 
 class Program(Base):
@@ -51,3 +52,14 @@ class Store(Base):
     name: Mapped[str] = mapped_column(String(200))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ProgramBranding(Base):
+    """A program's branding document (patron.programs.branding.Branding); none means defaults."""
+
+    __tablename__ = "program_brandings"
+
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), primary_key=True)
+    document: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_by: Mapped[str] = mapped_column(String(200), default="")

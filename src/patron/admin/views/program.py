@@ -25,6 +25,7 @@ from patron.admin.service import actor_labels
 from patron.admin.templating import path_for, render
 from patron.errors import PatronError
 from patron.money import MINOR_UNITS, minor_unit
+from patron.programs import branding
 from patron.programs import service as programs
 from patron.programs.models import Program
 from patron.programs.schemas import (
@@ -638,4 +639,156 @@ def store_active(
         path_for(request, "program_stores", {"done": done, "store": store_code}, code=code)
         + "#stores",
         status_code=303,
+    )
+
+
+# --- branding ---------------------------------------------------------------------------------
+
+BRANDING_COLOURS = ("primary_color", "accent_color", "card_background", "card_text")
+BRANDING_FIELDS = ("name_ko", "name_zh", "name_en", "logo_url", *BRANDING_COLOURS)
+BRANDING_NOTICES = frozenset({"saved", "unchanged"})
+
+
+def branding_values(b: branding.Branding) -> dict[str, str]:
+    return {
+        "name_ko": b.display_name.ko,
+        "name_zh": b.display_name.zh,
+        "name_en": b.display_name.en,
+        "logo_url": b.logo_url or "",
+        **{name: getattr(b, name) for name in BRANDING_COLOURS},
+    }
+
+
+def parse_branding_form(
+    form: dict[str, str], lang: str
+) -> tuple[branding.Branding | None, dict[str, str], forms.Errors]:
+    """The posted form -> a Branding, or {field: message} for each wrong field."""
+    values = {name: form.get(name, "").strip() for name in BRANDING_FIELDS}
+    payload = {
+        "display_name": {code: values[f"name_{code}"] for code in branding.LANGUAGES},
+        "logo_url": values["logo_url"] or None,
+        **{name: values[name] for name in BRANDING_COLOURS},
+    }
+    try:
+        return branding.Branding.model_validate(payload), values, {}
+    except ValidationError as exc:
+        errors: forms.Errors = {}
+        for err in exc.errors():
+            loc = [str(p) for p in err.get("loc") or ()]
+            if loc[:1] == ["display_name"] and len(loc) > 1:
+                errors.setdefault(
+                    f"name_{loc[1]}", i18n.translate("program.branding.error.name", lang)
+                )
+            elif loc and loc[0] in BRANDING_COLOURS:
+                errors.setdefault(loc[0], i18n.translate("program.branding.error.colour", lang))
+            elif loc and loc[0] == "logo_url":
+                errors.setdefault("logo_url", i18n.translate("program.branding.error.logo", lang))
+            else:
+                errors.setdefault(forms.FORM, i18n.translate("form.error.invalid", lang))
+        return None, values, errors
+
+
+def _preview_context(values: dict[str, str], program_name: str, lang: str) -> dict[str, Any]:
+    """What the card preview shows: the typed colours where they are valid (defaults where not)
+    and the contrast warnings for them."""
+    defaults = branding.Branding()
+    colours = {
+        name: values[name].lower()
+        if branding.HEX.match(values.get(name, ""))
+        else getattr(defaults, name)
+        for name in BRANDING_COLOURS
+    }
+    shown = defaults.model_copy(update=colours)
+    name = values.get(f"name_{lang}") or values.get("name_en") or program_name
+    logo = values.get("logo_url", "")
+    try:
+        logo_ok = bool(logo) and branding.Branding(logo_url=logo).logo_url is not None
+    except ValidationError:
+        logo_ok = False
+    return {
+        "preview": {**colours, "name": name, "logo_url": logo if logo_ok else None},
+        "warnings": branding.contrast_warnings(shown),
+    }
+
+
+def _branding_page(
+    request: Request,
+    staff: Staff,
+    code: str,
+    *,
+    values: dict[str, str] | None = None,
+    errors: forms.Errors | None = None,
+    status: int = 200,
+) -> Response:
+    done = request.query_params.get("done")
+    with get_db(request).unit_of_work(readonly=True) as session:
+        program = programs.get_program(session, code)
+        v = values or branding_values(branding.get(session, program))
+        changes = setup_service.recent_changes(
+            session,
+            subject_type="program",
+            subject_id=program.code,
+            action="program.branding.",
+            limit=10,
+        )
+        return render(
+            request,
+            "program/branding.html",
+            status=status,
+            tz=ZoneInfo(program.timezone),
+            section="program",
+            program=programs.to_out(program),
+            choices=_choices(session),
+            v=v,
+            errors=errors or {},
+            done=done if done in BRANDING_NOTICES else None,
+            changes=changes,
+            labels=actor_labels(session, [c.actor for c in changes]),
+            **_preview_context(v, program.name, staff.language),
+        )
+
+
+@router.get("/program/{code}/branding", name="program_branding")
+def program_branding(
+    request: Request, code: str = ProgramCode, staff: Staff = Depends(require("program.view"))
+) -> Response:
+    return _branding_page(request, staff, code)
+
+
+@router.post("/program/{code}/branding/preview", name="program_branding_preview")
+def program_branding_preview(
+    request: Request,
+    code: str = ProgramCode,
+    staff: Staff = Depends(require("program.view")),
+    form: dict[str, str] = Depends(form_data),
+) -> Response:
+    """The card preview and contrast warnings for the colours being typed (an htmx fragment)."""
+    with get_db(request).unit_of_work(readonly=True) as session:
+        program = programs.get_program(session, code)
+        name = program.name
+    _data, values, _errors = parse_branding_form(form, staff.language)
+    return render(
+        request,
+        "program/_branding_preview.html",
+        **_preview_context(values, name, staff.language),
+    )
+
+
+@router.post("/program/{code}/branding", name="program_branding_save")
+def program_branding_save(
+    request: Request,
+    code: str = ProgramCode,
+    staff: Staff = Depends(require("program.manage")),
+    form: dict[str, str] = Depends(form_data),
+) -> Response:
+    data, values, errors = parse_branding_form(form, staff.language)
+    if data is None:
+        return _branding_page(request, staff, code, values=values, errors=errors, status=422)
+    with get_db(request).unit_of_work() as session:
+        program = programs.get_program(session, code)
+        before = branding.get(session, program)
+        branding.save(session, program, data, actor=staff.actor, now=clock.now())
+        done = "unchanged" if before == data else "saved"
+    return RedirectResponse(
+        path_for(request, "program_branding", {"done": done}, code=code), status_code=303
     )

@@ -1,0 +1,438 @@
+"""The member pages: each parses the request, calls the services the API uses, renders."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import segno
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+
+from patron import clock
+from patron.audit import idempotency
+from patron.audit.service import Actor
+from patron.config import get_settings
+from patron.errors import NotFound
+from patron.ledger import views as ledger_views
+from patron.members import service as members
+from patron.members.models import Card, Member
+from patron.members.schemas import MemberUpdate
+from patron.notify import consent
+from patron.portal import i18n, service
+from patron.portal.templating import render
+from patron.portal.web import (
+    SESSION_COOKIE,
+    SIGNIN_COOKIE,
+    TooManyRequests,
+    Viewer,
+    client_ip,
+    cookie_args,
+    current_viewer,
+    get_db,
+    load_program,
+    new_signin_token,
+    optional_viewer,
+    send_code,
+)
+from patron.programs.models import Program
+from patron.rewards import redeem as rewards_redeem
+from patron.rewards import views as rewards_views
+from patron.rules import events
+from patron.tiers import progress as tier_progress
+from patron.tiers.progress import ProgressOut, TiersNotConfigured
+from patron.wallet import pkpass
+from patron.wallet import service as wallet_service
+
+router = APIRouter(prefix="/{program}")
+ProgramCode = Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
+PAGE = 20
+LATEST = 5
+
+
+def actor(viewer: Viewer) -> Actor:
+    return Actor("member", str(viewer.member_id))
+
+
+def qr_svg(text: str, scale: int = 6) -> str:
+    return segno.make_qr(text, error="m").svg_inline(scale=scale, border=2, omitsize=True)
+
+
+async def form_of(request: Request) -> dict[str, str]:
+    form = await request.form()
+    return {key: value for key, value in form.items() if isinstance(value, str)}
+
+
+def _member(session: Session, viewer: Viewer) -> tuple[Program, Member]:
+    program = session.get(Program, viewer.program.id)
+    member = session.get(Member, viewer.member_id)
+    if program is None or member is None:  # pragma: no cover - gone while signed in
+        raise NotFound("member not found")
+    return program, member
+
+
+def tier_amount(tier: ProgressOut | None, viewer: Viewer, which: str) -> str:
+    """What is missing for the next tier (or to keep this one), in the member's language:
+    money for a spend metric (kept in minor units), a plain number otherwise."""
+    if tier is None:
+        return ""
+    value = tier.to_next if which == "next" else tier.to_keep
+    if tier.metric == "spend":
+        return i18n.money(value, viewer.program.currency, viewer.language, minor_units=True)
+    return i18n.number(value, viewer.language)
+
+
+# --- sign-in ------------------------------------------------------------------------------
+
+
+def _sign_in_form(request: Request, template: str, status: int = 200, **context: Any) -> Response:
+    token = request.cookies.get(SIGNIN_COOKIE) or new_signin_token()
+    response = render(request, template, viewer=None, status=status, csrf_token=token, **context)
+    response.set_cookie(
+        SIGNIN_COOKIE,
+        token,
+        max_age=3600,
+        **cookie_args(request, request.path_params["program"]),
+    )
+    return response
+
+
+@router.get("/sign-in", name="sign_in")
+def sign_in(
+    request: Request,
+    program: str = ProgramCode,
+    viewer: Viewer | None = Depends(optional_viewer),
+) -> Response:
+    load_program(request, program)
+    if viewer is not None:
+        return RedirectResponse(request.url_for("home", program=program).path, status_code=303)
+    return _sign_in_form(request, "sign_in.html", contact="", error=None)
+
+
+@router.post("/sign-in", name="request_code")
+async def request_code(request: Request, program: str = ProgramCode) -> Response:
+    info = load_program(request, program)
+    contact = (await form_of(request)).get("contact", "").strip()[:254]
+    if not contact:
+        return _sign_in_form(request, "sign_in.html", 422, contact="", error="sign_in.required")
+    throttle: service.Throttle = request.app.state.throttle
+    if not throttle.ip_allows(client_ip(request)):
+        raise TooManyRequests()
+
+    def run() -> service.CodeMessage | None:
+        # A contact asking too often gets the same page, just no new code.
+        if not throttle.contact_allows(info.id, contact.lower()):
+            return None
+        with get_db(request).unit_of_work() as session:
+            found = session.get(Program, info.id)
+            assert found is not None
+            return service.request_code(session, found, contact, now=clock.now())
+
+    message = await run_in_threadpool(run)
+    response = _sign_in_form(request, "code.html", contact=contact, error=None)
+    if message is not None:
+        # Sent after the answer, so a member's contact is not told apart by a slower reply.
+        response.background = BackgroundTask(send_code, message)
+    return response
+
+
+@router.post("/sign-in/code", name="verify_code")
+async def verify_code(request: Request, program: str = ProgramCode) -> Response:
+    info = load_program(request, program)
+    form = await form_of(request)
+    contact, code = form.get("contact", "")[:254], form.get("code", "")[:20]
+    throttle: service.Throttle = request.app.state.throttle
+    if not throttle.ip_allows(client_ip(request)):
+        raise TooManyRequests()
+
+    def run() -> service.SignedIn | None:
+        with get_db(request).unit_of_work() as session:
+            found = session.get(Program, info.id)
+            assert found is not None
+            return service.verify_code(
+                session, found, contact, code, now=clock.now(),
+                user_agent=request.headers.get("user-agent"),
+            )  # fmt: skip
+
+    signed = await run_in_threadpool(run)
+    if signed is None:
+        return _sign_in_form(request, "code.html", 422, contact=contact, error="code.wrong")
+    response = RedirectResponse(request.url_for("home", program=program).path, status_code=303)
+    args = cookie_args(request, program)
+    response.set_cookie(
+        SESSION_COOKIE, signed.token, max_age=int(service.SESSION_TTL.total_seconds()), **args
+    )
+    response.delete_cookie(SIGNIN_COOKIE, path=args["path"])
+    return response
+
+
+@router.post("/sign-out", name="sign_out")
+def sign_out(
+    request: Request, program: str = ProgramCode, viewer: Viewer = Depends(current_viewer)
+) -> Response:
+    with get_db(request).unit_of_work() as session:
+        service.revoke(session, viewer.member_id, viewer.session_id, now=clock.now())
+    response = RedirectResponse(request.url_for("sign_in", program=program).path, status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path=cookie_args(request, program)["path"])
+    return response
+
+
+# --- pages --------------------------------------------------------------------------------
+
+
+@router.get("/", name="home")
+def home(
+    request: Request, program: str = ProgramCode, viewer: Viewer = Depends(current_viewer)
+) -> Response:
+    now = clock.now()
+    with get_db(request).unit_of_work(readonly=True) as session:
+        the_program, _member_row = _member(session, viewer)
+        account = ledger_views.get_account(session, the_program, viewer.member_id)
+        totals = ledger_views.totals(session, account, now)
+        try:
+            tier = tier_progress.progress(session, the_program, account, now)
+        except TiersNotConfigured:
+            tier = None
+        entries, _next = ledger_views.history(session, account, limit=LATEST)
+        stores = ledger_views.store_codes(session, the_program.id)
+        latest = [
+            (
+                ledger_views.entry_out(entry, stores),
+                events.explain_entry(session, the_program, entry.id, viewer.language).text,
+            )
+            for entry in entries
+        ]
+    return render(request, "home.html", viewer=viewer, totals=totals, tier=tier, latest=latest,
+                  to_next=tier_amount(tier, viewer, "next"), to_keep=tier_amount(tier, viewer, "keep"),
+                  page="home")  # fmt: skip
+
+
+@router.get("/history", name="history")
+def history(
+    request: Request,
+    program: str = ProgramCode,
+    cursor: str | None = Query(None, max_length=200),
+    viewer: Viewer = Depends(current_viewer),
+) -> Response:
+    with get_db(request).unit_of_work(readonly=True) as session:
+        the_program, _member_row = _member(session, viewer)
+        account = ledger_views.get_account(session, the_program, viewer.member_id)
+        entries, next_cursor = ledger_views.history(session, account, cursor=cursor, limit=PAGE)
+        stores = ledger_views.store_codes(session, the_program.id)
+        rows = [
+            (
+                ledger_views.entry_out(entry, stores),
+                events.explain_entry(session, the_program, entry.id, viewer.language).lines,
+            )
+            for entry in entries
+        ]
+    return render(request, "history.html", viewer=viewer, rows=rows, next_cursor=next_cursor,
+                  page="history")  # fmt: skip
+
+
+@router.get("/card", name="card")
+def card(
+    request: Request, program: str = ProgramCode, viewer: Viewer = Depends(current_viewer)
+) -> Response:
+    with get_db(request).unit_of_work(readonly=True) as session:
+        number = session.scalar(
+            select(Card.number)
+            .where(Card.member_id == viewer.member_id, Card.status == "active")
+            .order_by(Card.id)
+            .limit(1)
+        )
+    return render(request, "card.html", viewer=viewer, number=number,
+                  qr=qr_svg(number, scale=8) if number else None, page="card",
+                  wallet=get_settings().wallet_enabled)  # fmt: skip
+
+
+@router.get("/card/wallet.pkpass", name="wallet_pass")
+def wallet_pass(
+    request: Request, program: str = ProgramCode, viewer: Viewer = Depends(current_viewer)
+) -> Response:
+    """Her card as an Apple Wallet pass (404 until the instance has a pass certificate)."""
+    if not get_settings().wallet_enabled:
+        raise NotFound("Apple Wallet passes are not set up", code="wallet_not_configured")
+    signer = pkpass.load_signer(get_settings())
+    with get_db(request).unit_of_work(readonly=True) as session:
+        the_program = session.get(Program, viewer.program.id)
+        assert the_program is not None
+        card = wallet_service.pass_card(session, the_program, viewer.member_id, now=clock.now())
+    return Response(
+        pkpass.build_pass(card, signer),
+        media_type=pkpass.MEDIA_TYPE,
+        headers={"Content-Disposition": f'attachment; filename="{viewer.program.code}.pkpass"'},
+    )
+
+
+@router.get("/rewards", name="rewards")
+def rewards(
+    request: Request, program: str = ProgramCode, viewer: Viewer = Depends(current_viewer)
+) -> Response:
+    now = clock.now()
+    with get_db(request).unit_of_work(readonly=True) as session:
+        the_program, _member_row = _member(session, viewer)
+        account = ledger_views.get_account(session, the_program, viewer.member_id)
+        items = rewards_views.catalog_for(session, the_program, account, now=now, channel="portal")
+        available = ledger_views.totals(session, account, now).available
+    return render(request, "rewards.html", viewer=viewer, items=items, available=available,
+                  page="rewards")  # fmt: skip
+
+
+@router.get("/rewards/{reward}", name="reward_confirm")
+def reward_confirm(
+    request: Request,
+    program: str = ProgramCode,
+    reward: str = Path(max_length=40),
+    viewer: Viewer = Depends(current_viewer),
+) -> Response:
+    now = clock.now()
+    with get_db(request).unit_of_work(readonly=True) as session:
+        the_program, _member_row = _member(session, viewer)
+        account = ledger_views.get_account(session, the_program, viewer.member_id)
+        items = rewards_views.catalog_for(session, the_program, account, now=now, channel="portal")
+        item = next((i for i in items if i.reward.code == reward), None)
+        if item is None:
+            raise NotFound(f"no reward {reward}")
+        available = ledger_views.totals(session, account, now).available
+    return render(request, "confirm.html", viewer=viewer, item=item, available=available,
+                  nonce=secrets.token_urlsafe(16), page="rewards")  # fmt: skip
+
+
+@router.post("/rewards/{reward}", name="redeem")
+async def redeem(
+    request: Request,
+    program: str = ProgramCode,
+    reward: str = Path(max_length=40),
+    viewer: Viewer = Depends(current_viewer),
+) -> Response:
+    nonce = (await form_of(request)).get("nonce", "")[:64]
+    if len(nonce) < 16:
+        raise NotFound("no confirmation")
+
+    def run() -> None:
+        now = clock.now()
+        with get_db(request).unit_of_work() as session:
+            the_program, member = _member(session, viewer)
+            # The confirmation page's nonce: a second submit of the same page redeems nothing.
+            try:
+                claim = idempotency.claim(
+                    session, actor=str(actor(viewer)), key=f"portal-redeem:{nonce}",
+                    payload={"program": program, "reward": reward}, now=now,
+                )  # fmt: skip
+            except idempotency.Replay:
+                return
+            rewards_redeem.redeem(
+                session, the_program, reward, member=member, quantity=1, store=None,
+                channel="portal", actor=actor(viewer), now=now,
+            )  # fmt: skip
+            idempotency.answer(session, claim, 303, {"reward": reward})
+
+    await run_in_threadpool(run)
+    return RedirectResponse(request.url_for("coupons", program=program).path, status_code=303)
+
+
+@router.get("/coupons", name="coupons")
+def coupons(
+    request: Request, program: str = ProgramCode, viewer: Viewer = Depends(current_viewer)
+) -> Response:
+    with get_db(request).unit_of_work(readonly=True) as session:
+        the_program, _member_row = _member(session, viewer)
+        rows = rewards_views.member_coupons(session, the_program, viewer.member_id, limit=50)
+        out = rewards_views.coupons_out(session, the_program, rows)
+    return render(request, "coupons.html", viewer=viewer, coupons=out, page="rewards")
+
+
+@router.get("/coupons/{code}", name="coupon")
+def coupon(
+    request: Request,
+    program: str = ProgramCode,
+    code: str = Path(max_length=64),
+    viewer: Viewer = Depends(current_viewer),
+) -> Response:
+    with get_db(request).unit_of_work(readonly=True) as session:
+        the_program, _member_row = _member(session, viewer)
+        found = rewards_redeem.find_coupon(session, the_program, code)
+        if found.member_id != viewer.member_id:
+            raise NotFound(f"no coupon {code}")
+        out = rewards_views.coupons_out(session, the_program, [found])[0]
+    qr = qr_svg(out.offline_token or out.code, scale=5) if out.status == "issued" else None
+    return render(request, "coupon.html", viewer=viewer, coupon=out, qr=qr, page="rewards")
+
+
+# --- profile ------------------------------------------------------------------------------
+
+
+@router.get("/profile", name="profile")
+def profile(
+    request: Request, program: str = ProgramCode, viewer: Viewer = Depends(current_viewer)
+) -> Response:
+    with get_db(request).unit_of_work(readonly=True) as session:
+        _program, member = _member(session, viewer)
+        consents = consent.current_all(session, member)
+        sessions = [
+            {"id": row.id, "created_at": row.created_at, "user_agent": row.user_agent}
+            for row in service.member_sessions(session, viewer.member_id, now=clock.now())
+        ]
+        contacts = {"email": member.email, "sms": member.phone}
+    return render(request, "profile.html", viewer=viewer, consents=consents, sessions=sessions,
+                  contacts=contacts, page="profile")  # fmt: skip
+
+
+@router.post("/profile/language", name="set_language")
+async def set_language(
+    request: Request, program: str = ProgramCode, viewer: Viewer = Depends(current_viewer)
+) -> Response:
+    lang = (await form_of(request)).get("language", "")
+    if lang not in i18n.LANGUAGES:
+        raise NotFound("no such language")
+
+    def run() -> None:
+        with get_db(request).unit_of_work() as session:
+            the_program, member = _member(session, viewer)
+            members.update_member(
+                session, member, MemberUpdate.model_validate({"language": lang}),
+                program=the_program, actor=actor(viewer), now=clock.now(), source="portal",
+            )  # fmt: skip
+
+    await run_in_threadpool(run)
+    return RedirectResponse(request.url_for("profile", program=program).path, status_code=303)
+
+
+@router.post("/profile/consent", name="set_consent")
+async def set_consent(
+    request: Request, program: str = ProgramCode, viewer: Viewer = Depends(current_viewer)
+) -> Response:
+    form = await form_of(request)
+
+    def run() -> None:
+        now = clock.now()
+        with get_db(request).unit_of_work() as session:
+            _program, member = _member(session, viewer)
+            current = consent.current_all(session, member)
+            for channel in consent.CHANNELS:
+                wanted = form.get(channel) == "on"
+                if wanted != current[channel]:
+                    consent.change(session, member, [channel], granted=wanted, source="portal",
+                                   actor=actor(viewer), now=now)  # fmt: skip
+
+    await run_in_threadpool(run)
+    return RedirectResponse(request.url_for("profile", program=program).path, status_code=303)
+
+
+@router.post("/profile/sessions/{session_id}/revoke", name="revoke_session")
+def revoke_session(
+    request: Request,
+    program: str = ProgramCode,
+    session_id: int = Path(ge=1, le=2**53),
+    viewer: Viewer = Depends(current_viewer),
+) -> Response:
+    with get_db(request).unit_of_work() as session:
+        if not service.revoke(session, viewer.member_id, session_id, now=clock.now()):
+            raise NotFound(f"no session {session_id}")
+    target = "sign_in" if session_id == viewer.session_id else "profile"
+    return RedirectResponse(request.url_for(target, program=program).path, status_code=303)
