@@ -28,6 +28,7 @@ import pytest
 from patron.db.engine import Database
 from tests.admin.helpers import PASSWORD, STAFF
 from tests.conftest import IN_CI
+from tests.support.chromium import shared_browser
 
 CHROMIUM = os.environ.get("PATRON_CHROMIUM", "/usr/bin/chromium")
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "admin"
@@ -41,12 +42,8 @@ def browser() -> Iterator[Any]:
         if IN_CI:
             pytest.fail(f"CI=true: {message}", pytrace=False)
         pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield chromium
-        chromium.close()
+    # Shared with the member page's browser tests (tests/support/chromium.py says why).
+    yield shared_browser(CHROMIUM)
 
 
 class LiveServer:
