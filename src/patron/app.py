@@ -174,7 +174,7 @@ def create_app(
     app.mount("/admin", create_admin_app(app.state.db))
 
     # The member pages (/m/{program}/…): their own app too, HTML only, same database.
-    from patron.portal.web import create_portal_app
+    from patron.portal.app import create_portal_app
 
     app.mount("/m", create_portal_app(app.state.db))
 

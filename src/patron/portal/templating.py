@@ -15,7 +15,7 @@ from patron import __version__
 from patron.portal import i18n
 
 if TYPE_CHECKING:
-    from patron.portal.web import Viewer
+    from patron.portal.context import Viewer
 
 env = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),

@@ -41,12 +41,12 @@ from patron.events.models import InstanceKey
 from patron.money import from_minor, parse_amount, to_minor
 from patron.programs.models import Program, Store
 from patron.rewards import codes, coupons
+from patron.rewards import tokens as wire
 from patron.rewards.models import Coupon, CouponEvent, Reward
 from patron.rewards.redeem import find_coupon, state_refusal, store_id
 from patron.rewards.schemas import UseRequest
+from patron.rewards.tokens import PREFIX, TOKEN_MAX, coupon_code, is_token  # noqa: F401 - offline's API
 
-PREFIX = "PC1."
-TOKEN_MAX = 1000  # characters; a token is about 300 (longer with a long reward code or sku)
 KEY_NAME = "coupon-signing"
 ALGORITHM = "Ed25519"
 # A till's clock may run a little ahead; a use dated later than this after the sync is refused.
@@ -103,14 +103,6 @@ class Payload:
     sku: str | None
     balance: Decimal | None
     min_spend: Decimal
-
-
-def _b32(data: bytes) -> str:
-    return base64.b32encode(data).decode("ascii").rstrip("=")
-
-
-def _unb32(text: str) -> bytes:
-    return base64.b32decode(text + "=" * (-len(text) % 8))
 
 
 def _b64url(data: bytes) -> str:
@@ -240,8 +232,8 @@ class Signer:
     def token(self, coupon: Coupon, reward: Reward) -> str:
         document = payload_of(self.program, coupon, reward, self.kid)
         body = json.dumps(document, separators=(",", ":"), ensure_ascii=False)
-        signed = PREFIX + _b32(body.encode())
-        return f"{signed}.{_b32(self._private.sign(signed.encode('ascii')))}"
+        signed = PREFIX + wire.b32(body.encode())
+        return f"{signed}.{wire.b32(self._private.sign(signed.encode('ascii')))}"
 
 
 def signer(session: Session, program: Program, *, now: datetime | None = None) -> Signer:
@@ -297,38 +289,6 @@ def qr_text(session: Session, program: Program, coupon: Coupon, *, now: datetime
         return coupon.code
 
 
-def is_token(raw: str) -> bool:
-    return raw.strip().upper().startswith(PREFIX)
-
-
-def _parts(token: str) -> tuple[str, str, dict[str, Any]]:
-    """(signed part, signature, payload) of a token, not yet verified."""
-    text = token.strip().upper()
-    if len(text) > TOKEN_MAX or not text.startswith(PREFIX):
-        raise ValueError("not an offline coupon token")
-    signed, dot, signature = text.rpartition(".")
-    if not dot or signed.count(".") != 1:
-        raise ValueError("a token has three parts separated by dots")
-    try:
-        document = json.loads(_unb32(signed.removeprefix(PREFIX)))
-    except (binascii.Error, ValueError):
-        raise ValueError("the token's payload cannot be read") from None
-    if not isinstance(document, dict) or not all(
-        isinstance(document.get(k), str) for k in ("k", "p", "c", "r", "t", "cu")
-    ):
-        raise ValueError("the token's payload lacks its required fields")
-    return signed, signature, document
-
-
-def coupon_code(token: str) -> str:
-    """The coupon code inside a token, unverified: online, the database decides, and the code
-    is what the member holds anyway."""
-    try:
-        return str(_parts(token)[2]["c"])
-    except ValueError as exc:
-        raise Invalid(str(exc), code="invalid_token") from None
-
-
 def _decimal(document: Mapping[str, Any], key: str) -> Decimal | None:
     value = document.get(key)
     return Decimal(value) if value is not None else None
@@ -338,8 +298,8 @@ def verify(token: str, public_keys: Iterable[PublicKey], *, now: datetime | None
     """What the token says, once its signature checks with one of `public_keys` and it has
     not expired; TokenRefused otherwise. The reference for docs/snippets/verify_coupon.py."""
     try:
-        signed, signature, document = _parts(token)
-        raw_signature = _unb32(signature)
+        signed, signature, document = wire.parts(token)
+        raw_signature = wire.unb32(signature)
     except (binascii.Error, ValueError) as exc:
         raise TokenRefused(str(exc), code="token_malformed") from None
     key = next((k for k in public_keys if k.kid == document["k"]), None)
@@ -409,7 +369,7 @@ class Synced:
 
 def _shown(raw: str) -> str | None:
     try:
-        code = coupon_code(raw) if is_token(raw) else raw
+        code = wire.coupon_code(raw) if wire.is_token(raw) else raw
     except Invalid:
         return None
     return codes.display(codes.lookup_form(code))

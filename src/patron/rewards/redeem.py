@@ -26,7 +26,7 @@ from patron.ledger.views import totals
 from patron.members import service as members
 from patron.members.models import Member
 from patron.programs.models import Program, Store
-from patron.rewards import codes
+from patron.rewards import codes, tokens
 from patron.rewards.catalog import change_stock, get_reward, price_for
 from patron.rewards.models import Coupon, CouponEvent, Redemption, Reward
 
@@ -356,10 +356,8 @@ def redeem(
 def find_coupon(session: Session, program: Program, raw: str, *, lock: bool = False) -> Coupon:
     """The program's coupon with this code (typed or scanned): 404 when no coupon has it,
     409 coupon_foreign when another program's does. `raw` may be an offline token."""
-    from patron.rewards import offline  # here: offline imports this module
-
-    if offline.is_token(raw):
-        raw = offline.coupon_code(raw)
+    if tokens.is_token(raw):
+        raw = tokens.coupon_code(raw)
     code = codes.lookup_form(raw)
     stmt = select(Coupon).where(Coupon.code == code)
     if lock:
