@@ -188,7 +188,8 @@ def test_korean_for_one_user_with_local_dates_and_a_tablet_layout(
     sign_in_as("support")
     open_member_by_phone(page)
     page.get_by_label("Language", exact=True).select_option("ko")
-    expect(page.get_by_role("heading", name="포인트 조정")).to_be_visible()
+    # Choosing a language reloads the page; on a loaded CI machine that takes a few seconds.
+    expect(page.get_by_role("heading", name="포인트 조정")).to_be_visible(timeout=20_000)
     expect(page.locator(".stat-main dt")).to_have_text("잔액")
     expect(page.get_by_test_id("balance")).to_contain_text("포인트")
     # 3 days before T0 (2 March 2026, Seoul): dates read the Korean way, in the program's zone.
