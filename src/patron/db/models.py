@@ -14,7 +14,7 @@ from patron.notify.models import (
     NotificationConfig,
     ReminderMark,
 )
-from patron.portal.models import PortalCode, PortalSession
+from patron.portal.models import PortalCode, PortalSession, PortalVerification
 from patron.programs.models import Program, ProgramBranding, Store
 from patron.reports.models import ReportDaily, ReportWatermark  # noqa: F401
 from patron.rewards.models import (
@@ -58,6 +58,7 @@ __all__ = [
     "NotificationConfig",
     "PortalCode",
     "PortalSession",
+    "PortalVerification",
     "Program",
     "ProgramBranding",
     "PromotionBudget",

@@ -10,9 +10,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from patron.db.engine import Database
 from patron.errors import NotFound, PatronError
-from patron.portal import i18n, service
+from patron.portal import account_views, card_views, i18n, service, views
 from patron.portal.context import Viewer
-from patron.portal.views import router
 from patron.portal.web import (
     CSP,
     STATIC,
@@ -35,7 +34,8 @@ def create_portal_app(db: Database) -> FastAPI:
     app.state.db = db
     app.state.throttle = service.Throttle()
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.include_router(router)
+    for module in (views, card_views, account_views):
+        app.include_router(module.router)
 
     @app.middleware("http")
     async def _headers(request: Request, call_next):

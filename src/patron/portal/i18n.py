@@ -1,7 +1,8 @@
 """The member pages' messages in Korean, Chinese and English.
 
-One catalog, locales/portal.json, maps each key to its three translations side by side
-(tests/portal/test_i18n.py fails on a missing one). Numbers, money and dates use the admin's
+The catalog is every locales/*.json file (one per part of the page: portal.json for the
+pages, others for later parts), each mapping a key to its three translations side by side;
+a key defined in two files is an error (tests/portal/test_i18n.py fails on a missing one). Numbers, money and dates use the admin's
 Babel-backed formatters, so a member and a clerk see the same figures the same way.
 """
 
@@ -19,13 +20,19 @@ __all__ = ["format_date", "format_datetime", "money", "number", "points"]
 LANGUAGES = ("ko", "zh", "en")
 LANGUAGE_NAMES = {"ko": "한국어", "zh": "中文", "en": "English"}
 DEFAULT_LANGUAGE = "en"
-CATALOG = Path(__file__).parent / "locales" / "portal.json"
+LOCALES = Path(__file__).parent / "locales"
 
 
 @lru_cache(maxsize=1)
 def catalog() -> dict[str, dict[str, str]]:
-    data: dict[str, dict[str, str]] = json.loads(CATALOG.read_text(encoding="utf-8"))
-    return data
+    merged: dict[str, dict[str, str]] = {}
+    for path in sorted(LOCALES.glob("*.json")):
+        part: dict[str, dict[str, str]] = json.loads(path.read_text(encoding="utf-8"))
+        twice = sorted(set(part) & set(merged))
+        if twice:
+            raise ValueError(f"{path.name} defines keys another catalog has: {twice}")
+        merged.update(part)
+    return merged
 
 
 def language(value: str | None) -> str:

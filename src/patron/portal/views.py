@@ -5,38 +5,34 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-import segno
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from patron import clock
 from patron.audit import idempotency
-from patron.audit.service import Actor
-from patron.config import get_settings
 from patron.errors import NotFound
 from patron.ledger import views as ledger_views
-from patron.members import service as members
-from patron.members.models import Card, Member
-from patron.members.schemas import MemberUpdate
-from patron.notify import consent
 from patron.portal import i18n, service
 from patron.portal.templating import render
 from patron.portal.web import (
     SESSION_COOKIE,
     SIGNIN_COOKIE,
+    ProgramCode,
     TooManyRequests,
     Viewer,
+    actor,
     client_ip,
     cookie_args,
     current_viewer,
+    form_of,
     get_db,
     load_program,
+    member_of,
     new_signin_token,
     optional_viewer,
+    qr_svg,
     send_code,
 )
 from patron.programs.models import Program
@@ -45,34 +41,10 @@ from patron.rewards import views as rewards_views
 from patron.rules import events
 from patron.tiers import progress as tier_progress
 from patron.tiers.progress import ProgressOut, TiersNotConfigured
-from patron.wallet import pkpass
-from patron.wallet import service as wallet_service
 
 router = APIRouter(prefix="/{program}")
-ProgramCode = Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
 PAGE = 20
 LATEST = 5
-
-
-def actor(viewer: Viewer) -> Actor:
-    return Actor("member", str(viewer.member_id))
-
-
-def qr_svg(text: str, scale: int = 6) -> str:
-    return segno.make_qr(text, error="m").svg_inline(scale=scale, border=2, omitsize=True)
-
-
-async def form_of(request: Request) -> dict[str, str]:
-    form = await request.form()
-    return {key: value for key, value in form.items() if isinstance(value, str)}
-
-
-def _member(session: Session, viewer: Viewer) -> tuple[Program, Member]:
-    program = session.get(Program, viewer.program.id)
-    member = session.get(Member, viewer.member_id)
-    if program is None or member is None:  # pragma: no cover - gone while signed in
-        raise NotFound("member not found")
-    return program, member
 
 
 def tier_amount(tier: ProgressOut | None, viewer: Viewer, which: str) -> str:
@@ -190,7 +162,7 @@ def home(
 ) -> Response:
     now = clock.now()
     with get_db(request).unit_of_work(readonly=True) as session:
-        the_program, _member_row = _member(session, viewer)
+        the_program, _member_row = member_of(session, viewer)
         account = ledger_views.get_account(session, the_program, viewer.member_id)
         totals = ledger_views.totals(session, account, now)
         try:
@@ -219,7 +191,7 @@ def history(
     viewer: Viewer = Depends(current_viewer),
 ) -> Response:
     with get_db(request).unit_of_work(readonly=True) as session:
-        the_program, _member_row = _member(session, viewer)
+        the_program, _member_row = member_of(session, viewer)
         account = ledger_views.get_account(session, the_program, viewer.member_id)
         entries, next_cursor = ledger_views.history(session, account, cursor=cursor, limit=PAGE)
         stores = ledger_views.store_codes(session, the_program.id)
@@ -234,48 +206,13 @@ def history(
                   page="history")  # fmt: skip
 
 
-@router.get("/card", name="card")
-def card(
-    request: Request, program: str = ProgramCode, viewer: Viewer = Depends(current_viewer)
-) -> Response:
-    with get_db(request).unit_of_work(readonly=True) as session:
-        number = session.scalar(
-            select(Card.number)
-            .where(Card.member_id == viewer.member_id, Card.status == "active")
-            .order_by(Card.id)
-            .limit(1)
-        )
-    return render(request, "card.html", viewer=viewer, number=number,
-                  qr=qr_svg(number, scale=8) if number else None, page="card",
-                  wallet=get_settings().wallet_enabled)  # fmt: skip
-
-
-@router.get("/card/wallet.pkpass", name="wallet_pass")
-def wallet_pass(
-    request: Request, program: str = ProgramCode, viewer: Viewer = Depends(current_viewer)
-) -> Response:
-    """Her card as an Apple Wallet pass (404 until the instance has a pass certificate)."""
-    if not get_settings().wallet_enabled:
-        raise NotFound("Apple Wallet passes are not set up", code="wallet_not_configured")
-    signer = pkpass.load_signer(get_settings())
-    with get_db(request).unit_of_work(readonly=True) as session:
-        the_program = session.get(Program, viewer.program.id)
-        assert the_program is not None
-        card = wallet_service.pass_card(session, the_program, viewer.member_id, now=clock.now())
-    return Response(
-        pkpass.build_pass(card, signer),
-        media_type=pkpass.MEDIA_TYPE,
-        headers={"Content-Disposition": f'attachment; filename="{viewer.program.code}.pkpass"'},
-    )
-
-
 @router.get("/rewards", name="rewards")
 def rewards(
     request: Request, program: str = ProgramCode, viewer: Viewer = Depends(current_viewer)
 ) -> Response:
     now = clock.now()
     with get_db(request).unit_of_work(readonly=True) as session:
-        the_program, _member_row = _member(session, viewer)
+        the_program, _member_row = member_of(session, viewer)
         account = ledger_views.get_account(session, the_program, viewer.member_id)
         items = rewards_views.catalog_for(session, the_program, account, now=now, channel="portal")
         available = ledger_views.totals(session, account, now).available
@@ -292,7 +229,7 @@ def reward_confirm(
 ) -> Response:
     now = clock.now()
     with get_db(request).unit_of_work(readonly=True) as session:
-        the_program, _member_row = _member(session, viewer)
+        the_program, _member_row = member_of(session, viewer)
         account = ledger_views.get_account(session, the_program, viewer.member_id)
         items = rewards_views.catalog_for(session, the_program, account, now=now, channel="portal")
         item = next((i for i in items if i.reward.code == reward), None)
@@ -317,7 +254,7 @@ async def redeem(
     def run() -> None:
         now = clock.now()
         with get_db(request).unit_of_work() as session:
-            the_program, member = _member(session, viewer)
+            the_program, member = member_of(session, viewer)
             # The confirmation page's nonce: a second submit of the same page redeems nothing.
             try:
                 claim = idempotency.claim(
@@ -341,7 +278,7 @@ def coupons(
     request: Request, program: str = ProgramCode, viewer: Viewer = Depends(current_viewer)
 ) -> Response:
     with get_db(request).unit_of_work(readonly=True) as session:
-        the_program, _member_row = _member(session, viewer)
+        the_program, _member_row = member_of(session, viewer)
         rows = rewards_views.member_coupons(session, the_program, viewer.member_id, limit=50)
         out = rewards_views.coupons_out(session, the_program, rows)
     return render(request, "coupons.html", viewer=viewer, coupons=out, page="rewards")
@@ -355,84 +292,10 @@ def coupon(
     viewer: Viewer = Depends(current_viewer),
 ) -> Response:
     with get_db(request).unit_of_work(readonly=True) as session:
-        the_program, _member_row = _member(session, viewer)
+        the_program, _member_row = member_of(session, viewer)
         found = rewards_redeem.find_coupon(session, the_program, code)
         if found.member_id != viewer.member_id:
             raise NotFound(f"no coupon {code}")
         out = rewards_views.coupons_out(session, the_program, [found])[0]
     qr = qr_svg(out.offline_token or out.code, scale=5) if out.status == "issued" else None
     return render(request, "coupon.html", viewer=viewer, coupon=out, qr=qr, page="rewards")
-
-
-# --- profile ------------------------------------------------------------------------------
-
-
-@router.get("/profile", name="profile")
-def profile(
-    request: Request, program: str = ProgramCode, viewer: Viewer = Depends(current_viewer)
-) -> Response:
-    with get_db(request).unit_of_work(readonly=True) as session:
-        _program, member = _member(session, viewer)
-        consents = consent.current_all(session, member)
-        sessions = [
-            {"id": row.id, "created_at": row.created_at, "user_agent": row.user_agent}
-            for row in service.member_sessions(session, viewer.member_id, now=clock.now())
-        ]
-        contacts = {"email": member.email, "sms": member.phone}
-    return render(request, "profile.html", viewer=viewer, consents=consents, sessions=sessions,
-                  contacts=contacts, page="profile")  # fmt: skip
-
-
-@router.post("/profile/language", name="set_language")
-async def set_language(
-    request: Request, program: str = ProgramCode, viewer: Viewer = Depends(current_viewer)
-) -> Response:
-    lang = (await form_of(request)).get("language", "")
-    if lang not in i18n.LANGUAGES:
-        raise NotFound("no such language")
-
-    def run() -> None:
-        with get_db(request).unit_of_work() as session:
-            the_program, member = _member(session, viewer)
-            members.update_member(
-                session, member, MemberUpdate.model_validate({"language": lang}),
-                program=the_program, actor=actor(viewer), now=clock.now(), source="portal",
-            )  # fmt: skip
-
-    await run_in_threadpool(run)
-    return RedirectResponse(request.url_for("profile", program=program).path, status_code=303)
-
-
-@router.post("/profile/consent", name="set_consent")
-async def set_consent(
-    request: Request, program: str = ProgramCode, viewer: Viewer = Depends(current_viewer)
-) -> Response:
-    form = await form_of(request)
-
-    def run() -> None:
-        now = clock.now()
-        with get_db(request).unit_of_work() as session:
-            _program, member = _member(session, viewer)
-            current = consent.current_all(session, member)
-            for channel in consent.CHANNELS:
-                wanted = form.get(channel) == "on"
-                if wanted != current[channel]:
-                    consent.change(session, member, [channel], granted=wanted, source="portal",
-                                   actor=actor(viewer), now=now)  # fmt: skip
-
-    await run_in_threadpool(run)
-    return RedirectResponse(request.url_for("profile", program=program).path, status_code=303)
-
-
-@router.post("/profile/sessions/{session_id}/revoke", name="revoke_session")
-def revoke_session(
-    request: Request,
-    program: str = ProgramCode,
-    session_id: int = Path(ge=1, le=2**53),
-    viewer: Viewer = Depends(current_viewer),
-) -> Response:
-    with get_db(request).unit_of_work() as session:
-        if not service.revoke(session, viewer.member_id, session_id, now=clock.now()):
-            raise NotFound(f"no session {session_id}")
-    target = "sign_in" if session_id == viewer.session_id else "profile"
-    return RedirectResponse(request.url_for(target, program=program).path, status_code=303)

@@ -14,12 +14,18 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+import segno
 from fastapi import Depends, Request
+from fastapi import Path as PathParam
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from patron import clock
+from patron.audit.service import Actor
 from patron.config import get_settings
 from patron.db.engine import Database
+from patron.errors import NotFound
+from patron.members.models import Member
 from patron.notify import channels
 from patron.portal import i18n, service
 from patron.portal.context import ProgramInfo, Viewer
@@ -32,6 +38,8 @@ STATIC = Path(__file__).parent / "static"
 SESSION_COOKIE = "patron_member"
 SIGNIN_COOKIE = "patron_member_signin"
 CSRF_FIELD = "csrf_token"
+# The program's code in every member page's address.
+ProgramCode = PathParam(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSP = (
     "default-src 'self'; script-src 'none'; style-src 'self'; img-src 'self' data:; "
@@ -80,8 +88,6 @@ def optional_viewer(request: Request) -> Viewer | None:
     token = request.cookies.get(SESSION_COOKIE)
     if code and token:
         info = load_program(request, code)
-        from patron.members.models import Member
-
         with get_db(request).unit_of_work(readonly=True) as session:
             program = session.get(Program, info.id)
             assert program is not None
@@ -153,3 +159,25 @@ def cookie_args(request: Request, program: str) -> dict[str, Any]:
         "secure": request.url.scheme == "https",
         "path": f"{request.scope.get('root_path', '')}/{program}",
     }
+
+
+def actor(viewer: Viewer) -> Actor:
+    return Actor("member", str(viewer.member_id))
+
+
+def qr_svg(text: str, scale: int = 6) -> str:
+    return segno.make_qr(text, error="m").svg_inline(scale=scale, border=2, omitsize=True)
+
+
+async def form_of(request: Request) -> dict[str, str]:
+    form = await request.form()
+    return {key: value for key, value in form.items() if isinstance(value, str)}
+
+
+def member_of(session: Session, viewer: Viewer) -> tuple[Program, Member]:
+    """The signed-in member's program and member rows."""
+    program = session.get(Program, viewer.program.id)
+    member = session.get(Member, viewer.member_id)
+    if program is None or member is None:  # pragma: no cover - gone while signed in
+        raise NotFound("member not found")
+    return program, member

@@ -243,6 +243,8 @@ def test_a_marketer_edits_the_korean_expiry_email_with_a_live_preview_and_saves_
     expect(page.locator(".changes-list")).to_contain_text(MARKETER)
 
     # A Jinja syntax error: the preview says so while typing, and Save refuses it at the field.
+    # The save reloaded the page: typing only previews once htmx (a deferred script) is listening.
+    page.wait_for_load_state("load")
     body = page.get_by_label(MESSAGE)
     body.fill("{{ member.name }님,\n포인트가 곧 소멸됩니다.")
     expect(preview).to_contain_text("No preview: the template has a problem.")
