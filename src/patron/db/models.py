@@ -14,7 +14,13 @@ from patron.notify.models import (
     NotificationConfig,
     ReminderMark,
 )
-from patron.portal.models import PortalCode, PortalSession, PortalVerification
+from patron.portal.models import (
+    PortalCode,
+    PortalEnrollment,
+    PortalSession,
+    PortalVerification,
+    PrivacyRequest,
+)
 from patron.programs.models import Program, ProgramBranding, Store
 from patron.reports.models import ReportDaily, ReportWatermark  # noqa: F401
 from patron.rewards.models import (
@@ -57,8 +63,10 @@ __all__ = [
     "Movement",
     "NotificationConfig",
     "PortalCode",
+    "PortalEnrollment",
     "PortalSession",
     "PortalVerification",
+    "PrivacyRequest",
     "Program",
     "ProgramBranding",
     "PromotionBudget",

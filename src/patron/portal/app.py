@@ -10,7 +10,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from patron.db.engine import Database
 from patron.errors import NotFound, PatronError
-from patron.portal import account_views, card_views, i18n, service, views
+from patron.portal import (
+    account_views,
+    card_views,
+    i18n,
+    privacy_views,
+    pwa_views,
+    service,
+    signup_views,
+    views,
+)
 from patron.portal.context import Viewer
 from patron.portal.web import (
     CSP,
@@ -34,7 +43,7 @@ def create_portal_app(db: Database) -> FastAPI:
     app.state.db = db
     app.state.throttle = service.Throttle()
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (views, card_views, account_views):
+    for module in (views, card_views, account_views, signup_views, privacy_views, pwa_views):
         app.include_router(module.router)
 
     @app.middleware("http")

@@ -68,3 +68,32 @@ class PortalVerification(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class PortalEnrollment(Base):
+    """A program's self sign-up settings: whether members may join on the member page, which
+    fields the form asks for and which consent boxes it shows (see portal/signup.py)."""
+
+    __tablename__ = "portal_enrollment"
+
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), primary_key=True)
+    document: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_by: Mapped[str] = mapped_column(String(200), default="")
+
+
+class PrivacyRequest(Base):
+    """A member's request about her data: `erasure` (recorded and confirmed here; carried out by
+    the privacy operations) or `export` (a download she made). Never deleted."""
+
+    __tablename__ = "privacy_requests"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # erasure | export
+    status: Mapped[str] = mapped_column(String(20))  # requested | cancelled | done
+    source: Mapped[str] = mapped_column(String(20))  # portal | admin | api
+    reason: Mapped[str | None] = mapped_column(String(500))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
