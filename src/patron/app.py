@@ -25,6 +25,8 @@ from patron.members.api import router as members_router
 from patron.notify.api import router as notify_router
 from patron.notify.templates_api import router as templates_router
 from patron.notify.unsubscribe import router as unsubscribe_router
+from patron.portal.card_api import router as card_token_router
+from patron.portal.enrollment_api import router as enrollment_router
 from patron.programs.api import router as programs_router
 from patron.programs.branding_api import router as branding_router
 from patron.reports.api import router as reports_router
@@ -161,6 +163,8 @@ def create_app(
         webhooks_router,
         unsubscribe_router,
         wallet_router,
+        enrollment_router,
+        card_token_router,
     ):
         app.include_router(router)
 
