@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     webhook_allow_private: bool = False
     webhook_timeout_seconds: float = 10.0
 
+    # Where the member page counts its rate limits (codes per contact and per IP address):
+    # memory:// counts in each server process; redis://host:6379 shares one count among all
+    # workers (pip install "patron[redis]"). Any storage URI of the `limits` library works.
+    rate_limit_storage: str = "memory://"
+
     # --- Apple Wallet passes (docs/wallet.md); the pass download is off until all are set ---
     wallet_pass_type_id: str = ""  # e.g. pass.com.example.loyalty
     wallet_team_id: str = ""  # the Apple Developer team identifier

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from patron import clock
@@ -100,6 +102,23 @@ def test_rate_limits_per_contact_and_per_ip():
     assert all(throttle.ip_allows("10.0.0.1") for _ in range(30))
     assert not throttle.ip_allows("10.0.0.1")
     assert throttle.ip_allows("10.0.0.2")
+
+
+def test_workers_sharing_a_redis_storage_share_one_count():
+    """Two server processes (two Throttles) on the machine's Redis: the fourth code for a contact
+    is refused whichever process is asked; memory storage would have allowed six."""
+    redis = pytest.importorskip("redis")
+    try:
+        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1).ping()
+    except redis.exceptions.ConnectionError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    first = service.Throttle("redis://127.0.0.1:6379")
+    second = service.Throttle("redis://127.0.0.1:6379")
+    contact = f"{secrets.token_hex(8)}@example.com"
+    answers = [throttle.contact_allows(1, contact) for throttle in (first, second, first, second)]
+    assert answers == [True, True, True, False]
+    apart = [service.Throttle() for _ in range(2)]
+    assert all(throttle.contact_allows(1, contact) for throttle in apart for _ in range(3))
 
 
 def test_revoke_only_ends_the_members_own_session(db, portal):

@@ -8,6 +8,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from patron.config import get_settings
 from patron.db.engine import Database
 from patron.errors import NotFound, PatronError
 from patron.portal import (
@@ -41,7 +42,7 @@ def create_portal_app(db: Database) -> FastAPI:
         dependencies=[Depends(verify_csrf)],
     )
     app.state.db = db
-    app.state.throttle = service.Throttle()
+    app.state.throttle = service.Throttle(get_settings().rate_limit_storage)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for module in (views, card_views, account_views, signup_views, privacy_views, pwa_views):
         app.include_router(module.router)

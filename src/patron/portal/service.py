@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from limits import parse
-from limits.storage import MemoryStorage
+from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -57,11 +57,11 @@ class SignedIn:
 
 
 class Throttle:
-    """The rate limits of one server process (in memory: a restart or another worker starts its
-    own count, which is acceptable for a 6-digit code with 5 tries)."""
+    """The member page's rate limits, counted in `storage` (a `limits` storage URI): memory://
+    counts per server process, redis://… one count shared by every worker."""
 
-    def __init__(self) -> None:
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+    def __init__(self, storage: str = "memory://") -> None:
+        self._limiter = MovingWindowRateLimiter(storage_from_string(storage))
 
     def ip_allows(self, ip: str) -> bool:
         return self._limiter.hit(PER_IP, "portal-ip", ip)
