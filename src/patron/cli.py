@@ -2,60 +2,34 @@
 
 from __future__ import annotations
 
-import os
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from patron import clock
+from patron.admin.cli import app as user_app
+from patron.cli_common import DatabaseUrl, console, open_database, parse_as_of, resolve_url
 from patron.config import get_settings
+from patron.ledger.import_cli import app as import_app
+from patron.notify.cli import notify_app
+from patron.reports.cli import app as report_app
+from patron.rules.cli import app as rules_app
+from patron.tiers.cli import app as tiers_app
 
 app = typer.Typer(help="Patron: an API-first customer loyalty engine.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 key_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(key_app, name="apikey")
-console = Console()
-
-DatabaseUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--database-url",
-        envvar="PATRON_DATABASE_URL",
-        help="SQLAlchemy URL; default: SQLite file patron.db in this directory",
-    ),
-]
-
-
-def _url(database_url: str | None) -> str:
-    if database_url:
-        # One place for configuration: workers read the same setting from the environment.
-        os.environ["PATRON_DATABASE_URL"] = database_url
-        get_settings.cache_clear()
-    return get_settings().resolved_database_url
-
-
-def _database(database_url: str | None):
-    from patron.db.engine import Database
-    from patron.db.migrate import upgrade
-
-    url = _url(database_url)
-    upgrade(url)
-    return Database(url)
-
-
-def _as_of(value: str | None) -> datetime:
-    if value is None:
-        return clock.now()
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not an ISO date or datetime") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=clock.now().tzinfo)
+app.add_typer(rules_app, name="rules")
+app.add_typer(tiers_app, name="tiers")
+app.add_typer(import_app, name="import")
+app.add_typer(user_app, name="user")
+app.add_typer(report_app, name="report")
+app.add_typer(notify_app, name="notify")
 
 
 @db_app.command("upgrade")
@@ -63,7 +37,7 @@ def db_upgrade(database_url: DatabaseUrl = None) -> None:
     """Apply every migration to the database."""
     from patron.db.migrate import upgrade
 
-    url = _url(database_url)
+    url = resolve_url(database_url)
     upgrade(url)
     console.print(f"[green]schema up to date[/] on {url.split('@')[-1]}")
 
@@ -119,7 +93,7 @@ def demo(
     days: Annotated[int, typer.Option(min=1, max=3650)] = 365,
 ) -> None:
     """Load the corner-bakery program with members and a year of purchases (empty database only)."""
-    _load_demo(_database(database_url), members, days)
+    _load_demo(open_database(database_url), members, days)
 
 
 @app.command()
@@ -135,7 +109,7 @@ def serve(
     """Run the HTTP API (migrations are applied first)."""
     import uvicorn
 
-    db = _database(database_url)
+    db = open_database(database_url)
     if with_demo:
         _load_demo(db, 150, 365)
     db.dispose()
@@ -180,7 +154,7 @@ def worker(
     Run as many as you like against PostgreSQL: they share the work."""
     from patron.delivery.worker import DeliveryLoop
 
-    loop = DeliveryLoop(_database(database_url), jobs=jobs)
+    loop = DeliveryLoop(open_database(database_url), jobs=jobs)
     if once:
         done = loop.drain()
         console.print(
@@ -205,7 +179,7 @@ def apikey_create(
     from patron.auth.service import create_key
     from patron.errors import PatronError
 
-    db = _database(database_url)
+    db = open_database(database_url)
     try:
         with db.unit_of_work() as session:
             row, key = create_key(session, name=name, scopes=scope, actor=CLI, now=clock.now())
@@ -221,7 +195,7 @@ def apikey_list(database_url: DatabaseUrl = None) -> None:
     """List API keys (never their secrets)."""
     from patron.auth.service import list_keys
 
-    db = _database(database_url)
+    db = open_database(database_url)
     table = Table("id", "name", "prefix", "scopes", "created", "revoked")
     with db.unit_of_work(readonly=True) as session:
         for row in list_keys(session):
@@ -243,7 +217,7 @@ def apikey_revoke(key_id: int, database_url: DatabaseUrl = None) -> None:
     from patron.auth.service import revoke_key
     from patron.errors import PatronError
 
-    db = _database(database_url)
+    db = open_database(database_url)
     try:
         with db.unit_of_work() as session:
             revoke_key(session, key_id, actor=CLI, now=clock.now())
@@ -266,8 +240,8 @@ def expire(
     expire unused coupons past their date."""
     from patron.ledger.jobs import run_expiry
 
-    db = _database(database_url)
-    at = _as_of(as_of)
+    db = open_database(database_url)
+    at = parse_as_of(as_of)
     if at > clock.now() and not dry_run:
         console.print(
             "[red]--as-of is in the future[/]: that would expire points before their "
@@ -310,7 +284,7 @@ def check(database_url: DatabaseUrl = None) -> None:
     """Verify every ledger invariant; exits 1 on any violation."""
     from patron.ledger.check import run_check
 
-    db = _database(database_url)
+    db = open_database(database_url)
     with db.unit_of_work(readonly=True) as session:
         report = run_check(session)
     if report.ok:
@@ -323,32 +297,6 @@ def check(database_url: DatabaseUrl = None) -> None:
     for line in report.violations:
         console.print(f"  {line}")
     raise typer.Exit(1)
-
-
-# Registered last: `patron rules` uses the helpers above (_database, DatabaseUrl, console).
-from patron.rules.cli import app as rules_app  # noqa: E402
-
-app.add_typer(rules_app, name="rules")
-
-from patron.tiers.cli import app as tiers_app  # noqa: E402
-
-app.add_typer(tiers_app, name="tiers")
-
-from patron.ledger.import_cli import app as import_app  # noqa: E402
-
-app.add_typer(import_app, name="import")
-
-from patron.admin.cli import app as user_app  # noqa: E402
-
-app.add_typer(user_app, name="user")
-
-from patron.reports.cli import app as report_app  # noqa: E402
-
-app.add_typer(report_app, name="report")
-
-from patron.notify.cli import notify_app  # noqa: E402
-
-app.add_typer(notify_app, name="notify")
 
 
 def main() -> None:

@@ -7,12 +7,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-# `app` exists before patron.cli is imported: patron.cli registers it at its end.
+from patron.cli_common import DatabaseUrl, console, open_database
+
 app: typer.Typer = typer.Typer(
     help="Staff users of the admin UI: create, list, set-password, unlock.", no_args_is_help=True
 )
 
-from patron.cli import DatabaseUrl, _database, console  # noqa: E402
 
 Email = Annotated[str, typer.Option("--email", help="Sign-in e-mail address")]
 PasswordOpt = Annotated[
@@ -64,7 +64,7 @@ def create(
     from patron.errors import PatronError
 
     secret, generated = _password(password, generate)
-    db = _database(database_url)
+    db = open_database(database_url)
     try:
         with db.unit_of_work() as session:
             user = service.create_user(
@@ -92,7 +92,7 @@ def list_users(database_url: DatabaseUrl = None) -> None:
     from patron import clock
     from patron.admin import service
 
-    db = _database(database_url)
+    db = open_database(database_url)
     now = clock.now()
     table = Table("id")
     table.add_column("e-mail", no_wrap=True)  # an address is copied from here: never wrapped
@@ -134,7 +134,7 @@ def set_password(
     from patron.errors import PatronError
 
     secret, generated = _password(password, generate)
-    db = _database(database_url)
+    db = open_database(database_url)
     try:
         with db.unit_of_work() as session:
             user = service.find_user(session, email)
@@ -155,7 +155,7 @@ def unlock(email: Email, database_url: DatabaseUrl = None) -> None:
     from patron.audit.service import CLI
     from patron.errors import PatronError
 
-    db = _database(database_url)
+    db = open_database(database_url)
     try:
         with db.unit_of_work() as session:
             user = service.find_user(session, email)

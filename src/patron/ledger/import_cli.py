@@ -19,11 +19,11 @@ import typer
 from pydantic import ValidationError
 from rich.markup import escape
 
-# `app` exists before patron.cli is imported: patron.cli registers it at its end, and either
+from patron.cli_common import DatabaseUrl, console, open_database
+
 # module may be imported first.
 app: typer.Typer = typer.Typer(help="Bulk imports: purchases.", no_args_is_help=True)
 
-from patron.cli import DatabaseUrl, _database, console  # noqa: E402
 
 ProgramOpt = Annotated[str, typer.Option("--program", help="The program's code, e.g. bakery")]
 SHOWN_ERRORS = 20
@@ -166,7 +166,7 @@ def import_purchases(
         stream = file.open(encoding="utf-8-sig", newline="" if fmt is Format.csv else None)
     except OSError as exc:
         raise _fail("unreadable_file", f"{file}: {exc.strerror or exc}") from None
-    db = _database(database_url)
+    db = open_database(database_url)
     counts = {"created": 0, "replayed": 0, "error": 0}
     failures: list[Failure] = []
 

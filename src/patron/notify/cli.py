@@ -8,17 +8,16 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
+from patron.cli_common import DatabaseUrl, console, open_database, parse_as_of
+
 if TYPE_CHECKING:
     from patron.notify.jobs import JobReport
 
-# `notify_app` exists before patron.cli is imported: patron.cli registers it at its end, and
-# either module may be imported first.
 notify_app: typer.Typer = typer.Typer(
     help="Notification jobs: expiring-points reminders, birthdays, statements.",
     no_args_is_help=True,
 )
 
-from patron.cli import DatabaseUrl, _as_of, _database, console  # noqa: E402
 
 ProgramOpt = Annotated[str, typer.Option("--program", help="The program's code, e.g. bakery")]
 DryRunOpt = Annotated[
@@ -53,7 +52,7 @@ def _fail(code: str, detail: str) -> typer.Exit:
 def _when(at: str | None, dry_run: bool) -> datetime:
     from patron import clock
 
-    now = _as_of(at)
+    now = parse_as_of(at)
     if now > clock.now() and not dry_run:
         # Marks written for a day that has not come would silence that day's real run.
         raise _fail("at_in_future", "--at is in the future; use --dry-run to preview a later run")
@@ -111,7 +110,7 @@ def _run_one(
         "statement": jobs.run_statements,
     }[job]
     now = _when(at, dry_run)
-    db = _database(database_url)
+    db = open_database(database_url)
     try:
         report = runner(db, program, now=now, dry_run=dry_run, batch_size=batch_size, actor=CLI)
     except PatronError as exc:
@@ -165,7 +164,7 @@ def run_due(at: AtOpt = None, database_url: DatabaseUrl = None) -> None:
     from patron.notify import jobs
 
     now = _when(at, dry_run=False)
-    db = _database(database_url)
+    db = open_database(database_url)
     try:
         reports = jobs.run_due(db, now=now)
     finally:

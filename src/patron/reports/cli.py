@@ -12,7 +12,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-# `app` exists before patron.cli is imported: patron.cli registers it at its end, and either
+from patron.cli_common import DatabaseUrl, console, open_database
+from patron.reports.rollup import DEFAULT_MAX_TAIL
+
 # module may be imported first.
 app: typer.Typer = typer.Typer(
     help="Reports: points per period, liability, journal, members, promotions, rewards and "
@@ -20,8 +22,6 @@ app: typer.Typer = typer.Typer(
     no_args_is_help=True,
 )
 
-from patron.cli import DatabaseUrl, _database, console  # noqa: E402
-from patron.reports.rollup import DEFAULT_MAX_TAIL  # noqa: E402
 
 ProgramOpt = Annotated[str, typer.Option("--program", help="The program's code, e.g. bakery")]
 DayOpt = Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"])]
@@ -67,7 +67,7 @@ def _run(database_url: str | None, fn: Callable[[Any], Any], *, max_tail: int | 
     from patron.errors import PatronError
     from patron.reports import rollup
 
-    db = _database(database_url)
+    db = open_database(database_url)
     try:
         if max_tail is not None:
             rollup.ensure_fresh(db, now=clock.now(), max_tail=max_tail)
@@ -483,7 +483,7 @@ def refresh_command(
     from patron import clock
     from patron.reports import rollup
 
-    db = _database(database_url)
+    db = open_database(database_url)
     try:
         done = rollup.refresh(db, now=clock.now(), chunk=chunk, limit=limit)
     finally:
@@ -500,7 +500,7 @@ def rebuild_command(database_url: DatabaseUrl = None) -> None:
     from patron import clock
     from patron.reports import rollup
 
-    db = _database(database_url)
+    db = open_database(database_url)
     try:
         done = rollup.rebuild(db, now=clock.now())
     finally:
@@ -513,7 +513,7 @@ def check_command(database_url: DatabaseUrl = None) -> None:
     """Prove the roll-up equals the raw sums of the ledger; exits 1 on any difference."""
     from patron.reports import rollup
 
-    db = _database(database_url)
+    db = open_database(database_url)
     try:
         with db.unit_of_work(readonly=True) as session:
             result = rollup.check(session)

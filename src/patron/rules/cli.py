@@ -10,13 +10,13 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-# `app` exists before patron.cli is imported: patron.cli registers it at its end, and either
+from patron.cli_common import DatabaseUrl, console, open_database
+
 # module may be imported first.
 app: typer.Typer = typer.Typer(
     help="Rule sets: show, export, import, versions, diff, simulate.", no_args_is_help=True
 )
 
-from patron.cli import DatabaseUrl, _database, console  # noqa: E402
 
 ProgramOpt = Annotated[str, typer.Option("--program", help="The program's code, e.g. bakery")]
 
@@ -122,7 +122,7 @@ def show(
     from patron.errors import PatronError
     from patron.rules import service as rules
 
-    db = _database(database_url)
+    db = open_database(database_url)
     try:
         with db.unit_of_work(readonly=True) as session:
             prog = _program(session, program)
@@ -162,7 +162,7 @@ def export(
 
     if format not in ("json", "yaml"):
         raise typer.BadParameter("use json or yaml", param_hint="--format")
-    db = _database(database_url)
+    db = open_database(database_url)
     try:
         with db.unit_of_work(readonly=True) as session:
             doc = rules.document(session, _program(session, program), version)
@@ -185,7 +185,7 @@ def import_rules(
     from patron.rules import service as rules
 
     data = _load(file)
-    db = _database(database_url)
+    db = open_database(database_url)
     try:
         doc = rules.validate_doc(data)
         with db.unit_of_work() as session:
@@ -211,7 +211,7 @@ def versions(program: ProgramOpt, database_url: DatabaseUrl = None) -> None:
     from patron.errors import PatronError
     from patron.rules import service as rules
 
-    db = _database(database_url)
+    db = open_database(database_url)
     table = Table("version", "created", "actor", "note", "current")
     try:
         with db.unit_of_work(readonly=True) as session:
@@ -240,7 +240,7 @@ def diff(
     from patron.errors import PatronError
     from patron.rules import service as rules
 
-    db = _database(database_url)
+    db = open_database(database_url)
     try:
         with db.unit_of_work(readonly=True) as session:
             result = rules.compare(session, _program(session, program), from_version, to_version)
@@ -287,7 +287,7 @@ def simulate(
     if end < start:
         raise _fail("invalid_range", "--to is before --from")
     data = _load(file)
-    db = _database(database_url)
+    db = open_database(database_url)
     try:
         proposed = rules.validate_doc(data)
         with db.unit_of_work(readonly=True) as session:

@@ -12,14 +12,14 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-# `app` exists before patron.cli is imported: patron.cli registers it at its end, and either
+from patron.cli_common import DatabaseUrl, console, open_database
+
 # module may be imported first.
 app: typer.Typer = typer.Typer(
     help="Tiers: setup, manual changes, the period evaluation, progress and reports.",
     no_args_is_help=True,
 )
 
-from patron.cli import DatabaseUrl, _database, console  # noqa: E402
 
 ProgramOpt = Annotated[str, typer.Option("--program", help="The program's code, e.g. bakery")]
 
@@ -46,7 +46,7 @@ def show(program: ProgramOpt, database_url: DatabaseUrl = None) -> None:
     from patron.programs.service import get_program
     from patron.tiers import service
 
-    db = _database(database_url)
+    db = open_database(database_url)
     try:
         with db.unit_of_work(readonly=True) as session:
             setup = service.tier_setup(session, get_program(session, program))
@@ -105,7 +105,7 @@ def set_tier(
     except ValueError as exc:
         detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
         raise _fail("invalid", detail) from None
-    db = _database(database_url)
+    db = open_database(database_url)
     try:
         with db.unit_of_work() as session:
             out = service.set_manual(
@@ -150,7 +150,7 @@ def evaluate_command(
     from patron.programs.service import get_program
     from patron.tiers import jobs
 
-    db = _database(database_url)
+    db = open_database(database_url)
     now = clock.now()
     try:
         with db.unit_of_work(readonly=True) as session:

@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from patron.cli_common import DatabaseUrl, console, open_database
+
 ProgramOpt = Annotated[str, typer.Option("--program", help="The program's code, e.g. bakery")]
 
 
@@ -39,7 +41,7 @@ def progress_command(
     from patron.programs.service import get_program
     from patron.tiers.progress import progress
 
-    db = _database(database_url)
+    db = open_database(database_url)
     try:
         with db.unit_of_work(readonly=True) as session:
             prog = get_program(session, program)
@@ -103,7 +105,7 @@ def near_miss_command(
 
     # Typer has no Decimal option; the text of the float is the number the user typed.
     percent = Decimal(str(within_percent)) if within_percent is not None else None
-    db = _database(database_url)
+    db = open_database(database_url)
     try:
         with db.unit_of_work(readonly=True) as session:
             report = reports.near_miss(
@@ -178,7 +180,7 @@ def what_if_command(
     req = reports.WhatIfRequest(
         thresholds=proposed, window=window, rolling_months=rolling_months, metric=metric
     )
-    db = _database(database_url)
+    db = open_database(database_url)
     try:
         with db.unit_of_work(readonly=True) as session:
             out = reports.what_if(session, get_program(session, program), req, now=clock.now())
@@ -214,8 +216,3 @@ def register(app: typer.Typer) -> None:
     app.command("progress")(progress_command)
     app.command("near-miss")(near_miss_command)
     app.command("what-if")(what_if_command)
-
-
-# Last, so `register` exists whichever of patron.cli, patron.tiers.cli and this module is
-# imported first; Typer reads the (string) annotations only when the CLI runs.
-from patron.cli import DatabaseUrl, _database, console  # noqa: E402
