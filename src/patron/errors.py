@@ -53,6 +53,13 @@ class Conflict(PatronError):
     code = "conflict"
 
 
+class StaleVersion(Conflict):
+    """A write said which version it was made from (If-Match, or the admin form's base), and
+    the stored version is another one: someone changed it meanwhile. Nothing was written."""
+
+    code = "stale_version"
+
+
 class Invalid(PatronError):
     """The payload is well-formed JSON but a value is not acceptable."""
 

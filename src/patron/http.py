@@ -162,3 +162,29 @@ IdempotencyKey = Header(
     "a different request with the same key gets 409.",
     max_length=200,
 )
+
+
+IfMatch = Header(
+    None,
+    alias="If-Match",
+    description="The version this change was made from (the ETag of the GET): when the stored "
+    "version is another one, nothing is written and the answer is 409 stale_version. "
+    "Leave out to write whatever the current version is.",
+    max_length=100,
+)
+
+
+def if_match(value: str | None) -> str | None:
+    """The version an If-Match header names: `"3"`, `W/"3"` or `3` -> "3"; None or `*` -> None
+    (any version)."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.startswith("W/"):
+        text = text[2:]
+    text = text.strip('"').strip()
+    return None if text in ("", "*") else text
+
+
+def etag(version: object) -> str:
+    return f'"{version}"'

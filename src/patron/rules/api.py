@@ -26,6 +26,7 @@ from patron.errors import (
     Invalid,
     MemberBlocked,
     NotFound,
+    StaleVersion,
     Unauthorized,
     responses,
 )
@@ -145,6 +146,17 @@ def _out(row: Any) -> RuleSetOut:
     )
 
 
+def _base_version(if_match: str | None) -> int | None:
+    """The rule version an If-Match header names; one that is not a version number never
+    matches (a version is a whole number, the ETag of GET …/rules)."""
+    text = http.if_match(if_match)
+    if text is None:
+        return None
+    if not text.isdigit() or len(text) > 9:
+        raise StaleVersion(f'If-Match {if_match!r} is not a rule version (e.g. "3")')
+    return int(text)
+
+
 def _change(code: str, change: Callable[[Session, Program], Any]) -> Callable[[Session], Any]:
     return lambda s: _out(change(s, get_program(s, code)))
 
@@ -156,17 +168,22 @@ def _change(code: str, change: Callable[[Session, Program], Any]) -> Callable[[S
     summary="The program's current rule set",
 )
 def current_rules(
+    response: Response,
     code: str = ProgramCode,
     db: Database = Depends(http.get_db),
     _actor: Actor = Depends(http.require("read", "pos")),
 ) -> RuleSetOut:
-    return http.read(db, lambda s: _out(rules.get_version(s, get_program(s, code))))
+    """The ETag header is the version: send it back as If-Match when publishing a change made
+    from this document, and a publish by someone else in between is refused (409)."""
+    out: RuleSetOut = http.read(db, lambda s: _out(rules.get_version(s, get_program(s, code))))
+    response.headers["ETag"] = http.etag(out.version)
+    return out
 
 
 @documents.put(
     "/programs/{code}/rules",
     response_model=RuleSetOut,
-    responses=responses(NotFound, IdempotencyConflict),
+    responses=responses(NotFound, StaleVersion, IdempotencyConflict),
     summary="Publish a whole rule set document as the next version",
 )
 def put_rules(
@@ -175,16 +192,21 @@ def put_rules(
     db: Database = Depends(http.get_db),
     actor: Actor = Depends(http.require("admin")),
     idempotency_key: str | None = http.IdempotencyKey,
+    if_match: str | None = http.IfMatch,
 ):
     doc = rules.validate_doc(body.model_dump(mode="json", exclude={"note"}, exclude_none=True))
+    base = _base_version(if_match)
     return http.write(
         db,
         _change(
-            code, lambda s, p: rules.publish(s, p, doc, actor=actor, now=http.now(), note=body.note)
+            code,
+            lambda s, p: rules.publish(
+                s, p, doc, actor=actor, now=http.now(), note=body.note, expected_version=base
+            ),
         ),
         actor=actor,
         idempotency_key=idempotency_key,
-        payload={"program": code, **body.model_dump(mode="json")},
+        payload={"program": code, "if_match": base, **body.model_dump(mode="json")},
     )
 
 
@@ -259,7 +281,7 @@ def rule_diff(
     "/programs/{code}/rules/items",
     status_code=201,
     response_model=RuleSetOut,
-    responses=responses(NotFound, Conflict, IdempotencyConflict),
+    responses=responses(NotFound, Conflict, StaleVersion, IdempotencyConflict),
     summary="Add one rule (at `position`, default last) in a new version",
 )
 def add_rule(
@@ -270,19 +292,34 @@ def add_rule(
     db: Database = Depends(http.get_db),
     actor: Actor = Depends(http.require("admin")),
     idempotency_key: str | None = http.IdempotencyKey,
+    if_match: str | None = http.IfMatch,
 ):
+    base = _base_version(if_match)
     data = rule.model_dump(mode="json", exclude_none=True)
     return http.write(
         db,
         _change(
             code,
             lambda s, p: rules.add_rule(
-                s, p, data, actor=actor, now=http.now(), note=note, position=position
+                s,
+                p,
+                data,
+                actor=actor,
+                now=http.now(),
+                note=note,
+                expected_version=base,
+                position=position,
             ),
         ),
         actor=actor,
         idempotency_key=idempotency_key,
-        payload={"program": code, "position": position, "note": note, "rule": data},
+        payload={
+            "program": code,
+            "if_match": base,
+            "position": position,
+            "note": note,
+            "rule": data,
+        },
         status_code=201,
     )
 
@@ -290,7 +327,7 @@ def add_rule(
 @documents.put(
     "/programs/{code}/rules/items/{rule_id}",
     response_model=RuleSetOut,
-    responses=responses(NotFound, IdempotencyConflict),
+    responses=responses(NotFound, StaleVersion, IdempotencyConflict),
     summary="Replace one rule in a new version (a different body id renames it)",
 )
 def replace_rule(
@@ -301,26 +338,28 @@ def replace_rule(
     db: Database = Depends(http.get_db),
     actor: Actor = Depends(http.require("admin")),
     idempotency_key: str | None = http.IdempotencyKey,
+    if_match: str | None = http.IfMatch,
 ):
+    base = _base_version(if_match)
     data = rule.model_dump(mode="json", exclude_none=True)
     return http.write(
         db,
         _change(
             code,
             lambda s, p: rules.replace_rule(
-                s, p, rule_id, data, actor=actor, now=http.now(), note=note
+                s, p, rule_id, data, actor=actor, now=http.now(), note=note, expected_version=base
             ),
         ),
         actor=actor,
         idempotency_key=idempotency_key,
-        payload={"program": code, "rule_id": rule_id, "note": note, "rule": data},
+        payload={"program": code, "if_match": base, "rule_id": rule_id, "note": note, "rule": data},
     )
 
 
 @router.delete(
     "/programs/{code}/rules/items/{rule_id}",
     response_model=RuleSetOut,
-    responses=responses(NotFound, IdempotencyConflict),
+    responses=responses(NotFound, StaleVersion, IdempotencyConflict),
     summary="Remove one rule in a new version",
 )
 def remove_rule(
@@ -330,16 +369,26 @@ def remove_rule(
     db: Database = Depends(http.get_db),
     actor: Actor = Depends(http.require("admin")),
     idempotency_key: str | None = http.IdempotencyKey,
+    if_match: str | None = http.IfMatch,
 ):
+    base = _base_version(if_match)
     return http.write(
         db,
         _change(
             code,
-            lambda s, p: rules.remove_rule(s, p, rule_id, actor=actor, now=http.now(), note=note),
+            lambda s, p: rules.remove_rule(
+                s, p, rule_id, actor=actor, now=http.now(), note=note, expected_version=base
+            ),
         ),
         actor=actor,
         idempotency_key=idempotency_key,
-        payload={"program": code, "rule_id": rule_id, "note": note, "delete": True},
+        payload={
+            "program": code,
+            "if_match": base,
+            "rule_id": rule_id,
+            "note": note,
+            "delete": True,
+        },
     )
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from patron.audit import service as audit
 from patron.audit.service import Actor
-from patron.errors import Conflict, Invalid, NotFound
+from patron.errors import Conflict, Invalid, NotFound, StaleVersion
 from patron.ledger.models import Account, Entry, Purchase
 from patron.members.models import Member
 from patron.programs.models import Program, Store
@@ -144,10 +144,15 @@ def publish(
     actor: Actor,
     now: datetime,
     note: str | None = None,
+    expected_version: int | None = None,
 ) -> Any:
-    """Store `doc` as the program's next version and make it current."""
+    """Store `doc` as the program's next version and make it current. With `expected_version`
+    (the version the change was made from) the program's row is locked first and a different
+    current version refuses the write with StaleVersion: two editors cannot both publish over
+    the same base."""
     from patron.rules.models import RuleSetVersion
 
+    check_version(session, program, expected_version)
     _check_references(session, program, doc)
     latest = session.scalar(
         select(func.max(RuleSetVersion.version)).where(RuleSetVersion.program_id == program.id)
@@ -218,6 +223,18 @@ def validate_doc(data: Any) -> RuleSetDoc:
         raise Invalid(describe_errors(exc.errors()), code="invalid_rule_set") from None
 
 
+def check_version(session: Session, program: Program, expected: int | None) -> None:
+    """Lock the program's row, then compare its rule version with `expected` (None: any)."""
+    if expected is None:
+        return
+    session.refresh(program, with_for_update=True)
+    if program.rule_version != expected:
+        raise StaleVersion(
+            f"the rules of {program.code} are at version {program.rule_version}, not {expected}: "
+            "someone published meanwhile; start again from the current version"
+        )
+
+
 def add_rule(
     session: Session,
     program: Program,
@@ -227,7 +244,9 @@ def add_rule(
     now: datetime,
     note: str | None = None,
     position: int | None = None,
+    expected_version: int | None = None,
 ) -> Any:
+    check_version(session, program, expected_version)
     doc = _dump(document(session, program))
     if any(r["id"] == rule.get("id") for r in doc["rules"]):
         raise Conflict(
@@ -247,7 +266,9 @@ def replace_rule(
     actor: Actor,
     now: datetime,
     note: str | None = None,
+    expected_version: int | None = None,
 ) -> Any:
+    check_version(session, program, expected_version)
     doc = _dump(document(session, program))
     index = next((i for i, r in enumerate(doc["rules"]) if r["id"] == rule_id), None)
     if index is None:
@@ -264,7 +285,9 @@ def remove_rule(
     actor: Actor,
     now: datetime,
     note: str | None = None,
+    expected_version: int | None = None,
 ) -> Any:
+    check_version(session, program, expected_version)
     doc = _dump(document(session, program))
     kept = [r for r in doc["rules"] if r["id"] != rule_id]
     if len(kept) == len(doc["rules"]):

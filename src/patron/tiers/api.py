@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Response
+from sqlalchemy.orm import Session
 
 from patron import http
 from patron.audit.service import Actor
 from patron.db.engine import Database
-from patron.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized, responses
+from patron.errors import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    StaleVersion,
+    Unauthorized,
+    responses,
+)
 from patron.programs.schemas import CODE_PATTERN
 from patron.programs.service import get_program
 from patron.tiers import jobs, service
@@ -31,7 +40,7 @@ MemberId = Path(ge=1, le=2**53)
 @router.put(
     "/programs/{code}/tiers",
     response_model=TierSetupOut,
-    responses=responses(NotFound),
+    responses=responses(NotFound, StaleVersion),
     summary="Replace the program's tiers and tier policy",
 )
 def put_tiers(
@@ -40,23 +49,37 @@ def put_tiers(
     db: Database = Depends(http.get_db),
     actor: Actor = Depends(http.require("admin")),
     idempotency_key: str | None = http.IdempotencyKey,
+    if_match: str | None = http.IfMatch,
 ):
+    base = http.if_match(if_match)
     return http.write(
         db,
-        lambda s: service.set_tiers(s, get_program(s, code), body, actor=actor, now=http.now()),
+        lambda s: service.set_tiers(
+            s, get_program(s, code), body, actor=actor, now=http.now(), expected_version=base
+        ),
         actor=actor,
         idempotency_key=idempotency_key,
-        payload={"program": code, **body.model_dump(mode="json")},
+        payload={"program": code, "if_match": base, **body.model_dump(mode="json")},
     )
 
 
 @router.get("/programs/{code}/tiers", response_model=TierSetupOut, responses=responses(NotFound))
 def get_tiers(
+    response: Response,
     code: str = ProgramCode,
     db: Database = Depends(http.get_db),
     _actor: Actor = Depends(http.require("read", "pos")),
 ) -> TierSetupOut:
-    return http.read(db, lambda s: service.tier_setup(s, get_program(s, code)))
+    """The ETag header fingerprints this setup: send it back as If-Match with a PUT made from
+    it, and a change by someone else in between is refused (409 stale_version)."""
+
+    def run(s: Session) -> tuple[TierSetupOut, str]:
+        program = get_program(s, code)
+        return service.tier_setup(s, program), service.setup_version(s, program)
+
+    out, version = http.read(db, run)
+    response.headers["ETag"] = http.etag(version)
+    return out
 
 
 @router.post(

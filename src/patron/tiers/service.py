@@ -6,6 +6,7 @@ event in the caller's transaction. Callers hold the account's row lock.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 from patron.audit import service as audit
 from patron.audit.service import Actor
 from patron.clock import as_utc
-from patron.errors import Invalid, NotFound
+from patron.errors import Invalid, NotFound, StaleVersion
 from patron.events.models import DomainEvent
 from patron.ledger import service as ledger
 from patron.ledger import views
@@ -125,14 +126,36 @@ def tier_setup(session: Session, program: Program) -> TierSetupOut:
     )
 
 
+def setup_version(session: Session, program: Program) -> str:
+    """A short fingerprint of the stored tiers and policy (the ETag of GET …/tiers): a save made
+    from an older setup can tell it changed meanwhile."""
+    text = tier_setup(session, program).model_dump_json()
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
 def set_tiers(
-    session: Session, program: Program, setup: TierSetup, *, actor: Actor, now: datetime
+    session: Session,
+    program: Program,
+    setup: TierSetup,
+    *,
+    actor: Actor,
+    now: datetime,
+    expected_version: str | None = None,
 ) -> TierSetupOut:
-    """Replace the program's tiers and policy.
+    """Replace the program's tiers and policy. With `expected_version` (the setup_version the
+    change was made from) the program's row is locked first and a setup changed meanwhile
+    refuses the save with StaleVersion.
 
     Members keep their tier code; one no longer defined counts as no tier (rank -1), so the next
     upgrade or evaluation places them by what they earned.
     """
+    if expected_version is not None:
+        session.refresh(program, with_for_update=True)
+        if setup_version(session, program) != expected_version:
+            raise StaleVersion(
+                f"the tiers of {program.code} changed since version {expected_version}: "
+                "start again from the current setup"
+            )
     _validate(setup)
     before = tier_setup(session, program)
     policy = get_policy(session, program.id)

@@ -32,7 +32,7 @@ from patron.admin import service as staff_users
 from patron.admin.context import programs as all_programs
 from patron.admin.deps import Staff, form_data, get_db, require
 from patron.admin.templating import path_for, render
-from patron.errors import Invalid, NotFound
+from patron.errors import Invalid, NotFound, StaleVersion
 from patron.programs.models import Program, Store
 from patron.programs.service import get_program
 from patron.rules import service as rules
@@ -1411,14 +1411,17 @@ def rules_publish(
     db = get_db(request)
     with db.unit_of_work() as session:
         found = get_program(session, code)
-        # Lock the program's row, then compare: two publishers cannot both pass the check.
-        session.refresh(found, with_for_update=True)
-        current = found.rule_version
-        if current != base:
+        try:
+            # The service locks the program's row, then compares: two publishers cannot both
+            # pass the check (the JSON API refuses a stale If-Match the same way).
+            row = rules.publish(
+                session, found, doc, actor=staff.actor, now=clock.now(), note=note,
+                expected_version=base,
+            )  # fmt: skip
+        except StaleVersion:
+            current = found.rule_version
             session.rollback()
             return _conflict(request, staff, code, base, current)
-        try:
-            row = rules.publish(session, found, doc, actor=staff.actor, now=clock.now(), note=note)
         except Invalid as exc:
             session.rollback()
             problem = f"{service_error_path(exc) or exc.code}: {exc.detail.partition(': ')[2] or exc.detail}"

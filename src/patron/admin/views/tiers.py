@@ -11,7 +11,6 @@ is refused (409) instead of overwriting. Nothing is written before "Save".
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from patron.admin.views.rules import (
     pick_program,
     prog_of,
 )
-from patron.errors import Invalid
+from patron.errors import Invalid, StaleVersion
 from patron.money import quantum
 from patron.programs.models import Program
 from patron.programs.service import get_program
@@ -256,12 +255,6 @@ def check(editor: Editor, currency: str, lang: str) -> TierSetup | None:
     return setup
 
 
-def fingerprint(session: Session, program: Program) -> str:
-    """Identifies the stored setup, so a save can tell it changed since the preview."""
-    text = tiers.tier_setup(session, program).model_dump_json()
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
 # --- pages ------------------------------------------------------------------------------------
 
 
@@ -324,7 +317,7 @@ def tiers_setup(
             found,
             editor,
             programs=choices,
-            base=fingerprint(session, found),
+            base=tiers.setup_version(session, found),
             done=done if done in NOTICES else None,
         )
 
@@ -490,7 +483,7 @@ def tiers_preview(
             current=current,
             candidate=setup.model_dump_json(),
             base=base,
-            stale=base != fingerprint(session, found),
+            stale=base != tiers.setup_version(session, found),
             policy_changes=policy_changes,
             tier_changes=tier_changes,
             what_if=run_what_if(session, found, current, setup, lang),
@@ -530,13 +523,14 @@ def tiers_save(
     setup = parse_candidate(form.get("candidate", ""))
     with get_db(request).unit_of_work() as session:
         found = get_program(session, code)
-        # Lock the program's row, then compare: two savers cannot both pass the check.
-        session.refresh(found, with_for_update=True)
-        if base != fingerprint(session, found):
+        try:
+            # The service locks the program's row, then compares: two savers cannot both pass.
+            tiers.set_tiers(
+                session, found, setup, actor=staff.actor, now=clock.now(), expected_version=base
+            )
+        except StaleVersion:
             session.rollback()
             return _conflict(request, code)
-        try:
-            tiers.set_tiers(session, found, setup, actor=staff.actor, now=clock.now())
         except Invalid as exc:
             session.rollback()
             editor = editor_from_setup(setup, found.currency)
