@@ -32,16 +32,10 @@ from sqlalchemy.orm import Session
 from patron import clock
 from patron.admin import forms, i18n, member360
 from patron.admin.deps import Staff, form_data, get_db, require
+from patron.admin.program_context import Prog, pick_program, prog_of, store_codes, tier_names_of
+from patron.admin.rules_ui.form import message_for
 from patron.admin.service import actor_labels
 from patron.admin.templating import path_for, render
-from patron.admin.views.rules import (
-    Prog,
-    message_for,
-    pick_program,
-    prog_of,
-    store_codes,
-    tier_names_of,
-)
 from patron.audit import service as audit
 from patron.errors import PatronError
 from patron.ledger.views import valid_until

@@ -25,16 +25,11 @@ from sqlalchemy.orm import Session
 from patron import clock
 from patron.admin import forms, i18n
 from patron.admin.deps import Staff, form_data, get_db, require
+from patron.admin.program_context import Prog, pick_program, prog_of
+from patron.admin.rules_ui.diff import FieldChange, field_changes
+from patron.admin.rules_ui.form import message_for
+from patron.admin.rules_ui.words import factor_text
 from patron.admin.templating import path_for, render
-from patron.admin.views.rules import (
-    FieldChange,
-    Prog,
-    factor_text,
-    field_changes,
-    message_for,
-    pick_program,
-    prog_of,
-)
 from patron.errors import Invalid, StaleVersion
 from patron.money import quantum
 from patron.programs.models import Program
