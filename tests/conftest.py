@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +29,10 @@ T0 = datetime(2026, 3, 2, 3, 0, tzinfo=UTC)  # 12:00 on a Monday in Seoul
 def pytest_configure(config: pytest.Config) -> None:
     if IN_CI and not PG_URL:
         raise pytest.UsageError("CI=true but PATRON_TEST_DATABASE_URL is not set")
+    # The log channel's file (where the demo's messages land): never the checkout's messages.log.
+    os.environ.setdefault(
+        "PATRON_MESSAGE_LOG", str(Path(tempfile.gettempdir()) / f"patron-test-{os.getpid()}.log")
+    )
 
 
 def _worker() -> str:

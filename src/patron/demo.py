@@ -19,6 +19,7 @@ from patron.ledger import jobs, purchases
 from patron.ledger.schemas import LineIn, PurchaseRequest, RefundRequest
 from patron.members import service as members
 from patron.members.schemas import CardIn, MemberCreate, MemberRef
+from patron.portal import signup
 from patron.programs import service as programs
 from patron.programs.models import Program
 from patron.programs.schemas import (
@@ -73,6 +74,15 @@ BAKERY_RULES = RuleSetDoc.model_validate(
                 "points_per_unit": 200,
             },
         ],
+    }
+)
+
+BAKERY_SIGNUP = signup.SignupSettings.model_validate(
+    {
+        "enabled": True,
+        "fields": {"email": "required", "phone": "optional", "birthday": "optional"},
+        "verify_with": "email",
+        "consents": {"email": True, "sms": True},
     }
 )
 
@@ -240,6 +250,8 @@ def load(
         )
         # Silver ×1.5 and Gold ×2 on points earned in the calendar year, reached at once.
         tiers.set_tiers(session, program, BAKERY_TIERS, actor=SYSTEM, now=start)
+        # Visitors may join on the member page (/m/bakery/join), verified by e-mail.
+        signup.save(session, program, BAKERY_SIGNUP, actor=SYSTEM, now=start)
         _admin, admin_key = create_key(
             session, name="demo admin", scopes=["admin"], actor=SYSTEM, now=now
         )

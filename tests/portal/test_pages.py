@@ -7,6 +7,7 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
+from patron import clock
 from patron.portal import service
 from tests.portal.conftest import A_EMAIL, B_EMAIL, code_from
 
@@ -177,3 +178,22 @@ def test_page_weights(client, portal, outbox, capsys):
         weights[path] = len(body)
         assert len(body) < 30_000, path
     print("portal page weights:", weights)
+
+
+def test_home_says_what_keeps_her_tier_and_by_when(client, db, portal, outbox):
+    from patron.audit.service import CLI
+    from patron.tiers import service as tiers
+    from patron.tiers.schemas import ManualTierRequest
+    from tests.portal.conftest import bakery
+
+    with db.unit_of_work() as s:
+        tiers.set_manual(
+            s, bakery(s), portal.a, ManualTierRequest(tier="gold", reason="appeal"),
+            actor=CLI, now=clock.now(),
+        )  # fmt: skip
+    sign_in(client, outbox)
+    home = client.get(f"{BASE}/").text
+    assert "<h1>김민지님, 안녕하세요</h1>" in home
+    assert "등급: 골드" in home
+    # Gold needs 3,000 points in the half-year; she has earned none by purchase yet.
+    assert re.search(r'id="to-keep">2026년 6월 30일까지 3,000 포인트 더 모으면 골드 등급이', home)

@@ -181,6 +181,20 @@ def verify_code(
         )
         return None
     row.used_at = now
+    return open_session(session, program, member, now=now, user_agent=user_agent,
+                        channel=row.channel)  # fmt: skip
+
+
+def open_session(
+    session: Session,
+    program: Program,
+    member: Member,
+    *,
+    now: datetime,
+    user_agent: str | None,
+    channel: str,
+) -> SignedIn:
+    """Sign `member` in (her contact on `channel` was just proven): a new session, audited."""
     token = secrets.token_urlsafe(32)
     signed = PortalSession(
         program_id=program.id,
@@ -197,7 +211,7 @@ def verify_code(
     audit.record(
         session, actor=Actor("member", str(member.id)), action="portal.signed_in",
         subject_type="portal_session", subject_id=signed.id, at=now, program_id=program.id,
-        after={"channel": row.channel},
+        after={"channel": channel},
     )  # fmt: skip
     return SignedIn(token=token, session_id=signed.id)
 

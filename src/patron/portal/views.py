@@ -14,7 +14,7 @@ from patron import clock
 from patron.audit import idempotency
 from patron.errors import NotFound
 from patron.ledger import views as ledger_views
-from patron.portal import i18n, service
+from patron.portal import i18n, service, signup
 from patron.portal.templating import render
 from patron.portal.web import (
     SESSION_COOKIE,
@@ -79,10 +79,12 @@ def sign_in(
     program: str = ProgramCode,
     viewer: Viewer | None = Depends(optional_viewer),
 ) -> Response:
-    load_program(request, program)
+    info = load_program(request, program)
     if viewer is not None:
         return RedirectResponse(request.url_for("home", program=program).path, status_code=303)
-    return _sign_in_form(request, "sign_in.html", contact="", error=None)
+    with get_db(request).unit_of_work(readonly=True) as session:
+        can_join = signup.is_enabled(session, info.id)
+    return _sign_in_form(request, "sign_in.html", contact="", error=None, can_join=can_join)
 
 
 @router.post("/sign-in", name="request_code")

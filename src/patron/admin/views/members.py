@@ -15,6 +15,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
+from starlette.background import BackgroundTask
 
 from patron import clock
 from patron.admin import forms, i18n, member360, search
@@ -26,6 +27,8 @@ from patron.ledger import purchases, views
 from patron.ledger.schemas import AdjustRequest
 from patron.members import service as members
 from patron.members.schemas import BlockRequest, MemberRef, MemberUpdate
+from patron.portal import signup
+from patron.portal.web import send_code
 from patron.programs.service import get_program
 from patron.tiers import service as tiers
 from patron.tiers.schemas import ManualTierRequest
@@ -45,8 +48,24 @@ GENDERS = ("", "female", "male", "other", "undisclosed")
 MEMBER_LANGUAGES = ("ko", "zh", "en", "ja")
 # The notices a redirect may ask for (?done=...): never free text from the address bar.
 NOTICES = frozenset(
-    {"profile", "adjusted", "tier", "blocked", "unblocked", "consent", "replayed", "cancelled"}
+    {
+        "profile",
+        "adjusted",
+        "tier",
+        "blocked",
+        "unblocked",
+        "consent",
+        "replayed",
+        "cancelled",
+        "invited",
+    }
 )
+# Why an invitation was refused -> the message shown at the button.
+INVITE_REFUSALS = {
+    "rate_limited": "members.invite.error.rate_limited",
+    "no_contact": "members.invite.error.no_contact",
+    "member_blocked": "members.invite.error.blocked",
+}
 
 
 # --- search -----------------------------------------------------------------------------------
@@ -427,6 +446,47 @@ def member_consent(
             note=note,
         )
     return _back(request, member_id, program, "consent")
+
+
+@router.post("/members/{member_id}/invite", name="member_invite")
+def member_invite(
+    request: Request,
+    member_id: int = MemberId,
+    staff: Staff = Depends(require("members.edit")),
+    form: dict[str, str] = Depends(form_data),
+) -> Response:
+    """Send the member the link to her member page (the API's invitation: once an hour)."""
+    program = _blank_is_none(form.get("program"))
+    lang = staff.language
+    if program is None:
+        errors = {forms.FORM: i18n.translate("members.no_program", lang)}
+        return _refused(request, staff, member_id, program, "invite", errors, {})
+    try:
+        with get_db(request).unit_of_work() as session:
+            invitation = signup.invite(
+                session,
+                get_program(session, program),
+                member_id,
+                url=signup.portal_url(program),
+                actor=staff.actor,
+                now=clock.now(),
+            )
+    except PatronError as exc:
+        if exc.status == 404:
+            raise
+        key = INVITE_REFUSALS.get(exc.code)
+        message = i18n.translate(key, lang) if key else exc.detail
+        return _page(
+            request,
+            staff,
+            member_id,
+            program=program,
+            errors={"invite": {forms.FORM: message}},
+            status=exc.status,
+        )
+    response = _back(request, member_id, program, "invited")
+    response.background = BackgroundTask(send_code, invitation.message)
+    return response
 
 
 @router.get("/members/{member_id}/export", name="member_export")

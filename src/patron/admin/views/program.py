@@ -25,6 +25,7 @@ from patron.admin.service import actor_labels
 from patron.admin.templating import path_for, render
 from patron.errors import PatronError
 from patron.money import MINOR_UNITS, minor_unit
+from patron.portal import signup
 from patron.programs import branding
 from patron.programs import service as programs
 from patron.programs.models import Program
@@ -791,4 +792,138 @@ def program_branding_save(
         done = "unchanged" if before == data else "saved"
     return RedirectResponse(
         path_for(request, "program_branding", {"done": done}, code=code), status_code=303
+    )
+
+
+# --- self sign-up on the member page ----------------------------------------------------------
+
+SIGNUP_MODES = ("off", "optional", "required")
+SIGNUP_NOTICES = frozenset({"saved", "unchanged"})
+
+
+def signup_values(s: signup.SignupSettings) -> dict[str, Any]:
+    return {
+        "enabled": s.enabled,
+        **{f"field_{name}": getattr(s.fields, name) for name in signup.OPTIONAL_FIELDS},
+        "verify_with": s.verify_with,
+        "consent_email": s.consents.email,
+        "consent_sms": s.consents.sms,
+        "terms_url": s.terms_url or "",
+    }
+
+
+def parse_signup_form(
+    form: dict[str, str], lang: str
+) -> tuple[signup.SignupSettings | None, dict[str, Any], forms.Errors]:
+    """The posted form -> SignupSettings, or {field: message} for each wrong field."""
+    values: dict[str, Any] = {
+        "enabled": form.get("enabled") == "1",
+        **{
+            f"field_{name}": form.get(f"field_{name}", "off").strip()
+            for name in signup.OPTIONAL_FIELDS
+        },
+        "verify_with": form.get("verify_with", "").strip(),
+        "consent_email": form.get("consent_email") == "1",
+        "consent_sms": form.get("consent_sms") == "1",
+        "terms_url": form.get("terms_url", "").strip()[:500],
+    }
+    errors: forms.Errors = {}
+    for name in signup.OPTIONAL_FIELDS:
+        if values[f"field_{name}"] not in SIGNUP_MODES:
+            errors[f"field_{name}"] = i18n.translate("form.error.invalid", lang)
+    if values["field_email"] == "off" and values["field_phone"] == "off":
+        errors["field_email"] = i18n.translate("program.signup.error.contact", lang)
+    verify_field = f"field_{values['verify_with']}"
+    if values["verify_with"] not in ("email", "phone"):
+        errors["verify_with"] = i18n.translate("form.error.invalid", lang)
+    elif values.get(verify_field) != "required":
+        errors["verify_with"] = i18n.translate("program.signup.error.verify_with", lang)
+    payload = {
+        "enabled": values["enabled"],
+        "fields": {name: values[f"field_{name}"] for name in signup.OPTIONAL_FIELDS},
+        "verify_with": values["verify_with"],
+        "consents": {"email": values["consent_email"], "sms": values["consent_sms"]},
+        "terms_url": values["terms_url"] or None,
+    }
+    try:
+        parsed = signup.SignupSettings.model_validate(payload)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = [str(p) for p in err.get("loc") or ()]
+            if loc[:1] == ["terms_url"]:
+                errors.setdefault(
+                    "terms_url", i18n.translate("program.signup.error.terms_url", lang)
+                )
+        if not errors:
+            errors[forms.FORM] = i18n.translate("form.error.invalid", lang)
+        return None, values, errors
+    return (None, values, errors) if errors else (parsed, values, {})
+
+
+def _signup_page(
+    request: Request,
+    staff: Staff,
+    code: str,
+    *,
+    values: dict[str, Any] | None = None,
+    errors: forms.Errors | None = None,
+    status: int = 200,
+) -> Response:
+    done = request.query_params.get("done")
+    lang = staff.language
+    with get_db(request).unit_of_work(readonly=True) as session:
+        program = programs.get_program(session, code)
+        v = values or signup_values(signup.get(session, program))
+        changes = setup_service.recent_changes(
+            session,
+            subject_type="program",
+            subject_id=program.code,
+            action="program.signup.",
+            limit=10,
+        )
+        return render(
+            request,
+            "program/signup.html",
+            status=status,
+            tz=ZoneInfo(program.timezone),
+            section="program",
+            program=programs.to_out(program),
+            choices=_choices(session),
+            v=v,
+            errors=errors or {},
+            done=done if done in SIGNUP_NOTICES else None,
+            changes=changes,
+            labels=actor_labels(session, [c.actor for c in changes]),
+            modes=[(m, i18n.translate(f"program.signup.mode.{m}", lang)) for m in SIGNUP_MODES],
+            verify_options=[
+                (f, i18n.translate(f"program.signup.verify.{f}", lang)) for f in ("email", "phone")
+            ],
+            join_url=signup.portal_url(program.code) + "join",
+        )
+
+
+@router.get("/program/{code}/signup", name="program_signup")
+def program_signup(
+    request: Request, code: str = ProgramCode, staff: Staff = Depends(require("program.view"))
+) -> Response:
+    return _signup_page(request, staff, code)
+
+
+@router.post("/program/{code}/signup", name="program_signup_save")
+def program_signup_save(
+    request: Request,
+    code: str = ProgramCode,
+    staff: Staff = Depends(require("program.manage")),
+    form: dict[str, str] = Depends(form_data),
+) -> Response:
+    data, values, errors = parse_signup_form(form, staff.language)
+    if data is None:
+        return _signup_page(request, staff, code, values=values, errors=errors, status=422)
+    with get_db(request).unit_of_work() as session:
+        program = programs.get_program(session, code)
+        before = signup.get(session, program)
+        signup.save(session, program, data, actor=staff.actor, now=clock.now())
+        done = "unchanged" if before == data else "saved"
+    return RedirectResponse(
+        path_for(request, "program_signup", {"done": done}, code=code), status_code=303
     )
