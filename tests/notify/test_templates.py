@@ -369,6 +369,12 @@ def real_payloads(db: Database, member_id: int) -> dict[str, dict[str, Any]]:
         {"points": -200, "entry_kind": "expire", "occurred_at": T0.isoformat(), "reason": None},
     )
     found.setdefault("tier.changed", {"from": "basic", "to": "silver", "reason": "upgrade"})
+    # As the member page writes it (rendered from a real request in tests/portal/test_privacy.py).
+    found.setdefault(
+        "member.erasure_requested",
+        {"program": "bakery", "member_id": member_id, "request_id": 1,
+         "occurred_at": T0.isoformat(), "source": "portal"},
+    )  # fmt: skip
     return found
 
 

@@ -179,10 +179,14 @@ def _message(
 def choose_channel(
     session: Session, member: Member, channels: Sequence[str], purpose: str
 ) -> tuple[str | None, str | None, str | None]:
-    """(channel, address, None) for the first channel the member can be reached on, or
+    """(channel, address, None) for the first channel the member can be reached on — the one
+    she prefers first (preferences["channel"], set on her page) when the event may use it — or
     (channel tried, None, why not) — member_blocked, no_contact or no_consent."""
     if member.status != "active":
         return None, None, "member_blocked"
+    preferred = (member.preferences or {}).get("channel")
+    if preferred in channels:
+        channels = [preferred, *(c for c in channels if c != preferred)]
     reason = "no_contact"
     for channel in channels:
         address = member.email if channel == "email" else member.phone

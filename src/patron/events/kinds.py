@@ -19,6 +19,8 @@ EVENT_TYPES: dict[str, str] = {
     "coupon.used": "A coupon was used at a till or online, on an order.",
     "coupon.cancelled": "An unused coupon was cancelled; its points went back to the member.",
     "coupon.expired": "An unused coupon expired (points back if the reward says so).",
+    "member.erasure_requested": "A member asked for her data to be erased (on her member page); "
+    "the privacy operations carry it out.",
 }
 
 # Entry kind -> the event that reports it.

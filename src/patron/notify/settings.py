@@ -63,6 +63,7 @@ def _defaults() -> dict[str, EventSetting]:
         "coupon.used": (off, t),  # the member is at the till: the program's choice
         "coupon.cancelled": (on, t),  # the coupon is gone and the points are back
         "coupon.expired": (off, t),  # as points.expired
+        "member.erasure_requested": (on, t),  # her confirmation that the request is recorded
     }
     return {
         kind: EventSetting(enabled=enabled, purpose=purpose)

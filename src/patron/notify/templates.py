@@ -518,7 +518,7 @@ VARIABLES: tuple[Variable, ...] = (
         "occurred_at",
         "When it happened",
         "{{ occurred_at|datetime }}",
-        (*_SALE_EVENTS, "points.expired", *_REWARD_EVENTS),
+        (*_SALE_EVENTS, "points.expired", *_REWARD_EVENTS, "member.erasure_requested"),
     ),
     Variable(
         "reason",
@@ -1416,6 +1416,8 @@ def _member_payload(
         return found
     if kind == "member.enrolled":
         return {}
+    if kind == "member.erasure_requested":
+        return {"occurred_at": now.isoformat(), "source": "portal"}
     return {"points": 1250, "occurred_at": now.isoformat(), "reason": None}
 
 

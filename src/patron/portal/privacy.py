@@ -14,25 +14,20 @@ import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from patron.audit import service as audit
 from patron.audit.service import Actor
-from patron.events.kinds import EVENT_TYPES
-from patron.events.models import Delivery, DomainEvent
+from patron.events.models import Delivery
 from patron.events.outbox import emit, iso_utc
 from patron.ledger import views as ledger_views
 from patron.ledger.models import Account, Entry, Purchase
 from patron.members.models import Card, Member
 from patron.money import from_minor
 from patron.notify.models import ConsentRecord
-from patron.portal import i18n
-from patron.portal.account import PREFERRED_CHANNEL
 from patron.portal.models import PortalSession, PrivacyRequest
-from patron.portal.service import CodeMessage
 from patron.programs.models import Program
 from patron.rewards import views as rewards_views
 from patron.rewards.models import Redemption, Reward
@@ -311,19 +306,13 @@ def _erasure_event(
         "program": program.code,
         "member_id": member.id,
         "request_id": request.id,
-        "requested_at": iso_utc(request.requested_at),
+        "occurred_at": iso_utc(request.requested_at),
         "source": request.source,
     }
-    if ERASURE_EVENT in EVENT_TYPES:
-        emit(session, kind=ERASURE_EVENT, program_id=program.id, member_id=member.id,
-             payload=payload, at=now)  # fmt: skip
-        return
-    # Not in the event catalog yet (it needs default message templates there): written as
-    # emit would, so webhooks subscribed to "*" get it and no member message is configured.
-    session.add(
-        DomainEvent(program_id=program.id, member_id=member.id, entry_id=None,
-                    kind=ERASURE_EVENT, payload=payload, at=now, dispatched=False)
-    )  # fmt: skip
+    # Her confirmation is this event's member message (transactional, on by default), sent
+    # and retried by the delivery worker like every other message.
+    emit(session, kind=ERASURE_EVENT, program_id=program.id, member_id=member.id,
+         payload=payload, at=now)  # fmt: skip
 
 
 def request_erasure(
@@ -380,32 +369,3 @@ def withdraw_erasure(
         subject_id=member_id, at=now, program_id=program.id, after={"request": request_id},
     )  # fmt: skip
     return True
-
-
-def erasure_message(
-    program: Program, member: Member, request: PrivacyRequest
-) -> CodeMessage | None:
-    """The confirmation to send her after the commit, on her preferred channel when she has
-    a contact there, else e-mail, else SMS; None when she has neither."""
-    contacts = {"email": member.email, "sms": member.phone}
-    preferred = (member.preferences or {}).get(PREFERRED_CHANNEL)
-    order = [preferred] if preferred in contacts else []
-    order += [c for c in ("email", "sms") if c not in order]
-    channel = next((c for c in order if contacts[c]), None)
-    if channel is None:
-        return None
-    lang = i18n.language(member.language)
-    tz = ZoneInfo(program.timezone)
-    values = {
-        "program": program.name,
-        "date": i18n.format_date(request.requested_at, lang, tz),
-        "days": ERASURE_DAYS,
-    }
-    to = contacts[channel]
-    assert to is not None
-    return CodeMessage(
-        channel=channel,
-        to=to,
-        subject=i18n.translate("privacy.message.subject", lang, **values),
-        body=i18n.translate("privacy.message.body", lang, **values),
-    )

@@ -7,14 +7,11 @@ import logging
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import RedirectResponse, Response
-from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from patron import clock
-from patron.config import get_settings
 from patron.errors import NotFound
-from patron.notify import channels
-from patron.portal import privacy, service
+from patron.portal import privacy
 from patron.portal.account import lock_member
 from patron.portal.templating import render
 from patron.portal.web import (
@@ -30,15 +27,6 @@ from patron.programs.models import Program
 
 log = logging.getLogger("patron.portal")
 router = APIRouter(prefix="/{program}")
-
-
-def send_notice(message: service.CodeMessage) -> None:
-    """Straight through the channel, after the answer (like a sign-in code)."""
-    result = channels.send(
-        message.channel, message.to, message.subject, message.body, settings=get_settings()
-    )
-    if not result.ok:
-        log.warning("privacy notice not sent on %s: %s", message.channel, result.error)
 
 
 def _page(request: Request, viewer: Viewer, *, status: int = 200, error: str | None = None):
@@ -87,22 +75,18 @@ async def privacy_erasure(
         return _page(request, viewer, status=422, error="privacy.erasure.must_confirm")
     reason = form.get("reason", "")[: privacy.REASON_MAX]
 
-    def run() -> service.CodeMessage | None:
+    def run() -> None:
         now = clock.now()
         with get_db(request).unit_of_work() as session:
             the_program = session.get(Program, viewer.program.id)
             assert the_program is not None
             member = lock_member(session, viewer.member_id)
-            row, created = privacy.request_erasure(
+            privacy.request_erasure(
                 session, the_program, member, reason=reason, actor=actor(viewer), now=now
             )
-            return privacy.erasure_message(the_program, member, row) if created else None
 
-    message = await run_in_threadpool(run)
-    response = _to_privacy(request, program)
-    if message is not None:
-        response.background = BackgroundTask(send_notice, message)
-    return response
+    await run_in_threadpool(run)
+    return _to_privacy(request, program)
 
 
 @router.post("/privacy/erasure/{request_id}/withdraw", name="privacy_withdraw")
