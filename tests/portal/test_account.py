@@ -25,7 +25,6 @@ def sent(monkeypatch) -> list[service.CodeMessage]:
     for where in (
         "patron.portal.views.send_code",
         "patron.portal.account_views.send_code",
-        "patron.portal.privacy_views.send_notice",
     ):
         monkeypatch.setattr(where, out.append)
     return out

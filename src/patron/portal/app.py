@@ -22,8 +22,8 @@ from patron.portal import (
     views,
 )
 from patron.portal.context import Viewer
+from patron.portal.security import CSP
 from patron.portal.web import (
-    CSP,
     STATIC,
     CsrfRejected,
     SignInRequired,

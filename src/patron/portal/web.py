@@ -2,7 +2,8 @@
 
 Like the admin app it shares the API's Database, answers errors as HTML pages, checks a CSRF
 token on every POST (the session's, or before sign-in a double-submitted cookie) and sends
-no script at all. Every page is for the signed-in member only and shows only her rows: anything
+only one small script (registering the service worker that keeps her card
+for offline use). Every page is for the signed-in member only and shows only her rows: anything
 addressed by a code or id that is not hers answers 404, as if it did not exist.
 """
 
@@ -41,10 +42,6 @@ CSRF_FIELD = "csrf_token"
 # The program's code in every member page's address.
 ProgramCode = PathParam(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-CSP = (
-    "default-src 'self'; script-src 'none'; style-src 'self'; img-src 'self' data:; "
-    "form-action 'self'; frame-ancestors 'none'; base-uri 'self'"
-)
 
 
 class SignInRequired(Exception):
