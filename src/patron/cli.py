@@ -75,6 +75,10 @@ def _load_demo(db, members: int, days: int) -> None:
     )
     console.print("  member page: [bold]http://127.0.0.1:8000/m/bakery[/]")
     console.print(f"  김민지's sign-in codes ({demo.WALKTHROUGH_EMAIL}) land in the message log")
+    console.print(
+        "  join as a new member: http://127.0.0.1:8000/m/bakery/join (the code lands there too); "
+        "install the page on a phone to keep the card offline"
+    )
     console.print("  rewards: /api/v1/programs/bakery/rewards and /admin/rewards")
     if result.coupon:
         console.print(

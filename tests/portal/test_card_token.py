@@ -4,11 +4,15 @@
 from __future__ import annotations
 
 import base64
+import importlib.util
 import re
+from dataclasses import asdict
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import segno
+from cryptography.exceptions import InvalidSignature
 from sqlalchemy import select, update
 
 from patron import clock
@@ -194,3 +198,31 @@ def test_the_card_page_shows_the_token_and_the_plain_number(
     assert 'id="token-qr"' not in plain and 'id="plain-qr"' in plain
     assert "BKR100000" in plain
     assert client.get(f"{BASE}/card?plain=maybe").status_code == 422
+
+
+def test_the_docs_snippet_verifies_a_real_token_offline(db, portal, frozen):
+    path = Path(__file__).resolve().parents[2] / "docs" / "snippets" / "verify_card.py"
+    spec = importlib.util.spec_from_file_location("verify_card", path)
+    assert spec is not None and spec.loader is not None
+    snippet = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(snippet)
+    token = make_token(db)
+    keys = [
+        {k: str(v) for k, v in asdict(key).items() if k in ("kid", "public_key")}
+        for key in public_keys(db)
+    ]
+    now = frozen.timestamp()
+    assert snippet.verify_card(token, keys, "bakery", now=now) == "BKR100000"
+    assert snippet.verify_card(f" {token.lower()} ", keys, "bakery", now=now) == "BKR100000"
+    issued = int(now)
+    forged = with_payload(token, f"1:bakery:{issued}:300:BKR100001")
+    with pytest.raises(InvalidSignature):
+        snippet.verify_card(forged, keys, "bakery", now=now)
+    later = (frozen + timedelta(minutes=5, seconds=1)).timestamp()
+    for bad, program, when in (
+        (token, "cafe", now),
+        (token, "bakery", later),
+        ("PC1.ABC.DEF", "bakery", now),
+    ):
+        with pytest.raises(ValueError):
+            snippet.verify_card(bad, keys, program, now=when)

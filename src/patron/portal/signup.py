@@ -19,7 +19,7 @@ from datetime import date, datetime
 from typing import Any, Literal
 
 from limits import parse
-from limits.storage import MemoryStorage
+from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 from pydantic import (
     BaseModel,
@@ -408,12 +408,15 @@ _invite_limiters: weakref.WeakKeyDictionary[Any, MovingWindowRateLimiter] = (
 
 
 def _invite_limiter(session: Session) -> MovingWindowRateLimiter:
-    """One count per database (the API and the admin share it; each test has its own)."""
+    """One count per database in this process (the API and the admin share it), kept where
+    PATRON_RATE_LIMIT_STORAGE says: redis://… shares it with every worker."""
     bind: Engine | Connection = session.get_bind()
     engine = bind.engine if isinstance(bind, Connection) else bind
     limiter = _invite_limiters.get(engine)
     if limiter is None:
-        limiter = _invite_limiters.setdefault(engine, MovingWindowRateLimiter(MemoryStorage()))
+        limiter = _invite_limiters.setdefault(
+            engine, MovingWindowRateLimiter(storage_from_string(get_settings().rate_limit_storage))
+        )
     return limiter
 
 
