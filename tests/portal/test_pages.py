@@ -197,3 +197,25 @@ def test_home_says_what_keeps_her_tier_and_by_when(client, db, portal, outbox):
     assert "등급: 골드" in home
     # Gold needs 3,000 points in the half-year; she has earned none by purchase yet.
     assert re.search(r'id="to-keep">2026년 6월 30일까지 3,000 포인트 더 모으면 골드 등급이', home)
+
+
+def test_history_words_money_and_tiers_her_way(client, db, portal, outbox):
+    """Money as Korean readers see it (₩3,800, CLDR) and her tier by its Korean name, where the
+    API shows "3,800 KRW" and the code "gold"."""
+    from patron.audit.service import CLI
+    from patron.tiers import service as tiers
+    from patron.tiers.schemas import ManualTierRequest
+    from tests.portal.conftest import bakery
+    from tests.tiers._tier_helpers import buy
+
+    with db.unit_of_work() as s:
+        tiers.set_manual(
+            s, bakery(s), portal.a, ManualTierRequest(tier="gold", reason="appeal"),
+            actor=CLI, now=clock.now(),
+        )  # fmt: skip
+        buy(s, bakery(s), portal.a, 3800, now=clock.now())
+    sign_in(client, outbox)
+    history = client.get(f"{BASE}/history").text
+    assert "₩3,800: ₩1,000당 10포인트 = 30" in history
+    assert "골드 등급 ×2 = 60" in history
+    assert "KRW" not in history and "gold" not in history

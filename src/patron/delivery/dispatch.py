@@ -185,7 +185,7 @@ def choose_channel(
     if member.status != "active":
         return None, None, "member_blocked"
     preferred = (member.preferences or {}).get("channel")
-    if preferred in channels:
+    if isinstance(preferred, str) and preferred in channels:
         channels = [preferred, *(c for c in channels if c != preferred)]
     reason = "no_contact"
     for channel in channels:

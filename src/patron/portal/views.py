@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
@@ -40,6 +41,7 @@ from patron.rewards import redeem as rewards_redeem
 from patron.rewards import views as rewards_views
 from patron.rules import events
 from patron.tiers import progress as tier_progress
+from patron.tiers import service as tier_service
 from patron.tiers.progress import ProgressOut, TiersNotConfigured
 
 router = APIRouter(prefix="/{program}")
@@ -56,6 +58,24 @@ def tier_amount(tier: ProgressOut | None, viewer: Viewer, which: str) -> str:
     if tier.metric == "spend":
         return i18n.money(value, viewer.program.currency, viewer.language, minor_units=True)
     return i18n.number(value, viewer.language)
+
+
+def explained(
+    session: Session, program: Program, viewer: Viewer, entry_id: int
+) -> events.ExplanationOut:
+    """An entry explained for her: money as she writes it (12,000원) and tiers by their name in
+    her language (골드), not the codes integrators see."""
+    lang = viewer.language
+    names = {t.code: t.names for t in tier_service.definitions(session, program.id)}
+
+    def tier_name(code: str) -> str:
+        found = names.get(code) or {}
+        return found.get(lang) or found.get("en") or code
+
+    return events.explain_entry(
+        session, program, entry_id, lang, tier_name=tier_name,
+        money=lambda value: i18n.money(value, program.currency, lang),
+    )  # fmt: skip
 
 
 # --- sign-in ------------------------------------------------------------------------------
@@ -176,7 +196,7 @@ def home(
         latest = [
             (
                 ledger_views.entry_out(entry, stores),
-                events.explain_entry(session, the_program, entry.id, viewer.language).text,
+                explained(session, the_program, viewer, entry.id).text,
             )
             for entry in entries
         ]
@@ -200,7 +220,7 @@ def history(
         rows = [
             (
                 ledger_views.entry_out(entry, stores),
-                events.explain_entry(session, the_program, entry.id, viewer.language).lines,
+                explained(session, the_program, viewer, entry.id).lines,
             )
             for entry in entries
         ]

@@ -8,6 +8,7 @@ member cannot both be credited (the unique key on (account, period) backs the lo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal, cast
 
@@ -30,7 +31,7 @@ from patron.programs.models import Program
 from patron.programs.service import get_store
 from patron.rules import service as rules
 from patron.rules.engine import evaluate_event
-from patron.rules.explain import LANGUAGES, explain, explain_steps
+from patron.rules.explain import LANGUAGES, explain_steps
 from patron.rules.model import Event
 from patron.rules.models import EventClaim
 from patron.tiers import service as tiers
@@ -234,9 +235,16 @@ def _plain(entry: Entry, language: str) -> str:
 
 
 def explain_entry(
-    session: Session, program: Program, entry_id: int, language: str | None = None
+    session: Session,
+    program: Program,
+    entry_id: int,
+    language: str | None = None,
+    *,
+    money: Callable[[Any], str] | None = None,
+    tier_name: Callable[[str], str] | None = None,
 ) -> ExplanationOut:
-    """An entry in plain words: its stored breakdown, or one line from its kind and reason."""
+    """An entry in plain words: its stored breakdown, or one line from its kind and reason.
+    `money` and `tier_name` word amounts and tiers for a member (see explain.explain_steps)."""
     row = session.execute(
         select(Entry, Member.language)
         .join(Account, Account.id == Entry.account_id)
@@ -249,8 +257,8 @@ def explain_entry(
     lang = language or (member_language if member_language in LANGUAGES else "en")
     breakdown: list[dict[str, Any]] | None = entry.breakdown
     if breakdown:
-        lines = explain_steps(breakdown, entry.points, lang)
-        text = explain(breakdown, entry.points, lang)
+        lines = explain_steps(breakdown, entry.points, lang, money=money, tier_name=tier_name)
+        text = "; ".join(lines)
     else:
         lines = [_plain(entry, lang)]
         text = lines[0]

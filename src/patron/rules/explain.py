@@ -6,6 +6,7 @@ them, so an old entry is explained exactly as it was computed, whatever the rule
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -21,6 +22,17 @@ _TEXT: dict[str, dict[str, str]] = {
         "en": "{amount} {currency} × {points_per}/{per_amount} = {result}",
         "ko": "{amount} {currency} × {points_per}/{per_amount} = {result}",
         "zh": "{amount} {currency} × {points_per}/{per_amount} = {result}",
+    },
+    # The same, with money already written in the reader's way ("12,000원", "₩12,000").
+    "base_rate_full_money": {
+        "en": "{amount}: {points_per} points for each full {per_amount} = {result}",
+        "ko": "{amount}: {per_amount}당 {points_per}포인트 = {result}",
+        "zh": "{amount}:每满 {per_amount} 得 {points_per} 积分 = {result}",
+    },
+    "base_rate_prop_money": {
+        "en": "{amount} × {points_per}/{per_amount} = {result}",
+        "ko": "{amount} × {points_per}/{per_amount} = {result}",
+        "zh": "{amount} × {points_per}/{per_amount} = {result}",
     },
     "exclude": {
         "en": "{label}: {amount} earns no points",
@@ -143,8 +155,18 @@ def _key(step: dict[str, Any]) -> str | None:
     return None
 
 
-def explain_steps(steps: list[dict[str, Any]], points: int, language: str = "en") -> list[str]:
-    """One sentence per applied step, then the total; skipped rules are left out."""
+def explain_steps(
+    steps: list[dict[str, Any]],
+    points: int,
+    language: str = "en",
+    *,
+    money: Callable[[Any], str] | None = None,
+    tier_name: Callable[[str], str] | None = None,
+) -> list[str]:
+    """One sentence per applied step, then the total; skipped rules are left out. For a member
+    `money` writes the base rate's amounts in her way (12,000원) and `tier_name` names her tier
+    in her language (골드); without them the amounts carry the currency code and the tier its
+    code, as integrators read them."""
     lang = language if language in LANGUAGES else "en"
     out: list[str] = []
     for step in steps:
@@ -154,6 +176,20 @@ def explain_steps(steps: list[dict[str, Any]], points: int, language: str = "en"
         if key is None:
             out.append(str(step.get("detail", "")))
             continue
+        if money is not None and key in ("base_rate_full", "base_rate_prop"):
+            out.append(
+                _TEXT[f"{key}_money"][lang].format(
+                    **{
+                        **step,
+                        "amount": money(step.get("amount")),
+                        "per_amount": money(step.get("per_amount")),
+                        "result": _grouped(step.get("result")),
+                    }
+                )
+            )
+            continue
+        if tier_name is not None and step.get("tier"):
+            step = {**step, "tier": tier_name(str(step["tier"]))}
         values = {
             k: _grouped(v)
             if k
@@ -183,7 +219,14 @@ def explain_steps(steps: list[dict[str, Any]], points: int, language: str = "en"
     return out
 
 
-def explain(steps: list[dict[str, Any]], points: int, language: str = "en") -> str:
+def explain(
+    steps: list[dict[str, Any]],
+    points: int,
+    language: str = "en",
+    *,
+    money: Callable[[Any], str] | None = None,
+    tier_name: Callable[[str], str] | None = None,
+) -> str:
     """The whole explanation on one line: "25,800 KRW × 10/1,000 = 250; … Total: 250 points"."""
-    lines = explain_steps(steps, points, language)
+    lines = explain_steps(steps, points, language, money=money, tier_name=tier_name)
     return "; ".join(lines)
