@@ -21,13 +21,13 @@ from patron.portal import account, i18n, service
 from patron.portal.templating import render
 from patron.portal.web import (
     ProgramCode,
-    TooManyRequests,
     Viewer,
     actor,
-    client_ip,
+    code_fields,
     current_viewer,
     form_of,
     get_db,
+    limited,
     member_of,
     send_code,
 )
@@ -107,9 +107,7 @@ async def contact_start(
     request: Request, program: str = ProgramCode, viewer: Viewer = Depends(current_viewer)
 ) -> Response:
     raw = (await form_of(request)).get("contact", "").strip()[:254]
-    throttle: service.Throttle = request.app.state.throttle
-    if not throttle.ip_allows(client_ip(request)):
-        raise TooManyRequests()
+    throttle = limited(request)
 
     def run() -> tuple[tuple[str, str] | None, service.CodeMessage | None]:
         with get_db(request).unit_of_work() as session:
@@ -140,10 +138,8 @@ async def contact_confirm(
     request: Request, program: str = ProgramCode, viewer: Viewer = Depends(current_viewer)
 ) -> Response:
     form = await form_of(request)
-    contact, code = form.get("contact", "")[:254], form.get("code", "")[:20]
-    throttle: service.Throttle = request.app.state.throttle
-    if not throttle.ip_allows(client_ip(request)):
-        raise TooManyRequests()
+    contact, code = code_fields(form)
+    limited(request)
 
     def run() -> account.ConfirmResult:
         try:

@@ -22,12 +22,12 @@ from patron.portal.web import (
     SESSION_COOKIE,
     SIGNIN_COOKIE,
     ProgramCode,
-    TooManyRequests,
     Viewer,
-    client_ip,
+    code_fields,
     cookie_args,
     form_of,
     get_db,
+    limited,
     load_program,
     new_signin_token,
     optional_viewer,
@@ -88,9 +88,7 @@ def join(
 async def join_request(request: Request, program: str = ProgramCode) -> Response:
     info = load_program(request, program)
     form = await form_of(request)
-    throttle: service.Throttle = request.app.state.throttle
-    if not throttle.ip_allows(client_ip(request)):
-        raise TooManyRequests()
+    throttle = limited(request)
     lang = browser_language(request)
     settings = await run_in_threadpool(_settings, request, info.id)
 
@@ -124,10 +122,8 @@ async def join_request(request: Request, program: str = ProgramCode) -> Response
 async def join_code(request: Request, program: str = ProgramCode) -> Response:
     info = load_program(request, program)
     form = await form_of(request)
-    contact, code = form.get("contact", "")[:254], form.get("code", "")[:20]
-    throttle: service.Throttle = request.app.state.throttle
-    if not throttle.ip_allows(client_ip(request)):
-        raise TooManyRequests()
+    contact, code = code_fields(form)
+    limited(request)
     await run_in_threadpool(_settings, request, info.id)
 
     def run() -> signup.Finished | None:

@@ -21,14 +21,14 @@ from patron.portal.web import (
     SESSION_COOKIE,
     SIGNIN_COOKIE,
     ProgramCode,
-    TooManyRequests,
     Viewer,
     actor,
-    client_ip,
+    code_fields,
     cookie_args,
     current_viewer,
     form_of,
     get_db,
+    limited,
     load_program,
     member_of,
     new_signin_token,
@@ -113,9 +113,7 @@ async def request_code(request: Request, program: str = ProgramCode) -> Response
     contact = (await form_of(request)).get("contact", "").strip()[:254]
     if not contact:
         return _sign_in_form(request, "sign_in.html", 422, contact="", error="sign_in.required")
-    throttle: service.Throttle = request.app.state.throttle
-    if not throttle.ip_allows(client_ip(request)):
-        raise TooManyRequests()
+    throttle = limited(request)
 
     def run() -> service.CodeMessage | None:
         # A contact asking too often gets the same page, just no new code.
@@ -138,10 +136,8 @@ async def request_code(request: Request, program: str = ProgramCode) -> Response
 async def verify_code(request: Request, program: str = ProgramCode) -> Response:
     info = load_program(request, program)
     form = await form_of(request)
-    contact, code = form.get("contact", "")[:254], form.get("code", "")[:20]
-    throttle: service.Throttle = request.app.state.throttle
-    if not throttle.ip_allows(client_ip(request)):
-        raise TooManyRequests()
+    contact, code = code_fields(form)
+    limited(request)
 
     def run() -> service.SignedIn | None:
         with get_db(request).unit_of_work() as session:

@@ -136,6 +136,20 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+def limited(request: Request) -> service.Throttle:
+    """The member pages' throttle, once this request is counted against its IP address
+    (TooManyRequests when over): every form that sends or checks a code calls it first."""
+    throttle: service.Throttle = request.app.state.throttle
+    if not throttle.ip_allows(client_ip(request)):
+        raise TooManyRequests()
+    return throttle
+
+
+def code_fields(form: dict[str, str]) -> tuple[str, str]:
+    """The contact and the code a code form sent, cut to their longest sensible length."""
+    return form.get("contact", "")[:254], form.get("code", "")[:20]
+
+
 def send_code(message: service.CodeMessage) -> None:
     """Straight through the channel (never the outbox: a code must not reach a webhook)."""
     result = channels.send(

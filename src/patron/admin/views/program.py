@@ -8,6 +8,7 @@ under its field; a saved one redirects (303) with a notice.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
@@ -17,6 +18,7 @@ from zoneinfo import ZoneInfo, available_timezones
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.orm import Session
 
 from patron import clock
 from patron.admin import forms, i18n, setup_service
@@ -712,6 +714,42 @@ def _preview_context(values: dict[str, str], program_name: str, lang: str) -> di
     }
 
 
+def _tab_page(
+    request: Request,
+    session: Session,
+    program: Program,
+    template: str,
+    *,
+    audit_prefix: str,
+    notices: frozenset[str],
+    values: Mapping[str, Any],
+    errors: forms.Errors | None,
+    status: int,
+    **context: Any,
+) -> Response:
+    """A settings tab of the program (branding, sign-up): the form with its values and errors,
+    the notice the last save left in the address, and who changed it lately."""
+    done = request.query_params.get("done")
+    changes = setup_service.recent_changes(
+        session, subject_type="program", subject_id=program.code, action=audit_prefix, limit=10
+    )
+    return render(
+        request,
+        template,
+        status=status,
+        tz=ZoneInfo(program.timezone),
+        section="program",
+        program=programs.to_out(program),
+        choices=_choices(session),
+        v=values,
+        errors=errors or {},
+        done=done if done in notices else None,
+        changes=changes,
+        labels=actor_labels(session, [c.actor for c in changes]),
+        **context,
+    )
+
+
 def _branding_page(
     request: Request,
     staff: Staff,
@@ -721,32 +759,14 @@ def _branding_page(
     errors: forms.Errors | None = None,
     status: int = 200,
 ) -> Response:
-    done = request.query_params.get("done")
     with get_db(request).unit_of_work(readonly=True) as session:
         program = programs.get_program(session, code)
         v = values or branding_values(branding.get(session, program))
-        changes = setup_service.recent_changes(
-            session,
-            subject_type="program",
-            subject_id=program.code,
-            action="program.branding.",
-            limit=10,
-        )
-        return render(
-            request,
-            "program/branding.html",
-            status=status,
-            tz=ZoneInfo(program.timezone),
-            section="program",
-            program=programs.to_out(program),
-            choices=_choices(session),
-            v=v,
-            errors=errors or {},
-            done=done if done in BRANDING_NOTICES else None,
-            changes=changes,
-            labels=actor_labels(session, [c.actor for c in changes]),
-            **_preview_context(v, program.name, staff.language),
-        )
+        return _tab_page(
+            request, session, program, "program/branding.html",
+            audit_prefix="program.branding.", notices=BRANDING_NOTICES, values=v,
+            errors=errors, status=status, **_preview_context(v, program.name, staff.language),
+        )  # fmt: skip
 
 
 @router.get("/program/{code}/branding", name="program_branding")
@@ -869,37 +889,20 @@ def _signup_page(
     errors: forms.Errors | None = None,
     status: int = 200,
 ) -> Response:
-    done = request.query_params.get("done")
     lang = staff.language
     with get_db(request).unit_of_work(readonly=True) as session:
         program = programs.get_program(session, code)
         v = values or signup_values(signup.get(session, program))
-        changes = setup_service.recent_changes(
-            session,
-            subject_type="program",
-            subject_id=program.code,
-            action="program.signup.",
-            limit=10,
-        )
-        return render(
-            request,
-            "program/signup.html",
+        return _tab_page(
+            request, session, program, "program/signup.html",
+            audit_prefix="program.signup.", notices=SIGNUP_NOTICES, values=v, errors=errors,
             status=status,
-            tz=ZoneInfo(program.timezone),
-            section="program",
-            program=programs.to_out(program),
-            choices=_choices(session),
-            v=v,
-            errors=errors or {},
-            done=done if done in SIGNUP_NOTICES else None,
-            changes=changes,
-            labels=actor_labels(session, [c.actor for c in changes]),
             modes=[(m, i18n.translate(f"program.signup.mode.{m}", lang)) for m in SIGNUP_MODES],
             verify_options=[
                 (f, i18n.translate(f"program.signup.verify.{f}", lang)) for f in ("email", "phone")
             ],
             join_url=signup.portal_url(program.code) + "join",
-        )
+        )  # fmt: skip
 
 
 @router.get("/program/{code}/signup", name="program_signup")
