@@ -58,10 +58,23 @@ def _location(loc: tuple) -> str:
     return ".".join(str(p) for p in loc if p not in ("body",)) or "body"
 
 
+INVALID_JSON = {"error": "invalid_json", "detail": "the request body is not valid JSON"}
+
+
+def _unparsable_json(request: Request, exc: StarletteHTTPException) -> bool:
+    """FastAPI's 400 for a JSON body its decoder failed on other than with a JSONDecodeError:
+    nested deeper than json.loads goes (RecursionError) or not UTF-8. Malformed like any other
+    invalid JSON, so it gets the same answer. (A form body's parse errors keep their own.)"""
+    if exc.status_code != 400 or not isinstance(exc.__cause__, (RecursionError, ValueError)):
+        return False
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return kind in ("", "application/json") or kind.endswith("+json")
+
+
 def _validation_detail(exc: RequestValidationError) -> tuple[str, str]:
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
-        return "invalid_json", "the request body is not valid JSON"
+        return INVALID_JSON["error"], INVALID_JSON["detail"]
     parts = []
     for err in errors[:5]:
         message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
@@ -104,7 +117,9 @@ def create_app(
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if _unparsable_json(request, exc):
+            return JSONResponse(INVALID_JSON, status_code=400)
         code = HTTP_CODES.get(exc.status_code, "error")
         return JSONResponse(
             {"error": code, "detail": str(exc.detail)},

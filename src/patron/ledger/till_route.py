@@ -97,7 +97,9 @@ class TillRoute:
             raise _Decline
         try:
             req = PurchaseRequest.model_validate(json.loads(body))
-        except (ValueError, ValidationError):  # not JSON, or not a valid sale: FastAPI's words
+        # Not JSON (RecursionError: nested deeper than json.loads goes), or not a valid sale:
+        # the framework words the 400 or 422, as for any malformed body.
+        except (ValueError, RecursionError, ValidationError):
             raise _Decline from None
         try:
             if self.groups is not None:

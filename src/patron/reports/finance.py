@@ -9,20 +9,21 @@ of the append-only ledger; see docs/reports.md.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
-from sqlalchemy import case, func, select
+from sqlalchemy import bindparam, case, func, literal, select, union_all
 from sqlalchemy.orm import Session
 
 from patron.errors import Invalid
 from patron.ledger.expiry import add_months
 from patron.ledger.models import Account, Entry, Lot, Movement
 from patron.programs.models import Program
-from patron.reports import period, rewards
+from patron.reports import period, rewards, rollup
 from patron.reports.common import (
     Basis,
     DayRange,
@@ -35,6 +36,7 @@ from patron.reports.common import (
     share_half_up,
     today,
 )
+from patron.reports.models import ReportDaily
 
 BREAKAGE_WINDOWS = (3, 6, 12)
 
@@ -144,8 +146,16 @@ def liability(
         )
     end = day_start(program, as_of + timedelta(days=1))
     longest, _ = window_bounds(as_of, max(BREAKAGE_WINDOWS))
+    # lo bounds the live tail as first_day bounds the roll-up: without it, entries older than
+    # `longest` still above the watermark were counted here and again in `before`.
     days = period.daily(
-        session, program, first_day=longest, last_day=as_of, lo=None, hi=end, basis=basis
+        session,
+        program,
+        first_day=longest,
+        last_day=as_of,
+        lo=day_start(program, longest),
+        hi=end,
+        basis=basis,
     )
     before = period.total(
         session,
@@ -218,6 +228,118 @@ def liability(
         coupons_outstanding_value=coupons_value,
         total_liability_value=value + coupons_value,
     )
+
+
+# --- points outstanding at many month ends, in one query ----------------------------------------
+
+# The longest series one call computes: each point is one more CASE branch per row read.
+MAX_SERIES_POINTS = 120
+
+
+class OutstandingPoint(BaseModel):
+    as_of: date = Field(description="Local date; figures are at the end of that day")
+    outstanding_points: int = Field(description="As liability(as_of).outstanding_points")
+    outstanding_value: Decimal
+
+
+def month_ends(until: date, months: int = 12) -> list[date]:
+    """The last day of each of the `months` − 1 months before `until`'s, then `until` itself."""
+    start = until.replace(day=1)
+    days = [add_months(start, -n) - timedelta(days=1) for n in range(months - 1, 0, -1)]
+    days.append(until)
+    return days
+
+
+def outstanding_series(
+    session: Session, program: Program, days: Sequence[date], *, now: datetime
+) -> list[OutstandingPoint]:
+    """Points outstanding and their value at the end of each of `days` (local dates, in any
+    order): exactly `liability(as_of=day).outstanding_points` for every day, in one query.
+
+    liability() reads the whole ledger up to its day; called once per month end it read the
+    ledger twelve times (seconds on the demo). Here each roll-up row, live entry and overdue
+    lot is read once and put in the bucket of the first day whose end it precedes (a CASE on
+    the local day or the UTC instant), the buckets are summed in the database, and the series
+    is their running sum: ledger points (roll-up + live tail, as liability() reads them) less
+    the points in lots past their expiry by then (overdue_points).
+    """
+    if not days:
+        return []
+    if len(days) > MAX_SERIES_POINTS:
+        raise Invalid(f"at most {MAX_SERIES_POINTS} days in a series", code="invalid_series")
+    for day in days:
+        check_day(day, "as_of")
+        _not_future(program, day, now)
+    ordered = sorted(set(days))
+    ends = [day_start(program, d + timedelta(days=1)) for d in ordered]
+
+    def bucket(column: Any, bounds: Sequence[Any], strict: bool) -> Any:
+        # Bucket i: after bound i − 1, up to bound i (a local day: <=; an instant: <).
+        whens = [((column < b) if strict else (column <= b), i) for i, b in enumerate(bounds)]
+        return case(*whens, else_=len(bounds))
+
+    rollup.prepare(session)
+    mark = rollup.read_watermark(session)
+    net = (
+        ReportDaily.earned
+        - ReportDaily.reversed
+        - ReportDaily.redeemed
+        + ReportDaily.restored
+        - ReportDaily.expired
+        + ReportDaily.adjusted_in
+        - ReportDaily.adjusted_out
+        + ReportDaily.other
+    )
+    rolled = select(
+        bucket(ReportDaily.day, ordered, strict=False).label("bucket"),
+        net.label("net"),
+        literal(0).label("overdue"),
+    ).where(ReportDaily.program_id == program.id, ReportDaily.day <= ordered[-1])
+    # Above the watermark: as rollup.source reads the live tail (the mark in the SQL text).
+    live = select(
+        bucket(Entry.occurred_at, ends, strict=True).label("bucket"),
+        Entry.points.label("net"),
+        literal(0).label("overdue"),
+    ).where(
+        Entry.id > bindparam("watermark", mark, literal_execute=True),
+        Entry.program_id == program.id,
+        Entry.occurred_at < ends[-1],
+    )
+    overdue = (
+        select(
+            bucket(Lot.expires_at, ends, strict=True).label("bucket"),
+            literal(0).label("net"),
+            Lot.remaining.label("overdue"),
+        )
+        .join(Account, Account.id == Lot.account_id)
+        .where(
+            Account.program_id == program.id,
+            Lot.remaining > 0,
+            Lot.expires_at.is_not(None),
+            Lot.expires_at < ends[-1],
+        )
+    )
+    rows = union_all(rolled, live, overdue).subquery("moves")
+    sums = {
+        int(b): (int(n or 0), int(o or 0))
+        for b, n, o in session.execute(
+            select(rows.c.bucket, func.sum(rows.c.net), func.sum(rows.c.overdue)).group_by(
+                rows.c.bucket
+            )
+        )
+    }
+    out: dict[date, OutstandingPoint] = {}
+    ledger = late = 0
+    for i, day in enumerate(ordered):
+        moved, expired_unwritten = sums.get(i, (0, 0))
+        ledger += moved
+        late += expired_unwritten
+        out[day] = OutstandingPoint(
+            as_of=day,
+            outstanding_points=ledger - late,
+            outstanding_value=money(program, ledger - late),
+        )
+    return [out[d] for d in days]
 
 
 # --- one member's balance as of an instant ------------------------------------------------------

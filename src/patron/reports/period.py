@@ -135,7 +135,14 @@ def daily(
     """(first day of the period, group value, figures) for every day (week, month) with
     entries: the roll-up and the live tail, grouped in the database."""
     src = rollup.source(
-        session, program, basis=basis, first_day=first_day, last_day=last_day, lo=lo, hi=hi
+        session,
+        program,
+        basis=basis,
+        first_day=first_day,
+        last_day=last_day,
+        lo=lo,
+        hi=hi,
+        tiers=group_by == "tier" or "tier" in (where or {}),
     )
     dims = {"store": src.c.store_id, "channel": src.c.channel, "tier": src.c.tier}
     period_start = _bucket_sql(session.get_bind().dialect.name, src.c.day, granularity)
@@ -175,7 +182,14 @@ def total(
 ) -> Figures:
     """The figures of a whole range in one row."""
     src = rollup.source(
-        session, program, basis=basis, first_day=first_day, last_day=last_day, lo=lo, hi=hi
+        session,
+        program,
+        basis=basis,
+        first_day=first_day,
+        last_day=last_day,
+        lo=lo,
+        hi=hi,
+        tiers=False,
     )
     row = session.execute(select(*[func.sum(src.c[m]) for m in MEASURES])).one()
     return Figures.of(row)

@@ -144,8 +144,10 @@ def entry_rows(
     *conditions: ColumnElement[bool],
     tier_accounts: Any | None = None,
     program_id: int | None = None,
+    with_tier: bool = True,
 ) -> Select[Any]:
-    """One row per entry matching `conditions`: its key columns and its share of each measure."""
+    """One row per entry matching `conditions`: its key columns and its share of each measure.
+    `with_tier=False` leaves the tier empty (NO_TIER) and the tier history unread."""
     # A sale's amount is counted once: on its earn entry, or on its redemption if it earned
     # nothing. Each entry looks its purchase up by key: the cost follows the entries read, not
     # the size of the purchases table (a hash join would read all purchases for every chunk).
@@ -169,17 +171,17 @@ def entry_rows(
     # OFFSET 0 keeps the subquery whole: flattened, the purchase look-up would run once for
     # each of the two columns that use it.
     e = base.offset(0).subquery("e")
-    spans = _tier_spans(tier_accounts, program_id)
+    spans = _tier_spans(tier_accounts, program_id) if with_tier else None
     known = ("earn", "reverse", "redeem", "expire", "adjust")
     zero = literal(0)
-    return (
+    rows = (
         select(
             e.c.program_id.label("program_id"),
             local_day(dialect, e.c.occurred_at, Program.timezone).label("day"),
             local_day(dialect, e.c.created_at, Program.timezone).label("recorded_day"),
             func.coalesce(e.c.store_id, 0).label("store_id"),
             func.coalesce(e.c.channel, "").label("channel"),
-            func.coalesce(spans.c.tier, "").label("tier"),
+            (func.coalesce(spans.c.tier, "") if spans is not None else literal("")).label("tier"),
             case((e.c.kind == "earn", e.c.points), else_=zero).label("earned"),
             case((and_(e.c.kind == "reverse", e.c.points < 0), -e.c.points), else_=zero).label(
                 "reversed"
@@ -204,14 +206,16 @@ def entry_rows(
         )
         .select_from(e)
         .join(Program, Program.id == e.c.program_id)
-        .outerjoin(
-            spans,
-            and_(
-                spans.c.account_id == e.c.account_id,
-                spans.c.starts < e.c.occurred_at,
-                or_(spans.c.ends.is_(None), e.c.occurred_at <= spans.c.ends),
-            ),
-        )
+    )
+    if spans is None:
+        return rows
+    return rows.outerjoin(
+        spans,
+        and_(
+            spans.c.account_id == e.c.account_id,
+            spans.c.starts < e.c.occurred_at,
+            or_(spans.c.ends.is_(None), e.c.occurred_at <= spans.c.ends),
+        ),
     )
 
 
@@ -239,12 +243,15 @@ def source(
     last_day: date | None = None,
     lo: datetime | None = None,
     hi: datetime | None = None,
+    tiers: bool = True,
 ) -> Any:
     """Roll-up rows for the days [first_day, last_day] plus the live rows above the watermark
     whose instant is in [lo, hi) — the same days, as UTC instants. The watermark is read (and
     held) first, so the roll-up and the tail never overlap nor leave a gap.
 
-    Columns: day (on the chosen basis), store_id, channel, tier and every measure.
+    Columns: day (on the chosen basis), store_id, channel, tier and every measure. With
+    `tiers=False` the live rows' tier is left empty: for a caller that neither groups nor
+    filters by tier, the join with the tier history is most of the live tail's cost.
     """
     prepare(session)
     dialect = session.get_bind().dialect.name
@@ -270,7 +277,11 @@ def source(
         conditions.append(instant < hi)
     tail_accounts = select(Entry.account_id).where(_above(mark), Entry.program_id == program.id)
     live = entry_rows(
-        dialect, *conditions, tier_accounts=tail_accounts, program_id=program.id
+        dialect,
+        *conditions,
+        tier_accounts=tail_accounts,
+        program_id=program.id,
+        with_tier=tiers,
     ).subquery("live")
     tail = select(
         (live.c.day if basis == "occurred" else live.c.recorded_day).label("day"),

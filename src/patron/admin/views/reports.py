@@ -273,17 +273,14 @@ def period_label(start: date, granularity: Granularity) -> str:
 
 def outstanding_series(
     session: Session, program: Program, *, until: date, now: datetime, months: int = 12
-) -> list[finance.LiabilityOut]:
-    """Liability at the end of each of the last `months` months, the last one `until` itself:
-    the liability service called once per month end (it has no series of its own)."""
-    start = until.replace(day=1)
-    days = [add_months(start, -n) - timedelta(days=1) for n in range(months - 1, 0, -1)]
-    days.append(until)
-    return [finance.liability(session, program, as_of=d, now=now) for d in days]
+) -> list[finance.OutstandingPoint]:
+    """Points outstanding at the end of each of the last `months` months, the last one `until`
+    itself (one query for all of them: finance.outstanding_series)."""
+    return finance.outstanding_series(session, program, finance.month_ends(until, months), now=now)
 
 
 def outstanding_chart(
-    owed: list[finance.LiabilityOut],
+    owed: list[finance.OutstandingPoint],
     lang: str,
     currency: str,
     title: str,

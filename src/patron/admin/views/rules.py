@@ -341,7 +341,7 @@ def _json_candidate(
     text = form.get("document", "")
     try:
         parsed = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than it goes
         problem = i18n.translate(
             "rules.json.syntax",
             lang,
@@ -508,7 +508,7 @@ def parse_candidate(text: str) -> RuleSetDoc:
     """The candidate a preview page carried; a tampered one is a 422 page, never a 500."""
     try:
         return rules.validate_doc(json.loads(text))
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than json.loads goes
         raise Invalid("candidate: not a rule set document", code="invalid_rule_set") from None
 
 
