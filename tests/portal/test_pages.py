@@ -219,3 +219,23 @@ def test_history_words_money_and_tiers_her_way(client, db, portal, outbox):
     assert "₩3,800: ₩1,000당 10포인트 = 30" in history
     assert "골드 등급 ×2 = 60" in history
     assert "KRW" not in history and "gold" not in history
+
+
+def test_history_filters_by_kind_and_month(client, portal, outbox):
+    sign_in(client, outbox)
+
+    def shown(**params: str) -> list[str]:
+        page = client.get(f"{BASE}/history", params=params)
+        assert page.status_code == 200
+        return re.findall(r'<div class="entry"><b>([^<]+)</b>', page.text)
+
+    assert shown() == ["-1,500포인트", "+10,000포인트"]
+    assert shown(kind="redeem") == ["-1,500포인트"]
+    assert shown(kind="adjust") == ["+10,000포인트"]
+    assert shown(month="2026-03") == ["-1,500포인트", "+10,000포인트"]
+    assert shown(month="2026-04") == []
+    assert shown(month="2026-03", kind="expire") == []
+    # Nonsense is ignored, not an error page.
+    assert shown(kind="steal", month="2026-13") == ["-1,500포인트", "+10,000포인트"]
+    page = client.get(f"{BASE}/history", params={"kind": "redeem", "month": "2026-03"}).text
+    assert '<option value="redeem" selected>' in page and 'value="2026-03"' in page

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import secrets
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -47,6 +49,24 @@ from patron.tiers.progress import ProgressOut, TiersNotConfigured
 router = APIRouter(prefix="/{program}")
 PAGE = 20
 LATEST = 5
+
+
+HISTORY_KINDS = ("earn", "redeem", "expire", "adjust", "reverse")
+MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+def month_window(text: str | None, tz: tzinfo) -> tuple[datetime, datetime] | None:
+    """[first instant, first instant of the next month) of "YYYY-MM" in the program's timezone,
+    or None when `text` is not such a month."""
+    found = MONTH.match(text or "")
+    if found is None:
+        return None
+    year, month = int(found.group(1)), int(found.group(2))
+    if not (1 <= month <= 12 and 2000 <= year <= 2999):
+        return None
+    start = datetime(year, month, 1, tzinfo=tz)
+    end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=tz)
+    return start.astimezone(UTC), end.astimezone(UTC)
 
 
 def tier_amount(tier: ProgressOut | None, viewer: Viewer, which: str) -> str:
@@ -206,12 +226,23 @@ def history(
     request: Request,
     program: str = ProgramCode,
     cursor: str | None = Query(None, max_length=200),
+    kind: str | None = Query(None, max_length=10),
+    month: str | None = Query(None, max_length=7),
     viewer: Viewer = Depends(current_viewer),
 ) -> Response:
+    """Her entries, newest first, 20 a page; filtered by kind and by a month of the program's
+    calendar. A filter value that makes no sense shows everything rather than an error page."""
+    kind = kind if kind in HISTORY_KINDS else None
+    window = month_window(month, viewer.program.tz)
+    month = month if window is not None else None
+    lo, hi = window or (None, None)
     with get_db(request).unit_of_work(readonly=True) as session:
         the_program, _member_row = member_of(session, viewer)
         account = ledger_views.get_account(session, the_program, viewer.member_id)
-        entries, next_cursor = ledger_views.history(session, account, cursor=cursor, limit=PAGE)
+        entries, next_cursor = ledger_views.history(
+            session, account, cursor=cursor, limit=PAGE, lo=lo, hi=hi,
+            kinds=[kind] if kind else None,
+        )  # fmt: skip
         stores = ledger_views.store_codes(session, the_program.id)
         rows = [
             (
@@ -221,7 +252,7 @@ def history(
             for entry in entries
         ]
     return render(request, "history.html", viewer=viewer, rows=rows, next_cursor=next_cursor,
-                  page="history")  # fmt: skip
+                  kinds=HISTORY_KINDS, kind=kind, month=month, page="history")  # fmt: skip
 
 
 @router.get("/rewards", name="rewards")
