@@ -14,7 +14,7 @@ else
   echo "tests on SQLite only (no PostgreSQL: set PATRON_TEST_DATABASE_URL to include it)"
 fi
 
-"$BIN/pytest" -n "${PYTEST_WORKERS:-2}" "$@"
+"$BIN/pytest" -n "${PYTEST_WORKERS:-2}" --durations=25 "$@"
 status=$?
 if [ "$status" -eq 5 ]; then
   # pytest's "no tests collected": never a pass, since the suite is not empty.

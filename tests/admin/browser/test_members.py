@@ -187,6 +187,7 @@ def test_korean_for_one_user_with_local_dates_and_a_tablet_layout(
 ):
     sign_in_as("support")
     open_member_by_phone(page)
+    page.wait_for_load_state("load")  # its change handler is a deferred script
     page.get_by_label("Language", exact=True).select_option("ko")
     # Choosing a language reloads the page; on a loaded CI machine that takes a few seconds.
     expect(page.get_by_role("heading", name="포인트 조정")).to_be_visible(timeout=20_000)

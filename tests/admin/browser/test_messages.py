@@ -333,6 +333,7 @@ def test_support_finds_the_dead_webhook_call_and_sends_it_again(
     expect(rows.first).to_be_visible()
     assert rows.count() > 1  # the member's e-mails went out too
 
+    page.wait_for_load_state("load")  # its change handler is a deferred script
     page.get_by_label("Status").select_option(label="Failed")
     page.get_by_role("button", name="Show").click()
     expect(page).to_have_url(re.compile(r"status=dead"))
@@ -355,6 +356,7 @@ def test_support_finds_the_dead_webhook_call_and_sends_it_again(
     expect(rows.locator("td.empty")).to_have_count(1)
     assert delivery_status(db, dead_id) == "pending"
 
+    page.wait_for_load_state("load")  # its change handler is a deferred script
     page.get_by_label("Status").select_option(label="Waiting")
     page.get_by_role("button", name="Show").click()
     expect(rows).to_have_count(1)
@@ -421,6 +423,7 @@ def test_on_a_phone_messages_and_the_delivery_log_fit_and_the_navigation_works(
     page.get_by_role("link", name="Delivery log").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Delivery log")
     no_horizontal_overflow(page)
+    page.wait_for_load_state("load")  # its change handler is a deferred script
     page.get_by_label("Status").select_option(label="Failed")
     page.get_by_role("button", name="Show").click()
     expect(page.locator("table.deliveries-table tbody tr")).to_have_count(1)
@@ -477,6 +480,7 @@ def test_the_pages_read_in_korean_for_a_korean_speaking_user(
     page.locator(".crumbs").get_by_role("link", name="메시지").click()
     page.get_by_role("link", name="발송 기록").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("발송 기록")
+    page.wait_for_load_state("load")  # its change handler is a deferred script
     page.get_by_label("상태", exact=True).select_option(label="실패")
     page.get_by_role("button", name="보기").click()
     row = page.locator("table.deliveries-table tbody tr")

@@ -143,6 +143,7 @@ def test_a_viewer_reads_the_rules_without_buttons(page, staff, seeded, sign_in_a
 def test_the_rules_read_in_korean(page, staff, seeded, sign_in_as, shot):
     sign_in_as("marketer")
     page.goto("/admin/rules")
+    page.wait_for_load_state("load")  # its change handler is a deferred script
     page.get_by_label("Language").select_option("ko")
     expect(page.get_by_role("heading", level=1)).to_contain_text("적립 규칙")
     expect(page.locator('tr[data-rule="base"]')).to_contain_text("₩1,000당 10포인트")
