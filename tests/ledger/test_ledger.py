@@ -250,15 +250,14 @@ def test_lots_past_their_date_expire_once_each_and_only_their_remainder(db, froz
     assert (after.balance, after.available, after.expired) == (300, 300, 750)
 
     report = run_expiry(db, first_expiry)
-    assert (report.lots, report.points, report.accounts) == (2, 750, 1)
+    assert (report.lots, report.points, report.accounts, report.entries) == (2, 750, 1, 1)
     with db.unit_of_work(readonly=True) as session:
         acct = account(session, program(session, code), mid)
-        expired = entries(session, acct.id, "expire")
-        assert sorted(e.points for e in expired) == [-500, -250]
-        assert len({e.lot_id for e in expired}) == 2
-        for e in expired:
-            assert movements_of(session, e.id) == {e.lot_id: e.points}
-            assert clock.as_utc(e.occurred_at) == first_expiry
+        # Both lots expire at the same instant: one entry, a movement per lot (decision 0008).
+        (e,) = entries(session, acct.id, "expire")
+        assert (e.points, e.lot_id) == (-750, None)
+        assert sorted(movements_of(session, e.id).values()) == [-500, -250]
+        assert clock.as_utc(e.occurred_at) == first_expiry
         assert (acct.available, acct.expired, acct.earned, acct.redeemed) == (300, 750, 550, 1000)
     t = totals(db, code, mid, first_expiry)
     assert (t.balance, t.expired, t.earned, t.redeemed, t.adjusted) == (300, 750, 550, 1000, 1500)

@@ -1,8 +1,10 @@
-"""The purchase hot path (patron.ledger.earn) against the general path it replaced.
+"""The sale pipeline (patron.sales) recording the same sales in differently sized batches.
 
-The general path (`purchases._purchase_orm`) is the reference: the same sales, run once through
-each path on two programs set up alike, must give the same answers and the same ledger rows,
-outbox events included.
+A sale at the till is a batch of one; a batch upload plans many sales on their accounts'
+running state and writes them together. The same sales, run on two programs set up alike, once
+one at a time and once in batches (chunks cut at different places), must give the same answers
+and the same ledger rows, outbox events included. The planner against an independent model of
+the ledger is tests/ledger/test_sale_model.py.
 """
 
 from __future__ import annotations
@@ -160,29 +162,36 @@ def _sales(people: dict[str, int], code: str) -> list[tuple[int, dict[str, Any]]
     return out
 
 
-def _run(db: Database, code: str, people: dict[str, int], start, *, fast: bool) -> list[Any]:
+def _run(db: Database, code: str, people: dict[str, int], start, *, alone: bool) -> list[Any]:
+    """The timeline's sales at their times: each through the till's call (`alone`), or each
+    as a batch of one through the batch ingestion."""
+    from patron.ledger import batch
+
     answers: list[Any] = []
-    purchases.FAST_PATH = fast
-    try:
-        for minutes, body in _sales(people, code):
-            now = start + timedelta(minutes=minutes)
-            clock.freeze(now)
-            try:
-                with db.unit_of_work() as session:
-                    program = programs.get_program(session, code)
-                    answers.append(
-                        purchases.purchase(
-                            session,
-                            program,
-                            PurchaseRequest.model_validate(body),
-                            actor=CLI,
-                            now=now,
-                        )
-                    )
-            except PatronError as exc:
-                answers.append({"error": exc.code, "detail": exc.detail})
-    finally:
-        purchases.FAST_PATH = True
+    for minutes, body in _sales(people, code):
+        now = start + timedelta(minutes=minutes)
+        clock.freeze(now)
+        req = PurchaseRequest.model_validate(body)
+        if not alone:
+            item = batch.ingest(db, code, [req], actor=CLI, now=now).items[0]
+            answers.append(
+                {"error": item.error, "detail": item.detail}
+                if item.status == "error"
+                else {"points_earned": item.points_earned, "points_spent": item.points_spent}
+            )
+            continue
+        try:
+            with db.unit_of_work() as session:
+                program = programs.get_program(session, code)
+                answer = purchases.purchase(session, program, req, actor=CLI, now=now)
+                answers.append(
+                    {
+                        "points_earned": answer["points_earned"],
+                        "points_spent": answer["points_spent"],
+                    }
+                )
+        except PatronError as exc:
+            answers.append({"error": exc.code, "detail": exc.detail})
     return answers
 
 
@@ -303,12 +312,12 @@ def _rows(db: Database, code: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("pending_days", [0, 3])
-def test_the_hot_path_and_the_general_path_write_the_same(db, frozen, pending_days):
+def test_a_sale_at_the_till_and_a_batch_of_one_write_the_same(db, frozen, pending_days):
     fast_people = _setup(db, "fast", frozen, pending_days=pending_days)
     slow_people = _setup(db, "slow", frozen, pending_days=pending_days)
     start = frozen + timedelta(minutes=1)
-    fast = _run(db, "fast", fast_people, start, fast=True)
-    slow = _run(db, "slow", slow_people, start, fast=False)
+    fast = _run(db, "fast", fast_people, start, alone=True)
+    slow = _run(db, "slow", slow_people, start, alone=False)
     assert _plain(fast) == _plain(slow)
     fast_rows = _rows(db, "fast")
     assert fast_rows == _rows(db, "slow")
@@ -364,12 +373,18 @@ def statements(db: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[s
         import psycopg
 
         original = psycopg.Cursor.execute
+        original_pipeline = psycopg.Connection.pipeline
 
         def execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
             seen.append(str(query).split(None, 1)[0].upper())
             return original(self, query, *args, **kwargs)
 
+        def pipeline(self: Any) -> Any:
+            seen.append("PIPELINE")
+            return original_pipeline(self)
+
         monkeypatch.setattr(psycopg.Cursor, "execute", execute)
+        monkeypatch.setattr(psycopg.Connection, "pipeline", pipeline)
         yield seen
         return
 
@@ -381,9 +396,11 @@ def statements(db: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[s
     event.remove(db.engine, "before_cursor_execute", count)
 
 
-def test_a_steady_state_earn_costs_three_statements_on_postgresql(db, frozen, statements):
-    """Lock, read, write, and BEGIN/COMMIT; on PostgreSQL the lock and the read share one
-    round trip with BEGIN. SQLite writes its rows one statement each."""
+def test_a_steady_state_earn_costs_two_round_trips_on_postgresql(db, frozen, statements):
+    """The snapshot's reads (lock, figures, replays, ids), then the plan's rows, and
+    BEGIN/COMMIT: on PostgreSQL the four reads go together in one pipeline with BEGIN and the
+    rows in one statement. SQLite runs each read and writes each table with its own statement
+    (a statement there costs no round trip)."""
     people = _setup(db, "fast", frozen, plain=True)
     body = {"member": {"id": people["kim"]}, "amount": "13000", "store": "mapo"}
     for n in range(3):
@@ -406,19 +423,12 @@ def test_a_steady_state_earn_costs_three_statements_on_postgresql(db, frozen, st
             now=frozen,
         )
     body_statements = [s for s in statements if s not in ("BEGIN",)]
+    reads = ["SELECT"] * 4
     if db.dialect == "postgresql":
-        assert body_statements == ["SELECT", "WITH", "WITH"], statements
+        assert body_statements == ["PIPELINE", *reads, "WITH"], statements
     else:
-        # purchase, lot, entry, its outbox event; then the account totals
-        assert body_statements == [
-            "SELECT",
-            "SELECT",
-            "INSERT",
-            "INSERT",
-            "INSERT",
-            "INSERT",
-            "UPDATE",
-        ]
+        # purchase, lot, entry; the account totals; the entry's outbox event
+        assert body_statements == [*reads, "INSERT", "INSERT", "INSERT", "UPDATE", "INSERT"]
 
 
 @pytest.mark.postgresql_only
@@ -515,33 +525,53 @@ def _batch_bodies(people: dict[str, int], code: str, newcomer: int) -> list[dict
 
 
 @pytest.mark.parametrize("pending_days", [0, 2])
-def test_a_set_based_batch_writes_what_one_sale_at_a_time_writes(db, frozen, pending_days):
+def test_a_batch_writes_what_one_sale_at_a_time_writes(db, frozen, pending_days):
     from patron.ledger import batch
 
-    results = {}
-    for code, fast in (("fast", True), ("slow", False)):
+    results: dict[str, list[list[Any]]] = {}
+    for code in ("fast", "slow"):
         people = _setup(db, code, frozen, plain=True, pending_days=pending_days)
         with db.unit_of_work() as session:
             newcomer = make_member(session, now=frozen).id
-        bodies = _batch_bodies(people, code, newcomer)
-        reqs = [PurchaseRequest.model_validate(b) for b in bodies]
-        purchases.FAST_PATH = fast
-        try:
-            first = batch.ingest(db, code, reqs, actor=CLI, now=frozen, chunk_size=16)
-            later = frozen + timedelta(days=3)
-            clock.freeze(later)
-            again = batch.ingest(db, code, reqs, actor=CLI, now=later, chunk_size=7)
-        finally:
-            purchases.FAST_PATH = True
-            clock.freeze(frozen)
-        results[code] = (first, again)
-    for f, s in zip(results["fast"], results["slow"], strict=True):
-        assert _plain(f.model_dump(exclude={"items": {"__all__": {"member_id"}}})) == _plain(
-            s.model_dump(exclude={"items": {"__all__": {"member_id"}}})
-        )
+        reqs = [PurchaseRequest.model_validate(b) for b in _batch_bodies(people, code, newcomer)]
+        runs: list[list[Any]] = []
+        for now, chunk in ((frozen, 16), (frozen + timedelta(days=3), 7)):
+            clock.freeze(now)
+            if code == "fast":
+                report = batch.ingest(db, code, reqs, actor=CLI, now=now, chunk_size=chunk)
+                runs.append(
+                    [(i.status, i.error, i.points_earned, i.points_spent) for i in report.items]
+                )
+                continue
+            items: list[Any] = []
+            for req in reqs:
+                try:
+                    with db.unit_of_work() as session:
+                        program = programs.get_program(session, code)
+                        answer, created = purchases.record(
+                            session, program.id, req, actor=CLI, now=now
+                        )
+                    items.append(
+                        (
+                            "created" if created else "replayed",
+                            None,
+                            answer["points_earned"],
+                            answer["points_spent"],
+                        )
+                    )
+                except PatronError as exc:
+                    items.append(("error", exc.code, 0, 0))
+            runs.append(items)
+        clock.freeze(frozen)
+        results[code] = runs
+    assert results["fast"] == results["slow"]
     assert _rows(db, "fast") == _rows(db, "slow")
     first = results["fast"][0]
-    assert first.created > 25 and first.errors >= 4 and first.replayed == 1
+    statuses = [item[0] for item in first]
+    assert statuses.count("created") > 25 and statuses.count("error") >= 4
+    assert statuses.count("replayed") == 1
+    again = [item[0] for item in results["fast"][1]]
+    assert again.count("replayed") == statuses.count("created") + 1
 
 
 def test_a_value_postgresql_refuses_is_a_422_not_a_500(client, keys, db, frozen):

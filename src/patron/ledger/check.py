@@ -176,8 +176,11 @@ def run_check(session: Session) -> CheckReport:
         rows,
     )
 
-    # 4. Redemptions: only take (negative movements, on the account's own lots); reversals
-    #    give back no more per lot than the redemption took from it.
+    # 4. Redemptions and expiries only take (negative movements, on the account's own lots);
+    #    an expire entry takes from lots expiring at its own instant (it covers an account's
+    #    lots of one instant) and names a lot only when that is its one lot; reversals give
+    #    back no more per lot than the redemption took from it.
+    expire = Entry.kind == "expire"
     rows = session.execute(
         select(Entry.id, Movement.lot_id, Movement.points)
         .join(Movement, Movement.entry_id == Entry.id)
@@ -188,11 +191,14 @@ def run_check(session: Session) -> CheckReport:
                 (Entry.kind.in_(["redeem", "expire"]))
                 & ((Movement.points >= 0) | Movement.lot_id.is_(None))
             )
+            | (expire & Lot.expires_at.is_distinct_from(Entry.occurred_at))
+            | (expire & Entry.lot_id.is_not(None) & (Entry.lot_id != Movement.lot_id))
         )
     ).all()
     _add(
         report,
-        "movement on a foreign lot, or a redemption/expiry that gives points (entry, lot, points)",
+        "movement on a foreign lot, a redemption/expiry that gives points, or an expiry of a lot"
+        " not due at its entry's instant or not the lot it names (entry, lot, points)",
         rows,
     )
 

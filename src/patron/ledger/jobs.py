@@ -7,11 +7,15 @@ continues with what is left. Within a chunk:
 1. the accounts owning the chunk's lots are locked in id order — the order every multi-account
    writer uses, while an earn locks a single account, so the job cannot deadlock with a till;
 2. the chunk's lots are read again after the lock (a till may have spent from them meanwhile)
-   and only lots of accounts this chunk locked are touched;
-3. one expire entry per lot, its movement and its points.expired event (the outbox row, its
-   JSON payload built by the database, equal to `patron.events.outbox.entry_payload`'s) are
-   inserted with INSERT … SELECT, the lots' remainders are zeroed and the accounts' totals
-   moved by one aggregated UPDATE … FROM.
+   and only lots of accounts this chunk locked are touched; for expiry, that is every open lot
+   of those accounts due by the chunk's last instant, so an account's lots expiring at one
+   instant are never split between chunks;
+3. one expire entry per account and expiry instant (the sum of its lots' remainders, dated at
+   that instant; `lot_id` set only when it covers one lot), one movement per lot (what ties the
+   entry to its lots) and one points.expired event per entry (the outbox row, its JSON payload
+   built by the database, equal to `patron.events.outbox.entry_payload`'s) are inserted with
+   INSERT … SELECT, the lots' remainders are zeroed and the accounts' totals moved by one
+   aggregated UPDATE … FROM.
 
 On PostgreSQL step 3 is a single statement of data-modifying CTEs. SQLite has no INSERT in a
 CTE, but a writer holds the database lock for its whole transaction (BEGIN IMMEDIATE), so the
@@ -38,8 +42,11 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
+    or_,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -53,6 +60,8 @@ from patron.events.outbox import EVENT_COLUMNS, entry_payload_sql
 from patron.ledger.models import Account, Entry, Lot, Movement
 from patron.programs.models import Program
 
+EXPIRED = "points expired"  # the reason of every expire entry
+
 
 @dataclass
 class ExpiryReport:
@@ -60,6 +69,7 @@ class ExpiryReport:
     lots: int = 0
     points: int = 0
     accounts: int = 0
+    entries: int = 0  # expire entries written: one per account and expiry instant (not dry runs)
     released_lots: int = 0
     released_points: int = 0
     idempotency_keys_purged: int = 0
@@ -76,6 +86,7 @@ class Chunk:
     found: bool = False
     lots: int = 0
     points: int = 0
+    entries: int = 0
     account_ids: Sequence[int] = ()
 
 
@@ -133,8 +144,9 @@ def _ids(name: str, values: Sequence[int]) -> Any:
 
 def _pick_and_lock(
     session: Session, due: ColumnElement[bool], key: Any, batch_size: int
-) -> tuple[list[int], list[int]]:
-    """PostgreSQL: the chunk's lot ids, and their accounts, now locked in id order."""
+) -> tuple[list[Any], list[int]]:
+    """PostgreSQL: the chunk's lots (id, account, `key`) and their accounts, now locked in id
+    order."""
     # A chunk is a batch job's own transaction with a plan known in advance: compiling it to
     # machine code (its cost estimate is large) only adds time. Every row it touches is found
     # by id or by a partial index; a few thousand ids looked like a large share of a small
@@ -143,10 +155,12 @@ def _pick_and_lock(
     session.execute(text("SET LOCAL jit = off"))
     session.execute(text("SET LOCAL enable_seqscan = off"))
     picked = session.execute(
-        select(Lot.id, Lot.account_id).where(due).order_by(*_order(session, key)).limit(batch_size)
+        select(Lot.id, Lot.account_id, key)
+        .where(due)
+        .order_by(*_order(session, key))
+        .limit(batch_size)
     ).all()
-    lot_ids = [lot_id for lot_id, _ in picked]
-    account_ids = sorted({account_id for _, account_id in picked})
+    account_ids = sorted({account_id for _, account_id, _ in picked})
     if account_ids:
         session.execute(
             select(Account.id)
@@ -154,14 +168,15 @@ def _pick_and_lock(
             .order_by(Account.id)
             .with_for_update()
         ).all()
-    return lot_ids, account_ids
+    return list(picked), account_ids
 
 
 # --- pending release ------------------------------------------------------------------------
 
 
 def _release_chunk_postgresql(session: Session, now: datetime, batch_size: int) -> Chunk:
-    lot_ids, account_ids = _pick_and_lock(session, _due_release(now), Lot.pending_until, batch_size)
+    picked, account_ids = _pick_and_lock(session, _due_release(now), Lot.pending_until, batch_size)
+    lot_ids = [lot_id for lot_id, _, _ in picked]
     if not lot_ids:
         return Chunk()
     # Read again under the lock: a till may have changed these lots since the pick.
@@ -248,25 +263,31 @@ _ENTRY_COLUMNS = [
 def _entry_values(
     program_id: Any,
     account_id: Any,
-    remaining: Any,
+    points: Any,
     lot_id: Any,
     expires_at: Any,
     now: datetime,
     actor: str,
 ) -> list[Any]:
-    """An expire entry: the lot's remainder, dated at the lot's expiry instant."""
+    """An expire entry: `points` (negative) of the account's lots expiring at `expires_at`,
+    dated at that instant; `lot_id` only when it covers a single lot."""
     return [
         program_id,
         account_id,
         literal("expire", Entry.kind.type),
-        -remaining,
+        points,
         literal(0, Entry.qualifying.type),
         lot_id,
         expires_at,
         literal(now, Entry.created_at.type),
         literal(actor, Entry.actor.type),
-        literal("points expired", Entry.reason.type),
+        literal(EXPIRED, Entry.reason.type),
     ]
+
+
+def _single_lot(lot_id: Any) -> Any:
+    """The group's lot when it has exactly one, else NULL (an aggregate over the group)."""
+    return case((func.count() == 1, func.min(lot_id)), else_=None)
 
 
 def _expired_events(
@@ -278,11 +299,10 @@ def _expired_events(
     entry_id: Any,
     points: Any,
     occurred_at: Any,
-    reason: Any,
     now: datetime,
 ) -> list[Any]:
     """The columns (EVENT_COLUMNS) of an expire entry's points.expired event; its payload is
-    what `ledger.service.expire_lot` writes for the same lot (no order, store, channel or
+    what `ledger.service.expire_lots` writes for the same entry (no order, store, channel or
     expiry: the entry has none)."""
     return [
         program_id,
@@ -297,83 +317,119 @@ def _expired_events(
             entry_kind=literal("expire", Entry.kind.type),
             points=points,
             occurred_at=occurred_at,
-            reason=reason,
+            reason=literal(EXPIRED, Entry.reason.type),
         ),
         literal(now, DomainEvent.at.type),
         false(),
     ]
 
 
+def _expiring(
+    accounts: ColumnElement[bool], at_last: ColumnElement[bool], until: datetime
+) -> ColumnElement[bool]:
+    """The chunk after the lock: the open lots of its `accounts` due before its last instant
+    `until`, and those at `until` of the accounts picked `at_last`.
+
+    The pick runs in expiry order, so it holds every lot of its accounts due before `until`;
+    it may stop among the lots of `until`. Taking the rest of those accounts' lots at `until`
+    keeps an account's lots of one instant in one chunk, hence in one entry, at the cost of a
+    few lots more than `batch_size`. `until` is at most `now`; a NULL never compares.
+    """
+    return and_(
+        accounts,
+        Lot.remaining > 0,
+        Lot.expires_at <= until,
+        or_(Lot.expires_at < until, at_last),
+    )
+
+
 def _expire_chunk_postgresql(session: Session, now: datetime, batch_size: int, actor: str) -> Chunk:
-    lot_ids, account_ids = _pick_and_lock(session, _due_expiry(now), Lot.expires_at, batch_size)
-    if not lot_ids:
+    picked, account_ids = _pick_and_lock(session, _due_expiry(now), Lot.expires_at, batch_size)
+    if not picked:
         return Chunk()
+    until = max(expires_at for _, _, expires_at in picked)
+    at_last = sorted({account for _, account, expires_at in picked if expires_at == until})
     # Read again under the lock: this statement's snapshot sees every till that held these
-    # accounts, and every sub-statement below sees that same snapshot. The lots are named by id,
-    # so each step is an index lookup per lot whatever the planner estimates.
-    chunk = and_(Lot.id == _ids("lots", lot_ids), _due_expiry(now))
-    program_id = select(Account.program_id).where(Account.id == Lot.account_id).scalar_subquery()
+    # accounts, and every sub-statement below sees that same snapshot. The accounts are named
+    # by id, so each step is an index lookup (ix_lots_account_open) whatever the planner
+    # estimates.
+    chunk = _expiring(
+        Lot.account_id == _ids("accounts", account_ids),
+        Lot.account_id == _ids("at_last", at_last),
+        until,
+    )
     due = (
-        select(
-            Lot.id,
-            Lot.account_id,
-            Lot.remaining,
-            Lot.pending,
-            Lot.expires_at,
-            program_id.label("program_id"),
-        )
+        select(Lot.id, Lot.account_id, Lot.remaining, Lot.pending, Lot.expires_at)
         .where(chunk)
         .cte("due")
     )
-    created = (
-        insert(Entry)
-        .from_select(
-            _ENTRY_COLUMNS,
-            select(
-                *_entry_values(
-                    due.c.program_id,
-                    due.c.account_id,
-                    due.c.remaining,
-                    due.c.id,
-                    due.c.expires_at,
-                    now,
-                    actor,
-                )
+    # One entry per account and instant, its id drawn here so that its movements (one per
+    # lot, from the group's arrays) and its event need no join back to the inserted rows.
+    # The account's program and member by key, group by group: a join of CTEs would be
+    # planned on guesses (a cached generic plan once guessed a few rows and looped 5,000 ×
+    # 5,000).
+    groups = (
+        select(
+            literal_column("nextval('entries_id_seq')", BigInteger).label("entry_id"),
+            due.c.account_id,
+            due.c.expires_at,
+            (-func.sum(due.c.remaining)).cast(BigInteger).label("points"),
+            _single_lot(due.c.id).label("lot_id"),
+            func.array_agg(due.c.id).label("lot_ids"),
+            func.array_agg(due.c.remaining).label("remainders"),
+            select(Account.program_id)
+            .where(Account.id == due.c.account_id)
+            .scalar_subquery()
+            .label("program_id"),
+            select(Account.member_id)
+            .where(Account.id == due.c.account_id)
+            .scalar_subquery()
+            .label("member_id"),
+        )
+        .group_by(due.c.account_id, due.c.expires_at)
+        .cte("groups")
+    )
+    created = insert(Entry).from_select(
+        ["id", *_ENTRY_COLUMNS],
+        select(
+            groups.c.entry_id,
+            *_entry_values(
+                groups.c.program_id,
+                groups.c.account_id,
+                groups.c.points,
+                groups.c.lot_id,
+                groups.c.expires_at,
+                now,
+                actor,
             ),
-        )
-        .returning(
-            Entry.id,
-            Entry.lot_id,
-            Entry.points,
-            Entry.program_id,
-            Entry.account_id,
-            Entry.occurred_at,
-            Entry.reason,
-        )
-        .cte("created")
+        ),
+    )
+    lots = (
+        func.unnest(groups.c.lot_ids, groups.c.remainders)
+        .table_valued("id", "remaining")
+        .render_derived(name="lot")
     )
     paired = insert(Movement).from_select(
-        ["entry_id", "lot_id", "points"], select(created.c.id, created.c.lot_id, created.c.points)
+        ["entry_id", "lot_id", "points"],
+        select(groups.c.entry_id, lots.c.id, -lots.c.remaining).select_from(
+            groups.join(lots, true())
+        ),
     )
-    # The member and the program's code by key, row by row: a join of two CTEs would be
-    # planned on guesses (a cached generic plan guessed a few rows and looped 5,000 × 5,000).
-    code = select(Program.code).where(Program.id == created.c.program_id).scalar_subquery()
-    member = select(Account.member_id).where(Account.id == created.c.account_id).scalar_subquery()
+    code = select(Program.code).where(Program.id == groups.c.program_id).scalar_subquery()
     reported = insert(DomainEvent).from_select(
         EVENT_COLUMNS,
         select(
             *_expired_events(
                 "postgresql",
-                program_id=created.c.program_id,
+                program_id=groups.c.program_id,
                 program_code=code,
-                member_id=member,
-                entry_id=created.c.id,
-                points=created.c.points,
-                occurred_at=created.c.occurred_at,
-                reason=created.c.reason,
+                member_id=groups.c.member_id,
+                entry_id=groups.c.entry_id,
+                points=groups.c.points,
+                occurred_at=groups.c.expires_at,
                 now=now,
             )
-        ).order_by(created.c.id),
+        ).order_by(groups.c.entry_id),
     )
     emptied = update(Lot).where(chunk).values(remaining=0)
     sums = (
@@ -396,26 +452,47 @@ def _expire_chunk_postgresql(session: Session, now: datetime, batch_size: int, a
         .returning(Account.id)
         .cte("touched")
     )
-    lots, points, account_ids = session.execute(
+    lots_n, points, entries, account_ids = session.execute(
         select(
-            select(func.count()).select_from(created).scalar_subquery(),
-            select(func.coalesce(-func.sum(created.c.points), 0)).scalar_subquery(),
+            select(func.count()).select_from(due).scalar_subquery(),
+            select(func.coalesce(func.sum(due.c.remaining), 0)).scalar_subquery(),
+            select(func.count()).select_from(groups).scalar_subquery(),
             select(func.array_agg(touched.c.id)).scalar_subquery(),
-        ).add_cte(paired.cte("paired"), reported.cte("reported"), emptied.cte("emptied"))
+        ).add_cte(
+            created.cte("created"),
+            paired.cte("paired"),
+            reported.cte("reported"),
+            emptied.cte("emptied"),
+        )
     ).one()
-    return Chunk(found=True, lots=int(lots), points=int(points), account_ids=account_ids or ())
+    return Chunk(
+        found=True,
+        lots=int(lots_n),
+        points=int(points),
+        entries=int(entries),
+        account_ids=account_ids or (),
+    )
 
 
 def _expire_chunk_sqlite(session: Session, now: datetime, batch_size: int, actor: str) -> Chunk:
     # The transaction holds the write lock (BEGIN IMMEDIATE): nothing else writes until it
-    # ends, so this chunk's entries are exactly those above the largest id before it.
-    before = session.scalar(select(func.coalesce(func.max(Entry.id), 0)))
+    # ends, so this chunk's entries are exactly those above the largest id before it, and the
+    # pick is repeatable until the last statement empties its lots.
     pick = (
-        select(Lot.id)
+        select(Lot.account_id, Lot.expires_at)
         .where(_due_expiry(now))
         .order_by(*_order(session, Lot.expires_at))
         .limit(batch_size)
-        .scalar_subquery()
+        .subquery()
+    )
+    until = session.scalar(select(func.max(pick.c.expires_at)))
+    if until is None:
+        return Chunk()
+    before = session.scalar(select(func.coalesce(func.max(Entry.id), 0)))
+    chunk = _expiring(
+        Lot.account_id.in_(select(pick.c.account_id)),
+        Lot.account_id.in_(select(pick.c.account_id).where(pick.c.expires_at == until)),
+        until,
     )
     session.execute(
         insert(Entry).from_select(
@@ -424,23 +501,30 @@ def _expire_chunk_sqlite(session: Session, now: datetime, batch_size: int, actor
                 *_entry_values(
                     Account.program_id,
                     Lot.account_id,
-                    Lot.remaining,
-                    Lot.id,
+                    -func.sum(Lot.remaining),
+                    _single_lot(Lot.id),
                     Lot.expires_at,
                     now,
                     actor,
                 )
             )
             .join(Account, Account.id == Lot.account_id)
-            .where(Lot.id.in_(pick))
-            .order_by(Lot.id),
+            .where(chunk)
+            .group_by(Lot.account_id, Lot.expires_at, Account.program_id)
+            .order_by(Lot.account_id, Lot.expires_at),
         )
     )
-    mine = and_(Entry.id > before, Entry.kind == "expire")
+    mine = Entry.id > before
+    # Each lot to its account's entry for its instant (ix_entries_account_time).
     session.execute(
         insert(Movement).from_select(
             ["entry_id", "lot_id", "points"],
-            select(Entry.id, Entry.lot_id, Entry.points).where(mine),
+            select(Entry.id, Lot.id, -Lot.remaining)
+            .join(
+                Entry,
+                and_(Entry.account_id == Lot.account_id, Entry.occurred_at == Lot.expires_at, mine),
+            )
+            .where(chunk),
         )
     )
     session.execute(
@@ -455,7 +539,6 @@ def _expire_chunk_sqlite(session: Session, now: datetime, batch_size: int, actor
                     entry_id=Entry.id,
                     points=Entry.points,
                     occurred_at=Entry.occurred_at,
-                    reason=Entry.reason,
                     now=now,
                 )
             )
@@ -467,13 +550,12 @@ def _expire_chunk_sqlite(session: Session, now: datetime, batch_size: int, actor
     )
     sums = (
         select(
-            Entry.account_id.label("account_id"),
-            (-func.sum(Entry.points)).label("points"),
-            (-func.sum(case((Lot.pending.is_(True), Entry.points), else_=0))).label("pending"),
+            Lot.account_id.label("account_id"),
+            func.sum(Lot.remaining).label("points"),
+            func.sum(case((Lot.pending.is_(True), Lot.remaining), else_=0)).label("pending"),
         )
-        .join(Lot, Lot.id == Entry.lot_id)
-        .where(mine)
-        .group_by(Entry.account_id)
+        .where(chunk)
+        .group_by(Lot.account_id)
         .subquery()
     )
     session.execute(
@@ -486,15 +568,20 @@ def _expire_chunk_sqlite(session: Session, now: datetime, batch_size: int, actor
         ),
         execution_options=_BULK,
     )
-    session.execute(
-        update(Lot).where(Lot.id.in_(select(Entry.lot_id).where(mine))).values(remaining=0),
-        execution_options=_BULK,
-    )
     lots, points = session.execute(
-        select(func.count(), func.coalesce(-func.sum(Entry.points), 0)).where(mine)
+        select(func.count(), func.coalesce(-func.sum(Movement.points), 0)).where(
+            Movement.entry_id > before
+        )
     ).one()
-    account_ids = session.scalars(select(Entry.account_id).where(mine).distinct()).all()
-    return Chunk(found=lots > 0, lots=int(lots), points=int(points), account_ids=account_ids)
+    session.execute(update(Lot).where(chunk).values(remaining=0), execution_options=_BULK)
+    account_ids = session.scalars(select(Entry.account_id).where(mine)).all()
+    return Chunk(
+        found=True,
+        lots=int(lots),
+        points=int(points),
+        entries=len(account_ids),
+        account_ids=sorted(set(account_ids)),
+    )
 
 
 def _expire_chunk(session: Session, now: datetime, batch_size: int, actor: str) -> Chunk:
@@ -537,6 +624,7 @@ def run_expiry(
             chunk = _expire_chunk(session, now, batch_size, actor)
         report.lots += chunk.lots
         report.points += chunk.points
+        report.entries += chunk.entries
         touched.update(chunk.account_ids)
         report.accounts = len(touched)
         if progress is not None:

@@ -4,29 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
-from decimal import ROUND_FLOOR, Decimal
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from patron.audit import service as audit
 from patron.audit.idempotency import request_hash
 from patron.audit.service import Actor
-from patron.errors import Conflict, InsufficientPoints, Invalid, NotFound
-from patron.ledger import earn, program_cache, views
+from patron.errors import Conflict, Invalid, NotFound
+from patron.ledger import program_cache, views
 from patron.ledger import service as ledger
-from patron.ledger.expiry import expires_at, pending_until
-from patron.ledger.models import Account, Entry, Lot, Purchase, Refund
-from patron.ledger.program_cache import ProgramConfig
+from patron.ledger.expiry import expires_at
+from patron.ledger.models import Account, Entry, Lot, Movement, Purchase, Refund
 from patron.ledger.schemas import (
     AdjustOut,
     AdjustRequest,
-    BasketIn,
-    CouponApplied,
-    PurchaseOut,
     PurchaseRequest,
     QuoteOut,
     QuoteRequest,
@@ -35,93 +30,25 @@ from patron.ledger.schemas import (
 )
 from patron.members import service as members
 from patron.members.models import Member
-from patron.money import (
-    from_minor,
-    parse_amount,
-    round_money,
-    split_proportionally,
-    to_minor,
-)
+from patron.money import from_minor, to_minor
 from patron.programs.models import Program
 from patron.programs.service import get_store
 from patron.rewards import sale
 from patron.rules import service as rules
-from patron.rules.engine import Line, Order
-from patron.rules.model import RuleSetDoc
+from patron.sales import pipeline
+from patron.sales.basket import (
+    amount,
+    check_occurred_at,
+    check_spend,
+    max_spend,
+    order_of,
+    share_half_up,
+    spend_value,
+)
+from patron.sales.pipeline import coupons_out
 from patron.tiers import service as tiers
 
-FUTURE_TOLERANCE = timedelta(minutes=5)
-EARLIEST_SALE = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def share_half_up(points: int, part: int, whole: int) -> int:
-    """round_half_up(points × part ÷ whole) in exact integer arithmetic."""
-    return (2 * points * part + whole) // (2 * whole)
-
-
-def _amount(value: Decimal, currency: str, field: str) -> Decimal:
-    try:
-        return parse_amount(value, currency)
-    except ValueError as exc:
-        raise Invalid(f"{field}: {exc}", code="invalid_amount") from None
-
-
-def _order(
-    program: Program | ProgramConfig,
-    req: BasketIn,
-    *,
-    occurred_at: datetime,
-    points_to_spend: int,
-    store_id_of: Callable[[str], int | None],
-) -> tuple[Order, int | None]:
-    """The basket as the rules core sees it, and the store's id (`store_id_of(code)`, None for
-    a store the program does not have)."""
-    if req.currency is not None and req.currency != program.currency:
-        raise Invalid(
-            f"program {program.code} runs in {program.currency}, not {req.currency}; "
-            "convert the amount before sending it",
-            code="currency_mismatch",
-        )
-    total = _amount(req.amount, program.currency, "amount")
-    lines: list[Line] = []
-    for index, line in enumerate(req.lines, start=1):
-        lines.append(
-            Line(
-                id=line.id or str(index),
-                amount=_amount(line.amount, program.currency, f"lines[{index - 1}].amount"),
-                quantity=line.quantity,
-                sku=line.sku,
-                category=line.category,
-            )
-        )
-    if lines:
-        if len({line.id for line in lines}) != len(lines):
-            raise Invalid("line ids must be unique within a purchase", code="duplicate_line_id")
-        line_sum = sum((line.amount for line in lines), Decimal(0))
-        if line_sum != total:
-            raise Invalid(
-                f"lines add up to {line_sum} but amount is {total}", code="lines_total_mismatch"
-            )
-    store_id = None
-    if req.store is not None:
-        store_id = store_id_of(req.store)
-        if store_id is None:
-            raise Invalid(
-                f"no store {req.store!r} in program {program.code}", code="store_not_found"
-            )
-    order = Order(
-        currency=program.currency,
-        total=total,
-        occurred_at=occurred_at,
-        timezone=program.timezone,
-        lines=tuple(lines),
-        store=req.store,
-        channel=req.channel,
-        payment_method=req.payment_method,
-        paid_with_points=spend_value(program, points_to_spend),
-        earn_on_redeemed=program.earn_on_redeemed,
-    )
-    return order, store_id
+__all__ = ["check_occurred_at", "max_spend", "spend_value"]  # used where sales are shown
 
 
 def _stores(session: Session, program: Program) -> Callable[[str], int | None]:
@@ -137,52 +64,6 @@ def _stores(session: Session, program: Program) -> Callable[[str], int | None]:
     return store_id_of
 
 
-def spend_value(program: Program | ProgramConfig, points: int) -> Decimal:
-    return round_money(Decimal(points) * program.point_value, program.currency)
-
-
-def max_spend(program: Program | ProgramConfig, amount: Decimal, balance: int) -> int:
-    """The most points a bill with `amount` payable can take, by the policy and the balance."""
-    cap = int(
-        (amount * program.redeem_max_share / program.point_value).to_integral_value(ROUND_FLOOR)
-    )
-    cap = min(cap, max(balance, 0))
-    cap -= cap % program.redeem_step
-    return cap if cap >= max(program.redeem_min_points, 1) else 0
-
-
-def check_spend(
-    program: Program | ProgramConfig,
-    amount: Decimal,
-    points: int,
-    balance: int,
-    blocked: str | None = None,
-) -> None:
-    if points == 0:
-        return
-    if blocked is not None:
-        raise Invalid(blocked, code="redemption_not_allowed")
-    if points < program.redeem_min_points:
-        raise Invalid(
-            f"at least {program.redeem_min_points} points must be used at once",
-            code="below_minimum_redemption",
-        )
-    if points % program.redeem_step:
-        raise Invalid(
-            f"points are used in steps of {program.redeem_step}", code="invalid_redemption_step"
-        )
-    value = spend_value(program, points)
-    limit = amount * program.redeem_max_share
-    if value > limit:
-        raise Invalid(
-            f"{points} points are worth {value} {program.currency}, more than the "
-            f"{limit.normalize():f} {program.currency} of this bill payable with points",
-            code="exceeds_max_share",
-        )
-    if points > balance:
-        raise InsufficientPoints(f"{points} points requested but the balance is {balance}")
-
-
 def _resolve(session: Session, program: Program, req_member: Any) -> Member:
     member = members.find_member(session, req_member, program=program)
     members.ensure_active(member)
@@ -193,7 +74,7 @@ def quote(session: Session, program: Program, req: QuoteRequest, *, now: datetim
     member = _resolve(session, program, req.member)
     coupons = sale.plan(session, program, req, member, now=now, sale=False)
     paying = sale.discounted(program, req, coupons, earning=False)
-    order, _store_id = _order(
+    order, _store_id = order_of(
         program,
         paying,
         occurred_at=now,
@@ -202,7 +83,7 @@ def quote(session: Session, program: Program, req: QuoteRequest, *, now: datetim
     )
     earn_order = order
     if coupons.not_earning_minor != coupons.discount_minor:
-        earn_order, _ = _order(
+        earn_order, _ = order_of(
             program,
             sale.discounted(program, req, coupons, earning=True),
             occurred_at=now,
@@ -222,7 +103,7 @@ def quote(session: Session, program: Program, req: QuoteRequest, *, now: datetim
     )
     return QuoteOut(
         discount=from_minor(coupons.discount_minor, program.currency),
-        coupons=_coupons_out(program, coupons),
+        coupons=coupons_out(program, coupons),
         member_id=member.id,
         points_earned=result.points,
         breakdown=result.steps,
@@ -248,33 +129,12 @@ def points_expiry(
     )
 
 
-def check_occurred_at(value: datetime | None, now: datetime) -> datetime:
-    """When a sale or event happened: default now; never in the future or before 1970."""
-    if value is None:
-        return now
-    if value > now + FUTURE_TOLERANCE:
-        raise Invalid("occurred_at is in the future", code="occurred_at_in_future")
-    if value < EARLIEST_SALE:
-        # Year-1 instants with a positive offset cannot even be converted to UTC (was a 500).
-        raise Invalid("occurred_at is before 1970", code="occurred_at_out_of_range")
-    return value
-
-
 def _existing_purchase(session: Session, program_id: int, external_id: str) -> Purchase | None:
     return session.scalars(
         select(Purchase).where(
             Purchase.program_id == program_id, Purchase.external_id == external_id
         )
     ).one_or_none()
-
-
-def _replay_purchase(found: Purchase, digest: str) -> dict[str, Any]:
-    if found.request_hash != digest or found.response is None:
-        raise Conflict(
-            f"order {found.external_id!r} was already recorded with different details",
-            code="duplicate_order",
-        )
-    return found.response
 
 
 def purchase(
@@ -290,10 +150,6 @@ def purchase_by_code(
     """`purchase` for the program with `code` (its id is cached per worker: no query)."""
     program_id = program_cache.program_id(session, code)
     return record(session, program_id, req, actor=actor, now=now)[0]
-
-
-# Tests set this to False to run every sale through the general path (the reference).
-FAST_PATH = True
 
 
 def sale_digest(req: PurchaseRequest) -> str:
@@ -314,211 +170,13 @@ def record(
     now: datetime,
     program: Program | None = None,
 ) -> tuple[dict[str, Any], bool]:
-    """(answer, created): `purchase`, telling a recorded sale from a replay."""
-    digest = sale_digest(req)
-    if FAST_PATH:
-        done = earn.try_purchase(session, program_id, req, digest, actor=actor, now=now)
-        if done is not None:
-            return done
-    return general(session, program_id, req, digest, actor=actor, now=now, program=program)
-
-
-def general(
-    session: Session,
-    program_id: int,
-    req: PurchaseRequest,
-    digest: str,
-    *,
-    actor: Actor,
-    now: datetime,
-    program: Program | None = None,
-) -> tuple[dict[str, Any], bool]:
-    """The general path for a sale, by program id."""
-    if program is None:
-        program = session.get(Program, program_id)
-        if program is None:  # pragma: no cover - the id came from the program's code
-            raise NotFound(f"no program with id {program_id}", code="program_not_found")
-    return _purchase_orm(session, program, req, digest, actor=actor, now=now)
-
-
-def _purchase_orm(
-    session: Session,
-    program: Program,
-    req: PurchaseRequest,
-    digest: str,
-    *,
-    actor: Actor,
-    now: datetime,
-) -> tuple[dict[str, Any], bool]:
-    """The general path, for every sale (points spent, a first sale, ...); the hot path in
-    `patron.ledger.earn` gives the same answer and rows for the common one in fewer statements."""
-    if (found := _existing_purchase(session, program.id, req.external_id)) is not None:
-        return _replay_purchase(found, digest), False
-
-    member = _resolve(session, program, req.member)
-    occurred_at = check_occurred_at(req.occurred_at, now)
-    coupons = sale.plan(session, program, req, member, now=now, sale=True) if req.coupons else None
-    paying = sale.discounted(program, req, coupons, earning=False) if coupons else req
-    order, store_id = _order(
-        program,
-        paying,
-        occurred_at=occurred_at,
-        points_to_spend=req.points_to_spend,
-        store_id_of=_stores(session, program),
-    )
-    earn_order = order
-    if coupons is not None and coupons.not_earning_minor != coupons.discount_minor:
-        earn_order, _ = _order(
-            program,
-            sale.discounted(program, req, coupons, earning=True),
-            occurred_at=occurred_at,
-            points_to_spend=req.points_to_spend,
-            store_id_of=_stores(session, program),
-        )
-    if coupons is not None:
-        earn_order = replace(earn_order, coupons=coupons.reward_codes())
-    account = ledger.open_account(session, program_id=program.id, member_id=member.id, now=now)
-    ledger.settle_due(session, account, now)
-    doc = rules.document(session, program)
-    can_pay, blocked = rules.payable_amount(doc, order)
-    check_spend(program, can_pay, req.points_to_spend, account.available - account.debt, blocked)
-    value = order.paid_with_points
-    result, version = rules.evaluate_purchase(
-        session, program, earn_order, member=member, account=account, record=True, doc=doc
-    )
-    spent_per_line = _spent_per_line(doc, order, req.points_to_spend)
-
-    row = Purchase(
-        program_id=program.id,
-        account_id=account.id,
-        external_id=req.external_id,
-        store_id=store_id,
-        channel=req.channel,
-        payment_method=req.payment_method,
-        occurred_at=occurred_at,
-        created_at=now,
-        amount_minor=to_minor(order.total, program.currency),
-        lines=[
-            {
-                "id": line.id,
-                "sku": line.sku,
-                "category": line.category,
-                "quantity": str(line.quantity),
-                "amount_minor": to_minor(line.amount, program.currency),
-                "points_earned": earned,
-                "points_spent": spent,
-                "refunded_quantity": "0",
-            }
-            for line, earned, spent in zip(
-                order.lines, result.line_points, spent_per_line, strict=True
-            )
-        ],
-        points_earned=result.points,
-        points_spent=req.points_to_spend,
-        refunded_minor=0,
-        reversed_points=0,
-        restored_points=0,
-        request_hash=digest,
-    )
-    try:
-        with session.begin_nested():
-            session.add(row)
-            session.flush()
-    except IntegrityError:
-        # Another request recorded this order id first (it held the unique key).
-        found = _existing_purchase(session, program.id, req.external_id)
-        if found is None:  # pragma: no cover - the conflicting row must be visible now
-            raise
-        return _replay_purchase(found, digest), False
-
-    source = ledger.Source(
-        actor=str(actor),
-        store_id=store_id,
-        channel=req.channel,
-        external_ref=req.external_id,
-        purchase_id=row.id,
-    )
-    entries: list[Entry] = []
-    if req.points_to_spend:
-        spent = ledger.debit(
-            session,
-            account,
-            kind="redeem",
-            points=req.points_to_spend,
-            now=now,
-            occurred_at=occurred_at,
-            source=source,
-            reason=f"paid {value} {program.currency} with points",
-        )
-        assert spent.entry is not None
-        row.redeem_entry_id = spent.entry.id
-        entries.append(spent.entry)
-    if result.points:
-        expiry = points_expiry(session, program, account, occurred_at)
-        earned = ledger.credit(
-            session,
-            account,
-            kind="earn",
-            points=result.points,
-            now=now,
-            occurred_at=occurred_at,
-            source=source,
-            expires_at=expiry,
-            pending_until=pending_until(occurred_at, days=program.pending_days),
-            reason=f"purchase {req.external_id}",
-            breakdown=result.steps,
-            rule_version=version,
-            qualifying=rules.qualifying_points(doc, result),
-        )
-        row.earn_entry_id = earned.id
-        entries.append(earned)
-        if expiry is not None and expiry <= now:
-            ledger.settle_due(session, account, now, actor=str(actor))
-    if coupons is not None:
-        sale.apply(session, program, req, coupons, member, actor=actor, now=now)
-    session.flush()
-    tiers.upgrade_if_qualified(session, program, account, now=now, actor=actor)
-    stores = views.store_codes(session, program.id) if store_id else {}
-    out = PurchaseOut(
-        external_id=row.external_id,
-        member_id=member.id,
-        amount=req.amount if coupons is not None else order.total,
-        points_earned=result.points,
-        points_spent=req.points_to_spend,
-        spend_value=value,
-        occurred_at=occurred_at,
-        entries=[views.entry_out(e, stores) for e in entries],
-        totals=views.totals(session, account, now, settled=True),
-    )
-    if coupons is not None:
-        out.discount = from_minor(coupons.discount_minor, program.currency)
-        out.coupons = _coupons_out(program, coupons)
-    row.response = out.answer()
-    return row.response, True
-
-
-def _coupons_out(program: Program, coupons: sale.Plan) -> list[CouponApplied]:
-    return [
-        CouponApplied(
-            code=sale.display(c.code),
-            applied=c.applied,
-            discount=from_minor(c.discount_minor, program.currency),
-            reward=coupons.rewards[c.code].code if c.code in coupons.rewards else None,
-            reason=c.reason,
-            detail=c.detail,
-        )
-        for c in coupons.selection.choices
-    ]
-
-
-def _spent_per_line(doc: RuleSetDoc, order: Order, points: int) -> list[int]:
-    """Points paid, spread over the lines points could pay for (so refunds give back exactly)."""
-    excluded = doc.redemption.excluded
-    weights = [
-        Decimal(0) if excluded is not None and excluded.matches(ln.sku, ln.category) else ln.amount
-        for ln in order.lines
-    ]
-    return split_proportionally(points, weights)
+    """(answer, created): `purchase`, telling a recorded sale from a replay. The sale is a
+    batch of one through the sale pipeline (`patron.sales.pipeline`)."""
+    sold = pipeline.record(session, program_id, [(req, sale_digest(req))], actor=actor, now=now)[0]
+    if sold.error is not None:
+        raise sold.error
+    assert sold.answer is not None
+    return sold.answer, sold.created
 
 
 def _refund_targets(
@@ -548,7 +206,7 @@ def _refund_targets(
             now_minor = total - purchase_row.refunded_minor
         else:
             assert req.amount is not None
-            now_minor = to_minor(_amount(req.amount, currency, "amount"), currency)
+            now_minor = to_minor(amount(req.amount, currency, "amount"), currency)
         cumulative = purchase_row.refunded_minor + now_minor
         if now_minor <= 0:
             raise Conflict("this purchase is already fully refunded", code="already_refunded")
@@ -615,11 +273,13 @@ def _expired_share(session: Session, row: Purchase, earn_entry: Entry, to_revers
         return 0
     lot = session.get(Lot, earn_entry.lot_id)
     assert lot is not None
+    # An expire entry covers an account's lots of one instant; its movements say how much
+    # each lot lost.
     expired = -int(
         session.scalar(
-            select(func.coalesce(func.sum(Entry.points), 0)).where(
-                Entry.kind == "expire", Entry.lot_id == lot.id
-            )
+            select(func.coalesce(func.sum(Movement.points), 0))
+            .join(Entry, Entry.id == Movement.entry_id)
+            .where(Entry.kind == "expire", Movement.lot_id == lot.id)
         )
         or 0
     )

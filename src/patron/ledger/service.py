@@ -502,7 +502,8 @@ def restore(
 
 
 def settle_due(session: Session, account: Account, now: datetime, *, actor: str = "system") -> None:
-    """Bring one account up to `now`: release matured pending points, expire overdue lots."""
+    """Bring one account up to `now`: release matured pending points, expire overdue lots
+    (one expire entry per expiry instant, as the nightly job writes them)."""
     due = list(
         session.scalars(
             select(Lot)
@@ -511,37 +512,49 @@ def settle_due(session: Session, account: Account, now: datetime, *, actor: str 
                 Lot.remaining > 0,
                 or_(
                     and_(Lot.pending.is_(True), Lot.pending_until <= now),
-                    and_(Lot.expires_at.is_not(None), Lot.expires_at <= now),
+                    Lot.expires_at <= now,
                 ),
             )
             .order_by(Lot.id)
         )
     )
+    expiring: dict[datetime, list[Lot]] = {}
     for lot in due:
         if lot.pending and lot.pending_until is not None and lot.pending_until <= now:
             account.pending -= lot.remaining
             account.available += lot.remaining
             lot.pending = False
         if lot.expires_at is not None and lot.expires_at <= now:
-            expire_lot(session, account, lot, now=now, actor=actor)
+            expiring.setdefault(lot.expires_at, []).append(lot)
+    for expires_at in sorted(expiring):
+        expire_lots(session, account, expiring[expires_at], now=now, actor=actor)
     session.flush()
 
 
-def expire_lot(session: Session, account: Account, lot: Lot, *, now: datetime, actor: str) -> Entry:
-    points = lot.remaining
-    assert lot.expires_at is not None and points > 0
+def expire_lots(
+    session: Session, account: Account, lots: list[Lot], *, now: datetime, actor: str
+) -> Entry:
+    """One expire entry for the account's `lots`, which all expire at the same instant: their
+    remainders, dated at that instant, with a movement per lot (`lot_id` names the lot only
+    when there is one). `ledger.jobs` writes the same rows set-based."""
+    expires_at = lots[0].expires_at
+    assert expires_at is not None and all(lot.expires_at == expires_at for lot in lots)
+    parts = [(lot, lot.remaining) for lot in lots]
+    assert all(points > 0 for _, points in parts)
+    total = sum(points for _, points in parts)
     entry = _entry(
         session,
         account,
         kind="expire",
-        points=-points,
+        points=-total,
         now=now,
-        occurred_at=lot.expires_at,
+        occurred_at=expires_at,
         source=Source(actor=actor),
-        lot_id=lot.id,
+        lot_id=lots[0].id if len(lots) == 1 else None,
         reason="points expired",
     )
-    _take(account, lot, points)
-    account.expired += points
-    session.add(Movement(entry_id=entry.id, lot_id=lot.id, points=-points))
+    for lot, points in parts:
+        _take(account, lot, points)
+        session.add(Movement(entry_id=entry.id, lot_id=lot.id, points=-points))
+    account.expired += total
     return entry

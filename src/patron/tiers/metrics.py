@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -71,3 +72,26 @@ def qualify(tiers: Sequence[TierDefinition], value: int) -> TierDefinition | Non
         if value >= tier.threshold:
             best = tier
     return best
+
+
+def metric_column(metric: str, start: Any, end: Any, account: Any) -> Any:
+    """The metric of the account `account` (a column or a bound value) in the window
+    [start, end) (end None: open), as a scalar subquery: read beside each account a sale
+    locks. `start` and `end` may be instants or bound parameters."""
+    if metric == "points":
+        stmt = select(func.coalesce(func.sum(Entry.qualifying), 0)).where(
+            Entry.account_id == account,
+            Entry.qualifying != 0,
+            Entry.occurred_at >= start,
+        )
+        if end is not None:
+            stmt = stmt.where(Entry.occurred_at < end)
+        return stmt.scalar_subquery()
+    kept = Purchase.amount_minor - Purchase.refunded_minor
+    value = func.coalesce(func.sum(kept), 0) if metric == "spend" else func.count()
+    stmt = select(value).where(
+        Purchase.account_id == account, Purchase.occurred_at >= start, kept > 0
+    )
+    if end is not None:
+        stmt = stmt.where(Purchase.occurred_at < end)
+    return stmt.scalar_subquery()

@@ -1,0 +1,307 @@
+"""Record sales: snapshot → plan → apply, for one sale at the till or a chunk of a batch.
+
+Sales are taken in rounds. A round is the longest run of sales that need nothing beyond the
+snapshot (most sales); a sale with coupons, or in a program whose rules read caps, purchase
+counts or promotion budgets, is a round of its own (it reads those figures as of itself). A
+sale that moves its member up a tier ends its round: the move (`tiers.upgrade_if_qualified`:
+history, event, audit) is written, and the next round reads the account again with the new
+tier. Every round is one snapshot, one plan and one apply, in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from patron.audit.service import Actor
+from patron.errors import Conflict, NotFound, PatronError
+from patron.ledger import program_cache
+from patron.ledger.models import Account
+from patron.ledger.program_cache import ProgramConfig
+from patron.ledger.schemas import CouponApplied, PurchaseRequest
+from patron.members import refs
+from patron.members import service as members
+from patron.members.models import Member
+from patron.money import from_minor
+from patron.programs.models import Program
+from patron.rewards import sale as coupons_
+from patron.rules import service as rules
+from patron.sales import basket, snapshot
+from patron.sales.apply import Taken, apply
+from patron.sales.plan import Planner, SaleOp
+from patron.tiers import service as tiers
+
+# A round whose order ids or new accounts another writer took first is planned again, seeing
+# them; more than this many times in a row means something else is wrong.
+ROUND_ATTEMPTS = 5
+
+
+@dataclass
+class Sold:
+    """One sale's outcome: its answer (created, or the first answer replayed) or its error."""
+
+    answer: dict[str, Any] | None = None
+    created: bool = False
+    error: PatronError | None = None
+
+
+@dataclass
+class _Extra:
+    """What a sale that runs alone reads beyond the snapshot."""
+
+    coupons: coupons_.Plan | None = None
+    member: Member | None = None
+    op: dict[str, Any] = field(default_factory=dict)
+
+
+def replay(
+    found: tuple[str | None, dict[str, Any] | None], req: PurchaseRequest, digest: str
+) -> Sold:
+    first, answer = found
+    if first != digest or answer is None:
+        return Sold(
+            error=Conflict(
+                f"order {req.external_id!r} was already recorded with different details",
+                code="duplicate_order",
+            )
+        )
+    return Sold(answer=answer)
+
+
+def record(
+    session: Session,
+    program_id: int,
+    items: Sequence[tuple[PurchaseRequest, str]],
+    *,
+    actor: Actor,
+    now: datetime,
+) -> list[Sold]:
+    """Record `items` ((request, digest) pairs) in order, in the session's transaction."""
+    config = program_cache.cached(session, program_id) or program_cache.load(session, program_id)
+    out: list[Sold | None] = [None] * len(items)
+    known: dict[str, tuple[str | None, dict[str, Any] | None]] = {}
+    todo = list(range(len(items)))
+    attempts = 0
+    while todo:
+        try:
+            config, todo = _round(session, config, items, todo, known, out, actor=actor, now=now)
+            attempts = 0
+        except Taken:
+            attempts += 1
+            if attempts >= ROUND_ATTEMPTS:  # pragma: no cover - needs a writer racing us 5 times
+                raise
+    assert all(o is not None for o in out)
+    return [o for o in out if o is not None]
+
+
+def _alone(config: ProgramConfig, req: PurchaseRequest) -> bool:
+    wanted = config.needs
+    return bool(req.coupons) or bool(wanted.caps or wanted.purchases or wanted.budgets)
+
+
+def _round(
+    session: Session,
+    config: ProgramConfig,
+    items: Sequence[tuple[PurchaseRequest, str]],
+    todo: list[int],
+    known: dict[str, tuple[str | None, dict[str, Any] | None]],
+    out: list[Sold | None],
+    *,
+    actor: Actor,
+    now: datetime,
+) -> tuple[ProgramConfig, list[int]]:
+    """Plan and write the next round of `todo`: (the configuration, the indices left)."""
+    # Replays answer first, whatever else is wrong with them.
+    fresh: list[int] = []
+    for i in todo:
+        req, digest = items[i]
+        found = known.get(req.external_id)
+        if found is not None:
+            out[i] = replay(found, req, digest)
+        else:
+            fresh.append(i)
+    if not fresh:
+        return config, []
+    if _alone(config, items[fresh[0]][0]):
+        batch, later = fresh[:1], fresh[1:]
+    else:
+        n = next((k for k, i in enumerate(fresh) if _alone(config, items[i][0])), len(fresh))
+        batch, later = fresh[:n], fresh[n:]
+
+    hits = refs.resolve(session, [items[i][0].member for i in batch], config.country)
+    hit_of = dict(zip(batch, hits, strict=True))
+    member_of = {i: hit.member_id for i, hit in hit_of.items() if hit is not None}
+    spenders = {member_of[i] for i in member_of if items[i][0].points_to_spend}
+
+    def read() -> snapshot.Read:
+        return snapshot.read(
+            session,
+            config,
+            set(member_of.values()),
+            spenders=spenders,
+            external_ids=[items[i][0].external_id for i in batch],
+            sales=len(batch),
+            spending=sum(1 for i in batch if items[i][0].points_to_spend),
+            now=now,
+        )
+
+    got = read()
+    if got.version != config.version:  # the program was changed: read it, and the figures, again
+        config = program_cache.load(session, config.id)
+        if any(_alone(config, items[i][0]) for i in batch):
+            return config, fresh  # the new rules read more: plan the round again
+        got = read()
+    if got.due:
+        snapshot.settle(session, got.due, now, actor=str(actor))
+        got = read()
+    states = got.states
+    missing = sorted({m for m in member_of.values() if m not in states})
+    for state in snapshot.newcomers(session, missing) if missing else []:
+        states[state.member_id] = state
+    known.update(got.replays)
+    planned: list[int] = []
+    for i in batch:
+        req, digest = items[i]
+        found = known.get(req.external_id)
+        if found is not None:
+            out[i] = replay(found, req, digest)
+        elif i not in member_of or member_of[i] not in states:
+            _why_not(session, config, req, i, out)  # unknown, or an id no member has
+        else:
+            planned.append(i)
+    assert got.ids is not None
+    ids = got.ids
+    planner = Planner(config, states, ids=ids, actor=str(actor), now=now)
+    extras: dict[int, _Extra] = {}
+    written: list[tuple[int, Any]] = []
+    chosen: dict[str, tuple[str | None, dict[str, Any] | None]] = {}
+    for k, i in enumerate(planned):
+        req, digest = items[i]
+        if req.external_id in chosen:  # an order id sent twice in one batch
+            out[i] = replay(chosen[req.external_id], req, digest)
+            continue
+        hit = hit_of[i]
+        op = SaleOp(
+            req=req,
+            digest=digest,
+            member_id=member_of[i],
+            card_status=hit.card_status if hit is not None else None,
+        )
+        if _alone(config, req):
+            try:
+                extras[i] = _prepare(session, config, op, states[op.member_id], now=now)
+            except PatronError as exc:
+                out[i] = Sold(error=exc)
+                continue
+        outcome = planner.sale(op)
+        if outcome.error is not None:
+            out[i] = Sold(error=outcome.error)
+            continue
+        out[i] = Sold(answer=outcome.answer, created=True)
+        chosen[req.external_id] = (digest, outcome.answer)
+        written.append((i, outcome))
+        if outcome.upgrade:
+            later = planned[k + 1 :] + later
+            later.sort()
+            break
+    if not written:
+        return config, later
+    rows = planner.rows
+    conn = session.connection()
+    if len(written) > 1 or rows.accounts:
+        with session.begin_nested():
+            apply(conn, rows)
+    else:
+        apply(conn, rows)  # the purchase is the first row written: nothing to undo if taken
+    known.update(chosen)
+    program: Program | None = None
+    for i, outcome in written:
+        req = items[i][0]
+        extra = extras.get(i)
+        if extra is not None and extra.coupons is not None:
+            program = program or _program(session, config)
+            assert extra.member is not None
+            coupons_.apply(session, program, req, extra.coupons, extra.member, actor=actor, now=now)
+        if outcome.budget_used:
+            rules.spend_budgets(session, config.id, outcome.budget_used)
+        if outcome.upgrade:
+            program = program or _program(session, config)
+            account = session.get(Account, outcome.account_id, populate_existing=True)
+            assert account is not None
+            tiers.upgrade_if_qualified(session, program, account, now=now, actor=actor)
+    return config, later
+
+
+def _program(session: Session, config: ProgramConfig) -> Program:
+    program = session.get(Program, config.id)
+    assert program is not None
+    return program
+
+
+def _why_not(
+    session: Session, config: ProgramConfig, req: PurchaseRequest, i: int, out: list[Sold | None]
+) -> None:
+    """A reference the batch lookup found no member for: `find_member` says why."""
+    try:
+        member = members.find_member(session, req.member, program=_program(session, config))
+    except PatronError as exc:
+        out[i] = Sold(error=exc)
+        return
+    out[i] = Sold(  # pragma: no cover - a member created since the lookup, in this transaction
+        error=NotFound(f"member {member.id} has no account yet", code="member_not_found")
+    )
+
+
+def _prepare(
+    session: Session, config: ProgramConfig, op: SaleOp, state: Any, *, now: datetime
+) -> _Extra:
+    """What a sale running alone reads: its coupons (checked together, as of now), the rules'
+    figures for its member and the promotion budgets left (locked until the end)."""
+    req = op.req
+    extra = _Extra()
+    if req.coupons:
+        if op.card_status is not None and op.card_status != "active":
+            raise Conflict(f"card {req.member.card} is {op.card_status}", code="card_not_active")
+        member = session.get(Member, op.member_id)
+        assert member is not None
+        members.ensure_active(member)
+        basket.check_occurred_at(req.occurred_at, now)
+        program = _program(session, config)
+        plan = coupons_.plan(session, program, req, member, now=now, sale=True)
+        extra.coupons, extra.member = plan, member
+        op.paying = coupons_.discounted(program, req, plan, earning=False)
+        if plan.not_earning_minor != plan.discount_minor:
+            op.earning = coupons_.discounted(program, req, plan, earning=True)
+        op.coupon_codes = plan.reward_codes()
+        op.coupons_out = (
+            from_minor(plan.discount_minor, config.currency),
+            coupons_out(config, plan),
+        )
+    wanted = config.needs
+    if wanted.caps or wanted.purchases:
+        occurred_at = basket.check_occurred_at(req.occurred_at, now)
+        if not state.new:
+            op.figures, op.purchases_before = rules.member_figures(
+                session, config.timezone, state.account_id, occurred_at, wanted
+            )
+    if wanted.budgets:
+        op.budgets = rules.budgets_left(session, config.id, wanted, lock=True)
+    return extra
+
+
+def coupons_out(config: ProgramConfig | Program, plan: coupons_.Plan) -> list[CouponApplied]:
+    return [
+        CouponApplied(
+            code=coupons_.display(c.code),
+            applied=c.applied,
+            discount=from_minor(c.discount_minor, config.currency),
+            reward=plan.rewards[c.code].code if c.code in plan.rewards else None,
+            reason=c.reason,
+            detail=c.detail,
+        )
+        for c in plan.selection.choices
+    ]

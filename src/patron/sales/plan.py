@@ -1,0 +1,592 @@
+"""The sale planner: a snapshot of the accounts involved and a list of sales in, every row to
+write and every answer to give out. No I/O: `patron.sales.snapshot` reads what it needs,
+`patron.sales.apply` writes what it returns.
+
+Sales are planned in the order given, each on its account's running state, so the tenth sale of
+a member in a batch sees the nine before it exactly as if they had been recorded one at a time.
+A sale that fails a check changes nothing and is answered alone; the others still go through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from patron.errors import Conflict, InsufficientPoints, MemberBlocked, PatronError
+from patron.events.kinds import ENTRY_EVENTS
+from patron.events.outbox import entry_payload
+from patron.ledger.expiry import expires_at, pending_until
+from patron.ledger.program_cache import ProgramConfig
+from patron.ledger.schemas import (
+    BasketIn,
+    CouponApplied,
+    EntryOut,
+    PurchaseOut,
+    PurchaseRequest,
+    Totals,
+)
+from patron.ledger.views import EXPIRING_WINDOW
+from patron.money import to_minor
+from patron.rules.engine import MemberContext, evaluate
+from patron.rules.service import payable_amount, qualifying_points
+from patron.sales import basket
+from patron.tiers.metrics import qualify
+from patron.tiers.periods import Window, window_at
+
+# The account totals a plan moves, by column.
+DELTA_COLUMNS = ("available", "pending", "debt", "earned", "redeemed", "expired")
+
+
+@dataclass
+class LotState:
+    """A lot points can be spent from, as the snapshot read it."""
+
+    id: int
+    remaining: int
+    expires_at: datetime | None
+
+
+@dataclass
+class AccountState:
+    """One member's account in the program, settled at `now` (nothing due), under its lock."""
+
+    account_id: int
+    member_id: int
+    tier: str | None
+    available: int
+    pending: int
+    debt: int
+    earned: int
+    redeemed: int
+    expired: int
+    adjusted: int
+    member_status: str
+    attributes: dict[str, Any] | None
+    birthday: date | None
+    member_created_at: datetime
+    expiring: int = 0  # points in lots expiring in (now, now + EXPIRING_WINDOW]
+    metric: int = 0  # the tier metric in the upgrade window, before these sales
+    lots: list[LotState] | None = None  # spendable lots, soonest expiry first (when one spends)
+    new: bool = False  # not in the database yet: the first sale that goes through opens it
+
+
+@dataclass
+class SaleOp:
+    """One sale to plan, its member resolved, with what the rules read beyond the basket."""
+
+    req: PurchaseRequest
+    digest: str
+    member_id: int
+    card_status: str | None = None  # the card the member was named by
+    paying: BasketIn | None = None  # with coupons: the basket after every discount
+    earning: BasketIn | None = None  # with coupons: after the discounts points are not earned on
+    coupon_codes: tuple[str, ...] = ()  # the rewards whose coupons apply (the rules read them)
+    coupons_out: tuple[Decimal, list[CouponApplied]] | None = None  # for the answer
+    figures: dict[str, int] = field(default_factory=dict)  # points this day/month/year (caps)
+    purchases_before: int = 0  # for purchase-count rules
+    budgets: dict[str, int] | None = None  # promotion budgets left
+
+
+@dataclass
+class Outcome:
+    """A planned sale: its answer, or the error it is answered with alone."""
+
+    answer: dict[str, Any] | None = None
+    error: PatronError | None = None
+    account_id: int | None = None
+    upgrade: bool = False  # the member reaches a higher tier with it
+    budget_used: dict[str, int] = field(default_factory=dict)
+
+
+class Ids:
+    """New row ids, handed out in the order rows are planned (read beforehand: a range after
+    every id in use on SQLite, sequence values on PostgreSQL)."""
+
+    def __init__(self, purchases: Iterator[int], lots: Iterator[int], entries: Iterator[int]):
+        self.purchases, self.lots, self.entries = purchases, lots, entries
+
+    def purchase(self) -> int:
+        return next(self.purchases)
+
+    def lot(self) -> int:
+        return next(self.lots)
+
+    def entry(self) -> int:
+        return next(self.entries)
+
+
+@dataclass
+class Rows:
+    """Everything a plan writes, table by table, in insert order."""
+
+    accounts: list[dict[str, Any]] = field(default_factory=list)
+    purchases: list[dict[str, Any]] = field(default_factory=list)
+    lots: list[dict[str, Any]] = field(default_factory=list)
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    movements: list[dict[str, Any]] = field(default_factory=list)
+    lot_takes: dict[int, int] = field(default_factory=dict)  # lot id → points taken
+    deltas: dict[int, dict[str, int]] = field(default_factory=dict)  # account id → column → delta
+    events: list[dict[str, Any]] = field(default_factory=list)
+    # Rows this plan inserts, by id: what later sales of the plan take from a new lot, or add
+    # to a new account, is written into the row itself (one statement never inserts a row and
+    # updates it too).
+    new_accounts: dict[int, dict[str, Any]] = field(default_factory=dict)
+    new_lots: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def move(self, account_id: int, **delta: int) -> None:
+        new = self.new_accounts.get(account_id)
+        totals = (
+            new
+            if new is not None
+            else self.deltas.setdefault(account_id, dict.fromkeys(DELTA_COLUMNS, 0))
+        )
+        for column, value in delta.items():
+            totals[column] += value
+
+    def take(self, lot_id: int, points: int) -> None:
+        new = self.new_lots.get(lot_id)
+        if new is not None:
+            new["remaining"] -= points
+        else:
+            self.lot_takes[lot_id] = self.lot_takes.get(lot_id, 0) + points
+
+
+def upgrade_window(config: ProgramConfig, tier: str | None, now: datetime) -> Window | None:
+    """The window whose tier metric a sale may lift the member by: only if the program
+    upgrades at once and the member is not at the top already."""
+    policy = config.policy
+    if policy is None or policy.upgrade != "immediate" or config.rank_of(tier) >= config.top_rank:
+        return None
+    return window_at(policy.window, now, config.timezone, rolling_months=policy.rolling_months)
+
+
+class Planner:
+    """Plans sales one after another on the running state of their accounts."""
+
+    def __init__(
+        self,
+        config: ProgramConfig,
+        accounts: dict[int, AccountState],
+        *,
+        ids: Ids,
+        actor: str,
+        now: datetime,
+    ) -> None:
+        self.config, self.accounts, self.ids = config, accounts, ids
+        self.actor, self.now = actor, now
+        self.rows = Rows()
+
+    def sale(self, op: SaleOp) -> Outcome:
+        try:
+            return self._sale(op)
+        except PatronError as exc:
+            return Outcome(error=exc)
+
+    # --- one sale ---------------------------------------------------------------------------
+
+    def _sale(self, op: SaleOp) -> Outcome:
+        config, now, req = self.config, self.now, op.req
+        state = self.accounts[op.member_id]
+        if op.card_status is not None and op.card_status != "active":
+            raise Conflict(f"card {req.member.card} is {op.card_status}", code="card_not_active")
+        if state.member_status != "active":
+            raise MemberBlocked(f"member {state.member_id} is blocked and cannot earn or redeem")
+        occurred_at = basket.check_occurred_at(req.occurred_at, now)
+        spend = req.points_to_spend
+        order, store_id = basket.order_of(
+            config,
+            op.paying or req,
+            occurred_at=occurred_at,
+            points_to_spend=spend,
+            store_id_of=config.store_id_of,
+        )
+        earn_order = order
+        if op.earning is not None:
+            earn_order, _ = basket.order_of(
+                config,
+                op.earning,
+                occurred_at=occurred_at,
+                points_to_spend=spend,
+                store_id_of=config.store_id_of,
+            )
+        if op.coupons_out is not None:
+            earn_order = replace(earn_order, coupons=op.coupon_codes)
+        doc = config.doc
+        can_pay, blocked = payable_amount(doc, order)
+        basket.check_spend(config, can_pay, spend, state.available - state.debt, blocked)
+        taken = self._lots_for(state, spend)
+        tier = config.tier_by_code.get(state.tier) if state.tier is not None else None
+        context = MemberContext(
+            tier=state.tier,
+            tier_factor=tier.multiplier if tier is not None else None,
+            attributes=state.attributes or {},
+            joined_on=state.member_created_at.astimezone(ZoneInfo(config.timezone)).date(),
+            birthday=state.birthday,
+            purchases=op.purchases_before,
+            earned_day=op.figures.get("member_day", 0),
+            earned_month=op.figures.get("member_month", 0),
+            earned_year=op.figures.get("member_year", 0),
+        )
+        result = evaluate(doc, earn_order, context, op.budgets or {})
+        # Every check passed: from here on the sale is written.
+        if state.new:
+            self._open(state)
+        p_id = self.ids.purchase()
+        sale = _Sale(self, op, state, p_id, occurred_at, store_id)
+        entries: list[EntryOut] = []
+        redeem_id = earn_id = None
+        if spend:
+            redeem_id, out = sale.redeem(spend, order.paid_with_points, taken)
+            entries.append(out)
+        metric_gain = 0
+        if result.points:
+            qualifying = qualifying_points(doc, result)
+            earn_id, out = sale.earn(result, tier, qualifying)
+            entries.append(out)
+            metric_gain = qualifying
+        window = upgrade_window(config, state.tier, now)
+        upgrade = False
+        if window is not None and config.policy is not None:
+            if occurred_at >= window.start and (window.end is None or occurred_at < window.end):
+                # As `tiers.metrics` counts: qualifying points, money kept, or purchases kept.
+                metric = config.policy.metric
+                kept = to_minor(order.total, config.currency)
+                if metric == "points":
+                    state.metric += metric_gain
+                elif metric == "spend":
+                    state.metric += kept
+                elif kept > 0:
+                    state.metric += 1
+            target = qualify(config.tiers, state.metric)  # type: ignore[arg-type]
+            upgrade = target is not None and target.rank > config.rank_of(state.tier)
+        spent_lines = basket.spent_per_line(doc, order, spend)
+        currency = config.currency
+        answer_out = PurchaseOut(
+            external_id=req.external_id,
+            member_id=state.member_id,
+            amount=req.amount if op.coupons_out is not None else order.total,
+            points_earned=result.points,
+            points_spent=spend,
+            spend_value=order.paid_with_points,
+            occurred_at=occurred_at,
+            entries=entries,
+            totals=self._totals(state),
+        )
+        if op.coupons_out is not None:
+            answer_out.discount, answer_out.coupons = op.coupons_out
+        answer = answer_out.answer()
+        self.rows.purchases.append(
+            {
+                "id": p_id,
+                "program_id": config.id,
+                "account_id": state.account_id,
+                "external_id": req.external_id,
+                "store_id": store_id,
+                "channel": req.channel,
+                "payment_method": req.payment_method,
+                "occurred_at": occurred_at,
+                "created_at": now,
+                "amount_minor": to_minor(order.total, currency),
+                "lines": [
+                    {
+                        "id": line.id,
+                        "sku": line.sku,
+                        "category": line.category,
+                        "quantity": str(line.quantity),
+                        "amount_minor": to_minor(line.amount, currency),
+                        "points_earned": earned,
+                        "points_spent": spent,
+                        "refunded_quantity": "0",
+                    }
+                    for line, earned, spent in zip(
+                        order.lines, result.line_points, spent_lines, strict=True
+                    )
+                ],
+                "points_earned": result.points,
+                "points_spent": spend,
+                "earn_entry_id": earn_id,
+                "redeem_entry_id": redeem_id,
+                "refunded_minor": 0,
+                "reversed_points": 0,
+                "restored_points": 0,
+                "request_hash": op.digest,
+                "response": answer,
+            }
+        )
+        return Outcome(
+            answer=answer,
+            account_id=state.account_id,
+            upgrade=upgrade,
+            budget_used=dict(result.budget_used or {}),
+        )
+
+    def _lots_for(self, state: AccountState, points: int) -> list[tuple[LotState, int]]:
+        """The lots `points` are spent from, soonest expiry first (checked before any write)."""
+        if not points:
+            return []
+        lots = state.lots or []
+        plan: list[tuple[LotState, int]] = []
+        need = points
+        for lot in lots:
+            if need == 0:
+                break
+            part = min(need, lot.remaining)
+            if part > 0:
+                plan.append((lot, part))
+                need -= part
+        if need:
+            on_hand = sum(lot.remaining for lot in lots)
+            raise InsufficientPoints(f"{points} points needed but only {on_hand} are available")
+        return plan
+
+    def _open(self, state: AccountState) -> None:
+        """The member's first sale in the program opens the account (member.enrolled)."""
+        state.new = False
+        row = self.rows.new_accounts[state.account_id] = {
+            "id": state.account_id,
+            "program_id": self.config.id,
+            "member_id": state.member_id,
+            "available": 0,
+            "pending": 0,
+            "debt": 0,
+            "earned": 0,
+            "redeemed": 0,
+            "expired": 0,
+            "adjusted": 0,
+            "created_at": self.now,
+        }
+        self.rows.accounts.append(row)
+        self.rows.events.append(
+            {
+                "program_id": self.config.id,
+                "member_id": state.member_id,
+                "entry_id": None,
+                "kind": "member.enrolled",
+                "payload": {"program": self.config.code, "member_id": state.member_id},
+                "at": self.now,
+                "dispatched": False,
+            }
+        )
+
+    @staticmethod
+    def _totals(state: AccountState) -> Totals:
+        return Totals(
+            balance=state.available - state.debt,
+            available=state.available,
+            pending=state.pending,
+            debt=state.debt,
+            earned=state.earned,
+            redeemed=state.redeemed,
+            expired=state.expired,
+            adjusted=state.adjusted,
+            expiring_30_days=state.expiring,
+        )
+
+
+class _Sale:
+    """The entries of one sale, written into the planner's rows and its account's state."""
+
+    def __init__(
+        self,
+        planner: Planner,
+        op: SaleOp,
+        state: AccountState,
+        purchase_id: int,
+        occurred_at: datetime,
+        store_id: int | None,
+    ) -> None:
+        self.p, self.op, self.state = planner, op, state
+        self.purchase_id, self.occurred_at, self.store_id = purchase_id, occurred_at, store_id
+        self.store = planner.config.store_codes.get(store_id) if store_id else None
+
+    def _entry(
+        self,
+        kind: str,
+        points: int,
+        *,
+        reason: str,
+        lot_id: int | None = None,
+        qualifying: int = 0,
+        breakdown: list[dict[str, Any]] | None = None,
+        rule_version: int | None = None,
+        details: dict[str, Any] | None = None,
+        expires: datetime | None = None,
+        occurred_at: datetime | None = None,
+        of_sale: bool = True,
+    ) -> EntryOut:
+        p, req = self.p, self.op.req
+        entry_id = p.ids.entry()
+        occurred = occurred_at or self.occurred_at
+        store_id, store = (self.store_id, self.store) if of_sale else (None, None)
+        channel = req.channel if of_sale else None
+        ref = req.external_id if of_sale else None
+        p.rows.entries.append(
+            {
+                "id": entry_id,
+                "program_id": p.config.id,
+                "account_id": self.state.account_id,
+                "kind": kind,
+                "points": points,
+                "qualifying": qualifying,
+                "lot_id": lot_id,
+                "reverses_entry_id": None,
+                "purchase_id": self.purchase_id if of_sale else None,
+                "occurred_at": occurred,
+                "created_at": p.now,
+                "reason": reason,
+                "store_id": store_id,
+                "channel": channel,
+                "actor": p.actor,
+                "external_ref": ref,
+                "rule_version": rule_version,
+                "breakdown": breakdown,
+                "details": details,
+            }
+        )
+        p.rows.events.append(
+            {
+                "program_id": p.config.id,
+                "member_id": self.state.member_id,
+                "entry_id": entry_id,
+                "kind": ENTRY_EVENTS[kind],
+                "payload": entry_payload(
+                    program=p.config.code,
+                    member_id=self.state.member_id,
+                    entry_id=entry_id,
+                    entry_kind=kind,
+                    points=points,
+                    occurred_at=occurred,
+                    reason=reason,
+                    order=ref,
+                    store=store,
+                    channel=channel,
+                    expires_at=expires,
+                ),
+                "at": p.now,
+                "dispatched": False,
+            }
+        )
+        return EntryOut(
+            id=entry_id,
+            kind=kind,
+            points=points,
+            occurred_at=occurred,
+            created_at=p.now,
+            reason=reason,
+            store=store,
+            channel=channel,
+            external_ref=ref,
+            actor=p.actor,
+            reverses_entry_id=None,
+            rule_version=rule_version,
+            breakdown=breakdown,
+            details=details,
+        )
+
+    def redeem(
+        self, points: int, value: Decimal, taken: list[tuple[LotState, int]]
+    ) -> tuple[int, EntryOut]:
+        """Points paying part of the bill, taken from the lots `Planner._lots_for` chose."""
+        p, state = self.p, self.state
+        out = self._entry("redeem", -points, reason=f"paid {value} {p.config.currency} with points")
+        soon = p.now + EXPIRING_WINDOW
+        for lot, part in taken:
+            lot.remaining -= part
+            p.rows.take(lot.id, part)
+            p.rows.movements.append({"entry_id": out.id, "lot_id": lot.id, "points": -part})
+            if lot.expires_at is not None and p.now < lot.expires_at <= soon:
+                state.expiring -= part
+        if state.lots is not None:
+            state.lots = [lot for lot in state.lots if lot.remaining > 0]
+        state.available -= points
+        state.redeemed += points
+        p.rows.move(state.account_id, available=-points, redeemed=points)
+        return out.id, out
+
+    def earn(self, result: Any, tier: Any, qualifying: int) -> tuple[int, EntryOut]:
+        """The points earned, in a new lot; a debt is paid from it first. Points whose
+        validity ended before `now` (a sale recorded late) expire at once."""
+        p, state, config = self.p, self.state, self.p.config
+        points = result.points
+        extra = tier.extra_expiry_months if tier is not None else 0
+        expiry = expires_at(
+            self.occurred_at,
+            kind=config.expiry_kind,
+            months=config.expiry_months + extra,
+            timezone=config.timezone,
+        )
+        until = pending_until(self.occurred_at, days=config.pending_days)
+        is_pending = until is not None and until > p.now
+        settled = min(state.debt, points) if state.debt > 0 else 0
+        details: dict[str, Any] = {
+            "expires_at": expiry.isoformat() if expiry else None,
+            "pending_until": until.isoformat() if until and is_pending else None,
+        }
+        if settled:
+            details["debt_settled"] = settled
+        lot_id = p.ids.lot()
+        out = self._entry(
+            "earn",
+            points,
+            reason=f"purchase {self.op.req.external_id}",
+            lot_id=lot_id,
+            qualifying=qualifying,
+            breakdown=result.steps,
+            rule_version=config.rule_version,
+            details=details,
+            expires=expiry,
+        )
+        remaining = points - settled
+        if settled:
+            p.rows.movements.append({"entry_id": out.id, "lot_id": lot_id, "points": -settled})
+            p.rows.movements.append({"entry_id": out.id, "lot_id": None, "points": settled})
+        bucket = "pending" if is_pending else "available"
+        setattr(state, bucket, getattr(state, bucket) + remaining)
+        state.debt -= settled
+        state.earned += points
+        p.rows.move(state.account_id, debt=-settled, earned=points, **{bucket: remaining})
+        if expiry is not None and expiry <= p.now and remaining > 0:
+            self._expire_at_birth(lot_id, remaining, expiry, bucket)
+            remaining = 0
+        elif expiry is not None and expiry <= p.now + EXPIRING_WINDOW and remaining > 0:
+            state.expiring += remaining
+        lot = p.rows.new_lots[lot_id] = {
+            "id": lot_id,
+            "account_id": state.account_id,
+            "points": points,
+            "remaining": remaining,
+            "earned_at": self.occurred_at,
+            "pending_until": until,
+            "pending": is_pending,
+            "expires_at": expiry,
+        }
+        p.rows.lots.append(lot)
+        if state.lots is not None and remaining > 0 and not is_pending:
+            state.lots.append(LotState(lot_id, remaining, expiry))
+            state.lots.sort(key=_spend_order)
+        return out.id, out
+
+    def _expire_at_birth(self, lot_id: int, points: int, expiry: datetime, bucket: str) -> None:
+        p, state = self.p, self.state
+        out = self._entry(
+            "expire",
+            -points,
+            reason="points expired",
+            lot_id=lot_id,
+            occurred_at=expiry,
+            of_sale=False,
+        )
+        p.rows.movements.append({"entry_id": out.id, "lot_id": lot_id, "points": -points})
+        setattr(state, bucket, getattr(state, bucket) - points)
+        state.expired += points
+        p.rows.move(state.account_id, expired=points, **{bucket: -points})
+
+
+def _spend_order(lot: LotState) -> tuple[bool, float, int]:
+    """Soonest expiry first, lots that never expire last, then oldest first."""
+    at = lot.expires_at
+    return (at is None, at.timestamp() if at is not None else 0.0, lot.id)

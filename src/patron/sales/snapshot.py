@@ -1,0 +1,416 @@
+"""What the planner needs about a round of sales, read in one round trip.
+
+Five statements, sent together on PostgreSQL (one psycopg pipeline, one round trip with the
+transaction's BEGIN) and one after another on SQLite (where a statement costs no round trip):
+
+1. **lock**: the members' accounts in the program `FOR UPDATE`, in id order (the order every
+   multi-account writer uses; SQLite writers hold the database lock), with the members;
+2. **figures**, run after 1 holds the locks so it sees every earlier writer of those accounts:
+   per account, whether a lot is due (points out of pending, or past their date), the points
+   expiring soon and, when a sale may move the member up at once, the tier metric
+   (`patron.tiers.metrics.metric_column`);
+3. **replays**: the round's order ids already recorded, with their first answers;
+4. **ids and configuration**: the program's configuration token (`program_cache`) and new row
+   ids (sequence values on PostgreSQL; on SQLite, where writers are serialised, the largest
+   ids in use);
+5. **lots**, only for members who spend points: their spendable lots, soonest expiry first.
+
+An account with lots due is settled by the ledger's `settle_due` and read again: the planner
+always starts from accounts with nothing due. A member with no account yet gets a reserved id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import count
+from typing import Any, cast
+
+import psycopg
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    String,
+    Table,
+    and_,
+    any_,
+    bindparam,
+    exists,
+    func,
+    literal_column,
+    null,
+    or_,
+    select,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from patron.ledger import service as ledger
+from patron.ledger.models import Account, Entry, Lot, Purchase
+from patron.ledger.program_cache import ProgramConfig, programs_version
+from patron.ledger.views import EXPIRING_WINDOW
+from patron.members.models import Member
+from patron.sales.plan import AccountState, Ids, LotState, upgrade_window
+from patron.tiers.metrics import metric_column
+
+ACC = cast(Table, Account.__table__)
+LOT = cast(Table, Lot.__table__)
+MEM = cast(Table, Member.__table__)
+PUR = cast(Table, Purchase.__table__)
+ENT = cast(Table, Entry.__table__)
+b = bindparam
+
+
+@dataclass
+class Read:
+    version: int | None  # the program's configuration token
+    states: dict[int, AccountState] = field(default_factory=dict)  # by member id
+    due: set[int] = field(default_factory=set)  # accounts with lots due
+    replays: dict[str, tuple[str | None, dict[str, Any] | None]] = field(default_factory=dict)
+    ids: Ids | None = None
+
+
+# --- statements, built once per shape --------------------------------------------------------
+
+_built: dict[tuple[Any, ...], Any] = {}
+
+
+def _once(key: tuple[Any, ...], build: Any) -> Any:
+    found = _built.get(key)
+    if found is None:
+        found = _built[key] = build()
+    return found
+
+
+def _in(dialect: str, column: Any, name: str, type_: Any) -> Any:
+    """`column IN (values of x_<name>)`: one array parameter on PostgreSQL (the statement's
+    text stays the same whatever the count), an expanding list on SQLite."""
+    if dialect == "postgresql":
+        return column == any_(b(name, type_=ARRAY(type_)))
+    return column.in_(b(name, expanding=True))
+
+
+def _accounts(dialect: str) -> Any:
+    return and_(
+        ACC.c.program_id == b("x_pid"), _in(dialect, ACC.c.member_id, "x_members", BigInteger)
+    )
+
+
+def _lock_stmt(dialect: str) -> Any:
+    def build() -> Any:
+        return (
+            select(
+                ACC.c.id,
+                ACC.c.tier,
+                ACC.c.available,
+                ACC.c.pending,
+                ACC.c.debt,
+                ACC.c.earned,
+                ACC.c.redeemed,
+                ACC.c.expired,
+                ACC.c.adjusted,
+                MEM.c.id,
+                MEM.c.status,
+                MEM.c.attributes,
+                MEM.c.birthday,
+                MEM.c.created_at,
+            )
+            .select_from(ACC.join(MEM, MEM.c.id == ACC.c.member_id))
+            .where(_accounts(dialect))
+            .order_by(ACC.c.id)
+            .with_for_update(of=ACC)
+        )
+
+    return _once(("lock", dialect), build)
+
+
+def _figures_stmt(dialect: str, metric: str | None, has_end: bool) -> Any:
+    def build() -> Any:
+        now = b("x_now", type_=LOT.c.expires_at.type)
+        due = exists().where(
+            LOT.c.account_id == ACC.c.id,
+            LOT.c.remaining > 0,
+            or_(
+                and_(LOT.c.pending.is_(True), LOT.c.pending_until <= now),
+                and_(LOT.c.expires_at.is_not(None), LOT.c.expires_at <= now),
+            ),
+        )
+        expiring = (
+            select(func.coalesce(func.sum(LOT.c.remaining), 0))
+            .where(
+                LOT.c.account_id == ACC.c.id,
+                LOT.c.remaining > 0,
+                LOT.c.expires_at > now,
+                LOT.c.expires_at <= b("x_soon", type_=LOT.c.expires_at.type),
+            )
+            .scalar_subquery()
+        )
+        when = ENT.c.occurred_at.type
+        start, end = b("x_ws", type_=when), b("x_we", type_=when) if has_end else None
+        value = metric_column(metric, start, end, ACC.c.id) if metric else null()
+        return select(ACC.c.id, due, expiring, value).where(_accounts(dialect))
+
+    return _once(("figures", dialect, metric, has_end), build)
+
+
+def _replays_stmt(dialect: str) -> Any:
+    def build() -> Any:
+        return select(PUR.c.external_id, PUR.c.request_hash, PUR.c.response).where(
+            PUR.c.program_id == b("x_pid"), _in(dialect, PUR.c.external_id, "x_exts", String)
+        )
+
+    return _once(("replays", dialect), build)
+
+
+def _ids_stmt(dialect: str) -> Any:
+    def build() -> Any:
+        version = (
+            select(programs_version.c.config_version)
+            .where(programs_version.c.id == b("x_pid"))
+            .scalar_subquery()
+        )
+        if dialect == "postgresql":
+            return select(
+                version,
+                *[
+                    select(func.array_agg(literal_column(f"nextval('{table}_id_seq')", BigInteger)))
+                    .select_from(func.generate_series(1, b(f"x_n_{table}", type_=BigInteger)))
+                    .scalar_subquery()
+                    for table in ("purchases", "lots", "entries")
+                ],
+            )
+        return select(
+            version,
+            *[
+                select(func.coalesce(func.max(t.c.id), 0)).scalar_subquery()
+                for t in (PUR, LOT, ENT)
+            ],
+        )
+
+    return _once(("ids", dialect), build)
+
+
+def _lots_stmt(dialect: str) -> Any:
+    def build() -> Any:
+        return (
+            select(LOT.c.id, LOT.c.account_id, LOT.c.remaining, LOT.c.expires_at)
+            .where(
+                LOT.c.account_id.in_(
+                    select(ACC.c.id).where(
+                        ACC.c.program_id == b("x_pid"),
+                        _in(dialect, ACC.c.member_id, "x_spenders", BigInteger),
+                    )
+                ),
+                LOT.c.remaining > 0,
+                LOT.c.pending.is_(False),
+                or_(
+                    LOT.c.expires_at.is_(None),
+                    LOT.c.expires_at > b("x_now", type_=LOT.c.expires_at.type),
+                ),
+            )
+            .order_by(LOT.c.expires_at.is_(None), LOT.c.expires_at, LOT.c.id)
+        )
+
+    return _once(("lots", dialect), build)
+
+
+# --- running them --------------------------------------------------------------------------
+
+_compiled: dict[int, tuple[str, dict[str, Any]]] = {}
+
+
+def _driver_sql(stmt: Any, conn: Connection) -> tuple[str, dict[str, Any]]:
+    """`stmt` compiled once for psycopg, with the values of its literal parameters."""
+    found = _compiled.get(id(stmt))
+    if found is None:
+        compiled = stmt.compile(dialect=conn.dialect)
+        fixed = {
+            name: bind.effective_value
+            for bind, name in compiled.bind_names.items()
+            if not name.startswith("x_")
+        }
+        found = _compiled[id(stmt)] = (str(compiled), fixed)
+    return found
+
+
+def run_pipelined(conn: Connection, calls: Sequence[tuple[Any, dict[str, Any]]]) -> list[Any]:
+    """PostgreSQL: the statements sent together, run in order; the rows of each."""
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    cursors = []
+    sql = ""
+    params: dict[str, Any] = {}
+    try:
+        with driver.pipeline():
+            for stmt, values in calls:
+                sql, fixed = _driver_sql(stmt, conn)
+                params = {**fixed, **values}
+                cursors.append(driver.execute(sql, params))
+        return [cur.fetchall() for cur in cursors]
+    except psycopg.Error as exc:
+        # As SQLAlchemy raises it for its own statements (DataError for a NUL in a code,
+        # OperationalError for a lost connection, …), so callers handle one kind.
+        raise DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
+
+
+def read(
+    session: Session,
+    config: ProgramConfig,
+    member_ids: set[int],
+    *,
+    spenders: set[int],
+    external_ids: Sequence[str],
+    sales: int,
+    spending: int,
+    now: datetime,
+) -> Read:
+    """The five reads of the module's docstring (ids for `sales` sales, `spending` of them
+    spending points)."""
+    conn = session.connection()
+    dialect = conn.dialect.name
+    window = upgrade_window(config, None, now)
+    metric = config.policy.metric if window is not None and config.policy else None
+    members = sorted(member_ids)
+    base = {"x_pid": config.id, "x_members": members}
+    calls: list[tuple[Any, dict[str, Any]]] = []
+    if members:
+        calls.append((_lock_stmt(dialect), base))
+        values = {**base, "x_now": now, "x_soon": now + EXPIRING_WINDOW}
+        if window is not None:
+            values["x_ws"] = window.start
+            if window.end is not None:
+                values["x_we"] = window.end
+        has_end = window is not None and window.end is not None
+        calls.append((_figures_stmt(dialect, metric, has_end), values))
+    exts = sorted({e for e in external_ids if "\x00" not in e})
+    calls.append((_replays_stmt(dialect), {"x_pid": config.id, "x_exts": exts}))
+    calls.append(
+        (
+            _ids_stmt(dialect),
+            {
+                "x_pid": config.id,
+                "x_n_purchases": sales,
+                "x_n_lots": sales,
+                "x_n_entries": 2 * sales + spending,
+            },
+        )
+    )
+    if spenders:
+        calls.append(
+            (
+                _lots_stmt(dialect),
+                {"x_pid": config.id, "x_spenders": sorted(spenders), "x_now": now},
+            )
+        )
+    if dialect == "postgresql":
+        results = run_pipelined(conn, calls)
+    else:
+        results = [list(conn.execute(stmt, values)) for stmt, values in calls]
+    if members:
+        locked, figures, *results = results
+    else:
+        locked, figures = [], []
+    replays, (ids_row,), *rest = results
+    out = Read(version=ids_row[0])
+    for row in locked:
+        a_id, tier, available, pending, debt, earned, redeemed, expired, adjusted = row[:9]
+        m_id, status, attributes, birthday, created_at = row[9:]
+        out.states[m_id] = AccountState(
+            account_id=a_id,
+            member_id=m_id,
+            tier=tier,
+            available=available,
+            pending=pending,
+            debt=debt,
+            earned=earned,
+            redeemed=redeemed,
+            expired=expired,
+            adjusted=adjusted,
+            member_status=status,
+            attributes=attributes,
+            birthday=birthday,
+            member_created_at=created_at,
+            lots=[] if m_id in spenders else None,
+        )
+    by_account = {s.account_id: s for s in out.states.values()}
+    for account_id, is_due, expiring, value in figures:
+        state = by_account[account_id]
+        if is_due:
+            out.due.add(account_id)
+        state.expiring = int(expiring or 0)
+        if value is not None and config.rank_of(state.tier) < config.top_rank:
+            state.metric = int(value)
+    out.replays = {ext: (digest, answer) for ext, digest, answer in replays}
+    if dialect == "postgresql":
+        out.ids = Ids(*(iter(ids or []) for ids in ids_row[1:]))
+    else:
+        out.ids = Ids(count(ids_row[1] + 1), count(ids_row[2] + 1), count(ids_row[3] + 1))
+    if rest:
+        for lot_id, account_id, remaining, expires in rest[0]:
+            lots = by_account[account_id].lots
+            assert lots is not None
+            lots.append(LotState(lot_id, remaining, expires))
+    return out
+
+
+def settle(session: Session, account_ids: set[int], now: datetime, *, actor: str) -> None:
+    """Bring accounts with lots due up to `now` (rare: points past their date or out of
+    pending, before the nightly job got to them)."""
+    for account_id in sorted(account_ids):
+        account = session.get(Account, account_id, populate_existing=True)
+        assert account is not None
+        ledger.settle_due(session, account, now, actor=actor)
+    session.flush()
+
+
+def newcomers(session: Session, member_ids: Sequence[int], lots: bool = True) -> list[AccountState]:
+    """Members with no account in the program yet: a new account each, its id reserved."""
+    fresh = list(
+        session.execute(
+            select(MEM.c.id, MEM.c.status, MEM.c.attributes, MEM.c.birthday, MEM.c.created_at)
+            .where(MEM.c.id.in_(list(member_ids)))
+            .order_by(MEM.c.id)
+        )
+    )
+    ids = reserve_accounts(session, len(fresh))
+    return [
+        AccountState(
+            account_id=a_id,
+            member_id=m_id,
+            tier=None,
+            available=0,
+            pending=0,
+            debt=0,
+            earned=0,
+            redeemed=0,
+            expired=0,
+            adjusted=0,
+            member_status=status,
+            attributes=attributes,
+            birthday=birthday,
+            member_created_at=created_at,
+            lots=[],
+            new=True,
+        )
+        for (m_id, status, attributes, birthday, created_at), a_id in zip(fresh, ids, strict=True)
+    ]
+
+
+def reserve_accounts(session: Session, n: int) -> list[int]:
+    """`n` new account ids: sequence values on PostgreSQL; on SQLite, where the writer holds
+    the database lock, the ids after the largest in use."""
+    if n <= 0:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        return [
+            int(v)
+            for v in session.scalars(
+                select(literal_column("nextval('accounts_id_seq')", BigInteger)).select_from(
+                    func.generate_series(1, n)
+                )
+            )
+        ]
+    last = int(session.scalar(select(func.coalesce(func.max(ACC.c.id), 0))) or 0)
+    return list(range(last + 1, last + 1 + n))
