@@ -23,13 +23,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import drop_pg_database, fresh_pg_database, setup_bakery  # noqa: E402
-from sqlalchemy import text  # noqa: E402
+from run import drop_pg_database, fresh_pg_database, setup_bakery
+from sqlalchemy import text
 
-from patron.audit.service import CLI  # noqa: E402
-from patron.db.engine import Database  # noqa: E402
-from patron.ledger import batch, purchases  # noqa: E402
-from patron.ledger.schemas import PurchaseRequest  # noqa: E402
+from patron.audit.service import CLI
+from patron.db.engine import Database
+from patron.ledger import batch, purchases
+from patron.ledger.schemas import PurchaseRequest
 
 
 def _body(n: int, member: int, spend: bool, big: bool = False) -> PurchaseRequest:
@@ -62,7 +62,11 @@ def measure(url: str, sales: int, chunk: int) -> dict[str, float]:
         for n in range(200):  # warm up: every member has points to spend later
             with db.unit_of_work() as session:
                 purchases.purchase_by_code(
-                    session, "bakery", _body(10**8 + n, lo + n % members, False, big=True), actor=CLI, now=now
+                    session,
+                    "bakery",
+                    _body(10**8 + n, lo + n % members, False, big=True),
+                    actor=CLI,
+                    now=now,
                 )
         timings: dict[str, list[float]] = {"earn": [], "spend": [], "baseline": []}
         for n in range(sales):

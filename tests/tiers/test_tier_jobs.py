@@ -12,7 +12,7 @@ from patron.audit.service import CLI
 from patron.db.engine import Database
 from patron.events.models import DomainEvent
 from patron.programs.service import get_program
-from patron.tiers import jobs, service
+from patron.tiers import jobs, progress, service
 from patron.tiers.models import TierChange, TierEvaluationRun
 from patron.tiers.schemas import ManualTierRequest
 from tests.factories import make_member, make_program
@@ -217,3 +217,70 @@ def test_the_evaluated_window_is_the_one_that_ended_at_or_before_as_of(db, froze
     )
     assert before.period == "2025H2" and before.moves == {"none→bronze": 1}
     assert _count(db, TierChange) == 0
+
+
+END_H2 = datetime(2026, 12, 31, 15, 0, tzinfo=UTC)  # 00:00 on 1 January 2027 in Seoul
+END_H1_2027 = datetime(2027, 6, 30, 15, 0, tzinfo=UTC)
+
+
+def _held(db: Database, member_ids: list[int]) -> list[tuple[datetime | None, datetime | None]]:
+    """(the account's own validity, the validity readers show) per member."""
+    with db.unit_of_work(readonly=True) as session:
+        program = get_program(session, "bakery")
+        out = []
+        for member_id in member_ids:
+            acc = account(session, program, member_id)
+            shown = progress.progress(session, program, acc, AFTER_H2).valid_until
+            assert shown == service.held_until(session, acc)
+            out.append((acc.tier_valid_until, shown))
+        return out
+
+
+def test_a_member_who_keeps_a_tier_is_not_written_and_holds_it_a_period_more(db, frozen):
+    """Decision 0015: the run keeps the period's validity once, on its row; only the accounts
+    that move are written; readers show what the run used to write to every account."""
+    ids = _setup(db, frozen, [150_000, 150_000])  # both silver in H1, valid to the end of H2
+    with db.unit_of_work() as session:
+        buy(session, get_program(session, "bakery"), ids[0], 150_000, now=AFTER_H1)  # H2: silver
+    assert jobs.evaluate(db, "bakery", AFTER_H1, now=AFTER_H1).moves == {}
+    summary = jobs.evaluate(db, "bakery", AFTER_H2, now=AFTER_H2)
+    assert summary.moves == {"silver→bronze": 1} and _tiers(db, ids) == ["silver", "bronze"]
+    # The one who kept silver was not written: its own column still says the end of H2.
+    assert _held(db, ids) == [(END_H2, END_H1_2027), (END_H1_2027, END_H1_2027)]
+    with db.unit_of_work(readonly=True) as session:
+        runs = {r.period: r.valid_until for r in session.scalars(select(TierEvaluationRun))}
+    assert runs == {"2026H1": END_H2, "2026H2": END_H1_2027}
+
+
+def test_a_manual_tier_keeps_its_own_validity(db, frozen):
+    ids = _setup(db, frozen, [99_000], manual="keep")
+    with db.unit_of_work() as session:
+        service.set_manual(
+            session,
+            get_program(session, "bakery"),
+            ids[0],
+            ManualTierRequest(tier="gold", reason="appeal", until=date(2026, 9, 30)),
+            actor=CLI,
+            now=frozen,
+        )
+    assert jobs.evaluate(db, "bakery", AFTER_H1, now=AFTER_H1).kept_manual == 1
+    end_of_september = datetime(2026, 9, 30, 15, 0, tzinfo=UTC)  # not the run's end of H2
+    assert _held(db, ids) == [(end_of_september, end_of_september)]
+
+
+def test_an_interrupted_run_holds_only_the_accounts_it_has_done(db, frozen):
+    ids = _setup(db, frozen, [150_000, 150_000, 150_000])  # silver in H1
+    with db.unit_of_work() as session:
+        program = get_program(session, "bakery")
+        for member_id in ids:  # silver again in H2: nobody moves at the H2 run
+            buy(session, program, member_id, 150_000, now=AFTER_H1)
+
+    def crash(done: int, total: int) -> None:
+        raise Interrupt
+
+    with pytest.raises(Interrupt):
+        jobs.evaluate(db, "bakery", AFTER_H2, batch_size=1, progress=crash, now=AFTER_H2)
+    assert [shown for _, shown in _held(db, ids)] == [END_H1_2027, END_H2, END_H2]
+    summary = jobs.evaluate(db, "bakery", AFTER_H2, batch_size=1, now=AFTER_H2)
+    assert summary.accounts == 3 and summary.moves == {}
+    assert _held(db, ids) == [(END_H2, END_H1_2027)] * 3

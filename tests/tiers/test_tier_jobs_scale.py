@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text, update
+from sqlalchemy.orm import Session
 
 from patron.audit.service import CLI
 from patron.clock import as_utc
@@ -120,10 +121,13 @@ def reference(plan: jobs.Plan, row: dict[str, Any], value: int) -> dict[str, Any
     return out
 
 
-def _columns(acc: Account) -> dict[str, Any]:
+def _columns(session: Session, acc: Account) -> dict[str, Any]:
+    """The account's tier as readers see it: the validity is the account's own or the period's
+    (decision 0015)."""
     values = {name: getattr(acc, name) for name in TIER_COLUMNS}
-    for name in ("tier_since", "tier_valid_until", "tier_manual_until"):
+    for name in ("tier_since", "tier_manual_until"):
         values[name] = as_utc(values[name]) if values[name] is not None else None
+    values["tier_valid_until"] = service.held_until(session, acc)
     return values
 
 
@@ -191,7 +195,7 @@ def test_the_set_based_evaluation_makes_the_per_member_decisions(
         plan = jobs._plan(session, program, AFTER_H1, CLI)
         values = metric_values(session, program_id=program.id, metric="points", window=plan.window)
         before = {
-            acc.id: _columns(acc)
+            acc.id: _columns(session, acc)
             for acc in session.scalars(select(Account).where(Account.program_id == program.id))
         }
         expected = {i: reference(plan, row, values.get(i, 0)) for i, row in before.items()}
@@ -218,7 +222,7 @@ def test_the_set_based_evaluation_makes_the_per_member_decisions(
         )
     with db.unit_of_work(readonly=True) as session:
         after = {
-            acc.id: _columns(acc)
+            acc.id: _columns(session, acc)
             for acc in session.scalars(select(Account).where(Account.id.in_(list(before))))
         }
         history = {

@@ -5,7 +5,6 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.orm import Session
 
 from patron import http
 from patron.audit.service import Actor
@@ -22,7 +21,7 @@ from patron.errors import (
     Unauthorized,
     responses,
 )
-from patron.ledger import batch, jobs, purchases, views
+from patron.ledger import batch, jobs, purchases, views, wire
 from patron.ledger.check import run_check
 from patron.ledger.schemas import (
     AccountOut,
@@ -36,7 +35,6 @@ from patron.ledger.schemas import (
     ExpireRequest,
     LotOut,
     PurchaseOut,
-    PurchaseRequest,
     QuoteOut,
     QuoteRequest,
     RefundOut,
@@ -68,43 +66,43 @@ def quote(
     return http.read(db, lambda s: purchases.quote(s, get_program(s, code), body, now=http.now()))
 
 
-@router.post(
-    "/programs/{code}/purchases",
-    status_code=201,
-    response_model=PurchaseOut,
-    responses=responses(NotFound, MemberBlocked, InsufficientPoints, IdempotencyConflict, Conflict),
-    summary="Record a sale: spend and earn points atomically (idempotent per external_id)",
-)
-def purchase(
-    body: PurchaseRequest,
+# The body is read by `wire` (msgspec, then pydantic for what it does not take), so FastAPI
+# does not parse it: the request body is declared here for /openapi.json as FastAPI would.
+_PURCHASE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/PurchaseRequest"}}
+        },
+    }
+}
+
+
+async def purchase(
+    body: wire.Decoded = Depends(wire.read_purchase),
     code: str = ProgramCode,
     db: Database = Depends(http.database),
     actor: Actor = Depends(http.require("pos")),
     idempotency_key: str | None = http.IdempotencyKey,
-):
-    with db.unit_of_work() as session:
-        return record_purchase(session, code, body, actor=actor, idempotency_key=idempotency_key)
-
-
-def record_purchase(
-    session: Session,
-    code: str,
-    body: PurchaseRequest,
-    *,
-    actor: Actor,
-    idempotency_key: str | None,
-) -> JSONResponse:
-    """The purchase call's work and answer in the caller's transaction: this route's, and the
-    direct route's in patron.ledger.till_route (alone or in a group)."""
-    return http.write_in(
-        session,
-        lambda s: purchases.purchase_by_code(s, code, body, actor=actor, now=http.now()),
-        actor=actor,
-        idempotency_key=idempotency_key,
-        payload=lambda: {"program": code, **body.model_dump(mode="json")},
-        status_code=201,
-        encoded=True,
+) -> Response:
+    # The same function as the till's direct route (patron.ledger.till_route).
+    return await wire.purchase(
+        body, code, actor=actor, idempotency_key=idempotency_key, run=wire.in_transaction(db)
     )
+
+
+router.add_api_route(
+    "/programs/{code}/purchases",
+    purchase,
+    methods=["POST"],
+    status_code=201,
+    response_model=PurchaseOut,
+    responses=responses(NotFound, MemberBlocked, InsufficientPoints, IdempotencyConflict, Conflict),
+    summary="Record a sale: spend and earn points atomically (idempotent per external_id)",
+    openapi_extra=_PURCHASE_BODY,
+    # Reports a bad body together with a bad path or header, as FastAPI does.
+    route_class_override=wire.PurchaseRoute,
+)
 
 
 @router.post(

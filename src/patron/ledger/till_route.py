@@ -4,8 +4,8 @@ A till waits on every sale, and on this endpoint FastAPI's routing, dependency s
 middleware cost more CPU than recording the sale (docs/benchmarks.md). This ASGI layer sits in
 front of the FastAPI app and answers the common request itself: a JSON body that validates, an
 API key this worker already knows with the `pos` scope. It calls the very functions the FastAPI
-route calls (`ledger.api.record_purchase`), so the answer, the rows and the
-idempotency are the same.
+route calls (`ledger.wire.decode` and `ledger.wire.purchase`), so the answer — byte for
+byte, a malformed body's 400 included — the rows and the idempotency are the same.
 
 **Group commit** (on SQLite by default; `PATRON_GROUP_COMMIT=true|false` decides on either
 engine): the sales that arrive while this worker is writing earlier ones wait for that write,
@@ -15,7 +15,8 @@ group fails, the transaction is rolled back and the group runs again with a save
 so the failure touches that sale alone.
 
 Everything else goes on to the FastAPI app untouched, with the body already read handed over:
-a key not yet cached, a body that does not validate, an unusual content type, a database error.
+a key not yet cached, a body that is not a valid sale (the route words the 422), an unusual
+content type, a database error.
 Nothing has been written when that happens (the transaction rolled back, or never started), so
 the FastAPI route simply runs the request again and gives its usual answer or error. The route
 is still declared in FastAPI, which is what `/openapi.json` documents.
@@ -24,23 +25,20 @@ is still declared in FastAPI, which is what `/openapi.json` documents.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from patron import http
 from patron.audit.service import Actor
 from patron.config import get_settings
 from patron.db.engine import Database
-from patron.errors import PatronError
-from patron.ledger.api import record_purchase
+from patron.ledger import wire
 from patron.ledger.schemas import PurchaseRequest
 
 Scope = MutableMapping[str, Any]
@@ -82,12 +80,13 @@ class TillRoute:
             return
         await response(scope, receive, send)
 
-    async def _purchase(self, scope: Scope, code: str, body: bytes) -> JSONResponse:
+    async def _purchase(self, scope: Scope, code: str, body: bytes) -> Response:
         if isinstance(body, _Partial):
             raise _Decline
         headers = _headers(scope)
         content_type = headers.get("content-type")
-        if content_type is not None and content_type.split(";")[0].strip() != "application/json":
+        # Without a content type FastAPI reads the body as bytes, and refuses it (422).
+        if content_type is None or content_type.split(";")[0].strip() != "application/json":
             raise _Decline
         actor = _cached_actor(headers)
         if actor is None or not actor.has_scope("pos"):
@@ -96,27 +95,24 @@ class TillRoute:
         if idempotency_key is not None and len(idempotency_key) > _IDEMPOTENCY_KEY_MAX:
             raise _Decline
         try:
-            req = PurchaseRequest.model_validate(json.loads(body))
-        # Not JSON (RecursionError: nested deeper than json.loads goes), or not a valid sale:
-        # the framework words the 400 or 422, as for any malformed body.
-        except (ValueError, RecursionError, ValidationError):
-            raise _Decline from None
-        try:
-            if self.groups is not None:
-                return await self.groups.run(
-                    lambda session: self._record_in(session, code, req, actor, idempotency_key)
-                )
-            return await run_in_threadpool(self._record, code, req, actor, idempotency_key)
-        except PatronError as exc:  # as the app's handler answers it
+            decoded = wire.decode(body, content_type)
+        except wire.InvalidJSON as exc:  # as the app's handler answers it
             return JSONResponse(exc.body(), status_code=exc.status)
+        if isinstance(decoded, wire.Rejected):
+            # Not a valid sale: the framework words the 422 (the route decodes it the same way).
+            raise _Decline
+        run = wire.in_transaction(self.db) if self.groups is None else self.groups.run
+        try:
+            return await wire.purchase(
+                decoded,
+                code,
+                actor=actor,
+                idempotency_key=idempotency_key,
+                run=run,
+                record=self._record_in,
+            )
         except Exception:  # a database error: rolled back; the app's handlers answer it
             raise _Decline from None
-
-    def _record(
-        self, code: str, req: PurchaseRequest, actor: Actor, idempotency_key: str | None
-    ) -> JSONResponse:
-        with self.db.unit_of_work() as session:
-            return self._record_in(session, code, req, actor, idempotency_key)
 
     def _record_in(
         self,
@@ -125,11 +121,11 @@ class TillRoute:
         req: PurchaseRequest,
         actor: Actor,
         idempotency_key: str | None,
-    ) -> JSONResponse:
-        return record_purchase(session, code, req, actor=actor, idempotency_key=idempotency_key)
+    ) -> Response:
+        return wire.record(session, code, req, actor, idempotency_key)
 
 
-Job = Callable[[Session], JSONResponse]
+Job = Callable[[Session], Response]
 
 
 def group_commit_for(db: Database, wanted: bool | None = None) -> GroupCommit | None:
@@ -149,7 +145,7 @@ class GroupCommit:
     def __init__(self, db: Database, limit: int = 64) -> None:
         self.db = db
         self.limit = limit
-        self._waiting: list[tuple[Job, asyncio.Future[JSONResponse]]] = []
+        self._waiting: list[tuple[Job, asyncio.Future[Response]]] = []
         self._writer: asyncio.Task[None] | None = None
         # Groups committed, the sales in them, and the groups run again sale by sale because
         # one of their sales failed (for tests and operators).
@@ -157,11 +153,11 @@ class GroupCommit:
         self.sales = 0
         self.retried = 0
 
-    async def run(self, job: Job) -> JSONResponse:
+    async def run(self, job: Job) -> Response:
         """`job`'s answer once its group is committed; its error if it failed (its savepoint
         rolled back, the others unharmed); the group's error if the commit failed."""
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[JSONResponse] = loop.create_future()
+        done: asyncio.Future[Response] = loop.create_future()
         self._waiting.append((job, done))
         if self._writer is None or self._writer.done():
             self._writer = loop.create_task(self._write_groups())
@@ -172,7 +168,7 @@ class GroupCommit:
             while self._waiting:
                 group = self._waiting[: self.limit]
                 del self._waiting[: self.limit]
-                outcomes: list[JSONResponse | BaseException]
+                outcomes: list[Response | BaseException]
                 try:
                     outcomes = await run_in_threadpool(self._write, [job for job, _ in group])
                 except Exception as exc:  # the commit failed: nothing of the group was written
@@ -187,13 +183,13 @@ class GroupCommit:
         finally:
             self._writer = None
 
-    def _write(self, jobs: list[Job]) -> list[JSONResponse | BaseException]:
+    def _write(self, jobs: list[Job]) -> list[Response | BaseException]:
         """The group in one transaction. Sales rarely fail, so the group first runs without
         savepoints (each costs two round trips on PostgreSQL); if one fails, that transaction
         is rolled back and the group runs again with a savepoint per sale."""
         try:
             with self.db.unit_of_work() as session:
-                outcomes: list[JSONResponse | BaseException] = [job(session) for job in jobs]
+                outcomes: list[Response | BaseException] = [job(session) for job in jobs]
         except Exception:
             if len(jobs) == 1:
                 raise  # its own error, nothing written: as if it had run alone
@@ -203,8 +199,8 @@ class GroupCommit:
         self.sales += len(jobs)
         return outcomes
 
-    def _write_isolated(self, jobs: list[Job]) -> list[JSONResponse | BaseException]:
-        outcomes: list[JSONResponse | BaseException] = []
+    def _write_isolated(self, jobs: list[Job]) -> list[Response | BaseException]:
+        outcomes: list[Response | BaseException] = []
         with self.db.unit_of_work() as session:
             for job in jobs:
                 try:

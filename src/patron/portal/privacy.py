@@ -32,6 +32,7 @@ from patron.programs.models import Program
 from patron.rewards import views as rewards_views
 from patron.rewards.models import Redemption, Reward
 from patron.tiers.models import TierChange
+from patron.tiers.service import held_until
 
 EXPORT_FORMAT = "patron.member-export/1"
 ERASURE_EVENT = "member.erasure_requested"
@@ -81,7 +82,7 @@ def _account(session: Session, account: Account, now: datetime) -> dict[str, Any
         "totals": ledger_views.totals(session, account, now).model_dump(mode="json"),
         "tier": account.tier,
         "tier_since": account.tier_since,
-        "tier_valid_until": account.tier_valid_until,
+        "tier_valid_until": held_until(session, account),
         "opened_at": account.created_at,
     }
 

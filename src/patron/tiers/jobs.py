@@ -1,18 +1,23 @@
 """The period evaluation: re-place every member of a program by what they earned in the window.
 
-`evaluate` first takes a snapshot of every account's metric — one GROUP BY over the program's
-window, up to watermarks read after every writer in flight has committed — into a temporary
-table on the run's own connection. Then it walks the accounts in chunks of consecutive ids; each
-chunk is one transaction in which the database does the work, set-based, whatever its size:
+`evaluate` first takes a snapshot of the metric of every account it may change — one GROUP BY
+over the program's window, up to watermarks read after every writer in flight has committed,
+joined with the accounts — into a temporary table on the run's own connection. Then it walks
+the accounts in chunks of consecutive ids; each chunk is one transaction in which the database
+does the work, set-based, whatever its size:
 
-1. the chunk's accounts are locked in id order, before anything about them is read;
+1. the accounts it decides are locked in id order, before anything about them is read
+   (PostgreSQL; SQLite's chunk holds the write lock from its start): those in the snapshot —
+   which leaves out settled members (a tier that is not manual, the rank they earned, grace
+   whole: nothing happens to them) —, those with rows written since, and those without a tier;
 2. one INSERT … SELECT joins them with their metric — the snapshot's, or, for accounts with
    entries (purchases, refunds) written since the snapshot, a live GROUP BY — applies the policy
-   with CASE expressions and keeps each account's decision in a temporary table;
+   with CASE expressions and keeps their decisions in a temporary table;
 3. the counts for the summary come from one GROUP BY over the decisions;
 4. the history rows and `tier.changed` domain events of the accounts that moved are inserted
-   with INSERT … SELECT, and the accounts whose columns change (a move, a grace period used, a
-   manual tier ended, a tier held into the next window) are updated with one UPDATE … FROM;
+   with INSERT … SELECT, and the accounts whose columns change are updated with one
+   UPDATE … FROM — only those: how long a kept tier holds is the same for the whole period and
+   is kept once, on the run's row (decision 0015, `service.held_until`);
 5. the period's `TierEvaluationRun` records the last account id done and the counts so far.
 
 So:
@@ -188,7 +193,7 @@ class Plan:
     period: str
     as_of: datetime
     since: datetime  # tier_since for moves: the period boundary
-    valid: datetime | None  # tier_valid_until for tiers held after this evaluation
+    valid: datetime | None  # until when a tier held after this evaluation holds (the run's)
     actor: Actor
 
 
@@ -284,20 +289,70 @@ def _metric(plan: Plan, *scope: ColumnElement[bool]) -> Select:
     return stmt.group_by(Purchase.account_id)
 
 
-def _take_snapshot(session: Session, plan: Plan, marks: Watermarks) -> None:
-    """Every account's metric over the rows up to the watermarks: one pass over the program's
-    window, however many chunks follow."""
+def _ranks(plan: Plan, tier: Any, value: Any) -> tuple[Any, Any]:
+    """(the rank of the tier held, the rank `value` earns), -1 for none, as SQL."""
+    tiers = sorted(plan.tiers, key=lambda t: t.rank)
+    current = case({t.code: t.rank for t in tiers}, value=tier, else_=-1)
+    earned = case(*[(value >= t.threshold, t.rank) for t in reversed(tiers)], else_=-1)
+    return current, earned
+
+
+def _settled(plan: Plan, tier: Any, manual: Any, grace_left: Any, value: Any) -> Any:
+    """A member nothing happens to: a tier that is not manual, the rank they earned, their grace
+    periods whole — no move, no grace used or restored, nothing to count."""
+    current, earned = _ranks(plan, tier, value)
+    grace_periods = literal(plan.policy.grace_periods, Integer)
+    return and_(manual.is_(False), earned == current, grace_left == grace_periods)
+
+
+def _take_snapshot(session: Session, plan: Plan, marks: Watermarks, after: int) -> None:
+    """The metric over the rows up to the watermarks of every account after `after` that the
+    evaluation may change: one pass over the program's window joined with its accounts, however
+    many chunks follow.
+
+    Settled members (most of them: see `_settled`) are left out, so the chunks neither lock nor
+    decide them — unless rows written since make them count again (`_touched`). Accounts
+    without a tier are kept whatever their figure (an account opened later has none and is not
+    here: its figure is 0 or read live).
+    """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text(f"SET LOCAL work_mem = '{SNAPSHOT_WORK_MEM}'"))
     if plan.policy.metric == "points":
         upto = [Entry.program_id == plan.program_id, Entry.id <= marks.entries]
     else:
         upto = [Purchase.program_id == plan.program_id, Purchase.id <= marks.purchases]
-    session.execute(insert(_METRIC).from_select(["account_id", "value"], _metric(plan, *upto)))
+    metric = _metric(plan, *upto).subquery("m")
+    value = func.coalesce(metric.c.value, 0)
+    settled = _settled(plan, Account.tier, Account.tier_manual, Account.tier_grace_left, value)
+    unsettled = (
+        select(Account.id, value)
+        .select_from(Account)
+        .outerjoin(metric, metric.c.account_id == Account.id)
+        .where(
+            Account.program_id == plan.program_id,
+            Account.id > after,
+            or_(Account.tier.is_(None), not_(settled)),
+        )
+    )
+    session.execute(insert(_METRIC).from_select(["account_id", "value"], unsettled))
     # Built after the load: cheaper than keeping an index up to date row by row.
     session.execute(text(f"CREATE UNIQUE INDEX tier_metric_account ON {_METRIC.name} (account_id)"))
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text(f"ANALYZE {_METRIC.name}"))
+
+
+def _candidates(plan: Plan, marks: Watermarks, lo: int, hi: int) -> ColumnElement[bool]:
+    """The accounts of (lo, hi] the chunk decides: those in the snapshot, those touched since,
+    and those without a tier (one opened since the snapshot)."""
+    in_snapshot = select(_METRIC.c.account_id).where(
+        _METRIC.c.account_id > lo, _METRIC.c.account_id <= hi
+    )
+    touched = _touched(plan, marks, lo, hi).subquery("touched_ids")
+    return or_(
+        Account.tier.is_(None),
+        Account.id.in_(in_snapshot),
+        Account.id.in_(select(touched.c.account_id)),
+    )
 
 
 def _touched(plan: Plan, marks: Watermarks, lo: int, hi: int) -> Select:
@@ -332,7 +387,8 @@ def _chunk_metric(plan: Plan, marks: Watermarks, lo: int, hi: int) -> Any:
 
 
 def _decisions(plan: Plan, marks: Watermarks, lo: int, hi: int) -> Select:
-    """The policy (see the module docstring) for every account in (lo, hi], in SQL.
+    """The policy (see the module docstring) for the accounts in (lo, hi] that may change or
+    count in the summary (`_candidates`), in SQL.
 
     Three levels: the account with its metric and ranks; the rank and grace it ends with; the
     columns it ends with.
@@ -353,12 +409,16 @@ def _decisions(plan: Plan, marks: Watermarks, lo: int, hi: int) -> Select:
             value.label("value"),
         )
         .outerjoin(metric, metric.c.account_id == Account.id)
-        .where(Account.program_id == plan.program_id, Account.id > lo, Account.id <= hi)
+        .where(
+            Account.program_id == plan.program_id,
+            Account.id > lo,
+            Account.id <= hi,
+            _candidates(plan, marks, lo, hi),
+        )
         .subquery("a")
     )
 
-    current = case({t.code: t.rank for t in tiers}, value=a.c.tier, else_=-1)
-    earned = case(*[(a.c.value >= t.threshold, t.rank) for t in reversed(tiers)], else_=-1)
+    current, earned = _ranks(plan, a.c.tier, a.c.value)
     manual = a.c.tier_manual.is_(True)
     if policy.manual == "keep":
         open_ended = or_(a.c.tier_manual_until.is_(None), a.c.tier_manual_until > plan.as_of)
@@ -385,15 +445,22 @@ def _decisions(plan: Plan, marks: Watermarks, lo: int, hi: int) -> Select:
         to_rank.append((in_grace, current))
         to_grace.append((in_grace, a.c.tier_grace_left - 1))
         in_grace = and_(not_(up), not_(recent), in_grace)
-    ranked = select(
-        a,
-        current.label("current_rank"),
-        case(*to_rank, else_=earned).label("target_rank"),
-        case(*to_grace, else_=grace_periods).label("grace"),
-        kept_manual.label("kept_manual"),
-        and_(in_grace, not_(kept_manual)).label("kept_in_grace"),
-        manual_ended.label("manual_ended"),
-    ).subquery("ranked")
+    # Settled members (a candidate may be one: touched, or without a tier) are left out before
+    # the policy's expressions are worked out.
+    settled = _settled(plan, a.c.tier, a.c.tier_manual, a.c.tier_grace_left, a.c.value)
+    ranked = (
+        select(
+            a,
+            current.label("current_rank"),
+            case(*to_rank, else_=earned).label("target_rank"),
+            case(*to_grace, else_=grace_periods).label("grace"),
+            kept_manual.label("kept_manual"),
+            and_(in_grace, not_(kept_manual)).label("kept_in_grace"),
+            manual_ended.label("manual_ended"),
+        )
+        .where(not_(settled))
+        .subquery("ranked")
+    )
 
     r = ranked.c
     code = case({t.rank: t.code for t in tiers}, value=r.target_rank, else_=null())
@@ -419,13 +486,14 @@ def _decisions(plan: Plan, marks: Watermarks, lo: int, hi: int) -> Select:
         r.kept_in_grace,
         r.manual_ended,
         r.tier_grace_left.label("grace_before"),
-        r.tier_valid_until.label("valid_before"),
     ).subquery("placed")
 
     p = placed.c
     valid_until: Any = p.tier_valid_until
     if plan.valid is not None:
-        # Everyone who keeps a tier holds it until the end of the current window.
+        # Everyone who keeps a tier holds it until the end of the current window. The run's
+        # row says so once for the period (`service.held_until`); an account written anyway
+        # gets it too, so its own column agrees with what readers show.
         valid = literal(plan.valid, UTCDateTime)
         extend = and_(
             p.tier.is_not(None),
@@ -433,12 +501,8 @@ def _decisions(plan: Plan, marks: Watermarks, lo: int, hi: int) -> Select:
             or_(p.tier_valid_until.is_(None), p.tier_valid_until < valid),
         )
         valid_until = case((extend, valid), else_=p.tier_valid_until)
-    changed = or_(
-        p.moved,
-        p.manual_ended,
-        p.tier_grace_left != p.grace_before,
-        valid_until.is_distinct_from(p.valid_before),
-    )
+    # Only a move, a manual tier ended or a grace period used or restored writes the account.
+    changed = or_(p.moved, p.manual_ended, p.tier_grace_left != p.grace_before)
     return select(
         p.id,
         p.member_id,
@@ -484,13 +548,22 @@ def _next_chunk(session: Session, program_id: int, ends: list[int], after: int) 
     return int(last) if last is not None else None
 
 
-def _lock_chunk(session: Session, plan: Plan, lo: int, hi: int) -> None:
-    """Lock the chunk's accounts in id order, the order every multi-account writer uses, before
-    anything about them is read: a till's immediate upgrade either committed before (and is
-    seen) or waits until the chunk commits."""
+def _lock_chunk(session: Session, plan: Plan, marks: Watermarks, lo: int, hi: int) -> None:
+    """Lock the accounts the chunk decides (`_candidates`) in id order, the order every
+    multi-account writer uses, before anything about them is read: a till's immediate upgrade
+    either committed before (and is seen) or waits until the chunk commits. Settled members are
+    neither locked nor written (locking a row writes it on PostgreSQL). SQLite needs no lock:
+    the chunk's transaction began IMMEDIATE, so no other writer runs until it commits."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
     locked = (
         select(Account.id)
-        .where(Account.program_id == plan.program_id, Account.id > lo, Account.id <= hi)
+        .where(
+            Account.program_id == plan.program_id,
+            Account.id > lo,
+            Account.id <= hi,
+            _candidates(plan, marks, lo, hi),
+        )
         .order_by(Account.id)
         .with_for_update()
         .subquery()
@@ -508,11 +581,20 @@ def _chunk(
     *,
     write: bool,
 ) -> None:
-    """Decide every account in (lo, hi] in one statement; then write what changed."""
+    """Decide the accounts in (lo, hi] that may change or count, in one statement; then write
+    what changed."""
     if write:
-        _lock_chunk(session, plan, lo, hi)
+        _lock_chunk(session, plan, marks, lo, hi)
     columns = [c.name for c in _DECIDED.columns]
     session.execute(insert(_DECIDED).from_select(columns, _decisions(plan, marks, lo, hi)))
+    counts.accounts += int(
+        session.scalar(
+            select(func.count())
+            .select_from(Account)
+            .where(Account.program_id == plan.program_id, Account.id > lo, Account.id <= hi)
+        )
+        or 0
+    )
     d = _DECIDED.c
     yes = lambda flag: func.sum(case((flag.is_(True), 1), else_=0))  # noqa: E731
     for from_tier, to_tier, moved, n, kept_manual, kept_in_grace, manual_ended in session.execute(
@@ -526,7 +608,6 @@ def _chunk(
             yes(d.manual_ended),
         ).group_by(d.from_tier, d.tier, d.moved)
     ):
-        counts.accounts += n
         counts.kept_manual += int(kept_manual or 0)
         counts.kept_in_grace += int(kept_in_grace or 0)
         counts.manual_ended += int(manual_ended or 0)
@@ -678,6 +759,7 @@ def _start_run(session: Session, plan: Plan, started_at: datetime) -> None:
         "status": "running",
         "last_account_id": 0,
         "moves": {},
+        "valid_until": plan.valid,
         "started_at": started_at,
     }
     keys = ["program_id", "period"]
@@ -748,7 +830,7 @@ def evaluate(
         with unit() as session:
             marks = _watermarks(session, plan, wait_for_writers=not dry_run)
         with unit() as session:
-            _take_snapshot(session, plan, marks)
+            _take_snapshot(session, plan, marks, last)
             ends = _chunk_ends(session, plan.program_id, last, batch_size)
         if dry_run:
             with unit() as session:
@@ -768,6 +850,10 @@ def evaluate(
                 if run.status == "done":  # finished by a concurrent runner meanwhile
                     return _summary(plan, counts, dry_run=False, status="done", already_done=True)
                 last = run.last_account_id
+                if run.valid_until is None and plan.valid is not None:
+                    # A run started before migration 0014 wrote the validity to the accounts
+                    # it has done; from here on the run's row holds it.
+                    run.valid_until = plan.valid
                 upto = _next_chunk(session, plan.program_id, ends, last)
                 if upto is None:
                     run.status = "done"

@@ -74,7 +74,10 @@ class TierChange(Base):
 
 
 class TierEvaluationRun(Base):
-    """One period-end evaluation of a program; `last_account_id` lets a run resume."""
+    """One period-end evaluation of a program; `last_account_id` lets a run resume.
+
+    Its accounts up to `last_account_id` (all of them once done) hold their tier until at least
+    `valid_until`."""
 
     __tablename__ = "tier_evaluation_runs"
     __table_args__ = (UniqueConstraint("program_id", "period"),)
@@ -86,5 +89,10 @@ class TierEvaluationRun(Base):
     last_account_id: Mapped[int] = mapped_column(BigInteger, default=0)
     # The summary so far: {"accounts": n, "moves": {"silver→gold": 12}, "kept_in_grace": n, …}
     moves: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # Until when a member who holds a (non-manual) tier after this run keeps it: the same for
+    # every member of the period, so it is kept here once rather than written to every account
+    # (decision 0015; see `service.held_until`). Null: for good (lifetime), or a run from before
+    # migration 0014, which wrote it to the accounts themselves.
+    valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -23,6 +23,7 @@ from patron.tiers.metrics import metric_values, qualify
 from patron.tiers.models import TierDefinition, TierPolicy
 from patron.tiers.periods import Window, window_at
 from patron.tiers.schemas import TierOut
+from patron.tiers.service import held_until
 
 UNIT_BY_METRIC = {"points": "points", "visits": "purchases"}  # spend: the program's currency
 
@@ -170,7 +171,7 @@ def progress(session: Session, program: Program, account: Account, now: datetime
         tier=tier_out(current) if current else None,
         tier_code=account.tier,
         since=account.tier_since,
-        valid_until=account.tier_valid_until,
+        valid_until=held_until(session, account),
         manual=account.tier_manual,
         manual_until=account.tier_manual_until,
         window=window_out(policy.window, window, program.timezone),

@@ -12,7 +12,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from patron.audit import service as audit
@@ -26,7 +26,7 @@ from patron.ledger.expiry import add_months
 from patron.ledger.models import Account
 from patron.programs.models import Program
 from patron.tiers.metrics import metric_values, qualify
-from patron.tiers.models import TierChange, TierDefinition, TierPolicy
+from patron.tiers.models import TierChange, TierDefinition, TierEvaluationRun, TierPolicy
 from patron.tiers.periods import Window, window_at
 from patron.tiers.schemas import (
     ManualTierRequest,
@@ -214,6 +214,30 @@ def valid_until(policy: TierPolicy, timezone: str, window: Window) -> datetime |
     return window_at(policy.window, window.end, timezone, rolling_months=policy.rolling_months).end
 
 
+def held_until(session: Session, account: Account) -> datetime | None:
+    """Until when the account holds its tier (decision 0015).
+
+    Its own `tier_valid_until`, written by every move; for a tier that is not manual, at least
+    the validity the program's latest evaluation gave its period (kept once, on the run's row,
+    instead of on every member who kept a tier), if that run has done the account.
+    """
+    own = as_utc(account.tier_valid_until) if account.tier_valid_until is not None else None
+    if account.tier is None or account.tier_manual:
+        return own
+    runs = TierEvaluationRun
+    period = session.scalar(
+        select(func.max(runs.valid_until)).where(
+            runs.program_id == account.program_id,
+            runs.valid_until.is_not(None),
+            or_(runs.status == "done", runs.last_account_id >= account.id),
+        )
+    )
+    if period is None:
+        return own
+    period = as_utc(period)
+    return period if own is None or own < period else own
+
+
 def event_payload(
     program: Program,
     account: Account,
@@ -365,12 +389,14 @@ def change_out(change: TierChange) -> TierChangeOut:
     )
 
 
-def member_tier_out(account: Account, change: TierChange | None = None) -> MemberTierOut:
+def member_tier_out(
+    session: Session, account: Account, change: TierChange | None = None
+) -> MemberTierOut:
     return MemberTierOut(
         member_id=account.member_id,
         tier=account.tier,
         tier_since=as_utc(account.tier_since) if account.tier_since else None,
-        tier_valid_until=as_utc(account.tier_valid_until) if account.tier_valid_until else None,
+        tier_valid_until=held_until(session, account),
         manual=account.tier_manual,
         manual_until=as_utc(account.tier_manual_until) if account.tier_manual_until else None,
         change=change_out(change) if change is not None else None,
@@ -445,7 +471,7 @@ def set_manual(
             "reason": req.reason,
         },
     )
-    return member_tier_out(account, change)
+    return member_tier_out(session, account, change)
 
 
 def history(session: Session, program: Program, member_id: int) -> list[TierChangeOut]:
