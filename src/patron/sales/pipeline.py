@@ -98,6 +98,11 @@ def record(
     return [o for o in out if o is not None]
 
 
+def _earlier(at: datetime | None, now: datetime) -> bool:
+    """Whether a sale happened before now (a value out of range is refused by the planner)."""
+    return at is not None and at < now and at >= basket.EARLIEST_SALE
+
+
 def _alone(config: ProgramConfig, req: PurchaseRequest) -> bool:
     wanted = config.needs
     return bool(req.coupons) or bool(wanted.caps or wanted.purchases or wanted.budgets)
@@ -136,6 +141,12 @@ def _round(
     hit_of = dict(zip(batch, hits, strict=True))
     member_of = {i: hit.member_id for i, hit in hit_of.items() if hit is not None}
     spenders = {member_of[i] for i in member_of if items[i][0].points_to_spend}
+    # Sales that spend and happened before now may draw on points expired since (late sales).
+    late_at = {
+        member_of[i]: items[i][0].occurred_at
+        for i in member_of
+        if items[i][0].points_to_spend and _earlier(items[i][0].occurred_at, now)
+    }
 
     def read() -> snapshot.Read:
         return snapshot.read(
@@ -147,6 +158,8 @@ def _round(
             sales=len(batch),
             spending=sum(1 for i in batch if items[i][0].points_to_spend),
             now=now,
+            late=set(late_at),
+            late_since=min((t for t in late_at.values() if t is not None), default=None),
         )
 
     got = read()

@@ -38,7 +38,7 @@ from patron.tiers.metrics import qualify
 from patron.tiers.periods import Window, window_at
 
 # The account totals a plan moves, by column.
-DELTA_COLUMNS = ("available", "pending", "debt", "earned", "redeemed", "expired")
+DELTA_COLUMNS = ("available", "pending", "debt", "earned", "redeemed", "expired", "adjusted")
 
 
 @dataclass
@@ -48,6 +48,15 @@ class LotState:
     id: int
     remaining: int
     expires_at: datetime | None
+
+
+@dataclass
+class Expiry:
+    """An expire entry a late sale may still draw on: what it took, less what was given back."""
+
+    entry_id: int
+    at: datetime  # the expiry instant
+    points: int  # still restorable
 
 
 @dataclass
@@ -71,6 +80,8 @@ class AccountState:
     expiring: int = 0  # points in lots expiring in (now, now + EXPIRING_WINDOW]
     metric: int = 0  # the tier metric in the upgrade window, before these sales
     lots: list[LotState] | None = None  # spendable lots, soonest expiry first (when one spends)
+    # Expiries after the earliest late sale that spends (read only for such members).
+    expiries: list[Expiry] = field(default_factory=list)
     new: bool = False  # not in the database yet: the first sale that goes through opens it
 
 
@@ -217,8 +228,12 @@ class Planner:
             earn_order = replace(earn_order, coupons=op.coupon_codes)
         doc = config.doc
         can_pay, blocked = payable_amount(doc, order)
-        basket.check_spend(config, can_pay, spend, state.available - state.debt, blocked)
-        taken = self._lots_for(state, spend)
+        balance = state.available - state.debt
+        late = self._late(state, occurred_at) if spend > balance else []
+        basket.check_spend(config, can_pay, spend, balance + sum(x.points for x in late), blocked)
+        on_hand = sum(lot.remaining for lot in state.lots or [])
+        taken = self._lots_for(state, min(spend, on_hand))
+        restored = self._restored(late, spend - min(spend, on_hand))
         tier = config.tier_by_code.get(state.tier) if state.tier is not None else None
         context = MemberContext(
             tier=state.tier,
@@ -240,6 +255,10 @@ class Planner:
         entries: list[EntryOut] = []
         redeem_id = earn_id = None
         if spend:
+            for expiry, part in restored:
+                lot, out = sale.restore(expiry, part)
+                taken.append((lot, part))
+                entries.append(out)
             redeem_id, out = sale.redeem(spend, order.paid_with_points, taken)
             entries.append(out)
         metric_gain = 0
@@ -343,6 +362,28 @@ class Planner:
             raise InsufficientPoints(f"{points} points needed but only {on_hand} are available")
         return plan
 
+    def _late(self, state: AccountState, occurred_at: datetime) -> list[Expiry]:
+        """Points that were valid when a late sale happened and expired before it was
+        recorded: the sale may still spend them (docs/concepts.md, "Sales recorded late")."""
+        if occurred_at >= self.now:
+            return []
+        return [x for x in state.expiries if x.at > occurred_at and x.points > 0]
+
+    @staticmethod
+    def _restored(late: list[Expiry], need: int) -> list[tuple[Expiry, int]]:
+        """What each expiry gives back for `need` points, earliest expiry first (checked
+        before any write)."""
+        plan: list[tuple[Expiry, int]] = []
+        for expiry in sorted(late, key=lambda x: (x.at, x.entry_id)):
+            if need == 0:
+                break
+            part = min(need, expiry.points)
+            plan.append((expiry, part))
+            need -= part
+        if need:
+            raise InsufficientPoints(f"{need} points more are needed than the balance holds")
+        return plan
+
     def _open(self, state: AccountState) -> None:
         """The member's first sale in the program opens the account (member.enrolled)."""
         state.new = False
@@ -417,6 +458,7 @@ class _Sale:
         expires: datetime | None = None,
         occurred_at: datetime | None = None,
         of_sale: bool = True,
+        reverses: int | None = None,
     ) -> EntryOut:
         p, req = self.p, self.op.req
         entry_id = p.ids.entry()
@@ -433,7 +475,7 @@ class _Sale:
                 "points": points,
                 "qualifying": qualifying,
                 "lot_id": lot_id,
-                "reverses_entry_id": None,
+                "reverses_entry_id": reverses,
                 "purchase_id": self.purchase_id if of_sale else None,
                 "occurred_at": occurred,
                 "created_at": p.now,
@@ -481,11 +523,46 @@ class _Sale:
             channel=channel,
             external_ref=ref,
             actor=p.actor,
-            reverses_entry_id=None,
+            reverses_entry_id=reverses,
             rule_version=rule_version,
             breakdown=breakdown,
             details=details,
         )
+
+    def restore(self, expiry: Expiry, points: int) -> tuple[LotState, EntryOut]:
+        """A late sale spends points that expired after it happened: an adjustment gives them
+        back in a lot of their own (naming the expiry it answers), which the redemption then
+        empties. The expiry stays in the history; this entry explains what undid part of it."""
+        p, state = self.p, self.state
+        lot_id = p.ids.lot()
+        out = self._entry(
+            "adjust",
+            points,
+            reason=(
+                f"points expired on {expiry.at.date().isoformat()} given back: "
+                f"sale {self.op.req.external_id} happened before and was recorded late"
+            ),
+            lot_id=lot_id,
+            details={"late_sale": True, "expired_at": expiry.at.isoformat()},
+            expires=expiry.at,
+            reverses=expiry.entry_id,
+        )
+        lot = p.rows.new_lots[lot_id] = {
+            "id": lot_id,
+            "account_id": state.account_id,
+            "points": points,
+            "remaining": points,
+            "earned_at": self.occurred_at,
+            "pending_until": None,
+            "pending": False,
+            "expires_at": expiry.at,
+        }
+        p.rows.lots.append(lot)
+        expiry.points -= points
+        state.available += points
+        state.adjusted += points
+        p.rows.move(state.account_id, available=points, adjusted=points)
+        return LotState(lot_id, points, expiry.at), out
 
     def redeem(
         self, points: int, value: Decimal, taken: list[tuple[LotState, int]]

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from itertools import count
+from datetime import UTC, datetime
+from itertools import chain, count
 from typing import Any, cast
 
 import psycopg
@@ -52,7 +52,7 @@ from patron.ledger.models import Account, Entry, Lot, Purchase
 from patron.ledger.program_cache import ProgramConfig, programs_version
 from patron.ledger.views import EXPIRING_WINDOW
 from patron.members.models import Member
-from patron.sales.plan import AccountState, Ids, LotState, upgrade_window
+from patron.sales.plan import AccountState, Expiry, Ids, LotState, upgrade_window
 from patron.tiers.metrics import metric_column
 
 ACC = cast(Table, Account.__table__)
@@ -216,6 +216,32 @@ def _lots_stmt(dialect: str) -> Any:
     return _once(("lots", dialect), build)
 
 
+def _expiries_stmt(dialect: str) -> Any:
+    def build() -> Any:
+        given = ENT.alias("given")
+        back = (
+            select(func.coalesce(func.sum(given.c.points), 0))
+            .where(given.c.reverses_entry_id == ENT.c.id, given.c.kind == "adjust")
+            .scalar_subquery()
+        )
+        return (
+            select(ENT.c.id, ENT.c.account_id, ENT.c.occurred_at, -ENT.c.points - back)
+            .where(
+                ENT.c.account_id.in_(
+                    select(ACC.c.id).where(
+                        ACC.c.program_id == b("x_pid"),
+                        _in(dialect, ACC.c.member_id, "x_late", BigInteger),
+                    )
+                ),
+                ENT.c.kind == "expire",
+                ENT.c.occurred_at > b("x_since", type_=ENT.c.occurred_at.type),
+            )
+            .order_by(ENT.c.occurred_at, ENT.c.id)
+        )
+
+    return _once(("expiries", dialect), build)
+
+
 # --- running them --------------------------------------------------------------------------
 
 _compiled: dict[int, tuple[str, dict[str, Any]]] = {}
@@ -265,6 +291,8 @@ def read(
     sales: int,
     spending: int,
     now: datetime,
+    late: set[int] | None = None,
+    late_since: datetime | None = None,
 ) -> Read:
     """The five reads of the module's docstring (ids for `sales` sales, `spending` of them
     spending points)."""
@@ -302,6 +330,13 @@ def read(
             (
                 _lots_stmt(dialect),
                 {"x_pid": config.id, "x_spenders": sorted(spenders), "x_now": now},
+            )
+        )
+    if late and late_since is not None:
+        calls.append(
+            (
+                _expiries_stmt(dialect),
+                {"x_pid": config.id, "x_late": sorted(late), "x_since": late_since},
             )
         )
     if dialect == "postgresql":
@@ -347,12 +382,32 @@ def read(
         out.ids = Ids(*(iter(ids or []) for ids in ids_row[1:]))
     else:
         out.ids = Ids(count(ids_row[1] + 1), count(ids_row[2] + 1), count(ids_row[3] + 1))
-    if rest:
-        for lot_id, account_id, remaining, expires in rest[0]:
+    if spenders:
+        for lot_id, account_id, remaining, expires in rest.pop(0):
             lots = by_account[account_id].lots
             assert lots is not None
             lots.append(LotState(lot_id, remaining, expires))
+    if rest:
+        restorable = 0
+        for entry_id, account_id, at, points in rest.pop(0):
+            if points > 0:
+                by_account[account_id].expiries.append(Expiry(entry_id, _utc(at), int(points)))
+                restorable += 1
+        if restorable and dialect == "postgresql":
+            # Each expiry a late sale draws on gives back points in a lot and an entry of its
+            # own: ids for them too (SQLite's ids are counted on from the largest in use).
+            values = {"x_pid": config.id, "x_n_purchases": 0}
+            values.update(x_n_lots=restorable, x_n_entries=restorable)
+            (more,) = run_pipelined(conn, [(_ids_stmt(dialect), values)])[0]
+            assert out.ids is not None
+            out.ids.lots = chain(out.ids.lots, more[2] or [])
+            out.ids.entries = chain(out.ids.entries, more[3] or [])
     return out
+
+
+def _utc(value: datetime) -> datetime:
+    """An instant read on the driver (PostgreSQL) or through SQLAlchemy, in UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def settle(session: Session, account_ids: set[int], now: datetime, *, actor: str) -> None:
