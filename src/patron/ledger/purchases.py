@@ -11,7 +11,6 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from patron.audit import service as audit
 from patron.audit.idempotency import request_hash
 from patron.audit.service import Actor
 from patron.errors import Conflict, Invalid, NotFound
@@ -458,57 +457,5 @@ def refund(
 def adjust(
     session: Session, program: Program, req: AdjustRequest, *, actor: Actor, now: datetime
 ) -> AdjustOut:
-    member = members.find_member(session, req.member, program=program)
-    account_id = views.get_account(session, program, member.id).id
-    account = ledger.lock_account(session, account_id)
-    ledger.settle_due(session, account, now)
-    before = views.totals(session, account, now)
-    source = ledger.Source(actor=str(actor))
-    if req.points > 0:
-        entry = ledger.credit(
-            session,
-            account,
-            kind="adjust",
-            points=req.points,
-            now=now,
-            occurred_at=now,
-            source=source,
-            reason=req.reason,
-            expires_at=points_expiry(session, program, account, now),
-            qualifying=req.points if req.qualifying else 0,
-        )
-    else:
-        result = ledger.debit(
-            session,
-            account,
-            kind="adjust",
-            points=-req.points,
-            now=now,
-            occurred_at=now,
-            source=source,
-            reason=req.reason,
-            qualifying=req.points if req.qualifying else 0,
-        )
-        assert result.entry is not None
-        entry = result.entry
-    if req.qualifying and req.points > 0:
-        tiers.upgrade_if_qualified(session, program, account, now=now, actor=actor)
-    after = views.totals(session, account, now)
-    audit.record(
-        session,
-        actor=actor,
-        action="points.adjusted",
-        subject_type="member",
-        subject_id=member.id,
-        program_id=program.id,
-        at=now,
-        before={"balance": before.balance},
-        after={
-            "balance": after.balance,
-            "points": req.points,
-            "reason": req.reason,
-            "qualifying": req.qualifying,
-            "entry": entry.id,
-        },
-    )
-    return AdjustOut(member_id=member.id, entry=views.entry_out(entry, {}), totals=after)
+    """Staff give or take points (`patron.sales.pipeline.adjust`)."""
+    return pipeline.adjust(session, program, req, actor=actor, now=now)

@@ -17,12 +17,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from patron.audit import service as audit
 from patron.audit.service import Actor
 from patron.errors import Conflict, NotFound, PatronError
-from patron.ledger import program_cache
+from patron.ledger import program_cache, views
 from patron.ledger.models import Account
 from patron.ledger.program_cache import ProgramConfig
-from patron.ledger.schemas import CouponApplied, PurchaseRequest
+from patron.ledger.schemas import AdjustOut, AdjustRequest, CouponApplied, PurchaseRequest
 from patron.members import refs
 from patron.members import service as members
 from patron.members.models import Member
@@ -318,3 +319,63 @@ def coupons_out(config: ProgramConfig | Program, plan: coupons_.Plan) -> list[Co
         )
         for c in plan.selection.choices
     ]
+
+
+def adjust(
+    session: Session, program: Program, req: AdjustRequest, *, actor: Actor, now: datetime
+) -> AdjustOut:
+    """Staff give or take points: an operation of the same planner and applier as a sale,
+    with its audit record (before and after balances)."""
+    member = members.find_member(session, req.member, program=program)
+    views.get_account(session, program, member.id)  # account_not_found before anything else
+    config = program_cache.cached(session, program.id) or program_cache.load(session, program.id)
+
+    def read(config: ProgramConfig) -> snapshot.Read:
+        return snapshot.read(
+            session,
+            config,
+            {member.id},
+            spenders={member.id} if req.points < 0 else set(),
+            takers={member.id},
+            external_ids=[],
+            sales=1,
+            spending=0,
+            now=now,
+        )
+
+    got = read(config)
+    if got.version != config.version:
+        config = program_cache.load(session, config.id)
+        got = read(config)
+    if got.due:
+        snapshot.settle(session, got.due, now, actor=str(actor))
+        got = read(config)
+    state = got.states[member.id]
+    before = state.available - state.debt
+    assert got.ids is not None
+    planner = Planner(config, got.states, ids=got.ids, actor=str(actor), now=now)
+    entry = planner.adjust(member.id, req.points, reason=req.reason, qualifying=req.qualifying)
+    apply(session.connection(), planner.rows)
+    if req.qualifying and req.points > 0:
+        account = session.get(Account, state.account_id, populate_existing=True)
+        assert account is not None
+        tiers.upgrade_if_qualified(session, program, account, now=now, actor=actor)
+    after = Planner._totals(state)
+    audit.record(
+        session,
+        actor=actor,
+        action="points.adjusted",
+        subject_type="member",
+        subject_id=member.id,
+        program_id=program.id,
+        at=now,
+        before={"balance": before},
+        after={
+            "balance": after.balance,
+            "points": req.points,
+            "reason": req.reason,
+            "qualifying": req.qualifying,
+            "entry": entry.id,
+        },
+    )
+    return AdjustOut(member_id=member.id, entry=entry, totals=after)

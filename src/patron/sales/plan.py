@@ -80,6 +80,7 @@ class AccountState:
     expiring: int = 0  # points in lots expiring in (now, now + EXPIRING_WINDOW]
     metric: int = 0  # the tier metric in the upgrade window, before these sales
     lots: list[LotState] | None = None  # spendable lots, soonest expiry first (when one spends)
+    pending_lots: list[LotState] | None = None  # pending lots, soonest expiry first (clawbacks)
     # Expiries after the earliest late sale that spends (read only for such members).
     expiries: list[Expiry] = field(default_factory=list)
     new: bool = False  # not in the database yet: the first sale that goes through opens it
@@ -362,6 +363,31 @@ class Planner:
             raise InsufficientPoints(f"{points} points needed but only {on_hand} are available")
         return plan
 
+    # --- an adjustment by staff -------------------------------------------------------------
+
+    def adjust(self, member_id: int, points: int, *, reason: str, qualifying: bool) -> EntryOut:
+        """Points given (a new lot, as an earn's) or taken (available lots soonest expiry
+        first, then pending ones; refused if they do not hold enough)."""
+        state = self.accounts[member_id]
+        writer = _Sale(self, None, state, None, self.now, None)
+        if points > 0:
+            tier = self.config.tier_by_code.get(state.tier) if state.tier is not None else None
+            _id, out = writer.credit(
+                "adjust",
+                points,
+                reason=reason,
+                qualifying=points if qualifying else 0,
+                extra_months=tier.extra_expiry_months if tier is not None else 0,
+                pending_days=0,
+            )
+            return out
+        wanted = -points
+        lots = [*(state.lots or []), *(state.pending_lots or [])]
+        on_hand = sum(lot.remaining for lot in lots)
+        if wanted > on_hand:
+            raise InsufficientPoints(f"{wanted} points needed but only {on_hand} are left")
+        return writer.take_back(wanted, reason=reason, qualifying=points if qualifying else 0)
+
     def _late(self, state: AccountState, occurred_at: datetime) -> list[Expiry]:
         """Points that were valid when a late sale happened and expired before it was
         recorded: the sale may still spend them (docs/concepts.md, "Sales recorded late")."""
@@ -434,9 +460,9 @@ class _Sale:
     def __init__(
         self,
         planner: Planner,
-        op: SaleOp,
+        op: SaleOp | None,
         state: AccountState,
-        purchase_id: int,
+        purchase_id: int | None,
         occurred_at: datetime,
         store_id: int | None,
     ) -> None:
@@ -460,12 +486,13 @@ class _Sale:
         of_sale: bool = True,
         reverses: int | None = None,
     ) -> EntryOut:
-        p, req = self.p, self.op.req
+        p = self.p
         entry_id = p.ids.entry()
         occurred = occurred_at or self.occurred_at
-        store_id, store = (self.store_id, self.store) if of_sale else (None, None)
-        channel = req.channel if of_sale else None
-        ref = req.external_id if of_sale else None
+        req = self.op.req if of_sale and self.op is not None else None
+        store_id, store = (self.store_id, self.store) if req is not None else (None, None)
+        channel = req.channel if req is not None else None
+        ref = req.external_id if req is not None else None
         p.rows.entries.append(
             {
                 "id": entry_id,
@@ -476,7 +503,7 @@ class _Sale:
                 "qualifying": qualifying,
                 "lot_id": lot_id,
                 "reverses_entry_id": reverses,
-                "purchase_id": self.purchase_id if of_sale else None,
+                "purchase_id": self.purchase_id if req is not None else None,
                 "occurred_at": occurred,
                 "created_at": p.now,
                 "reason": reason,
@@ -540,7 +567,7 @@ class _Sale:
             points,
             reason=(
                 f"points expired on {expiry.at.date().isoformat()} given back: "
-                f"sale {self.op.req.external_id} happened before and was recorded late"
+                f"sale {self._order_id()} happened before and was recorded late"
             ),
             lot_id=lot_id,
             details={"late_sale": True, "expired_at": expiry.at.isoformat()},
@@ -564,6 +591,33 @@ class _Sale:
         p.rows.move(state.account_id, available=points, adjusted=points)
         return LotState(lot_id, points, expiry.at), out
 
+    def take_back(self, points: int, *, reason: str, qualifying: int) -> EntryOut:
+        """A negative adjustment: available lots first, then pending ones, soonest expiry
+        first (the caller checked they hold enough)."""
+        p, state = self.p, self.state
+        out = self._entry("adjust", -points, reason=reason, qualifying=qualifying, of_sale=False)
+        soon = p.now + EXPIRING_WINDOW
+        need = points
+        for bucket, lots in (
+            ("available", state.lots or []),
+            ("pending", state.pending_lots or []),
+        ):
+            for lot in lots:
+                part = min(need, lot.remaining)
+                if part <= 0:
+                    continue
+                lot.remaining -= part
+                need -= part
+                p.rows.take(lot.id, part)
+                p.rows.movements.append({"entry_id": out.id, "lot_id": lot.id, "points": -part})
+                if lot.expires_at is not None and p.now < lot.expires_at <= soon:
+                    state.expiring -= part
+                setattr(state, bucket, getattr(state, bucket) - part)
+                p.rows.move(state.account_id, **{bucket: -part})
+        state.adjusted -= points
+        p.rows.move(state.account_id, adjusted=-points)
+        return out
+
     def redeem(
         self, points: int, value: Decimal, taken: list[tuple[LotState, int]]
     ) -> tuple[int, EntryOut]:
@@ -584,19 +638,46 @@ class _Sale:
         p.rows.move(state.account_id, available=-points, redeemed=points)
         return out.id, out
 
+    def _order_id(self) -> str:
+        assert self.op is not None
+        return self.op.req.external_id
+
     def earn(self, result: Any, tier: Any, qualifying: int) -> tuple[int, EntryOut]:
-        """The points earned, in a new lot; a debt is paid from it first. Points whose
-        validity ended before `now` (a sale recorded late) expire at once."""
+        """The points earned, in a new lot (`credit`)."""
+        config = self.p.config
+        return self.credit(
+            "earn",
+            result.points,
+            reason=f"purchase {self._order_id()}",
+            qualifying=qualifying,
+            extra_months=tier.extra_expiry_months if tier is not None else 0,
+            pending_days=config.pending_days,
+            breakdown=result.steps,
+            rule_version=config.rule_version,
+        )
+
+    def credit(
+        self,
+        kind: str,
+        points: int,
+        *,
+        reason: str,
+        qualifying: int,
+        extra_months: int,
+        pending_days: int,
+        breakdown: list[dict[str, Any]] | None = None,
+        rule_version: int | None = None,
+    ) -> tuple[int, EntryOut]:
+        """New points in a new lot (an earn, or a positive adjustment); a debt is paid from it
+        first. Points whose validity ended before `now` (a sale recorded late) expire at once."""
         p, state, config = self.p, self.state, self.p.config
-        points = result.points
-        extra = tier.extra_expiry_months if tier is not None else 0
         expiry = expires_at(
             self.occurred_at,
             kind=config.expiry_kind,
-            months=config.expiry_months + extra,
+            months=config.expiry_months + extra_months,
             timezone=config.timezone,
         )
-        until = pending_until(self.occurred_at, days=config.pending_days)
+        until = pending_until(self.occurred_at, days=pending_days)
         is_pending = until is not None and until > p.now
         settled = min(state.debt, points) if state.debt > 0 else 0
         details: dict[str, Any] = {
@@ -607,13 +688,13 @@ class _Sale:
             details["debt_settled"] = settled
         lot_id = p.ids.lot()
         out = self._entry(
-            "earn",
+            kind,
             points,
-            reason=f"purchase {self.op.req.external_id}",
+            reason=reason,
             lot_id=lot_id,
             qualifying=qualifying,
-            breakdown=result.steps,
-            rule_version=config.rule_version,
+            breakdown=breakdown,
+            rule_version=rule_version,
             details=details,
             expires=expiry,
         )
@@ -624,8 +705,9 @@ class _Sale:
         bucket = "pending" if is_pending else "available"
         setattr(state, bucket, getattr(state, bucket) + remaining)
         state.debt -= settled
-        state.earned += points
-        p.rows.move(state.account_id, debt=-settled, earned=points, **{bucket: remaining})
+        total = "earned" if kind == "earn" else "adjusted"
+        setattr(state, total, getattr(state, total) + points)
+        p.rows.move(state.account_id, debt=-settled, **{total: points, bucket: remaining})
         if expiry is not None and expiry <= p.now and remaining > 0:
             self._expire_at_birth(lot_id, remaining, expiry, bucket)
             remaining = 0

@@ -193,22 +193,28 @@ def _ids_stmt(dialect: str) -> Any:
 
 
 def _lots_stmt(dialect: str) -> Any:
+    """Spendable lots of the members in x_spenders, and pending ones too for those of them
+    also in x_takers (what a clawback may take), soonest expiry first."""
+
     def build() -> Any:
+        now = b("x_now", type_=LOT.c.expires_at.type)
+        accounts = select(ACC.c.id).where(
+            ACC.c.program_id == b("x_pid"),
+            _in(dialect, ACC.c.member_id, "x_spenders", BigInteger),
+        )
+        takers = select(ACC.c.id).where(
+            ACC.c.program_id == b("x_pid"),
+            _in(dialect, ACC.c.member_id, "x_takers", BigInteger),
+        )
+        spendable = and_(
+            LOT.c.pending.is_(False), or_(LOT.c.expires_at.is_(None), LOT.c.expires_at > now)
+        )
         return (
-            select(LOT.c.id, LOT.c.account_id, LOT.c.remaining, LOT.c.expires_at)
+            select(LOT.c.id, LOT.c.account_id, LOT.c.remaining, LOT.c.expires_at, LOT.c.pending)
             .where(
-                LOT.c.account_id.in_(
-                    select(ACC.c.id).where(
-                        ACC.c.program_id == b("x_pid"),
-                        _in(dialect, ACC.c.member_id, "x_spenders", BigInteger),
-                    )
-                ),
+                LOT.c.account_id.in_(accounts),
                 LOT.c.remaining > 0,
-                LOT.c.pending.is_(False),
-                or_(
-                    LOT.c.expires_at.is_(None),
-                    LOT.c.expires_at > b("x_now", type_=LOT.c.expires_at.type),
-                ),
+                or_(spendable, and_(LOT.c.pending.is_(True), LOT.c.account_id.in_(takers))),
             )
             .order_by(LOT.c.expires_at.is_(None), LOT.c.expires_at, LOT.c.id)
         )
@@ -293,6 +299,7 @@ def read(
     now: datetime,
     late: set[int] | None = None,
     late_since: datetime | None = None,
+    takers: set[int] | None = None,
 ) -> Read:
     """The five reads of the module's docstring (ids for `sales` sales, `spending` of them
     spending points)."""
@@ -329,7 +336,12 @@ def read(
         calls.append(
             (
                 _lots_stmt(dialect),
-                {"x_pid": config.id, "x_spenders": sorted(spenders), "x_now": now},
+                {
+                    "x_pid": config.id,
+                    "x_spenders": sorted(spenders),
+                    "x_takers": sorted(takers or ()),
+                    "x_now": now,
+                },
             )
         )
     if late and late_since is not None:
@@ -368,6 +380,7 @@ def read(
             birthday=birthday,
             member_created_at=created_at,
             lots=[] if m_id in spenders else None,
+            pending_lots=[] if takers and m_id in takers else None,
         )
     by_account = {s.account_id: s for s in out.states.values()}
     for account_id, is_due, expiring, value in figures:
@@ -383,8 +396,9 @@ def read(
     else:
         out.ids = Ids(count(ids_row[1] + 1), count(ids_row[2] + 1), count(ids_row[3] + 1))
     if spenders:
-        for lot_id, account_id, remaining, expires in rest.pop(0):
-            lots = by_account[account_id].lots
+        for lot_id, account_id, remaining, expires, pending in rest.pop(0):
+            state = by_account[account_id]
+            lots = state.pending_lots if pending else state.lots
             assert lots is not None
             lots.append(LotState(lot_id, remaining, expires))
     if rest:
