@@ -410,8 +410,10 @@ def read(
         if restorable and dialect == "postgresql":
             # Each expiry a late sale draws on gives back points in a lot and an entry of its
             # own: ids for them too (SQLite's ids are counted on from the largest in use).
+            # Every sale that spends may draw on every expiry: the most a round can use.
+            extra = restorable * max(spending, 1)
             values = {"x_pid": config.id, "x_n_purchases": 0}
-            values.update(x_n_lots=restorable, x_n_entries=restorable)
+            values.update(x_n_lots=extra, x_n_entries=extra)
             (more,) = run_pipelined(conn, [(_ids_stmt(dialect), values)])[0]
             assert out.ids is not None
             out.ids.lots = chain(out.ids.lots, more[2] or [])
