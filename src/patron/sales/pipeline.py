@@ -99,6 +99,24 @@ def record(
     return [o for o in out if o is not None]
 
 
+def _unanswered(
+    items: Sequence[tuple[PurchaseRequest, str]],
+    indices: list[int],
+    known: dict[str, tuple[str | None, dict[str, Any] | None]],
+    out: list[Sold | None],
+) -> list[int]:
+    """Replays answer first, whatever else is wrong with them: the indices left to plan."""
+    left: list[int] = []
+    for i in indices:
+        req, digest = items[i]
+        found = known.get(req.external_id)
+        if found is not None:
+            out[i] = replay(found, req, digest)
+        else:
+            left.append(i)
+    return left
+
+
 def _earlier(at: datetime | None, now: datetime) -> bool:
     """Whether a sale happened before now (a value out of range is refused by the planner)."""
     return at is not None and at < now and at >= basket.EARLIEST_SALE
@@ -121,15 +139,7 @@ def _round(
     now: datetime,
 ) -> tuple[ProgramConfig, list[int]]:
     """Plan and write the next round of `todo`: (the configuration, the indices left)."""
-    # Replays answer first, whatever else is wrong with them.
-    fresh: list[int] = []
-    for i in todo:
-        req, digest = items[i]
-        found = known.get(req.external_id)
-        if found is not None:
-            out[i] = replay(found, req, digest)
-        else:
-            fresh.append(i)
+    fresh = _unanswered(items, todo, known, out)
     if not fresh:
         return config, []
     if _alone(config, items[fresh[0]][0]):
@@ -178,13 +188,9 @@ def _round(
         states[state.member_id] = state
     known.update(got.replays)
     planned: list[int] = []
-    for i in batch:
-        req, digest = items[i]
-        found = known.get(req.external_id)
-        if found is not None:
-            out[i] = replay(found, req, digest)
-        elif i not in member_of or member_of[i] not in states:
-            _why_not(session, config, req, i, out)  # unknown, or an id no member has
+    for i in _unanswered(items, batch, known, out):
+        if i not in member_of or member_of[i] not in states:
+            _why_not(session, config, items[i][0], i, out)  # unknown, or an id no member has
         else:
             planned.append(i)
     assert got.ids is not None
