@@ -1,5 +1,5 @@
 """A store switched off in the admin UI takes no sales: the till gets 409 store_closed, on the
-direct route, the FastAPI route, the general path and in batches; switched on, it sells again."""
+direct route, the FastAPI route, with points spent and in batches; switched on, it sells again."""
 
 from __future__ import annotations
 

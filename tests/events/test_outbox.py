@@ -1,5 +1,5 @@
 """The outbox writers: every ledger entry has exactly one event, written by the same
-transaction, whichever path wrote the entry (hot path, ORM path, batch, refund, adjustment,
+transaction, whichever writer wrote the entry (a sale at the till or in a batch, refund, adjustment,
 custom event, expiry job); nothing rolled back or replayed leaves an event behind; `patron
 check` proves it and notices when it stops being true.
 """
@@ -200,7 +200,7 @@ def test_a_batch_writes_one_event_per_earning_sale(db, shop, frozen):
         _sale("B-2", shop["lee"], "25800"),
         _sale("B-3", shop["kim"], "500"),  # earns nothing: no entry, no event
         _sale("B-4", shop["lee"], "1000", store="nowhere"),  # refused: nothing written
-        _sale("B-5", shop["newcomer"], "5000"),  # first sale: the general path, and enrolment
+        _sale("B-5", shop["newcomer"], "5000"),  # first sale: the account opens (enrolment)
         _sale("B-6", shop["kim"], "9000", store="yeonnam"),
     ]
     first = batch.ingest(db, "bakery", sales, actor=CLI, now=frozen, chunk_size=4)

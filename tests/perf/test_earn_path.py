@@ -366,7 +366,7 @@ def test_a_blocked_member_still_gets_the_replay_of_an_earlier_sale(db, frozen):
 
 @pytest.fixture
 def statements(db: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """SQL statements sent: SQLAlchemy's, and on PostgreSQL also those the hot path sends on
+    """SQL statements sent: SQLAlchemy's, and on PostgreSQL also those the sale pipeline sends on
     the driver (the lock and the read go together in one psycopg pipeline)."""
     seen: list[str] = []
     if db.dialect == "postgresql":
@@ -575,7 +575,7 @@ def test_a_batch_writes_what_one_sale_at_a_time_writes(db, frozen, pending_days)
 
 
 def test_a_value_postgresql_refuses_is_a_422_not_a_500(client, keys, db, frozen):
-    """The hot path's first statements go to the driver directly; its errors still arrive as
+    """The pipeline's reads and write go to the driver directly; its errors still arrive as
     SQLAlchemy's, so the app answers them as for any other statement."""
     from tests.conftest import auth
 
