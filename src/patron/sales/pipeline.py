@@ -10,8 +10,8 @@ tier. Every round is one snapshot, one plan and one apply, in the caller's trans
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -56,7 +56,6 @@ class _Extra:
 
     coupons: coupons_.Plan | None = None
     member: Member | None = None
-    op: dict[str, Any] = field(default_factory=dict)
 
 
 def replay(
@@ -97,6 +96,30 @@ def record(
                 raise
     assert all(o is not None for o in out)
     return [o for o in out if o is not None]
+
+
+def _settled_read(
+    session: Session,
+    config: ProgramConfig,
+    read: Callable[[ProgramConfig], snapshot.Read],
+    *,
+    now: datetime,
+    actor: Actor,
+    replan: Callable[[ProgramConfig], bool] = lambda _config: False,
+) -> tuple[ProgramConfig, snapshot.Read | None]:
+    """`read` under the program's current configuration (a change since this worker cached
+    it is loaded and read again; None if `replan` says the new one needs another round) and
+    with nothing due (lots due are settled, then read again)."""
+    got = read(config)
+    if got.version != config.version:
+        config = program_cache.load(session, config.id)
+        if replan(config):
+            return config, None
+        got = read(config)
+    if got.due:
+        snapshot.settle(session, got.due, now, actor=str(actor))
+        got = read(config)
+    return config, got
 
 
 def _unanswered(
@@ -159,7 +182,7 @@ def _round(
         if items[i][0].points_to_spend and _earlier(items[i][0].occurred_at, now)
     }
 
-    def read() -> snapshot.Read:
+    def read(config: ProgramConfig) -> snapshot.Read:
         return snapshot.read(
             session,
             config,
@@ -173,15 +196,17 @@ def _round(
             late_since=min((t for t in late_at.values() if t is not None), default=None),
         )
 
-    got = read()
-    if got.version != config.version:  # the program was changed: read it, and the figures, again
-        config = program_cache.load(session, config.id)
-        if any(_alone(config, items[i][0]) for i in batch):
-            return config, fresh  # the new rules read more: plan the round again
-        got = read()
-    if got.due:
-        snapshot.settle(session, got.due, now, actor=str(actor))
-        got = read()
+    config, got = _settled_read(
+        session,
+        config,
+        read,
+        # The new rules read more than the snapshot: plan the round again.
+        replan=lambda config: any(_alone(config, items[i][0]) for i in batch),
+        now=now,
+        actor=actor,
+    )
+    if got is None:
+        return config, fresh
     states = got.states
     missing = sorted({m for m in member_of.values() if m not in states})
     for state in snapshot.newcomers(session, missing) if missing else []:
@@ -349,13 +374,8 @@ def adjust(
             now=now,
         )
 
-    got = read(config)
-    if got.version != config.version:
-        config = program_cache.load(session, config.id)
-        got = read(config)
-    if got.due:
-        snapshot.settle(session, got.due, now, actor=str(actor))
-        got = read(config)
+    config, got = _settled_read(session, config, read, now=now, actor=actor)
+    assert got is not None
     state = got.states[member.id]
     before = state.available - state.debt
     assert got.ids is not None
@@ -366,7 +386,7 @@ def adjust(
         account = session.get(Account, state.account_id, populate_existing=True)
         assert account is not None
         tiers.upgrade_if_qualified(session, program, account, now=now, actor=actor)
-    after = Planner._totals(state)
+    after = Planner.totals(state)
     audit.record(
         session,
         actor=actor,

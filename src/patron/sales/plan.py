@@ -294,7 +294,7 @@ class Planner:
             spend_value=order.paid_with_points,
             occurred_at=occurred_at,
             entries=entries,
-            totals=self._totals(state),
+            totals=self.totals(state),
         )
         if op.coupons_out is not None:
             answer_out.discount, answer_out.coupons = op.coupons_out
@@ -440,7 +440,8 @@ class Planner:
         )
 
     @staticmethod
-    def _totals(state: AccountState) -> Totals:
+    def totals(state: AccountState) -> Totals:
+        """The account's totals as the plan leaves them (what the answer shows)."""
         return Totals(
             balance=state.available - state.debt,
             available=state.available,
