@@ -624,3 +624,34 @@ def test_exports_do_not_let_free_text_run_as_a_formula():
     book = load_workbook(io.BytesIO(to_xlsx(rows, title="t")))
     assert book.active.cell(row=2, column=6).value == '\'=HYPERLINK("x")'
     assert book.active.cell(row=2, column=4).value == 5
+
+
+def test_a_till_back_online_syncs_a_sale_that_spent_points_expired_since(
+    client, admin, pos, reader, kim, frozen
+):
+    """docs/concepts.md, "Sales recorded late": judged as of when the sale happened."""
+    assert sale(client, pos, "OLD-1", 100000, occurred_at="2025-03-20T03:00:00Z").status_code == 201
+    clock.freeze(datetime.fromisoformat("2026-03-21T00:00:00+00:00"))
+    assert client.post("/api/v1/expire", json={}, headers=admin).json()["points"] == 1000
+    assert totals(client, reader, kim["id"])["balance"] == 0
+
+    on_time = sale(client, pos, "NOW-1", 5000, points_to_spend=1000)
+    assert on_time.status_code == 409, on_time.text
+    assert on_time.json()["error"] == "insufficient_points"
+
+    late = sale(
+        client, pos, "OFFLINE-1", 5000, points_to_spend=1000, occurred_at="2026-03-10T03:00:00Z"
+    )
+    assert late.status_code == 201, late.text
+    assert [(e["kind"], e["points"]) for e in late.json()["entries"]][:2] == [
+        ("adjust", 1000),
+        ("redeem", -1000),
+    ]
+    given = next(e for e in entries(client, reader, kim["id"]) if e["kind"] == "adjust")
+    assert given["details"]["late_sale"] is True and "OFFLINE-1" in given["reason"]
+    # The expiry gave back all it took: a second late sale finds nothing more.
+    again = sale(
+        client, pos, "OFFLINE-2", 5000, points_to_spend=1000, occurred_at="2026-03-11T03:00:00Z"
+    )
+    assert again.json()["error"] == "insufficient_points"
+    check_ok(client, admin)
