@@ -16,11 +16,11 @@ from patron.audit.service import Actor
 from patron.errors import Conflict, Invalid, NotFound
 from patron.ledger import program_cache, views
 from patron.ledger import service as ledger
-from patron.ledger.expiry import expires_at
 from patron.ledger.models import Account, Entry, Lot, Movement, Purchase, Refund
 from patron.ledger.schemas import (
     AdjustOut,
     AdjustRequest,
+    EntryOut,
     PurchaseRequest,
     QuoteOut,
     QuoteRequest,
@@ -34,7 +34,7 @@ from patron.programs.models import Program
 from patron.programs.service import get_store
 from patron.rewards import sale
 from patron.rules import service as rules
-from patron.sales import pipeline
+from patron.sales import pipeline, snapshot
 from patron.sales.basket import (
     amount,
     check_occurred_at,
@@ -45,7 +45,8 @@ from patron.sales.basket import (
     spend_value,
 )
 from patron.sales.pipeline import coupons_out
-from patron.tiers import service as tiers
+from patron.sales.plan import AccountState, Planner, Source, Taken
+from patron.sales.points import operate
 
 __all__ = ["check_occurred_at", "max_spend", "spend_value"]  # used where sales are shown
 
@@ -112,19 +113,6 @@ def quote(session: Session, program: Program, req: QuoteRequest, *, now: datetim
         points_to_spend=req.points_to_spend,
         spend_value=order.paid_with_points,
         amount_due=order.total - order.paid_with_points,
-    )
-
-
-def points_expiry(
-    session: Session, program: Program, account: Account, earned_at: datetime
-) -> datetime | None:
-    """When points credited at `earned_at` expire; a tier may lengthen their validity."""
-    extra = tiers.extra_expiry_months(session, program.id, account.tier)
-    return expires_at(
-        earned_at,
-        kind=program.expiry_kind,
-        months=program.expiry_months + extra,
-        timezone=program.timezone,
     )
 
 
@@ -328,72 +316,80 @@ def refund(
     )
     to_reverse = reversed_target - row.reversed_points
     to_restore = restored_target - row.restored_points
-    source = ledger.Source(
-        actor=str(actor),
+    source = Source(
         store_id=row.store_id,
         channel=row.channel,
         external_ref=external_id,
         purchase_id=row.id,
     )
-    entries: list[Entry] = []
-    if to_restore > 0:
-        redemption = session.get(Entry, row.redeem_entry_id)
-        assert redemption is not None
-        entries.append(
-            ledger.restore(
-                session,
-                account,
-                redemption=redemption,
-                points=to_restore,
-                now=now,
-                occurred_at=occurred_at,
-                source=source,
-                reason=f"refund {req.refund_id}: points paid given back",
-            )
-        )
-    debt_added = written_off = already_expired = 0
-    if to_reverse > 0:
-        earn_entry = session.get(Entry, row.earn_entry_id)
-        assert earn_entry is not None
+    earn_entry = session.get(Entry, row.earn_entry_id) if to_reverse > 0 else None
+    qualifying_back = already_expired = 0
+    if earn_entry is not None:
         # Qualifying points go back by the same cumulative share as the points, so partial
         # refunds add up to a full one exactly; they go back even when the points cannot.
         qualifying_back = share_half_up(
             earn_entry.qualifying, reversed_target, row.points_earned
         ) - share_half_up(earn_entry.qualifying, row.reversed_points, row.points_earned)
         already_expired = _expired_share(session, row, earn_entry, to_reverse)
-        taken_entry = None
+    redemption = row.redeem_entry_id
+    opened = snapshot.opened(session, redemption) if to_restore > 0 and redemption else []
+    shortfall = program.negative_balance
+
+    def plan(planner: Planner, state: AccountState) -> tuple[list[EntryOut], Taken | None]:
+        entries: list[EntryOut] = []
+        if to_restore > 0:
+            assert redemption is not None
+            entries.append(
+                planner.give_back(
+                    state.member_id,
+                    redemption,
+                    to_restore,
+                    opened,
+                    reason=f"refund {req.refund_id}: points paid given back",
+                    occurred_at=occurred_at,
+                    source=source,
+                )
+            )
+        if earn_entry is None:
+            return entries, None
+        taken = None
         if to_reverse > already_expired:
-            taken = ledger.debit(
-                session,
-                account,
-                kind="reverse",
-                points=to_reverse - already_expired,
-                now=now,
+            taken = planner.claw_back(
+                state.member_id,
+                to_reverse - already_expired,
+                reverses=earn_entry.id,
+                first_lot=earn_entry.lot_id,
+                shortfall=shortfall,
+                reason=f"refund {req.refund_id}: points earned taken back",
                 occurred_at=occurred_at,
                 source=source,
-                reverses=earn_entry,
-                clawback_lot_id=earn_entry.lot_id,
-                shortfall=program.negative_balance,  # type: ignore[arg-type]
-                reason=f"refund {req.refund_id}: points earned taken back",
                 details={"already_expired": already_expired} if already_expired else None,
                 qualifying=-qualifying_back,
             )
-            taken_entry = taken.entry
             if taken.entry is not None:
                 entries.append(taken.entry)
-            debt_added, written_off = taken.debt_added, taken.written_off
-        if taken_entry is None and qualifying_back:
-            ledger.reverse_qualifying(
-                session,
-                account,
-                earn=earn_entry,
+        if (taken is None or taken.entry is None) and qualifying_back:
+            planner.qualifying_back(
+                state.member_id,
+                reverses=earn_entry.id,
                 qualifying=-qualifying_back,
-                now=now,
+                reason=f"refund {req.refund_id}: qualifying points taken back",
                 occurred_at=occurred_at,
                 source=source,
-                reason=f"refund {req.refund_id}: qualifying points taken back",
             )
-    ledger.settle_due(session, account, now, actor=str(actor))
+        return entries, taken
+
+    entries, taken = operate(
+        session,
+        program.id,
+        account.member_id,
+        plan,
+        actor=actor,
+        now=now,
+        new_rows=(0, 4 + len(opened)),
+    )
+    debt_added = taken.debt_added if taken is not None else 0
+    written_off = taken.written_off if taken is not None else 0
 
     row.refund_mode = mode
     row.refunded_minor += now_minor
@@ -420,7 +416,6 @@ def refund(
             f"{written_off} of the points to take back had already been spent and were "
             "written off (policy write_off)"
         )
-    stores = views.store_codes(session, program.id) if row.store_id else {}
     refund_row = Refund(
         purchase_id=row.id,
         external_id=req.refund_id,
@@ -445,7 +440,7 @@ def refund(
         debt_added=debt_added,
         negative_balance_policy=program.negative_balance,
         note=note,
-        entries=[views.entry_out(e, stores) for e in entries],
+        entries=entries,
         totals=views.totals(session, account, now, settled=True),
     )
     refund_row.response = out.model_dump(mode="json")

@@ -29,6 +29,9 @@ from patron.programs.models import Program, Store
 from patron.rewards import codes, tokens
 from patron.rewards.catalog import change_stock, get_reward, price_for
 from patron.rewards.models import Coupon, CouponEvent, Redemption, Reward
+from patron.sales import snapshot
+from patron.sales.plan import Source
+from patron.sales.points import operate
 
 # Kinds fulfilled by another system: redeeming issues no coupon, the webhook carries the order.
 NO_COUPON_KINDS = ("external",)
@@ -267,24 +270,28 @@ def redeem(
     session.add(redemption)
     session.flush()
     if redemption.points:
-        result = ledger.debit(
-            session,
-            account,
-            kind="redeem",
-            points=redemption.points,
-            now=now,
-            occurred_at=now,
-            source=ledger.Source(
-                actor=str(actor),
-                store_id=the_store,
-                channel=channel if channel in ("pos", "online", "app") else None,
-                external_ref=f"reward:{reward.code}",
-            ),
-            reason=f"reward {reward.code} × {quantity}",
-            details={"reward": reward.code, "redemption": redemption.id, "quantity": quantity},
+        source = Source(
+            store_id=the_store,
+            channel=channel if channel in ("pos", "online", "app") else None,
+            external_ref=f"reward:{reward.code}",
         )
-        assert result.entry is not None
-        redemption.entry_id = result.entry.id
+        details = {"reward": reward.code, "redemption": redemption.id, "quantity": quantity}
+        spent = operate(
+            session,
+            program.id,
+            member.id,
+            lambda planner, _state: planner.spend(
+                member.id,
+                redemption.points,
+                reason=f"reward {reward.code} × {quantity}",
+                source=source,
+                details=details,
+            ),
+            actor=actor,
+            now=now,
+            new_rows=(0, 1),
+        )
+        redemption.entry_id = spent.id
     coupons: list[Coupon] = []
     if reward.kind not in NO_COUPON_KINDS:
         coupons = [
@@ -439,17 +446,24 @@ def cancel(
         assert entry is not None
         ledger.settle_due(session, account, now, actor=str(actor))  # what was due anyway
         expired_before = account.expired
-        ledger.restore(
+        opened = snapshot.opened(session, entry.id)
+        operate(
             session,
-            account,
-            redemption=entry,
-            points=coupon.points,
+            program.id,
+            account.member_id,
+            lambda planner, state: planner.give_back(
+                state.member_id,
+                entry.id,
+                coupon.points,
+                opened,
+                reason=f"coupon {codes.display(coupon.code)} {status}: {reason}",
+                occurred_at=now,
+                source=Source(external_ref=f"reward:{reward.code}"),
+            ),
+            actor=actor,
             now=now,
-            occurred_at=now,
-            source=ledger.Source(actor=str(actor), external_ref=f"reward:{reward.code}"),
-            reason=f"coupon {codes.display(coupon.code)} {status}: {reason}",
+            new_rows=(0, 1 + len(opened)),
         )
-        ledger.settle_due(session, account, now, actor=str(actor))
         returned = coupon.points
         expired_again = account.expired - expired_before
         coupon.points_returned = returned

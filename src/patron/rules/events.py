@@ -22,7 +22,7 @@ from patron.errors import Conflict, Invalid, NotFound
 from patron.ledger import service as ledger
 from patron.ledger import views
 from patron.ledger.models import Account, Entry
-from patron.ledger.purchases import check_occurred_at, points_expiry
+from patron.ledger.purchases import check_occurred_at
 from patron.ledger.schemas import EntryOut, Totals
 from patron.members import service as members
 from patron.members.models import Member
@@ -34,6 +34,8 @@ from patron.rules.engine import evaluate_event
 from patron.rules.explain import LANGUAGES, explain_steps
 from patron.rules.model import Event
 from patron.rules.models import EventClaim
+from patron.sales.plan import Source
+from patron.sales.points import operate
 from patron.tiers import service as tiers
 
 EVENT_NAME = r"^[a-z0-9][a-z0-9_-]{0,59}$"
@@ -119,20 +121,29 @@ def record_event(
             code="event_limit_reached",
         )
 
-    source = ledger.Source(actor=str(actor), store_id=store_id, channel=req.channel)
-    entry = ledger.credit(
+    source = Source(store_id=store_id, channel=req.channel)
+    points, qualifying, steps = (
+        result.points,
+        result.points if result.rule.qualifying else 0,
+        result.steps,
+    )
+    entry = operate(
         session,
-        account,
-        kind="earn",
-        points=result.points,
+        program.id,
+        member.id,
+        lambda planner, _state: planner.credit(
+            member.id,
+            points,
+            reason=f"event {req.event}",
+            occurred_at=occurred_at,
+            source=source,
+            qualifying=qualifying,
+            breakdown=steps,
+            rule_version=program.rule_version,
+        ),
+        actor=actor,
         now=now,
-        occurred_at=occurred_at,
-        source=source,
-        reason=f"event {req.event}",
-        breakdown=result.steps,
-        rule_version=program.rule_version,
-        expires_at=points_expiry(session, program, account, occurred_at),
-        qualifying=result.points if result.rule.qualifying else 0,
+        new_rows=(1, 2),
     )
     if result.period_key is not None:
         try:
@@ -150,19 +161,14 @@ def record_event(
                 _limit_message(req.event, result.rule.limit, result.period_key),
                 code="event_limit_reached",
             ) from None
-    expiry = entry.details.get("expires_at") if entry.details else None
-    if expiry is not None and datetime.fromisoformat(expiry) <= now:
-        ledger.settle_due(session, account, now, actor=str(actor))
-    session.flush()
     tiers.upgrade_if_qualified(session, program, account, now=now, actor=actor)
-    stores = {store_id: req.store} if store_id is not None and req.store else {}
     return EventOut(
         member_id=member.id,
         event=req.event,
         rule=result.rule.id,
         points=result.points,
         period_key=result.period_key,
-        entry=views.entry_out(entry, stores),
+        entry=entry,
         totals=views.totals(session, account, now, settled=True),
     )
 

@@ -10,7 +10,7 @@ tier. Every round is one snapshot, one plan and one apply, in the caller's trans
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -34,6 +34,7 @@ from patron.rules import service as rules
 from patron.sales import basket, snapshot
 from patron.sales.apply import Taken, apply
 from patron.sales.plan import Planner, SaleOp
+from patron.sales.points import settled_read
 from patron.tiers import service as tiers
 
 # A round whose order ids or new accounts another writer took first is planned again, seeing
@@ -96,30 +97,6 @@ def record(
                 raise
     assert all(o is not None for o in out)
     return [o for o in out if o is not None]
-
-
-def _settled_read(
-    session: Session,
-    config: ProgramConfig,
-    read: Callable[[ProgramConfig], snapshot.Read],
-    *,
-    now: datetime,
-    actor: Actor,
-    replan: Callable[[ProgramConfig], bool] = lambda _config: False,
-) -> tuple[ProgramConfig, snapshot.Read | None]:
-    """`read` under the program's current configuration (a change since this worker cached
-    it is loaded and read again; None if `replan` says the new one needs another round) and
-    with nothing due (lots due are settled, then read again)."""
-    got = read(config)
-    if got.version != config.version:
-        config = program_cache.load(session, config.id)
-        if replan(config):
-            return config, None
-        got = read(config)
-    if got.due:
-        snapshot.settle(session, got.due, now, actor=str(actor))
-        got = read(config)
-    return config, got
 
 
 def _unanswered(
@@ -196,7 +173,7 @@ def _round(
             late_since=min((t for t in late_at.values() if t is not None), default=None),
         )
 
-    config, got = _settled_read(
+    config, got = settled_read(
         session,
         config,
         read,
@@ -374,7 +351,7 @@ def adjust(
             now=now,
         )
 
-    config, got = _settled_read(session, config, read, now=now, actor=actor)
+    config, got = settled_read(session, config, read, now=now, actor=actor)
     assert got is not None
     state = got.states[member.id]
     before = state.available - state.debt

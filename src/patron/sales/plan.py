@@ -59,6 +59,42 @@ class Expiry:
     points: int  # still restorable
 
 
+@dataclass(frozen=True)
+class Source:
+    """Where an entry came from, copied onto it: the till's store and channel, the order or
+    reward it names, the purchase it belongs to."""
+
+    store_id: int | None = None
+    channel: str | None = None
+    external_ref: str | None = None
+    purchase_id: int | None = None
+
+
+NO_SOURCE = Source()
+
+
+@dataclass
+class OpenLot:
+    """A lot a redemption took points from, with what is still not given back."""
+
+    id: int
+    remaining: int
+    expires_at: datetime | None
+    pending: bool
+    open: int
+
+
+@dataclass
+class Taken:
+    """What a clawback did: its entry (None when nothing could be taken), the points taken
+    from lots, the debt it left and the points it wrote off (`negative_balance`)."""
+
+    entry: EntryOut | None
+    taken: int
+    debt_added: int
+    written_off: int
+
+
 @dataclass
 class AccountState:
     """One member's account in the program, settled at `now` (nothing due), under its lock."""
@@ -252,7 +288,13 @@ class Planner:
         if state.new:
             self._open(state)
         p_id = self.ids.purchase()
-        sale = _Sale(self, op, state, p_id, occurred_at, store_id)
+        sale = _Writer(
+            self,
+            state,
+            occurred_at,
+            Source(store_id, req.channel, req.external_id, p_id),
+            order_id=req.external_id,
+        )
         entries: list[EntryOut] = []
         redeem_id = earn_id = None
         if spend:
@@ -260,7 +302,9 @@ class Planner:
                 lot, out = sale.restore(expiry, part)
                 taken.append((lot, part))
                 entries.append(out)
-            redeem_id, out = sale.redeem(spend, order.paid_with_points, taken)
+            redeem_id, out = sale.redeem(
+                spend, taken, reason=f"paid {order.paid_with_points} {config.currency} with points"
+            )
             entries.append(out)
         metric_gain = 0
         if result.points:
@@ -369,7 +413,7 @@ class Planner:
         """Points given (a new lot, as an earn's) or taken (available lots soonest expiry
         first, then pending ones; refused if they do not hold enough)."""
         state = self.accounts[member_id]
-        writer = _Sale(self, None, state, None, self.now, None)
+        writer = _Writer(self, state, self.now)
         if points > 0:
             tier = self.config.tier_by_code.get(state.tier) if state.tier is not None else None
             _id, out = writer.credit(
@@ -386,7 +430,134 @@ class Planner:
         on_hand = sum(lot.remaining for lot in lots)
         if wanted > on_hand:
             raise InsufficientPoints(f"{wanted} points needed but only {on_hand} are left")
-        return writer.take_back(wanted, reason=reason, qualifying=points if qualifying else 0)
+        taken = writer.take_back(
+            "adjust", wanted, on_hand=lots, reason=reason, qualifying=points if qualifying else 0
+        )
+        assert taken.entry is not None
+        return taken.entry
+
+    # --- refunds, rewards and events -------------------------------------------------------
+
+    def credit(
+        self,
+        member_id: int,
+        points: int,
+        *,
+        reason: str,
+        occurred_at: datetime,
+        source: Source,
+        qualifying: int,
+        breakdown: list[dict[str, Any]] | None = None,
+        rule_version: int | None = None,
+    ) -> EntryOut:
+        """Points an event earns: a new lot, valid as a sale's (the tier may lengthen it),
+        never pending; points already past their date expire at once."""
+        state = self.accounts[member_id]
+        tier = self.config.tier_by_code.get(state.tier) if state.tier is not None else None
+        _id, out = _Writer(self, state, occurred_at, source).credit(
+            "earn",
+            points,
+            reason=reason,
+            qualifying=qualifying,
+            extra_months=tier.extra_expiry_months if tier is not None else 0,
+            pending_days=0,
+            breakdown=breakdown,
+            rule_version=rule_version,
+        )
+        return out
+
+    def spend(
+        self,
+        member_id: int,
+        points: int,
+        *,
+        reason: str,
+        source: Source,
+        details: dict[str, Any] | None = None,
+    ) -> EntryOut:
+        """Points paying for a reward: available lots, soonest expiry first."""
+        state = self.accounts[member_id]
+        taken = self._lots_for(state, points)
+        _id, out = _Writer(self, state, self.now, source).redeem(
+            points, taken, reason=reason, details=details
+        )
+        return out
+
+    def give_back(
+        self,
+        member_id: int,
+        redemption_id: int,
+        points: int,
+        opened: list[OpenLot],
+        *,
+        reason: str,
+        occurred_at: datetime,
+        source: Source,
+    ) -> EntryOut:
+        """Points a redemption spent, given back (a refund, a cancelled coupon): refused if
+        the redemption has fewer left to give back (`opened`: its lots, what each still
+        owes)."""
+        left = sum(lot.open for lot in opened)
+        if left < points:
+            raise InsufficientPoints(f"only {left} points of this redemption are left to give back")
+        state = self.accounts[member_id]
+        writer = _Writer(self, state, occurred_at, source)
+        return writer.give_back(redemption_id, points, opened, reason=reason)
+
+    def claw_back(
+        self,
+        member_id: int,
+        points: int,
+        *,
+        reverses: int,
+        first_lot: int | None,
+        shortfall: str,
+        reason: str,
+        occurred_at: datetime,
+        source: Source,
+        qualifying: int = 0,
+        details: dict[str, Any] | None = None,
+    ) -> Taken:
+        """Points earned, taken back (a refund): the earn's own lot first, then available,
+        then pending lots; what they do not hold goes by `shortfall`."""
+        state = self.accounts[member_id]
+        lots = [*(state.lots or []), *(state.pending_lots or [])]
+        lots.sort(key=lambda lot: lot.id != first_lot)  # stable: the rest keep their order
+        held = sum(lot.remaining for lot in lots)
+        if points > held and shortfall == "reject":
+            raise InsufficientPoints(f"{points} points needed but only {held} are left")
+        return _Writer(self, state, occurred_at, source).take_back(
+            "reverse",
+            points,
+            on_hand=lots,
+            reason=reason,
+            qualifying=qualifying,
+            reverses=reverses,
+            shortfall=shortfall,
+            details=details,
+        )
+
+    def qualifying_back(
+        self,
+        member_id: int,
+        *,
+        reverses: int,
+        qualifying: int,
+        reason: str,
+        occurred_at: datetime,
+        source: Source,
+    ) -> EntryOut:
+        """A zero-point reversal that takes back only qualifying points (a refund that could
+        take no points: they expired, or were written off)."""
+        assert qualifying < 0
+        return _Writer(self, self.accounts[member_id], occurred_at, source)._entry(
+            "reverse",
+            0,
+            reason=reason,
+            qualifying=qualifying,
+            reverses=reverses,
+            details={"qualifying_only": True},
+        )
 
     def _late(self, state: AccountState, occurred_at: datetime) -> list[Expiry]:
         """Points that were valid when a late sale happened and expired before it was
@@ -455,21 +626,21 @@ class Planner:
         )
 
 
-class _Sale:
-    """The entries of one sale, written into the planner's rows and its account's state."""
+class _Writer:
+    """The entries of one operation on one account, written into the planner's rows and the
+    account's state."""
 
     def __init__(
         self,
         planner: Planner,
-        op: SaleOp | None,
         state: AccountState,
-        purchase_id: int | None,
         occurred_at: datetime,
-        store_id: int | None,
+        source: Source = NO_SOURCE,
+        *,
+        order_id: str | None = None,
     ) -> None:
-        self.p, self.op, self.state = planner, op, state
-        self.purchase_id, self.occurred_at, self.store_id = purchase_id, occurred_at, store_id
-        self.store = planner.config.store_codes.get(store_id) if store_id else None
+        self.p, self.state, self.occurred_at = planner, state, occurred_at
+        self.source, self.order_id = source, order_id
 
     def _entry(
         self,
@@ -484,16 +655,15 @@ class _Sale:
         details: dict[str, Any] | None = None,
         expires: datetime | None = None,
         occurred_at: datetime | None = None,
-        of_sale: bool = True,
+        sourced: bool = True,
         reverses: int | None = None,
     ) -> EntryOut:
         p = self.p
         entry_id = p.ids.entry()
         occurred = occurred_at or self.occurred_at
-        req = self.op.req if of_sale and self.op is not None else None
-        store_id, store = (self.store_id, self.store) if req is not None else (None, None)
-        channel = req.channel if req is not None else None
-        ref = req.external_id if req is not None else None
+        src = self.source if sourced else NO_SOURCE
+        store_id, channel, ref = src.store_id, src.channel, src.external_ref
+        store = p.config.store_codes.get(store_id) if store_id else None
         p.rows.entries.append(
             {
                 "id": entry_id,
@@ -504,7 +674,7 @@ class _Sale:
                 "qualifying": qualifying,
                 "lot_id": lot_id,
                 "reverses_entry_id": reverses,
-                "purchase_id": self.purchase_id if req is not None else None,
+                "purchase_id": src.purchase_id,
                 "occurred_at": occurred,
                 "created_at": p.now,
                 "reason": reason,
@@ -568,7 +738,7 @@ class _Sale:
             points,
             reason=(
                 f"points expired on {expiry.at.date().isoformat()} given back: "
-                f"sale {self._order_id()} happened before and was recorded late"
+                f"sale {self.order_id} happened before and was recorded late"
             ),
             lot_id=lot_id,
             details={"late_sale": True, "expired_at": expiry.at.isoformat()},
@@ -592,56 +762,170 @@ class _Sale:
         p.rows.move(state.account_id, available=points, adjusted=points)
         return LotState(lot_id, points, expiry.at), out
 
-    def take_back(self, points: int, *, reason: str, qualifying: int) -> EntryOut:
-        """A negative adjustment: available lots first, then pending ones, soonest expiry
-        first (the caller checked they hold enough)."""
+    def take_back(
+        self,
+        kind: str,
+        points: int,
+        *,
+        on_hand: list[LotState],
+        reason: str,
+        qualifying: int = 0,
+        reverses: int | None = None,
+        shortfall: str = "reject",
+        details: dict[str, Any] | None = None,
+    ) -> Taken:
+        """A clawback (a refund's reverse, a negative adjustment): `points` from the lots
+        `on_hand` in order; what they do not hold is refused, left as debt or written off
+        (`shortfall`, the program's negative-balance policy). The caller checked a refusal."""
         p, state = self.p, self.state
-        out = self._entry("adjust", -points, reason=reason, qualifying=qualifying, of_sale=False)
-        soon = p.now + EXPIRING_WINDOW
-        need = points
-        for bucket, lots in (
-            ("available", state.lots or []),
-            ("pending", state.pending_lots or []),
-        ):
-            for lot in lots:
-                part = min(need, lot.remaining)
-                if part <= 0:
-                    continue
-                lot.remaining -= part
-                need -= part
-                p.rows.take(lot.id, part)
-                p.rows.movements.append({"entry_id": out.id, "lot_id": lot.id, "points": -part})
-                if lot.expires_at is not None and p.now < lot.expires_at <= soon:
-                    state.expiring -= part
-                setattr(state, bucket, getattr(state, bucket) - part)
-                p.rows.move(state.account_id, **{bucket: -part})
-        state.adjusted -= points
-        p.rows.move(state.account_id, adjusted=-points)
-        return out
+        held = sum(lot.remaining for lot in on_hand)
+        missing = max(0, points - held)
+        debt_added = missing if shortfall == "allow_debt" else 0
+        written_off = missing if shortfall == "write_off" else 0
+        taken = points - missing
+        if taken + debt_added == 0:
+            return Taken(None, 0, 0, written_off)
+        extra = dict(details or {})
+        if debt_added:
+            extra["debt_added"] = debt_added
+        if written_off:
+            extra["written_off"] = written_off
+        out = self._entry(
+            kind,
+            -(taken + debt_added),
+            reason=reason,
+            qualifying=qualifying,
+            reverses=reverses,
+            details=extra or None,
+        )
+        pending = {id(lot) for lot in state.pending_lots or []}
+        need = taken
+        for lot in on_hand:
+            part = min(need, lot.remaining)
+            if part <= 0:
+                continue
+            need -= part
+            self._take(lot, part, out.id, "pending" if id(lot) in pending else "available")
+        if debt_added:
+            state.debt += debt_added
+            p.rows.movements.append({"entry_id": out.id, "lot_id": None, "points": -debt_added})
+        total = "adjusted" if kind == "adjust" else "earned"
+        setattr(state, total, getattr(state, total) - (taken + debt_added))
+        p.rows.move(state.account_id, debt=debt_added, **{total: -(taken + debt_added)})
+        return Taken(out, taken, debt_added, written_off)
+
+    def _take(self, lot: LotState, part: int, entry_id: int, bucket: str) -> None:
+        """`part` points out of `lot` (in `bucket`) for the entry `entry_id`."""
+        p, state = self.p, self.state
+        lot.remaining -= part
+        p.rows.take(lot.id, part)
+        p.rows.movements.append({"entry_id": entry_id, "lot_id": lot.id, "points": -part})
+        if lot.expires_at is not None and p.now < lot.expires_at <= p.now + EXPIRING_WINDOW:
+            state.expiring -= part
+        setattr(state, bucket, getattr(state, bucket) - part)
+        p.rows.move(state.account_id, **{bucket: -part})
 
     def redeem(
-        self, points: int, value: Decimal, taken: list[tuple[LotState, int]]
+        self,
+        points: int,
+        taken: list[tuple[LotState, int]],
+        *,
+        reason: str,
+        details: dict[str, Any] | None = None,
     ) -> tuple[int, EntryOut]:
-        """Points paying part of the bill, taken from the lots `Planner._lots_for` chose."""
+        """Points spent (on part of a bill, on a reward), taken from the lots
+        `Planner._lots_for` chose."""
         p, state = self.p, self.state
-        out = self._entry("redeem", -points, reason=f"paid {value} {p.config.currency} with points")
-        soon = p.now + EXPIRING_WINDOW
+        out = self._entry("redeem", -points, reason=reason, details=details)
         for lot, part in taken:
-            lot.remaining -= part
-            p.rows.take(lot.id, part)
-            p.rows.movements.append({"entry_id": out.id, "lot_id": lot.id, "points": -part})
-            if lot.expires_at is not None and p.now < lot.expires_at <= soon:
-                state.expiring -= part
+            self._take(lot, part, out.id, "available")
         if state.lots is not None:
             state.lots = [lot for lot in state.lots if lot.remaining > 0]
-        state.available -= points
         state.redeemed += points
-        p.rows.move(state.account_id, available=-points, redeemed=points)
+        p.rows.move(state.account_id, redeemed=points)
         return out.id, out
 
-    def _order_id(self) -> str:
-        assert self.op is not None
-        return self.op.req.external_id
+    def give_back(
+        self, redemption_id: int, points: int, opened: list[OpenLot], *, reason: str
+    ) -> EntryOut:
+        """Spent points back to the lots the redemption took them from, latest expiry first
+        (the member gets back what stays valid longest); a debt is paid from them first, and
+        what lands in a lot past its date expires again at once, dated at that date."""
+        p, state = self.p, self.state
+        out = self._entry("reverse", points, reason=reason, reverses=redemption_id)
+        soon = p.now + EXPIRING_WINDOW
+        need = points
+        touched: list[OpenLot] = []
+        for lot in sorted(opened, key=_give_order):
+            part = min(need, lot.open)
+            if part <= 0:
+                continue
+            need -= part
+            lot.remaining += part
+            lot.open -= part
+            p.rows.take(lot.id, -part)
+            p.rows.movements.append({"entry_id": out.id, "lot_id": lot.id, "points": part})
+            bucket = "pending" if lot.pending else "available"
+            setattr(state, bucket, getattr(state, bucket) + part)
+            p.rows.move(state.account_id, **{bucket: part})
+            if lot.expires_at is not None and p.now < lot.expires_at <= soon:
+                state.expiring += part
+            touched.append(lot)
+            if need == 0:
+                break
+        state.redeemed -= points
+        p.rows.move(state.account_id, redeemed=-points)
+        for lot in touched:  # a debt takes the points first
+            if state.debt <= 0:
+                break
+            part = min(state.debt, lot.remaining)
+            if part <= 0:
+                continue
+            as_lot = LotState(lot.id, lot.remaining, lot.expires_at)
+            self._take(as_lot, part, out.id, "pending" if lot.pending else "available")
+            lot.remaining = as_lot.remaining
+            state.debt -= part
+            p.rows.movements.append({"entry_id": out.id, "lot_id": None, "points": part})
+            p.rows.move(state.account_id, debt=-part)
+        self._expire_again([lot for lot in touched if lot.remaining > 0])
+        for lot in touched:  # what later operations of the plan may take from
+            lots = state.pending_lots if lot.pending else state.lots
+            if lots is None:
+                continue
+            found = next((x for x in lots if x.id == lot.id), None)
+            if found is not None:
+                found.remaining = lot.remaining
+            elif lot.remaining > 0:
+                lots.append(LotState(lot.id, lot.remaining, lot.expires_at))
+                lots.sort(key=_spend_order)
+        return out
+
+    def _expire_again(self, lots: list[OpenLot]) -> None:
+        """Lots given points back after their date: one expire entry per expiry instant, as
+        `ledger.service.settle_due` and the nightly job write them."""
+        p, state = self.p, self.state
+        by_instant: dict[datetime, list[OpenLot]] = {}
+        for lot in sorted(lots, key=lambda lot: lot.id):
+            if lot.expires_at is not None and lot.expires_at <= p.now:
+                by_instant.setdefault(lot.expires_at, []).append(lot)
+        for at in sorted(by_instant):
+            group = by_instant[at]
+            total = sum(lot.remaining for lot in group)
+            out = self._entry(
+                "expire",
+                -total,
+                reason="points expired",
+                lot_id=group[0].id if len(group) == 1 else None,
+                occurred_at=at,
+                sourced=False,
+            )
+            for lot in group:
+                part = lot.remaining
+                as_lot = LotState(lot.id, part, lot.expires_at)
+                self._take(as_lot, part, out.id, "pending" if lot.pending else "available")
+                lot.remaining = 0
+            state.expired += total
+            p.rows.move(state.account_id, expired=total)
 
     def earn(self, result: Any, tier: Any, qualifying: int) -> tuple[int, EntryOut]:
         """The points earned, in a new lot (`credit`)."""
@@ -649,7 +933,7 @@ class _Sale:
         return self.credit(
             "earn",
             result.points,
-            reason=f"purchase {self._order_id()}",
+            reason=f"purchase {self.order_id}",
             qualifying=qualifying,
             extra_months=tier.extra_expiry_months if tier is not None else 0,
             pending_days=config.pending_days,
@@ -738,12 +1022,18 @@ class _Sale:
             reason="points expired",
             lot_id=lot_id,
             occurred_at=expiry,
-            of_sale=False,
+            sourced=False,
         )
         p.rows.movements.append({"entry_id": out.id, "lot_id": lot_id, "points": -points})
         setattr(state, bucket, getattr(state, bucket) - points)
         state.expired += points
         p.rows.move(state.account_id, expired=points, **{bucket: -points})
+
+
+def _give_order(lot: OpenLot) -> tuple[bool, float, int]:
+    """Lots that never expire first, then latest expiry first, then newest first."""
+    at = lot.expires_at
+    return (at is not None, -at.timestamp() if at is not None else 0.0, -lot.id)
 
 
 def _spend_order(lot: LotState) -> tuple[bool, float, int]:

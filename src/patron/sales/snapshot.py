@@ -48,11 +48,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from patron.ledger import service as ledger
-from patron.ledger.models import Account, Entry, Lot, Purchase
+from patron.ledger.models import Account, Entry, Lot, Movement, Purchase
 from patron.ledger.program_cache import ProgramConfig, programs_version
 from patron.ledger.views import EXPIRING_WINDOW
 from patron.members.models import Member
-from patron.sales.plan import AccountState, Expiry, Ids, LotState, upgrade_window
+from patron.sales.plan import AccountState, Expiry, Ids, LotState, OpenLot, upgrade_window
 from patron.tiers.metrics import metric_column
 
 ACC = cast(Table, Account.__table__)
@@ -60,6 +60,7 @@ LOT = cast(Table, Lot.__table__)
 MEM = cast(Table, Member.__table__)
 PUR = cast(Table, Purchase.__table__)
 ENT = cast(Table, Entry.__table__)
+MOV = cast(Table, Movement.__table__)
 b = bindparam
 
 
@@ -300,9 +301,10 @@ def read(
     late: set[int] | None = None,
     late_since: datetime | None = None,
     takers: set[int] | None = None,
+    new_rows: tuple[int, int] | None = None,
 ) -> Read:
     """The five reads of the module's docstring (ids for `sales` sales, `spending` of them
-    spending points)."""
+    spending points; or for `new_rows` (lots, entries) when given)."""
     conn = session.connection()
     dialect = conn.dialect.name
     window = upgrade_window(config, None, now)
@@ -327,8 +329,8 @@ def read(
             {
                 "x_pid": config.id,
                 "x_n_purchases": sales,
-                "x_n_lots": sales,
-                "x_n_entries": 2 * sales + spending,
+                "x_n_lots": sales if new_rows is None else new_rows[0],
+                "x_n_entries": 2 * sales + spending if new_rows is None else new_rows[1],
             },
         )
     )
@@ -424,6 +426,47 @@ def read(
 def _utc(value: datetime) -> datetime:
     """An instant read on the driver (PostgreSQL) or through SQLAlchemy, in UTC."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def opened(session: Session, redemption_id: int) -> list[OpenLot]:
+    """The lots a redemption took points from, with what each is still owed (taken, less
+    what reversals gave back), as they stand: read under the account's lock."""
+    conn = session.connection()
+    taken = dict(
+        conn.execute(
+            select(MOV.c.lot_id, func.sum(MOV.c.points))
+            .where(MOV.c.entry_id == redemption_id, MOV.c.lot_id.is_not(None))
+            .group_by(MOV.c.lot_id)
+        ).all()
+    )
+    given = dict(
+        conn.execute(
+            select(MOV.c.lot_id, func.sum(MOV.c.points))
+            .join(ENT, ENT.c.id == MOV.c.entry_id)
+            .where(
+                ENT.c.reverses_entry_id == redemption_id,
+                ENT.c.kind == "reverse",
+                MOV.c.points > 0,
+                MOV.c.lot_id.is_not(None),
+            )
+            .group_by(MOV.c.lot_id)
+        ).all()
+    )
+    lots = conn.execute(
+        select(LOT.c.id, LOT.c.remaining, LOT.c.expires_at, LOT.c.pending).where(
+            LOT.c.id.in_(list(taken))
+        )
+    ).all()
+    return [
+        OpenLot(
+            id=lot_id,
+            remaining=remaining,
+            expires_at=_utc(expires) if expires is not None else None,
+            pending=pending,
+            open=-int(taken[lot_id]) - int(given.get(lot_id, 0)),
+        )
+        for lot_id, remaining, expires, pending in lots
+    ]
 
 
 def settle(session: Session, account_ids: set[int], now: datetime, *, actor: str) -> None:
