@@ -28,8 +28,8 @@ from sqlalchemy import text
 
 from patron.audit.service import CLI
 from patron.db.engine import Database
-from patron.ledger import batch, purchases
-from patron.ledger.schemas import PurchaseRequest
+from patron.sales import batch, purchases
+from patron.sales.schemas import PurchaseRequest
 
 
 def _body(n: int, member: int, spend: bool, big: bool = False) -> PurchaseRequest:

@@ -34,7 +34,7 @@ import msgspec
 from starlette.responses import JSONResponse
 
 from patron.ledger import wire
-from patron.ledger.schemas import PurchaseRequest
+from patron.sales.schemas import PurchaseRequest
 
 BODY: dict[str, Any] = {
     "external_id": "T07-20260302-000123",

@@ -19,14 +19,15 @@ from typer.testing import CliRunner
 
 from patron import clock
 from patron.audit.service import CLI
+from patron.check import run_check
 from patron.cli import app as cli_app
 from patron.config import get_settings
 from patron.db.engine import Database
-from patron.ledger import batch, views
-from patron.ledger.check import run_check
+from patron.ledger import views
 from patron.ledger.models import Account, Entry, Purchase
-from patron.ledger.schemas import BatchReport, PurchaseRequest
 from patron.members import service as members
+from patron.sales import batch
+from patron.sales.schemas import BatchReport, PurchaseRequest
 from tests.conftest import auth
 from tests.factories import make_member, make_program
 

@@ -195,8 +195,8 @@ def test_the_one_command_runs_expiry_tiers_and_report_on_postgresql(
 def test_profile_summary_groups_samples(bench: ModuleType, tmp_path: Path) -> None:
     raw = tmp_path / "profile.txt"
     raw.write_text(
-        "main (a.py:1);purchase (patron/ledger/purchases.py:9);execute (psycopg/cursor.py:1) 6\n"
-        "main (a.py:1);purchase (patron/ledger/purchases.py:9);_flush (sqlalchemy/orm/s.py:2) 3\n"
+        "main (a.py:1);purchase (patron/sales/purchases.py:9);execute (psycopg/cursor.py:1) 6\n"
+        "main (a.py:1);purchase (patron/sales/purchases.py:9);_flush (sqlalchemy/orm/s.py:2) 3\n"
         "main (a.py:1);select (selectors.py:469) 50\n"
         "main (a.py:1);evaluate (patron/rules/engine.py:3) 1\n"
     )

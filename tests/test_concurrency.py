@@ -19,14 +19,14 @@ import pytest
 from sqlalchemy import func, select
 
 from patron.audit.service import CLI
+from patron.check import run_check
 from patron.db.engine import Database
 from patron.errors import InsufficientPoints
-from patron.ledger import purchases
-from patron.ledger.check import run_check
 from patron.ledger.models import Account, Entry, Purchase
-from patron.ledger.schemas import AdjustRequest, PurchaseRequest
 from patron.members.schemas import MemberRef
 from patron.programs.service import get_program
+from patron.sales import purchases
+from patron.sales.schemas import AdjustRequest, PurchaseRequest
 from tests.conftest import auth
 from tests.factories import make_member, make_program
 

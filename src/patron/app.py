@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from patron import __version__
 from patron.auth.api import router as access_router
+from patron.check import router as check_router
 from patron.config import get_settings
 from patron.db.engine import Database
 from patron.errors import PatronError
@@ -33,6 +34,7 @@ from patron.reports.api import router as reports_router
 from patron.rewards.api import router as rewards_router
 from patron.rewards.offline_api import router as offline_coupons_router
 from patron.rules.api import router as rules_router
+from patron.sales.api import router as sales_router
 from patron.tiers.api import router as tiers_router
 from patron.tiers.read_api import router as tier_reads_router
 from patron.wallet.api import router as wallet_router
@@ -168,7 +170,9 @@ def create_app(
         programs_router,
         branding_router,
         members_router,
+        sales_router,
         points_router,
+        check_router,
         access_router,
         rules_router,
         tiers_router,

@@ -13,10 +13,10 @@ from patron import clock
 from patron.admin.cli import app as user_app
 from patron.cli_common import DatabaseUrl, console, open_database, parse_as_of, resolve_url
 from patron.config import get_settings
-from patron.ledger.import_cli import app as import_app
 from patron.notify.cli import notify_app
 from patron.reports.cli import app as report_app
 from patron.rules.cli import app as rules_app
+from patron.sales.import_cli import app as import_app
 from patron.tiers.cli import app as tiers_app
 
 app = typer.Typer(help="Patron: an API-first customer loyalty engine.", no_args_is_help=True)
@@ -286,7 +286,7 @@ def expire(
 @app.command()
 def check(database_url: DatabaseUrl = None) -> None:
     """Verify every ledger invariant; exits 1 on any violation."""
-    from patron.ledger.check import run_check
+    from patron.check import run_check
 
     db = open_database(database_url)
     with db.unit_of_work(readonly=True) as session:

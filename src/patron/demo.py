@@ -15,8 +15,7 @@ from patron.audit.service import SYSTEM
 from patron.auth.service import create_key
 from patron.db.engine import Database
 from patron.errors import PatronError
-from patron.ledger import jobs, purchases
-from patron.ledger.schemas import LineIn, PurchaseRequest, RefundRequest
+from patron.ledger import jobs
 from patron.members import service as members
 from patron.members.schemas import CardIn, MemberCreate, MemberRef
 from patron.portal import signup
@@ -35,6 +34,8 @@ from patron.rewards.codes import display
 from patron.rewards.schemas import RewardCreate, UseRequest
 from patron.rules import service as rules
 from patron.rules.model import RuleSetDoc
+from patron.sales import purchases
+from patron.sales.schemas import LineIn, PurchaseRequest, RefundRequest
 from patron.tiers import service as tiers
 from patron.tiers.schemas import TierSetup
 

@@ -11,10 +11,10 @@ from patron import demo
 from patron.admin import service
 from patron.audit.service import CLI, SYSTEM
 from patron.db.engine import Database
-from patron.ledger import purchases
-from patron.ledger.schemas import PurchaseRequest
 from patron.members.schemas import MemberRef
 from patron.rules import service as rules
+from patron.sales import purchases
+from patron.sales.schemas import PurchaseRequest
 from patron.tiers import service as tiers
 from tests.conftest import T0
 from tests.factories import make_member, make_program

@@ -10,9 +10,9 @@ import pytest
 from patron import clock
 from patron.admin import setup_service
 from patron.audit.service import CLI
-from patron.ledger import batch
-from patron.ledger.schemas import PurchaseRequest
 from patron.programs.service import get_program, get_store
+from patron.sales import batch
+from patron.sales.schemas import PurchaseRequest
 from tests.api.helpers import enroll
 
 P = "/api/v1/programs/bakery"

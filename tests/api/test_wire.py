@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from starlette.responses import JSONResponse
 
 from patron.ledger import wire
-from patron.ledger.schemas import LineIn, PurchaseRequest
 from patron.members.schemas import MemberRef
+from patron.sales.schemas import LineIn, PurchaseRequest
 from tests.api.helpers import enroll
 
 P = "/api/v1/programs/bakery"

@@ -6,9 +6,9 @@ from __future__ import annotations
 from alembic import command
 from sqlalchemy import delete, select
 
+from patron.check import run_check
 from patron.db.migrate import alembic_config, upgrade
 from patron.events.models import DomainEvent
-from patron.ledger.check import run_check
 from tests.factories import make_member, make_program
 from tests.ledger._helpers import adjust, buy, refund
 

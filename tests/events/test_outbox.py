@@ -16,20 +16,20 @@ import pytest
 from sqlalchemy import case, func, select, text
 
 from patron.audit.service import CLI
+from patron.check import run_check
 from patron.db.engine import Database
 from patron.errors import InsufficientPoints, PatronError
 from patron.events.kinds import ENTRY_EVENTS
 from patron.events.models import DomainEvent
 from patron.events.outbox import entry_payload, entry_payload_sql, iso_utc
-from patron.ledger import batch, purchases
-from patron.ledger.check import run_check
 from patron.ledger.jobs import run_expiry
 from patron.ledger.models import Account, Entry, Lot
-from patron.ledger.schemas import PurchaseRequest
 from patron.members.schemas import MemberRef
 from patron.programs.models import Program, Store
 from patron.rules import events as rule_events
 from patron.rules import service as rules
+from patron.sales import batch, purchases
+from patron.sales.schemas import PurchaseRequest
 from tests.factories import make_member, make_program
 from tests.ledger._helpers import adjust, buy, program, refund
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from patron.ledger.check import run_check
+from patron.check import run_check
 from patron.ledger.jobs import run_expiry
 from tests.factories import make_member, make_program
 from tests.ledger._helpers import adjust, buy, program, refund

@@ -14,10 +14,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, text
 
+from patron.check import run_check
 from patron.db.engine import Database
 from patron.events.models import DomainEvent
 from patron.events.outbox import entry_payload
-from patron.ledger.check import run_check
 from patron.ledger.jobs import run_expiry
 from patron.ledger.models import Account, Entry, Lot
 from tests.factories import make_member, make_program

@@ -16,10 +16,10 @@ from sqlalchemy import select
 
 from patron.audit.service import CLI
 from patron.errors import InsufficientPoints
-from patron.ledger import batch
 from patron.ledger.jobs import run_expiry
 from patron.ledger.models import Entry
-from patron.ledger.schemas import PurchaseRequest
+from patron.sales import batch
+from patron.sales.schemas import PurchaseRequest
 from tests.factories import make_member, make_program
 from tests.ledger._helpers import account, assert_clean, buy, program, refund, totals
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from patron.errors import Conflict
 from patron.ledger.models import Entry, Purchase
-from patron.ledger.purchases import share_half_up
+from patron.sales.purchases import share_half_up
 from tests.factories import BAKERY, SHANGHAI, make_member, make_program
 from tests.ledger._helpers import (
     account,

@@ -54,13 +54,14 @@ from hypothesis.stateful import (
 
 from patron import clock
 from patron.audit.service import CLI
+from patron.check import run_check
 from patron.errors import PatronError
-from patron.ledger import batch, purchases, views
-from patron.ledger.check import run_check
+from patron.ledger import views
 from patron.ledger.jobs import run_expiry
-from patron.ledger.schemas import AdjustRequest, PurchaseRequest, RefundRequest
 from patron.members.schemas import MemberRef
 from patron.programs import service as programs
+from patron.sales import batch, purchases
+from patron.sales.schemas import AdjustRequest, PurchaseRequest, RefundRequest
 from patron.tiers import service as tiers
 from patron.tiers.schemas import TierSetup
 from tests.conftest import T0

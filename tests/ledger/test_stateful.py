@@ -25,13 +25,13 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from patron.check import run_check
 from patron.errors import InsufficientPoints
 from patron.ledger import views
-from patron.ledger.check import run_check
 from patron.ledger.expiry import expires_at
 from patron.ledger.jobs import run_expiry
-from patron.ledger.purchases import share_half_up
 from patron.money import split_proportionally
+from patron.sales.purchases import share_half_up
 from tests.conftest import T0
 from tests.factories import make_member, make_program
 from tests.ledger._helpers import account, adjust, buy, program, refund, set_expiry

@@ -18,17 +18,18 @@ from sqlalchemy import event, select
 
 from patron import clock
 from patron.audit.service import CLI
+from patron.check import run_check
 from patron.db.engine import Database
 from patron.errors import PatronError
 from patron.events.models import DomainEvent
-from patron.ledger import purchases, views
-from patron.ledger.check import run_check
+from patron.ledger import views
 from patron.ledger.models import Account, Entry, Lot, Purchase
-from patron.ledger.schemas import AdjustRequest, PurchaseRequest, RefundRequest
 from patron.members import service as members
 from patron.members.schemas import MemberRef
 from patron.programs import service as programs
 from patron.rules import service as rules
+from patron.sales import purchases
+from patron.sales.schemas import AdjustRequest, PurchaseRequest, RefundRequest
 from patron.tiers import service as tiers
 from patron.tiers.models import TierChange
 from patron.tiers.schemas import TierSetup
@@ -165,7 +166,7 @@ def _sales(people: dict[str, int], code: str) -> list[tuple[int, dict[str, Any]]
 def _run(db: Database, code: str, people: dict[str, int], start, *, alone: bool) -> list[Any]:
     """The timeline's sales at their times: each through the till's call (`alone`), or each
     as a batch of one through the batch ingestion."""
-    from patron.ledger import batch
+    from patron.sales import batch
 
     answers: list[Any] = []
     for minutes, body in _sales(people, code):
@@ -526,7 +527,7 @@ def _batch_bodies(people: dict[str, int], code: str, newcomer: int) -> list[dict
 
 @pytest.mark.parametrize("pending_days", [0, 2])
 def test_a_batch_writes_what_one_sale_at_a_time_writes(db, frozen, pending_days):
-    from patron.ledger import batch
+    from patron.sales import batch
 
     results: dict[str, list[list[Any]]] = {}
     for code in ("fast", "slow"):

@@ -26,10 +26,12 @@ from typing import Any
 from patron import clock
 from patron.audit.service import CLI
 from patron.db.engine import Database
-from patron.ledger import jobs, purchases, views
-from patron.ledger.schemas import AdjustRequest, PurchaseRequest, RefundRequest, Totals
+from patron.ledger import jobs, views
+from patron.ledger.schemas import Totals
 from patron.members.schemas import MemberRef
 from patron.programs.service import get_program
+from patron.sales import purchases
+from patron.sales.schemas import AdjustRequest, PurchaseRequest, RefundRequest
 from patron.tiers import service as tiers
 from patron.tiers.schemas import TierSetup
 from tests.factories import make_member, make_program

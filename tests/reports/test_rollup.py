@@ -16,16 +16,17 @@ from sqlalchemy import select, text, update
 
 from patron import clock
 from patron.audit.service import CLI
+from patron.check import run_check
 from patron.db.engine import Database
 from patron.errors import PatronError
-from patron.ledger import jobs, purchases
-from patron.ledger.check import run_check
-from patron.ledger.schemas import AdjustRequest, RefundRequest
+from patron.ledger import jobs
 from patron.members.schemas import MemberRef
 from patron.programs.service import get_program
 from patron.reports import period, rollup
 from patron.reports.common import day_range, day_start
 from patron.reports.models import ReportDaily
+from patron.sales import purchases
+from patron.sales.schemas import AdjustRequest, RefundRequest
 from patron.tiers import service as tiers
 from tests.factories import make_member, make_program
 from tests.reports import _oracle

@@ -20,9 +20,9 @@ import pytest
 from sqlalchemy import func, select
 
 from patron.audit.service import CLI
+from patron.check import run_check
 from patron.db.engine import Database
 from patron.errors import PatronError
-from patron.ledger.check import run_check
 from patron.ledger.models import Account, Entry, Lot
 from patron.members.models import Member
 from patron.programs.service import get_program

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from patron.ledger.check import run_check
+from patron.check import run_check
 from patron.ledger.models import Entry
 from patron.rewards.models import Coupon, Redemption, StockMove
 from tests.rewards.conftest import AMERICANO, FIVE_OFF, add, redeem

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from patron import clock
-from patron.ledger.check import run_check
+from patron.check import run_check
 from patron.ledger.models import Entry
 from patron.rewards import jobs
 from patron.rewards.models import Coupon, CouponEvent, Redemption, StockMove

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from patron.ledger.check import run_check
+from patron.check import run_check
 from patron.ledger.models import Purchase
 from patron.rewards.models import Coupon
 from tests.rewards.conftest import AMERICANO, FIVE_OFF, add, redeem

@@ -12,9 +12,9 @@ from sqlalchemy import func, select
 
 from patron import clock
 from patron.audit.service import CLI
+from patron.check import run_check
 from patron.db.engine import Database
 from patron.errors import Conflict
-from patron.ledger.check import run_check
 from patron.ledger.models import Entry
 from patron.members.schemas import MemberRef
 from patron.programs.service import get_program

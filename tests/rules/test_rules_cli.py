@@ -17,10 +17,10 @@ from patron.audit.service import CLI
 from patron.cli import app, console
 from patron.config import get_settings
 from patron.db.engine import Database
-from patron.ledger import purchases
-from patron.ledger.schemas import PurchaseRequest
 from patron.members.schemas import MemberRef
 from patron.rules import service as rules
+from patron.sales import purchases
+from patron.sales.schemas import PurchaseRequest
 from tests.factories import make_member, make_program
 
 CLUB: dict[str, Any] = {

@@ -10,11 +10,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from patron.audit.service import CLI
-from patron.ledger import purchases
 from patron.ledger.models import Account
-from patron.ledger.schemas import AdjustRequest, PurchaseRequest, RefundRequest
 from patron.members.schemas import MemberRef
 from patron.programs.models import Program
+from patron.sales import purchases
+from patron.sales.schemas import AdjustRequest, PurchaseRequest, RefundRequest
 from patron.tiers import service
 from patron.tiers.models import TierChange
 from patron.tiers.schemas import TierSetup

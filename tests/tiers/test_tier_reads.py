@@ -25,11 +25,11 @@ from patron import clock
 from patron.audit.service import CLI
 from patron.config import get_settings
 from patron.db.engine import Database
-from patron.ledger import purchases
 from patron.ledger.models import Account
-from patron.ledger.schemas import PurchaseRequest
 from patron.members.schemas import MemberRef
 from patron.programs.models import Program
+from patron.sales import purchases
+from patron.sales.schemas import PurchaseRequest
 from patron.tiers.models import TierDefinition, TierPolicy
 from tests.conftest import auth
 from tests.factories import SHANGHAI, make_member, make_program

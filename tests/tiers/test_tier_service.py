@@ -9,10 +9,10 @@ from sqlalchemy import func, select
 
 from patron.audit.models import AuditRecord
 from patron.audit.service import CLI
+from patron.check import run_check
 from patron.db.engine import Database
 from patron.errors import Invalid
 from patron.events.models import DomainEvent
-from patron.ledger.check import run_check
 from patron.ledger.models import Entry, Lot
 from patron.members.schemas import MemberRef
 from patron.rules import service as rules

@@ -135,9 +135,9 @@ class Database:
         self, url: str, *, pool_size: int = 10, echo: bool = False, pre_ping: bool = False
     ) -> None:
         # Registers the hook that versions each program's configuration on every ORM flush
-        # (patron.ledger.program_cache); imported here so every session of every entry point
+        # (patron.sales.program_cache); imported here so every session of every entry point
         # has it.
-        import patron.ledger.program_cache  # noqa: F401
+        import patron.sales.program_cache  # noqa: F401
 
         self.url = normalise_url(url)
         self.engine = make_engine(self.url, pool_size=pool_size, echo=echo, pre_ping=pre_ping)

@@ -1,5 +1,5 @@
-"""`patron check`: prove the cached sums equal the ledger, and the outbox reports every entry
-once, with set-based queries."""
+"""The ledger's part of `patron check` (`patron.check`): prove the cached sums equal the
+ledger, and the outbox reports every entry once, with set-based queries."""
 
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ from sqlalchemy.orm import Session, aliased
 from patron.events.kinds import ENTRY_EVENTS
 from patron.events.models import DomainEvent
 from patron.ledger.models import Account, Entry, Lot, Movement
-from patron.reports.rollup import check as check_report_rollup
-from patron.rewards.check import check as check_rewards
 
 
 @dataclass
@@ -29,14 +27,14 @@ class CheckReport:
         return not self.violations
 
 
-def _add(report: CheckReport, label: str, rows: Sequence[Any], limit: int = 20) -> None:
+def add(report: CheckReport, label: str, rows: Sequence[Any], limit: int = 20) -> None:
     for row in rows[:limit]:
         report.violations.append(f"{label}: {tuple(row)}")
     if len(rows) > limit:
         report.violations.append(f"{label}: … and {len(rows) - limit} more")
 
 
-def run_check(session: Session) -> CheckReport:
+def check_ledger(session: Session) -> CheckReport:
     report = CheckReport()
     report.accounts = session.scalar(select(func.count()).select_from(Account)) or 0
     report.entries = session.scalar(select(func.count()).select_from(Entry)) or 0
@@ -58,7 +56,7 @@ def run_check(session: Session) -> CheckReport:
             | (Lot.remaining > Lot.points)
         )
     ).all()
-    _add(
+    add(
         report,
         "lot remaining != points + movements, or out of range (lot, points, remaining, moved)",
         rows,
@@ -87,7 +85,7 @@ def run_check(session: Session) -> CheckReport:
         .outerjoin(entry_moves, entry_moves.c.entry_id == Entry.id)
         .where(Entry.points != created_points + func.coalesce(entry_moves.c.moved, 0))
     ).all()
-    _add(report, "entry points != lot created + movements (entry, kind, points, lot, moved)", rows)
+    add(report, "entry points != lot created + movements (entry, kind, points, lot, moved)", rows)
 
     # 3. Account totals = sums of entries by kind; available/pending = lot remainders; debt = debt movements.
     reversed_entry = aliased(Entry)
@@ -169,7 +167,7 @@ def run_check(session: Session) -> CheckReport:
             | ((Account.debt > 0) & (Account.available + Account.pending > 0))
         )
     ).all()
-    _add(
+    add(
         report,
         "account totals differ from the ledger (account, available, lots, pending, lots, "
         "debt, movements, earned, sum, redeemed, sum, expired, sum, adjusted, sum, net)",
@@ -195,7 +193,7 @@ def run_check(session: Session) -> CheckReport:
             | (expire & Entry.lot_id.is_not(None) & (Entry.lot_id != Movement.lot_id))
         )
     ).all()
-    _add(
+    add(
         report,
         "movement on a foreign lot, a redemption/expiry that gives points, or an expiry of a lot"
         " not due at its entry's instant or not the lot it names (entry, lot, points)",
@@ -233,14 +231,12 @@ def run_check(session: Session) -> CheckReport:
         )
         .where(given.c.given > func.coalesce(taken.c.taken, 0))
     ).all()
-    _add(
+    add(
         report,
         "a refund gave back more to a lot than the redemption took (redemption, lot, given, taken)",
         rows,
     )
     _check_events(session, report)
-    check_rewards(session, lambda label, rows: _add(report, label, rows))
-    report.violations.extend(check_report_rollup(session).violations)
     return report
 
 
@@ -262,7 +258,7 @@ def _check_events(session: Session, report: CheckReport) -> None:
         .where(events != 1)
         .order_by(Entry.id)
     ).all()
-    _add(report, "entry without exactly one outbox event (entry, kind, events)", rows)
+    add(report, "entry without exactly one outbox event (entry, kind, events)", rows)
 
     # 6. Points events whose entry does not exist, or is not the one they describe.
     expected = case(*((Entry.kind == kind, event) for kind, event in ENTRY_EVENTS.items()))
@@ -281,7 +277,7 @@ def _check_events(session: Session, report: CheckReport) -> None:
         )
         .order_by(DomainEvent.id)
     ).all()
-    _add(
+    add(
         report,
         "points event for no entry, or not matching its entry (event, kind, entry, entry kind)",
         rows,

@@ -39,7 +39,7 @@ from patron.audit.service import Actor
 from patron.config import get_settings
 from patron.db.engine import Database
 from patron.ledger import wire
-from patron.ledger.schemas import PurchaseRequest
+from patron.sales.schemas import PurchaseRequest
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

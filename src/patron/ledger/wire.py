@@ -42,9 +42,9 @@ from patron.audit import idempotency
 from patron.audit.service import Actor
 from patron.db.engine import Database
 from patron.errors import PatronError
-from patron.ledger import program_cache, purchases
-from patron.ledger.schemas import LineIn, PurchaseRequest
 from patron.members.schemas import MemberRef
+from patron.sales import program_cache, purchases
+from patron.sales.schemas import LineIn, PurchaseRequest
 
 UNSET = msgspec.UNSET
 Unset = msgspec.UnsetType

@@ -9,9 +9,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from patron.ledger.schemas import Channel, LineIn
+from patron.ledger.schemas import Channel
 from patron.members.schemas import MemberRef
 from patron.programs.schemas import CODE_PATTERN
+from patron.sales.schemas import LineIn
 
 RewardKind = Literal[
     "goods",

@@ -22,7 +22,6 @@ from patron.errors import Conflict, Invalid, NotFound
 from patron.ledger import service as ledger
 from patron.ledger import views
 from patron.ledger.models import Account, Entry
-from patron.ledger.purchases import check_occurred_at
 from patron.ledger.schemas import EntryOut, Totals
 from patron.members import service as members
 from patron.members.models import Member
@@ -36,6 +35,7 @@ from patron.rules.model import Event
 from patron.rules.models import EventClaim
 from patron.sales.plan import Source
 from patron.sales.points import operate
+from patron.sales.purchases import check_occurred_at
 from patron.tiers import service as tiers
 
 EVENT_NAME = r"^[a-z0-9][a-z0-9_-]{0,59}$"

@@ -32,13 +32,13 @@ from sqlalchemy.orm import Session
 
 from patron.errors import Invalid
 from patron.ledger.models import Account, Purchase
-from patron.ledger.purchases import spend_value
 from patron.members.models import Member
 from patron.money import quantum, round_money
 from patron.programs.models import Program, Store
 from patron.rules import service as rules
 from patron.rules.engine import Line, MemberContext, Order, evaluate
 from patron.rules.model import RuleSetDoc, rule_label
+from patron.sales.purchases import spend_value
 
 ROUNDING_RULE = "rounding"
 # In `add` mode the combined factor stops at 0; what that floor keeps back is shown under this.

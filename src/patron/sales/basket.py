@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 
 from patron.errors import InsufficientPoints, Invalid
-from patron.ledger.program_cache import ProgramConfig
-from patron.ledger.schemas import BasketIn
 from patron.money import parse_amount, round_money, split_proportionally
 from patron.programs.models import Program
 from patron.rules.engine import Line, Order
 from patron.rules.model import RuleSetDoc
+from patron.sales.program_cache import ProgramConfig
+from patron.sales.schemas import BasketIn
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
 EARLIEST_SALE = datetime(1970, 1, 1, tzinfo=UTC)

@@ -20,10 +20,8 @@ from sqlalchemy.orm import Session
 from patron.audit import service as audit
 from patron.audit.service import Actor
 from patron.errors import Conflict, NotFound, PatronError
-from patron.ledger import program_cache, views
+from patron.ledger import views
 from patron.ledger.models import Account
-from patron.ledger.program_cache import ProgramConfig
-from patron.ledger.schemas import AdjustOut, AdjustRequest, CouponApplied, PurchaseRequest
 from patron.members import refs
 from patron.members import service as members
 from patron.members.models import Member
@@ -31,10 +29,12 @@ from patron.money import from_minor
 from patron.programs.models import Program
 from patron.rewards import sale as coupons_
 from patron.rules import service as rules
-from patron.sales import basket, snapshot
+from patron.sales import basket, program_cache, snapshot
 from patron.sales.apply import Taken, apply
 from patron.sales.plan import Planner, SaleOp
 from patron.sales.points import settled_read
+from patron.sales.program_cache import ProgramConfig
+from patron.sales.schemas import AdjustOut, AdjustRequest, CouponApplied, PurchaseRequest
 from patron.tiers import service as tiers
 
 # A round whose order ids or new accounts another writer took first is planned again, seeing

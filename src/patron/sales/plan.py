@@ -20,20 +20,14 @@ from patron.errors import Conflict, InsufficientPoints, MemberBlocked, PatronErr
 from patron.events.kinds import ENTRY_EVENTS
 from patron.events.outbox import entry_payload
 from patron.ledger.expiry import expires_at, pending_until
-from patron.ledger.program_cache import ProgramConfig
-from patron.ledger.schemas import (
-    BasketIn,
-    CouponApplied,
-    EntryOut,
-    PurchaseOut,
-    PurchaseRequest,
-    Totals,
-)
+from patron.ledger.schemas import EntryOut, Totals
 from patron.ledger.views import EXPIRING_WINDOW
 from patron.money import to_minor
 from patron.rules.engine import MemberContext, evaluate
 from patron.rules.service import payable_amount, qualifying_points
 from patron.sales import basket
+from patron.sales.program_cache import ProgramConfig
+from patron.sales.schemas import BasketIn, CouponApplied, PurchaseOut, PurchaseRequest
 from patron.tiers.metrics import qualify
 from patron.tiers.periods import Window, window_at
 

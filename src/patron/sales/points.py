@@ -13,12 +13,11 @@ from sqlalchemy.orm import Session
 
 from patron.audit.service import Actor
 from patron.errors import NotFound
-from patron.ledger import program_cache
 from patron.ledger.models import Account, Lot
-from patron.ledger.program_cache import ProgramConfig
-from patron.sales import snapshot
+from patron.sales import program_cache, snapshot
 from patron.sales.apply import apply
 from patron.sales.plan import AccountState, Planner
+from patron.sales.program_cache import ProgramConfig
 
 T = TypeVar("T")
 

@@ -21,13 +21,13 @@ from patron.audit.service import SYSTEM
 from patron.config import Settings
 from patron.delivery.worker import DeliveryLoop
 from patron.events.models import Delivery
-from patron.ledger import purchases
 from patron.ledger.models import Account, Lot
-from patron.ledger.schemas import AdjustRequest, PurchaseRequest
 from patron.members.schemas import MemberRef
 from patron.notify import settings as notify_settings
 from patron.notify.models import MessageTemplate
 from patron.programs.service import get_program
+from patron.sales import purchases
+from patron.sales.schemas import AdjustRequest, PurchaseRequest
 from patron.webhooks import service as webhooks
 from tests.admin.helpers import STAFF
 from tests.conftest import T0

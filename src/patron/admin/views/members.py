@@ -23,13 +23,14 @@ from patron.admin.deps import Staff, form_data, get_db, require
 from patron.admin.templating import path_for, render
 from patron.audit import service as audit
 from patron.errors import Invalid, PatronError
-from patron.ledger import purchases, views
-from patron.ledger.schemas import AdjustRequest
+from patron.ledger import views
 from patron.members import service as members
 from patron.members.schemas import BlockRequest, MemberRef, MemberUpdate
 from patron.portal import signup
 from patron.portal.web import send_code
 from patron.programs.service import get_program
+from patron.sales import purchases
+from patron.sales.schemas import AdjustRequest
 from patron.tiers import service as tiers
 from patron.tiers.schemas import ManualTierRequest
 

@@ -1,5 +1,5 @@
 """earn path: programs.config_version, the token each worker's configuration cache is checked
-against (patron.ledger.program_cache)
+against (patron.sales.program_cache)
 
 Revision ID: 0006
 Revises: 0005

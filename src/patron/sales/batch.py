@@ -20,11 +20,10 @@ from sqlalchemy.orm import Session
 
 from patron.audit.service import Actor
 from patron.db.engine import Database
-from patron.ledger import program_cache, purchases
 from patron.ledger.models import Account
-from patron.ledger.schemas import BatchItemOut, BatchReport, PurchaseRequest
 from patron.members import refs
-from patron.sales import pipeline
+from patron.sales import pipeline, program_cache, purchases
+from patron.sales.schemas import BatchItemOut, BatchReport, PurchaseRequest
 
 CHUNK_SIZE = 500
 # A chunk that still meets a deadlock (say a new account inserted by two batches at once) or a

@@ -14,19 +14,10 @@ from sqlalchemy.orm import Session
 from patron.audit.idempotency import request_hash
 from patron.audit.service import Actor
 from patron.errors import Conflict, Invalid, NotFound
-from patron.ledger import program_cache, views
 from patron.ledger import service as ledger
+from patron.ledger import views
 from patron.ledger.models import Account, Entry, Lot, Movement, Purchase, Refund
-from patron.ledger.schemas import (
-    AdjustOut,
-    AdjustRequest,
-    EntryOut,
-    PurchaseRequest,
-    QuoteOut,
-    QuoteRequest,
-    RefundOut,
-    RefundRequest,
-)
+from patron.ledger.schemas import EntryOut
 from patron.members import service as members
 from patron.members.models import Member
 from patron.money import from_minor, to_minor
@@ -34,7 +25,7 @@ from patron.programs.models import Program
 from patron.programs.service import get_store
 from patron.rewards import sale
 from patron.rules import service as rules
-from patron.sales import pipeline, snapshot
+from patron.sales import pipeline, program_cache, snapshot
 from patron.sales.basket import (
     amount,
     check_occurred_at,
@@ -47,6 +38,15 @@ from patron.sales.basket import (
 from patron.sales.pipeline import coupons_out
 from patron.sales.plan import AccountState, Planner, Source, Taken
 from patron.sales.points import operate
+from patron.sales.schemas import (
+    AdjustOut,
+    AdjustRequest,
+    PurchaseRequest,
+    QuoteOut,
+    QuoteRequest,
+    RefundOut,
+    RefundRequest,
+)
 
 __all__ = ["check_occurred_at", "max_spend", "spend_value"]  # used where sales are shown
 

@@ -78,7 +78,7 @@ def _invalid(line: int, external_id: str, exc: ValidationError) -> Row:
 
 
 def _jsonl_rows(stream: TextIO) -> Iterator[Row]:
-    from patron.ledger.schemas import PurchaseRequest
+    from patron.sales.schemas import PurchaseRequest
 
     for number, text in enumerate(stream, start=1):
         if not text.strip():
@@ -96,7 +96,7 @@ def _jsonl_rows(stream: TextIO) -> Iterator[Row]:
 
 
 def _csv_rows(stream: TextIO) -> Iterator[Row]:
-    from patron.ledger.schemas import PurchaseRequest
+    from patron.sales.schemas import PurchaseRequest
 
     reader = csv.DictReader(stream)
     header = [name.strip() for name in reader.fieldnames or []]
@@ -159,7 +159,7 @@ def import_purchases(
     from patron import clock
     from patron.audit.service import CLI
     from patron.errors import PatronError
-    from patron.ledger.batch import ingest
+    from patron.sales.batch import ingest
 
     fmt = fmt or (Format.csv if file.suffix.lower() == ".csv" else Format.jsonl)
     try:
