@@ -236,7 +236,26 @@ def test_idempotency_key_on_adjustments_writes_one_entry(client, admin, reader, 
     assert totals(client, reader, kim["id"])["adjusted"] == 1000
 
 
-def test_negative_adjustment_beyond_balance_is_409(client, admin, kim):
+def test_negative_adjustment_beyond_balance_leaves_debt_where_the_program_allows_it(
+    client, admin, reader, kim
+):
+    bonus(client, admin, 30)
+    response = bonus(client, admin, -100, reason="fraudulent return")
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["entry"]["points"] == -100
+    assert body["entry"]["details"] == {"debt_added": 70}
+    assert body["totals"]["balance"] == -70 and body["totals"]["debt"] == 70
+    assert totals(client, reader, kim["id"])["debt"] == 70
+    # The next credit pays the debt first.
+    assert bonus(client, admin, 50).json()["totals"]["balance"] == -20
+
+
+def test_negative_adjustment_beyond_balance_is_409_where_the_program_writes_off(client, admin, kim):
+    changed = client.patch(
+        "/api/v1/programs/bakery", json={"negative_balance": "write_off"}, headers=admin
+    )
+    assert changed.status_code == 200, changed.text
     response = bonus(client, admin, -10, reason="correction")
     assert response.status_code == 409
     assert response.json() == {

@@ -11,8 +11,8 @@ spending order) must equal the model's, and `patron check` must pass at the end 
 - new points are pending for `pending_days`, and valid through the local day `months` later
   (plus the tier's extra months); a credit first pays any debt;
 - points are spent soonest-to-expire first (pending points cannot be spent); a sale asking for
-  more than the balance is refused with `insufficient_points`, as is a removal of more points
-  than the account holds;
+  more than the balance is refused with `insufficient_points`; a removal of more points than
+  the account holds leaves debt (allow_debt) or is refused (write_off);
 - a refund reverses round_half_up(earned × refunded so far ÷ amount) and restores
   round_half_up(spent × refunded so far ÷ amount), less what earlier refunds already moved;
   restored points go back to the lots the sale took them from, latest expiry first; a clawback
@@ -259,11 +259,13 @@ class Model:
             self.credit(acct, points, pending=False)
             acct.adjusted += points
             return
-        # A removal takes spendable points, then pending ones; it never makes debt.
+        # A removal takes spendable points, then pending ones; what they do not hold becomes
+        # debt where the program allows it, and is refused where it writes off.
         lots = acct.spendable(self.now) + acct.pending_lots(self.now)
-        if -points > sum(lot.remaining for lot in lots):
+        if -points > sum(lot.remaining for lot in lots) and self.shortfall != "allow_debt":
             raise Refused("insufficient_points")
-        take(-points, lots)
+        _taken, missing = take(-points, lots)
+        acct.debt += missing
         acct.adjusted += points
 
     def refund(self, sale: MSale, piece: int) -> dict[str, int]:

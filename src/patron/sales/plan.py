@@ -405,7 +405,8 @@ class Planner:
 
     def adjust(self, member_id: int, points: int, *, reason: str, qualifying: bool) -> EntryOut:
         """Points given (a new lot, as an earn's) or taken (available lots soonest expiry
-        first, then pending ones; refused if they do not hold enough)."""
+        first, then pending ones). What the lots do not hold becomes debt where the program
+        allows debt, and is refused otherwise."""
         state = self.accounts[member_id]
         writer = _Writer(self, state, self.now)
         if points > 0:
@@ -422,10 +423,16 @@ class Planner:
         wanted = -points
         lots = [*(state.lots or []), *(state.pending_lots or [])]
         on_hand = sum(lot.remaining for lot in lots)
-        if wanted > on_hand:
+        shortfall = "allow_debt" if self.config.negative_balance == "allow_debt" else "reject"
+        if wanted > on_hand and shortfall == "reject":
             raise InsufficientPoints(f"{wanted} points needed but only {on_hand} are left")
         taken = writer.take_back(
-            "adjust", wanted, on_hand=lots, reason=reason, qualifying=points if qualifying else 0
+            "adjust",
+            wanted,
+            on_hand=lots,
+            reason=reason,
+            qualifying=points if qualifying else 0,
+            shortfall=shortfall,
         )
         assert taken.entry is not None
         return taken.entry
