@@ -349,7 +349,8 @@ def member_figures(
     session: Session, timezone: str, account_id: int, at: datetime, wanted: Needs
 ) -> tuple[dict[str, int], int]:
     """The member's purchase points this local day / month / year (only the periods a cap
-    reads) and purchases before `at` (only if a rule counts them)."""
+    reads) and purchases recorded before this one, up to `at` (only if a rule counts them):
+    two sales of one instant count each other in the order they were recorded."""
     tz = ZoneInfo(timezone)
     figures: dict[str, int] = {}
     if wanted.caps:
@@ -374,7 +375,7 @@ def member_figures(
             session.scalar(
                 select(func.count())
                 .select_from(Purchase)
-                .where(Purchase.account_id == account_id, Purchase.occurred_at < at)
+                .where(Purchase.account_id == account_id, Purchase.occurred_at <= at)
             )
             or 0
         )
