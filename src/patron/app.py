@@ -34,6 +34,7 @@ from patron.reports.api import router as reports_router
 from patron.rewards.api import router as rewards_router
 from patron.rewards.offline_api import router as offline_coupons_router
 from patron.rules.api import router as rules_router
+from patron.rules.examples_api import router as rule_examples_router
 from patron.sales.api import router as sales_router
 from patron.tiers.api import router as tiers_router
 from patron.tiers.read_api import router as tier_reads_router
@@ -175,6 +176,7 @@ def create_app(
         check_router,
         access_router,
         rules_router,
+        rule_examples_router,
         tiers_router,
         events_router,
         notify_router,

@@ -16,6 +16,7 @@ from patron.config import get_settings
 from patron.notify.cli import notify_app
 from patron.reports.cli import app as report_app
 from patron.rules.cli import app as rules_app
+from patron.rules.examples_cli import test as rules_test
 from patron.sales.import_cli import app as import_app
 from patron.tiers.cli import app as tiers_app
 
@@ -24,6 +25,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 key_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(key_app, name="apikey")
+rules_app.command("test")(rules_test)
 app.add_typer(rules_app, name="rules")
 app.add_typer(tiers_app, name="tiers")
 app.add_typer(import_app, name="import")

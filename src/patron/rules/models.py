@@ -48,3 +48,22 @@ class EventClaim(Base):
     period_key: Mapped[str] = mapped_column(String(120))
     entry_id: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RuleExample(Base):
+    """A sale a marketer wrote down with the points it must earn ("a 25,800 KRW sale by a basic
+    member earns 250"): every preview, publish and `patron rules test` runs it."""
+
+    __tablename__ = "rule_examples"
+    __table_args__ = (UniqueConstraint("program_id", "name"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
+    name: Mapped[str] = mapped_column(String(120))
+    sale: Mapped[dict[str, Any]] = mapped_column(JSONType)  # the basket and when it happens
+    member: Mapped[dict[str, Any]] = mapped_column(JSONType)  # who buys: tier, attributes, …
+    expected_points: Mapped[int] = mapped_column(BigInteger)
+    note: Mapped[str | None] = mapped_column(String(500))
+    actor: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
