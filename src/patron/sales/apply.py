@@ -1,24 +1,26 @@
 """The applier: a plan's rows written with one statement per table (many rows each).
 
-Accounts opened by the plan and purchases go first, each `INSERT … ON CONFLICT DO NOTHING
-RETURNING id`: they are the gates another writer may have passed first (a member's first sale
-at two tills, an order id sent twice at once). If fewer rows come back than were planned,
-`Taken` is raised before anything else is written; the caller plans those sales again, now
-seeing what the other writer recorded. Then lots, entries, movements, what was taken from
-lots, the account totals (one UPDATE per account, the batch's deltas summed) and the outbox
-events, in that order, in the caller's transaction.
+Accounts opened by the plan and purchases go first, each `INSERT … ON CONFLICT DO NOTHING`:
+they are the gates another writer may have passed first (a member's first sale at two tills,
+an order id sent twice at once). If fewer rows go in than were planned, `Taken` is raised
+before anything else is written; the caller plans those sales again, now seeing what the other
+writer recorded. Then lots, entries, movements, the outbox events, what was taken from lots and
+the account totals (one UPDATE per account, the batch's deltas summed), in the caller's
+transaction: on PostgreSQL all in one statement, on SQLite one `executemany` per table on the
+driver's cursor.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import sqlite3
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import psycopg
 from psycopg.types.json import Jsonb
-from sqlalchemy import BigInteger, Connection, Table, bindparam, insert, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, Table
 from sqlalchemy.exc import DBAPIError
 
 from patron.events.models import DomainEvent
@@ -37,60 +39,102 @@ class Taken(Exception):
     """An account or an order id the plan writes was written by another writer meanwhile."""
 
 
-def _insert_ignore(conn: Connection, table: Table, keys: list[str]) -> Any:
-    ins = pg_insert(table) if conn.dialect.name == "postgresql" else sqlite_insert(table)
-    return ins.on_conflict_do_nothing(index_elements=keys).returning(table.c.id)
-
-
-_TAKE = (
-    update(LOT)
-    .where(LOT.c.id == bindparam("x_id"))
-    .values(remaining=LOT.c.remaining - bindparam("x_taken", type_=BigInteger))
-)
-_MOVE = (
-    update(ACC)
-    .where(ACC.c.id == bindparam("x_id"))
-    .values({c: ACC.c[c] + bindparam(f"x_{c}", type_=BigInteger) for c in DELTA_COLUMNS})
-)
-
-
 def apply(conn: Connection, rows: Rows) -> None:
     """Write `rows` (see the module's docstring); `Taken` if a gate was passed by another."""
     if conn.dialect.name == "postgresql":
         _apply_postgresql(conn, rows)
-        return
-    if rows.accounts:
-        done = conn.execute(
-            _insert_ignore(conn, ACC, ["program_id", "member_id"]), rows.accounts
-        ).all()
-        if len(done) != len(rows.accounts):
-            raise Taken()
-    if rows.purchases:
-        done = conn.execute(
-            _insert_ignore(conn, PUR, ["program_id", "external_id"]), rows.purchases
-        ).all()
-        if len(done) != len(rows.purchases):
-            raise Taken()
-    if rows.lots:
-        conn.execute(insert(LOT), rows.lots)
-    if rows.entries:
-        conn.execute(insert(ENT), rows.entries)
-    if rows.movements:
-        conn.execute(insert(MOV), rows.movements)
-    if rows.lot_takes:
-        conn.execute(
-            _TAKE,
-            [{"x_id": lot, "x_taken": taken} for lot, taken in sorted(rows.lot_takes.items())],
+    else:
+        _apply_sqlite(conn, rows)
+
+
+# --- SQLite: one executemany per table on the driver's cursor ---------------------------------
+
+
+def _sqlite_time(value: datetime) -> str:
+    """An instant as SQLAlchemy stores `UTCDateTime` on SQLite (UTC, no offset, microseconds)."""
+    v = value.astimezone(UTC)
+    return (
+        f"{v.year:04d}-{v.month:02d}-{v.day:02d} "
+        f"{v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}"
+    )
+
+
+def _sqlite_converter(kind: str) -> Any:
+    """How a value of a column of `kind` is bound on SQLite, exactly as SQLAlchemy binds it
+    (JSON columns store None as the JSON text null, as SQLAlchemy's JSON type does)."""
+    if kind == "timestamptz":
+        return lambda v: None if v is None else _sqlite_time(v)
+    if kind == "jsonb":
+        return json.dumps
+    if kind == "boolean":
+        return lambda v: None if v is None else int(v)
+    return None
+
+
+_SQLITE_INSERT: dict[str, tuple[str, list[tuple[str, Any]]]] = {}
+
+
+def _sqlite_insert(table: str) -> tuple[str, list[tuple[str, Any]]]:
+    found = _SQLITE_INSERT.get(table)
+    if found is None:
+        name = {"accounts": ACC.name, "purchases": PUR.name, **_NAMES}[table]
+        columns = _COLUMNS[table]
+        sql = (
+            f"INSERT INTO {name} ({', '.join(c for c, _t in columns)}) "
+            f"VALUES ({', '.join('?' for _ in columns)})"
         )
-    moved = [
-        {"x_id": account, **{f"x_{c}": d[c] for c in DELTA_COLUMNS}}
-        for account, d in sorted(rows.deltas.items())
-        if any(d.values())
-    ]
-    if moved:
-        conn.execute(_MOVE, moved)
-    if rows.events:
-        conn.execute(insert(EVT), rows.events)
+        if table == "accounts":
+            sql += " ON CONFLICT (program_id, member_id) DO NOTHING"
+        elif table == "purchases":
+            sql += " ON CONFLICT (program_id, external_id) DO NOTHING"
+        found = _SQLITE_INSERT[table] = (sql, [(c, _sqlite_converter(t)) for c, t in columns])
+    return found
+
+
+_SQLITE_TAKE = "UPDATE lots SET remaining = remaining - ? WHERE id = ?"
+_SQLITE_MOVE = (
+    "UPDATE accounts SET " + ", ".join(f"{c} = {c} + ?" for c in DELTA_COLUMNS) + " WHERE id = ?"
+)
+
+
+def _apply_sqlite(conn: Connection, rows: Rows) -> None:
+    """The plan's rows through the driver's cursor, in the connection's transaction (the
+    writer holds the database lock): SQLAlchemy's per-statement work was most of a sale's
+    cost here. Values are bound as SQLAlchemy binds them, so the rows read back the same."""
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    cursor = driver.cursor()
+    sql = ""
+    try:
+        for table in ("accounts", "purchases", *_GATED):
+            batch = getattr(rows, table)
+            if not batch:
+                continue
+            sql, columns = _sqlite_insert(table)
+            cursor.executemany(
+                sql,
+                [
+                    tuple(row[c] if convert is None else convert(row[c]) for c, convert in columns)
+                    for row in batch
+                ],
+            )
+            if table in ("accounts", "purchases") and cursor.rowcount != len(batch):
+                raise Taken()
+        if rows.lot_takes:
+            sql = _SQLITE_TAKE
+            cursor.executemany(sql, [(t, lot) for lot, t in sorted(rows.lot_takes.items())])
+        moved = [
+            (*(d[c] for c in DELTA_COLUMNS), account)
+            for account, d in sorted(rows.deltas.items())
+            if any(d.values())
+        ]
+        if moved:
+            sql = _SQLITE_MOVE
+            cursor.executemany(sql, moved)
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(sql, None, exc, sqlite3.Error) from exc
+    finally:
+        cursor.close()
 
 
 # --- PostgreSQL: the whole plan in one statement ----------------------------------------------
