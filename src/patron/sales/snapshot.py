@@ -21,6 +21,8 @@ always starts from accounts with nothing due. A member with no account yet gets 
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -86,11 +88,11 @@ def _once(key: tuple[Any, ...], build: Any) -> Any:
 
 
 def _in(dialect: str, column: Any, name: str, type_: Any) -> Any:
-    """`column IN (values of x_<name>)`: one array parameter on PostgreSQL (the statement's
-    text stays the same whatever the count), an expanding list on SQLite."""
+    """`column IN (values of x_<name>)`: one array parameter on PostgreSQL, one JSON array
+    through `json_each` on SQLite (the statement's text stays the same whatever the count)."""
     if dialect == "postgresql":
         return column == any_(b(name, type_=ARRAY(type_)))
-    return column.in_(b(name, expanding=True))
+    return column.in_(select(literal_column("value")).select_from(func.json_each(b(name))))
 
 
 def _accounts(dialect: str) -> Any:
@@ -288,6 +290,60 @@ def run_pipelined(conn: Connection, calls: Sequence[tuple[Any, dict[str, Any]]])
         raise DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
 
 
+_sqlite_compiled: dict[int, tuple[str, list[tuple[str, Any, Any]], list[Any]]] = {}
+
+
+def _sqlite_sql(stmt: Any, conn: Connection) -> tuple[str, list[tuple[str, Any, Any]], list[Any]]:
+    """`stmt` compiled once for SQLite: its text, its parameters in order (name, the type's
+    bind processor, the value of a literal one) and each result column's processor."""
+    found = _sqlite_compiled.get(id(stmt))
+    if found is None:
+        dialect = conn.dialect
+        compiled = stmt.compile(dialect=dialect)
+        params = []
+        for name in compiled.positiontup or ():
+            bind = compiled.binds[name]
+            fixed = None if name.startswith("x_") else bind.effective_value
+            params.append((name, bind.type._cached_bind_processor(dialect), fixed))
+        results = [c.type._cached_result_processor(dialect, None) for c in stmt.selected_columns]
+        found = _sqlite_compiled[id(stmt)] = (str(compiled), params, results)
+    return found
+
+
+def run_sqlite(conn: Connection, calls: Sequence[tuple[Any, dict[str, Any]]]) -> list[Any]:
+    """SQLite: the statements one after another on the driver's cursor (in the connection's
+    transaction), values bound and read as SQLAlchemy would: its per-statement work cost more
+    than the statements."""
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    cursor = driver.cursor()
+    out: list[Any] = []
+    sql = ""
+    try:
+        for stmt, values in calls:
+            sql, params, results = _sqlite_sql(stmt, conn)
+            bound = []
+            for name, process, fixed in params:
+                value = values[name] if name.startswith("x_") else fixed
+                if isinstance(value, list):  # an IN list, read through json_each
+                    value = json.dumps(value)
+                elif process is not None:
+                    value = process(value)
+                bound.append(value)
+            rows = cursor.execute(sql, bound).fetchall()
+            out.append(
+                [
+                    tuple(v if f is None else f(v) for f, v in zip(results, row, strict=True))
+                    for row in rows
+                ]
+            )
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(sql, None, exc, sqlite3.Error) from exc
+    finally:
+        cursor.close()
+    return out
+
+
 def read(
     session: Session,
     config: ProgramConfig,
@@ -353,10 +409,8 @@ def read(
                 {"x_pid": config.id, "x_late": sorted(late), "x_since": late_since},
             )
         )
-    if dialect == "postgresql":
-        results = run_pipelined(conn, calls)
-    else:
-        results = [list(conn.execute(stmt, values)) for stmt, values in calls]
+    run = run_pipelined if dialect == "postgresql" else run_sqlite
+    results = run(conn, calls)
     if members:
         locked, figures, *results = results
     else:
