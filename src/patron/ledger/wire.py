@@ -39,6 +39,7 @@ from starlette.responses import JSONResponse, Response
 
 from patron import clock
 from patron.audit import idempotency
+from patron.audit.models import IdempotencyKey
 from patron.audit.service import Actor
 from patron.db.engine import Database
 from patron.errors import PatronError
@@ -349,6 +350,27 @@ def encoded(content: Any, status_code: int, headers: dict[str, str] | None = Non
     return Response(data, status_code=status_code, headers=headers, media_type="application/json")
 
 
+def take_key(
+    session: Session, code: str, req: PurchaseRequest, actor: Actor, idempotency_key: str
+) -> IdempotencyKey | Response:
+    """The Idempotency-Key taken for this sale, or the first answer to it, replayed (as
+    `http.write_in`); IdempotencyConflict if it was used for another request."""
+    payload = {"program": code, **req.model_dump(mode="json")}
+    try:
+        return idempotency.claim(
+            session, actor=str(actor), key=idempotency_key, payload=payload, now=clock.now()
+        )
+    except idempotency.Replay as replay:
+        return encoded(replay.response, replay.status_code, headers={"Idempotent-Replayed": "true"})
+
+
+def answered(session: Session, claim: IdempotencyKey | None, answer: dict[str, Any]) -> Response:
+    """A recorded sale's answer, stored first under its Idempotency-Key if it has one."""
+    if claim is not None:
+        idempotency.answer(session, claim, 201, answer)
+    return encoded(answer, 201)
+
+
 def record(
     session: Session, code: str, req: PurchaseRequest, actor: Actor, idempotency_key: str | None
 ) -> Response:
@@ -356,20 +378,13 @@ def record(
     the key taken first, or the first answer replayed (as `http.write_in`)."""
     claim = None
     if idempotency_key is not None:
-        payload = {"program": code, **req.model_dump(mode="json")}
-        try:
-            claim = idempotency.claim(
-                session, actor=str(actor), key=idempotency_key, payload=payload, now=clock.now()
-            )
-        except idempotency.Replay as replay:
-            return encoded(
-                replay.response, replay.status_code, headers={"Idempotent-Replayed": "true"}
-            )
+        taken = take_key(session, code, req, actor, idempotency_key)
+        if isinstance(taken, Response):
+            return taken
+        claim = taken
     program_id = program_cache.program_id(session, code)
     answer, _created = purchases.record(session, program_id, req, actor=actor, now=clock.now())
-    if claim is not None:
-        idempotency.answer(session, claim, 201, answer)
-    return encoded(answer, 201)
+    return answered(session, claim, answer)
 
 
 def in_transaction(db: Database) -> Run:
