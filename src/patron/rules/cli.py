@@ -307,7 +307,13 @@ def simulate(
     if format == "json":
         _write(report.model_dump_json(indent=2) + "\n", output)
         return
-    _print_report(report.model_dump(mode="json"), output)
+    data = report.model_dump(mode="json")
+    impact = data.pop("tier_impact", None)
+    if impact is not None:
+        # As tables of their own (not one row of JSON): who moves, and how many reach each tier.
+        data["tier_moves"] = impact["moves"]
+        data["tier_counts"] = [{"window": impact["window"], **row} for row in impact["tiers"]]
+    _print_report(data, output)
 
 
 def _print_report(data: dict[str, Any], output: Path | None) -> None:

@@ -7,7 +7,16 @@ normally supply at the till is kept in memory instead, separately for each rule 
 - member caps (day / month / year) count the points that rule set itself gave during the replay,
   on top of what was recorded earlier in the same period before `date_from`;
 - promotion budgets start full and shrink with what the replay gives;
-- the member's tier is the account's current tier (tier history is not replayed).
+- the member's tier is the one they held when the sale was recorded (from the tier history; a
+  move at the very instant of the sale counts as after it, as an upgrade the sale itself caused
+  is), with that tier's multiplier from the tier definitions.
+
+Purchases are replayed in the order they were recorded, as the till saw them: caps and budgets
+count what was recorded before each sale, late sales included. What cannot be replayed is left
+out of every total and counted apart: sales with coupons (the basket points were earned on, after
+the discounts that earn nothing, is not stored). Event credits are not purchases and are never
+part of the replay. Purchases earned under another rule-set version are replayed all the same and
+counted, so a "current" total that differs from the recorded one can be told apart from a fault.
 
 Points are attributed to rules from the breakdown steps, exactly (as Decimals), so the per-rule
 figures of a rule set add up to its total; what final rounding adds or removes is shown under the
@@ -16,6 +25,7 @@ pseudo-rule ``rounding``.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import io
 from collections import defaultdict
@@ -31,14 +41,17 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from patron.errors import Invalid
-from patron.ledger.models import Account, Purchase
+from patron.ledger.models import Account, Entry, Purchase
 from patron.members.models import Member
 from patron.money import quantum, round_money
 from patron.programs.models import Program, Store
 from patron.rules import service as rules
 from patron.rules.engine import Line, MemberContext, Order, evaluate
-from patron.rules.model import RuleSetDoc, rule_label
+from patron.rules.model import RuleSetDoc, TierMultiplier, rule_label
 from patron.sales.purchases import spend_value
+from patron.tiers.metrics import metric_values, qualify
+from patron.tiers.models import TierChange, TierDefinition
+from patron.tiers.periods import Window, window_at
 
 ROUNDING_RULE = "rounding"
 # In `add` mode the combined factor stops at 0; what that floor keeps back is shown under this.
@@ -46,6 +59,8 @@ FLOOR_RULE = "combined_factor"
 # Only ever non-zero if a breakdown step is of a shape this module does not know.
 UNATTRIBUTED = "unattributed"
 PSEUDO_RULES = (ROUNDING_RULE, FLOOR_RULE, UNATTRIBUTED)
+# The breakdown id of a tier definition's multiplier (engine.TierBenefit): "tier:gold".
+TIER_PREFIX = "tier:"
 ZERO = Decimal(0)
 
 
@@ -71,6 +86,46 @@ class MemberImpact(BaseModel):
     current_points: int
     proposed_points: int
     delta: int = Field(description="proposed_points − actual_points")
+    change: int = Field(
+        description="proposed_points − current_points: what the rule change does to the member"
+    )
+
+
+class SimulationWarning(BaseModel):
+    code: str = Field(description="`rule_outside_period`: a dated rule that cannot apply here")
+    rule: str
+    starts: date | None = None
+    ends: date | None = None
+    detail: str
+
+
+class TierMove(BaseModel):
+    member_id: int
+    name: str
+    current_tier: str | None = Field(
+        description="The tier the metric reaches under the current rules"
+    )
+    proposed_tier: str | None
+    current_metric: int = Field(description="Qualifying points in the tier window, current rules")
+    proposed_metric: int
+    direction: str = Field(description="`up`: the change lifts the member; `down`: it drops them")
+
+
+class TierCount(BaseModel):
+    tier: str
+    current_members: int = Field(description="Replayed members whose metric reaches this tier")
+    proposed_members: int
+    delta: int
+
+
+class TierImpact(BaseModel):
+    """Who would reach or lose a tier: the replayed purchases' qualifying points in the tier
+    window holding `date_to`, the rest of that window as recorded."""
+
+    window: str = Field(description="The tier window, e.g. 2026 or 2026H1")
+    metric: str
+    moves: list[TierMove] = Field(description="Members whose tier the change moves, by member id")
+    tiers: list[TierCount]
 
 
 class SimulationReport(BaseModel):
@@ -81,7 +136,7 @@ class SimulationReport(BaseModel):
     date_from: date
     date_to: date
     current_version: int = Field(description="Version of the current rule set replayed")
-    purchases: int
+    purchases: int = Field(description="Purchases replayed")
     members: int
     actual_points: int = Field(description="Points recorded on these purchases when they happened")
     current_points: int = Field(description="Points under the current rule set, replayed")
@@ -92,7 +147,26 @@ class SimulationReport(BaseModel):
     proposed_value: Decimal
     delta_value: Decimal
     rules: list[RuleImpact]
-    top_members: list[MemberImpact]
+    top_members: list[MemberImpact] = Field(
+        description="By the size of `change`, largest first; ties by member id"
+    )
+    other_version_purchases: int = Field(
+        0,
+        description="Replayed purchases whose points were recorded under another rule-set "
+        "version than the current one (their current and recorded points may differ)",
+    )
+    excluded_purchases: int = Field(
+        0,
+        description="Purchases of the period left out of the replay and of every total: "
+        "sales with coupons (the basket points were earned on is not stored)",
+    )
+    excluded_points: int = Field(0, description="Points recorded on the excluded purchases")
+    warnings: list[SimulationWarning] = Field(default_factory=list)
+    tier_impact: TierImpact | None = Field(
+        None,
+        description="Tier movement the change causes; none without tiers, or when tiers "
+        "qualify on spend or visits (a rule change does not move those)",
+    )
 
 
 @dataclass
@@ -106,6 +180,8 @@ class _Replay:
     points: int = 0
     by_rule: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
     by_account: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    # Qualifying points of the replayed purchases inside the tier window (item: tier impact).
+    qualifying: dict[int, int] = field(default_factory=lambda: defaultdict(int))
 
     @classmethod
     def start(cls, doc: RuleSetDoc) -> _Replay:
@@ -211,6 +287,69 @@ def _seed_before(
     return counts
 
 
+def outside_period(doc: RuleSetDoc, date_from: date, date_to: date) -> list[SimulationWarning]:
+    """Enabled dated rules whose window does not overlap [date_from, date_to]: over this period
+    they give nothing, so the replay shows no effect whatever they would do in their own."""
+    out = []
+    for rule in doc.rules:
+        if not rule.enabled or (rule.starts is None and rule.ends is None):
+            continue
+        if (rule.starts is not None and rule.starts > date_to) or (
+            rule.ends is not None and rule.ends < date_from
+        ):
+            window = f"{rule.starts or '…'}..{rule.ends or '…'}"
+            out.append(
+                SimulationWarning(
+                    code="rule_outside_period",
+                    rule=rule.id,
+                    starts=rule.starts,
+                    ends=rule.ends,
+                    detail=f"rule {rule.id} applies {window}, outside the replayed period "
+                    f"{date_from}..{date_to}: it shows no effect here",
+                )
+            )
+    return out
+
+
+class _TierHistory:
+    """The tier each account held at any instant, from the tier history."""
+
+    def __init__(self, session: Session, program: Program) -> None:
+        self.factors: dict[str, Decimal] = {
+            code: Decimal(multiplier)
+            for code, multiplier in session.execute(
+                select(TierDefinition.code, TierDefinition.multiplier).where(
+                    TierDefinition.program_id == program.id
+                )
+            )
+        }
+        self.moves: dict[int, tuple[list[datetime], list[str | None], str | None]] = {}
+        rows = session.execute(
+            select(TierChange.account_id, TierChange.at, TierChange.from_tier, TierChange.to_tier)
+            .where(TierChange.program_id == program.id)
+            .order_by(TierChange.account_id, TierChange.at, TierChange.id)
+        )
+        for account_id, at, from_tier, to_tier in rows:
+            found = self.moves.get(account_id)
+            if found is None:
+                found = self.moves[account_id] = ([], [], from_tier)
+            found[0].append(at)
+            found[1].append(to_tier)
+
+    def at(self, account_id: int, when: datetime, now_tier: str | None) -> str | None:
+        """The tier at `when`; a move at exactly `when` counts as after it (the upgrade a sale
+        causes is recorded at the sale's own instant)."""
+        found = self.moves.get(account_id)
+        if found is None:
+            return now_tier
+        times, tiers, first = found
+        index = bisect.bisect_left(times, when)
+        return first if index == 0 else tiers[index - 1]
+
+    def factor(self, tier: str | None) -> Decimal | None:
+        return self.factors.get(tier) if tier is not None else None
+
+
 def simulate(
     session: Session,
     program: Program,
@@ -234,6 +373,9 @@ def simulate(
     replays = [current, new]
     need_counts = current.wanted.purchases or new.wanted.purchases
     counts = _seed_before(session, program, start, tz, replays, need_counts)
+    history = _TierHistory(session, program)
+    tier_window = _tier_window(session, program, end)
+    recorded_in_window: dict[int, int] = defaultdict(int)
     stores: dict[int, str] = {
         store_id: code
         for store_id, code in session.execute(
@@ -245,6 +387,7 @@ def simulate(
         select(
             Purchase.account_id,
             Purchase.occurred_at,
+            Purchase.created_at,
             Purchase.amount_minor,
             Purchase.lines,
             Purchase.store_id,
@@ -252,6 +395,9 @@ def simulate(
             Purchase.payment_method,
             Purchase.points_earned,
             Purchase.points_spent,
+            Purchase.response["coupons"],
+            Entry.rule_version,
+            Entry.qualifying,
             Account.tier,
             Member.id,
             Member.name,
@@ -261,23 +407,28 @@ def simulate(
         )
         .join(Account, Account.id == Purchase.account_id)
         .join(Member, Member.id == Account.member_id)
+        .outerjoin(Entry, Entry.id == Purchase.earn_entry_id)
         .where(
             Purchase.program_id == program.id,
             Purchase.occurred_at >= start,
             Purchase.occurred_at < end,
         )
-        .order_by(Purchase.occurred_at, Purchase.id)
+        # The order the till saw them in: caps and budgets count what was recorded before.
+        .order_by(Purchase.id)
     )
 
     currency = program.currency
-    actual_total = purchase_count = 0
+    actual_total = purchase_count = excluded = excluded_points = other_versions = 0
     actual_by_account: dict[int, int] = defaultdict(int)
     purchases_by_account: dict[int, int] = defaultdict(int)
+    # Each account's replayed purchase times, sorted: purchases before a late sale still count.
+    seen_at: dict[int, list[datetime]] = defaultdict(list)
     members: dict[int, tuple[int, str]] = {}
     contexts: dict[int, MemberContext] = {}
     for (
         account_id,
         occurred_at,
+        created_at,
         amount_minor,
         lines,
         store_id,
@@ -285,23 +436,31 @@ def simulate(
         payment_method,
         points_earned,
         points_spent,
-        tier,
+        coupons,
+        rule_version,
+        recorded_qualifying,
+        now_tier,
         member_id,
         name,
         attributes,
         birthday,
-        created_at,
+        joined_at,
     ) in rows:
+        if coupons:
+            excluded += 1
+            excluded_points += points_earned
+            continue
         purchase_count += 1
         actual_total += points_earned
         actual_by_account[account_id] += points_earned
         purchases_by_account[account_id] += 1
+        if rule_version is not None and rule_version != program.rule_version:
+            other_versions += 1
         if account_id not in members:
             members[account_id] = (member_id, name)
             contexts[account_id] = MemberContext(
-                tier=tier,
                 attributes=attributes or {},
-                joined_on=created_at.astimezone(tz).date(),
+                joined_on=joined_at.astimezone(tz).date(),
                 birthday=birthday,
             )
         order = Order(
@@ -326,15 +485,22 @@ def simulate(
             earn_on_redeemed=program.earn_on_redeemed,
         )
         keys = _period_keys(occurred_at.astimezone(tz))
-        earlier = counts.get(account_id, 0) + purchases_by_account[account_id] - 1
+        times = seen_at[account_id]
+        earlier = counts.get(account_id, 0) + bisect.bisect_left(times, occurred_at)
+        bisect.insort(times, occurred_at)
+        tier = history.at(account_id, created_at, now_tier)
         base = contexts[account_id]
+        in_window = tier_window is not None and tier_window[1].start <= occurred_at
+        if in_window:
+            recorded_in_window[account_id] += recorded_qualifying or 0
         for replay in replays:
             figures = {
                 per: replay.earned.get((account_id, per, keys[per]), 0)
                 for per in replay.wanted.caps
             }
             context = MemberContext(
-                tier=base.tier,
+                tier=tier,
+                tier_factor=history.factor(tier),
                 attributes=base.attributes,
                 joined_on=base.joined_on,
                 birthday=base.birthday,
@@ -350,6 +516,8 @@ def simulate(
                 replay.earned[(account_id, per, keys[per])] += result.points
             replay.points += result.points
             replay.by_account[account_id] += result.points
+            if in_window:
+                replay.qualifying[account_id] += rules.qualifying_points(replay.doc, result)
             shares = attribute(result.steps)
             left = Decimal(result.points) - sum(shares.values(), ZERO)
             if left:
@@ -369,10 +537,11 @@ def simulate(
             current_points=current.by_account[a],
             proposed_points=new.by_account[a],
             delta=new.by_account[a] - actual_by_account[a],
+            change=new.by_account[a] - current.by_account[a],
         )
         for a in members
     ]
-    impacts.sort(key=lambda m: (-abs(m.delta), m.member_id))
+    impacts.sort(key=lambda m: (-abs(m.change), m.member_id))
     return SimulationReport(
         program=program.code,
         currency=currency,
@@ -393,7 +562,83 @@ def simulate(
         delta_value=value(new.points - actual_total),
         rules=_rule_impacts(current, new),
         top_members=impacts[: max(top, 0)],
+        other_version_purchases=other_versions,
+        excluded_purchases=excluded,
+        excluded_points=excluded_points,
+        warnings=outside_period(proposed, date_from, date_to),
+        tier_impact=(
+            _tier_impact(session, program, tier_window, recorded_in_window, members, current, new)
+            if tier_window is not None
+            else None
+        ),
     )
+
+
+def _tier_window(session: Session, program: Program, end: datetime) -> tuple[str, Window] | None:
+    """The tier metric and the window holding the replay's last instant, if points qualify."""
+    from patron.tiers.service import get_policy
+
+    policy = get_policy(session, program.id)
+    if policy is None or policy.metric != "points":
+        return None
+    last = end - timedelta(microseconds=1)
+    window = window_at(policy.window, last, program.timezone, rolling_months=policy.rolling_months)
+    return policy.metric, window
+
+
+def _tier_impact(
+    session: Session,
+    program: Program,
+    tier_window: tuple[str, Window],
+    recorded_in_window: dict[int, int],
+    members: dict[int, tuple[int, str]],
+    current: _Replay,
+    new: _Replay,
+) -> TierImpact:
+    """Each replayed member's metric = the window as recorded, with the replayed purchases'
+    qualifying points in place of the recorded ones (refunds and adjustments stay as recorded)."""
+    from patron.tiers.service import definitions
+
+    metric, window = tier_window
+    tiers = definitions(session, program.id)
+    recorded = metric_values(session, program_id=program.id, metric=metric, window=window)
+    moves: list[TierMove] = []
+    counts = {tier.code: [0, 0] for tier in tiers}
+    for account_id in sorted(members, key=lambda a: members[a][0]):
+        base = recorded.get(account_id, 0) - recorded_in_window.get(account_id, 0)
+        now_metric = base + current.qualifying.get(account_id, 0)
+        then_metric = base + new.qualifying.get(account_id, 0)
+        now_tier, then_tier = qualify(tiers, now_metric), qualify(tiers, then_metric)
+        for index, reached in enumerate((now_tier, then_tier)):
+            if reached is not None:
+                counts[reached.code][index] += 1
+        if now_tier is not then_tier:
+            now_rank = now_tier.rank if now_tier is not None else -1
+            then_rank = then_tier.rank if then_tier is not None else -1
+            moves.append(
+                TierMove(
+                    member_id=members[account_id][0],
+                    name=members[account_id][1],
+                    current_tier=now_tier.code if now_tier is not None else None,
+                    proposed_tier=then_tier.code if then_tier is not None else None,
+                    current_metric=now_metric,
+                    proposed_metric=then_metric,
+                    direction="up" if then_rank > now_rank else "down",
+                )
+            )
+    return TierImpact(
+        window=window.key,
+        metric=metric,
+        moves=moves,
+        tiers=[
+            TierCount(tier=code, current_members=a, proposed_members=b, delta=b - a)
+            for code, (a, b) in counts.items()
+        ],
+    )
+
+
+def _has_tier_rule(doc: RuleSetDoc) -> bool:
+    return any(isinstance(rule, TierMultiplier) and rule.enabled for rule in doc.rules)
 
 
 def _rule_impacts(current: _Replay, new: _Replay) -> list[RuleImpact]:
@@ -404,12 +649,22 @@ def _rule_impacts(current: _Replay, new: _Replay) -> list[RuleImpact]:
                 described.setdefault(rule.id, (rule.kind, rule_label(rule)))
     ids = [rule.id for rule in new.doc.rules if rule.kind != "event"]
     ids += [rule.id for rule in current.doc.rules if rule.kind != "event" and rule.id not in ids]
+    in_current = {rule.id for rule in current.doc.rules}
+    in_proposed = {rule.id for rule in new.doc.rules}
+    # The tier definitions' multipliers (`tier:<code>`), which apply unless a rule set has its
+    # own tier_multiplier rule: one row per tier, so the rows still add up to the totals.
+    for tier_id in sorted({*current.by_rule, *new.by_rule}):
+        if tier_id.startswith(TIER_PREFIX):
+            ids.append(tier_id)
+            described[tier_id] = ("tier_benefit", tier_id.removeprefix(TIER_PREFIX))
+            if not _has_tier_rule(current.doc):
+                in_current.add(tier_id)
+            if not _has_tier_rule(new.doc):
+                in_proposed.add(tier_id)
     for extra in PSEUDO_RULES:
         if current.by_rule.get(extra) or new.by_rule.get(extra):
             ids.append(extra)
             described[extra] = (extra, extra)
-    in_current = {rule.id for rule in current.doc.rules}
-    in_proposed = {rule.id for rule in new.doc.rules}
     out = []
     for rule_id in ids:
         kind, name = described[rule_id]
@@ -462,7 +717,8 @@ def _text(value: str) -> str:
 
 
 def to_csv(report: SimulationReport) -> bytes:
-    """The report as one CSV; `section` says what a row is: summary, rule or member."""
+    """The report as one CSV; `section` says what a row is: summary, rule, member, warning
+    (a dated rule outside the period) or tier_move (points columns: the tier metric)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
@@ -520,6 +776,37 @@ def to_csv(report: SimulationReport) -> bytes:
                 "",
                 "",
                 "",
+            ]
+        )
+    blank = [""] * 5
+    for warning in report.warnings:
+        writer.writerow(
+            [
+                "warning",
+                warning.rule,
+                _text(warning.detail),
+                warning.code,
+                "",
+                "",
+                "",
+                "",
+                "",
+                *blank,
+            ]
+        )
+    for move in report.tier_impact.moves if report.tier_impact is not None else ():
+        writer.writerow(
+            [
+                "tier_move",
+                move.member_id,
+                _text(move.name),
+                f"{move.current_tier or ''}->{move.proposed_tier or ''}",
+                "",
+                "",
+                move.current_metric,
+                move.proposed_metric,
+                move.proposed_metric - move.current_metric,
+                *blank,
             ]
         )
     # A BOM so Excel opens Korean and Chinese names correctly.

@@ -549,6 +549,7 @@ def _preview(
         diff=doc_diff(current, candidate.doc, prog, lang, names),
         rows=rule_rows(candidate.doc, prog, lang, names),
         report=report,
+        tier_names=names,
         sim_from=sim_from,
         sim_to=sim_to,
         errors=period_errors,
