@@ -11,16 +11,19 @@ Stages, always in this order (see docs/rules.md):
 5. order factors — tier, time-of-day/day-of-week weights, promotion factors, combined by the rule
    set's `combine` (multiply, or add their extra parts), then rounded once by its `rounding`;
 6. fixed points — product bonuses per unit, promotion bonuses, order bonuses (never multiplied);
-7. caps — per order and per member per day/month/year; promotion budgets limit what a promotion
-   adds.
+   then budgeted promotions give at most what their budgets have left, sharing what they add
+   together fairly (`_split_budgets`);
+7. caps — per order and per member per day/month/year.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import ROUND_FLOOR, Decimal
+from fractions import Fraction
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -365,7 +368,7 @@ def evaluate(
             factor_rules.append((rule, rule.factors[member.tier or ""]))
         elif isinstance(rule, TimeWeight) or (isinstance(rule, Promotion) and rule.factor != ONE):
             factor_rules.append((rule, rule.factor))
-    budget_used: dict[str, int] = {}
+    base_running = running
     if factor_rules:
         if doc.combine == "multiply":
             for rule, factor in factor_rules:
@@ -424,35 +427,16 @@ def evaluate(
             }
         )
 
-    # Budgeted promotion factors: the extra points they add may not exceed what is left.
-    for rule, _factor in factor_rules:
-        if not isinstance(rule, Promotion) or rule.budget_points is None:
-            continue
-        others = [f for r, f in factor_rules if r is not rule]
-        base_running = sum(
-            (
-                Decimal(line_base[i]) * _combine(per_line_factors[i], doc.combine)
-                for i in range(len(lines))
-            ),
-            Decimal(0),
-        )
-        without = round_points(base_running * _combine(others, doc.combine), Rounding(doc.rounding))
-        extra = max(0, points - without)
-        left = budgets.get(rule.id, rule.budget_points)
-        if extra > left:
-            steps.append(
-                _step(
-                    rule,
-                    True,
-                    f"budget left {left}: adds {left}, not {extra}",
-                    budget_left=left,
-                    before=points,
-                    after=without + left,
-                )
-            )
-            points = without + left
-            extra = left
-        budget_used[rule.id] = budget_used.get(rule.id, 0) + extra
+    # Budgeted promotions share what they add; each gives no more than its budget has left.
+    budget_used: dict[str, int] = {}
+    budgeted = [r for r in active if isinstance(r, Promotion) and r.budget_points is not None]
+    split = (
+        _split_budgets(doc, budgeted, factor_rules, base_running, running, points, budgets)
+        if budgeted
+        else None
+    )
+    if split is not None:
+        budget_used.update(split.used)
 
     # Stage 6: fixed points, never multiplied.
     fixed_per_line = [0] * len(lines)
@@ -485,15 +469,27 @@ def evaluate(
         added = 0
         if isinstance(rule, Promotion) and rule.bonus_points:
             added = rule.bonus_points
-            if rule.budget_points is not None:
-                left = budgets.get(rule.id, rule.budget_points) - budget_used.get(rule.id, 0)
-                added = max(0, min(added, left))
-                budget_used[rule.id] = budget_used.get(rule.id, 0) + added
         elif isinstance(rule, OrderBonus):
             added = rule.points
         if added:
             points += added
             steps.append(_step(rule, True, f"+{added}", added=added, after=points))
+    if split is not None:
+        # The budgets' limits, once every bonus is in: the cut of each limited promotion.
+        for limited, left, taken in split.cuts:
+            gives = split.used.get(limited.id, 0)
+            steps.append(
+                _step(
+                    limited,
+                    True,
+                    f"budget left {left}: gives {gives}, {points} → {points - taken}",
+                    budget_left=left,
+                    used=gives,
+                    before=points,
+                    after=points - taken,
+                )
+            )
+            points -= taken
 
     # Stage 7: caps.
     caps: list[str] = []
@@ -545,6 +541,98 @@ def evaluate(
         steps=steps,
         budget_used={k: v for k, v in budget_used.items() if v},
         caps=caps,
+    )
+
+
+@dataclass
+class _BudgetSplit:
+    used: dict[str, int]
+    # (promotion, budget left, points its limit takes off) for each promotion the limit cut.
+    cuts: list[tuple[Promotion, int, int]]
+
+
+def _round_exact(value: Fraction, rounding: str) -> int:
+    if rounding == "down":
+        return math.floor(value)
+    if rounding == "up":
+        return math.ceil(value)
+    return math.floor(value + Fraction(1, 2))  # half up; points are never negative
+
+
+def _split_budgets(
+    doc: RuleSetDoc,
+    budgeted: list[Promotion],
+    factor_rules: list[tuple[Any, Decimal]],
+    base_running: Decimal,
+    full_running: Decimal,
+    full_points: int,
+    budgets: Mapping[str, int],
+) -> _BudgetSplit:
+    """What each budgeted promotion gives, and what the limits take off the unlimited total.
+
+    The budgeted promotions make an extra together (in multiply mode more than the sum of what
+    each would make alone: ×2 and ×2 make 3× the points before them, not 2×). Each is charged a
+    share of that extra in proportion to what it adds on its own, its factor minus 1 (a promotion
+    whose factor is below 1 adds nothing, so it is an ordinary factor here); then it gives its
+    share plus its bonus, up to the budget it has left. The order's points are rounded once,
+    after the limits, and what a limited promotion does not give is never taken from another's
+    budget. Shares per unit of "factor − 1" only grow as promotions are added, so adding a
+    promotion never lowers the points (tests/rules/test_budget_fairness.py).
+
+    Exact fractions: a comparison with a budget must not depend on a rounded division.
+    """
+    own = {r.id: r.factor - ONE for r in budgeted if r.factor > ONE}  # per point before it
+    others = [f for r, f in factor_rules if r.id not in own]
+    exact_before = base_running * _combine(others, doc.combine)
+    if len(budgeted) == 1:
+        # The common case, kept cheap: one promotion within its budget takes the whole extra.
+        (only,) = budgeted
+        left = budgets.get(only.id, only.budget_points or 0)
+        extra = full_points - round_points(exact_before, Rounding(doc.rounding))
+        if max(Decimal(0), full_running - exact_before) + only.bonus_points <= left:
+            gives = max(0, extra) + only.bonus_points
+            return _BudgetSplit(used={only.id: gives} if gives else {}, cuts=[])
+    before = Fraction(exact_before)
+    joint = max(Fraction(0), Fraction(full_running) - before)
+    weight = Fraction(sum(own.values(), Decimal(0)))
+    wanted: list[Fraction] = []
+    given: list[Fraction] = []
+    lefts: list[int] = []
+    for rule in budgeted:
+        share = joint * Fraction(own[rule.id]) / weight if rule.id in own else Fraction(0)
+        left = budgets.get(rule.id, rule.budget_points or 0)
+        want = share + rule.bonus_points
+        wanted.append(want)
+        given.append(min(want, Fraction(left)))
+        lefts.append(left)
+    points_before = _round_exact(before, doc.rounding)
+    total = _round_exact(before + sum(given, Fraction(0)), doc.rounding)
+    # Whole points per promotion: each gets the whole part of what it gives, and the points the
+    # one rounding leaves go to the largest fractions (ties by rule id, not by rule order); so none exceeds its
+    # budget and together they are exactly what the budgeted promotions added.
+    used = [math.floor(g) for g in given]
+    odd = total - points_before - sum(used)
+    by_fraction = sorted(
+        (i for i, g in enumerate(given) if g != used[i]),
+        key=lambda i: (used[i] - given[i], budgeted[i].id),
+    )
+    for i in by_fraction[: max(0, odd)]:
+        used[i] += 1
+    cuts: list[tuple[Promotion, int, int]] = []
+    limited = [i for i, want in enumerate(wanted) if want > given[i]]
+    if limited:
+        unlimited = full_points + sum(r.bonus_points for r in budgeted)
+        off = split_proportionally(
+            max(0, unlimited - total),
+            [
+                Decimal((wanted[i] - given[i]).numerator) / (wanted[i] - given[i]).denominator
+                for i in limited
+            ],
+        )
+        cuts = [(budgeted[i], lefts[i], cut) for i, cut in zip(limited, off, strict=True)]
+    return _BudgetSplit(
+        used={r.id: u for r, u in zip(budgeted, used, strict=True) if u},
+        cuts=cuts,
     )
 
 

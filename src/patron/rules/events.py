@@ -8,6 +8,7 @@ member cannot both be credited (the unique key on (account, period) backs the lo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal, cast
@@ -189,7 +190,9 @@ class ExplanationOut(BaseModel):
     points: int
     rule_version: int | None
     language: Language
-    lines: list[str]
+    lines: list[str] = Field(
+        description="One sentence per step, in `language`; tiers by their name in that language"
+    )
     text: str
 
 
@@ -229,15 +232,92 @@ _PLAIN: dict[str, dict[str, str]] = {
         "ko": "{points}포인트 회수: {reason}",
         "zh": "收回 {points} 积分:{reason}",
     },
+    # Reasons Patron itself writes (patron.sales): stored in English, worded for the reader.
+    "refund_earned": {
+        "en": "Refund {ref}: {points} points earned on the purchase taken back",
+        "ko": "환불 {ref}: 구매로 적립된 {points}포인트 회수",
+        "zh": "退款 {ref}:收回该笔消费获得的 {points} 积分",
+    },
+    "refund_paid": {
+        "en": "Refund {ref}: {points} points used to pay given back",
+        "ko": "환불 {ref}: 결제에 사용한 {points}포인트 반환",
+        "zh": "退款 {ref}:退回支付时使用的 {points} 积分",
+    },
+    "refund_qualifying": {
+        "en": "Refund {ref}: {qualifying} points no longer count towards your tier",
+        "ko": "환불 {ref}: 등급 산정 포인트 {qualifying} 차감",
+        "zh": "退款 {ref}:{qualifying} 积分不再计入等级",
+    },
+    "paid_with_points": {
+        "en": "{points} points used: paid {amount} {currency} with points",
+        "ko": "{points}포인트 사용: {amount} {currency} 결제",
+        "zh": "使用 {points} 积分:抵扣 {amount} {currency}",
+    },
+    "already_expired": {
+        "en": "{n} more points had already expired",
+        "ko": "{n}포인트는 이미 소멸됨",
+        "zh": "另有 {n} 积分已过期",
+    },
+    "debt_added": {
+        "en": "{n} points more than the balance held are owed",
+        "ko": "잔액보다 많은 {n}포인트는 차감 예정(부족분)",
+        "zh": "超出余额的 {n} 积分记为欠分",
+    },
+    "written_off": {
+        "en": "{n} points could not be taken back (written off)",
+        "ko": "{n}포인트는 회수하지 못해 면제됨",
+        "zh": "{n} 积分无法收回,已核销",
+    },
 }
 
+# The reasons patron.sales writes, so an old entry is worded in the reader's language too.
+_SYSTEM_REASONS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"^refund (?P<ref>.+): points earned taken back$"), "refund_earned"),
+    (re.compile(r"^refund (?P<ref>.+): points paid given back$"), "refund_paid"),
+    (re.compile(r"^refund (?P<ref>.+): qualifying points taken back$"), "refund_qualifying"),
+    (
+        re.compile(r"^paid (?P<amount>[0-9.]+) (?P<currency>[A-Z]{3}) with points$"),
+        "paid_with_points",
+    ),
+)
 
-def _plain(entry: Entry, language: str) -> str:
+
+def _plain(entry: Entry, language: str) -> list[str]:
+    points = f"{abs(entry.points):,}"
+    for pattern, key in _SYSTEM_REASONS:
+        found = pattern.match(entry.reason or "")
+        if found is None:
+            continue
+        words = found.groupdict()
+        lines = [
+            _PLAIN[key][language].format(
+                points=points, qualifying=f"{abs(entry.qualifying):,}", **words
+            )
+        ]
+        details = entry.details or {}
+        lines += [
+            _PLAIN[name][language].format(n=f"{int(details[name]):,}")
+            for name in ("already_expired", "debt_added", "written_off")
+            if details.get(name)
+        ]
+        return lines
     key = entry.kind
     if entry.kind in ("adjust", "reverse"):
         key = f"{entry.kind}_{'plus' if entry.points > 0 else 'minus'}"
     template = _PLAIN.get(key, _PLAIN["earn"])[language]
-    return template.format(points=f"{abs(entry.points):,}", reason=entry.reason or entry.kind)
+    return [template.format(points=points, reason=entry.reason or entry.kind)]
+
+
+def _tier_names(session: Session, program: Program, language: str) -> Callable[[str], str]:
+    """A tier code → its name in `language` (else English, else the code: a tier since renamed
+    or removed still reads)."""
+    names = {t.code: t.names for t in tiers.definitions(session, program.id)}
+
+    def tier_name(code: str) -> str:
+        found = names.get(code) or {}
+        return found.get(language) or found.get("en") or code
+
+    return tier_name
 
 
 def explain_entry(
@@ -250,7 +330,8 @@ def explain_entry(
     tier_name: Callable[[str], str] | None = None,
 ) -> ExplanationOut:
     """An entry in plain words: its stored breakdown, or one line from its kind and reason.
-    `money` and `tier_name` word amounts and tiers for a member (see explain.explain_steps)."""
+    Tiers are named in the explanation's language (from the tier definitions unless `tier_name`
+    is given); `money` words amounts for a member (see explain.explain_steps)."""
     row = session.execute(
         select(Entry, Member.language)
         .join(Account, Account.id == Entry.account_id)
@@ -263,11 +344,11 @@ def explain_entry(
     lang = language or (member_language if member_language in LANGUAGES else "en")
     breakdown: list[dict[str, Any]] | None = entry.breakdown
     if breakdown:
+        if tier_name is None and any(step.get("tier") for step in breakdown):
+            tier_name = _tier_names(session, program, lang)
         lines = explain_steps(breakdown, entry.points, lang, money=money, tier_name=tier_name)
-        text = "; ".join(lines)
     else:
-        lines = [_plain(entry, lang)]
-        text = lines[0]
+        lines = _plain(entry, lang)
     return ExplanationOut(
         entry_id=entry.id,
         kind=entry.kind,
@@ -275,5 +356,5 @@ def explain_entry(
         rule_version=entry.rule_version,
         language=cast(Language, lang),
         lines=lines,
-        text=text,
+        text="; ".join(lines),
     )

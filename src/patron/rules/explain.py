@@ -52,7 +52,7 @@ _TEXT: dict[str, dict[str, str]] = {
     "tier_multiplier": {
         "en": "{tier} tier ×{factor} = {after}",
         "ko": "{tier} 등급 ×{factor} = {after}",
-        "zh": "{tier} 等级 ×{factor} = {after}",
+        "zh": "{tier}等级 ×{factor} = {after}",
     },
     "time_weight": {
         "en": "{label} ×{factor} = {after}",
@@ -164,9 +164,9 @@ def explain_steps(
     tier_name: Callable[[str], str] | None = None,
 ) -> list[str]:
     """One sentence per applied step, then the total; skipped rules are left out. For a member
-    `money` writes the base rate's amounts in her way (12,000원) and `tier_name` names her tier
-    in her language (골드); without them the amounts carry the currency code and the tier its
-    code, as integrators read them."""
+    `money` writes the base rate's amounts in her way (12,000원); `tier_name` names a tier in the
+    reader's language (골드: patron.rules.events passes the tier definitions' names). Without
+    them the amounts carry the currency code and the tier its code."""
     lang = language if language in LANGUAGES else "en"
     out: list[str] = []
     for step in steps:
