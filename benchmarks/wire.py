@@ -8,8 +8,8 @@ numbers) and a realistic answer (two entries with their rule breakdown, the tota
 - before: `PurchaseRequest.model_validate(json.loads(body))` (what the direct route did; the
   FastAPI route did the same through its TypeAdapter) and Starlette's `JSONResponse(answer)`
   (`json.dumps`);
-- after: `patron.ledger.wire.decode` (msgspec into the same PurchaseRequest) and
-  `patron.ledger.wire.encoded` (orjson).
+- after: `patron.sales.wire.decode` (msgspec into the same PurchaseRequest) and
+  `patron.sales.wire.encoded` (orjson).
 
 Each figure is the median over `--repeat` runs of `--number` calls (timeit, process time), in
 µs of CPU per call. It also prints the other way measured for the decision: msgspec as the JSON
@@ -33,7 +33,7 @@ from typing import Any
 import msgspec
 from starlette.responses import JSONResponse
 
-from patron.ledger import wire
+from patron.sales import wire
 from patron.sales.schemas import PurchaseRequest
 
 BODY: dict[str, Any] = {

@@ -21,7 +21,6 @@ from patron.db.engine import Database
 from patron.errors import PatronError
 from patron.events.api import router as events_router
 from patron.ledger.api import router as points_router
-from patron.ledger.till_route import TillRoute, group_commit_for
 from patron.members.api import router as members_router
 from patron.notify.api import router as notify_router
 from patron.notify.templates_api import router as templates_router
@@ -36,6 +35,7 @@ from patron.rewards.offline_api import router as offline_coupons_router
 from patron.rules.api import router as rules_router
 from patron.rules.examples_api import router as rule_examples_router
 from patron.sales.api import router as sales_router
+from patron.sales.till_route import TillRoute, group_commit_for
 from patron.tiers.api import router as tiers_router
 from patron.tiers.read_api import router as tier_reads_router
 from patron.wallet.api import router as wallet_router

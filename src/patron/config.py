@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     idempotency_ttl_hours: int = 24 * 7
     log_level: str = "info"
     # Till sales arriving while a worker writes the previous ones go to the database together:
-    # one sale-pipeline batch and one commit for the group (patron.ledger.till_route, decisions
+    # one sale-pipeline batch and one commit for the group (patron.sales.till_route, decisions
     # 0009 and 0017). Unset: on for both engines (less CPU per sale and a lower p99 measured on
     # each); false gives every sale its own transaction.
     group_commit: bool | None = None

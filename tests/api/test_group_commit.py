@@ -1,4 +1,4 @@
-"""Group commit (patron.ledger.till_route.GroupCommit): concurrent sales of one worker share a
+"""Group commit (patron.sales.till_route.GroupCommit): concurrent sales of one worker share a
 transaction, a commit and one sale-pipeline batch, and each still gets exactly the answer it
 would get alone."""
 
@@ -326,7 +326,7 @@ def test_each_sale_of_a_group_gets_the_answer_it_gets_alone(
     from sqlalchemy import event
 
     from patron.app import create_app
-    from patron.ledger.till_route import GroupCommit
+    from patron.sales.till_route import GroupCommit
 
     order: list[tuple[str, str | None]] = []
     next_group = GroupCommit._next_group

@@ -1,4 +1,4 @@
-"""The purchase endpoint's direct route (patron.ledger.till_route) answers exactly as the
+"""The purchase endpoint's direct route (patron.sales.till_route) answers exactly as the
 FastAPI route does: the same status and body for every kind of request, taken or declined."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from patron import clock
-from patron.ledger.till_route import TillRoute
+from patron.sales.till_route import TillRoute
 from tests.api.helpers import enroll
 from tests.conftest import auth
 

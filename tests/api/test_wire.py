@@ -1,4 +1,4 @@
-"""The purchase call's wire format (patron.ledger.wire, decision 0014).
+"""The purchase call's wire format (patron.sales.wire, decision 0014).
 
 msgspec decodes the bodies it can into the very PurchaseRequest pydantic would build, and
 hands every other body to pydantic; both routes (the till's direct route and the FastAPI
@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.responses import JSONResponse
 
-from patron.ledger import wire
 from patron.members.schemas import MemberRef
+from patron.sales import wire
 from patron.sales.schemas import LineIn, PurchaseRequest
 from tests.api.helpers import enroll
 
@@ -146,7 +146,7 @@ def test_the_structs_mirror_the_pydantic_models():
         )
 
 
-# The schema the structs in patron.ledger.wire mirror (fields, lengths, ranges, decimals).
+# The schema the structs in patron.sales.wire mirror (fields, lengths, ranges, decimals).
 MIRRORED = "176a14fa80a36470e69820ee42d077fb62a0998b4cad72485fc94a89816c1208"
 
 
@@ -156,7 +156,7 @@ def test_the_structs_mirror_this_version_of_the_schema():
     schema = json.dumps(PurchaseRequest.model_json_schema(), sort_keys=True).encode()
     assert hashlib.sha256(schema).hexdigest() == MIRRORED, (
         "PurchaseRequest, MemberRef or LineIn changed: make the same change in "
-        "patron.ledger.wire (its structs and _fast), then put the new digest here"
+        "patron.sales.wire (its structs and _fast), then put the new digest here"
     )
 
 
@@ -470,7 +470,7 @@ def test_both_routes_answer_every_body_with_the_same_bytes(direct, plain, pos, r
 
 
 def test_the_direct_route_answers_a_body_that_is_not_json_itself(direct, pos, kim, monkeypatch):
-    from patron.ledger import till_route
+    from patron.sales import till_route
 
     def declined(*_args: Any) -> Any:
         raise AssertionError("the direct route handed the request on")

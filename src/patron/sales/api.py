@@ -19,10 +19,9 @@ from patron.errors import (
     Unauthorized,
     responses,
 )
-from patron.ledger import wire
 from patron.programs.schemas import CODE_PATTERN
 from patron.programs.service import get_program
-from patron.sales import batch, purchases
+from patron.sales import batch, purchases, wire
 from patron.sales.schemas import (
     AdjustOut,
     AdjustRequest,
@@ -77,7 +76,7 @@ async def purchase(
     actor: Actor = Depends(http.require("pos")),
     idempotency_key: str | None = http.IdempotencyKey,
 ) -> Response:
-    # The same function as the till's direct route (patron.ledger.till_route).
+    # The same function as the till's direct route (patron.sales.till_route).
     return await wire.purchase(
         body, code, actor=actor, idempotency_key=idempotency_key, run=wire.in_transaction(db)
     )

@@ -42,8 +42,7 @@ from patron.audit.service import Actor
 from patron.config import get_settings
 from patron.db.engine import Database
 from patron.errors import PatronError
-from patron.ledger import wire
-from patron.sales import pipeline, program_cache, purchases
+from patron.sales import pipeline, program_cache, purchases, wire
 from patron.sales.schemas import PurchaseRequest
 
 Scope = MutableMapping[str, Any]
