@@ -81,6 +81,10 @@ def _load_demo(db, members: int, days: int) -> None:
         "  join as a new member: http://127.0.0.1:8000/m/bakery/join (the code lands there too); "
         "install the page on a phone to keep the card offline"
     )
+    console.print(
+        "  rule tests (sales the rules must price as written): "
+        ".venv/bin/patron rules test --program bakery"
+    )
     console.print("  rewards: /api/v1/programs/bakery/rewards and /admin/rewards")
     if result.coupon:
         console.print(

@@ -32,6 +32,7 @@ from patron.rewards import catalog, coupons, redeem
 from patron.rewards import jobs as reward_jobs
 from patron.rewards.codes import display
 from patron.rewards.schemas import RewardCreate, UseRequest
+from patron.rules import examples as rule_examples
 from patron.rules import service as rules
 from patron.rules.model import RuleSetDoc
 from patron.sales import purchases
@@ -77,6 +78,29 @@ BAKERY_RULES = RuleSetDoc.model_validate(
         ],
     }
 )
+
+DEMO_RULE_EXAMPLES = {
+    name: rule_examples.ExampleIn.model_validate(body)
+    for name, body in {
+        "basic-latte-25800": {
+            "sale": {"amount": 25800, "lines": [{"sku": "latte", "amount": 25800}]},
+            "expected_points": 250,
+            "note": "a 25,800 KRW sale by a basic member earns 250",
+        },
+        "gold-latte-25800": {
+            "sale": {"amount": 25800, "lines": [{"sku": "latte", "amount": 25800}]},
+            "member": {"tier": "gold"},
+            "expected_points": 500,
+            "note": "gold doubles the base rate",
+        },
+        "seasonal-cake-gold": {
+            "sale": {"amount": 32000, "lines": [{"sku": "seasonal-cake", "amount": 32000}]},
+            "member": {"tier": "gold"},
+            "expected_points": 840,
+            "note": "the cake's 200 points are not multiplied: 320 x 2 + 200",
+        },
+    }.items()
+}
 
 BAKERY_SIGNUP = signup.SignupSettings.model_validate(
     {
@@ -251,6 +275,9 @@ def load(
         )
         # Silver ×1.5 and Gold ×2 on points earned in the calendar year, reached at once.
         tiers.set_tiers(session, program, BAKERY_TIERS, actor=SYSTEM, now=start)
+        # Rule tests: sales the rules must price as written (`patron rules test`).
+        for name, example in DEMO_RULE_EXAMPLES.items():
+            rule_examples.save(session, program, name, example, actor=SYSTEM, now=start)
         # Visitors may join on the member page (/m/bakery/join), verified by e-mail.
         signup.save(session, program, BAKERY_SIGNUP, actor=SYSTEM, now=start)
         _admin, admin_key = create_key(

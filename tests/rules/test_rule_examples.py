@@ -158,3 +158,15 @@ def test_patron_rules_test_exits_1_on_a_failure_and_writes_junit(
     broken.write_text("{", encoding="utf-8")
     bad = cli.invoke(cli_app, [*args, "--examples", str(broken)])
     assert bad.exit_code == 2 and "invalid_file" in bad.output
+
+
+def test_the_demo_ships_rule_examples_that_pass(db, frozen):
+    from patron import demo
+    from patron.programs.service import get_program
+    from patron.rules import examples
+
+    demo.load(db, now=frozen, members_count=3, days=20)
+    with db.unit_of_work(readonly=True) as session:
+        report = examples.run(session, get_program(session, "bakery"), now=frozen)
+    assert [r.name for r in report.results] == sorted(demo.DEMO_RULE_EXAMPLES)
+    assert (report.passed, report.failed) == (3, 0), report.results

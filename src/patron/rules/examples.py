@@ -135,7 +135,7 @@ def save(
     if row is None:
         row = RuleExample(program_id=program.id, name=name, created_at=now)
         session.add(row)
-    row.sale = body.sale.model_dump(mode="json", exclude_none=True)
+    row.sale = body.sale.model_dump(mode="json", exclude_defaults=True)
     row.member = body.member.model_dump(mode="json", exclude_defaults=True)
     row.expected_points = body.expected_points
     row.note = body.note
