@@ -676,3 +676,28 @@ def test_a_tampered_publish_never_gives_a_500(web, db, data):
 def test_bad_addresses_never_give_a_500(web, path):
     as_role(web, "marketer")
     assert web.get(path).status_code in (200, 404)
+
+
+def test_the_preview_runs_the_rule_tests_and_shows_which_would_fail(web, db):
+    from patron.rules import examples
+
+    with db.unit_of_work() as s:
+        program = get_program(s, "bakery")
+        body = examples.ExampleIn.model_validate(
+            {"sale": {"amount": 25800}, "expected_points": 250, "note": "a basic sale"}
+        )
+        examples.save(s, program, "basic-25800", body, actor=SYSTEM, now=T0)
+    token = as_role(web, "marketer")
+    preview = web.post("/admin/rules/preview", data=edit_base(token, points="20"))
+    assert preview.status_code == 200, preview.text
+    assert 'data-testid="rule-tests"' in preview.text
+    assert "0 pass, 1 fail, 1 change with this version" in preview.text
+    row = re.search(
+        r'<tr data-example="basic-25800" data-passed="(\w+)">(.*?)</tr>', preview.text, re.S
+    )
+    assert row is not None and row.group(1) == "no"
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(2), re.S)
+    assert [c.strip() for c in cells[:4]] == ["basic-25800", "250", "250", "500"]
+
+    unchanged = web.post("/admin/rules/preview", data=edit_base(token, points="10"))
+    assert "1 pass, 0 fail, 0 change with this version" in unchanged.text

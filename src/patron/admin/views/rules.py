@@ -52,6 +52,7 @@ from patron.admin.templating import path_for, render
 from patron.errors import Invalid, NotFound, StaleVersion
 from patron.programs.models import Program
 from patron.programs.service import get_program
+from patron.rules import examples as rule_examples
 from patron.rules import service as rules
 from patron.rules import simulate as what_if
 from patron.rules.model import DAYS, RULE_ID, RULE_KINDS, RuleSetDoc
@@ -530,6 +531,8 @@ def _preview(
     names = tier_names_of(session, found.id, lang)
     current = rules.document(session, found)
     sim_from, sim_to, period_errors = read_period(form, prog, lang)
+    # The rule tests, priced under this candidate and under the rules in force.
+    tests = rule_examples.run(session, found, proposal=candidate.doc, now=clock.now())
     report = None
     if not period_errors:
         report = what_if.simulate(
@@ -549,6 +552,7 @@ def _preview(
         diff=doc_diff(current, candidate.doc, prog, lang, names),
         rows=rule_rows(candidate.doc, prog, lang, names),
         report=report,
+        tests=tests,
         tier_names=names,
         sim_from=sim_from,
         sim_to=sim_to,
