@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     # 0009 and 0017). Unset: on for both engines (less CPU per sale and a lower p99 measured on
     # each); false gives every sale its own transaction.
     group_commit: bool | None = None
+    # Publishing rules that move total points by more than this share (the preview's what-if)
+    # asks the staff member to confirm the change explicitly (admin rule editor).
+    rules_confirm_percent: int = 10
 
     # --- notifications and webhooks (docs/notifications.md, docs/webhooks.md) ---
     # `patron serve` delivers the outbox in-process; turn off when `patron worker`s run.

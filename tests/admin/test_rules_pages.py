@@ -210,9 +210,15 @@ def test_publishing_creates_exactly_one_version_by_the_signed_in_user(web, db, s
     fields = hidden_fields(preview.text, "/admin/rules/publish")
     assert fields["base_version"] == str(SEEDED_VERSION)
     assert json.loads(fields["candidate"])["rules"][0]["points"] == 20
+    # Doubling the base rate moves total points by +100 %: publishing asks to confirm it.
+    assert fields["large"] == "1" and 'data-testid="large-change"' in preview.text
+    assert "changes total points by 100.0% (more than ±10%)" in preview.text
+    unconfirmed = web.post("/admin/rules/publish", data=fields, follow_redirects=False)
+    assert unconfirmed.status_code == 422 and "confirm" in unconfirmed.text
+    assert versions(db) == [1, SEEDED_VERSION]
     answer = web.post(
         "/admin/rules/publish",
-        data={**fields, "note": "Double base points for March"},
+        data={**fields, "confirm_large": "1", "note": "Double base points for March"},
         follow_redirects=False,
     )
     assert answer.status_code == 303
@@ -247,7 +253,7 @@ def test_publishing_on_a_stale_version_is_refused_and_keeps_the_other_change(web
         doc = rules.document(s, program).model_dump(mode="json", exclude_none=True)
         doc["rules"][1]["points_per_unit"] = 300
         rules.publish(s, program, rules.validate_doc(doc), actor=SYSTEM, now=clock.now())
-    refused = web.post("/admin/rules/publish", data=fields)
+    refused = web.post("/admin/rules/publish", data={**fields, "confirm_large": "1"})
     assert refused.status_code == 409
     assert "The rules changed while you were editing" in refused.text
     assert "You started from version 2, but system published version 3" in refused.text
@@ -588,7 +594,11 @@ def test_versions_list_and_the_diff_between_any_two(web, db):
     preview = web.post("/admin/rules/preview", data=edit_base(token, points="20"))
     web.post(
         "/admin/rules/publish",
-        data={**hidden_fields(preview.text, "/admin/rules/publish"), "note": "March"},
+        data={
+            **hidden_fields(preview.text, "/admin/rules/publish"),
+            "confirm_large": "1",
+            "note": "March",
+        },
     )
     listing = web.get("/admin/rules/versions")
     assert listing.status_code == 200
@@ -701,3 +711,31 @@ def test_the_preview_runs_the_rule_tests_and_shows_which_would_fail(web, db):
 
     unchanged = web.post("/admin/rules/preview", data=edit_base(token, points="10"))
     assert "1 pass, 0 fail, 0 change with this version" in unchanged.text
+
+
+def test_a_new_day_and_time_weight_starts_with_no_day_and_needs_one(web, db):
+    token = as_role(web, "marketer")
+    form = web.get("/admin/rules/new", params={"kind": "time_weight"})
+    assert form.status_code == 200, form.text
+    days = re.findall(r'<input type="checkbox" name="day\.(\w+)" value="1"( checked)?', form.text)
+    assert [d for d, _ in days] == ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    assert not any(checked for _, checked in days)
+    # Sent with no day ticked, the form comes back with the days' error; nothing is written.
+    data = {
+        "csrf_token": token,
+        "program": "bakery",
+        "base_version": str(SEEDED_VERSION),
+        "action": "add",
+        "kind": "time_weight",
+        "id": "weekend",
+        "enabled": "1",
+        "factor": "0.5",
+    }
+    refused = web.post("/admin/rules/preview", data=data)
+    assert refused.status_code == 422
+    assert "days" in field_errors(refused.text)
+    weekend = web.post("/admin/rules/preview", data={**data, "day.sat": "1", "day.sun": "1"})
+    assert weekend.status_code == 200, field_errors(weekend.text)
+    candidate = json.loads(hidden_fields(weekend.text, "/admin/rules/publish")["candidate"])
+    assert candidate["rules"][-1]["days"] == ["sat", "sun"]
+    assert versions(db) == [1, SEEDED_VERSION]

@@ -81,6 +81,12 @@ def test_a_marketer_edits_the_base_rate_checks_the_what_if_and_publishes(
     expect(page.get_by_test_id("sim-current")).to_have_text(f"{longer.current_points:,} points")
 
     page.get_by_label("Note for the version history").fill("Double points for March")
+    # +100 % of total points: the browser will not publish until the change is confirmed.
+    confirm = page.get_by_test_id("large-change").get_by_role("checkbox")
+    expect(page.get_by_test_id("large-change")).to_contain_text("100.0%")
+    page.get_by_role("button", name="Publish as version 3").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Check before publishing")
+    confirm.check()
     page.get_by_role("button", name="Publish as version 3").click()
     notice = page.get_by_role("status")
     expect(notice).to_contain_text("Version 3 is published")

@@ -229,7 +229,9 @@ def form_values(rule: Mapping[str, Any]) -> dict[str, str]:
     values["match.categories"] = _list_text(match.get("categories"))
     for code, factor in (rule.get("factors") or {}).items():
         values[f"factor.{code}"] = str(factor)
-    for day in rule.get("days") or (DAYS if rule.get("kind") == "time_weight" else ()):
+    # A new day-and-time weight starts with no day ticked: the marketer picks the days (all
+    # seven ticked made "weekend ×0.5" publish as every day ×0.5 with one click).
+    for day in rule.get("days") or ():
         values[f"day.{day}"] = "1"
     cond = rule.get("conditions") or {}
     if cond.get("min_amount") is not None:

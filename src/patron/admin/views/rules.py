@@ -49,6 +49,7 @@ from patron.admin.rules_ui.form import (
 )
 from patron.admin.rules_ui.words import rule_rows, settings_lines
 from patron.admin.templating import path_for, render
+from patron.config import get_settings
 from patron.errors import Invalid, NotFound, StaleVersion
 from patron.programs.models import Program
 from patron.programs.service import get_program
@@ -538,6 +539,12 @@ def _preview(
         report = what_if.simulate(
             session, found, candidate.doc, date_from=sim_from, date_to=sim_to, top=TOP_MEMBERS
         )
+    large = None
+    if report is not None:
+        moved = percent_change(report.current_points, report.proposed_points)
+        limit = get_settings().rules_confirm_percent
+        if moved is not None and abs(moved) > limit:
+            large = {"percent": moved, "limit": limit}
     return render(
         request,
         "rules/preview.html",
@@ -553,6 +560,7 @@ def _preview(
         rows=rule_rows(candidate.doc, prog, lang, names),
         report=report,
         tests=tests,
+        large=large,
         tier_names=names,
         sim_from=sim_from,
         sim_to=sim_to,
@@ -596,6 +604,11 @@ def rules_publish(
     if not code or base is None:
         raise Invalid("program, base_version: missing", code="invalid_form")
     doc = parse_candidate(form.get("candidate", ""))
+    if form.get("large") and not form.get("confirm_large"):
+        raise Invalid(
+            "confirm_large: tick the box to confirm a change this large in total points",
+            code="confirmation_required",
+        )
     note = blank(form.get("note"))[:500] or None
     db = get_db(request)
     with db.unit_of_work() as session:
