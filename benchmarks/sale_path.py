@@ -44,7 +44,8 @@ def _body(n: int, member: int, spend: bool, big: bool = False) -> PurchaseReques
         ],
     }
     if big:  # a large sale: enough points for every later redemption
-        data.update(amount="2580000", lines=[])
+        data["amount"] = "2580000"
+        del data["lines"]
     if spend:
         data["points_to_spend"] = 1000
     return PurchaseRequest.model_validate(data)
