@@ -10,8 +10,10 @@ from typing import Any
 from xml.etree import ElementTree
 
 import pytest
+from sqlalchemy import select
 from typer.testing import CliRunner
 
+from patron.audit.models import AuditRecord
 from patron.cli import app as cli_app
 from patron.cli import console
 from patron.config import get_settings
@@ -46,7 +48,7 @@ def run(client, headers, proposal: dict[str, Any] | None = None, **params: str):
 
 
 def test_examples_are_kept_and_run_against_the_rules_in_force_and_a_proposal(
-    frozen, client, admin, pos, reader, bakery
+    frozen, client, admin, pos, reader, bakery, db
 ):
     saved = put(client, admin, "basic-25800", BASIC)
     assert saved.status_code == 200, saved.text
@@ -81,6 +83,21 @@ def test_examples_are_kept_and_run_against_the_rules_in_force_and_a_proposal(
     gone = client.get(f"{E}/basic-25800", headers=reader)
     assert (gone.status_code, gone.json()["error"]) == (404, "rule_example_not_found")
     assert run(client, reader).json()["results"] == []
+    # Each change is audited: who, what, before and after.
+    with db.unit_of_work(readonly=True) as session:
+        trail = session.execute(
+            select(AuditRecord.action, AuditRecord.before, AuditRecord.after)
+            .where(AuditRecord.subject_id == "bakery:basic-25800")
+            .order_by(AuditRecord.id)
+        ).all()
+    assert [a for a, _b, _a in trail] == [
+        "rules.example_saved",
+        "rules.example_saved",
+        "rules.example_deleted",
+    ]
+    assert trail[0][1] is None and trail[0][2]["expected_points"] == 250
+    assert (trail[1][1]["expected_points"], trail[1][2]["expected_points"]) == (250, 500)
+    assert trail[2][1]["expected_points"] == 500 and trail[2][2] is None
 
 
 def test_a_tier_example_uses_the_tier_multiplier_and_a_bad_one_is_reported(

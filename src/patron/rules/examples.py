@@ -19,6 +19,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from patron.audit import service as audit
 from patron.audit.service import Actor
 from patron.errors import NotFound, PatronError
 from patron.programs.models import Program
@@ -132,6 +133,7 @@ def save(
     """Create or replace the example `name`: (the example, whether it is new)."""
     row = _row(session, program, name)
     created = row is None
+    before = None if row is None else _audited(row)
     if row is None:
         row = RuleExample(program_id=program.id, name=name, created_at=now)
         session.add(row)
@@ -142,17 +144,48 @@ def save(
     row.actor = str(actor)
     row.updated_at = now
     session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="rules.example_saved",
+        subject_type="rule_example",
+        subject_id=f"{program.code}:{name}",
+        program_id=program.id,
+        at=now,
+        before=before,
+        after=_audited(row),
+    )
     return _out(row), created
 
 
-def delete(session: Session, program: Program, name: str) -> None:
+def delete(session: Session, program: Program, name: str, *, actor: Actor, now: datetime) -> None:
     row = _row(session, program, name)
     if row is None:
         raise NotFound(
             f"program {program.code} has no rule example {name!r}", code="rule_example_not_found"
         )
+    before = _audited(row)
     session.delete(row)
     session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="rules.example_deleted",
+        subject_type="rule_example",
+        subject_id=f"{program.code}:{name}",
+        program_id=program.id,
+        at=now,
+        before=before,
+    )
+
+
+def _audited(row: RuleExample) -> dict[str, Any]:
+    return {
+        "sale": row.sale,
+        "member": row.member,
+        "expected_points": row.expected_points,
+        "note": row.note,
+    }
 
 
 def _price(

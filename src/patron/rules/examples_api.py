@@ -124,8 +124,8 @@ def delete_example(
     code: str = ProgramCode,
     name: str = Name,
     db: Database = Depends(http.get_db),
-    _actor: Actor = Depends(http.require("admin")),
+    actor: Actor = Depends(http.require("admin")),
 ) -> Response:
     with db.unit_of_work() as session:
-        examples.delete(session, get_program(session, code), name)
+        examples.delete(session, get_program(session, code), name, actor=actor, now=http.now())
     return Response(status_code=204)
