@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from patron.audit import service as audit
 from patron.audit.service import Actor
-from patron.errors import NotFound, PatronError
+from patron.errors import Invalid, NotFound, PatronError
 from patron.programs.models import Program
 from patron.programs.service import list_stores
 from patron.rules import service as rules
@@ -218,7 +218,10 @@ def _price(
         earned_month=member.earned_month,
         earned_year=member.earned_year,
     )
-    result = evaluate(doc, order, context)
+    try:
+        result = evaluate(doc, order, context)
+    except (OverflowError, ValueError) as exc:  # a date or an amount at the edge of the range
+        raise Invalid(f"the sale cannot be priced: {exc}", code="unpriceable_example") from None
     return result.points, result.steps
 
 
