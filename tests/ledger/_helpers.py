@@ -49,10 +49,16 @@ def buy(
         points_to_spend=spend,
         currency=currency,
         occurred_at=occurred_at,
-        lines=[
-            LineIn(id=i, amount=Decimal(str(a)), quantity=Decimal(str(q)))
-            for i, a, q in lines or []
-        ],
+        **(
+            {
+                "lines": [
+                    LineIn(id=i, amount=Decimal(str(a)), quantity=Decimal(str(q)))
+                    for i, a, q in lines
+                ]
+            }
+            if lines
+            else {}
+        ),
     )
     return purchases.purchase(session, prog, req, actor=CLI, now=now)
 

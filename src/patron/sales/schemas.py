@@ -35,7 +35,13 @@ class BasketIn(Strict):
         description="Bill total in the program currency, before points are applied.",
     )
     currency: str | None = Field(None, description="If given, must be the program's currency.")
-    lines: list[LineIn] = Field(default_factory=list, max_length=500)
+    lines: list[LineIn] = Field(
+        default_factory=list,
+        min_length=1,
+        max_length=500,
+        description="The basket's lines, if the till sends them: at least one, adding up to "
+        "`amount` (422 otherwise). Without lines the sale earns on `amount` as one line.",
+    )
     store: str | None = Field(None, max_length=40)
     channel: Channel = "pos"
     payment_method: str | None = Field(

@@ -116,7 +116,7 @@ class _Purchase(msgspec.Struct, forbid_unknown_fields=True):
     member: _Member
     amount: Number
     currency: str | Unset | None = UNSET
-    lines: Annotated[list[_Line], msgspec.Meta(max_length=500)] | Unset = UNSET
+    lines: Annotated[list[_Line], msgspec.Meta(min_length=1, max_length=500)] | Unset = UNSET
     store: _Store | Unset | None = UNSET
     channel: Literal["pos", "online", "app"] | Unset = UNSET
     payment_method: _PaymentMethod | Unset | None = UNSET
