@@ -11,6 +11,8 @@ from rich.table import Table
 
 from patron import clock
 from patron.admin.cli import app as user_app
+from patron.audit.cli import app as audit_app
+from patron.backup_cli import app as backup_app
 from patron.cli_common import DatabaseUrl, console, open_database, parse_as_of, resolve_url
 from patron.config import get_settings
 from patron.notify.cli import notify_app
@@ -32,6 +34,8 @@ app.add_typer(import_app, name="import")
 app.add_typer(user_app, name="user")
 app.add_typer(report_app, name="report")
 app.add_typer(notify_app, name="notify")
+app.add_typer(audit_app, name="audit")
+app.add_typer(backup_app)  # top-level commands: patron backup, patron restore
 
 
 @db_app.command("upgrade")
@@ -58,7 +62,7 @@ def _load_demo(db, members: int, days: int) -> None:
         f"{result.purchases} purchases, {result.refunds} refunds"
     )
     console.print(f"  admin API key: [bold]{result.admin_key}[/]")
-    console.print(f"  POS API key:   [bold]{result.pos_key}[/]")
+    console.print(f"  POS API key:   [bold]{result.pos_key}[/] (bakery only)")
     console.print(
         f"  walk-through member: 김민지, phone {demo.WALKTHROUGH_PHONE}, "
         f"e-mail {demo.WALKTHROUGH_EMAIL}, card BKR100000"
@@ -182,9 +186,18 @@ def worker(
 def apikey_create(
     name: Annotated[str, typer.Option(help="Who uses it, e.g. 'till 3'")],
     scope: Annotated[list[str], typer.Option(help="pos, read or admin; repeat for several")],
+    program: Annotated[
+        list[str] | None,
+        typer.Option(help="Limit the key to this program (code); repeat for several"),
+    ] = None,
+    store: Annotated[
+        list[str] | None,
+        typer.Option(help="Limit its sales to this store (code); repeat for several"),
+    ] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Create an API key; the key is printed once."""
+    """Create an API key; the key is printed once. Without --program it reaches every
+    program of the deployment."""
     from patron.audit.service import CLI
     from patron.auth.service import create_key
     from patron.errors import PatronError
@@ -192,11 +205,22 @@ def apikey_create(
     db = open_database(database_url)
     try:
         with db.unit_of_work() as session:
-            row, key = create_key(session, name=name, scopes=scope, actor=CLI, now=clock.now())
+            row, key = create_key(
+                session,
+                name=name,
+                scopes=scope,
+                programs=program or None,
+                stores=store or None,
+                actor=CLI,
+                now=clock.now(),
+            )
     except PatronError as exc:
         console.print(f"[red]{exc.code}[/]: {exc.detail}")
         raise typer.Exit(2) from None
-    console.print(f"API key {row.id} ({', '.join(row.scopes)}): [bold]{key}[/]")
+    reach = ", ".join(row.programs) if row.programs is not None else "every program"
+    if row.stores is not None:
+        reach += f"; stores {', '.join(row.stores)}"
+    console.print(f"API key {row.id} ({', '.join(row.scopes)}; {reach}): [bold]{key}[/]")
     console.print("Store it now: it is not shown again.")
 
 
@@ -206,7 +230,7 @@ def apikey_list(database_url: DatabaseUrl = None) -> None:
     from patron.auth.service import list_keys
 
     db = open_database(database_url)
-    table = Table("id", "name", "prefix", "scopes", "created", "revoked")
+    table = Table("id", "name", "prefix", "scopes", "programs", "stores", "created", "revoked")
     with db.unit_of_work(readonly=True) as session:
         for row in list_keys(session):
             table.add_row(
@@ -214,6 +238,8 @@ def apikey_list(database_url: DatabaseUrl = None) -> None:
                 row.name,
                 row.prefix,
                 ", ".join(row.scopes),
+                ", ".join(row.programs) if row.programs is not None else "[yellow]all[/]",
+                ", ".join(row.stores) if row.stores is not None else "all",
                 f"{row.created_at:%Y-%m-%d %H:%M}",
                 f"{row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "",
             )

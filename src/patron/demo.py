@@ -283,8 +283,14 @@ def load(
         _admin, admin_key = create_key(
             session, name="demo admin", scopes=["admin"], actor=SYSTEM, now=now
         )
+        # The till's key reaches the bakery only (403 in any other program).
         _till, pos_key = create_key(
-            session, name="demo till", scopes=["pos"], actor=SYSTEM, now=now
+            session,
+            name="demo till",
+            scopes=["pos"],
+            programs=[program.code],
+            actor=SYSTEM,
+            now=now,
         )
         staff: list[tuple[str, str, str]] = []
         for role, email, name in DEMO_STAFF:

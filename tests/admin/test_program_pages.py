@@ -480,3 +480,63 @@ def test_the_pages_speak_korean_and_chinese(web, db):
         )
         assert title in web.get("/admin/program").text
         assert stores in web.get("/admin/program/bakery/stores").text
+
+
+# --- expiry N days after earning (issue 16 item 5) --------------------------------------------
+
+
+def test_points_can_expire_n_days_after_earning(web, db):
+    token = as_role(web, "owner")
+    answer = web.post(
+        "/admin/program/bakery/settings",
+        data=settings_form(token, expiry_kind="days", expiry_days="90", expiry_months=""),
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303, answer.text
+    program = program_row(db)
+    assert (program.expiry_kind, program.expiry_days) == ("days", 90)
+    [row] = audit_rows(db, "program.updated")
+    assert row.after["expiry"]["days"] == 90
+    page = web.get(answer.headers["location"])
+    assert "Valid 90 days" in page.text
+    assert 'name="expiry_days" type="number" value="90"' in page.text
+    assert '<option value="days" selected>N days after earning</option>' in page.text
+    # Back to months: the days left in their field are not an error, and are dropped.
+    again = web.post(
+        "/admin/program/bakery/settings",
+        data=settings_form(token, expiry_kind="months", expiry_months="6", expiry_days="90"),
+        follow_redirects=False,
+    )
+    assert again.status_code == 303, again.text
+    program = program_row(db)
+    assert (program.expiry_kind, program.expiry_months, program.expiry_days) == ("months", 6, None)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"expiry_days": ""}, "Fill this in."),
+        ({"expiry_days": "0"}, "Enter whole days from 1 to 3650."),
+        ({"expiry_days": "3651"}, "Enter whole days from 1 to 3650."),
+        ({"expiry_days": "1.5"}, "Enter whole days from 1 to 3650."),
+    ],
+)
+def test_a_bad_number_of_days_is_refused_inline(web, db, changes, message):
+    token = as_role(web, "owner")
+    page = web.post(
+        "/admin/program/bakery/settings",
+        data=settings_form(token, expiry_kind="days", **changes),
+    )
+    assert page.status_code == 422
+    assert field_errors(page.text) == {"expiry_days": message}
+    assert program_row(db).expiry_kind == "months"
+
+
+def test_the_days_field_is_in_korean_and_chinese(web, db, staff):
+    from patron.admin import service as staff_users
+
+    for lang, words in (("ko", "적립 후 N일"), ("zh", "获得后 N 天")):
+        with db.unit_of_work() as s:
+            staff_users.get_user(s, staff["owner"]).language = lang
+        as_role(web, "owner")
+        assert words in web.get("/admin/program?program=bakery").text

@@ -455,3 +455,63 @@ def test_the_staff_pages_speak_korean_and_chinese(web, staff):
         assert words[0] in web.get("/admin/staff").text
         assert words[1] in web.get("/admin/staff/keys").text
         assert web.get(f"/admin/staff/users/{staff['viewer']}").status_code == 200
+
+
+def test_a_key_limited_to_a_program_and_a_store_from_the_form(web, client, db, seeded):
+    token = as_owner(web)
+    page = web.get("/admin/staff/keys")
+    assert 'name="program_bakery"' in page.text
+    # Stores without a program are refused at their field, and no key is made.
+    refused = web.post(
+        "/admin/staff/keys",
+        data={"name": "Mapo till", "scope_pos": "1", "stores": "mapo", "csrf_token": token},
+    )
+    assert refused.status_code == 422 and "key-stores" in field_errors(refused.text)
+    unknown = web.post(
+        "/admin/staff/keys",
+        data={
+            "name": "Mapo till",
+            "scope_pos": "1",
+            "program_bakery": "1",
+            "stores": "nowhere",
+            "csrf_token": token,
+        },
+    )
+    assert unknown.status_code == 422 and "nowhere" in field_errors(unknown.text)["key-stores"]
+    with db.unit_of_work(readonly=True) as s:
+        assert s.scalar(select(func.count()).select_from(ApiKey)) == 0
+    made = web.post(
+        "/admin/staff/keys",
+        data={
+            "name": "Mapo till",
+            "scope_pos": "1",
+            "scope_read": "1",
+            "program_bakery": "1",
+            "stores": "mapo",
+            "csrf_token": token,
+        },
+    )
+    assert made.status_code == 200, made.text
+    raw = secret_of(made.text)
+    with db.unit_of_work(readonly=True) as s:
+        key = s.scalars(select(ApiKey)).one()
+        assert (key.programs, key.stores) == (["bakery"], ["mapo"])
+    listing = web.get("/admin/staff/keys").text
+    assert "stores: mapo" in listing.lower() or "Stores: mapo" in listing
+    assert [p["code"] for p in client.get("/api/v1/programs", headers=auth(raw)).json()] == [
+        "bakery"
+    ]
+    assert client.get("/api/v1/check", headers=auth(raw)).status_code == 403
+
+
+def test_an_unrestricted_key_is_flagged_in_the_list(web, db):
+    from patron import clock
+    from patron.audit.service import CLI
+    from patron.auth.service import create_key
+
+    with db.unit_of_work() as s:
+        create_key(s, name="Old integration", scopes=["admin"], actor=CLI, now=clock.now())
+    as_owner(web)
+    listing = web.get("/admin/staff/keys").text
+    assert "All programs" in listing
+    assert "badge-warn" in listing

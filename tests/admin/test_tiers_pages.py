@@ -415,3 +415,54 @@ def test_a_tampered_save_never_gives_a_500(web, db, data):
     )
     assert answer.status_code in (404, 409, 422), answer.text
     assert stored(db) == before
+
+
+# --- a tier's own expiry policy (issue 16 item 5) ---------------------------------------------
+
+
+def test_a_tier_gets_its_own_expiry_policy(web, db):
+    token = as_role(web, "marketer")
+    form = bakery_form(
+        web,
+        token,
+        **{"tier-2-expiry_kind": "days", "tier-2-expiry_days": "400", "tier-2-expiry_months": "9"},
+    )
+    preview = web.post("/admin/tiers/preview", data=form)
+    assert preview.status_code == 200, field_errors(preview.text)
+    answer = web.post(
+        "/admin/tiers/save",
+        data=hidden_fields(preview.text, "/admin/tiers/save"),
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303
+    after = stored(db)
+    assert [t["expiry"] for t in after["tiers"]] == [
+        None,
+        None,
+        {"kind": "days", "months": 0, "days": 400},
+    ]
+    assert after["tiers"][2]["extra_expiry_months"] == 6  # still on top
+    page = web.get(answer.headers["location"])
+    assert 'name="tier-2-expiry_days" type="text" value="400"' in page.text
+    assert '<option value="days" selected>N days after earning</option>' in page.text
+    as_role(web, "viewer")
+    table = web.get("/admin/tiers").text
+    assert "400 days" in table and "As the program" in table
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"tier-1-expiry_kind": "days"}, "tier-1-expiry_kind"),
+        ({"tier-1-expiry_kind": "days", "tier-1-expiry_days": "0"}, "tier-1-expiry_days"),
+        ({"tier-1-expiry_kind": "months", "tier-1-expiry_months": "x"}, "tier-1-expiry_months"),
+        ({"tier-1-expiry_kind": "weekly"}, "tier-1-expiry_kind"),
+    ],
+)
+def test_a_bad_tier_expiry_is_refused_at_its_field(web, db, changes, field):
+    token = as_role(web, "marketer")
+    before = stored(db)
+    page = web.post("/admin/tiers/preview", data=bakery_form(web, token, **changes))
+    assert page.status_code == 422
+    assert list(field_errors(page.text)) == [field]
+    assert stored(db) == before

@@ -118,7 +118,13 @@ def test_key_created_through_the_api_works_and_is_audited(client, keys):
     assert audit.status_code == 200
     [record] = audit.json()
     assert record["subject_type"] == "api_key"
-    assert record["after"] == {"name": "till 7", "scopes": ["pos"], "prefix": body["prefix"]}
+    assert record["after"] == {
+        "name": "till 7",
+        "scopes": ["pos"],
+        "prefix": body["prefix"],
+        "programs": None,
+        "stores": None,
+    }
     admin_id = listed[0]["id"]
     assert record["actor"] == f"api_key:{admin_id}"
 

@@ -37,7 +37,7 @@ def test_create_returns_the_program(client, admin):
         "per_amount": "1000",
         "rounding": "down",
     }
-    assert body["expiry"] == {"kind": "months", "months": 12}
+    assert body["expiry"] == {"kind": "months", "months": 12, "days": None}
     assert body["redemption"] == {"min_points": 1000, "step": 10, "max_share": "1"}
 
     assert client.get("/api/v1/programs/bakery", headers=admin).json() == body
@@ -275,6 +275,6 @@ def test_patch_with_a_partial_policy_uses_its_defaults(client, admin):
     )
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["expiry"] == {"kind": "none", "months": 12}
+    assert body["expiry"] == {"kind": "none", "months": 12, "days": None}
     assert body["redemption"] == {"min_points": 500, "step": 1, "max_share": "1"}
     assert body["rule_version"] == 1  # earning untouched

@@ -225,6 +225,7 @@ def test_progress_of_a_member_a_few_points_short(client, keys, club):
         "threshold": 1000,
         "multiplier": "1.2",
         "extra_expiry_months": 6,
+        "expiry": None,  # the program's policy
         "benefits": ["5% off"],
     }
     assert out["tier_code"] == "silver"

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from patron.admin.models import StaffUser
+from patron.audit.chain import VerifyReport, verify
 from patron.audit.models import AuditRecord
 
 
@@ -48,3 +49,13 @@ def entries(
     rows = list(session.scalars(stmt.order_by(AuditRecord.id.desc()).limit(limit + 1)))
     more = rows[limit - 1].id if len(rows) > limit else None
     return rows[:limit], more
+
+
+# The page checks the newest seals only (about this many records), so it stays fast on a long
+# log; `patron audit verify` and GET /api/v1/audit/verify check the whole chain.
+PAGE_RECORDS = 2000
+
+
+def chain_status(session: Session) -> VerifyReport:
+    """The hash chain's state for the page's indicator (patron.audit.chain)."""
+    return verify(session, last_records=PAGE_RECORDS)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, String
+from sqlalchemy import BigInteger, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from patron.db.base import Base
@@ -38,3 +38,28 @@ class IdempotencyKey(Base):
     status_code: Mapped[int | None] = mapped_column(BigInteger)
     response: Mapped[Any | None] = mapped_column(JSONType, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AuditSeal(Base):
+    """One sealed block of the audit log, chained to the seal before it (patron.audit.chain).
+
+    `entries` lists every record the block holds, in id order, as `id program digest` lines;
+    `hash` commits to them, to the id range (from_id, to_id] and to `prev_hash`. The unique
+    seq and prev_hash are what stop two sealers from forking the chain: the second insert of
+    a seq fails and that sealer starts again from the new head."""
+
+    __tablename__ = "audit_seals"
+    __table_args__ = (
+        Index("uq_audit_seals_seq", "seq", unique=True),
+        Index("uq_audit_seals_prev_hash", "prev_hash", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+    from_id: Mapped[int] = mapped_column(BigInteger)  # exclusive: the previous seal's to_id
+    to_id: Mapped[int] = mapped_column(BigInteger)  # inclusive
+    record_count: Mapped[int] = mapped_column(BigInteger)
+    entries: Mapped[str] = mapped_column(Text)
+    sealed_at: Mapped[datetime] = mapped_column(UTCDateTime)

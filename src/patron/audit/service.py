@@ -19,12 +19,21 @@ class Actor:
     kind: str  # api_key | user | cli | system
     id: str | None = None
     scopes: frozenset[str] = frozenset()
+    # An API key limited to these programs (codes) and stores (codes); None: all of them.
+    programs: frozenset[str] | None = None
+    stores: frozenset[str] | None = None
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.id}" if self.id is not None else self.kind
 
     def has_scope(self, scope: str) -> bool:
         return "admin" in self.scopes or scope in self.scopes
+
+    def reaches(self, program: str) -> bool:
+        return self.programs is None or program in self.programs
+
+    def reaches_store(self, store: str | None) -> bool:
+        return self.stores is None or (store is not None and store in self.stores)
 
 
 CLI = Actor("cli", scopes=frozenset({"admin"}))

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
@@ -12,6 +12,7 @@ from patron.audit.service import Actor
 from patron.auth import service
 from patron.db.engine import Database
 from patron.errors import Forbidden, Invalid, NotFound, Unauthorized, responses
+from patron.programs.schemas import CODE_PATTERN
 
 router = APIRouter(
     prefix="/api/v1", tags=["access"], responses=responses(Unauthorized, Forbidden, Invalid)
@@ -22,6 +23,17 @@ class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=100)
     scopes: list[str] = Field(min_length=1, max_length=3, description="pos, read and/or admin")
+    programs: list[Annotated[str, Field(pattern=CODE_PATTERN)]] | None = Field(
+        None,
+        max_length=100,
+        description="Limit the key to these programs (codes); omit for every program. A key "
+        "limited to programs gets 403 elsewhere and on deployment-wide calls.",
+    )
+    stores: list[Annotated[str, Field(min_length=1, max_length=40)]] | None = Field(
+        None,
+        max_length=500,
+        description="Limit the key's sales and refunds to these stores (codes) of its programs.",
+    )
 
 
 class KeyOut(BaseModel):
@@ -29,6 +41,9 @@ class KeyOut(BaseModel):
     name: str
     prefix: str
     scopes: list[str]
+    programs: list[str] | None = Field(description="The programs it is limited to; null: all")
+    stores: list[str] | None = Field(description="The stores it is limited to; null: all")
+    unrestricted: bool = Field(description="Reaches every program of the deployment")
     created_at: datetime
     revoked_at: datetime | None
 
@@ -54,12 +69,15 @@ def _out(row) -> dict[str, Any]:
         "name": row.name,
         "prefix": row.prefix,
         "scopes": row.scopes,
+        "programs": row.programs,
+        "stores": row.stores,
+        "unrestricted": row.programs is None,
         "created_at": row.created_at,
         "revoked_at": row.revoked_at,
     }
 
 
-@router.post("/api-keys", status_code=201, response_model=KeyCreated)
+@router.post("/api-keys", status_code=201, response_model=KeyCreated, responses=responses(NotFound))
 def create_key(
     body: KeyCreate,
     db: Database = Depends(http.get_db),
@@ -67,7 +85,13 @@ def create_key(
 ):
     def run(s):
         row, key = service.create_key(
-            s, name=body.name, scopes=body.scopes, actor=actor, now=http.now()
+            s,
+            name=body.name,
+            scopes=body.scopes,
+            programs=body.programs,
+            stores=body.stores,
+            actor=actor,
+            now=http.now(),
         )
         return KeyCreated(**_out(row), key=key)
 
@@ -130,5 +154,82 @@ def audit_log(
             )
             for r in rows
         ]
+
+    return http.read(db, run)
+
+
+class AuditFindingOut(BaseModel):
+    kind: str = Field(
+        description="edited, deleted, inserted (a record in a sealed range that was not sealed), "
+        "seal_altered, chain_broken or head_missing"
+    )
+    seal: int | None = Field(description="The seal's sequence number, if one is concerned")
+    record_id: int | None
+    program_id: int | None
+    detail: str
+
+
+class AuditVerifyOut(BaseModel):
+    ok: bool = Field(description="False when any record or seal was changed")
+    seals: int
+    sealed_records: int
+    unsealed_records: int = Field(description="Newer records not yet sealed (not tampering)")
+    verified_up_to: datetime | None = Field(description="When the newest sealed record was made")
+    head_seq: int
+    head_hash: str = Field(description="Keep it outside the database; pass it as expect_head")
+    expected_head_seq: int | None = Field(description="Where expect_head was found in the chain")
+    first_tampered_record: int | None
+    findings: list[AuditFindingOut]
+
+
+@router.get(
+    "/audit/verify",
+    response_model=AuditVerifyOut,
+    tags=["operations"],
+    responses=responses(NotFound),
+)
+def audit_verify(
+    program: str | None = Query(None, max_length=40, description="Only this program's records"),
+    expect_head: str | None = Query(
+        None, pattern="^[0-9a-f]{64}$", description="A head hash recorded earlier"
+    ),
+    db: Database = Depends(http.get_db),
+    _actor: Actor = Depends(http.require("admin")),
+):
+    """Recompute the audit log's hash chain (see `patron audit verify`). Tampering is an
+    answer, not an error: `ok` is false and `findings` say which seal and record."""
+    from sqlalchemy import select
+
+    from patron.audit.chain import verify
+    from patron.programs.models import Program
+
+    def run(s):
+        program_id = None
+        if program is not None:
+            program_id = s.scalar(select(Program.id).where(Program.code == program))
+            if program_id is None:
+                raise NotFound(f"no program {program!r}")
+        report = verify(s, program_id=program_id, expect_head=expect_head)
+        return AuditVerifyOut(
+            ok=report.ok,
+            seals=report.seals,
+            sealed_records=report.sealed_records,
+            unsealed_records=report.unsealed_records,
+            verified_up_to=report.verified_up_to,
+            head_seq=report.head_seq,
+            head_hash=report.head_hash,
+            expected_head_seq=report.expected_head_seq,
+            first_tampered_record=report.first_record,
+            findings=[
+                AuditFindingOut(
+                    kind=f.kind,
+                    seal=f.seal_seq,
+                    record_id=f.record_id,
+                    program_id=f.program_id,
+                    detail=f.detail,
+                )
+                for f in report.findings
+            ],
+        )
 
     return http.read(db, run)

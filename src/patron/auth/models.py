@@ -18,5 +18,8 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(16), unique=True)
     secret_hash: Mapped[str] = mapped_column(String(64))
     scopes: Mapped[list[str]] = mapped_column(JSONType)
+    # The programs (codes) and stores (codes) the key may act in; None: every one.
+    programs: Mapped[list[str] | None] = mapped_column(JSONType)
+    stores: Mapped[list[str] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -7,13 +7,14 @@ import hmac
 import secrets
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from patron.audit import service as audit
 from patron.audit.service import Actor
 from patron.auth.models import ApiKey
 from patron.errors import Invalid, NotFound, Unauthorized
+from patron.programs.models import Program, Store
 
 SCOPES = ("pos", "read", "admin")
 KEY_PREFIX = "ptr"
@@ -24,9 +25,19 @@ def _digest(secret: str) -> str:
 
 
 def create_key(
-    session: Session, *, name: str, scopes: list[str], actor: Actor, now: datetime
+    session: Session,
+    *,
+    name: str,
+    scopes: list[str],
+    actor: Actor,
+    now: datetime,
+    programs: list[str] | None = None,
+    stores: list[str] | None = None,
 ) -> tuple[ApiKey, str]:
-    """Returns the row and the full key; the key is never stored or shown again."""
+    """Returns the row and the full key; the key is never stored or shown again.
+
+    `programs` limits the key to those programs (codes) and `stores` to those stores (codes,
+    of those programs); None leaves the key unrestricted."""
     unknown = sorted(set(scopes) - set(SCOPES))
     if unknown or not scopes:
         raise Invalid(
@@ -35,6 +46,7 @@ def create_key(
         )
     if not name.strip():
         raise Invalid("an API key needs a name", code="invalid_name")
+    programs, stores = _reach(session, programs, stores)
     prefix = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     row = ApiKey(
@@ -42,6 +54,8 @@ def create_key(
         prefix=prefix,
         secret_hash=_digest(secret),
         scopes=sorted(set(scopes)),
+        programs=programs,
+        stores=stores,
         created_at=now,
     )
     session.add(row)
@@ -53,9 +67,59 @@ def create_key(
         subject_type="api_key",
         subject_id=row.id,
         at=now,
-        after={"name": row.name, "scopes": row.scopes, "prefix": prefix},
+        after={
+            "name": row.name,
+            "scopes": row.scopes,
+            "prefix": prefix,
+            "programs": programs,
+            "stores": stores,
+        },
     )
     return row, f"{KEY_PREFIX}_{prefix}_{secret}"
+
+
+def _reach(
+    session: Session, programs: list[str] | None, stores: list[str] | None
+) -> tuple[list[str] | None, list[str] | None]:
+    """The programs and stores a new key is limited to, each one checked to exist: a key
+    limited to a misspelt program would reach nothing, silently."""
+    if programs is None:
+        if stores is not None:
+            raise Invalid(
+                "a key limited to stores must name its programs too", code="invalid_key_reach"
+            )
+        return None, None
+    wanted = sorted(set(programs))
+    if not wanted:
+        raise Invalid(
+            "programs is empty: the key could reach nothing (omit it for every program)",
+            code="invalid_key_reach",
+        )
+    found = dict(
+        session.execute(select(Program.code, Program.id).where(Program.code.in_(wanted))).all()
+    )
+    missing = [code for code in wanted if code not in found]
+    if missing:
+        raise NotFound(f"no program {', '.join(missing)}", code="program_not_found")
+    if stores is None:
+        return wanted, None
+    shops = sorted(set(stores))
+    if not shops:
+        raise Invalid(
+            "stores is empty: the key could record no sale (omit it for every store)",
+            code="invalid_key_reach",
+        )
+    known = set(
+        session.scalars(
+            select(Store.code).where(Store.program_id.in_(found.values()), Store.code.in_(shops))
+        )
+    )
+    missing = [code for code in shops if code not in known]
+    if missing:
+        raise NotFound(
+            f"no store {', '.join(missing)} in {', '.join(wanted)}", code="store_not_found"
+        )
+    return wanted, shops
 
 
 def authenticate(session: Session, raw: str | None) -> Actor:
@@ -72,7 +136,24 @@ def authenticate(session: Session, raw: str | None) -> Actor:
         raise Unauthorized("the API key is not valid", code="invalid_api_key")
     if row.revoked_at is not None:
         raise Unauthorized("the API key was revoked", code="revoked_api_key")
-    return Actor("api_key", str(row.id), frozenset(row.scopes))
+    return Actor(
+        "api_key",
+        str(row.id),
+        frozenset(row.scopes),
+        programs=None if row.programs is None else frozenset(row.programs),
+        stores=None if row.stores is None else frozenset(row.stores),
+    )
+
+
+def revocations(session: Session) -> int:
+    """How many keys were ever revoked: a worker that sees this number change forgets the keys
+    it remembered, so a revocation reaches every worker at its next check."""
+    return int(
+        session.scalar(
+            select(func.count()).select_from(ApiKey).where(ApiKey.revoked_at.is_not(None))
+        )
+        or 0
+    )
 
 
 def revoke_key(session: Session, key_id: int, *, actor: Actor, now: datetime) -> ApiKey:

@@ -44,6 +44,14 @@ def create_member(
     actor: Actor = Depends(http.require("pos")),
     idempotency_key: str | None = http.IdempotencyKey,
 ):
+    if actor.programs is not None and body.program is None:
+        raise Invalid(
+            "this key is limited to programs: name the program to enroll the member in",
+            code="program_required",
+        )
+    if body.program is not None and not actor.reaches(body.program):
+        raise Forbidden(f"this key is not for program {body.program}", code="program_not_allowed")
+
     def run(s):
         program = get_program(s, body.program) if body.program else None
         member = service.create_member(s, body, program=program, actor=actor, now=http.now())
@@ -72,8 +80,19 @@ def list_members(
     cursor: str | None = Query(None, max_length=200),
     limit: int = Query(50, ge=1, le=500),
     db: Database = Depends(http.get_db),
-    _actor: Actor = Depends(http.require("read", "pos")),
+    actor: Actor = Depends(http.require("read", "pos")),
 ) -> MemberPage:
+    if actor.programs is not None:
+        if program is None and len(actor.programs) == 1:
+            program = next(iter(actor.programs))
+        elif program is None:
+            raise Invalid(
+                "this key is limited to programs: list one of them with ?program=",
+                code="program_required",
+            )
+        elif not actor.reaches(program):
+            raise Forbidden(f"this key is not for program {program}", code="program_not_allowed")
+
     def run(s):
         prog = get_program(s, program) if program else None
         rows, nxt = service.list_members(
@@ -100,7 +119,7 @@ def lookup_member(
     id: int | None = Query(None, ge=1, le=2**53),
     program: str | None = ProgramQuery,
     db: Database = Depends(http.get_db),
-    _actor: Actor = Depends(http.require("read", "pos")),
+    actor: Actor = Depends(http.require("read", "pos")),
 ) -> MemberOut:
     try:
         ref = MemberRef(id=id, card=card, phone=phone, email=email)
@@ -111,7 +130,8 @@ def lookup_member(
 
     def run(s):
         prog = get_program(s, program) if program else None
-        return service.to_out(s, service.find_member(s, ref, program=prog))
+        member = service.find_member(s, ref, program=prog)
+        return service.to_out(s, service.get_member(s, member.id, actor=actor))
 
     return http.read(db, run)
 
@@ -120,9 +140,9 @@ def lookup_member(
 def get_member(
     member_id: int = MemberId,
     db: Database = Depends(http.get_db),
-    _actor: Actor = Depends(http.require("read", "pos")),
+    actor: Actor = Depends(http.require("read", "pos")),
 ) -> MemberOut:
-    return http.read(db, lambda s: service.to_out(s, service.get_member(s, member_id)))
+    return http.read(db, lambda s: service.to_out(s, service.get_member(s, member_id, actor=actor)))
 
 
 @router.patch(
@@ -139,7 +159,12 @@ def update_member(
     def run(s):
         prog = get_program(s, program) if program else None
         member = service.update_member(
-            s, service.get_member(s, member_id), body, program=prog, actor=actor, now=http.now()
+            s,
+            service.get_member(s, member_id, actor=actor),
+            body,
+            program=prog,
+            actor=actor,
+            now=http.now(),
         )
         return service.to_out(s, member)
 
@@ -163,7 +188,7 @@ def _status_route(status: str):
         def run(s):
             member = service.set_status(
                 s,
-                service.get_member(s, member_id),
+                service.get_member(s, member_id, actor=actor),
                 status,
                 reason=body.reason,
                 actor=actor,
@@ -215,7 +240,7 @@ def add_card(
 ):
     def run(s):
         card = service.add_card(
-            s, service.get_member(s, member_id), body, actor=actor, now=http.now()
+            s, service.get_member(s, member_id, actor=actor), body, actor=actor, now=http.now()
         )
         return CardOut(
             number=card.number, kind=card.kind, status=card.status, created_at=card.created_at
@@ -267,8 +292,11 @@ def enroll(
     actor: Actor = Depends(http.require("pos")),
     idempotency_key: str | None = http.IdempotencyKey,
 ):
+    if not actor.reaches(body.program):
+        raise Forbidden(f"this key is not for program {body.program}", code="program_not_allowed")
+
     def run(s):
-        member = service.get_member(s, member_id)
+        member = service.get_member(s, member_id, actor=actor)
         service.enroll(s, member, get_program(s, body.program), actor=actor, now=http.now())
         return service.to_out(s, member)
 
@@ -288,10 +316,10 @@ def enroll(
 def member_changes(
     member_id: int = MemberId,
     db: Database = Depends(http.get_db),
-    _actor: Actor = Depends(http.require("read")),
+    actor: Actor = Depends(http.require("read")),
 ) -> list[ChangeOut]:
     def run(s):
-        service.get_member(s, member_id)
+        service.get_member(s, member_id, actor=actor)
         return [
             ChangeOut(at=r.at, actor=r.actor, action=r.action, before=r.before, after=r.after)
             for r in audit.history(s, subject_type="member", subject_id=member_id)

@@ -292,7 +292,7 @@ def set_card_status(
     session: Session, number: str, status: str, *, actor: Actor, now: datetime
 ) -> Card:
     card = session.scalars(select(Card).where(Card.number == number)).one_or_none()
-    if card is None:
+    if card is None or not in_reach(session, actor, card.member_id):
         raise NotFound(f"no card {number!r}", code="card_not_found")
     if card.status != status:
         audit.record(
@@ -310,11 +310,25 @@ def set_card_status(
     return card
 
 
-def get_member(session: Session, member_id: int) -> Member:
+def get_member(session: Session, member_id: int, *, actor: Actor | None = None) -> Member:
+    """The member; for a key limited to programs, only one enrolled in one of them (any other
+    is answered as not found: the key does not learn who else the deployment holds)."""
     member = session.get(Member, member_id)
-    if member is None:
+    if member is None or (actor is not None and not in_reach(session, actor, member_id)):
         raise NotFound(f"no member with id {member_id}", code="member_not_found")
     return member
+
+
+def in_reach(session: Session, actor: Actor, member_id: int) -> bool:
+    if actor.programs is None:
+        return True
+    found = session.scalar(
+        select(Account.id)
+        .join(Program, Program.id == Account.program_id)
+        .where(Account.member_id == member_id, Program.code.in_(sorted(actor.programs)))
+        .limit(1)
+    )
+    return found is not None
 
 
 def find_member(session: Session, ref: MemberRef, *, program: Program | None = None) -> Member:

@@ -120,9 +120,9 @@ def _consent_out(session, member: Member) -> ConsentOut:
 def get_consents(
     member_id: int = MemberId,
     db: Database = Depends(http.get_db),
-    _actor: Actor = Depends(http.require("read", "pos")),
+    actor: Actor = Depends(http.require("read", "pos")),
 ) -> ConsentOut:
-    return http.read(db, lambda s: _consent_out(s, members.get_member(s, member_id)))
+    return http.read(db, lambda s: _consent_out(s, members.get_member(s, member_id, actor=actor)))
 
 
 @router.post(
@@ -142,7 +142,7 @@ def post_consent(
         raise Invalid("channels: a channel is listed twice")
 
     def run(s):
-        member = members.get_member(s, member_id)
+        member = members.get_member(s, member_id, actor=actor)
         consent.change(
             s,
             member,

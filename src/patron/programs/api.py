@@ -41,9 +41,13 @@ def create_program(
 
 @router.get("/programs", response_model=list[ProgramOut])
 def list_programs(
-    db: Database = Depends(http.get_db), _actor: Actor = Depends(http.require("read", "pos"))
+    db: Database = Depends(http.get_db), actor: Actor = Depends(http.require("read", "pos"))
 ) -> list[ProgramOut]:
-    return http.read(db, lambda s: [service.to_out(p) for p in service.list_programs(s)])
+    """Every program; for a key limited to programs, those."""
+    return http.read(
+        db,
+        lambda s: [service.to_out(p) for p in service.list_programs(s) if actor.reaches(p.code)],
+    )
 
 
 @router.get("/programs/{code}", response_model=ProgramOut, responses=responses(NotFound))

@@ -30,8 +30,10 @@ class Program(Base):
     earn_on_redeemed: Mapped[bool] = mapped_column(Boolean, default=False)
     expiry_kind: Mapped[str] = mapped_column(
         String(20)
-    )  # none | months | end_of_month | end_of_year
+    )  # none | months | end_of_month | end_of_year | days
     expiry_months: Mapped[int] = mapped_column(Integer, default=0)
+    # N of the `days` policy (1..3650); null for every other kind (migration 0016).
+    expiry_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
     pending_days: Mapped[int] = mapped_column(Integer, default=0)
     redeem_min_points: Mapped[int] = mapped_column(Integer, default=0)
     redeem_step: Mapped[int] = mapped_column(Integer, default=1)

@@ -30,18 +30,32 @@ class EarningRate(Strict):
     rounding: Literal["down", "half_up", "up"] = "down"
 
 
+ExpiryKind = Literal["none", "months", "end_of_month", "end_of_year", "days"]
+
+
 class ExpiryPolicy(Strict):
-    kind: Literal["none", "months", "end_of_month", "end_of_year"] = Field(
+    kind: ExpiryKind = Field(
         "months",
         description="months: valid through the day N months after earning; end_of_month / "
-        "end_of_year: through the end of the month / year N months after earning.",
+        "end_of_year: through the end of the month / year N months after earning; days: "
+        "through the local day `days` days after earning; none: never expire. Every day is a "
+        "local day in the program's timezone.",
     )
-    months: int = Field(12, ge=0, le=600)
+    months: int = Field(12, ge=0, le=600, description="N for the month-based kinds")
+    days: int | None = Field(
+        None, ge=1, le=3650, description="N for kind `days` (required then, and only then)"
+    )
 
     @model_validator(mode="after")
-    def _months_needed(self) -> ExpiryPolicy:
+    def _n_needed(self) -> ExpiryPolicy:
         if self.kind == "months" and self.months < 1:
             raise ValueError("expiry.months must be at least 1 when kind is 'months'")
+        if self.kind == "days" and self.days is None:
+            raise ValueError("expiry.days (1 to 3650) is required when kind is 'days'")
+        if self.kind != "days" and self.days is not None:
+            raise ValueError(
+                f"expiry.days applies only when kind is 'days' (kind is {self.kind!r})"
+            )
         return self
 
 

@@ -39,7 +39,7 @@ def to_out(p: Program) -> ProgramOut:
             rounding=p.earn_rounding,
         ),
         earn_on_redeemed=p.earn_on_redeemed,
-        expiry=ExpiryPolicy(kind=p.expiry_kind, months=p.expiry_months),
+        expiry=ExpiryPolicy(kind=p.expiry_kind, months=p.expiry_months, days=p.expiry_days),
         pending_days=p.pending_days,
         redemption=RedemptionPolicy(
             min_points=p.redeem_min_points, step=p.redeem_step, max_share=p.redeem_max_share
@@ -75,6 +75,7 @@ def _apply(p: Program, data: dict[str, Any]) -> None:
     if (expiry := data.get("expiry")) is not None:
         p.expiry_kind = expiry["kind"]
         p.expiry_months = expiry["months"]
+        p.expiry_days = expiry.get("days")
     if (redemption := data.get("redemption")) is not None:
         p.redeem_min_points = redemption["min_points"]
         p.redeem_step = redemption["step"]

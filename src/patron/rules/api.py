@@ -428,11 +428,17 @@ def explain_entry(
     language: Literal["en", "ko", "zh"] | None = Query(
         None, description="Default: the member's language"
     ),
+    skipped: bool = Query(
+        False, description="Also list the rules that did not apply, each with why"
+    ),
     db: Database = Depends(http.get_db),
     _actor: Actor = Depends(http.require("read", "pos")),
 ) -> events.ExplanationOut:
     return http.read(
-        db, lambda s: events.explain_entry(s, get_program(s, code), entry_id, language)
+        db,
+        lambda s: events.explain_entry(
+            s, get_program(s, code), entry_id, language, skipped=skipped
+        ),
     )
 
 

@@ -70,7 +70,8 @@ def summary(rule: Any) -> str:
     kind = rule.kind
     if kind == "base_rate":
         how = "each full" if rule.mode == "per_full_unit" else f"rounded {rule.rounding}, per"
-        return f"{rule.points} points for {how} {rule.per_amount:,f}"
+        only = f" on {_match(rule.only)} only" if rule.only is not None else ""
+        return f"{rule.points} points for {how} {rule.per_amount:,f}{only}"
     if kind == "exclude":
         return f"no points on {_match(rule.match)}"
     if kind == "product_bonus":

@@ -6,7 +6,8 @@ Stages, always in this order (see docs/rules.md):
    a rule that does not apply is listed as skipped, with the reason;
 2. exclusions — matched lines earn nothing; the part paid with points earns nothing unless the
    program says otherwise;
-3. base rate — the first base rate that applies, on the eligible amount, split over the lines;
+3. base rates — by the rule set's `base_rates`, each line earns by the first base rate that
+   applies to it ("first") or by every one ("sum"); a rate with `only` earns on its lines alone;
 4. product multipliers — on the base points of the matched lines;
 5. order factors — tier, time-of-day/day-of-week weights, promotion factors, combined by the rule
    set's `combine` (multiply, or add their extra parts), then rounded once by its `rounding`;
@@ -14,6 +15,10 @@ Stages, always in this order (see docs/rules.md):
    then budgeted promotions give at most what their budgets have left, sharing what they add
    together fairly (`_split_budgets`);
 7. caps — per order and per member per day/month/year.
+
+Within a stage, rules of higher `priority` come first (ties in document order); a rule with `stop`
+that applies switches off the rest of its stage ("stage") or every later stage too ("all"),
+except the caps, which always apply.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from patron.rules.model import (
     DAYS,
     BaseRate,
     Cap,
+    Conditions,
     Event,
     Match,
     OrderBonus,
@@ -78,7 +84,11 @@ class MemberContext:
     attributes: Mapping[str, Any] = field(default_factory=dict)
     joined_on: date | None = None
     birthday: date | None = None
+    # Earlier purchases: recorded, happened at or before this sale, this one not included.
     purchases: int = 0
+    # Earlier purchases in the last N days (N × 24 hours) before this sale, by N; only the
+    # windows the rule set's `recent_purchases` conditions name are filled (others count 0).
+    recent_purchases: Mapping[int, int] = field(default_factory=dict)
     # Purchase points already earned in the current local day / month / year (for caps).
     earned_day: int = 0
     earned_month: int = 0
@@ -94,6 +104,9 @@ class TierBenefit:
     id: str
     kind: str = "tier_benefit"
     name: str | None = None
+    # Ordered like a rule of priority 0, before the rule set's factors of the same priority.
+    priority: int = 0
+    stop: str | None = None
 
 
 @dataclass
@@ -125,8 +138,22 @@ def _step(rule: Any, applied: bool, detail: str, **params: Any) -> dict[str, Any
     return step
 
 
+class SkipReason(str):
+    """A skip reason (in English) with the figures behind it, which the breakdown step keeps so
+    an explanation can word the reason in the reader's language (patron.rules.explain). A str, so
+    every place that passes reasons along stays as it is."""
+
+    params: dict[str, Any]
+
+    def __new__(cls, text: str, **params: Any) -> SkipReason:
+        reason = super().__new__(cls, text)
+        reason.params = params
+        return reason
+
+
 def _skip(rule: Any, reason: str) -> dict[str, Any]:
-    return _step(rule, False, f"skipped: {reason}", reason=reason)
+    params = getattr(reason, "params", {})
+    return _step(rule, False, f"skipped: {reason}", reason=str(reason), **params)
 
 
 def _units(lines: tuple[Line, ...], match: Match) -> Decimal:
@@ -174,8 +201,69 @@ def _why_not(rule: Any, order: Order, member: MemberContext, local: datetime) ->
         return f"member joined more than {cond.joined_within_days} days ago"
     if cond.birthday_month and (member.birthday is None or member.birthday.month != day.month):
         return "not the member's birthday month"
-    if cond.min_purchases is not None and member.purchases < cond.min_purchases:
-        return f"{member.purchases} earlier purchases, {cond.min_purchases} needed"
+    if cond.counts_purchases():
+        return _purchase_count_miss(cond, member)
+    return None
+
+
+def _purchase_count_miss(cond: Conditions, member: MemberContext) -> SkipReason | None:
+    """Why the member's purchase counts do not meet the conditions, or None when they do."""
+    earlier = member.purchases
+    number = earlier + 1  # this sale is the member's purchase number `number`
+    if cond.min_purchases is not None and earlier < cond.min_purchases:
+        return SkipReason(
+            f"{earlier} earlier purchases, {cond.min_purchases} needed",
+            condition="min_purchases",
+            purchases=earlier,
+            needed=cond.min_purchases,
+        )
+    if cond.first_purchase is True and earlier > 0:
+        return SkipReason(
+            f"not the first purchase ({earlier} earlier)",
+            condition="first_purchase",
+            purchases=earlier,
+        )
+    if cond.first_purchase is False and earlier == 0:
+        return SkipReason(
+            "the member's first purchase; only later ones count",
+            condition="not_first_purchase",
+            purchases=earlier,
+        )
+    if cond.nth_purchase is not None and number != cond.nth_purchase:
+        return SkipReason(
+            f"purchase {number}, not purchase {cond.nth_purchase}",
+            condition="nth_purchase",
+            purchases=earlier,
+            number=number,
+            nth=cond.nth_purchase,
+        )
+    if cond.within_first_purchases is not None and number > cond.within_first_purchases:
+        return SkipReason(
+            f"purchase {number}, only the first {cond.within_first_purchases} count",
+            condition="within_first_purchases",
+            purchases=earlier,
+            number=number,
+            limit=cond.within_first_purchases,
+        )
+    recent = cond.recent_purchases
+    if recent is not None:
+        count = member.recent_purchases.get(recent.days, 0)
+        if recent.min is not None and count < recent.min:
+            return SkipReason(
+                f"{count} purchases in the last {recent.days} days, {recent.min} needed",
+                condition="recent_purchases_min",
+                count=count,
+                days=recent.days,
+                min=recent.min,
+            )
+        if recent.max is not None and count > recent.max:
+            return SkipReason(
+                f"{count} purchases in the last {recent.days} days, at most {recent.max}",
+                condition="recent_purchases_max",
+                count=count,
+                days=recent.days,
+                max=recent.max,
+            )
     return None
 
 
@@ -203,6 +291,71 @@ def _combine(factors: list[Decimal], how: str) -> Decimal:
     return product
 
 
+def _by_priority(rule: Any) -> int:
+    return -int(rule.priority)
+
+
+def _stopped(rule: Any, by: str) -> dict[str, Any]:
+    """The step of an applicable rule that a `stop` of rule `by` switched off."""
+    return _skipped(rule, f"stopped by rule '{by}'", condition="stopped", stopped_by=by)
+
+
+def _skipped(rule: Any, reason: str, **params: Any) -> dict[str, Any]:
+    """A skipped step that keeps the figures behind its reason, for patron.rules.explain."""
+    return _step(rule, False, f"skipped: {reason}", reason=reason, **params)
+
+
+def _stop_factors(
+    factor_rules: list[tuple[Any, Decimal]],
+    halt_all: str | None,
+    stops: list[dict[str, Any]],
+) -> tuple[list[tuple[Any, Decimal]], str | None]:
+    """Stage 5 under priorities and stops: the tier definition's multiplier takes its place as a
+    factor of priority 0 (before the rule set's of the same priority), then a factor with `stop`
+    switches off the factors after it. The factors that apply, and the rule stopping all later
+    stages (if any); the steps of the stopped factors go to `stops`."""
+    ordered = factor_rules
+    if ordered and isinstance(ordered[0][0], TierBenefit):
+        rest = ordered[1:]
+        at = next((i for i, (r, _) in enumerate(rest) if r.priority <= 0), len(rest))
+        ordered = [*rest[:at], ordered[0], *rest[at:]]
+    kept: list[tuple[Any, Decimal]] = []
+    halt = halt_all
+    for rule, factor in ordered:
+        if halt is not None:
+            stops.append(_stopped(rule, halt))
+            continue
+        kept.append((rule, factor))
+        if rule.stop is not None:
+            halt = rule.id
+            halt_all = rule.id if rule.stop == "all" else halt_all
+    return kept, halt_all
+
+
+def _fixed_rules(active: list[Any], prioritised: bool) -> list[Any]:
+    """Stage 6 in order: product bonuses, then promotion and order bonuses (then by priority)."""
+    ordered: list[Any] = []
+    bonuses: list[Any] = []
+    for rule in active:
+        if isinstance(rule, ProductBonus):
+            ordered.append(rule)
+        elif isinstance(rule, OrderBonus) or (isinstance(rule, Promotion) and rule.bonus_points):
+            bonuses.append(rule)
+    ordered += bonuses
+    if prioritised:
+        ordered.sort(key=_by_priority)
+    return ordered
+
+
+def _first_rate_won(rule: Any, first: str | None) -> dict[str, Any]:
+    reason = f"base rate {first} applied first"
+    return _skipped(rule, reason, condition="base_rate_first", first=first)
+
+
+def _described(match: Match) -> str:
+    return ", ".join([*match.skus, *(f"category {c}" for c in match.categories)])
+
+
 def evaluate(
     doc: RuleSetDoc,
     order: Order,
@@ -220,6 +373,7 @@ def evaluate(
     steps: list[dict[str, Any]] = []
 
     active: list[Any] = []
+    prioritised = False
     for rule in doc.rules:
         if rule.kind == "event":
             continue
@@ -239,10 +393,23 @@ def evaluate(
             steps.append(_skip(rule, reason))
         else:
             active.append(rule)
+            if rule.priority:
+                prioritised = True
+    # Within a stage, higher priority first; the sort is stable, so ties keep document order.
+    if prioritised:
+        active.sort(key=_by_priority)
+    # A rule with `stop` that applied: `halt` switches off the rest of its stage, `halt_all` every
+    # later stage too, except the caps (a cap is a limit, not an earning rule).
+    halt_all: str | None = None
+    stopped: set[str] = set()
 
     # Stage 2: exclusions and the part paid with points.
     excluded: set[str] = set()
+    halt: str | None = None
     for rule in (r for r in active if r.kind == "exclude"):
+        if halt is not None:
+            steps.append(_stopped(rule, halt))
+            continue
         dropped = [
             ln for ln in lines if ln.id not in excluded and rule.match.matches(ln.sku, ln.category)
         ]
@@ -261,6 +428,9 @@ def evaluate(
                 amount=_num(amount),
             )
         )
+        if rule.stop is not None:
+            halt = rule.id
+            halt_all = rule.id if rule.stop == "all" else None
     eligible = [Decimal(0) if ln.id in excluded else ln.amount for ln in lines]
     eligible_total = sum(eligible, Decimal(0))
     if order.paid_with_points > 0 and not order.earn_on_redeemed and eligible_total > 0:
@@ -278,41 +448,102 @@ def evaluate(
         )
         eligible_total -= cut
 
-    # Stage 3: the base rate.
-    base_points = 0
-    base_rules = [r for r in active if isinstance(r, BaseRate)]
-    for index, rule in enumerate(base_rules):
-        if index > 0:
-            steps.append(_skip(rule, f"base rate {base_rules[0].id} applied first"))
+    # Stage 3: the base rates. "first": each line earns by the first base rate that applies to it
+    # (a rate without `only` takes every line still free); "sum": each rate earns on its lines.
+    summing = doc.base_rates == "sum"
+    line_base = [0] * len(lines)
+    first_rate: str | None = None  # the first base rate that applied
+    taken_all = False  # "first": a rate without `only` applied, no line is left
+    earned_on: set[int] = set()  # "first": the lines a scoped rate already earned on
+    halt = halt_all
+    for rule in (r for r in active if isinstance(r, BaseRate)):
+        if halt is not None:
+            steps.append(_stopped(rule, halt))
             continue
+        if taken_all:
+            steps.append(_first_rate_won(rule, first_rate))
+            continue
+        on_lines: list[int] | None = None  # None: every line, on the whole eligible amount
+        if rule.only is not None:
+            if not order.lines:
+                reason = "the order has no lines, so no line can match only"
+                steps.append(_skipped(rule, reason, condition="only_no_lines"))
+                continue
+            on_lines = [
+                i
+                for i, ln in enumerate(lines)
+                if ln.id not in excluded and rule.only.matches(ln.sku, ln.category)
+            ]
+            if not on_lines:
+                text = _described(rule.only)
+                reason = f"no line matches only ({text})"
+                steps.append(_skipped(rule, reason, condition="only_no_line", only_text=text))
+                continue
+        elif earned_on:
+            on_lines = [i for i, ln in enumerate(lines) if ln.id not in excluded]
+        if on_lines is not None and earned_on and not summing:
+            on_lines = [i for i in on_lines if i not in earned_on]
+            if not on_lines:
+                steps.append(_first_rate_won(rule, first_rate))
+                continue
+        weights = eligible
+        amount = eligible_total
+        if on_lines is not None:
+            weights = [Decimal(0)] * len(lines)
+            for i in on_lines:
+                weights[i] = eligible[i]
+            amount = sum(weights, Decimal(0))
         if rule.mode == "per_full_unit":
-            full_units = (eligible_total / rule.per_amount).to_integral_value(rounding=ROUND_FLOOR)
-            base_points = int(full_units) * rule.points
+            full_units = (amount / rule.per_amount).to_integral_value(rounding=ROUND_FLOOR)
+            result = int(full_units) * rule.points
             how = f": {rule.points} points for each full {_grouped(rule.per_amount)}"
         else:
-            base_points = round_points(
-                eligible_total * rule.points / rule.per_amount, Rounding(rule.rounding)
-            )
+            result = round_points(amount * rule.points / rule.per_amount, Rounding(rule.rounding))
             how = f" × {rule.points}/{_grouped(rule.per_amount)}, rounded {rule.rounding}"
+        scope: dict[str, Any] = {}
+        on = ""
+        if on_lines is not None:
+            ids = [lines[i].id for i in on_lines]
+            scope["lines"] = ids
+            on = f"lines {', '.join(ids)}: "
+            if rule.only is not None:
+                scope["only"] = rule.only.model_dump(mode="json")
         steps.append(
             _step(
                 rule,
                 True,
-                f"{_grouped(eligible_total)} {order.currency}{how} = {base_points}",
-                amount=_num(eligible_total),
+                f"{on}{_grouped(amount)} {order.currency}{how} = {result}",
+                amount=_num(amount),
                 currency=order.currency,
                 points_per=rule.points,
                 per_amount=_num(rule.per_amount),
                 mode=rule.mode,
                 rounding=rule.rounding,
-                result=base_points,
+                result=result,
+                **scope,
             )
         )
-    line_base = split_proportionally(base_points, eligible) if base_points else [0] * len(lines)
+        if result:
+            # Each rate's points are split over its own lines in proportion to their amounts.
+            shares = split_proportionally(result, weights)
+            line_base = [a + b for a, b in zip(line_base, shares, strict=True)]
+        first_rate = first_rate or rule.id
+        if not summing:
+            if on_lines is None:
+                taken_all = True
+            else:
+                earned_on.update(on_lines)
+        if rule.stop is not None:
+            halt = rule.id
+            halt_all = rule.id if rule.stop == "all" else halt_all
 
     # Stage 4: product multipliers on the base points of matched lines.
     per_line_factors: list[list[Decimal]] = [[] for _ in lines]
+    halt = halt_all
     for rule in (r for r in active if isinstance(r, ProductMultiplier)):
+        if halt is not None:
+            steps.append(_stopped(rule, halt))
+            continue
         chosen = [
             i
             for i, ln in enumerate(lines)
@@ -321,6 +552,9 @@ def evaluate(
         if not chosen:
             steps.append(_skip(rule, "no line matches"))
             continue
+        if rule.stop is not None:
+            halt = rule.id
+            halt_all = rule.id if rule.stop == "all" else halt_all
         # In multiply mode a second multiplier on a line acts on what the first made of it, so
         # the step's before/after are what this rule really changed (the steps add up).
         line_before = sum(
@@ -368,6 +602,13 @@ def evaluate(
             factor_rules.append((rule, rule.factors[member.tier or ""]))
         elif isinstance(rule, TimeWeight) or (isinstance(rule, Promotion) and rule.factor != ONE):
             factor_rules.append((rule, rule.factor))
+    factor_stops: list[dict[str, Any]] = []
+    if prioritised or halt_all is not None or any(r.stop for r, _ in factor_rules):
+        factor_rules, halt_all = _stop_factors(factor_rules, halt_all, factor_stops)
+        stopped.update(step["rule"] for step in factor_stops)
+        if stopped:
+            # A stopped promotion gives neither its factor nor its bonus, nor uses its budget.
+            active = [r for r in active if r.id not in stopped]
     base_running = running
     if factor_rules:
         if doc.combine == "multiply":
@@ -413,6 +654,7 @@ def evaluate(
             running = after
         total_factor = _combine([f for _, f in factor_rules], doc.combine)
         values = [v * total_factor for v in values]
+    steps.extend(factor_stops)
     points = round_points(running, Rounding(doc.rounding))
     if Decimal(points) != running:
         steps.append(
@@ -427,6 +669,33 @@ def evaluate(
             }
         )
 
+    # Stage 6 is planned before the budgets, as a stop among the fixed points decides which
+    # budgeted promotions give anything: product bonuses, then promotion and order bonuses. A
+    # promotion with a factor belongs to stage 5, and its bonus comes with it.
+    fixed: list[tuple[Any, list[tuple[int, int]], str | None]] = []
+    halt = halt_all
+    for rule in _fixed_rules(active, prioritised):
+        own_stage = not (isinstance(rule, Promotion) and rule.factor != ONE)
+        if own_stage and halt is not None:
+            fixed.append((rule, [], halt))
+            stopped.add(rule.id)
+            continue
+        per_unit: list[tuple[int, int]] = []
+        if isinstance(rule, ProductBonus):
+            per_unit = [
+                (i, int(ln.quantity.to_integral_value(rounding=ROUND_FLOOR)))
+                for i, ln in enumerate(lines)
+                if ln.id not in excluded and rule.match.matches(ln.sku, ln.category)
+            ]
+            if not any(count for _, count in per_unit):
+                fixed.append((rule, [], None))  # no line matches
+                continue
+        fixed.append((rule, per_unit, None))
+        if own_stage and rule.stop is not None:
+            halt = rule.id  # "all" as "stage": only the caps come later, and caps always apply
+    if halt is not None and stopped:
+        active = [r for r in active if r.id not in stopped]
+
     # Budgeted promotions share what they add; each gives no more than its budget has left.
     budget_used: dict[str, int] = {}
     budgeted = [r for r in active if isinstance(r, Promotion) and r.budget_points is not None]
@@ -440,12 +709,15 @@ def evaluate(
 
     # Stage 6: fixed points, never multiplied.
     fixed_per_line = [0] * len(lines)
-    for rule in (r for r in active if isinstance(r, ProductBonus)):
-        per_unit: list[tuple[int, int]] = [
-            (i, int(ln.quantity.to_integral_value(rounding=ROUND_FLOOR)))
-            for i, ln in enumerate(lines)
-            if ln.id not in excluded and rule.match.matches(ln.sku, ln.category)
-        ]
+    for rule, per_unit, by in fixed:
+        if by is not None:
+            steps.append(_stopped(rule, by))
+            continue
+        if not isinstance(rule, ProductBonus):
+            added = rule.bonus_points if isinstance(rule, Promotion) else rule.points
+            points += added
+            steps.append(_step(rule, True, f"+{added}", added=added, after=points))
+            continue
         unit_count = sum(count for _, count in per_unit)
         if unit_count == 0:
             steps.append(_skip(rule, "no line matches"))
@@ -465,15 +737,6 @@ def evaluate(
                 after=points,
             )
         )
-    for rule in active:
-        added = 0
-        if isinstance(rule, Promotion) and rule.bonus_points:
-            added = rule.bonus_points
-        elif isinstance(rule, OrderBonus):
-            added = rule.points
-        if added:
-            points += added
-            steps.append(_step(rule, True, f"+{added}", added=added, after=points))
     if split is not None:
         # The budgets' limits, once every bonus is in: the cut of each limited promotion.
         for limited, left, taken in split.cuts:

@@ -328,10 +328,12 @@ def explain_entry(
     *,
     money: Callable[[Any], str] | None = None,
     tier_name: Callable[[str], str] | None = None,
+    skipped: bool = False,
 ) -> ExplanationOut:
     """An entry in plain words: its stored breakdown, or one line from its kind and reason.
     Tiers are named in the explanation's language (from the tier definitions unless `tier_name`
-    is given); `money` words amounts for a member (see explain.explain_steps)."""
+    is given); `money` words amounts for a member (see explain.explain_steps); with `skipped`
+    the rules that did not apply are listed too, each with why."""
     row = session.execute(
         select(Entry, Member.language)
         .join(Account, Account.id == Entry.account_id)
@@ -346,7 +348,9 @@ def explain_entry(
     if breakdown:
         if tier_name is None and any(step.get("tier") for step in breakdown):
             tier_name = _tier_names(session, program, lang)
-        lines = explain_steps(breakdown, entry.points, lang, money=money, tier_name=tier_name)
+        lines = explain_steps(
+            breakdown, entry.points, lang, money=money, tier_name=tier_name, skipped=skipped
+        )
     else:
         lines = _plain(entry, lang)
     return ExplanationOut(

@@ -12,10 +12,10 @@ test` runs them in a business's own CI with JUnit XML output.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any
 from xml.etree import ElementTree
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -51,9 +51,26 @@ class ExampleMember(Strict):
     joined_on: date | None = Field(None, description="Local date the member joined")
     birthday: date | None = None
     purchases: int = Field(0, ge=0, le=10**9, description="Purchases before this one")
+    recent_purchases: dict[Annotated[int, Field(ge=1, le=3650)], Annotated[int, Field(ge=0)]] = (
+        Field(
+            default_factory=dict,
+            description='Of those, how many in the last N days, by N ({"30": 2}); '
+            "a window not given counts 0",
+        )
+    )
     earned_day: int = Field(0, ge=0, le=10**12, description="Purchase points already today")
     earned_month: int = Field(0, ge=0, le=10**12, description="… this month")
     earned_year: int = Field(0, ge=0, le=10**12, description="… this year")
+
+    @model_validator(mode="after")
+    def _recent_within_purchases(self) -> ExampleMember:
+        for days, count in sorted(self.recent_purchases.items()):
+            if count > self.purchases:
+                raise ValueError(
+                    f"recent_purchases.{days} ({count}) is more than purchases "
+                    f"({self.purchases}): the last {days} days hold earlier purchases only"
+                )
+        return self
 
 
 class ExampleIn(Strict):
@@ -214,6 +231,7 @@ def _price(
         joined_on=member.joined_on,
         birthday=member.birthday,
         purchases=member.purchases,
+        recent_purchases=member.recent_purchases,
         earned_day=member.earned_day,
         earned_month=member.earned_month,
         earned_year=member.earned_year,

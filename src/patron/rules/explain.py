@@ -34,6 +34,28 @@ _TEXT: dict[str, dict[str, str]] = {
         "ko": "{amount} × {points_per}/{per_amount} = {result}",
         "zh": "{amount} × {points_per}/{per_amount} = {result}",
     },
+    # A base rate on some lines only (its `only`, or the lines no earlier rate earned on).
+    "base_rate_lines_full": {
+        "en": "{label}: {amount} {currency}: {points_per} points for each full {per_amount} = "
+        "{result}",
+        "ko": "{label}: {amount} {currency}: {per_amount}당 {points_per}포인트 = {result}",
+        "zh": "{label}:{amount} {currency}:每满 {per_amount} 得 {points_per} 积分 = {result}",
+    },
+    "base_rate_lines_prop": {
+        "en": "{label}: {amount} {currency} × {points_per}/{per_amount} = {result}",
+        "ko": "{label}: {amount} {currency} × {points_per}/{per_amount} = {result}",
+        "zh": "{label}:{amount} {currency} × {points_per}/{per_amount} = {result}",
+    },
+    "base_rate_lines_full_money": {
+        "en": "{label}: {amount}: {points_per} points for each full {per_amount} = {result}",
+        "ko": "{label}: {amount}: {per_amount}당 {points_per}포인트 = {result}",
+        "zh": "{label}:{amount}:每满 {per_amount} 得 {points_per} 积分 = {result}",
+    },
+    "base_rate_lines_prop_money": {
+        "en": "{label}: {amount} × {points_per}/{per_amount} = {result}",
+        "ko": "{label}: {amount} × {points_per}/{per_amount} = {result}",
+        "zh": "{label}:{amount} × {points_per}/{per_amount} = {result}",
+    },
     "exclude": {
         "en": "{label}: {amount} earns no points",
         "ko": "{label}: {amount}은(는) 적립 제외",
@@ -111,6 +133,73 @@ _TEXT: dict[str, dict[str, str]] = {
     },
 }
 
+# Why a rule was skipped, for the skip reasons whose step keeps its figures (its `condition`,
+# set by patron.rules.engine.SkipReason); any other reason reads as the engine wrote it.
+_SKIP_REASONS: dict[str, dict[str, str]] = {
+    "min_purchases": {
+        "en": "{purchases} earlier purchases, {needed} needed",
+        "ko": "이전 구매 {purchases}회, {needed}회 이상 필요",
+        "zh": "此前消费 {purchases} 次,需至少 {needed} 次",
+    },
+    "first_purchase": {
+        "en": "not the first purchase ({purchases} earlier)",
+        "ko": "첫 구매가 아님 (이전 구매 {purchases}회)",
+        "zh": "不是首次消费(此前已消费 {purchases} 次)",
+    },
+    "not_first_purchase": {
+        "en": "the member's first purchase; only later ones count",
+        "ko": "첫 구매에는 적용되지 않음 (두 번째 구매부터)",
+        "zh": "首次消费不适用(第二次消费起适用)",
+    },
+    "nth_purchase": {
+        "en": "purchase {number}, not purchase {nth}",
+        "ko": "이번은 {number}번째 구매 ({nth}번째 구매에만 적용)",
+        "zh": "本次为第 {number} 次消费(仅适用于第 {nth} 次)",
+    },
+    "within_first_purchases": {
+        "en": "purchase {number}, only the first {limit} count",
+        "ko": "이번은 {number}번째 구매 (처음 {limit}회 구매에만 적용)",
+        "zh": "本次为第 {number} 次消费(仅适用于前 {limit} 次)",
+    },
+    "recent_purchases_min": {
+        "en": "{count} purchases in the last {days} days, {min} needed",
+        "ko": "최근 {days}일간 구매 {count}회, {min}회 이상 필요",
+        "zh": "最近 {days} 天消费 {count} 次,需至少 {min} 次",
+    },
+    "recent_purchases_max": {
+        "en": "{count} purchases in the last {days} days, at most {max}",
+        "ko": "최근 {days}일간 구매 {count}회, {max}회 이하일 때만 적용",
+        "zh": "最近 {days} 天消费 {count} 次,仅限不超过 {max} 次",
+    },
+    # Scoped base rates and `stop` (docs/rules.md, "Scoped rates, summed rates, priority and stop").
+    "stopped": {
+        "en": "stopped by rule '{stopped_by}'",
+        "ko": "'{stopped_by}' 규칙이 적용되어 중단됨",
+        "zh": "因规则“{stopped_by}”已适用而停止",
+    },
+    "only_no_line": {
+        "en": "no line matches only ({only_text})",
+        "ko": "대상 상품이 주문에 없음 ({only_text})",
+        "zh": "订单中没有指定商品({only_text})",
+    },
+    "only_no_lines": {
+        "en": "the order has no lines, so no line can match only",
+        "ko": "주문에 상품 내역이 없어 대상 상품을 확인할 수 없음",
+        "zh": "订单没有商品明细,无法匹配指定商品",
+    },
+    "base_rate_first": {
+        "en": "base rate {first} applied first",
+        "ko": "기본 적립 규칙 {first}이(가) 먼저 적용됨",
+        "zh": "基本积分规则 {first} 已优先适用",
+    },
+}
+
+_SKIPPED = {
+    "en": "{label}: not applied, {reason}",
+    "ko": "{label}: 적용 안 됨, {reason}",
+    "zh": "{label}:未适用,{reason}",
+}
+
 _ROUNDING = {
     "down": {"en": "down", "ko": "내림", "zh": "向下"},
     "half_up": {"en": "half-up", "ko": "반올림", "zh": "四舍五入"},
@@ -137,7 +226,8 @@ def _label(step: dict[str, Any]) -> str:
 def _key(step: dict[str, Any]) -> str | None:
     kind = step.get("kind")
     if kind == "base_rate":
-        return "base_rate_full" if step.get("mode") == "per_full_unit" else "base_rate_prop"
+        scoped = "base_rate_lines" if "lines" in step else "base_rate"
+        return f"{scoped}_full" if step.get("mode") == "per_full_unit" else f"{scoped}_prop"
     if kind == "promotion":
         if "budget_left" in step:
             return "promotion_budget"
@@ -155,6 +245,19 @@ def _key(step: dict[str, Any]) -> str | None:
     return None
 
 
+def skip_reason(step: dict[str, Any], language: str = "en") -> str:
+    """Why a skipped step's rule did not apply, in `language` where the step keeps the figures
+    behind its reason (purchase counts), else the engine's own (English) reason."""
+    lang = language if language in LANGUAGES else "en"
+    template = _SKIP_REASONS.get(str(step.get("condition")))
+    if template is not None:
+        try:
+            return template[lang].format(**step)
+        except (KeyError, IndexError):
+            pass
+    return str(step.get("reason") or step.get("detail", ""))
+
+
 def explain_steps(
     steps: list[dict[str, Any]],
     points: int,
@@ -162,25 +265,32 @@ def explain_steps(
     *,
     money: Callable[[Any], str] | None = None,
     tier_name: Callable[[str], str] | None = None,
+    skipped: bool = False,
 ) -> list[str]:
-    """One sentence per applied step, then the total; skipped rules are left out. For a member
-    `money` writes the base rate's amounts in her way (12,000원); `tier_name` names a tier in the
-    reader's language (골드: patron.rules.events passes the tier definitions' names). Without
-    them the amounts carry the currency code and the tier its code."""
+    """One sentence per applied step, then the total; skipped rules are left out unless
+    `skipped`, then each says why (see `skip_reason`). For a member `money` writes the base
+    rate's amounts in her way (12,000원); `tier_name` names a tier in the reader's language
+    (골드: patron.rules.events passes the tier definitions' names). Without them the amounts
+    carry the currency code and the tier its code."""
     lang = language if language in LANGUAGES else "en"
     out: list[str] = []
     for step in steps:
         if not step.get("applied", True):
+            if skipped:
+                out.append(
+                    _SKIPPED[lang].format(label=_label(step), reason=skip_reason(step, lang))
+                )
             continue
         key = _key(step)
         if key is None:
             out.append(str(step.get("detail", "")))
             continue
-        if money is not None and key in ("base_rate_full", "base_rate_prop"):
+        if money is not None and f"{key}_money" in _TEXT:
             out.append(
                 _TEXT[f"{key}_money"][lang].format(
                     **{
                         **step,
+                        "label": _label(step),
                         "amount": money(step.get("amount")),
                         "per_amount": money(step.get("per_amount")),
                         "result": _grouped(step.get("result")),

@@ -61,6 +61,25 @@ class MinItems(Strict):
     count: Decimal = Field(gt=0, le=1_000_000)
 
 
+class RecentPurchases(Strict):
+    """How many earlier purchases the member made in the last `days` days before the sale:
+    those at most `days` × 24 hours before it (both ends included)."""
+
+    days: int = Field(ge=1, le=3650, description="The window: this many days before the sale")
+    min: int | None = Field(None, ge=0, le=1_000_000, description="At least this many in it")
+    max: int | None = Field(None, ge=0, le=1_000_000, description="At most this many in it")
+
+    @model_validator(mode="after")
+    def _bounded(self) -> RecentPurchases:
+        if self.min is None and self.max is None:
+            raise ValueError("give min and/or max: how many purchases in the window")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(
+                f"min ({self.min}) is above max ({self.max}): the condition could never hold"
+            )
+        return self
+
+
 class Conditions(Strict):
     """Eligibility: every condition given must hold for the rule to apply."""
 
@@ -81,6 +100,70 @@ class Conditions(Strict):
     min_purchases: int | None = Field(
         None, ge=0, le=1_000_000, description="Member made at least this many earlier purchases"
     )
+    # Purchase counts (docs/rules.md, "Purchase-count conditions"). "Earlier purchases" are the
+    # member's recorded purchases that happened at or before this sale, this one not included;
+    # a refund does not take one back.
+    first_purchase: bool | None = Field(
+        None,
+        description="true: only the member's first purchase (no earlier purchase); "
+        "false: only from the second purchase on",
+    )
+    nth_purchase: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="Only the member's Nth purchase (exactly N - 1 earlier purchases)",
+    )
+    within_first_purchases: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="Only while this sale is one of the member's first N purchases "
+        "(at most N - 1 earlier purchases)",
+    )
+    recent_purchases: RecentPurchases | None = Field(
+        None,
+        description="The member's earlier purchases in the last `days` days before this sale "
+        "are at least `min` and/or at most `max`",
+    )
+
+    def counts_purchases(self) -> bool:
+        """Whether any condition reads the member's earlier purchases."""
+        return (
+            self.min_purchases is not None
+            or self.first_purchase is not None
+            or self.nth_purchase is not None
+            or self.within_first_purchases is not None
+            or self.recent_purchases is not None
+        )
+
+    @model_validator(mode="after")
+    def _purchase_counts_can_hold(self) -> Conditions:
+        # The earlier-purchase counts each condition allows; an empty range could never apply.
+        low, high, named = 0, 10**9, []
+        if self.min_purchases is not None:
+            low = max(low, self.min_purchases)
+            named.append(f"min_purchases {self.min_purchases}")
+        if self.first_purchase is not None:
+            if self.first_purchase:
+                high = min(high, 0)
+            else:
+                low = max(low, 1)
+            named.append(f"first_purchase {str(self.first_purchase).lower()}")
+        if self.nth_purchase is not None:
+            low, high = max(low, self.nth_purchase - 1), min(high, self.nth_purchase - 1)
+            named.append(f"nth_purchase {self.nth_purchase}")
+        if self.within_first_purchases is not None:
+            high = min(high, self.within_first_purchases - 1)
+            named.append(f"within_first_purchases {self.within_first_purchases}")
+        recent = self.recent_purchases
+        if recent is not None and recent.min is not None and recent.min > 0:
+            # Purchases in a window are earlier purchases too.
+            low = max(low, recent.min)
+            named.append(f"recent_purchases min {recent.min}")
+        if low > high:
+            raise ValueError(f"{', '.join(named)} can never all hold: the rule could never apply")
+        return self
 
 
 class RuleBase(Strict):
@@ -93,6 +176,20 @@ class RuleBase(Strict):
     channels: list[Literal["pos", "online", "app"]] | None = None
     payment_methods: list[Annotated[str, Field(min_length=1, max_length=40)]] | None = None
     conditions: Conditions | None = None
+    # Order within a stage and "stop here" (docs/rules.md, "Scoped rates, summed rates, priority
+    # and stop"). A priority of 0 is left out of stored documents, so older ones stay as they were.
+    priority: int = Field(
+        0,
+        ge=-1000,
+        le=1000,
+        exclude_if=lambda value: value == 0,
+        description="Within a stage, higher priority first; ties keep document order",
+    )
+    stop: Literal["stage", "all"] | None = Field(
+        None,
+        description="When this rule applies, later rules of the same stage (stage) or of this "
+        "and every later stage (all) do not apply; caps always apply",
+    )
 
     @model_validator(mode="after")
     def _window(self) -> RuleBase:
@@ -107,13 +204,17 @@ class RuleBase(Strict):
 
 
 class BaseRate(RuleBase):
-    """Points for the order's eligible amount. The first base rate that applies is used."""
+    """Points for the order's eligible amount (or that of the lines in `only`). By the rule set's
+    `base_rates`, each line earns by the first base rate that applies to it, or by every one."""
 
     kind: Literal["base_rate"]
     mode: Literal["per_full_unit", "proportional"] = "per_full_unit"
     points: Points
     per_amount: Decimal = Field(gt=0, le=Decimal("1e13"), max_digits=18, decimal_places=4)
     rounding: Literal["down", "half_up", "up"] = "down"
+    only: Match | None = Field(
+        None, description="Lines this rate earns on; all lines not excluded when omitted"
+    )
 
 
 class Exclude(RuleBase):
@@ -208,6 +309,14 @@ class Cap(RuleBase):
     per: Literal["order", "member_day", "member_month", "member_year"]
     max_points: int = Field(ge=0, le=10**12)
 
+    @model_validator(mode="after")
+    def _no_stop(self) -> Cap:
+        # A cap is a limit, not an earning rule: every cap always applies, and none switches off
+        # another (a stop could only ever let a sale earn more than a limit allows).
+        if self.stop is not None:
+            raise ValueError("stop does not apply to a cap: caps are limits and always all apply")
+        return self
+
 
 class Event(RuleBase):
     """Fixed points for something that is not a purchase, recorded through the events API."""
@@ -221,6 +330,14 @@ class Event(RuleBase):
     points: int = Field(gt=0, le=10_000_000)
     limit: Literal["once", "per_day", "per_month", "per_year", "unlimited"] = "once"
     qualifying: bool = Field(True, description="Points from this rule count towards tiers")
+
+    @model_validator(mode="after")
+    def _no_stop(self) -> Event:
+        if self.stop is not None:
+            raise ValueError(
+                "stop does not apply to an event rule: events are not part of a purchase's stages"
+            )
+        return self
 
 
 Rule = Annotated[
@@ -268,6 +385,12 @@ class RuleSetDoc(Strict):
     )
     rounding: Literal["down", "half_up", "up"] = Field(
         "down", description="Rounding of purchase points after factors"
+    )
+    base_rates: Literal["first", "sum"] = Field(
+        "first",
+        exclude_if=lambda value: value == "first",
+        description="first: each line earns by the first applicable base rate (the first "
+        "applicable base rate wins); sum: every applicable base rate adds its points",
     )
     rules: list[Rule] = Field(default_factory=list, max_length=200)
     redemption: RedemptionRules = Field(default_factory=RedemptionRules)

@@ -10,7 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from patron.audit import service as audit
@@ -301,16 +301,24 @@ def remove_rule(
 
 @dataclass
 class Needs:
-    purchases: bool
+    purchases: bool  # any purchase-count condition: earlier purchases are counted
     caps: tuple[str, ...]
     budgets: tuple[tuple[str, int], ...]
+    # The distinct `recent_purchases` windows (days) the rules read, counted in the same query.
+    recent_days: tuple[int, ...] = ()
 
 
 def needs(doc: RuleSetDoc) -> Needs:
     """What member figures a rule set reads, so the earn path fetches nothing more."""
+    counting = [
+        r.conditions
+        for r in doc.rules
+        if r.enabled and r.conditions is not None and r.conditions.counts_purchases()
+    ]
     return Needs(
-        purchases=any(
-            r.conditions is not None and r.conditions.min_purchases is not None for r in doc.rules
+        purchases=bool(counting),
+        recent_days=tuple(
+            sorted({c.recent_purchases.days for c in counting if c.recent_purchases is not None})
         ),
         caps=tuple(
             sorted(
@@ -347,10 +355,12 @@ def _periods(local: datetime, tz: ZoneInfo) -> dict[str, tuple[datetime, datetim
 
 def member_figures(
     session: Session, timezone: str, account_id: int, at: datetime, wanted: Needs
-) -> tuple[dict[str, int], int]:
+) -> tuple[dict[str, int], int, dict[int, int]]:
     """The member's purchase points this local day / month / year (only the periods a cap
-    reads) and purchases recorded before this one, up to `at` (only if a rule counts them):
-    two sales of one instant count each other in the order they were recorded."""
+    reads), purchases recorded before this one, up to `at` (only if a rule counts them): two
+    sales of one instant count each other in the order they were recorded; and of those, how
+    many happened in each `recent_purchases` window (days → count; at most days × 24 h before
+    `at`), all counts in one query whatever the number of rules and windows."""
     tz = ZoneInfo(timezone)
     figures: dict[str, int] = {}
     if wanted.caps:
@@ -370,16 +380,22 @@ def member_figures(
                 or 0
             )
     purchases = 0
+    recent: dict[int, int] = {}
     if wanted.purchases:
-        purchases = int(
-            session.scalar(
-                select(func.count())
-                .select_from(Purchase)
-                .where(Purchase.account_id == account_id, Purchase.occurred_at <= at)
-            )
-            or 0
-        )
-    return figures, purchases
+        # COUNT of a CASE without ELSE counts the rows inside the window (the others are NULL):
+        # plain SQL on SQLite and PostgreSQL alike.
+        windows = [
+            func.count(case((Purchase.occurred_at >= at - timedelta(days=days), 1)))
+            for days in wanted.recent_days
+        ]
+        counts = session.execute(
+            select(func.count(), *windows)
+            .select_from(Purchase)
+            .where(Purchase.account_id == account_id, Purchase.occurred_at <= at)
+        ).one()
+        purchases = int(counts[0] or 0)
+        recent = {days: int(n or 0) for days, n in zip(wanted.recent_days, counts[1:], strict=True)}
+    return figures, purchases, recent
 
 
 def member_context(
@@ -393,8 +409,11 @@ def member_context(
     tz = ZoneInfo(program.timezone)
     figures: dict[str, int] = {}
     purchases = 0
+    recent: dict[int, int] = {}
     if account is not None:
-        figures, purchases = member_figures(session, program.timezone, account.id, at, wanted)
+        figures, purchases, recent = member_figures(
+            session, program.timezone, account.id, at, wanted
+        )
     tier_factor = None
     if account is not None and account.tier is not None:
         # One indexed look-up, only for members who have a tier.
@@ -410,6 +429,7 @@ def member_context(
         joined_on=member.created_at.astimezone(tz).date(),
         birthday=member.birthday,
         purchases=purchases,
+        recent_purchases=recent,
         earned_day=figures.get("member_day", 0),
         earned_month=figures.get("member_month", 0),
         earned_year=figures.get("member_year", 0),

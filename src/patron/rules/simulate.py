@@ -287,6 +287,46 @@ def _seed_before(
     return counts
 
 
+def _times_before(
+    session: Session, program: Program, start: datetime, days: int
+) -> dict[int, list[datetime]]:
+    """Each account's purchase times in the `days` days before the replay starts, sorted: the
+    part of a `recent_purchases` window that lies before `date_from`."""
+    out: dict[int, list[datetime]] = defaultdict(list)
+    if days <= 0:
+        return out
+    rows = session.execute(
+        select(Purchase.account_id, Purchase.occurred_at)
+        .where(
+            Purchase.program_id == program.id,
+            Purchase.occurred_at >= start - timedelta(days=days),
+            Purchase.occurred_at < start,
+        )
+        .order_by(Purchase.occurred_at)
+    )
+    for account_id, occurred_at in rows:
+        out[account_id].append(occurred_at)
+    return out
+
+
+def _recent_counts(
+    windows: list[int], at: datetime, before: list[datetime], replayed: list[datetime]
+) -> dict[int, int]:
+    """Earlier purchases at most `days` × 24 h before `at`, per window: those before the replay
+    (`before`, sorted) and the sales recorded before this one (`replayed`, sorted) that
+    happened at or before `at`."""
+    out: dict[int, int] = {}
+    for days in windows:
+        since = at - timedelta(days=days)
+        out[days] = (
+            len(before)
+            - bisect.bisect_left(before, since)
+            + bisect.bisect_right(replayed, at)
+            - bisect.bisect_left(replayed, since)
+        )
+    return out
+
+
 def outside_period(doc: RuleSetDoc, date_from: date, date_to: date) -> list[SimulationWarning]:
     """Enabled dated rules whose window does not overlap [date_from, date_to]: over this period
     they give nothing, so the replay shows no effect whatever they would do in their own."""
@@ -373,6 +413,8 @@ def simulate(
     replays = [current, new]
     need_counts = current.wanted.purchases or new.wanted.purchases
     counts = _seed_before(session, program, start, tz, replays, need_counts)
+    recent_days = sorted(set(current.wanted.recent_days) | set(new.wanted.recent_days))
+    before_start = _times_before(session, program, start, max(recent_days, default=0))
     history = _TierHistory(session, program)
     tier_window = _tier_window(session, program, end)
     recorded_in_window: dict[int, int] = defaultdict(int)
@@ -447,6 +489,8 @@ def simulate(
         joined_at,
     ) in rows:
         if coupons:
+            # Not replayed, but a purchase all the same: later sales count it, as the till did.
+            bisect.insort(seen_at[account_id], occurred_at)
             excluded += 1
             excluded_points += points_earned
             continue
@@ -486,7 +530,10 @@ def simulate(
         )
         keys = _period_keys(occurred_at.astimezone(tz))
         times = seen_at[account_id]
-        earlier = counts.get(account_id, 0) + bisect.bisect_left(times, occurred_at)
+        # `times` holds the sales recorded before this one: those that happened at or before
+        # it are its earlier purchases, as the till counted them (occurred_at <= this sale's).
+        earlier = counts.get(account_id, 0) + bisect.bisect_right(times, occurred_at)
+        recent = _recent_counts(recent_days, occurred_at, before_start.get(account_id, []), times)
         bisect.insort(times, occurred_at)
         tier = history.at(account_id, created_at, now_tier)
         base = contexts[account_id]
@@ -505,6 +552,7 @@ def simulate(
                 joined_on=base.joined_on,
                 birthday=base.birthday,
                 purchases=earlier,
+                recent_purchases=recent,
                 earned_day=figures.get("member_day", 0),
                 earned_month=figures.get("member_month", 0),
                 earned_year=figures.get("member_year", 0),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Path
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.orm import Session
 
 from patron import http
 from patron.audit.service import Actor
@@ -19,6 +20,7 @@ from patron.errors import (
     Unauthorized,
     responses,
 )
+from patron.programs.models import Store
 from patron.programs.schemas import CODE_PATTERN
 from patron.programs.service import get_program
 from patron.sales import batch, purchases, wire
@@ -112,6 +114,9 @@ def purchase_batch(
     db: Database = Depends(http.database),
     actor: Actor = Depends(http.require("pos")),
 ) -> Response:
+    if actor.stores is not None:
+        for item in body.purchases:
+            http.check_store(actor, item.store)
     report = batch.ingest(db, code, body.purchases, actor=actor, now=http.now())
     # Serialised once by pydantic, not validated again against response_model: for 5,000
     # items that second pass cost as much as recording them.
@@ -155,11 +160,15 @@ def refund(
     actor: Actor = Depends(http.require("pos")),
     idempotency_key: str | None = http.IdempotencyKey,
 ):
+    def run(s):
+        program = get_program(s, code)
+        if actor.stores is not None:
+            _check_sale_store(s, actor, program.id, external_id)
+        return purchases.refund(s, program, external_id, body, actor=actor, now=http.now())
+
     return http.write(
         db,
-        lambda s: purchases.refund(
-            s, get_program(s, code), external_id, body, actor=actor, now=http.now()
-        ),
+        run,
         actor=actor,
         idempotency_key=idempotency_key,
         payload={"program": code, "purchase": external_id, **body.model_dump(mode="json")},
@@ -189,3 +198,12 @@ def adjust(
         payload={"program": code, **body.model_dump(mode="json")},
         status_code=201,
     )
+
+
+def _check_sale_store(s: Session, actor: Actor, program_id: int, external_id: str) -> None:
+    """A key limited to stores refunds only the sales made at them."""
+    sale = purchases._existing_purchase(s, program_id, external_id)
+    if sale is None:
+        return  # the refund answers 404 itself
+    store = s.get(Store, sale.store_id) if sale.store_id is not None else None
+    http.check_store(actor, store.code if store is not None else None)

@@ -307,7 +307,7 @@ def _prepare(
     if wanted.caps or wanted.purchases:
         occurred_at = basket.check_occurred_at(req.occurred_at, now)
         if not state.new:
-            op.figures, op.purchases_before = rules.member_figures(
+            op.figures, op.purchases_before, op.recent_purchases = rules.member_figures(
                 session, config.timezone, state.account_id, occurred_at, wanted
             )
     if wanted.budgets:

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from patron.errors import Conflict, InsufficientPoints, MemberBlocked, PatronError
 from patron.events.kinds import ENTRY_EVENTS
 from patron.events.outbox import entry_payload
-from patron.ledger.expiry import expires_at, pending_until
+from patron.ledger.expiry import ExpiryRule, pending_until
 from patron.ledger.schemas import EntryOut, Totals
 from patron.ledger.views import EXPIRING_WINDOW
 from patron.money import to_minor
@@ -130,6 +130,7 @@ class SaleOp:
     coupons_out: tuple[Decimal, list[CouponApplied]] | None = None  # for the answer
     figures: dict[str, int] = field(default_factory=dict)  # points this day/month/year (caps)
     purchases_before: int = 0  # for purchase-count rules
+    recent_purchases: dict[int, int] = field(default_factory=dict)  # days → earlier purchases
     budgets: dict[str, int] | None = None  # promotion budgets left
 
 
@@ -273,6 +274,7 @@ class Planner:
             joined_on=state.member_created_at.astimezone(ZoneInfo(config.timezone)).date(),
             birthday=state.birthday,
             purchases=op.purchases_before,
+            recent_purchases=op.recent_purchases,
             earned_day=op.figures.get("member_day", 0),
             earned_month=op.figures.get("member_month", 0),
             earned_year=op.figures.get("member_year", 0),
@@ -416,7 +418,7 @@ class Planner:
                 points,
                 reason=reason,
                 qualifying=points if qualifying else 0,
-                extra_months=tier.extra_expiry_months if tier is not None else 0,
+                policy=self.config.expiry_rule(tier),
                 pending_days=0,
             )
             return out
@@ -460,7 +462,7 @@ class Planner:
             points,
             reason=reason,
             qualifying=qualifying,
-            extra_months=tier.extra_expiry_months if tier is not None else 0,
+            policy=self.config.expiry_rule(tier),
             pending_days=0,
             breakdown=breakdown,
             rule_version=rule_version,
@@ -936,7 +938,7 @@ class _Writer:
             result.points,
             reason=f"purchase {self.order_id}",
             qualifying=qualifying,
-            extra_months=tier.extra_expiry_months if tier is not None else 0,
+            policy=config.expiry_rule(tier),
             pending_days=config.pending_days,
             breakdown=result.steps,
             rule_version=config.rule_version,
@@ -949,20 +951,17 @@ class _Writer:
         *,
         reason: str,
         qualifying: int,
-        extra_months: int,
+        policy: ExpiryRule,
         pending_days: int,
         breakdown: list[dict[str, Any]] | None = None,
         rule_version: int | None = None,
     ) -> tuple[int, EntryOut]:
         """New points in a new lot (an earn, or a positive adjustment); a debt is paid from it
-        first. Points whose validity ended before `now` (a sale recorded late) expire at once."""
-        p, state, config = self.p, self.state, self.p.config
-        expiry = expires_at(
-            self.occurred_at,
-            kind=config.expiry_kind,
-            months=config.expiry_months + extra_months,
-            timezone=config.timezone,
-        )
+        first. Points whose validity ended before `now` (a sale recorded late) expire at once.
+        `policy`: the expiry policy of the member's tier at earning time
+        (`ProgramConfig.expiry_rule`)."""
+        p, state = self.p, self.state
+        expiry = policy.expires_at(self.occurred_at, p.config.timezone)
         until = pending_until(self.occurred_at, days=pending_days)
         is_pending = until is not None and until > p.now
         settled = min(state.debt, points) if state.debt > 0 else 0

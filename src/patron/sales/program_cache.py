@@ -28,6 +28,7 @@ from sqlalchemy import BigInteger, Engine, column, event, literal_column, select
 from sqlalchemy.orm import Session
 
 from patron.errors import Conflict, NotFound
+from patron.ledger.expiry import ExpiryRule
 from patron.programs.models import Program, Store
 from patron.rules.model import RuleSetDoc
 from patron.rules.models import RuleSetVersion
@@ -78,6 +79,10 @@ class TierDef:
     threshold: int
     multiplier: Decimal
     extra_expiry_months: int
+    # The tier's own expiry policy; kind None: the program's (extra months apply to either).
+    expiry_kind: str | None = None
+    expiry_months: int = 0
+    expiry_days: int = 0
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,7 @@ class ProgramConfig:
     earn_on_redeemed: bool
     expiry_kind: str
     expiry_months: int
+    expiry_days: int
     pending_days: int
     redeem_min_points: int
     redeem_step: int
@@ -125,6 +131,14 @@ class ProgramConfig:
         if code in self.closed_stores:
             raise store_closed(code)
         return self.stores.get(code)
+
+    def expiry_rule(self, tier: TierDef | None) -> ExpiryRule:
+        """The expiry policy of points earned in `tier` (None: no tier): the tier's own
+        policy if it sets one, else the program's, lengthened by the tier's extra months."""
+        extra = tier.extra_expiry_months if tier is not None else 0
+        if tier is not None and tier.expiry_kind is not None:
+            return ExpiryRule(tier.expiry_kind, tier.expiry_months, tier.expiry_days, extra)
+        return ExpiryRule(self.expiry_kind, self.expiry_months, self.expiry_days, extra)
 
     def rank_of(self, code: str | None) -> int:
         tier = self.tier_by_code.get(code) if code is not None else None
@@ -217,6 +231,9 @@ def load(session: Session, program_id: int) -> ProgramConfig:
             threshold=t.threshold,
             multiplier=t.multiplier,
             extra_expiry_months=t.extra_expiry_months or 0,
+            expiry_kind=t.expiry_kind,
+            expiry_months=t.expiry_months or 0,
+            expiry_days=t.expiry_days or 0,
         )
         for t in session.scalars(
             select(TierDefinition)
@@ -235,6 +252,7 @@ def load(session: Session, program_id: int) -> ProgramConfig:
         earn_on_redeemed=program.earn_on_redeemed,
         expiry_kind=program.expiry_kind,
         expiry_months=program.expiry_months,
+        expiry_days=program.expiry_days or 0,
         pending_days=program.pending_days,
         redeem_min_points=program.redeem_min_points,
         redeem_step=program.redeem_step,

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -92,8 +91,8 @@ class TillRoute:
         # Without a content type FastAPI reads the body as bytes, and refuses it (422).
         if content_type is None or content_type.split(";")[0].strip() != "application/json":
             raise _Decline
-        actor = _cached_actor(headers)
-        if actor is None or not actor.has_scope("pos"):
+        actor = _remembered(self.db, headers)
+        if actor is None or not actor.has_scope("pos") or not actor.reaches(code):
             raise _Decline
         idempotency_key = headers.get("idempotency-key")
         if idempotency_key is not None and len(idempotency_key) > _IDEMPOTENCY_KEY_MAX:
@@ -315,7 +314,7 @@ def _headers(scope: Scope) -> dict[str, str]:
     return found
 
 
-def _cached_actor(headers: dict[str, str]) -> Actor | None:
+def _remembered(db: Database, headers: dict[str, str]) -> Actor | None:
     """The caller, if this worker authenticated the key recently (as `http.caller` reads it)."""
     raw = headers.get("x-api-key")
     if not raw:
@@ -323,11 +322,7 @@ def _cached_actor(headers: dict[str, str]) -> Actor | None:
         if scheme.lower() != "bearer" or not credentials:
             return None
         raw = credentials
-    with http._key_lock:
-        hit = http._key_cache.get(raw)
-    if hit is None or hit[0] <= time.monotonic():
-        return None
-    return hit[1]
+    return http.remembered(db, raw)
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
-from patron import clock
+from patron import clock, http
 from patron.audit import idempotency
 from patron.audit.models import IdempotencyKey
 from patron.audit.service import Actor
@@ -417,6 +417,8 @@ async def purchase(
     if isinstance(decoded, Rejected):
         raise _BodyInvalid(decoded.errors)
     try:
+        if actor.stores is not None:
+            http.check_store(actor, decoded.store)
         return await run(lambda session: record(session, code, decoded, actor, idempotency_key))
     except PatronError as exc:  # as the app's handler answers it
         return JSONResponse(exc.body(), status_code=exc.status)

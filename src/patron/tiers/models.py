@@ -49,6 +49,11 @@ class TierDefinition(Base):
     threshold: Mapped[int] = mapped_column(BigInteger)
     multiplier: Mapped[Decimal] = mapped_column(DecimalText)
     extra_expiry_months: Mapped[int] = mapped_column(Integer, default=0)
+    # The tier's own expiry policy (as the program's: kind, months, days); a null kind means
+    # the program's policy. `extra_expiry_months` lengthens whichever applies (migration 0016).
+    expiry_kind: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    expiry_months: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    expiry_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
     benefits: Mapped[list[str]] = mapped_column(JSONType, default=list)
 
 

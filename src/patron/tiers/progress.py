@@ -23,7 +23,7 @@ from patron.tiers.metrics import metric_values, qualify
 from patron.tiers.models import TierDefinition, TierPolicy
 from patron.tiers.periods import Window, window_at
 from patron.tiers.schemas import TierOut
-from patron.tiers.service import held_until
+from patron.tiers.service import _tier_out, held_until
 
 UNIT_BY_METRIC = {"points": "points", "visits": "purchases"}  # spend: the program's currency
 
@@ -121,15 +121,7 @@ class ProgressOut(BaseModel):
 
 
 def tier_out(tier: TierDefinition) -> TierOut:
-    return TierOut(
-        code=tier.code,
-        names=dict(tier.names),
-        rank=tier.rank,
-        threshold=tier.threshold,
-        multiplier=tier.multiplier,
-        extra_expiry_months=tier.extra_expiry_months,
-        benefits=list(tier.benefits or []),
-    )
+    return _tier_out(tier)
 
 
 def window_out(kind: str, window: Window, timezone: str) -> WindowOut:

@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from patron.programs.schemas import ExpiryPolicy
+
 TIER_CODE = r"^[a-z0-9][a-z0-9_-]{0,39}$"
 Metric = Literal["points", "spend", "visits"]
 WindowKind = Literal["half_year", "year", "rolling", "lifetime"]
@@ -68,7 +70,16 @@ class TierIn(Strict):
         description="Earning multiplier the rules engine applies",
     )
     extra_expiry_months: int = Field(
-        0, ge=0, le=120, description="Months added to the expiry of points earned"
+        0,
+        ge=0,
+        le=120,
+        description="Months added to the expiry of points earned in this tier, on top of "
+        "whichever policy applies (the tier's own `expiry`, else the program's)",
+    )
+    expiry: ExpiryPolicy | None = Field(
+        None,
+        description="The tier's own expiry policy for points its members earn, as the "
+        "program's; none: the program's policy",
     )
     benefits: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
         default_factory=list, max_length=50, description="Lines to show members"
@@ -97,6 +108,7 @@ class TierOut(BaseModel):
     threshold: int
     multiplier: Decimal
     extra_expiry_months: int
+    expiry: ExpiryPolicy | None = None
     benefits: list[str]
 
 

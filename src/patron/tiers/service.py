@@ -25,6 +25,7 @@ from patron.ledger import views
 from patron.ledger.expiry import add_months
 from patron.ledger.models import Account
 from patron.programs.models import Program
+from patron.programs.schemas import ExpiryPolicy
 from patron.tiers.metrics import metric_values, qualify
 from patron.tiers.models import TierChange, TierDefinition, TierEvaluationRun, TierPolicy
 from patron.tiers.periods import Window, window_at
@@ -113,6 +114,11 @@ def _tier_out(tier: TierDefinition) -> TierOut:
         threshold=tier.threshold,
         multiplier=tier.multiplier,
         extra_expiry_months=tier.extra_expiry_months,
+        expiry=ExpiryPolicy(
+            kind=tier.expiry_kind, months=tier.expiry_months or 0, days=tier.expiry_days
+        )
+        if tier.expiry_kind is not None
+        else None,
         benefits=list(tier.benefits or []),
     )
 
@@ -177,6 +183,9 @@ def set_tiers(
                 names=tier.names.model_dump(exclude_none=True),
                 multiplier=tier.multiplier,
                 extra_expiry_months=tier.extra_expiry_months,
+                expiry_kind=tier.expiry.kind if tier.expiry is not None else None,
+                expiry_months=tier.expiry.months if tier.expiry is not None else None,
+                expiry_days=tier.expiry.days if tier.expiry is not None else None,
                 benefits=list(tier.benefits),
             )
         )

@@ -49,12 +49,19 @@ def field_changes(
     before: Mapping[str, Any],
     after: Mapping[str, Any],
     label: Callable[[str], str] | None = None,
+    words: Callable[[str, str | None], str | None] | None = None,
 ) -> list[FieldChange]:
-    """Field by field, what differs between two versions of a rule (or of the settings)."""
+    """Field by field, what differs between two versions of a rule (or of the settings);
+    `words(path, value)` may put a value in words (None: as stored, "—" when absent)."""
     old, new = _flat(dict(before)), _flat(dict(after))
     keys = list(old) + [k for k in new if k not in old]
+
+    def shown(key: str, value: str | None) -> str:
+        text = words(key, value) if words else None
+        return text if text is not None else (value if value is not None else "—")
+
     return [
-        FieldChange(k, old.get(k, "—"), new.get(k, "—"), label(k) if label else "")
+        FieldChange(k, shown(k, old.get(k)), shown(k, new.get(k)), label(k) if label else "")
         for k in keys
         if old.get(k) != new.get(k)
     ]
@@ -63,6 +70,8 @@ def field_changes(
 _FIELD_KEYS = {
     "match.categories": "rules.field.categories",
     "match.skus": "rules.field.skus",
+    "only.categories": "rules.field.only_categories",
+    "only.skus": "rules.field.only_skus",
     "redemption.excluded.categories": "rules.settings.no_redeem_categories",
     "redemption.excluded.skus": "rules.settings.no_redeem_skus",
     "redemption.stores": "rules.settings.redeem_stores",
@@ -76,6 +85,20 @@ def rule_field_label(path: str, lang: str) -> str:
         return i18n.translate("rules.field.tier_factor", lang, tier=path.partition(".")[2])
     key = _FIELD_KEYS.get(path) or "rules.field." + path.removeprefix("conditions.")
     return i18n.translate(key, lang) if i18n.has_message(key) else ""
+
+
+# Fields whose stored values are codes, shown in words: path -> message prefix (and the code
+# an absent value stands for).
+_VALUE_WORDS = {"stop": ("rules.stop.", "none"), "base_rates": ("rules.base_rates.", "first")}
+
+
+def value_words(path: str, value: str | None, lang: str) -> str | None:
+    """A coded value in words ("sum" -> "Base rates add up"); None for the other fields."""
+    if path not in _VALUE_WORDS:
+        return None
+    prefix, absent = _VALUE_WORDS[path]
+    key = prefix + (value if value is not None else absent)
+    return i18n.translate(key, lang) if i18n.has_message(key) else None
 
 
 @dataclass(frozen=True)
@@ -120,17 +143,21 @@ def doc_diff(
                 kind=new_rules[rule_id].kind,
                 before=old_rows[rule_id].summary,
                 after=new_rows[rule_id].summary,
-                fields=field_changes(before, after, lambda p: rule_field_label(p, lang)),
+                fields=field_changes(
+                    before,
+                    after,
+                    lambda p: rule_field_label(p, lang),
+                    lambda p, v: value_words(p, v, lang),
+                ),
             )
         )
-    settings: list[FieldChange] = []
-    if changes["settings"]:
-        keep = ("combine", "rounding", "redemption")
-        settings = field_changes(
-            {k: v for k, v in dump_doc(old).items() if k in keep},
-            {k: v for k, v in dump_doc(new).items() if k in keep},
-            lambda p: rule_field_label(p, lang),
-        )
+    # Every setting, the rules apart, compared here (not only those the service's diff names).
+    settings = field_changes(
+        {k: v for k, v in dump_doc(old).items() if k != "rules"},
+        {k: v for k, v in dump_doc(new).items() if k != "rules"},
+        lambda p: rule_field_label(p, lang),
+        lambda p, v: value_words(p, v, lang),
+    )
     return DocDiff(
         added=[new_rows[i] for i in changes["added"]],
         removed=[old_rows[i] for i in changes["removed"]],

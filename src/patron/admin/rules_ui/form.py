@@ -25,7 +25,7 @@ EVENTS = ("signup", "birthday", "profile_completed", "review", "newsletter", "re
 
 # Form fields of each kind, besides the ones every rule has (id, name, enabled, window, scope).
 KIND_FIELDS: dict[str, tuple[str, ...]] = {
-    "base_rate": ("mode", "points", "per_amount", "rounding"),
+    "base_rate": ("mode", "points", "per_amount", "rounding", "only"),
     "exclude": ("match",),
     "product_bonus": ("match", "points_per_unit", "qualifying"),
     "product_multiplier": ("match", "factor"),
@@ -44,12 +44,48 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "per": ("order", "member_day", "member_month", "member_year"),
     "limit": ("once", "per_day", "per_month", "per_year", "unlimited"),
     "combine": ("multiply", "add"),
+    "base_rates": ("first", "sum"),
+    # "none" stands for no stop (the model's None) so the select always sends a value.
+    "stop": ("none", "stage", "all"),
 }
+
+
+# Kinds whose form sets an order within the stage and a stop (priority, stop): caps always all
+# apply and events are not part of a purchase's stages, so the rules core refuses their stop.
+# A priority such a rule has (from the JSON editor) is kept as it is.
+ORDERED_KINDS = tuple(kind for kind in KIND_FIELDS if kind not in ("cap", "event"))
 
 
 # Conditions the form edits; the others (member attributes, minimum items) are kept as they are
 # and edited in the JSON editor.
-FORM_CONDITIONS = ("min_amount", "tiers", "min_purchases", "joined_within_days", "birthday_month")
+FORM_CONDITIONS = (
+    "min_amount",
+    "tiers",
+    "min_purchases",
+    "joined_within_days",
+    "birthday_month",
+    "first_purchase",
+    "nth_purchase",
+    "within_first_purchases",
+    "recent_purchases",
+)
+
+
+# Whole-number conditions, each one form field named cond.<key>.
+_COUNT_CONDITIONS = (
+    "min_purchases",
+    "joined_within_days",
+    "nth_purchase",
+    "within_first_purchases",
+)
+
+
+# The window of recent purchases: cond.recent_purchases.days, .min and .max.
+RECENT_FIELDS = ("days", "min", "max")
+
+
+# first_purchase in the form: a choice, its value "yes" (true) or "no" (false); empty: any.
+FIRST_PURCHASE = {"yes": True, "no": False}
 
 
 _TYPE_KEYS = {
@@ -81,9 +117,28 @@ _VALUE_ERRORS = (
     ("give both from_time and to_time", "to_time", "rules.error.both_times"),
     ("from_time equals to_time", "to_time", "rules.error.empty_hours"),
     ("a promotion needs", "factor", "rules.error.promotion"),
-    ("match needs", "match.skus", "rules.error.match"),
+    # The place of an empty match is its path: match, only (a base rate's lines), ...
+    ("match needs", None, "rules.error.match"),
     ("two enabled event rules", "event", "rules.error.event_twice"),
+    ("give min and/or max", "cond.recent_purchases.min", "rules.error.recent_bounds"),
+    ("min (", "cond.recent_purchases.max", "rules.error.recent_order"),
+    ("stop does not apply", "stop", "rules.error.no_stop"),
 )
+
+
+# "min_purchases 2, first_purchase true can never all hold: ..." (the rules core's refusal of
+# purchase-count conditions that contradict each other): the message names them all, and the
+# error sits at the last one named (the form shows them together, under "Purchases so far").
+_COUNTS_CLASH = re.compile(r"^(.*) can never all hold")
+
+
+def _clash_names(text: str) -> list[str]:
+    found = _COUNTS_CLASH.match(text)
+    return [part.split(" ")[0] for part in found.group(1).split(", ")] if found else []
+
+
+def _condition_field(name: str) -> str:
+    return "cond.recent_purchases.min" if name == "recent_purchases" else f"cond.{name}"
 
 
 _USED_TWICE = re.compile(r"rules\[(\d+)\]\.id .* is used twice")
@@ -112,6 +167,10 @@ def message_for(err: Mapping[str, Any], lang: str) -> str:
                 return i18n.translate(key, lang)
         if _USED_TWICE.search(text):
             return i18n.translate("rules.error.id_twice", lang)
+        names = _clash_names(text)
+        if names:
+            labels = ", ".join(i18n.translate(f"rules.field.{name}", lang) for name in names)
+            return i18n.translate("rules.error.counts", lang, conditions=labels)
         return text
     if kind == "string_pattern_mismatch":
         return i18n.translate("rules.error.code", lang)
@@ -125,6 +184,9 @@ def _value_error_field(err: Mapping[str, Any]) -> str | None:
     for start, field, _key in _VALUE_ERRORS:
         if text.startswith(start):
             return field
+    names = _clash_names(text)
+    if names:
+        return _condition_field(names[-1])
     return "id" if _USED_TWICE.search(text) else None
 
 
@@ -134,10 +196,12 @@ def rule_field(parts: list[str]) -> str:
     if not parts:
         return forms.FORM
     head = parts[0]
-    if head == "match":
-        return "match." + (parts[1] if len(parts) > 1 else "skus")
+    if head in ("match", "only"):
+        return f"{head}." + (parts[1] if len(parts) > 1 else "skus")
     if head == "conditions":
         sub = parts[1] if len(parts) > 1 else ""
+        if sub == "recent_purchases":
+            return "cond.recent_purchases." + (parts[2] if len(parts) > 2 else "days")
         return f"cond.{sub}" if sub in FORM_CONDITIONS else forms.FORM
     if head == "factors":
         return f"factor.{parts[1]}" if len(parts) > 1 else "factors"
@@ -160,7 +224,7 @@ def rule_errors(exc: ValidationError, index: int | None, lang: str) -> forms.Err
             field = "red." + (path[2] if len(path) > 2 and path[1] == "excluded" else path[1])
             if path[1:2] == ["excluded"] and len(path) == 2:
                 field = "red.skus"
-        elif index is None and path[0] in ("combine", "rounding"):
+        elif index is None and path[0] in ("combine", "rounding", "base_rates"):
             field = path[0]
         message = message_for(err, lang)
         if field == forms.FORM and index is not None:
@@ -224,9 +288,13 @@ def form_values(rule: Mapping[str, Any]) -> dict[str, str]:
     for channel in rule.get("channels") or []:
         values[f"channel.{channel}"] = "1"
     values["payment_methods"] = _list_text(rule.get("payment_methods"))
-    match = rule.get("match") or {}
-    values["match.skus"] = _list_text(match.get("skus"))
-    values["match.categories"] = _list_text(match.get("categories"))
+    for key in ("match", "only"):
+        match = rule.get(key) or {}
+        values[f"{key}.skus"] = _list_text(match.get("skus"))
+        values[f"{key}.categories"] = _list_text(match.get("categories"))
+    if rule.get("priority") is not None:
+        values["priority"] = str(rule["priority"])
+    values["stop"] = str(rule.get("stop") or "none")
     for code, factor in (rule.get("factors") or {}).items():
         values[f"factor.{code}"] = str(factor)
     # A new day-and-time weight starts with no day ticked: the marketer picks the days (all
@@ -236,12 +304,17 @@ def form_values(rule: Mapping[str, Any]) -> dict[str, str]:
     cond = rule.get("conditions") or {}
     if cond.get("min_amount") is not None:
         values["cond.min_amount"] = str(cond["min_amount"])
-    for key in ("min_purchases", "joined_within_days"):
+    for key in _COUNT_CONDITIONS:
         if cond.get(key) is not None:
             values[f"cond.{key}"] = str(cond[key])
     for code in cond.get("tiers") or []:
         values[f"cond.tier.{code}"] = "1"
     values["cond.birthday_month"] = "1" if cond.get("birthday_month") else ""
+    if cond.get("first_purchase") is not None:
+        values["cond.first_purchase"] = "yes" if cond["first_purchase"] else "no"
+    for key, value in (cond.get("recent_purchases") or {}).items():
+        if value is not None:
+            values[f"cond.recent_purchases.{key}"] = str(value)
     return values
 
 
@@ -283,11 +356,22 @@ def rule_from_form(
     chosen_tiers = checked(form, "cond.tier.")
     if chosen_tiers:
         cond["tiers"] = chosen_tiers
-    for key in ("min_purchases", "joined_within_days"):
+    for key in _COUNT_CONDITIONS:
         if blank(form.get(f"cond.{key}")):
-            cond[key] = blank(form.get(f"cond.{key}"))
+            cond[key] = blank(form.get(f"cond.{key}")).replace(",", "")
     if form.get("cond.birthday_month"):
         cond["birthday_month"] = True
+    first = blank(form.get("cond.first_purchase"))
+    if first:
+        # Anything but yes/no is passed on as typed, for the model to refuse at the field.
+        cond["first_purchase"] = FIRST_PURCHASE.get(first, first)
+    recent = {
+        key: blank(form.get(f"cond.recent_purchases.{key}")).replace(",", "")
+        for key in RECENT_FIELDS
+        if blank(form.get(f"cond.recent_purchases.{key}"))
+    }
+    if recent:
+        cond["recent_purchases"] = recent
     put("conditions", cond)
 
     fields = KIND_FIELDS.get(kind, ())
@@ -314,11 +398,15 @@ def rule_from_form(
     if "qualifying" in fields:
         rule["qualifying"] = bool(form.get("qualifying"))
     if "match" in fields:
-        match = {
-            "skus": split_list(form.get("match.skus", "")),
-            "categories": split_list(form.get("match.categories", "")),
-        }
-        rule["match"] = {k: v for k, v in match.items() if v}
+        rule["match"] = _match_from_form(form, "match")
+    if "only" in fields:
+        # No line listed: every line earns (the field is left out).
+        put("only", _match_from_form(form, "only"))
+    if kind in ORDERED_KINDS:
+        # Empty: the default order (0); "none": no stop. Both are left out of the rule.
+        put("priority", blank(form.get("priority")).replace(",", ""))
+        stop = blank(form.get("stop"))
+        put("stop", None if stop == "none" else stop)
     if "days" in fields:
         rule["days"] = [d for d in DAYS if form.get(f"day.{d}")]
     if "factors" in fields:
@@ -333,6 +421,14 @@ def rule_from_form(
     return rule
 
 
+def _match_from_form(form: Mapping[str, str], prefix: str) -> dict[str, list[str]]:
+    match = {
+        "skus": split_list(form.get(f"{prefix}.skus", "")),
+        "categories": split_list(form.get(f"{prefix}.categories", "")),
+    }
+    return {k: v for k, v in match.items() if v}
+
+
 _COMMON_KEYS = {
     "id",
     "kind",
@@ -344,6 +440,8 @@ _COMMON_KEYS = {
     "channels",
     "payment_methods",
     "conditions",
+    "priority",
+    "stop",
 }
 
 
@@ -390,6 +488,7 @@ def settings_values(doc: Mapping[str, Any]) -> dict[str, str]:
     excluded = red.get("excluded") or {}
     values = {
         "combine": str(doc.get("combine", "multiply")),
+        "base_rates": str(doc.get("base_rates", "first")),
         "rounding": str(doc.get("rounding", "down")),
         "red.skus": _list_text(excluded.get("skus")),
         "red.categories": _list_text(excluded.get("categories")),

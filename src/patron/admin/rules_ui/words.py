@@ -51,6 +51,27 @@ def match_text(match: Any, lang: str) -> str:
     return " / ".join(parts)
 
 
+def only_text(match: Any, lang: str) -> str:
+    """A base rate's lines: "only on categories: coffee / only on products: latte"."""
+    parts = []
+    if match.categories:
+        parts.append(
+            i18n.translate("rules.sum.only.categories", lang, list=", ".join(match.categories))
+        )
+    if match.skus:
+        parts.append(i18n.translate("rules.sum.only.skus", lang, list=", ".join(match.skus)))
+    return " / ".join(parts)
+
+
+def recent_text(recent: Any, lang: str) -> str:
+    """ "2–5 purchases in the last 30 days", "3+ …", "at most 1 …"."""
+    if recent.min is not None and recent.max is not None:
+        key = "rules.cond.recent.range"
+    else:
+        key = "rules.cond.recent.min" if recent.min is not None else "rules.cond.recent.max"
+    return i18n.translate(key, lang, days=recent.days, min=recent.min, max=recent.max)
+
+
 def _points(value: int, lang: str) -> str:
     return i18n.points(value, lang)
 
@@ -123,6 +144,8 @@ def _what(rule: Any, currency: str, lang: str, tier_names: Mapping[str, str]) ->
 def _scope(rule: Any, currency: str, lang: str, tier_names: Mapping[str, str]) -> list[str]:
     t = i18n.translate
     parts = []
+    if rule.kind == "base_rate" and rule.only is not None:
+        parts.append(only_text(rule.only, lang))
     if rule.stores:
         parts.append(t("rules.scope.stores", lang, stores=", ".join(rule.stores)))
     if rule.channels:
@@ -148,8 +171,18 @@ def _scope(rule: Any, currency: str, lang: str, tier_names: Mapping[str, str]) -
         if c.tiers:
             names = ", ".join(tier_names.get(code, code) for code in c.tiers)
             parts.append(t("rules.cond.tiers", lang, tiers=names))
+        if c.first_purchase is not None:
+            parts.append(
+                t(f"rules.cond.first_purchase.{'yes' if c.first_purchase else 'no'}", lang)
+            )
+        if c.nth_purchase is not None:
+            parts.append(t("rules.cond.nth_purchase", lang, n=c.nth_purchase))
+        if c.within_first_purchases is not None:
+            parts.append(t("rules.cond.within_first", lang, n=c.within_first_purchases))
         if c.min_purchases is not None:
             parts.append(t("rules.cond.min_purchases", lang, count=c.min_purchases))
+        if c.recent_purchases is not None:
+            parts.append(recent_text(c.recent_purchases, lang))
         if c.joined_within_days is not None:
             parts.append(t("rules.cond.joined", lang, days=c.joined_within_days))
         if c.birthday_month:
@@ -157,6 +190,16 @@ def _scope(rule: Any, currency: str, lang: str, tier_names: Mapping[str, str]) -
         if c.attributes:
             attrs = ", ".join(f"{k}={v}" for k, v in c.attributes.items())
             parts.append(t("rules.cond.attributes", lang, attrs=attrs))
+    return parts
+
+
+def _order(rule: Any, lang: str) -> list[str]:
+    """Its place among the rules of its stage and what it stops, when not the default."""
+    parts = []
+    if rule.priority:
+        parts.append(i18n.translate("rules.sum.priority", lang, priority=rule.priority))
+    if rule.stop is not None:
+        parts.append(i18n.translate(f"rules.sum.stop.{rule.stop}", lang))
     return parts
 
 
@@ -168,6 +211,7 @@ def summary(
     return " · ".join(
         [p for p in [_what(rule, currency, lang, tier_names)] if p]
         + _scope(rule, currency, lang, tier_names)
+        + _order(rule, lang)
     )
 
 
@@ -233,6 +277,7 @@ def settings_lines(doc: RuleSetDoc, lang: str) -> list[tuple[str, str]]:
     lines = [
         (t("rules.field.combine", lang), t(f"rules.combine.{doc.combine}", lang)),
         (t("rules.field.set_rounding", lang), t(f"rules.rounding.{doc.rounding}", lang)),
+        (t("rules.field.base_rates", lang), t(f"rules.base_rates.{doc.base_rates}", lang)),
     ]
     red = doc.redemption
     if red.excluded is not None:

@@ -39,4 +39,5 @@ def audit_page(
             ),
             more=more,
             flt=flt,
+            chain=audit_log.chain_status(session),
         )

@@ -50,7 +50,7 @@ StoreCode = Path(pattern=CODE_PATTERN)
 CHANNELS = ("pos", "online", "app")
 EARN_MODES = ("per_full_unit", "proportional")
 ROUNDINGS = ("down", "half_up", "up")
-EXPIRY_KINDS = ("months", "end_of_month", "end_of_year", "none")
+EXPIRY_KINDS = ("months", "days", "end_of_month", "end_of_year", "none")
 NEGATIVE_BALANCE = ("allow_debt", "write_off")
 NOTICES = frozenset({"saved", "unchanged", "created", "store_added", "store_saved", "store_off"})
 NOTICES_STORE = frozenset({"store_on"})
@@ -66,7 +66,10 @@ NESTED: dict[str, tuple[type[BaseModel], dict[str, str]]] = {
             "rounding": "earn_rounding",
         },
     ),
-    "expiry": (ExpiryPolicy, {"kind": "expiry_kind", "months": "expiry_months"}),
+    "expiry": (
+        ExpiryPolicy,
+        {"kind": "expiry_kind", "months": "expiry_months", "days": "expiry_days"},
+    ),
     "redemption": (
         RedemptionPolicy,
         {"min_points": "redeem_min_points", "step": "redeem_step", "max_share": "redeem_max_share"},
@@ -87,7 +90,7 @@ FIELDS = (
     *TOP_FIELDS,
     *(flat for _, names in NESTED.values() for flat in names.values()),
 )
-# Filled in every time (expiry_months only when points expire).
+# Filled in every time (expiry_months only for the month-based kinds, expiry_days for "days").
 REQUIRED = (
     "name",
     "timezone",
@@ -108,6 +111,7 @@ FIELD_MESSAGES = {
     "earn_points": "program.error.earn_points",
     "earn_per_amount": "program.error.amount",
     "expiry_months": "program.error.expiry_months",
+    "expiry_days": "program.error.expiry_days",
     "pending_days": "program.error.pending_days",
     "redeem_min_points": "program.error.min_points",
     "redeem_step": "program.error.step",
@@ -151,6 +155,7 @@ def form_values(p: ProgramOut) -> dict[str, Any]:
         "earn_on_redeemed": p.earn_on_redeemed,
         "expiry_kind": p.expiry.kind,
         "expiry_months": str(p.expiry.months),
+        "expiry_days": str(p.expiry.days) if p.expiry.days is not None else "",
         "pending_days": str(p.pending_days),
         "redeem_min_points": str(p.redemption.min_points),
         "redeem_step": str(p.redemption.step),
@@ -173,6 +178,7 @@ NEW_PROGRAM: dict[str, Any] = {
     "earn_on_redeemed": False,
     "expiry_kind": "months",
     "expiry_months": "12",
+    "expiry_days": "",
     "pending_days": "0",
     "redeem_min_points": "0",
     "redeem_step": "1",
@@ -217,10 +223,12 @@ def parse_program_form(
     problem at once."""
     required = (*REQUIRED, *CREATE_FIELDS) if create else (*REQUIRED, "country")
     errors = forms.required(values, required, lang)
-    if values["expiry_kind"] == "none" and not values["expiry_months"]:
-        values["expiry_months"] = "0"  # months mean nothing when points never expire
+    if values["expiry_kind"] in ("none", "days") and not values["expiry_months"]:
+        values["expiry_months"] = "0"  # months mean nothing for these kinds
     elif not values["expiry_months"]:
         errors["expiry_months"] = i18n.translate("form.error.required", lang)
+    if values["expiry_kind"] == "days" and not values["expiry_days"]:
+        errors["expiry_days"] = i18n.translate("form.error.required", lang)
     top = (*CREATE_FIELDS, *TOP_FIELDS) if create else TOP_FIELDS
     payload: dict[str, Any] = {name: values[name] for name in top if values[name] != ""}
     for key, (model, names) in NESTED.items():
@@ -231,6 +239,8 @@ def parse_program_form(
                 complete = False
                 continue
             text = values[flat]
+            if flat == "expiry_days" and (not text or values["expiry_kind"] != "days"):
+                continue  # days only count for the "days" kind: a leftover is not an error
             if flat == "redeem_max_share":
                 # Shown as a percentage; the schema takes a share (50 % -> 0.5).
                 try:
@@ -244,7 +254,10 @@ def parse_program_form(
         try:
             policy = model.model_validate(raw)
         except ValidationError as exc:
-            _collect(exc, lang, names, errors, NESTED_FALLBACK[key])
+            fallback = NESTED_FALLBACK[key]
+            if key == "expiry" and values["expiry_kind"] == "days":
+                fallback = "expiry_days"  # the policy's own check: no N for the days kind
+            _collect(exc, lang, names, errors, fallback)
             continue
         if complete:
             payload[key] = policy

@@ -32,6 +32,7 @@ from patron.admin.rules_ui.form import (
     CHOICES,
     EVENTS,
     KIND_FIELDS,
+    ORDERED_KINDS,
     all_errors,
     channel_options,
     checked,
@@ -174,6 +175,7 @@ def _form_page(
         events=EVENTS,
         choices=CHOICES,
         fields=KIND_FIELDS[kind],
+        ordered=kind in ORDERED_KINDS,
         hidden_conditions=hidden_conditions,
         day_options=[(d, i18n.translate(f"rules.day.{d}", staff.language)) for d in DAYS],
         channel_options=channel_options(staff.language),
@@ -405,6 +407,9 @@ def _settings_candidate(
             red[key] = chosen
     data["combine"] = blank(form.get("combine"))
     data["rounding"] = blank(form.get("rounding"))
+    if "base_rates" in form:
+        # A form from before the choice existed keeps the rule set's own.
+        data["base_rates"] = blank(form.get("base_rates"))
     data["redemption"] = red
     try:
         return Candidate(RuleSetDoc.model_validate(data), _change_text(lang, "settings"))

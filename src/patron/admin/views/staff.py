@@ -391,7 +391,8 @@ def _keys_page(
             creators=creators,
             labels=service.actor_labels(session, creators.values()),
             scopes=SCOPES,
-            v=values or {"name": "", "scopes": ["pos"]},
+            program_choices=[(p.code, p.name) for p in context.programs(session)],
+            v=values or {"name": "", "scopes": ["pos"], "programs": [], "stores": ""},
             errors=errors or {},
             done=done if done in KEY_NOTICES else None,
         )
@@ -411,28 +412,54 @@ def apikey_create(
     lang = staff.language
     # One checkbox per scope (scope_pos=1, ...): a plain dict keeps one value per name.
     chosen = [s for s in SCOPES if form.get(f"scope_{s}") == "1"]
-    values: dict[str, Any] = {"name": form.get("name", "").strip(), "scopes": chosen}
+    # One checkbox per program (program_<code>=1); stores as codes separated by commas.
+    reach = sorted(k.removeprefix("program_") for k, v in form.items() if k.startswith("program_"))
+    stores_text = form.get("stores", "").strip()
+    stores = [c.strip() for c in stores_text.replace("\n", ",").split(",") if c.strip()]
+    values: dict[str, Any] = {
+        "name": form.get("name", "").strip(),
+        "scopes": chosen,
+        "programs": reach,
+        "stores": stores_text,
+    }
     errors = forms.required(values, ("name",), lang)
     if not chosen:
         errors["scopes"] = i18n.translate("staff.keys.error.scopes", lang)
+    if stores and not reach:
+        errors["stores"] = i18n.translate("staff.keys.error.stores", lang)
     body = None
     if not errors:
         try:
-            body = KeyCreate.model_validate(values)
+            body = KeyCreate.model_validate(
+                {
+                    "name": values["name"],
+                    "scopes": chosen,
+                    "programs": reach or None,
+                    "stores": stores or None,
+                }
+            )
         except ValidationError as exc:
-            errors = forms.from_validation(exc, lang, ("name", "scopes"))
+            errors = forms.from_validation(exc, lang, ("name", "scopes", "programs", "stores"))
     if body is None:
         return _keys_page(request, staff, values=values, errors=errors, status=422)
     try:
         with get_db(request).unit_of_work() as session:
             row, raw = keys.create_key(
-                session, name=body.name, scopes=body.scopes, actor=staff.actor, now=clock.now()
+                session,
+                name=body.name,
+                scopes=body.scopes,
+                programs=body.programs,
+                stores=body.stores,
+                actor=staff.actor,
+                now=clock.now(),
             )
             key_id, name, scopes = row.id, row.name, list(row.scopes)
     except PatronError as exc:
         errors = _errors(exc, lang, ("name", "scopes"))
         if exc.code == "invalid_scope":
             errors = {"scopes": i18n.translate("staff.keys.error.scopes", lang)}
+        elif exc.code == "store_not_found":
+            errors = {"stores": exc.detail}
         return _keys_page(request, staff, values=values, errors=errors, status=422)
     api_root = f"{request.url.scheme}://{request.url.netloc}/api/v1"
     return render(
@@ -470,7 +497,7 @@ def apikey_revoke(
 ) -> Response:
     with get_db(request).unit_of_work() as session:
         keys.revoke_key(session, key_id, actor=staff.actor, now=clock.now())
-    # The API remembers good keys for a few seconds; this worker forgets them now (as the
-    # API's own revoke does), others within http._KEY_CACHE_SECONDS.
+    # The API remembers good keys; this worker forgets them now (as the API's own revoke
+    # does), others at their next revocation check (within http.REVOCATION_CHECK seconds).
     http.forget_keys()
     return RedirectResponse(path_for(request, "apikeys_list", {"done": "revoked"}), status_code=303)

@@ -33,6 +33,7 @@ from patron.admin.templating import path_for, render
 from patron.errors import Invalid, StaleVersion
 from patron.money import quantum
 from patron.programs.models import Program
+from patron.programs.schemas import ExpiryPolicy
 from patron.programs.service import get_program
 from patron.tiers import reports
 from patron.tiers import service as tiers
@@ -48,8 +49,13 @@ ROW_FIELDS = (
     "threshold",
     "multiplier",
     "extra_expiry_months",
+    "expiry_kind",
+    "expiry_months",
+    "expiry_days",
     "benefits",
 )
+# A tier's own expiry policy: "" keeps the program's (programs.schemas.ExpiryPolicy's kinds).
+EXPIRY_KINDS = ("", "months", "days", "end_of_month", "end_of_year", "none")
 POLICY_CHOICES: dict[str, tuple[str, ...]] = {
     "metric": ("points", "spend", "visits"),
     "window": ("half_year", "year", "rolling", "lifetime"),
@@ -110,10 +116,39 @@ def editor_from_setup(setup: TierSetupOut | TierSetup, currency: str) -> Editor:
                 "threshold": threshold_text(tier.threshold, metric, currency),
                 "multiplier": factor_text(tier.multiplier),
                 "extra_expiry_months": str(tier.extra_expiry_months),
+                **expiry_fields(tier.expiry),
                 "benefits": "\n".join(tier.benefits),
             }
         )
     return Editor(policy, rows or [blank_row(threshold="0")])
+
+
+def expiry_fields(policy: ExpiryPolicy | None) -> dict[str, str]:
+    """A tier's own expiry policy as the row's fields (all empty: the program's policy)."""
+    if policy is None:
+        return {"expiry_kind": "", "expiry_months": "", "expiry_days": ""}
+    return {
+        "expiry_kind": policy.kind,
+        "expiry_months": str(policy.months) if policy.kind not in ("days", "none") else "",
+        "expiry_days": str(policy.days) if policy.days is not None else "",
+    }
+
+
+def expiry_data(row: Mapping[str, str]) -> dict[str, Any] | None:
+    """The row's expiry fields as the schema's policy; None when the row keeps the program's.
+    Only the N its kind reads is sent, so a leftover in the other field is not an error."""
+    kind = row.get("expiry_kind", "")
+    if not kind:
+        return None
+    data: dict[str, Any] = {"kind": kind}
+    if kind == "days":
+        data["months"] = 0
+        data["days"] = row.get("expiry_days", "") or None
+    elif kind == "none":
+        data["months"] = 0
+    elif kind in ("months", "end_of_month", "end_of_year"):
+        data["months"] = row.get("expiry_months", "") or None
+    return data
 
 
 def blank_row(**values: str) -> dict[str, str]:
@@ -160,6 +195,8 @@ def setup_data(editor: Editor, currency: str) -> dict[str, Any]:
         for key in ("multiplier", "extra_expiry_months"):
             if row[key]:
                 tier[key] = row[key].replace(",", "")
+        if expiry := expiry_data(row):
+            tier["expiry"] = expiry
         benefits = [line.strip() for line in row["benefits"].splitlines() if line.strip()]
         if benefits:
             tier["benefits"] = benefits
@@ -193,6 +230,10 @@ def row_field(path: str) -> str:
         index, name, sub = match.groups()
         if name == "names":
             return f"tier-{index}-name_{sub or 'en'}"
+        if name == "expiry":
+            # The policy's own checks (no N for its kind) land on the kind's field.
+            field_name = f"expiry_{sub}" if sub in ("months", "days") else "expiry_kind"
+            return f"tier-{index}-{field_name}"
         if name in ROW_FIELDS:
             return f"tier-{index}-{name}"
         return forms.FORM
@@ -280,6 +321,10 @@ def _editor_page(
         current=current,
         base=base,
         choices=POLICY_CHOICES,
+        expiry_options=[
+            (kind, i18n.translate(f"tiers.expiry_kind.{kind or 'program'}", staff.language))
+            for kind in EXPIRY_KINDS
+        ],
         row_fields=ROW_FIELDS,
         done=done,
         unit=_unit_text(editor.policy.get("metric") or "points", prog.currency, staff.language),
