@@ -378,7 +378,7 @@ def test_the_api_reports_the_chain_to_admin_keys_only(db, frozen, client, keys):
         }
     ]
     missing = client.get("/api/v1/audit/verify?program=nope", headers=auth(keys["admin"]))
-    assert (missing.status_code, missing.json()["error"]) == (404, "not_found")
+    assert (missing.status_code, missing.json()["error"]) == (404, "program_not_found")
     bad = client.get("/api/v1/audit/verify?expect_head=zz", headers=auth(keys["admin"]))
     assert bad.status_code == 422
     assert client.get("/api/v1/audit/verify", headers=auth(keys["read"])).status_code == 403

@@ -100,6 +100,34 @@ def test_examples_are_kept_and_run_against_the_rules_in_force_and_a_proposal(
     assert trail[2][1]["expected_points"] == 500 and trail[2][2] is None
 
 
+def test_a_publish_through_the_api_answers_with_the_rule_tests_it_changed(
+    frozen, client, admin, reader, bakery
+):
+    assert put(client, admin, "basic-25800", BASIC).status_code == 200
+    before = client.get(f"{P}/rules", headers=reader).json()
+    assert before.get("tests") is None  # reads carry no test run
+
+    doubled = client.put(f"{P}/rules", json=DOUBLE, headers=admin)
+    assert doubled.status_code == 200, doubled.text
+    tests = doubled.json()["tests"]
+    assert tests["rule_version"] == doubled.json()["version"] == before["version"] + 1
+    assert (tests["passed"], tests["failed"], tests["changed"]) == (0, 1, 1)
+    [result] = tests["results"]
+    # Priced under the version published, beside the one it replaced.
+    assert (result["points"], result["current_points"], result["passed"]) == (500, 250, False)
+
+    # A one-rule edit is a publish too: back to the single rate, the example passes again.
+    edit = client.put(
+        f"{P}/rules/items/base",
+        json={"id": "base", "kind": "base_rate", "points": 10, "per_amount": "1000"},
+        headers=admin,
+    )
+    assert edit.status_code == 200, edit.text
+    [result] = edit.json()["tests"]["results"]
+    assert (result["points"], result["current_points"], result["passed"]) == (250, 500, True)
+    assert edit.json()["tests"]["changed"] == 1
+
+
 def test_a_tier_example_uses_the_tier_multiplier_and_a_bad_one_is_reported(
     frozen, client, admin, reader, bakery
 ):

@@ -378,6 +378,92 @@ def test_the_api_and_the_cli_report_the_warning(
     assert "tier counts" in table.output and "silver" in table.output  # the bakery has tiers
 
 
+def test_a_rule_still_to_come_is_replayed_on_last_years_purchases(
+    client, keys, db: Database, tiered
+) -> None:
+    kim = tiered["Kim"]
+    with db.unit_of_work() as session:
+        program = programs.get_program(session, "bakery")
+        for n, day in enumerate((date(2026, 11, 20), date(2026, 12, 5), date(2026, 12, 24))):
+            at = datetime.combine(day, datetime.min.time(), tzinfo=SEOUL) + timedelta(hours=12)
+            buy(session, program, kim, amount=20_000, occurred_at=at, external_id=f"S-{n}")
+    december_2027 = rules.validate_doc(with_december(starts="2027-12-01", ends="2027-12-31"))
+
+    # Asked over November 2027: nothing to replay yet, and the rule cannot apply anyway. The
+    # warning says where it would show: its own dates, on the purchases of a year before.
+    early = replay(db, december_2027, date(2027, 11, 1), date(2027, 11, 30))
+    [warning] = early.warnings
+    assert warning.suggestion is not None
+    assert (warning.suggestion.date_from, warning.suggestion.date_to) == (
+        date(2027, 12, 1),
+        date(2027, 12, 31),
+    )
+    assert warning.suggestion.shift_years == 1
+
+    with db.unit_of_work(readonly=True) as session:
+        program = programs.get_program(session, "bakery")
+        shifted = simulate(
+            session,
+            program,
+            december_2027,
+            date_from=date(2027, 12, 1),
+            date_to=date(2027, 12, 31),
+            shift_years=1,
+        )
+    # December 2026's two sales (not November's), the unchanged rules giving what was recorded
+    # and the promotion, moved back with them, doubling the points.
+    assert (shifted.replayed_from, shifted.replayed_to) == (date(2026, 12, 1), date(2026, 12, 31))
+    assert (shifted.shift_years, shifted.purchases, shifted.warnings) == (1, 2, [])
+    assert shifted.current_points == shifted.actual_points > 0
+    assert shifted.proposed_points == 2 * shifted.current_points
+    assert [r.rule for r in shifted.rules if r.rule == "december"] == ["december"]
+    assert replay(db, december_2027, date(2027, 12, 1), date(2027, 12, 31)).purchases == 0
+
+    body = {"rules": with_december(starts="2027-12-01", ends="2027-12-31")}
+    body |= {"from": "2027-12-01", "to": "2027-12-31", "shift_years": 1}
+    answer = client.post(f"{P}/rules/simulate", json=body, headers=auth(keys["read"]))
+    assert answer.status_code == 200, answer.text
+    assert (answer.json()["proposed_points"], answer.json()["replayed_from"]) == (
+        shifted.proposed_points,
+        "2026-12-01",
+    )
+    too_far = client.post(
+        f"{P}/rules/simulate", json={**body, "shift_years": 11}, headers=auth(keys["read"])
+    )
+    assert (too_far.status_code, too_far.json()["error"]) == (422, "validation_error")
+
+
+@pytest.mark.parametrize(
+    ("starts", "ends", "period", "expected"),
+    [
+        # Already past: replay its own dates as they are.
+        ("2025-12-01", "2025-12-31", ("2026-11-01", "2026-11-30"), ("2025-12-01", "2025-12-31", 0)),
+        # Two years ahead: the fewest years back that end by the period's end.
+        ("2028-12-01", "2028-12-31", ("2026-11-01", "2026-11-30"), ("2028-12-01", "2028-12-31", 3)),
+        # Open-ended: as long as the period asked for.
+        (None, "2025-06-30", ("2026-01-01", "2026-01-10"), ("2025-06-21", "2025-06-30", 0)),
+        # A window of years is cut to one.
+        ("2027-01-01", "2030-12-31", ("2026-01-01", "2026-01-31"), None),
+    ],
+)
+def test_the_suggested_replay(starts, ends, period, expected) -> None:
+    from patron.rules.simulate import _suggestion, years_back
+
+    got = _suggestion(
+        None if starts is None else date.fromisoformat(starts),
+        None if ends is None else date.fromisoformat(ends),
+        *map(date.fromisoformat, period),
+    )
+    if expected is None:  # 2027-01-01 + 365 days, one year back, still after the period
+        assert got is not None
+        assert (got.date_from, got.date_to) == (date(2027, 1, 1), date(2028, 1, 1))
+        assert got.shift_years == 2
+    else:
+        assert got is not None
+        assert (got.date_from.isoformat(), got.date_to.isoformat(), got.shift_years) == expected
+    assert years_back(date(2028, 2, 29), 1) == date(2027, 2, 28)
+
+
 # --- the admin preview ----------------------------------------------------------------------------
 
 
@@ -430,6 +516,16 @@ def test_the_preview_replays_tiers_and_warns_about_dates(web: TestClient, db: Da
     assert page.status_code == 200, page.text
     assert 'data-testid="sim-warning" data-rule="december"' in page.text
     assert "Rule december applies from" in page.text and "outside this period" in page.text
+    # It offers the rule's own dates on last year's purchases; taking the offer replays them.
+    assert 'data-testid="sim-suggestion" data-rule="december"' in page.text
+    assert '<input type="hidden" name="sim_shift" value="1">' in page.text
+    shifted = web.post(
+        "/admin/rules/preview",
+        data={**december, "sim_from": "2026-12-01", "sim_to": "2026-12-31", "sim_shift": "1"},
+    )
+    assert shifted.status_code == 200, shifted.text
+    assert 'data-testid="sim-shifted"' in shifted.text and "1 year(s) earlier" in shifted.text
+    assert 'data-testid="sim-warning"' not in shifted.text
 
     # Halving the base rate drops the member who reached silver in the window back to basic.
     halved = doc.model_dump(mode="json", exclude_none=True)

@@ -198,17 +198,11 @@ def audit_verify(
 ):
     """Recompute the audit log's hash chain (see `patron audit verify`). Tampering is an
     answer, not an error: `ok` is false and `findings` say which seal and record."""
-    from sqlalchemy import select
-
     from patron.audit.chain import verify
-    from patron.programs.models import Program
+    from patron.programs.service import get_program
 
     def run(s):
-        program_id = None
-        if program is not None:
-            program_id = s.scalar(select(Program.id).where(Program.code == program))
-            if program_id is None:
-                raise NotFound(f"no program {program!r}")
+        program_id = None if program is None else get_program(s, program).id
         report = verify(s, program_id=program_id, expect_head=expect_head)
         return AuditVerifyOut(
             ok=report.ok,

@@ -34,7 +34,9 @@ from patron.programs.models import Program
 from patron.programs.schemas import CODE_PATTERN
 from patron.programs.service import get_program
 from patron.rules import events
+from patron.rules import examples as rule_examples
 from patron.rules import service as rules
+from patron.rules.examples import ExampleRun
 from patron.rules.model import RULE_ID, Rule, RuleSetDoc
 
 ProgramCode = Path(pattern=CODE_PATTERN, description="The program's code, e.g. bakery")
@@ -88,6 +90,12 @@ class RuleSetOut(BaseModel):
     actor: str
     note: str | None
     document: dict[str, Any] = Field(description="The rule set document (see RuleSetIn)")
+    tests: ExampleRun | None = Field(
+        None,
+        description="On a publish: the program's rule tests (saved example sales) priced under "
+        "the version published, beside the version it replaced (`current_points`); a failed "
+        "test does not stop the publish. Absent on reads.",
+    )
 
 
 class RuleSetVersionOut(BaseModel):
@@ -134,6 +142,13 @@ class SimulateRequest(BaseModel):
         description="Last local date replayed (inclusive)",
     )
     top: int = Field(10, ge=1, le=1000, description="How many most-affected members to list")
+    shift_years: int = Field(
+        0,
+        ge=0,
+        le=10,
+        description="Replay the purchases of the same dates this many years earlier, every "
+        "dated rule moved back with them (a warning's `suggestion` names when to use it)",
+    )
 
 
 def _out(row: Any) -> RuleSetOut:
@@ -158,7 +173,19 @@ def _base_version(if_match: str | None) -> int | None:
 
 
 def _change(code: str, change: Callable[[Session, Program], Any]) -> Callable[[Session], Any]:
-    return lambda s: _out(change(s, get_program(s, code)))
+    """Publish `change` and answer the new version with the rule tests run on it."""
+
+    def run(s: Session) -> RuleSetOut:
+        program = get_program(s, code)
+        before = rules.document(s, program) if program.rule_version else None
+        out = _out(change(s, program))
+        tests = rule_examples.run(
+            s, program, proposal=rules.document(s, program), baseline=before, now=http.now()
+        )
+        out.tests = tests.model_copy(update={"rule_version": out.version})
+        return out
+
+    return run
 
 
 @router.get(
@@ -475,6 +502,7 @@ def simulate(
             date_from=body.date_from,
             date_to=body.date_to,
             top=body.top,
+            shift_years=body.shift_years,
         ),
     )
     if format == "csv":

@@ -273,6 +273,15 @@ def simulate(
     date_from: Annotated[str, typer.Option("--from", help="First local date")],
     date_to: Annotated[str, typer.Option("--to", help="Last local date")],
     top: Annotated[int, typer.Option(min=1, max=1000)] = 10,
+    shift_years: Annotated[
+        int,
+        typer.Option(
+            "--shift-years",
+            min=0,
+            max=10,
+            help="Replay the same dates this many years earlier, dated rules moved back too",
+        ),
+    ] = 0,
     format: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
     output: Annotated[Path | None, typer.Option("--output", help="Default: stdout")] = None,
     database_url: DatabaseUrl = None,
@@ -293,7 +302,13 @@ def simulate(
         proposed = rules.validate_doc(data)
         with db.unit_of_work(readonly=True) as session:
             report = what_if.simulate(
-                session, _program(session, program), proposed, date_from=start, date_to=end, top=top
+                session,
+                _program(session, program),
+                proposed,
+                date_from=start,
+                date_to=end,
+                top=top,
+                shift_years=shift_years,
             )
     except PatronError as exc:
         raise _fail(exc.code, exc.detail) from None

@@ -249,11 +249,13 @@ def run(
     *,
     proposal: RuleSetDoc | None = None,
     given: dict[str, ExampleIn] | None = None,
+    baseline: RuleSetDoc | None = None,
     now: datetime,
 ) -> ExampleRun:
     """Every example of the program (or those `given`, by name) under `proposal` (default: the
-    rules in force), each also priced under the rules in force."""
-    current = rules.document(session, program)
+    rules in force), each also priced under the rules in force — or under `baseline`, the
+    version a publish replaced, so its answer says which examples the publish changed."""
+    current = baseline if baseline is not None else rules.document(session, program)
     tested = proposal if proposal is not None else current
     factors = dict(
         session.execute(

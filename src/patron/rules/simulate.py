@@ -91,12 +91,30 @@ class MemberImpact(BaseModel):
     )
 
 
+MAX_SHIFT_YEARS = 10
+MAX_SUGGESTED_DAYS = 366
+
+
+class ShiftedReplay(BaseModel):
+    """A replay that can show a dated rule's effect: its own dates, over the purchases of the
+    same dates `shift_years` earlier (0: they are in the past already)."""
+
+    date_from: date
+    date_to: date
+    shift_years: int = Field(ge=0, le=MAX_SHIFT_YEARS)
+
+
 class SimulationWarning(BaseModel):
     code: str = Field(description="`rule_outside_period`: a dated rule that cannot apply here")
     rule: str
     starts: date | None = None
     ends: date | None = None
     detail: str
+    suggestion: ShiftedReplay | None = Field(
+        None,
+        description="Replay this instead to see the rule work: its own window, with the "
+        "purchases of the same dates a year (or more) earlier when it is still to come",
+    )
 
 
 class TierMove(BaseModel):
@@ -135,6 +153,13 @@ class SimulationReport(BaseModel):
     point_value: Decimal
     date_from: date
     date_to: date
+    shift_years: int = Field(
+        0,
+        description="The purchases replayed are those of date_from..date_to this many years "
+        "earlier, every dated rule of both rule sets moved back with them",
+    )
+    replayed_from: date = Field(description="First local date whose purchases were replayed")
+    replayed_to: date
     current_version: int = Field(description="Version of the current rule set replayed")
     purchases: int = Field(description="Purchases replayed")
     members: int
@@ -327,9 +352,65 @@ def _recent_counts(
     return out
 
 
+def years_back(day: date, years: int) -> date:
+    """The same calendar date `years` earlier (29 February becomes the 28th)."""
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:
+        return day.replace(year=day.year - years, day=28)
+
+
+def shifted(doc: RuleSetDoc, years: int) -> RuleSetDoc:
+    """`doc` with every dated rule's window moved `years` back."""
+    if not years:
+        return doc
+    moved = [
+        rule.model_copy(
+            update={
+                "starts": None if rule.starts is None else years_back(rule.starts, years),
+                "ends": None if rule.ends is None else years_back(rule.ends, years),
+            }
+        )
+        if rule.starts is not None or rule.ends is not None
+        else rule
+        for rule in doc.rules
+    ]
+    return doc.model_copy(update={"rules": moved})
+
+
+def _suggestion(
+    starts: date | None, ends: date | None, date_from: date, date_to: date
+) -> ShiftedReplay | None:
+    """Where to replay to see a rule of window starts..ends that misses date_from..date_to: its
+    own window (as long as the period asked for where one end is open, at most a year), and for
+    a rule still to come the purchases of the same dates the fewest whole years earlier that
+    end by date_to."""
+    longest = timedelta(days=MAX_SUGGESTED_DAYS - 1)
+    length = min(date_to - date_from, longest)
+    try:
+        if starts is not None:
+            first = starts
+            last = min(ends or starts + length, starts + longest)
+        elif ends is not None:
+            first, last = ends - length, ends
+        else:
+            return None
+    except OverflowError:
+        return None
+    if last < date_from:  # already past: its own purchases are there to replay
+        return ShiftedReplay(date_from=first, date_to=last, shift_years=0)
+    for years in range(1, MAX_SHIFT_YEARS + 1):
+        if years_back(last, years) <= date_to:
+            if years_back(first, years) < EARLIEST:
+                return None
+            return ShiftedReplay(date_from=first, date_to=last, shift_years=years)
+    return None
+
+
 def outside_period(doc: RuleSetDoc, date_from: date, date_to: date) -> list[SimulationWarning]:
     """Enabled dated rules whose window does not overlap [date_from, date_to]: over this period
-    they give nothing, so the replay shows no effect whatever they would do in their own."""
+    they give nothing, so the replay shows no effect whatever they would do in their own. Each
+    warning suggests a replay that would show it (see `_suggestion`)."""
     out = []
     for rule in doc.rules:
         if not rule.enabled or (rule.starts is None and rule.ends is None):
@@ -346,6 +427,7 @@ def outside_period(doc: RuleSetDoc, date_from: date, date_to: date) -> list[Simu
                     ends=rule.ends,
                     detail=f"rule {rule.id} applies {window}, outside the replayed period "
                     f"{date_from}..{date_to}: it shows no effect here",
+                    suggestion=_suggestion(rule.starts, rule.ends, date_from, date_to),
                 )
             )
     return out
@@ -398,17 +480,25 @@ def simulate(
     date_from: date,
     date_to: date,
     top: int = 10,
+    shift_years: int = 0,
 ) -> SimulationReport:
-    """Replay the program's purchases in [date_from, date_to] (local dates, inclusive)."""
+    """Replay the program's purchases in [date_from, date_to] (local dates, inclusive) — or,
+    with `shift_years`, those of the same dates that many years earlier, with every dated rule
+    of both rule sets moved back as far (a December promotion tried on last December)."""
     if date_to < date_from:
         raise Invalid(
             f"date_to ({date_to}) is before date_from ({date_from})", code="invalid_period"
         )
-    if date_from < EARLIEST or date_to > LATEST:
+    if not 0 <= shift_years <= MAX_SHIFT_YEARS:
+        raise Invalid(f"shift_years must be between 0 and {MAX_SHIFT_YEARS}", code="invalid_period")
+    replay_from, replay_to = years_back(date_from, shift_years), years_back(date_to, shift_years)
+    if replay_from < EARLIEST or date_to > LATEST:
         raise Invalid(f"the period must lie between {EARLIEST} and {LATEST}", code="invalid_period")
+    warnings = outside_period(proposed, date_from, date_to)
+    proposed = shifted(proposed, shift_years)
     tz = ZoneInfo(program.timezone)
-    start, end = _utc_bounds(date_from, date_to, tz)
-    current_doc = rules.document(session, program)
+    start, end = _utc_bounds(replay_from, replay_to, tz)
+    current_doc = shifted(rules.document(session, program), shift_years)
     current, new = _Replay.start(current_doc), _Replay.start(proposed)
     replays = [current, new]
     need_counts = current.wanted.purchases or new.wanted.purchases
@@ -597,6 +687,9 @@ def simulate(
         point_value=program.point_value,
         date_from=date_from,
         date_to=date_to,
+        shift_years=shift_years,
+        replayed_from=replay_from,
+        replayed_to=replay_to,
         current_version=program.rule_version,
         purchases=purchase_count,
         members=len(members),
@@ -613,7 +706,7 @@ def simulate(
         other_version_purchases=other_versions,
         excluded_purchases=excluded,
         excluded_points=excluded_points,
-        warnings=outside_period(proposed, date_from, date_to),
+        warnings=warnings,
         tier_impact=(
             _tier_impact(session, program, tier_window, recorded_in_window, members, current, new)
             if tier_window is not None

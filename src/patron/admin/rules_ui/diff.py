@@ -15,6 +15,7 @@ from patron.admin.rules_ui.form import dump_doc
 from patron.admin.rules_ui.words import RuleRow, rule_rows
 from patron.rules import service as rules
 from patron.rules.model import RuleSetDoc
+from patron.rules.simulate import MAX_SHIFT_YEARS
 
 # The what-if replays this many days ending today (program timezone) unless told otherwise.
 DEFAULT_DAYS = 30
@@ -187,6 +188,12 @@ def read_period(form: Mapping[str, str], prog: Prog, lang: str) -> tuple[date, d
     elif not errors and (bounds["sim_to"] - bounds["sim_from"]).days >= MAX_DAYS:
         errors["sim_to"] = i18n.translate("rules.preview.too_long", lang, days=MAX_DAYS)
     return bounds["sim_from"], bounds["sim_to"], errors
+
+
+def read_shift(form: Mapping[str, str]) -> int:
+    """How many years back the what-if replays (a warning's suggestion sets it; 0 otherwise)."""
+    text = (form.get("sim_shift") or "").strip()
+    return int(text) if text.isdigit() and int(text) <= MAX_SHIFT_YEARS else 0
 
 
 def percent_change(before: int | Decimal, after: int | Decimal) -> Decimal | None:

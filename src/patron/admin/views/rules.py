@@ -26,7 +26,7 @@ from patron.admin import forms, i18n
 from patron.admin import service as staff_users
 from patron.admin.deps import Staff, form_data, get_db, require
 from patron.admin.program_context import blank, pick_program, prog_of, store_codes, tier_names_of
-from patron.admin.rules_ui.diff import doc_diff, percent_change, read_period
+from patron.admin.rules_ui.diff import doc_diff, percent_change, read_period, read_shift
 from patron.admin.rules_ui.form import (
     CHANNELS,
     CHOICES,
@@ -537,12 +537,19 @@ def _preview(
     names = tier_names_of(session, found.id, lang)
     current = rules.document(session, found)
     sim_from, sim_to, period_errors = read_period(form, prog, lang)
+    shift = read_shift(form)
     # The rule tests, priced under this candidate and under the rules in force.
     tests = rule_examples.run(session, found, proposal=candidate.doc, now=clock.now())
     report = None
     if not period_errors:
         report = what_if.simulate(
-            session, found, candidate.doc, date_from=sim_from, date_to=sim_to, top=TOP_MEMBERS
+            session,
+            found,
+            candidate.doc,
+            date_from=sim_from,
+            date_to=sim_to,
+            top=TOP_MEMBERS,
+            shift_years=shift,
         )
     large = None
     if report is not None:
@@ -569,6 +576,7 @@ def _preview(
         tier_names=names,
         sim_from=sim_from,
         sim_to=sim_to,
+        sim_shift=shift,
         errors=period_errors,
         note=candidate.change if note is None else note,
         problem=problem,
