@@ -118,13 +118,68 @@ def test_dashboard_downloads_excel_with_the_headline_figures(web, db):
     assert response.headers["content-type"] == XLSX
     assert 'filename="bakery-dashboard-2026-03-02.xlsx"' in response.headers["content-disposition"]
     book = load_workbook(io.BytesIO(response.content))
-    assert book.sheetnames[0] == "dashboard"
-    figures = {row[0]: row[1] for row in book["dashboard"].iter_rows(min_row=2, values_only=True)}
+    assert book.sheetnames == ["Dashboard", "Months", "Days", "Tiers"]
+    sheet = book["Dashboard"]
+    # Made for a person: a title row with the program, report, day and time of export; the
+    # headers and figure names in words; the header frozen; numbers and rates formatted.
+    assert re.fullmatch(
+        r"bakery · Dashboard · Mar 2, 2026 · exported \w{3} \d+, \d{4}, \d+:\d\d:\d\d\s?[AP]M UTC",
+        sheet["A1"].value,
+    ), sheet["A1"].value
+    assert (sheet["A2"].value, sheet["B2"].value, sheet.freeze_panes) == ("Figure", "Value", "A3")
+    figures = {row[0].value: row for row in sheet.iter_rows(min_row=3)}
     with db.unit_of_work(readonly=True) as s:
         out = dashboards.dashboard(s, get_program(s, "bakery"), now=clock.now(), days=30)
-    assert figures["issued_last_month"] == out.last_month.issued
-    assert figures["outstanding_points"] == out.outstanding_points
-    assert figures["dormant_members"] == out.dormant_members
+    assert figures["Issued last month"][1].value == out.last_month.issued
+    assert figures["Issued last month"][1].number_format == "#,##0"
+    assert figures["Outstanding points"][1].value == out.outstanding_points
+    assert figures["Dormant members"][1].value == out.dormant_members
+    rate = figures["Breakage rate, 12 months"][1]
+    assert rate.value == out.breakage_rate_12m and rate.number_format == "0.0%"
+    assert figures["Outstanding value"][1].number_format == "#,##0"  # KRW has no decimals
+    assert sheet.column_dimensions["A"].width >= len("New members this month")
+
+    # In the staff member's language.
+    token = as_role(web, "owner")
+    web.post("/admin/account/language", data={"language": "ko", "csrf_token": token})
+    korean = load_workbook(io.BytesIO(web.get("/admin/reports?format=xlsx").content))
+    assert korean.sheetnames == ["대시보드", "개월", "일별", "등급"]
+    assert korean["대시보드"]["A1"].value.startswith("bakery · 대시보드 · 2026. 3. 2.")
+    names = [row[0] for row in korean["대시보드"].iter_rows(min_row=3, values_only=True)]
+    assert "지난달 발행" in names and not any("_" in str(n) for n in names)
+    headers = next(korean["개월"].iter_rows(min_row=2, max_row=2, values_only=True))
+    assert headers[:4] == ("기간", "시작일", "종료일", "적립")
+
+
+@pytest.mark.parametrize("language", ["ko", "zh"])
+def test_every_workbook_speaks_the_staff_members_language(web, language):
+    """No header, figure name or sheet title is left as a code key (`issued_last_month`)."""
+    token = as_role(web, "owner")
+    web.post("/admin/account/language", data={"language": language, "csrf_token": token})
+    for path in (
+        "/admin/reports?",
+        "/admin/reports/period?from=2025-01-01&to=2026-03-01&granularity=month&",
+        "/admin/reports/liability?as_of=2026-03-01&",
+        "/admin/reports/journal?from=2026-02-01&to=2026-03-01&",
+        "/admin/reports/members?",
+        "/admin/reports/promotions?from=2025-01-01&to=2026-03-02&",
+    ):
+        response = web.get(path + "format=xlsx")
+        assert response.status_code == 200, path
+        book = load_workbook(io.BytesIO(response.content))
+        for sheet in book.worksheets:
+            assert not sheet.title.isascii(), (path, sheet.title)
+            words = list(next(sheet.iter_rows(min_row=2, max_row=2, values_only=True)))
+            if words == [i18n_word("figure", language), i18n_word("value", language)]:
+                words += [r[0] for r in sheet.iter_rows(min_row=3, values_only=True)]
+            untranslated = [w for w in words if w is not None and str(w).isascii()]
+            assert untranslated == [], (path, sheet.title, untranslated)
+
+
+def i18n_word(code: str, language: str) -> str:
+    from patron.reports.labels import word
+
+    return word(code, language)
 
 
 def test_period_page_shows_the_service_totals_and_downloads_them(web, db):
@@ -151,11 +206,11 @@ def test_period_page_shows_the_service_totals_and_downloads_them(web, db):
     assert "bakery-points-2025-01-01-2026-03-01.xlsx" in xlsx.headers["content-disposition"]
     sheet = load_workbook(io.BytesIO(xlsx.content)).active
     rows = list(sheet.iter_rows(values_only=True))
-    assert rows[0][:4] == ("period", "from", "to", "earned")
-    header = list(rows[0])
-    assert rows[-1][0] == "total"
-    assert rows[-1][header.index("issued")] == report.totals.issued
-    assert rows[-1][header.index("sales")] == report.totals.sales
+    assert rows[1][:4] == ("Period", "From", "To", "Earned")
+    header = list(rows[1])
+    assert rows[-1][0] == "Total"
+    assert rows[-1][header.index("Issued")] == report.totals.issued
+    assert rows[-1][header.index("Sales")] == report.totals.sales
 
     text = web.get(f"/admin/reports/period?{query}&format=csv")
     assert text.headers["content-type"].startswith("text/csv")
@@ -215,9 +270,9 @@ def test_liability_page_equals_the_service(web, db):
     )
     xlsx = web.get("/admin/reports/liability?as_of=2026-03-01&format=xlsx")
     book = load_workbook(io.BytesIO(xlsx.content))
-    assert book.sheetnames == ["liability", "breakage"]
-    figures = {r[0]: r[1] for r in book["liability"].iter_rows(min_row=2, values_only=True)}
-    assert figures["outstanding_points"] == owed.outstanding_points
+    assert book.sheetnames == ["Liability", "Breakage"]
+    figures = {r[0]: r[1] for r in book["Liability"].iter_rows(min_row=3, values_only=True)}
+    assert figures["Outstanding points"] == owed.outstanding_points
 
 
 def test_members_page_counts_dormant_with_the_chosen_days(web, db):
@@ -231,7 +286,7 @@ def test_members_page_counts_dormant_with_the_chosen_days(web, db):
         )
     assert by_testid(page.text, "dormant-members") == i18n.number(count - active, "en")
     xlsx = web.get("/admin/reports/members?dormant_days=30&format=xlsx")
-    assert load_workbook(io.BytesIO(xlsx.content)).sheetnames[0] == "members"
+    assert load_workbook(io.BytesIO(xlsx.content)).sheetnames[0] == "Members"
 
 
 def test_promotions_page_and_download(web):
@@ -241,8 +296,8 @@ def test_promotions_page_and_download(web):
     assert 'data-testid="rules-table"' in page.text
     xlsx = web.get("/admin/reports/promotions?from=2025-01-01&to=2026-03-02&format=xlsx")
     rows = list(load_workbook(io.BytesIO(xlsx.content)).active.iter_rows(values_only=True))
-    assert rows[0][:4] == ("rule", "name", "kind", "points")
-    assert rows[-1][0] == "total"
+    assert rows[1][:4] == ("Rule", "Name", "Kind", "Points")
+    assert rows[-1][0] == "Total"
 
 
 @pytest.mark.parametrize(

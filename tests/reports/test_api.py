@@ -85,11 +85,14 @@ def test_period_as_json_csv_and_xlsx(client, month: Scenario, reader) -> None:
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("application/vnd.openxmlformats")
     sheet = _sheet(answer.content)
-    assert sheet[0] == header
-    cells = {r[3]: dict(zip(header, r, strict=True)) for r in sheet[1:]}
+    # A title row, then the headers in words (the CSV keeps the code keys for programs).
+    assert sheet[0][0].startswith("bakery · Points by period · ") and "exported" in sheet[0][0]
+    assert sheet[1][:4] == ["Period", "From", "To", "Store"] and "Adjusted in" in sheet[1]
+    assert len(sheet[1]) == len(header)
+    cells = {r[3]: dict(zip(header, r, strict=True)) for r in sheet[2:]}
     assert cells["mapo"]["earned"] == 1040  # numbers stay numbers in Excel
     assert cells["yeonnam"]["sales"] == 120000
-    assert sheet[-1][0] == "total"
+    assert sheet[-1][0] == "Total"
 
 
 def test_liability_journal_members_promotions_dashboard(client, month: Scenario, reader) -> None:
@@ -106,7 +109,7 @@ def test_liability_journal_members_promotions_dashboard(client, month: Scenario,
             ).content
         )
     ).sheetnames
-    assert sheets == ["liability", "breakage"]
+    assert sheets == ["Liability", "Breakage"]
 
     journal = client.get(
         f"{URL}/reports/journal",
@@ -136,10 +139,10 @@ def test_liability_journal_members_promotions_dashboard(client, month: Scenario,
         headers=reader,
     )
     assert load_workbook(io.BytesIO(book.content)).sheetnames == [
-        "members",
-        "new members",
-        "tiers",
-        "tier moves",
+        "Members",
+        "New members",
+        "Tiers",
+        "Tier moves",
     ]
     members_csv = _csv(
         client.get(
@@ -263,4 +266,4 @@ def test_spreadsheet_formulas_in_account_names_stay_text(client, month: Scenario
             f"{URL}/reports/journal", params={**params, "format": "xlsx"}, headers=reader
         ).content
     )
-    assert '\'=HYPERLINK("http://x")' in {r[2] for r in sheet[1:]}
+    assert '\'=HYPERLINK("http://x")' in {r[2] for r in sheet[2:]}

@@ -60,7 +60,7 @@ def test_period_on_the_terminal_and_as_files(
     book = tmp_path / "march.xlsx"
     assert "written to" in run(cli, db, *base, "--format", "xlsx", "--output", str(book))
     sheet = list(load_workbook(book).worksheets[0].iter_rows(values_only=True))
-    assert sheet[-1][0] == "total" and sheet[-1][sheet[0].index("earned")] == 2240
+    assert sheet[-1][0] == "Total" and sheet[-1][sheet[1].index("Earned")] == 2240
 
     data = json.loads(run(cli, db, *base, "--format", "json"))
     assert data["from"] == "2026-03-01" and data["totals"]["net"] == 1900

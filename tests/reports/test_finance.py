@@ -73,6 +73,6 @@ def test_cents_pending_points_and_debt(db: Database) -> None:
     assert all(day.debit == day.credit for day in journal.days)
 
     book = load_workbook(io.BytesIO(export.to_xlsx(export.journal_tables(journal))))
-    sheet = book["journal"]
-    assert sheet["A1"].value == "date" and sheet["D2"].number_format == "#,##0.00"
-    assert sheet["D2"].value == 2  # a number, formatted with the currency's two decimals
+    sheet = book["Journal"]
+    assert sheet["A2"].value == "Date" and sheet["D3"].number_format == "#,##0.00"
+    assert sheet["D3"].value == 2  # a number, formatted with the currency's two decimals

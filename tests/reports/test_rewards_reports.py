@@ -415,7 +415,7 @@ def test_rewards_reports_through_the_api(client, db: Database, story: Story, key
         in (answer.headers["content-disposition"])
     )
     rows = _csv(answer.content)
-    assert rows[0] == ["# bakery rewards"]
+    assert rows[0] == ["# rewards"]
     header = rows[1]
     assert header[:5] == ["period", "from", "to", "reward", "store"]
     table = [dict(zip(header, r, strict=True)) for r in rows[2:] if r and r[0][:1] in "2t"]
@@ -436,9 +436,9 @@ def test_rewards_reports_through_the_api(client, db: Database, story: Story, key
 
     book = client.get(f"{URL}/reports/rewards", params={**query, "format": "xlsx"}, headers=reader)
     sheets = load_workbook(io.BytesIO(book.content))
-    assert sheets.sheetnames == ["bakery rewards", "by reward"]
-    last = list(sheets["bakery rewards"].iter_rows(values_only=True))[-1]
-    assert last[0] == "total" and last[-1] == 18000  # a number, not text
+    assert sheets.sheetnames == ["Rewards", "By reward"]
+    last = list(sheets["Rewards"].iter_rows(values_only=True))[-1]
+    assert last[0] == "Total" and last[-1] == 18000  # a number, not text
 
     coupons_csv = client.get(
         f"{URL}/reports/coupons", params={"as_of": "2026-07-05", "format": "csv"}, headers=reader

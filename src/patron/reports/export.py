@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import csv
 import io
+import unicodedata
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 from patron.ledger.views import _no_formula
 from patron.money import minor_unit
+from patron.reports import labels
 from patron.reports.finance import JournalOut, LiabilityOut, MemberBalanceOut
 from patron.reports.members import MembersReport
 from patron.reports.period import FiguresOut, PeriodReport
@@ -64,6 +66,11 @@ class Tables:
     name: str
     currency: str
     tables: list[Table]
+    # For the title row of a workbook: the program, which report (a `labels` code after
+    # "report.") and its dates (first and last day, or the one day it is as of).
+    program: str = ""
+    report: str = ""
+    dates: tuple[date, ...] = ()
 
 
 def _figures(f: FiguresOut) -> list[Any]:
@@ -77,7 +84,7 @@ def period_tables(report: PeriodReport) -> Tables:
     group = [report.group_by] if report.group_by else []
     columns = ["period", "from", "to", *group, *FIGURE_COLUMNS]
     table = Table(
-        f"{report.program} points",
+        "points",
         columns,
         money_columns=MONEY_FIGURES,
         terminal_hidden={"from", "to", "issued_value", "redeemed_value"},
@@ -102,7 +109,14 @@ def period_tables(report: PeriodReport) -> Tables:
         ]
     )
     name = f"{report.program}-points-{report.first_day}-{report.last_day}"
-    return Tables(name, report.currency, [table])
+    return Tables(
+        name,
+        report.currency,
+        [table],
+        program=report.program,
+        report="points",
+        dates=(report.first_day, report.last_day),
+    )
 
 
 def liability_tables(report: LiabilityOut) -> Tables:
@@ -155,7 +169,12 @@ def liability_tables(report: LiabilityOut) -> Tables:
         ],
     )
     return Tables(
-        f"{report.program}-liability-{report.as_of}", report.currency, [summary, breakage]
+        f"{report.program}-liability-{report.as_of}",
+        report.currency,
+        [summary, breakage],
+        program=report.program,
+        report="liability",
+        dates=(report.as_of,),
     )
 
 
@@ -178,7 +197,14 @@ def journal_tables(report: JournalOut) -> Tables:
             ]
         )
     name = f"{report.program}-journal-{report.first_day}-{report.last_day}"
-    return Tables(name, report.currency, [table])
+    return Tables(
+        name,
+        report.currency,
+        [table],
+        program=report.program,
+        report="journal",
+        dates=(report.first_day, report.last_day),
+    )
 
 
 def members_tables(report: MembersReport) -> Tables:
@@ -219,7 +245,14 @@ def members_tables(report: MembersReport) -> Tables:
             for m in report.tier_moves
         ],
     )
-    return Tables(f"{report.program}-members-{report.as_of}", "", [summary, new, tiers, moves])
+    return Tables(
+        f"{report.program}-members-{report.as_of}",
+        "",
+        [summary, new, tiers, moves],
+        program=report.program,
+        report="members",
+        dates=(report.as_of,),
+    )
 
 
 def promotions_tables(report: PromotionsReport) -> Tables:
@@ -242,7 +275,14 @@ def promotions_tables(report: PromotionsReport) -> Tables:
         )
     table.rows.append(["total", "", "", report.earned, report.earns, "", "", ""])
     name = f"{report.program}-rules-{report.first_day}-{report.last_day}"
-    return Tables(name, "", [table])
+    return Tables(
+        name,
+        "",
+        [table],
+        program=report.program,
+        report="rules",
+        dates=(report.first_day, report.last_day),
+    )
 
 
 def _name(names: dict[str, str]) -> str:
@@ -272,7 +312,7 @@ def _redemption_figures(f: RedemptionFigures) -> list[Any]:
 def redemptions_tables(report: RedemptionsReport) -> Tables:
     group = [report.group_by] if report.group_by else []
     table = Table(
-        f"{report.program} rewards",
+        "rewards",
         ["period", "from", "to", "reward", *group, *REDEMPTION_COLUMNS],
         money_columns=REDEMPTION_MONEY,
         terminal_hidden={"from", "to", "cancelled_points", "cancelled_value"},
@@ -306,7 +346,14 @@ def redemptions_tables(report: RedemptionsReport) -> Tables:
         terminal_hidden={"cancelled_points", "cancelled_value"},
     )
     name = f"{report.program}-rewards-{report.first_day}-{report.last_day}"
-    return Tables(name, report.currency, [table, by_reward])
+    return Tables(
+        name,
+        report.currency,
+        [table, by_reward],
+        program=report.program,
+        report="rewards",
+        dates=(report.first_day, report.last_day),
+    )
 
 
 def stock_tables(report: StockReport) -> Tables:
@@ -339,7 +386,14 @@ def stock_tables(report: StockReport) -> Tables:
             ]
         )
     span = f"{report.first_day}-{report.last_day}" if report.first_day else "all"
-    return Tables(f"{report.program}-stock-{span}", "", [table])
+    return Tables(
+        f"{report.program}-stock-{span}",
+        "",
+        [table],
+        program=report.program,
+        report="stock",
+        dates=(report.first_day, report.last_day) if report.first_day and report.last_day else (),
+    )
 
 
 def coupons_tables(report: CouponsReport) -> Tables:
@@ -351,7 +405,14 @@ def coupons_tables(report: CouponsReport) -> Tables:
     for r in report.rows:
         table.rows.append([r.reward, _name(r.names), r.kind, r.coupons, r.points, r.value])
     table.rows.append(["total", "", "", report.coupons, report.points, report.value])
-    return Tables(f"{report.program}-coupons-{report.as_of}", report.currency, [table])
+    return Tables(
+        f"{report.program}-coupons-{report.as_of}",
+        report.currency,
+        [table],
+        program=report.program,
+        report="coupons",
+        dates=(report.as_of,),
+    )
 
 
 BREAKAGE_COLUMNS = [
@@ -382,7 +443,14 @@ def coupon_breakage_tables(report: BreakageReport) -> Tables:
         table.rows.append([r.reward, _name(r.names), r.on_expiry, *_breakage_figures(r)])
     table.rows.append(["total", "", "", *_breakage_figures(report.totals)])
     name = f"{report.program}-coupon-breakage-{report.first_day}-{report.last_day}"
-    return Tables(name, report.currency, [table])
+    return Tables(
+        name,
+        report.currency,
+        [table],
+        program=report.program,
+        report="coupon_breakage",
+        dates=(report.first_day, report.last_day),
+    )
 
 
 def balance_tables(report: MemberBalanceOut) -> Tables:
@@ -391,7 +459,14 @@ def balance_tables(report: MemberBalanceOut) -> Tables:
         ["figure", "value"],
         [[k, v] for k, v in report.model_dump().items()],
     )
-    return Tables(f"{report.program}-member-{report.member_id}-balance", report.currency, [table])
+    return Tables(
+        f"{report.program}-member-{report.member_id}-balance",
+        report.currency,
+        [table],
+        program=report.program,
+        report="balance",
+        dates=(report.as_of.date(),),
+    )
 
 
 def _cell(value: Any) -> Any:
@@ -417,45 +492,113 @@ def to_csv(tables: Tables) -> bytes:
     return ("\ufeff" + buffer.getvalue()).encode("utf-8")
 
 
-def to_xlsx(tables: Tables) -> bytes:
+# Cells a person reads as words, not codes: the total row, empty groups, unlimited stock.
+_WORD_CELLS = {"(none)", "unlimited"}
+
+
+def _width(text: str) -> int:
+    """Columns a text takes in a spreadsheet: Korean and Chinese characters count twice."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _title_row(tables: Tables, language: str, exported_at: datetime) -> str:
+    from babel.dates import format_date, format_datetime
+
+    locale = {"zh": "zh_Hans"}.get(language, language)
+    parts = [tables.program] if tables.program else []
+    if tables.report:
+        parts.append(labels.word(f"report.{tables.report}", language))
+    if tables.dates:
+        days = [format_date(d, "medium", locale=locale) for d in tables.dates]
+        parts.append(" – ".join(days) if days[0] != days[-1] else days[0])
+    stamp = format_datetime(exported_at.astimezone(UTC), "medium", tzinfo=UTC, locale=locale)
+    parts.append(f"{labels.word('exported', language)} {stamp} UTC")
+    return " · ".join(parts)
+
+
+def to_xlsx(tables: Tables, *, language: str = "en", exported_at: datetime | None = None) -> bytes:
+    """A workbook for people: a title row (program, report, dates, time of export), headers
+    and figure names in `language`, numbers with thousands separators, money with the
+    currency's decimals, rates as percentages, dates as dates, the header frozen and columns
+    as wide as their words. CSV and JSON keep the code keys for programs."""
     from openpyxl import Workbook
     from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+    from openpyxl.styles import Font, PatternFill
     from openpyxl.utils import get_column_letter
 
     digits = minor_unit(tables.currency) if tables.currency else 0
     money_format = "#,##0" + ("." + "0" * digits if digits else "")
+    bold = Font(bold=True)
+    header_fill = PatternFill("solid", fgColor="E8ECF2")
+    title = _title_row(tables, language, exported_at or datetime.now(UTC))
     book = Workbook()
     first = book.active
     assert first is not None
     book.remove(first)
     used: set[str] = set()
     for table in tables.tables:
-        title = (table.title.replace("/", " ")[:31]) or "report"
-        while title in used:
-            title = title[:28] + f"~{len(used)}"
-        used.add(title)
-        sheet = book.create_sheet(title)
-        sheet.append(table.columns)
-        money_at = {i for i, c in enumerate(table.columns, start=1) if c in table.money_columns}
+        name = labels.word(table.title, language) if labels.known(table.title) else table.title
+        name = ("".join(c for c in name if c not in "[]:*?/\\")[:31]) or "report"
+        while name in used:
+            name = name[:28] + f"~{len(used)}"
+        used.add(name)
+        sheet = book.create_sheet(name)
+        sheet.append([title])
+        sheet.cell(row=1, column=1).font = bold
+        headers = [labels.word(c, language) for c in table.columns]
+        sheet.append(headers)
+        for cell in sheet[2]:
+            cell.font, cell.fill = bold, header_fill
+        figures = table.columns == ["figure", "value"]
+        widths = [_width(h) for h in headers]
         for row in table.rows:
-            cells = []
-            for value in row:
-                value = _no_formula(value)
+            cells: list[Any] = []
+            for index, value in enumerate(row):
                 if isinstance(value, str):
-                    value = ILLEGAL_CHARACTERS_RE.sub("\ufffd", value)
+                    if ((figures or value == "total") and index == 0) or value in _WORD_CELLS:
+                        value = labels.word(value, language)
+                    value = ILLEGAL_CHARACTERS_RE.sub("\ufffd", str(_no_formula(value)))
                 elif isinstance(value, datetime):
-                    value = value.replace(tzinfo=None)  # XLSX has no time zones; values are UTC
+                    value = value.astimezone(UTC).replace(tzinfo=None)  # XLSX has no zones
                 cells.append(value)
             sheet.append(cells)
-            for index in money_at:
-                sheet.cell(row=sheet.max_row, column=index).number_format = money_format
-        for i, column in enumerate(table.columns, start=1):
-            width = max([len(str(column))] + [len(str(r[i - 1])) for r in table.rows[:200]])
-            sheet.column_dimensions[get_column_letter(i)].width = min(max(width + 2, 8), 40)
-        sheet.freeze_panes = "A2"
+            code = str(row[0]) if figures and row else ""
+            for index, value in enumerate(cells, start=1):
+                column = code if figures else table.columns[index - 1]
+                cell = sheet.cell(row=sheet.max_row, column=index)
+                cell.number_format = _number_format(value, column, table, money_format)
+                if index <= len(widths):
+                    widths[index - 1] = max(widths[index - 1], _width(_shown(value)))
+        for index, width in enumerate(widths, start=1):
+            sheet.column_dimensions[get_column_letter(index)].width = min(max(width + 2, 8), 48)
+        sheet.freeze_panes = "A3"
     buffer = io.BytesIO()
     book.save(buffer)
     return buffer.getvalue()
+
+
+def _number_format(value: Any, column: str, table: Table, money_format: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | Decimal | float | date):
+        return "General"
+    if isinstance(value, datetime):
+        return "yyyy-mm-dd hh:mm"
+    if isinstance(value, date):
+        return "yyyy-mm-dd"
+    if "rate" in column:
+        return "0.0%"
+    if column in table.money_columns or column.endswith("_value") or column == "value":
+        return money_format
+    if isinstance(value, Decimal) and value != value.to_integral_value():
+        return "#,##0.00"
+    return "#,##0"
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, int | Decimal) and not isinstance(value, bool):
+        return f"{value:,}"
+    if isinstance(value, date):
+        return value.isoformat()
+    return "" if value is None else str(value)
 
 
 def terminal_columns(table: Table) -> list[str]:

@@ -123,7 +123,7 @@ def _choice(value: str, options: Sequence[str], default: str | None) -> str | No
     return value if value in options else default
 
 
-def _download(tables: export.Tables, fmt: str) -> Response:
+def _download(tables: export.Tables, fmt: str, lang: str) -> Response:
     if fmt == "csv":
         return Response(
             export.to_csv(tables),
@@ -131,7 +131,7 @@ def _download(tables: export.Tables, fmt: str) -> Response:
             headers={"Content-Disposition": f'attachment; filename="{tables.name}.csv"'},
         )
     return Response(
-        export.to_xlsx(tables),
+        export.to_xlsx(tables, language=lang, exported_at=clock.now()),
         media_type=XLSX,
         headers={"Content-Disposition": f'attachment; filename="{tables.name}.xlsx"'},
     )
@@ -420,7 +420,12 @@ def dashboard_tables(
         [[t.tier or "(none)", t.names.get("en", ""), t.members] for t in out.tier_distribution],
     )
     return export.Tables(
-        f"{out.program}-dashboard-{out.today}", out.currency, [summary, month_table, series, tiers]
+        f"{out.program}-dashboard-{out.today}",
+        out.currency,
+        [summary, month_table, series, tiers],
+        program=out.program,
+        report="dashboard",
+        dates=(out.today,),
     )
 
 
@@ -451,7 +456,7 @@ def reports_home(
         new_last = members.new_members(session, prog, last_rng, "month")
         new = (new_this[0].count if new_this else 0, new_last[0].count if new_last else 0)
         if format in FORMATS:
-            return _download(dashboard_tables(out, months, new), format)
+            return _download(dashboard_tables(out, months, new), format, lang)
         owed = outstanding_series(session, prog, until=out.today, now=now)
         redeemed = rewards.redemptions_report(session, prog, this_rng, now=now, granularity="month")
         open_coupons = rewards.coupons_report(session, prog, as_of=out.today, now=now)
@@ -557,7 +562,7 @@ def reports_period(
                 page.errors = _refusal(exc, lang, ("from", "to"))
         if report is not None:
             if format in FORMATS:
-                return _download(export.period_tables(report), format)
+                return _download(export.period_tables(report), format, lang)
             values["from"], values["to"] = rng.first.isoformat(), rng.last.isoformat()
             chart = period_chart(report, rng, lang, i18n.translate("reports.chart.period", lang))
             query = {"program": prog.code, **values}
@@ -612,7 +617,7 @@ def reports_liability(
                 page.errors = _refusal(exc, lang, ("as_of",))
         if report is not None:
             if format in FORMATS:
-                return _download(export.liability_tables(report), format)
+                return _download(export.liability_tables(report), format, lang)
             values["as_of"] = report.as_of.isoformat()
             owed = outstanding_series(session, prog, until=report.as_of, now=now)
             chart = outstanding_chart(
@@ -662,7 +667,7 @@ def reports_journal(
                 page.errors = _refusal(exc, lang, ("from", "to"))
         if report is not None:
             if format in FORMATS:
-                return _download(export.journal_tables(report), format)
+                return _download(export.journal_tables(report), format, lang)
             values["from"], values["to"] = rng.first.isoformat(), rng.last.isoformat()
             fmt = Fmt(lang, prog.currency)
             chart = charts.bar_chart(
@@ -752,7 +757,7 @@ def reports_members(
                 page.errors = _refusal(exc, lang, ("from", "to", "dormant_days"))
         if report is not None:
             if format in FORMATS:
-                return _download(export.members_tables(report), format)
+                return _download(export.members_tables(report), format, lang)
             values["from"], values["to"] = rng.first.isoformat(), rng.last.isoformat()
             g = report.granularity
             slots = [s for s, _f, _l in buckets(rng, g)]
@@ -821,7 +826,7 @@ def reports_promotions(
                 page.errors = _refusal(exc, lang, ("from", "to"))
         if report is not None:
             if format in FORMATS:
-                return _download(export.promotions_tables(report), format)
+                return _download(export.promotions_tables(report), format, lang)
             values["from"], values["to"] = rng.first.isoformat(), rng.last.isoformat()
             chart = charts.hbar_chart(
                 [(r.name or r.rule, r.points) for r in report.rows],
