@@ -200,6 +200,9 @@ def test_period_page_shows_the_service_totals_and_downloads_them(web, db):
     assert by_testid(page.text, "total-issued") == i18n.points(report.totals.issued, "en")
     assert 'value="2025-01-01"' in page.text and 'value="2026-03-01"' in page.text
     assert 'data-testid="chart-period"' in page.text
+    # The range ends on 1 March: that month is drawn, and labelled as only part of it.
+    assert "<title>Mar 2026 (part): " in page.text and "<title>Feb 2026: " in page.text
+    assert "Feb 2026 (part)" not in page.text
 
     xlsx = web.get(f"/admin/reports/period?{query}&format=xlsx")
     assert xlsx.status_code == 200 and xlsx.headers["content-type"] == XLSX
@@ -268,6 +271,9 @@ def test_liability_page_equals_the_service(web, db):
     assert by_testid(page.text, "liability-value") == i18n.money(
         owed.outstanding_value, "KRW", "en"
     )
+    # The month-end chart has every month end before as_of, the month just ended included.
+    titles = re.findall(r"<title>([^<:]+): ", page.text)
+    assert titles[-3:] == ["31 Jan", "28 Feb", "1 Mar"], titles
     xlsx = web.get("/admin/reports/liability?as_of=2026-03-01&format=xlsx")
     book = load_workbook(io.BytesIO(xlsx.content))
     assert book.sheetnames == ["Liability", "Breakage"]

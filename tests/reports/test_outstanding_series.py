@@ -163,3 +163,16 @@ def test_a_day_in_the_future_is_refused(db: Database):
         with pytest.raises(Invalid) as refused:
             finance.outstanding_series(session, program, [tomorrow], now=NOW)
         assert refused.value.code == "as_of_in_future"
+
+
+def test_month_ends_skip_no_month() -> None:
+    """Eleven month ends in a row, the month just ended included, then the day itself."""
+    days = finance.month_ends(date(2026, 12, 3), 12)
+    assert days[-3:] == [date(2026, 10, 31), date(2026, 11, 30), date(2026, 12, 3)]
+    assert days[0] == date(2026, 1, 31) and len(days) == 12
+    assert [(d.year, d.month) for d in days[:-1]] == [(2026, m) for m in range(1, 12)]
+    assert finance.month_ends(date(2024, 3, 1), 3) == [
+        date(2024, 1, 31),
+        date(2024, 2, 29),
+        date(2024, 3, 1),
+    ]

@@ -243,9 +243,10 @@ class OutstandingPoint(BaseModel):
 
 
 def month_ends(until: date, months: int = 12) -> list[date]:
-    """The last day of each of the `months` − 1 months before `until`'s, then `until` itself."""
+    """The last day of each of the `months` − 1 months before `until`'s, then `until` itself
+    (31 Oct, 30 Nov, 3 Dec: the month just ended is never skipped)."""
     start = until.replace(day=1)
-    days = [add_months(start, -n) - timedelta(days=1) for n in range(months - 1, 0, -1)]
+    days = [add_months(start, -n) - timedelta(days=1) for n in range(months - 2, -1, -1)]
     days.append(until)
     return days
 
@@ -465,8 +466,9 @@ def member_balance(
             .where(
                 Lot.account_id == account.id,
                 Lot.earned_at < before,
-                Lot.pending_until.is_not(None),
-                Lot.pending_until > at,
+                # Held for a fraud review (no release date) while still pending, or released
+                # after `at` (a confirmed review's release date is the decision's time).
+                (Lot.pending_until > at) | (Lot.pending_until.is_(None) & Lot.pending.is_(True)),
                 (Lot.expires_at.is_(None)) | (Lot.expires_at > at),
             )
         )

@@ -38,6 +38,7 @@ from patron.reports.common import (
     DayRange,
     Granularity,
     bucket,
+    bucket_end,
     bucket_label,
     buckets,
     day_range,
@@ -223,8 +224,17 @@ def period_chart(
     """Issued/redeemed/expired per period; grouped reports stack points issued per group.
     Periods without entries (the service leaves them out) are drawn as zero."""
     g = report.granularity
-    slots = [start for start, _first, _last in buckets(rng, g)]
-    labels = [_axis_label(s, g, period_label(s, g), lang) for s in slots]
+    cut = buckets(rng, g)
+    slots = [start for start, _first, _last in cut]
+    # A week or month the range covers only part of (the current month, so far) says so.
+    labels = [
+        _axis_label(s, g, period_label(s, g), lang)
+        if (first, last) == (s, bucket_end(s, g))
+        else i18n.translate(
+            "reports.chart.partial", lang, label=_axis_label(s, g, period_label(s, g), lang)
+        )
+        for s, first, last in cut
+    ]
     fmt = Fmt(lang).number
     empty = i18n.translate("reports.chart.empty", lang)
     starts = {s: i for i, s in enumerate(slots)}
