@@ -57,3 +57,30 @@ def test_the_tiles_reconcile_with_the_balance_adjustments_included(web, seeded, 
     ), figures
     sentence = re.search(r'data-testid="reconcile">([^<]*)<', page)
     assert sentence and f"{figures['balance']:,} points balance" in html.unescape(sentence[1])
+
+
+def test_a_manual_tier_without_an_end_date_says_it_holds_until_changed(web, seeded):
+    token = sign_in(web, STAFF["support"][0])
+    appeal = {"csrf_token": token, "program": "bakery", "tier": "gold", "reason": "VIP"}
+    answer = web.post(
+        f"/admin/members/{seeded.member_id}/tier",
+        data={**appeal, "until": ""},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303, answer.text
+    page = web.get(f"/admin/members/{seeded.member_id}?program=bakery").text
+    tier = page[page.index('id="tier"') :]
+    tier = tier[: tier.index("</section>")]
+    assert 'data-testid="tier-open-ended"' in tier and "Until staff change it" in tier
+    assert "Valid until</dt><dd>" not in tier  # no date from the normal validity
+    assert "more by the end of the period to keep" not in tier
+
+    # With an end date, the page shows it, and what keeping the tier after it takes.
+    dated = web.post(
+        f"/admin/members/{seeded.member_id}/tier",
+        data={**appeal, "csrf_token": token, "until": "2026-06-30"},
+        follow_redirects=False,
+    )
+    assert dated.status_code == 303, dated.text
+    page = web.get(f"/admin/members/{seeded.member_id}?program=bakery").text
+    assert "Kept by hand until" in page and 'data-testid="tier-open-ended"' not in page

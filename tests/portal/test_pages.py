@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import date
 
 import pytest
 from fastapi.testclient import TestClient
@@ -195,7 +196,17 @@ def test_home_says_what_keeps_her_tier_and_by_when(client, db, portal, outbox):
     home = client.get(f"{BASE}/").text
     assert "<h1>김민지님, 안녕하세요</h1>" in home
     assert "등급: 골드" in home
-    # Gold needs 3,000 points in the half-year; she has earned none by purchase yet.
+    # Given by hand with no end date, gold is hers until changed: nothing to earn to keep it.
+    assert 'id="to-keep"' not in home
+
+    with db.unit_of_work() as s:
+        tiers.set_manual(
+            s, bakery(s), portal.a,
+            ManualTierRequest(tier="gold", reason="appeal", until=date(2026, 6, 30)),
+            actor=CLI, now=clock.now(),
+        )  # fmt: skip
+    home = client.get(f"{BASE}/").text
+    # Kept by hand until 30 June: gold needs 3,000 points in the half-year to stay after it.
     assert re.search(r'id="to-keep">2026년 6월 30일까지 3,000 포인트 더 모으면 골드 등급이', home)
 
 

@@ -154,6 +154,11 @@ def progress(session: Session, program: Program, account: Account, now: datetime
     nxt = setup.above(floor_rank)
     to_next = max(nxt.threshold - value, 0) if nxt else 0
     to_keep = max(current.threshold - value, 0) if current else 0
+    valid_until = held_until(session, account)
+    if account.tier_manual and policy.manual == "keep" and account.tier_manual_until is None:
+        # Kept by hand with no end date: the evaluation leaves it alone (it only raises it),
+        # so it is valid until staff change it, and there is nothing to earn to keep it.
+        valid_until, to_keep = None, 0
     money = program.currency
     return ProgressOut(
         program=program.code,
@@ -163,7 +168,7 @@ def progress(session: Session, program: Program, account: Account, now: datetime
         tier=tier_out(current) if current else None,
         tier_code=account.tier,
         since=account.tier_since,
-        valid_until=held_until(session, account),
+        valid_until=valid_until,
         manual=account.tier_manual,
         manual_until=account.tier_manual_until,
         window=window_out(policy.window, window, program.timezone),
