@@ -20,13 +20,16 @@ from patron.config import get_settings
 from patron.db.engine import Database
 from patron.errors import PatronError
 from patron.events.api import router as events_router
+from patron.fraud.api import router as fraud_router
 from patron.ledger.api import router as points_router
 from patron.members.api import router as members_router
+from patron.members.moves_api import router as moves_router
 from patron.notify.api import router as notify_router
 from patron.notify.templates_api import router as templates_router
 from patron.notify.unsubscribe import router as unsubscribe_router
 from patron.portal.card_api import router as card_token_router
 from patron.portal.enrollment_api import router as enrollment_router
+from patron.privacy.api import router as privacy_router
 from patron.programs.api import router as programs_router
 from patron.programs.branding_api import router as branding_router
 from patron.reports.api import router as reports_router
@@ -171,6 +174,7 @@ def create_app(
         programs_router,
         branding_router,
         members_router,
+        moves_router,
         sales_router,
         points_router,
         check_router,
@@ -186,6 +190,8 @@ def create_app(
         wallet_router,
         enrollment_router,
         card_token_router,
+        fraud_router,
+        privacy_router,
     ):
         app.include_router(router)
 

@@ -13,9 +13,13 @@ from patron import clock
 from patron.admin.cli import app as user_app
 from patron.audit.cli import app as audit_app
 from patron.backup_cli import app as backup_app
+from patron.bulk.cli import register as register_bulk
 from patron.cli_common import DatabaseUrl, console, open_database, parse_as_of, resolve_url
 from patron.config import get_settings
+from patron.fraud.cli import app as fraud_app
+from patron.members.moves_cli import members_app, points_app
 from patron.notify.cli import notify_app
+from patron.privacy.cli import app as privacy_app
 from patron.reports.cli import app as report_app
 from patron.rules.cli import app as rules_app
 from patron.rules.examples_cli import test as rules_test
@@ -30,11 +34,16 @@ app.add_typer(key_app, name="apikey")
 rules_app.command("test")(rules_test)
 app.add_typer(rules_app, name="rules")
 app.add_typer(tiers_app, name="tiers")
+register_bulk(import_app)  # patron import members | adjustments | jobs | errors
 app.add_typer(import_app, name="import")
 app.add_typer(user_app, name="user")
 app.add_typer(report_app, name="report")
 app.add_typer(notify_app, name="notify")
 app.add_typer(audit_app, name="audit")
+app.add_typer(fraud_app, name="fraud")
+app.add_typer(members_app, name="members")
+app.add_typer(points_app, name="points")
+app.add_typer(privacy_app, name="privacy")
 app.add_typer(backup_app)  # top-level commands: patron backup, patron restore
 
 

@@ -280,6 +280,11 @@ def load(
             rule_examples.save(session, program, name, example, actor=SYSTEM, now=start)
         # Visitors may join on the member page (/m/bakery/join), verified by e-mail.
         signup.save(session, program, BAKERY_SIGNUP, actor=SYSTEM, now=start)
+        # Members may give each other points (docs/moves.md): up to 5,000 a transfer, 10,000 a day.
+        from patron.members import transfer as transfers
+
+        transfers.set_settings(session, program, enabled=True, max_per_transfer=5000,
+                               max_per_day=10_000, actor=SYSTEM, now=start)  # fmt: skip
         _admin, admin_key = create_key(
             session, name="demo admin", scopes=["admin"], actor=SYSTEM, now=now
         )
@@ -387,6 +392,8 @@ def load(
     jobs.run_expiry(db, now)
     coupon = _rewards(db, now, member_ids, rng)
     _quiet_history(db, now)
+    _fraud(db, now, member_ids[2])
+    count += 1  # the sale held for review
     if db.dialect == "postgresql":
         # Fresh planner statistics for the rows just loaded: without them (autovacuum off or not
         # yet run) the reports plan for empty tables and the dashboard takes seconds.
@@ -446,6 +453,30 @@ DEMO_REWARDS: list[dict[str, object]] = [
         "limit_per_day": 1,
     },
 ]
+
+
+def _fraud(db: Database, now: datetime, member_id: int) -> None:
+    """Modest fraud controls (docs/fraud.md), and one large sale held for review in the queue."""
+    from patron.fraud import settings as fraud
+
+    doc = {
+        "member": {"sales_per_day": 20},
+        "store": {"sales_per_minute": 120},
+        "duplicate_window_minutes": 10,
+        "hold_points_above": 5000,
+    }
+    with db.unit_of_work() as session:
+        program = session.scalars(select(Program).where(Program.code == "bakery")).one()
+        fraud.save(session, program, fraud.parse(doc), actor=SYSTEM, now=now)
+    with db.unit_of_work() as session:
+        sale = PurchaseRequest(
+            external_id="MAPO-REVIEW-0001",
+            member=MemberRef(id=member_id),
+            amount=Decimal(640000),
+            store=STORES[0][0],
+            occurred_at=now - timedelta(minutes=30),
+        )
+        purchases.purchase_by_code(session, "bakery", sale, actor=SYSTEM, now=now)
 
 
 def _rewards(db: Database, now: datetime, member_ids: list[int], rng: random.Random) -> str:

@@ -375,6 +375,29 @@ def real_payloads(db: Database, member_id: int) -> dict[str, dict[str, Any]]:
         {"program": "bakery", "member_id": member_id, "request_id": 1,
          "occurred_at": T0.isoformat(), "source": "portal"},
     )  # fmt: skip
+    # As patron.privacy.erasure writes it (tests/privacy).
+    found.setdefault(
+        "member.erased",
+        {"program": "bakery", "member_id": member_id, "erasure_id": 1,
+         "occurred_at": T0.isoformat(), "source": "admin"},
+    )  # fmt: skip
+    # As patron.fraud.guard writes it (tests/fraud).
+    found.setdefault(
+        "fraud.review",
+        {"program": "bakery", "member_id": member_id, "review_id": 1, "status": "open",
+         "code": "review_threshold", "codes": ["review_threshold"], "order": "MAPO-1",
+         "points": 5000, "released_points": 0, "reversed_points": 0, "reason": None},
+    )  # fmt: skip
+    # As patron.members.merge and .transfer write them (tests/moves).
+    found.setdefault(
+        "member.merged", {"program": "bakery", "source_id": 1, "survivor_id": member_id}
+    )
+    for kind, entry_kind in (("points.merged", "merge_in"), ("points.transferred", "transfer_in")):
+        found.setdefault(
+            kind,
+            {"program": "bakery", "member_id": member_id, "entry_id": 1, "entry_kind": entry_kind,
+             "points": 300, "occurred_at": T0.isoformat(), "reason": "transfer from member 1"},
+        )  # fmt: skip
     return found
 
 
@@ -412,7 +435,9 @@ def test_every_default_renders_for_real_members_in_their_language(db, frozen):
                     assert "1,250" in shown and "₩125,000" in shown
                 if channel == "email":
                     assert message.subject and "\n" not in message.subject
-                    assert {"ko": KO, "zh": ZH, "en": EN}[lang] in message.body
+                    # The erasure notice names no one: the name is what was erased.
+                    named = {"ko": KO, "zh": ZH, "en": EN}[lang] in message.body
+                    assert named != (kind == "member.erased"), (kind, lang)
                 else:
                     assert message.subject is None and len(message.body) <= templates.SMS_MAX
 

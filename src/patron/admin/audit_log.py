@@ -32,10 +32,19 @@ def resolve_actor(session: Session, actor: str) -> str:
 
 
 def entries(
-    session: Session, flt: AuditFilter, *, before_id: int | None = None, limit: int = 50
+    session: Session,
+    flt: AuditFilter,
+    *,
+    before_id: int | None = None,
+    limit: int = 50,
+    program_ids: list[int] | None = None,
 ) -> tuple[list[AuditRecord], int | None]:
-    """A page of records and the id to pass as before_id for the next page (None: last page)."""
+    """A page of records and the id to pass as before_id for the next page (None: last page).
+    `program_ids` keeps only records of those programs (a staff user limited to programs sees
+    neither other programs' records nor the deployment-wide ones)."""
     stmt = select(AuditRecord)
+    if program_ids is not None:
+        stmt = stmt.where(AuditRecord.program_id.in_(program_ids))
     if flt.actor.strip():
         stmt = stmt.where(AuditRecord.actor == resolve_actor(session, flt.actor)[:80])
     if flt.action.strip():

@@ -10,7 +10,8 @@ from rich.table import Table
 from patron.cli_common import DatabaseUrl, console, open_database
 
 app: typer.Typer = typer.Typer(
-    help="Staff users of the admin UI: create, list, set-password, unlock.", no_args_is_help=True
+    help="Staff users of the admin UI: create, update, list, set-password, unlock.",
+    no_args_is_help=True,
 )
 
 
@@ -25,6 +26,14 @@ PasswordOpt = Annotated[
 ]
 Generate = Annotated[
     bool, typer.Option("--generate", help="Make a random password and print it once")
+]
+Programs = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--program",
+        help="Limit the user to this program (code); repeat for several. "
+        "Leave out for every program",
+    ),
 ]
 
 
@@ -55,6 +64,7 @@ def create(
     password: PasswordOpt = None,
     generate: Generate = False,
     language: Annotated[str, typer.Option("--language", help="en, ko or zh")] = "en",
+    program: Programs = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Create a staff user (the first owner starts here)."""
@@ -76,14 +86,74 @@ def create(
                 language=language,
                 actor=CLI,
                 now=clock.now(),
+                programs=program or None,
             )
-            user_id, address = user.id, user.email
+            user_id, address, reach = user.id, user.email, user.programs
     except PatronError as exc:
         raise _fail(exc.code, exc.detail) from None
     typer.echo(f"staff user {user_id} created: {address} ({role})")
+    if reach is not None:
+        typer.echo(f"limited to {_reach_text(reach)}")
     if generated:
         typer.echo(f"password: {secret}")
         typer.echo("Store it now: it is not shown again.")
+
+
+def _reach_text(programs: list[str] | None) -> str:
+    return "all programs" if programs is None else "programs " + ", ".join(programs)
+
+
+@app.command("update")
+def update(
+    email: Email,
+    program: Programs = None,
+    all_programs: Annotated[
+        bool, typer.Option("--all-programs", help="Let the user reach every program")
+    ] = False,
+    role: Annotated[
+        str | None, typer.Option("--role", help="owner, marketer, support or viewer")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="The name shown in the UI")] = None,
+    language: Annotated[str | None, typer.Option("--language", help="en, ko or zh")] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Change a user's programs (--program, repeatable, or --all-programs), role, name or
+    language. A change applies at their next request in the admin UI."""
+    from patron import clock
+    from patron.admin import service, setup_service
+    from patron.audit.service import CLI
+    from patron.errors import PatronError
+
+    if program and all_programs:
+        raise _fail("invalid_options", "give --program or --all-programs, not both")
+    db = open_database(database_url)
+    now = clock.now()
+    try:
+        with db.unit_of_work() as session:
+            user = service.find_user(session, email)
+            if program or all_programs:
+                service.set_programs(
+                    session,
+                    user,
+                    None if all_programs else program,
+                    actor=CLI,
+                    granter=None,
+                    now=now,
+                )
+            if role is not None or name is not None or language is not None:
+                setup_service.update_user(
+                    session,
+                    user,
+                    name=user.name if name is None else name,
+                    role=user.role if role is None else role,
+                    language=user.language if language is None else language,
+                    actor=CLI,
+                    now=now,
+                )
+            address, shown = user.email, f"{user.role}, {_reach_text(user.programs)}"
+    except PatronError as exc:
+        raise _fail(exc.code, exc.detail) from None
+    typer.echo(f"{address} updated: {shown}")
 
 
 @app.command("list")
@@ -96,7 +166,7 @@ def list_users(database_url: DatabaseUrl = None) -> None:
     now = clock.now()
     table = Table("id")
     table.add_column("e-mail", no_wrap=True)  # an address is copied from here: never wrapped
-    for heading in ("name", "role", "language", "last sign-in", "state"):
+    for heading in ("name", "role", "programs", "language", "last sign-in", "state"):
         table.add_column(heading)
     with db.unit_of_work(readonly=True) as session:
         for user in service.list_users(session):
@@ -113,6 +183,7 @@ def list_users(database_url: DatabaseUrl = None) -> None:
                 user.email,
                 user.name,
                 user.role,
+                "all" if user.programs is None else ", ".join(user.programs),
                 user.language,
                 f"{user.last_sign_in_at:%Y-%m-%d %H:%M}" if user.last_sign_in_at else "never",
                 state,

@@ -8,7 +8,7 @@ from sqlalchemy import Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from patron.db.base import Base
-from patron.db.types import BigIntPK, UTCDateTime
+from patron.db.types import BigIntPK, JSONType, UTCDateTime
 
 
 class StaffUser(Base):
@@ -20,6 +20,8 @@ class StaffUser(Base):
     name: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(20))  # owner | marketer | support | viewer
     language: Mapped[str] = mapped_column(String(10), default="en")  # en | ko | zh
+    # The programs (codes) this user may see and act in; None: every program.
+    programs: Mapped[list[str] | None] = mapped_column(JSONType)
     # argon2id, in the PHC string format (parameters and salt included).
     password_hash: Mapped[str] = mapped_column(String(200))
     active: Mapped[bool] = mapped_column(Boolean, default=True)

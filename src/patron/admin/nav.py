@@ -32,8 +32,11 @@ NAV: tuple[NavItem, ...] = (
     NavItem("reports", "nav.reports", "reports_home", "reports.view"),
     NavItem("messages", "nav.messages", "messages_home", "messages.view"),
     NavItem("webhooks", "nav.webhooks", "webhooks_list", "webhooks.view"),
+    NavItem("jobs", "nav.jobs", "jobs_list", "members.view"),
+    NavItem("privacy", "nav.privacy", "privacy_home", "privacy.view"),
     NavItem("staff", "nav.staff", "staff_list", "staff.manage"),
     NavItem("audit", "nav.audit", "audit_log", "audit.view"),
+    NavItem("fraud", "nav.fraud", "fraud_queue", "members.view"),
 )
 
 

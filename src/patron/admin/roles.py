@@ -34,6 +34,12 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     # Webhooks: endpoints hold signing secrets
     "webhooks.view": frozenset({"owner", "marketer"}),
     "webhooks.manage": frozenset({"owner"}),
+    # Members' data rights (patron.privacy): support answers requests and exports a member's
+    # data for her; only owners erase (irreversible) or place and release legal holds.
+    "privacy.view": frozenset({"owner", "support"}),
+    "privacy.export": frozenset({"owner", "support"}),
+    "privacy.erase": frozenset({"owner"}),
+    "privacy.hold": frozenset({"owner"}),
     # Owners only
     "staff.manage": frozenset({"owner"}),
     "apikeys.manage": frozenset({"owner"}),

@@ -15,7 +15,9 @@ import phonenumbers
 from sqlalchemy import case, false, func, or_, select
 from sqlalchemy.orm import Session
 
+from patron.ledger.models import Account
 from patron.members.models import Card, Member
+from patron.programs.models import Program
 
 MAX_QUERY = 100
 _PHONE_CHARS = re.compile(r"^[0-9+\-\s().]+$")
@@ -76,7 +78,16 @@ def _full_phone(text: str, region: str) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-def search(session: Session, text: str, *, region: str = "US", limit: int = 20) -> list[MemberHit]:
+def search(
+    session: Session,
+    text: str,
+    *,
+    region: str = "US",
+    limit: int = 20,
+    programs: frozenset[str] | None = None,
+) -> list[MemberHit]:
+    """`programs` (codes) limits the hits to members enrolled in one of them (a staff user's
+    reach); None: every member."""
     text = text.strip()[:MAX_QUERY]
     if not text:
         return []
@@ -100,9 +111,15 @@ def search(session: Session, text: str, *, region: str = "US", limit: int = 20) 
         (func.lower(Member.name).like(_escape(lowered) + "%", "\\"), 2),
         else_=3,
     )
-    rows = list(
-        session.scalars(select(Member).where(or_(*matches)).order_by(rank, Member.id).limit(limit))
-    )
+    stmt = select(Member).where(or_(*matches))
+    if programs is not None:
+        enrolled = (
+            select(Account.member_id)
+            .join(Program, Program.id == Account.program_id)
+            .where(Program.code.in_(sorted(programs)))
+        )
+        stmt = stmt.where(Member.id.in_(enrolled))
+    rows = list(session.scalars(stmt.order_by(rank, Member.id).limit(limit)))
     cards: dict[int, list[str]] = {}
     if rows:
         for member_id, number in session.execute(

@@ -25,7 +25,8 @@ from patron.admin.roles import ROLES
 from patron.admin.settings import get_admin_settings
 from patron.audit import service as audit
 from patron.audit.service import Actor
-from patron.errors import Conflict, Invalid, NotFound
+from patron.errors import Conflict, Forbidden, Invalid, NotFound
+from patron.programs.models import Program
 
 LANGUAGES = ("en", "ko", "zh")
 PASSWORD_MIN = 10
@@ -129,9 +130,15 @@ def create_user(
     language: str = "en",
     actor: Actor,
     now: datetime,
+    programs: list[str] | None = None,
+    granter: frozenset[str] | None = None,
 ) -> StaffUser:
+    """`programs` limits the user to those programs (codes); None: every program. `granter` is
+    the reach of whoever creates the user (None: unrestricted), who cannot give more."""
     address = normalise_email(email)
     _check_fields(name=name, role=role, language=language)
+    reach = check_reach(session, programs)
+    check_grant(granter, reach)
     check_password(password, email=address)
     if session.scalar(select(StaffUser.id).where(StaffUser.email == address)) is not None:
         raise Conflict(f"email: {address} already has an account", code="duplicate_email")
@@ -140,6 +147,7 @@ def create_user(
         name=name.strip(),
         role=role,
         language=language,
+        programs=reach,
         password_hash=hash_password(password),
         active=True,
         failed_sign_ins=0,
@@ -156,9 +164,112 @@ def create_user(
         subject_type="staff_user",
         subject_id=user.id,
         at=now,
-        after={"email": address, "name": user.name, "role": role, "language": language},
+        after={
+            "email": address,
+            "name": user.name,
+            "role": role,
+            "language": language,
+            "programs": reach,
+        },
     )
     return user
+
+
+# --- reach: the programs a staff user may see ---------------------------------------------------
+
+
+def check_reach(session: Session, programs: list[str] | None) -> list[str] | None:
+    """The programs a user is limited to, sorted, each checked to exist (a user limited to a
+    misspelt program would see nothing, silently); None stays None (every program)."""
+    if programs is None:
+        return None
+    wanted = sorted({code.strip() for code in programs if code.strip()})
+    if not wanted:
+        raise Invalid(
+            "programs: name at least one program (or none at all for every program)",
+            code="invalid_staff_reach",
+        )
+    found = set(session.scalars(select(Program.code).where(Program.code.in_(wanted))))
+    missing = [code for code in wanted if code not in found]
+    if missing:
+        raise NotFound(f"no program {', '.join(missing)}", code="program_not_found")
+    return wanted
+
+
+def within(granter: frozenset[str] | None, reach: list[str] | frozenset[str] | None) -> bool:
+    """Whether `reach` (None: every program) lies inside `granter`'s (None: every program)."""
+    if granter is None:
+        return True
+    return reach is not None and set(reach) <= granter
+
+
+def check_grant(granter: frozenset[str] | None, reach: list[str] | None) -> None:
+    """A user limited to programs gives no one (themselves included) more than they hold:
+    never every program, never a program of theirs they do not hold."""
+    if not within(granter, reach):
+        assert granter is not None
+        raise Forbidden(
+            f"you act in {', '.join(sorted(granter))} only: you cannot give "
+            + ("every program" if reach is None else ", ".join(sorted(set(reach) - granter))),
+            code="reach_not_allowed",
+        )
+
+
+def set_programs(
+    session: Session,
+    user: StaffUser,
+    programs: list[str] | None,
+    *,
+    actor: Actor,
+    granter: frozenset[str] | None,
+    now: datetime,
+) -> bool:
+    """Limit a user to `programs` (None: every program). Only a user without limits changes
+    anyone's reach; it takes effect on the user's next request (read from their row each time).
+    The last active unrestricted owner cannot limit themselves: someone must keep the whole
+    deployment in hand. False if nothing changed."""
+    if granter is not None:
+        raise Forbidden(
+            "only a user who reaches every program changes what staff may reach",
+            code="reach_not_allowed",
+        )
+    reach = check_reach(session, programs)
+    if reach == user.programs:
+        return False
+    if user.programs is None and user.role == "owner" and user.active:
+        # Filtered here, not in SQL: a JSON null and an SQL NULL both mean every program.
+        owners = session.scalars(
+            select(StaffUser)
+            .where(StaffUser.role == "owner", StaffUser.active.is_(True), StaffUser.id != user.id)
+            .with_for_update()
+        ).all()
+        if not any(other.programs is None for other in owners):
+            raise Conflict(
+                f"{user.email} is the last owner who reaches every program: "
+                "give another owner every program first",
+                code="last_unrestricted_owner",
+            )
+    before = user.programs
+    user.programs = reach
+    user.updated_at = now
+    audit.record(
+        session,
+        actor=actor,
+        action="staff.reach_changed",
+        subject_type="staff_user",
+        subject_id=user.id,
+        at=now,
+        before={"programs": before},
+        after={"programs": reach},
+    )
+    session.flush()
+    return True
+
+
+def manages(granter: frozenset[str] | None, user: StaffUser) -> bool:
+    """Whether a staff manager with reach `granter` may see and change `user`: one limited to
+    programs manages only users limited to programs of theirs."""
+    return within(granter, user.programs)
 
 
 def get_user(session: Session, user_id: int) -> StaffUser:

@@ -25,7 +25,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row, func, select, text
+from sqlalchemy import Row, column, func, select, table, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -56,6 +56,10 @@ _COLUMNS = tuple(
     )
 )
 _record_id = _TABLE.c.id
+# Records an erasure redacted (patron.privacy): their digest when sealed and their digest now.
+_REDACTIONS = table(
+    "audit_redactions", column("record_id"), column("original_digest"), column("redacted_digest")
+)
 
 
 # --- canonical serialisation ------------------------------------------------------------------
@@ -337,6 +341,7 @@ class VerifyReport:
     checked_from_seq: int = 1  # > 1 when only the newest seals were checked
     expected_head_seq: int | None = None  # where --expect-head was found
     findings: list[Finding] = field(default_factory=list)
+    redacted_records: int = 0  # sealed records an erasure redacted, each accepted as such
 
     @property
     def ok(self) -> bool:
@@ -365,8 +370,26 @@ def _seal_pages(session: Session, first_seq: int, page: int = 20) -> Iterable[Ro
         last_seq = batch[-1].seq
 
 
+def _is_redacted(row: Row[Any], digest: str, sealed: str, redactions: dict[int, Any]) -> bool:
+    """An erasure replaced this record's before/after by the redaction marker, and kept its
+    digest as sealed and as it is now: nothing else about the record may have changed."""
+    found = redactions.get(row.id)
+    return (
+        found is not None
+        and found.original_digest == sealed
+        and found.redacted_digest == digest
+        and row.before is None
+        and isinstance(row.after, dict)
+        and row.after.get("redacted") is True
+    )
+
+
 def _compare(
-    seal_seq: int, listed: Sequence[Entry], rows: Sequence[Row[Any]], report: VerifyReport
+    seal_seq: int,
+    listed: Sequence[Entry],
+    rows: Sequence[Row[Any]],
+    report: VerifyReport,
+    redactions: dict[int, Any] | None = None,
 ) -> None:
     by_id = {e.id: e for e in listed}
     present = set()
@@ -377,7 +400,10 @@ def _compare(
             report.findings.append(
                 Finding(INSERTED, seal_seq, row.id, row.program_id, "not in the sealed block")
             )
-        elif record_digest(row) != entry.digest:
+        elif (digest := record_digest(row)) != entry.digest:
+            if _is_redacted(row, digest, entry.digest, redactions or {}):
+                report.redacted_records += 1
+                continue
             report.findings.append(
                 Finding(EDITED, seal_seq, row.id, entry.program_id, "differs from when sealed")
             )
@@ -479,7 +505,15 @@ def verify(
         rows = session.execute(
             select(*_COLUMNS).where(_record_id > low, _record_id <= seal.to_id).order_by(_record_id)
         ).all()
-        _compare(seal.seq, listed, rows, report)
+        redactions = {
+            r.record_id: r
+            for r in session.execute(
+                select(_REDACTIONS).where(
+                    _REDACTIONS.c.record_id > low, _REDACTIONS.c.record_id <= seal.to_id
+                )
+            )
+        }
+        _compare(seal.seq, listed, rows, report, redactions)
         mine = [r for r in rows if program_id is None or r.program_id == program_id]
         report.sealed_records += len(mine)
         if rows:

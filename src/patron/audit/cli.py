@@ -77,6 +77,11 @@ def verify(
         )
         for finding in report.findings:
             console.print(f"  {finding}", markup=False)
+    if report.redacted_records:
+        console.print(
+            f"{report.redacted_records} sealed records redacted by erasures (accepted: their "
+            "digests before and after are on record)"
+        )
     if report.unsealed_records:
         console.print(
             f"{report.unsealed_records} newer records not yet sealed "

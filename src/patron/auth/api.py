@@ -174,6 +174,9 @@ class AuditVerifyOut(BaseModel):
     seals: int
     sealed_records: int
     unsealed_records: int = Field(description="Newer records not yet sealed (not tampering)")
+    redacted_records: int = Field(
+        0, description="Sealed records an erasure redacted (accepted: both digests are on record)"
+    )
     verified_up_to: datetime | None = Field(description="When the newest sealed record was made")
     head_seq: int
     head_hash: str = Field(description="Keep it outside the database; pass it as expect_head")
@@ -209,6 +212,7 @@ def audit_verify(
             seals=report.seals,
             sealed_records=report.sealed_records,
             unsealed_records=report.unsealed_records,
+            redacted_records=report.redacted_records,
             verified_up_to=report.verified_up_to,
             head_seq=report.head_seq,
             head_hash=report.head_hash,

@@ -16,7 +16,8 @@ from patron.auth.models import ApiKey
 from patron.errors import Invalid, NotFound, Unauthorized
 from patron.programs.models import Program, Store
 
-SCOPES = ("pos", "read", "admin")
+# privacy: data-subject exports, erasure and legal holds (patron.privacy); admin holds it too.
+SCOPES = ("pos", "read", "admin", "privacy")
 KEY_PREFIX = "ptr"
 
 

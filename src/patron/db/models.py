@@ -3,10 +3,13 @@
 from patron.admin.models import StaffSession, StaffUser
 from patron.audit.models import AuditRecord, IdempotencyKey
 from patron.auth.models import ApiKey
+from patron.bulk.models import AdjustmentKey, BulkJob, BulkJobError, MemberImportRef  # noqa: F401
 from patron.db.base import Base
 from patron.events.models import Delivery, DeliveryAttempt, DomainEvent, InstanceKey
+from patron.fraud.models import FraudActivity, FraudReview, FraudSettings  # noqa: F401
 from patron.ledger.models import Account, Entry, Lot, Movement, Purchase, Refund
 from patron.members.models import Card, Member
+from patron.members.moves_models import MemberMerge, Transfer, TransferSettings  # noqa: F401
 from patron.notify.models import (
     ConsentRecord,
     JobRun,
@@ -21,6 +24,7 @@ from patron.portal.models import (
     PortalVerification,
     PrivacyRequest,
 )
+from patron.privacy.models import AuditRedaction, ConsentText, LegalHold  # noqa: F401
 from patron.programs.models import Program, ProgramBranding, Store
 from patron.reports.models import ReportDaily, ReportWatermark  # noqa: F401
 from patron.rewards.models import (

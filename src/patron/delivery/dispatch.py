@@ -127,6 +127,10 @@ def _message(
     wanted = done._settings[program.id].event(event.kind)
     if not wanted.enabled:
         return
+    if isinstance(event.payload, dict) and event.payload.get("import_job") is not None:
+        # A member migrated in by `patron import members` (welcome, opening balance, tier)
+        # already knew the program: integrations hear of it, the member gets no message.
+        return
     member = session.get(Member, event.member_id)
     if member is None:
         return

@@ -19,8 +19,15 @@ EVENT_TYPES: dict[str, str] = {
     "coupon.used": "A coupon was used at a till or online, on an order.",
     "coupon.cancelled": "An unused coupon was cancelled; its points went back to the member.",
     "coupon.expired": "An unused coupon expired (points back if the reward says so).",
+    "member.merged": "Staff merged a duplicate member into a surviving one (patron.members.merge).",
+    "points.merged": "Points moved from a merged member to the surviving one (one event per entry).",
+    "points.transferred": "A member gave points to another member of the program (one event per entry).",
     "member.erasure_requested": "A member asked for her data to be erased (on her member page); "
     "the privacy operations carry it out.",
+    "member.erased": "A member's personal data was erased (the ledger keeps every amount); the "
+    "payload names the erasure, never the person.",
+    "fraud.review": "A sale's points were held for review by the fraud controls (status open), "
+    "or staff decided the review (confirmed: released; reversed: taken back).",
 }
 
 # Entry kind -> the event that reports it.
@@ -30,6 +37,10 @@ ENTRY_EVENTS: dict[str, str] = {
     "reverse": "points.refunded",
     "adjust": "points.adjusted",
     "expire": "points.expired",
+    "merge_out": "points.merged",
+    "merge_in": "points.merged",
+    "transfer_out": "points.transferred",
+    "transfer_in": "points.transferred",
 }
 
 

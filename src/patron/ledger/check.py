@@ -14,6 +14,9 @@ from patron.events.kinds import ENTRY_EVENTS
 from patron.events.models import DomainEvent
 from patron.ledger.models import Account, Entry, Lot, Movement
 
+# Entry kinds whose positive entries create a lot (merge_in, transfer_in: docs/moves.md).
+LOT_KINDS = ["earn", "adjust", "merge_in", "transfer_in"]
+
 
 @dataclass
 class CheckReport:
@@ -70,7 +73,7 @@ def check_ledger(session: Session) -> CheckReport:
         .subquery()
     )
     created_points = case(
-        (Entry.kind.in_(["earn", "adjust"]) & (Entry.points > 0), func.coalesce(created.points, 0)),
+        (Entry.kind.in_(LOT_KINDS) & (Entry.points > 0), func.coalesce(created.points, 0)),
         else_=0,
     )
     rows = session.execute(

@@ -102,7 +102,8 @@ class Entry(Base):
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
-    kind: Mapped[str] = mapped_column(String(10))  # earn | redeem | expire | adjust | reverse
+    # earn | redeem | expire | adjust | reverse | merge_in | merge_out | transfer_in | transfer_out
+    kind: Mapped[str] = mapped_column(String(20))
     points: Mapped[int] = mapped_column(BigInteger)
     # The part of `points` that counts towards tier qualification (tiers: metric "points").
     qualifying: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")

@@ -206,7 +206,8 @@ def lots(
             remaining=lot.remaining,
             earned_at=lot.earned_at,
             pending_until=lot.pending_until,
-            pending=lot.pending and lot.pending_until is not None and lot.pending_until > now,
+            # No release date: held for a fraud review until staff decide (patron.fraud).
+            pending=lot.pending and (lot.pending_until is None or lot.pending_until > now),
             expires_at=lot.expires_at,
         )
         for lot in rows

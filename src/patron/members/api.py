@@ -1,8 +1,9 @@
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import RedirectResponse
 
 from patron import http
 from patron.audit import service as audit
@@ -136,13 +137,27 @@ def lookup_member(
     return http.read(db, run)
 
 
-@router.get("/members/{member_id}", response_model=MemberOut, responses=responses(NotFound))
+@router.get(
+    "/members/{member_id}",
+    response_model=MemberOut,
+    responses={
+        **responses(NotFound),
+        308: {"description": "The member was merged: Location names the surviving member"},
+    },
+)
 def get_member(
     member_id: int = MemberId,
     db: Database = Depends(http.get_db),
     actor: Actor = Depends(http.require("read", "pos")),
-) -> MemberOut:
-    return http.read(db, lambda s: service.to_out(s, service.get_member(s, member_id, actor=actor)))
+) -> Any:
+    def run(s):
+        member = service.get_member(s, member_id, actor=actor)
+        if member.status == "merged" and member.merged_into is not None:
+            # docs/moves.md: a merged member's id answers with the survivor's address.
+            return RedirectResponse(f"/api/v1/members/{member.merged_into}", status_code=308)
+        return service.to_out(s, member)
+
+    return http.read(db, run)
 
 
 @router.patch(

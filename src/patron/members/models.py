@@ -25,7 +25,9 @@ class Member(Base):
     preferences: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     marketing_consent: Mapped[bool] = mapped_column(Boolean, default=False)
-    status: Mapped[str] = mapped_column(String(10), default="active")  # active | blocked
+    status: Mapped[str] = mapped_column(String(10), default="active")  # active | blocked | merged
+    # The surviving member a merged one was folded into (patron.members.merge).
+    merged_into: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

@@ -49,11 +49,13 @@ def resolve(session: Session, refs: Sequence[MemberRef], country: str) -> list[F
     by_phone: dict[str, int] = {}
     wanted_phones = {p for p in phones.values() if p is not None and "\x00" not in p}
     if emails or wanted_phones:
-        for member_id, email, phone in session.execute(
-            select(Member.id, Member.email, Member.phone).where(
+        for found_id, email, phone, merged_into in session.execute(
+            select(Member.id, Member.email, Member.phone, Member.merged_into).where(
                 Member.email.in_(emails) | Member.phone.in_(wanted_phones)
             )
         ):
+            # A merged member's phone or e-mail names the survivor (patron.members.merge).
+            member_id = merged_into if merged_into is not None else found_id
             if email is not None:
                 by_email[email] = member_id
             if phone is not None:

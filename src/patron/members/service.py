@@ -348,12 +348,22 @@ def find_member(session: Session, ref: MemberRef, *, program: Program | None = N
         ).one_or_none()
         if member is None:
             raise NotFound(f"no member with e-mail {ref.email}", code="member_not_found")
-        return member
+        return _survivor(session, member)
     assert ref.phone is not None
     phone = normalise_phone(ref.phone, default_region(session, program))
     member = session.scalars(select(Member).where(Member.phone == phone)).one_or_none()
     if member is None:
         raise NotFound(f"no member with phone {ref.phone}", code="member_not_found")
+    return _survivor(session, member)
+
+
+def _survivor(session: Session, member: Member) -> Member:
+    """A merged member's phone or e-mail finds the member it was merged into
+    (patron.members.merge)."""
+    hops = 0
+    while member.status == "merged" and member.merged_into is not None and hops < 20:
+        member = session.get(Member, member.merged_into) or member
+        hops += 1
     return member
 
 

@@ -1,7 +1,10 @@
-"""Marketing consent per member and channel, with its history (who, when, how).
+"""Consent per member and purpose, with its history (who, when, how, which text version).
 
-The latest consent record for a member and channel is in force; a member with none yet has the
-consent given at enrollment (members.marketing_consent). Transactional messages (about the
+A record's `channel` names its purpose: "email" is marketing e-mail, "sms" marketing SMS and
+"profiling" the use of her history to tailor offers (patron.privacy.consents names them
+marketing_email, marketing_sms, profiling). The latest record for a member and channel is in
+force; a member with none yet has the consent given at enrollment (members.marketing_consent)
+for the two marketing channels and no consent to profiling. Transactional messages (about the
 member's own account) need no consent; marketing ones are only sent with it.
 """
 
@@ -20,7 +23,9 @@ from patron.events.keys import instance_key, sign, verify
 from patron.members.models import Member
 from patron.notify.models import ConsentRecord
 
-CHANNELS: tuple[str, ...] = ("email", "sms")
+CHANNELS: tuple[str, ...] = ("email", "sms")  # the marketing channels messages go out on
+PROFILING = "profiling"
+KINDS: tuple[str, ...] = (*CHANNELS, PROFILING)  # every purpose a record may be about
 Source = Literal[
     "api", "admin", "portal", "unsubscribe_link", "sms_keyword", "import", "enrollment"
 ]
@@ -58,7 +63,9 @@ def current(session: Session, member: Member, channel: str) -> bool:
         .order_by(ConsentRecord.id.desc())
         .limit(1)
     )
-    return bool(member.marketing_consent) if latest is None else bool(latest)
+    if latest is None:
+        return bool(member.marketing_consent) if channel in CHANNELS else False
+    return bool(latest)
 
 
 def current_all(session: Session, member: Member) -> dict[str, bool]:
@@ -75,12 +82,17 @@ def change(
     actor: Actor,
     now: datetime,
     note: str | None = None,
+    version: str | None = None,
+    program_id: int | None = None,
 ) -> list[ConsentRecord]:
     """Record a consent change on each channel (even if unchanged: the member said it again,
-    and when and how is the record). members.marketing_consent follows: true while any channel
-    is granted."""
+    and when and how is the record). members.marketing_consent follows: true while any
+    marketing channel is granted. `version` is the consent text agreed to (or withdrawn)."""
     rows = []
+    channels = list(channels)
     before = current_all(session, member)
+    if PROFILING in channels:
+        before[PROFILING] = current(session, member, PROFILING)
     for channel in channels:
         row = ConsentRecord(
             member_id=member.id,
@@ -90,12 +102,16 @@ def change(
             actor=str(actor),
             at=now,
             note=note,
+            version=version,
+            program_id=program_id,
         )
         session.add(row)
         rows.append(row)
     session.flush()
     after = current_all(session, member)
     member.marketing_consent = any(after.values())
+    if PROFILING in channels:
+        after[PROFILING] = current(session, member, PROFILING)
     audit.record(
         session,
         actor=actor,
@@ -104,17 +120,25 @@ def change(
         subject_id=member.id,
         at=now,
         before={"consent": before},
-        after={"consent": after, "source": source, "note": note},
+        after={"consent": after, "source": source, "note": note}
+        | ({"version": version} if version is not None else {}),
     )
     session.flush()
     return rows
 
 
-def history(session: Session, member_id: int, *, limit: int = 200) -> list[ConsentRecord]:
+def history(
+    session: Session,
+    member_id: int,
+    *,
+    limit: int = 200,
+    channels: Iterable[str] = CHANNELS,
+) -> list[ConsentRecord]:
+    """Newest first; the marketing channels unless `channels` says otherwise."""
     return list(
         session.scalars(
             select(ConsentRecord)
-            .where(ConsentRecord.member_id == member_id)
+            .where(ConsentRecord.member_id == member_id, ConsentRecord.channel.in_(list(channels)))
             .order_by(ConsentRecord.id.desc())
             .limit(limit)
         )

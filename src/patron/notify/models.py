@@ -49,13 +49,16 @@ class ConsentRecord(Base):
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
-    channel: Mapped[str] = mapped_column(String(10))  # email | sms
+    channel: Mapped[str] = mapped_column(String(10))  # email | sms | profiling
     granted: Mapped[bool] = mapped_column(Boolean)
     # api | admin | portal | unsubscribe_link | sms_keyword | import | enrollment
     source: Mapped[str] = mapped_column(String(20))
     actor: Mapped[str] = mapped_column(String(80))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     note: Mapped[str | None] = mapped_column(String(500))
+    # The consent text version agreed to, and the program it was asked in (patron.privacy).
+    version: Mapped[str | None] = mapped_column(String(40))
+    program_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class ReminderMark(Base):

@@ -64,6 +64,12 @@ def _defaults() -> dict[str, EventSetting]:
         "coupon.cancelled": (on, t),  # the coupon is gone and the points are back
         "coupon.expired": (off, t),  # as points.expired
         "member.erasure_requested": (on, t),  # her confirmation that the request is recorded
+        "member.merged": (on, t),  # her two memberships are one now
+        "points.merged": (off, t),  # member.merged says it already
+        "points.transferred": (on, t),  # both members hear of a transfer
+        "fraud.review": (off, t),  # for webhooks; a message only if the program wants it
+        # For webhooks: her address is gone with the rest of her data, so no message can reach her.
+        "member.erased": (off, t),
     }
     return {
         kind: EventSetting(enabled=enabled, purpose=purpose)

@@ -188,10 +188,13 @@ def _consents(session: Session, member: Member) -> list[dict[str, Any]]:
     rows = session.scalars(
         select(ConsentRecord).where(ConsentRecord.member_id == member.id).order_by(ConsentRecord.id)
     )
+    purposes = {"email": "marketing_email", "sms": "marketing_sms"}
     return [
-        {"channel": c.channel, "granted": c.granted, "source": c.source, "at": c.at, "note": c.note}
+        {"channel": c.channel, "purpose": purposes.get(c.channel, c.channel),
+         "granted": c.granted, "source": c.source, "at": c.at, "version": c.version,
+         "note": c.note}
         for c in rows
-    ]
+    ]  # fmt: skip
 
 
 def _sessions(session: Session, program: Program, member: Member) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from patron.audit.service import Actor
 from patron.errors import CouponRefused, Invalid
+from patron.fraud import redemption as fraud
 from patron.members import service as members
 from patron.money import from_minor, parse_amount, to_minor
 from patron.programs.models import Program, Store
@@ -176,6 +177,7 @@ def use(
     replay = _replay(session, coupon, req.order)
     if replay is not None:
         return replay
+    fraud.check_coupon(session, program.id, coupon.member_id)  # verified contact, if required
     gift_minor = None
     if req.gift_amount is not None:
         try:

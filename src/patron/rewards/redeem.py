@@ -20,6 +20,7 @@ from patron.audit import service as audit
 from patron.audit.service import Actor
 from patron.errors import CouponRefused, Invalid, NotEligible, NotFound, OutOfStock
 from patron.events import outbox
+from patron.fraud import redemption as fraud
 from patron.ledger import service as ledger
 from patron.ledger.models import Account, Entry
 from patron.ledger.views import totals
@@ -242,6 +243,10 @@ def redeem(
     members.ensure_active(member)
     reward = get_reward(session, program, reward_code)
     the_store = store_id(session, program, store)
+    # The program's fraud controls (verified contact, redemptions per day): before any write.
+    guarded = fraud.check_redemption(
+        session, program.id, program.timezone, member.id, store_id=the_store, actor=actor, now=now
+    )
     account = ledger.open_account(session, program_id=program.id, member_id=member.id, now=now)
     ledger.settle_due(session, account, now)
     why = refusal(
@@ -356,6 +361,10 @@ def redeem(
         session, reward, -quantity, reason="redeem", actor=actor, now=now,
         redemption_id=redemption.id,
     )  # fmt: skip
+    if guarded is not None and guarded.limits:
+        fraud.record_redemption(
+            session, program.id, member.id, store_id=the_store, actor=actor, now=now
+        )
     session.flush()
     return redemption, coupons, account
 

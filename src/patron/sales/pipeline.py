@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from patron.audit import service as audit
 from patron.audit.service import Actor
 from patron.errors import Conflict, NotFound, PatronError
+from patron.fraud import guard as fraud
 from patron.ledger import views
 from patron.ledger.models import Account
 from patron.members import refs
@@ -197,7 +198,16 @@ def _round(
             planned.append(i)
     assert got.ids is not None
     ids = got.ids
-    planner = Planner(config, states, ids=ids, actor=str(actor), now=now)
+    guard = None
+    if config.fraud is not None:  # the program's fraud controls: one read for the round
+        guard = fraud.start(
+            session,
+            config,
+            [fraud.ahead(items[i][0], member_of[i], config, now) for i in planned],
+            actor=actor,
+            now=now,
+        )
+    planner = Planner(config, states, ids=ids, actor=str(actor), now=now, guard=guard)
     extras: dict[int, _Extra] = {}
     written: list[tuple[int, Any]] = []
     chosen: dict[str, tuple[str | None, dict[str, Any] | None]] = {}
@@ -239,6 +249,8 @@ def _round(
             apply(conn, rows)
     else:
         apply(conn, rows)  # the purchase is the first row written: nothing to undo if taken
+    if guard is not None:
+        guard.write(session, rows.entries)
     known.update(chosen)
     program: Program | None = None
     for i, outcome in written:

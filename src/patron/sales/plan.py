@@ -27,7 +27,13 @@ from patron.rules.engine import MemberContext, evaluate
 from patron.rules.service import payable_amount, qualifying_points
 from patron.sales import basket
 from patron.sales.program_cache import ProgramConfig
-from patron.sales.schemas import BasketIn, CouponApplied, PurchaseOut, PurchaseRequest
+from patron.sales.schemas import (
+    BasketIn,
+    CouponApplied,
+    PurchaseOut,
+    PurchaseRequest,
+    ReviewHeld,
+)
 from patron.tiers.metrics import qualify
 from patron.tiers.periods import Window, window_at
 
@@ -114,6 +120,23 @@ class AccountState:
     # Expiries after the earliest late sale that spends (read only for such members).
     expiries: list[Expiry] = field(default_factory=list)
     new: bool = False  # not in the database yet: the first sale that goes through opens it
+
+
+@dataclass
+class LotMove:
+    """Points moved out of a lot to another member (a merge, a transfer), with the dates the
+    receiving lot keeps."""
+
+    lot: LotState
+    points: int
+    pending_until: datetime | None = None
+    earned_at: datetime | None = None
+    # Moves with the same key land in one receiving lot (a transfer groups by expiry).
+    group: object = None
+
+    @property
+    def expires_at(self) -> datetime | None:
+        return self.lot.expires_at
 
 
 @dataclass
@@ -218,10 +241,12 @@ class Planner:
         ids: Ids,
         actor: str,
         now: datetime,
+        guard: Any = None,
     ) -> None:
         self.config, self.accounts, self.ids = config, accounts, ids
         self.actor, self.now = actor, now
         self.rows = Rows()
+        self.guard = guard  # the fraud controls of the round (patron.fraud.guard), if any
 
     def sale(self, op: SaleOp) -> Outcome:
         try:
@@ -280,6 +305,10 @@ class Planner:
             earned_year=op.figures.get("member_year", 0),
         )
         result = evaluate(doc, earn_order, context, op.budgets or {})
+        held = checked = None
+        if self.guard is not None:  # may refuse a redemption, or hold the points
+            checked = fraud_sale(op, store_id, to_minor(order.total, config.currency), occurred_at)
+            held = self.guard.check(checked, result.points)
         # Every check passed: from here on the sale is written.
         if state.new:
             self._open(state)
@@ -305,7 +334,7 @@ class Planner:
         metric_gain = 0
         if result.points:
             qualifying = qualifying_points(doc, result)
-            earn_id, out = sale.earn(result, tier, qualifying)
+            earn_id, out = sale.earn(result, tier, qualifying, held=held is not None)
             entries.append(out)
             metric_gain = qualifying
         window = upgrade_window(config, state.tier, now)
@@ -338,6 +367,8 @@ class Planner:
         )
         if op.coupons_out is not None:
             answer_out.discount, answer_out.coupons = op.coupons_out
+        if held is not None:
+            answer_out.review = ReviewHeld.model_validate(held.answer(result.points))
         answer = answer_out.answer()
         self.rows.purchases.append(
             {
@@ -377,6 +408,15 @@ class Planner:
                 "response": answer,
             }
         )
+        if checked is not None:
+            self.guard.recorded(
+                checked,
+                purchase_id=p_id,
+                account_id=state.account_id,
+                points=result.points,
+                earn_entry_id=earn_id,
+                hold=held,
+            )
         return Outcome(
             answer=answer,
             account_id=state.account_id,
@@ -438,6 +478,31 @@ class Planner:
         )
         assert taken.entry is not None
         return taken.entry
+
+    # --- a migration's opening balance (patron.bulk) ---------------------------------------
+
+    def opening_balance(
+        self, member_id: int, points: int, *, policy: ExpiryRule | None, reason: str
+    ) -> EntryOut | None:
+        """A member brought over from another system: the account opened (member.enrolled)
+        if new, then `points` (if any) credited as an adjustment in a lot of their own,
+        expiring by `policy` (the old system's date; None: the member's tier's policy).
+        Never qualifying: the tier comes over as it was, not from these points."""
+        state = self.accounts[member_id]
+        if state.new:
+            self._open(state)
+        if points <= 0:
+            return None
+        tier = self.config.tier_by_code.get(state.tier) if state.tier is not None else None
+        _id, out = _Writer(self, state, self.now).credit(
+            "adjust",
+            points,
+            reason=reason,
+            qualifying=0,
+            policy=policy or self.config.expiry_rule(tier),
+            pending_days=0,
+        )
+        return out
 
     # --- refunds, rewards and events -------------------------------------------------------
 
@@ -561,6 +626,180 @@ class Planner:
             reverses=reverses,
             details={"qualifying_only": True},
         )
+
+    # --- moves between two members: a merge, a transfer (patron.members.merge, .transfer) ---
+
+    def move_lots(
+        self,
+        from_member: int,
+        to_member: int,
+        moves: list[LotMove],
+        *,
+        kinds: tuple[str, str],
+        reasons: tuple[str, str],
+        details: tuple[dict[str, Any], dict[str, Any]],
+    ) -> tuple[EntryOut, list[tuple[EntryOut, int]]]:
+        """Points out of the lots of `from_member` (one entry of kinds[0], a movement per lot)
+        into new lots of `to_member` (an entry of kinds[1] each, with the expiry, pending date
+        and earning date `moves` give them). A debt of the receiver is paid from them first.
+        Returns the out entry and each in entry with its new lot's id."""
+        src, dst = self.accounts[from_member], self.accounts[to_member]
+        if dst.new:
+            self._open(dst)
+        total = sum(m.points for m in moves)
+        assert total > 0
+        out = _Writer(self, src, self.now)._entry(
+            kinds[0], -total, reason=reasons[0], details=details[0]
+        )
+        pending = {id(lot) for lot in src.pending_lots or []}
+        writer = _Writer(self, src, self.now)
+        for m in moves:
+            writer._take(
+                m.lot, m.points, out.id, "pending" if id(m.lot) in pending else "available"
+            )
+        for attr in ("lots", "pending_lots"):
+            lots = getattr(src, attr)
+            if lots is not None:
+                setattr(src, attr, [lot for lot in lots if lot.remaining > 0])
+        ins: list[tuple[EntryOut, int]] = []
+        w = _Writer(self, dst, self.now)
+        soon = self.now + EXPIRING_WINDOW
+        for group in _in_groups(moves):
+            points = sum(m.points for m in group)
+            first = group[0]
+            is_pending = first.pending_until is not None and first.pending_until > self.now
+            lot_id = self.ids.lot()
+            settled = min(dst.debt, points) if dst.debt > 0 else 0
+            extra: dict[str, Any] = {
+                **details[1],
+                "from_lots": [m.lot.id for m in group],
+                "expires_at": first.expires_at.isoformat() if first.expires_at else None,
+                "pending_until": (
+                    first.pending_until.isoformat()
+                    if is_pending and first.pending_until is not None
+                    else None
+                ),
+            }
+            if settled:
+                extra["debt_settled"] = settled
+            entry = w._entry(
+                kinds[1],
+                points,
+                reason=reasons[1],
+                lot_id=lot_id,
+                details=extra,
+                expires=first.expires_at,
+            )
+            remaining = points - settled
+            if settled:
+                self.rows.movements.append(
+                    {"entry_id": entry.id, "lot_id": lot_id, "points": -settled}
+                )
+                self.rows.movements.append(
+                    {"entry_id": entry.id, "lot_id": None, "points": settled}
+                )
+            bucket = "pending" if is_pending else "available"
+            setattr(dst, bucket, getattr(dst, bucket) + remaining)
+            dst.debt -= settled
+            self.rows.move(dst.account_id, debt=-settled, **{bucket: remaining})
+            if first.expires_at is not None and self.now < first.expires_at <= soon:
+                dst.expiring += remaining
+            lot = self.rows.new_lots[lot_id] = {
+                "id": lot_id,
+                "account_id": dst.account_id,
+                "points": points,
+                "remaining": remaining,
+                "earned_at": first.earned_at or self.now,
+                "pending_until": first.pending_until if is_pending else None,
+                "pending": is_pending,
+                "expires_at": first.expires_at,
+            }
+            self.rows.lots.append(lot)
+            target = dst.pending_lots if is_pending else dst.lots
+            if target is not None and remaining > 0:
+                target.append(LotState(lot_id, remaining, first.expires_at))
+                target.sort(key=_spend_order)
+            ins.append((entry, lot_id))
+        return out, ins
+
+    def move_debt(
+        self,
+        from_member: int,
+        to_member: int,
+        *,
+        kinds: tuple[str, str],
+        reasons: tuple[str, str],
+        details: tuple[dict[str, Any], dict[str, Any]],
+    ) -> tuple[EntryOut, EntryOut] | None:
+        """The debt of `from_member` (who then holds no points) moved to `to_member`: paid
+        from the receiver's lots (available, then pending, soonest expiry first), the rest
+        stays debt there."""
+        src, dst = self.accounts[from_member], self.accounts[to_member]
+        debt = src.debt
+        if debt <= 0:
+            return None
+        if dst.new:
+            self._open(dst)
+        out = _Writer(self, src, self.now)._entry(
+            kinds[0], debt, reason=reasons[0], details={**details[0], "debt": debt}
+        )
+        self.rows.movements.append({"entry_id": out.id, "lot_id": None, "points": debt})
+        src.debt = 0
+        self.rows.move(src.account_id, debt=-debt)
+        w = _Writer(self, dst, self.now)
+        entry = w._entry(kinds[1], -debt, reason=reasons[1], details={**details[1], "debt": debt})
+        need = debt
+        pending = {id(lot) for lot in dst.pending_lots or []}
+        for lot in [*(dst.lots or []), *(dst.pending_lots or [])]:
+            part = min(need, lot.remaining)
+            if part <= 0:
+                continue
+            need -= part
+            w._take(lot, part, entry.id, "pending" if id(lot) in pending else "available")
+        if need:
+            dst.debt += need
+            self.rows.movements.append({"entry_id": entry.id, "lot_id": None, "points": -need})
+            self.rows.move(dst.account_id, debt=need)
+        return out, entry
+
+    def move_qualifying(
+        self,
+        from_member: int,
+        to_member: int,
+        groups: list[tuple[datetime, int]],
+        *,
+        kinds: tuple[str, str],
+        reasons: tuple[str, str],
+        details: tuple[dict[str, Any], dict[str, Any]],
+    ) -> int:
+        """Tier-qualifying points (no points) moved, each group dated at its own instant so it
+        counts in the same tier window as the entries it comes from. Returns the entries
+        written per side."""
+        src, dst = self.accounts[from_member], self.accounts[to_member]
+        if dst.new:
+            self._open(dst)
+        out_w, in_w = _Writer(self, src, self.now), _Writer(self, dst, self.now)
+        for at, qualifying in groups:
+            if not qualifying:
+                continue
+            extra = {"qualifying_only": True}
+            out_w._entry(
+                kinds[0],
+                0,
+                reason=reasons[0],
+                qualifying=-qualifying,
+                occurred_at=at,
+                details={**details[0], **extra},
+            )
+            in_w._entry(
+                kinds[1],
+                0,
+                reason=reasons[1],
+                qualifying=qualifying,
+                occurred_at=at,
+                details={**details[1], **extra},
+            )
+        return len(groups)
 
     def _late(self, state: AccountState, occurred_at: datetime) -> list[Expiry]:
         """Points that were valid when a late sale happened and expired before it was
@@ -930,8 +1169,11 @@ class _Writer:
             state.expired += total
             p.rows.move(state.account_id, expired=total)
 
-    def earn(self, result: Any, tier: Any, qualifying: int) -> tuple[int, EntryOut]:
-        """The points earned, in a new lot (`credit`)."""
+    def earn(
+        self, result: Any, tier: Any, qualifying: int, *, held: bool = False
+    ) -> tuple[int, EntryOut]:
+        """The points earned, in a new lot (`credit`); `held`: pending until staff review the
+        sale (no release date: patron.fraud)."""
         config = self.p.config
         return self.credit(
             "earn",
@@ -942,6 +1184,7 @@ class _Writer:
             pending_days=config.pending_days,
             breakdown=result.steps,
             rule_version=config.rule_version,
+            held=held,
         )
 
     def credit(
@@ -955,6 +1198,7 @@ class _Writer:
         pending_days: int,
         breakdown: list[dict[str, Any]] | None = None,
         rule_version: int | None = None,
+        held: bool = False,
     ) -> tuple[int, EntryOut]:
         """New points in a new lot (an earn, or a positive adjustment); a debt is paid from it
         first. Points whose validity ended before `now` (a sale recorded late) expire at once.
@@ -964,11 +1208,15 @@ class _Writer:
         expiry = policy.expires_at(self.occurred_at, p.config.timezone)
         until = pending_until(self.occurred_at, days=pending_days)
         is_pending = until is not None and until > p.now
+        if held:  # pending until staff decide (patron.fraud.review), never released by date
+            until, is_pending = None, True
         settled = min(state.debt, points) if state.debt > 0 else 0
         details: dict[str, Any] = {
             "expires_at": expiry.isoformat() if expiry else None,
             "pending_until": until.isoformat() if until and is_pending else None,
         }
+        if held:
+            details["held_for_review"] = True
         if settled:
             details["debt_settled"] = settled
         lot_id = p.ids.lot()
@@ -1028,6 +1276,33 @@ class _Writer:
         setattr(state, bucket, getattr(state, bucket) - points)
         state.expired += points
         p.rows.move(state.account_id, expired=points, **{bucket: -points})
+
+
+def _in_groups(moves: list[LotMove]) -> list[list[LotMove]]:
+    """Moves that land in one receiving lot: same group key, expiry and pending date (a move
+    with no group key lands alone); in the order first seen."""
+    out: dict[object, list[LotMove]] = {}
+    for i, m in enumerate(moves):
+        key = (m.group, m.expires_at, m.pending_until) if m.group is not None else ("lot", i)
+        out.setdefault(key, []).append(m)
+    return list(out.values())
+
+
+def fraud_sale(op: SaleOp, store_id: int | None, amount_minor: int, occurred_at: datetime) -> Any:
+    """A sale as the fraud controls check it (patron.fraud.guard.Sale)."""
+    from patron.fraud.guard import Sale
+
+    req = op.req
+    return Sale(
+        member_id=op.member_id,
+        card=req.member.card,
+        store_id=store_id,
+        external_id=req.external_id,
+        amount_minor=amount_minor,
+        occurred_at=occurred_at,
+        spends=bool(req.points_to_spend or req.coupons),
+        spends_points=bool(req.points_to_spend),
+    )
 
 
 def _give_order(lot: OpenLot) -> tuple[bool, float, int]:

@@ -35,6 +35,7 @@ from patron.rules.models import RuleSetVersion
 from patron.tiers.models import TierDefinition, TierPolicy
 
 if TYPE_CHECKING:
+    from patron.fraud.settings import Rules as FraudRules
     from patron.rules.service import Needs
 
 # `programs.config_version` (migration 0006). The ORM model does not map it (its file belongs
@@ -125,6 +126,7 @@ class ProgramConfig:
     tiers: tuple[TierDef, ...]  # lowest rank first
     tier_by_code: Mapping[str, TierDef] = field(default_factory=dict)
     closed_stores: frozenset[str] = frozenset()  # switched off: they take no sales
+    fraud: FraudRules | None = None  # the program's fraud controls; None: none (docs/fraud.md)
 
     def store_id_of(self, code: str) -> int | None:
         """The id of an open store; None for a code the program does not have."""
@@ -205,6 +207,7 @@ def forget(session: Session) -> None:
 def load(session: Session, program_id: int) -> ProgramConfig:
     """Read the configuration and keep it under the token read *first*: a change committed
     while the rest is read leaves a newer token in the database, so the next earn reloads."""
+    from patron.fraud.settings import load_rules
     from patron.rules import service as rules
 
     found = session.execute(
@@ -274,6 +277,7 @@ def load(session: Session, program_id: int) -> ProgramConfig:
         else None,
         tiers=tiers,
         tier_by_code={t.code: t for t in tiers},
+        fraud=load_rules(session, program_id),
     )
     cache = _cache(session)
     cache.configs[program_id] = config

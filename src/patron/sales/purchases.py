@@ -393,7 +393,8 @@ def refund(
 
     row.refund_mode = mode
     row.refunded_minor += now_minor
-    row.reversed_points = reversed_target
+    # A review's reversal (patron.fraud.review) may have taken the points back already.
+    row.reversed_points = max(row.reversed_points, reversed_target)
     row.restored_points = restored_target
     if lines is not None:
         row.lines = lines

@@ -138,6 +138,16 @@ class QuoteOut(BaseModel):
     )
 
 
+class ReviewHeld(BaseModel):
+    code: str = Field(
+        description="The first reason: velocity_<member|card|store|key>_<limit>, "
+        "duplicate_transaction or points_above_threshold"
+    )
+    codes: list[str] = Field(description="Every reason the sale is held for")
+    held_points: int = Field(description="Points earned and held (pending) until staff decide")
+    detail: str
+
+
 class PurchaseOut(BaseModel):
     external_id: str
     member_id: int
@@ -152,12 +162,18 @@ class PurchaseOut(BaseModel):
     # they were).
     discount: Decimal | None = Field(None, description="What the coupons took off `amount`")
     coupons: list[CouponApplied] | None = None
+    # Only on a sale the program's fraud controls hold for review (docs/fraud.md).
+    review: ReviewHeld | None = Field(
+        None, description="The sale is recorded but its points are held for staff review"
+    )
 
     def answer(self) -> dict[str, Any]:
-        """The stored and returned JSON: without the coupon fields on a sale without coupons."""
-        if self.coupons is None:
-            return self.model_dump(mode="json", exclude={"discount", "coupons"})
-        return self.model_dump(mode="json")
+        """The stored and returned JSON: without the coupon fields on a sale without coupons,
+        without `review` on a sale not held."""
+        skip = {"discount", "coupons"} if self.coupons is None else set()
+        if self.review is None:
+            skip.add("review")
+        return self.model_dump(mode="json", exclude=skip)
 
 
 class RefundOut(BaseModel):

@@ -71,8 +71,9 @@ def test_owner_reads_the_dashboard_filters_the_period_report_and_downloads_excel
     path = tmp_path / download.suggested_filename
     download.save_as(path)
     rows = list(load_workbook(path).active.iter_rows(values_only=True))
-    assert rows[0][:4] == ("period", "from", "to", "earned")
-    assert rows[-1][0] == "total" and rows[-1][rows[0].index("issued")] > 0
+    assert rows[0][0].startswith("bakery · Points by period · ")  # the title row
+    assert rows[1][:4] == ("Period", "From", "To", "Earned")
+    assert rows[-1][0] == "Total" and rows[-1][rows[1].index("Issued")] > 0
 
     # A range that ends before it starts: the message at the field, no error page.
     page.get_by_label("From", exact=True).fill("2026-03-01")

@@ -49,8 +49,11 @@ def test_owner_adds_a_support_user_who_signs_in_and_sees_supports_menu(
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Hello, Jimin Park")
     nav = page.get_by_role("navigation", name="Sections")
-    # Support helps members: their records and the messages sent to them.
-    expect(nav.get_by_role("link")).to_have_text(["Members", "Messages"])
+    # Support helps members: their records, the messages sent to them, imports of them, their
+    # privacy requests and the sales held for review.
+    expect(nav.get_by_role("link")).to_have_text(
+        ["Members", "Messages", "Imports", "Privacy", "Review"]
+    )
     expect(page.locator(".user-name .badge")).to_have_text("Support")
 
 

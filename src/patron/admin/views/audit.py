@@ -25,7 +25,14 @@ def audit_page(
     # A GET filter form sends empty fields as "", so numbers are read leniently.
     flt = audit_log.AuditFilter(actor=actor, action=action, member_id=forms.optional_int(member))
     with get_db(request).unit_of_work(readonly=True) as session:
-        rows, more = audit_log.entries(session, flt, before_id=forms.optional_int(before))
+        rows, more = audit_log.entries(
+            session,
+            flt,
+            before_id=forms.optional_int(before),
+            program_ids=None
+            if staff.programs is None
+            else [p.id for p in context.programs(session) if staff.reaches(p.code)],
+        )
         return render(
             request,
             "audit/list.html",

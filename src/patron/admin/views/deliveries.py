@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from patron import clock
-from patron.admin import context, forms
+from patron.admin import context, forms, program_context
 from patron.admin.deps import Staff, form_data, get_db, require
 from patron.admin.templating import path_for, render
 from patron.events import service
@@ -40,7 +40,7 @@ def deliveries_page(
     staff: Staff = Depends(require("messages.view")),
 ) -> Response:
     with get_db(request).unit_of_work(readonly=True) as session:
-        programs = context.programs(session)
+        programs = program_context.visible(context.programs(session))
         prog = next((p for p in programs if p.code == program), programs[0] if programs else None)
         rows: list[Delivery] = []
         more: str | None = None

@@ -21,5 +21,5 @@ def home(request: Request, staff: Staff = Depends(current_staff)) -> Response:
             "home.html",
             tz=context.default_timezone(session),
             section="home",
-            programs=context.programs(session),
+            programs=[p for p in context.programs(session) if staff.reaches(p.code)],
         )

@@ -9,6 +9,7 @@ message under the field; success redirects (303) back to the page with a notice.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import date
 from typing import Any, Literal
 
@@ -79,7 +80,9 @@ def members_search(
     staff: Staff = Depends(require("members.view")),
 ) -> Response:
     with get_db(request).unit_of_work(readonly=True) as session:
-        hits = search.search(session, q, region=members.default_region(session))
+        hits = search.search(
+            session, q, region=members.default_region(session), programs=staff.programs
+        )
     # A scanned card or a full phone number finds one member: go straight to them.
     if len(hits) == 1 and q.strip() and not request.headers.get("HX-Request"):
         return RedirectResponse(
@@ -96,11 +99,22 @@ def members_results(
 ) -> Response:
     """The result list alone, for search-as-you-type."""
     with get_db(request).unit_of_work(readonly=True) as session:
-        hits = search.search(session, q, region=members.default_region(session))
+        hits = search.search(
+            session, q, region=members.default_region(session), programs=staff.programs
+        )
     return render(request, "members/_results.html", q=q, hits=hits)
 
 
 # --- the 360° page ----------------------------------------------------------------------------
+
+
+def _in_reach(session: Any, staff: Staff, member_id: int, program: str | None) -> str | None:
+    """For a user limited to programs, the member's first program of theirs when none is asked
+    (deps.require has already refused one outside them): never another program's figures."""
+    if program or staff.programs is None:
+        return program
+    mine = [p.code for p in member360.member_programs(session, member_id) if staff.reaches(p.code)]
+    return mine[0] if mine else None
 
 
 def _page(
@@ -126,6 +140,7 @@ def _page(
     delta = request.query_params.get("delta", "")
     # Rendered inside the unit of work: its rollback at the end expires the ORM rows.
     with get_db(request).unit_of_work(readonly=True) as session:
+        program = _in_reach(session, staff, member_id, program)
         try:
             data = member360.load(
                 session,
@@ -147,6 +162,12 @@ def _page(
             data = member360.load(
                 session, member_id, program_code=program, lang=staff.language, now=clock.now()
             )
+        if staff.programs is not None:
+            # A member shared with another program: that program's tab and changes stay hidden.
+            shown = [p for p in data.programs if staff.reaches(p.code)]
+            hidden = {p.id for p in data.programs} - {p.id for p in shown}
+            changes = [c for c in data.changes if c.program_id not in hidden]
+            data = replace(data, programs=shown, changes=changes)
         return render(
             request,
             template,
@@ -507,6 +528,7 @@ def member_export(
         raise Invalid("from/to: give dates as YYYY-MM-DD", code="invalid_date")
     now = clock.now()
     with get_db(request).unit_of_work() as session:
+        program = _in_reach(session, staff, member_id, program)
         prog, rows = member360.export_rows(
             session, member_id, program_code=program, date_from=date_from, date_to=date_to
         )

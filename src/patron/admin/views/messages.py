@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from patron import clock
-from patron.admin import forms, i18n, setup_service
+from patron.admin import forms, i18n, program_context, setup_service
 from patron.admin.deps import Staff, form_data, get_db, require
 from patron.admin.service import actor_labels
 from patron.admin.templating import path_for, render
@@ -71,10 +71,10 @@ class Prog:
 
 def _pick(session: Session, code: str | None) -> tuple[Program | None, list[tuple[str, str]]]:
     """The program asked for (404 if unknown), else the first; and every (code, name)."""
-    listed = programs.list_programs(session)
+    listed = program_context.visible(programs.list_programs(session))
     choices = [(p.code, p.name) for p in listed]
     if code:
-        return programs.get_program(session, code), choices
+        return program_context.visible_program(session, code), choices
     return (listed[0] if listed else None), choices
 
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
 from patron import clock
-from patron.admin import forms, i18n, setup_service
+from patron.admin import forms, i18n, program_context, setup_service
 from patron.admin.deps import Staff, form_data, get_db, require
 from patron.admin.service import actor_labels
 from patron.admin.templating import path_for, render
@@ -300,13 +300,16 @@ class ProgramChoice:
 
 
 def _choices(session) -> list[ProgramChoice]:
-    return [ProgramChoice(p.code, p.name) for p in programs.list_programs(session)]
+    return [
+        ProgramChoice(p.code, p.name)
+        for p in program_context.visible(programs.list_programs(session))
+    ]
 
 
 def _pick(session, code: str | None) -> Program | None:
     if code:
-        return programs.get_program(session, code)
-    found = programs.list_programs(session)
+        return program_context.visible_program(session, code)
+    found = program_context.visible(programs.list_programs(session))
     return found[0] if found else None
 
 

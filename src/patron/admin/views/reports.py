@@ -24,13 +24,12 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from patron import clock
-from patron.admin import charts, context, forms, i18n
+from patron.admin import charts, context, forms, i18n, program_context
 from patron.admin.deps import Staff, get_db, require
 from patron.admin.templating import path_for, render
 from patron.errors import Invalid
 from patron.ledger.expiry import add_months
 from patron.programs.models import Program
-from patron.programs.service import get_program
 from patron.reports import dashboard as dashboards
 from patron.reports import export, finance, members, period, promotions, rewards, rollup
 from patron.reports.common import (
@@ -92,9 +91,9 @@ def _fresh(request: Request) -> None:
 
 def _choose(session: Session, code: str | None) -> tuple[Program | None, list[Program]]:
     """The program asked for (404 if unknown), else the first one; and all of them."""
-    every = context.programs(session)
+    every = program_context.visible(context.programs(session))
     if code:
-        return get_program(session, code), every
+        return program_context.visible_program(session, code), every
     return (every[0] if every else None), every
 
 

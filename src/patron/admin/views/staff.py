@@ -16,8 +16,8 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
 from patron import clock, http
-from patron.admin import context, forms, i18n, service, setup_service
-from patron.admin.deps import Staff, form_data, get_db, require
+from patron.admin import context, forms, i18n, program_context, service, setup_service
+from patron.admin.deps import OutOfReach, Staff, form_data, get_db, require
 from patron.admin.roles import ROLES
 from patron.admin.templating import path_for, render
 from patron.auth import service as keys
@@ -30,7 +30,18 @@ KeyId = Path(ge=1, le=2**53)
 
 USER_FIELDS = ("email", "name", "role", "language", "password")
 NOTICES = frozenset(
-    {"created", "saved", "unchanged", "password", "unlocked", "not_locked", "off", "on", "ended"}
+    {
+        "created",
+        "saved",
+        "unchanged",
+        "password",
+        "unlocked",
+        "not_locked",
+        "off",
+        "on",
+        "ended",
+        "reach",
+    }
 )
 KEY_NOTICES = frozenset({"revoked"})
 # Refusals from the services that name no field in a way forms.from_error understands.
@@ -39,6 +50,9 @@ CODE_MESSAGES = {
     "invalid_language": ("language", "form.error.choice"),
     "last_owner": ("role", "staff.error.last_owner"),
     "invalid_name": ("name", "staff.error.name"),
+    "invalid_staff_reach": ("programs", "staff.reach.error.none"),
+    "reach_not_allowed": ("programs", "staff.reach.error.more"),
+    "last_unrestricted_owner": ("programs", "staff.reach.error.last_owner"),
 }
 
 
@@ -57,6 +71,16 @@ def _language_options() -> list[tuple[str, str]]:
     return list(i18n.LANGUAGE_NAMES.items())
 
 
+def _program_choices(session: Any) -> list[tuple[str, str]]:
+    """(code, name) of the programs the signed-in user reaches, for the reach checkboxes."""
+    return [(p.code, p.name) for p in program_context.visible(context.programs(session))]
+
+
+def _ticked(form: dict[str, str]) -> list[str]:
+    """One checkbox per program (program_<code>=1); a plain dict keeps one value per name."""
+    return sorted(k.removeprefix("program_") for k, v in form.items() if k.startswith("program_"))
+
+
 # --- the list ---------------------------------------------------------------------------------
 
 
@@ -64,13 +88,20 @@ def _language_options() -> list[tuple[str, str]]:
 def staff_list(request: Request, staff: Staff = Depends(require("staff.manage"))) -> Response:
     done = request.query_params.get("done")
     with get_db(request).unit_of_work(readonly=True) as session:
-        rows = setup_service.staff_rows(session, now=clock.now())
+        # A manager limited to programs lists only the users inside their programs.
+        reach = {
+            u.id: u.programs
+            for u in service.list_users(session)
+            if service.manages(staff.programs, u)
+        }
+        rows = [r for r in setup_service.staff_rows(session, now=clock.now()) if r.id in reach]
         return render(
             request,
             "staff/list.html",
             tz=context.default_timezone(session),
             section="staff",
             rows=rows,
+            reach=reach,
             done=done if done in NOTICES else None,
         )
 
@@ -86,15 +117,27 @@ def _new_page(
     errors: forms.Errors | None = None,
     status: int = 200,
 ) -> Response:
+    with get_db(request).unit_of_work(readonly=True) as session:
+        choices = _program_choices(session)
     return render(
         request,
         "staff/new.html",
         status=status,
         section="staff",
-        v=values or {"email": "", "name": "", "role": "support", "language": staff.language},
+        v=values
+        or {
+            "email": "",
+            "name": "",
+            "role": "support",
+            "language": staff.language,
+            # A manager limited to programs gives their own by default (never every program).
+            "programs": [] if staff.programs is None else sorted(staff.programs),
+        },
         errors=errors or {},
         roles=_role_options(staff.language),
         languages_list=_language_options(),
+        program_choices=choices,
+        limited=staff.programs is not None,
     )
 
 
@@ -110,14 +153,18 @@ def staff_create(
     form: dict[str, str] = Depends(form_data),
 ) -> Response:
     lang = staff.language
-    values = {
+    reach = _ticked(form)
+    values: dict[str, Any] = {
         "email": form.get("email", "").strip(),
         "name": form.get("name", "").strip(),
         "role": form.get("role", ""),
         "language": form.get("language", ""),
+        "programs": reach,
     }
     password = form.get("password", "")
     errors = forms.required(values, ("email", "name"), lang)
+    if staff.programs is not None and not reach:
+        errors["programs"] = i18n.translate("staff.reach.error.none", lang)
     if values["role"] not in ROLES:
         errors["role"] = i18n.translate("form.error.choice", lang)
     if values["language"] not in i18n.LANGUAGES:
@@ -138,10 +185,14 @@ def staff_create(
                 password=password,
                 actor=staff.actor,
                 now=clock.now(),
+                programs=reach or None,
+                granter=staff.programs,
             )
             user_id, email, name = user.id, user.email, user.name
     except PatronError as exc:
-        errors = _errors(exc, lang, USER_FIELDS)
+        errors = _errors(exc, lang, (*USER_FIELDS, "programs"))
+        if exc.code == "program_not_found":
+            errors = {"programs": exc.detail}
         return _new_page(request, staff, values=values, errors=errors, status=422)
     if generated:
         return _password_shown(request, "created", user_id, email, name, password)
@@ -182,6 +233,8 @@ def _detail_page(
     done = request.query_params.get("done")
     with get_db(request).unit_of_work(readonly=True) as session:
         user = setup_service.staff_row(session, user_id, now=clock.now())
+        user_programs = service.get_user(session, user_id).programs
+        choices = _program_choices(session)
         changes = setup_service.recent_changes(
             session, subject_type="staff_user", subject_id=user_id, limit=20
         )
@@ -202,6 +255,10 @@ def _detail_page(
             done=done if done in NOTICES else None,
             roles=_role_options(staff.language),
             languages_list=_language_options(),
+            user_programs=user_programs,
+            program_choices=choices,
+            # Only a manager who reaches every program changes what a user reaches.
+            can_set_reach=staff.programs is None,
         )
 
 
@@ -268,6 +325,43 @@ def staff_save(
         # Owners only manage staff: someone who just gave that up lands on the home page.
         return RedirectResponse(path_for(request, "home"), status_code=303)
     return _back(request, user_id, "saved" if changed else "unchanged")
+
+
+@router.post("/staff/users/{user_id}/programs", name="staff_programs")
+def staff_programs(
+    request: Request,
+    user_id: int = UserId,
+    staff: Staff = Depends(require("staff.manage")),
+    form: dict[str, str] = Depends(form_data),
+) -> Response:
+    """What a user reaches: every program, or the ticked ones. Only a manager who reaches every
+    program may change it; it applies at the user's next request (no new sign-in)."""
+    if staff.programs is not None:
+        raise OutOfReach("staff.reach")
+    lang = staff.language
+    reach = _ticked(form)
+    every = form.get("reach") == "all"
+    if not every and not reach:
+        errors = {"programs": i18n.translate("staff.reach.error.none", lang)}
+        return _detail_page(request, staff, user_id, errors={"reach": errors}, status=422)
+    try:
+        with get_db(request).unit_of_work() as session:
+            changed = service.set_programs(
+                session,
+                service.get_user(session, user_id),
+                None if every else reach,
+                actor=staff.actor,
+                granter=staff.programs,
+                now=clock.now(),
+            )
+    except PatronError as exc:
+        if exc.status == 404 and exc.code != "program_not_found":
+            raise
+        errors = _errors(exc, lang, ("programs",))
+        if exc.code == "program_not_found":
+            errors = {"programs": exc.detail}
+        return _detail_page(request, staff, user_id, errors={"reach": errors}, status=422)
+    return _back(request, user_id, "reach" if changed else "unchanged")
 
 
 @router.post("/staff/users/{user_id}/password", name="staff_password")
@@ -379,7 +473,8 @@ def _keys_page(
 ) -> Response:
     done = request.query_params.get("done")
     with get_db(request).unit_of_work(readonly=True) as session:
-        rows = keys.list_keys(session)
+        # A manager limited to programs sees only the keys limited to programs of theirs.
+        rows = [k for k in keys.list_keys(session) if service.within(staff.programs, k.programs)]
         creators = setup_service.key_creators(session, rows)
         return render(
             request,
@@ -391,7 +486,8 @@ def _keys_page(
             creators=creators,
             labels=service.actor_labels(session, creators.values()),
             scopes=SCOPES,
-            program_choices=[(p.code, p.name) for p in context.programs(session)],
+            program_choices=_program_choices(session),
+            limited=staff.programs is not None,
             v=values or {"name": "", "scopes": ["pos"], "programs": [], "stores": ""},
             errors=errors or {},
             done=done if done in KEY_NOTICES else None,
@@ -427,6 +523,9 @@ def apikey_create(
         errors["scopes"] = i18n.translate("staff.keys.error.scopes", lang)
     if stores and not reach:
         errors["stores"] = i18n.translate("staff.keys.error.stores", lang)
+    if not service.within(staff.programs, reach or None):
+        # A manager limited to programs makes keys for programs of theirs only.
+        errors["programs"] = i18n.translate("staff.reach.error.key", lang)
     body = None
     if not errors:
         try:
@@ -480,7 +579,7 @@ def apikey_revoke_confirm(
 ) -> Response:
     with get_db(request).unit_of_work(readonly=True) as session:
         row = next((k for k in keys.list_keys(session) if k.id == key_id), None)
-        if row is None:
+        if row is None or not service.within(staff.programs, row.programs):
             raise NotFound(f"no API key {key_id}", code="api_key_not_found")
         return render(
             request,
@@ -496,6 +595,9 @@ def apikey_revoke(
     request: Request, key_id: int = KeyId, staff: Staff = Depends(require("apikeys.manage"))
 ) -> Response:
     with get_db(request).unit_of_work() as session:
+        row = next((k for k in keys.list_keys(session) if k.id == key_id), None)
+        if row is not None and not service.within(staff.programs, row.programs):
+            raise NotFound(f"no API key {key_id}", code="api_key_not_found")
         keys.revoke_key(session, key_id, actor=staff.actor, now=clock.now())
     # The API remembers good keys; this worker forgets them now (as the API's own revoke
     # does), others at their next revocation check (within http.REVOCATION_CHECK seconds).

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from patron import clock
-from patron.admin import forms, i18n
+from patron.admin import forms, i18n, program_context
 from patron.admin.deps import PermissionDenied, Staff, form_data, get_db, require
 from patron.admin.templating import path_for, render
 from patron.errors import PatronError
@@ -142,13 +142,16 @@ def _delivery(d: Delivery, tries: list[DeliveryAttempt]) -> DeliveryRow:
 
 
 def _choices(session: Session) -> list[ProgramChoice]:
-    return [ProgramChoice(p.code, p.name) for p in programs.list_programs(session)]
+    return [
+        ProgramChoice(p.code, p.name)
+        for p in program_context.visible(programs.list_programs(session))
+    ]
 
 
 def _pick(session: Session, code: str | None) -> Program | None:
     if code:
-        return programs.get_program(session, code)
-    found = programs.list_programs(session)
+        return program_context.visible_program(session, code)
+    found = program_context.visible(programs.list_programs(session))
     return found[0] if found else None
 
 
