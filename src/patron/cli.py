@@ -99,6 +99,21 @@ def _load_demo(db, members: int, days: int) -> None:
         ".venv/bin/patron rules test --program bakery"
     )
     console.print("  rewards: /api/v1/programs/bakery/rewards and /admin/rewards")
+    console.print(
+        "  fraud review: one large sale held for review at /admin/fraud (confirm or reverse it)"
+    )
+    console.print(
+        "  privacy: 김민지's data as a ZIP: .venv/bin/patron privacy export BKR100000 "
+        "--to minji.zip; erasure requests and legal holds at /admin/privacy"
+    )
+    console.print(
+        "  duplicates and gifts: merge a member or transfer points from the member's page "
+        "(transfers allowed in the bakery: /admin/program/transfers)"
+    )
+    console.print(
+        "  migrating members in: .venv/bin/patron import members FILE.csv --program bakery "
+        "--dry-run; jobs at /admin/jobs"
+    )
     if result.coupon:
         console.print(
             f"  김민지's americano coupon [bold]{result.coupon}[/] (use it at the till: POST "
