@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from patron.cli import app
+from patron.cli_common import console
 from patron.config import get_settings
 from patron.db.engine import Database
 from tests.bulk.conftest import write_csv
@@ -18,7 +19,8 @@ from tests.bulk.conftest import write_csv
 @pytest.fixture
 def cli(monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
     monkeypatch.setenv("PATRON_DATABASE_URL", "sqlite:///unused-by-these-tests.db")
-    monkeypatch.setenv("COLUMNS", "200")
+    # The CLI's console was made at import, its width read then: set it, as COLUMNS is too late.
+    monkeypatch.setattr(console, "_width", 200)
     get_settings.cache_clear()
     yield CliRunner()
     get_settings.cache_clear()
