@@ -42,6 +42,9 @@ def test_support_merges_and_transfers_on_the_member_page(db, web, seeded):
     )
     assert saved.status_code == 303, saved.text
     assert "transfers-enabled" in owner.get("/admin/program/transfers?program=bakery").text
+    # Without ?program= the page shows the user's first program instead of refusing.
+    default = owner.get("/admin/program/transfers")
+    assert default.status_code == 200 and "transfers-enabled" in default.text
     with db.unit_of_work(readonly=True) as s:
         before = s.scalars(select(Account).where(Account.member_id == seeded.member_id)).one()
         balance = before.available

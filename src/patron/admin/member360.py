@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from patron.admin.search import national
@@ -24,6 +23,7 @@ from patron.ledger.models import Account
 from patron.ledger.schemas import EntryOut, LotOut, Totals
 from patron.members import service as members
 from patron.members.schemas import MemberOut
+from patron.members.service import member_programs
 from patron.notify import consent
 from patron.notify.models import ConsentRecord
 from patron.programs.models import Program
@@ -98,17 +98,6 @@ class Member360:
     consent_history: list[ConsentRecord] = field(default_factory=list)
     # The member's coupons in this program, newest first (rewards/_coupons.html shows them).
     coupons: list[CouponRow] = field(default_factory=list)
-
-
-def member_programs(session: Session, member_id: int) -> list[Program]:
-    return list(
-        session.scalars(
-            select(Program)
-            .join(Account, Account.program_id == Program.id)
-            .where(Account.member_id == member_id)
-            .order_by(Program.id)
-        )
-    )
 
 
 def pick_program(programs: list[Program], code: str | None) -> Program | None:

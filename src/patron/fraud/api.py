@@ -11,6 +11,7 @@ from patron.audit.service import Actor
 from patron.db.engine import Database
 from patron.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized, responses
 from patron.fraud import review, settings
+from patron.fraud.rules import FraudDoc
 from patron.programs import service
 from patron.programs.schemas import CODE_PATTERN
 
@@ -35,7 +36,7 @@ def get_settings(
 
 @router.put("/programs/{code}/fraud/settings", response_model=settings.FraudSettingsOut)
 def put_settings(
-    body: settings.FraudDoc,
+    body: FraudDoc,
     code: str = ProgramCode,
     db: Database = Depends(http.get_db),
     actor: Actor = Depends(http.require("admin")),

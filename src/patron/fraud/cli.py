@@ -23,7 +23,7 @@ def _fail(code: str, detail: str) -> typer.Exit:
 
 
 def _print(doc: dict[str, Any]) -> None:
-    from patron.fraud.settings import DIMENSIONS, LIMITS
+    from patron.fraud.rules import DIMENSIONS, LIMITS
 
     table = Table("limit", *DIMENSIONS, title=f"fraud controls of {doc['program']}")
     for name in LIMITS:
@@ -89,7 +89,7 @@ def set_controls(
     from patron import clock
     from patron.audit.service import CLI
     from patron.errors import PatronError
-    from patron.fraud import settings
+    from patron.fraud import rules, settings
     from patron.programs.service import get_program
 
     def number(value: str) -> int | str | None:
@@ -111,7 +111,7 @@ def set_controls(
             for item in limit or []:
                 name, _, value = item.partition("=")
                 dim, _, which = name.partition(".")
-                if dim not in settings.DIMENSIONS or which not in settings.LIMITS or not value:
+                if dim not in rules.DIMENSIONS or which not in rules.LIMITS or not value:
                     raise _fail("invalid_fraud_settings", f"--limit {item!r}: DIMENSION.LIMIT=N")
                 values.setdefault(dim, {})[which] = number(value)
             if duplicate_minutes is not None:

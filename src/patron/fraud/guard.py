@@ -41,7 +41,7 @@ from patron.events import outbox
 from patron.fraud.contact import verified_members_stmt
 from patron.fraud.errors import ContactNotVerified, VelocityExceeded
 from patron.fraud.models import FraudActivity, FraudReview
-from patron.fraud.settings import Rules
+from patron.fraud.rules import Rules
 
 ACT = cast(Table, FraudActivity.__table__)
 REV = cast(Table, FraudReview.__table__)

@@ -14,7 +14,7 @@ from patron.db.types import BigIntPK, JSONType, UTCDateTime
 
 
 class FraudSettings(Base):
-    """A program's fraud controls (`patron.fraud.settings.FraudDoc`); no row: none."""
+    """A program's fraud controls (`patron.fraud.rules.FraudDoc`); no row: none."""
 
     __tablename__ = "fraud_settings"
 

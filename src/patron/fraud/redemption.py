@@ -13,7 +13,7 @@ from patron.audit.service import Actor
 from patron.fraud.contact import require_verified
 from patron.fraud.errors import VelocityExceeded
 from patron.fraud.guard import ACT, REDEMPTIONS, figure_params, statement
-from patron.fraud.settings import Rules
+from patron.fraud.rules import Rules
 from patron.sales import program_cache
 from patron.sales.program_cache import programs_version
 

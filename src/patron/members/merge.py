@@ -31,6 +31,7 @@ from patron.ledger.models import Account, Entry, Lot, Purchase
 from patron.members.models import Card, Member
 from patron.members.moves_common import more_ids
 from patron.members.moves_models import MemberMerge
+from patron.members.service import member_programs
 from patron.programs.models import Program
 from patron.rewards.models import Coupon
 from patron.sales import program_cache
@@ -65,17 +66,6 @@ def _lock_members(session: Session, ids: list[int]) -> dict[int, Member]:
 def _count(result: object) -> int:
     """The rows an UPDATE changed."""
     return int(getattr(result, "rowcount", 0) or 0)
-
-
-def member_programs(session: Session, member_id: int) -> list[Program]:
-    return list(
-        session.scalars(
-            select(Program)
-            .join(Account, Account.program_id == Program.id)
-            .where(Account.member_id == member_id)
-            .order_by(Program.id)
-        )
-    )
 
 
 def merge(

@@ -331,6 +331,18 @@ def in_reach(session: Session, actor: Actor, member_id: int) -> bool:
     return found is not None
 
 
+def member_programs(session: Session, member_id: int) -> list[Program]:
+    """The programs the member has an account in, oldest first."""
+    return list(
+        session.scalars(
+            select(Program)
+            .join(Account, Account.program_id == Program.id)
+            .where(Account.member_id == member_id)
+            .order_by(Program.id)
+        )
+    )
+
+
 def find_member(session: Session, ref: MemberRef, *, program: Program | None = None) -> Member:
     """Resolve a member reference (id, card or phone)."""
     if ref.id is not None:

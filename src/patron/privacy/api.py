@@ -128,7 +128,7 @@ class RequestOut(BaseModel):
 def _member_in(session: Any, code: str, member_id: int, actor: Actor) -> tuple[Program, Any]:
     program = get_program(session, code)
     member = members.get_member(session, member_id, actor=actor)
-    if code not in erasure.member_programs(session, member_id):
+    if code not in [p.code for p in members.member_programs(session, member_id)]:
         raise NotFound(f"member {member_id} is not in program {code}", code="member_not_found")
     return program, member
 
@@ -259,7 +259,9 @@ def get_export(
 def _check_reach(session: Any, actor: Actor, member_id: int) -> None:
     if actor.programs is None:
         return
-    outside = [c for c in erasure.member_programs(session, member_id) if not actor.reaches(c)]
+    outside = [
+        p.code for p in members.member_programs(session, member_id) if not actor.reaches(p.code)
+    ]
     if outside:
         raise Forbidden(
             f"member {member_id} is also in programs this key does not reach; erasing her "

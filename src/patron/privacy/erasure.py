@@ -387,14 +387,3 @@ def open_requests_of(session: Session, member_id: int) -> list[PrivacyRequest]:
             .order_by(PrivacyRequest.id)
         )
     )
-
-
-def member_programs(session: Session, member_id: int) -> list[str]:
-    return list(
-        session.scalars(
-            select(Program.code)
-            .join(Account, Account.program_id == Program.id)
-            .where(Account.member_id == member_id)
-            .order_by(Program.id)
-        )
-    )

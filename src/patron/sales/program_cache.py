@@ -35,7 +35,7 @@ from patron.rules.models import RuleSetVersion
 from patron.tiers.models import TierDefinition, TierPolicy
 
 if TYPE_CHECKING:
-    from patron.fraud.settings import Rules as FraudRules
+    from patron.fraud.rules import Rules as FraudRules
     from patron.rules.service import Needs
 
 # `programs.config_version` (migration 0006). The ORM model does not map it (its file belongs
@@ -207,7 +207,7 @@ def forget(session: Session) -> None:
 def load(session: Session, program_id: int) -> ProgramConfig:
     """Read the configuration and keep it under the token read *first*: a change committed
     while the rest is read leaves a newer token in the database, so the next earn reloads."""
-    from patron.fraud.settings import load_rules
+    from patron.fraud.rules import load_rules
     from patron.rules import service as rules
 
     found = session.execute(

@@ -14,6 +14,7 @@ from patron.admin.deps import Staff, form_data, get_db, require
 from patron.admin.templating import path_for, render
 from patron.errors import Conflict, Invalid
 from patron.fraud import review, settings
+from patron.fraud import rules as fraud_rules
 
 router = APIRouter()
 ReviewId = Path(ge=1, le=2**53)
@@ -53,8 +54,8 @@ def _page(
             current=status,
             statuses=STATUSES,
             doc=doc,
-            dimensions=settings.DIMENSIONS,
-            limits=settings.LIMITS,
+            dimensions=fraud_rules.DIMENSIONS,
+            limits=fraud_rules.LIMITS,
             errors=errors or {},
         )
 
@@ -118,7 +119,7 @@ def _settings_of(form: dict[str, str]) -> dict[str, Any]:
         return text or None
 
     doc: dict[str, Any] = {
-        d: {x: value(f"{d}.{x}") for x in settings.LIMITS} for d in settings.DIMENSIONS
+        d: {x: value(f"{d}.{x}") for x in fraud_rules.LIMITS} for d in fraud_rules.DIMENSIONS
     }
     doc["duplicate_window_minutes"] = value("duplicate_window_minutes")
     doc["hold_points_above"] = value("hold_points_above")

@@ -13,10 +13,9 @@ import uuid
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy.orm import Session
 
 from patron import clock
-from patron.admin import forms, i18n
+from patron.admin import forms, member_card, program_context
 from patron.admin.deps import Staff, form_data, get_db, require
 from patron.admin.templating import path_for, render
 from patron.errors import NotFound, PatronError
@@ -24,7 +23,6 @@ from patron.members import merge as merges
 from patron.members import service as members
 from patron.members import transfer as transfers
 from patron.members.models import Member
-from patron.programs.models import Program
 from patron.programs.service import get_program
 
 router = APIRouter()
@@ -40,23 +38,6 @@ REFUSALS = {
     "over_daily_limit": "moves.refused.over_daily",
     "invalid_points": "moves.refused.points",
 }
-
-
-def _message(exc: PatronError, lang: str) -> str:
-    key = REFUSALS.get(exc.code)
-    return i18n.translate(key, lang) if key else exc.detail
-
-
-def _codes(session: Session, member_id: int) -> list[str]:
-    return [p.code for p in merges.member_programs(session, member_id)]
-
-
-def _program_of(session: Session, staff: Staff, member_id: int, asked: str | None) -> Program:
-    mine = [c for c in _codes(session, member_id) if staff.reaches(c)]
-    code = asked if asked in mine else (mine[0] if mine else None)
-    if code is None:
-        raise NotFound(f"member {member_id} is in none of your programs", code="member_not_found")
-    return get_program(session, code)
 
 
 def _int(value: str | None, field: str) -> int:
@@ -83,7 +64,7 @@ def _card(
     fragment = request.headers.get("HX-Request") == "true" or request.query_params.get("fragment")
     with get_db(request).unit_of_work(readonly=True) as session:
         member = members.get_member(session, member_id)
-        where = _program_of(session, staff, member_id, program)
+        where = member_card.program_of(session, staff, member_id, program)
         conf = transfers.settings(session, where)
         done = request.query_params.get("done")
         return render(
@@ -104,14 +85,6 @@ def _card(
         )
 
 
-def _back(request: Request, member_id: int, program: str | None, done: str) -> Response:
-    return RedirectResponse(
-        path_for(request, "member_moves", {"program": program, "done": done}, member_id=member_id)
-        + "#moves",
-        status_code=303,
-    )
-
-
 def _refused(
     request: Request,
     staff: Staff,
@@ -122,7 +95,7 @@ def _refused(
 ) -> Response:
     if exc.status == 404 and exc.code == "member_not_found" and form != "merge":
         raise exc
-    errors = {form: {forms.FORM: _message(exc, staff.language)}}
+    errors = {form: {forms.FORM: member_card.refusal(exc, staff.language, REFUSALS)}}
     return _card(request, staff, member_id, program=program, errors=errors, status=exc.status)
 
 
@@ -150,9 +123,11 @@ def member_merge(
     try:
         into = _int(form.get("into"), "member")
         with get_db(request).unit_of_work() as session:
-            _program_of(session, staff, member_id, program)
+            member_card.program_of(session, staff, member_id, program)
             survivor = session.get(Member, into)
-            if survivor is None or not any(staff.reaches(c) for c in _codes(session, into)):
+            if survivor is None or not any(
+                staff.reaches(c) for c in member_card.program_codes(session, into)
+            ):
                 raise NotFound(f"no member with id {into}", code="member_not_found")
             merges.merge(
                 session,
@@ -184,7 +159,7 @@ def member_transfer(
         to = _int(form.get("to"), "member")
         points = _int(form.get("points"), "points")
         with get_db(request).unit_of_work() as session:
-            where = _program_of(session, staff, member_id, program)
+            where = member_card.program_of(session, staff, member_id, program)
             transfers.transfer(
                 session,
                 where,
@@ -198,31 +173,34 @@ def member_transfer(
             )
     except PatronError as exc:
         return _refused(request, staff, member_id, program, "transfer", exc)
-    return _back(request, member_id, program, "transferred")
+    return member_card.back(request, "member_moves", member_id, program, "transferred")
 
 
 @router.get("/program/transfers", name="program_transfers")
 def program_transfers(
     request: Request,
-    program: str = Query(..., max_length=40),
+    program: str | None = Query(None, max_length=40),
     staff: Staff = Depends(require("program.view")),
 ) -> Response:
-    """A program's transfer settings: whether members may give points, and the limits."""
+    """A program's transfer settings: whether members may give points, and the limits; the
+    user's first program when none is named."""
     return _settings(request, staff, program)
 
 
 def _settings(
     request: Request,
     staff: Staff,
-    program: str,
+    program: str | None,
     *,
     errors: dict[str, str] | None = None,
     status: int = 200,
 ) -> Response:
-    if not staff.reaches(program):
+    if program and not staff.reaches(program):
         raise NotFound(f"no program {program}", code="program_not_found")
     with get_db(request).unit_of_work(readonly=True) as session:
-        where = get_program(session, program)
+        where, _choices = program_context.pick_program(session, program)
+        if where is None:
+            return render(request, "program/empty.html", section="program")
         return render(
             request,
             "members/merge_settings.html",
@@ -265,7 +243,7 @@ def program_transfers_save(
             request,
             staff,
             program,
-            errors={forms.FORM: _message(exc, staff.language)},
+            errors={forms.FORM: member_card.refusal(exc, staff.language, REFUSALS)},
             status=exc.status,
         )
     return RedirectResponse(

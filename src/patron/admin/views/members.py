@@ -113,7 +113,7 @@ def _in_reach(session: Any, staff: Staff, member_id: int, program: str | None) -
     (deps.require has already refused one outside them): never another program's figures."""
     if program or staff.programs is None:
         return program
-    mine = [p.code for p in member360.member_programs(session, member_id) if staff.reaches(p.code)]
+    mine = [p.code for p in members.member_programs(session, member_id) if staff.reaches(p.code)]
     return mine[0] if mine else None
 
 

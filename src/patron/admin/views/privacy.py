@@ -14,7 +14,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from patron import clock
-from patron.admin import forms, i18n
+from patron.admin import forms, member_card
 from patron.admin.deps import Staff, form_data, get_db, require
 from patron.admin.templating import path_for, render
 from patron.errors import NotFound, PatronError
@@ -22,7 +22,6 @@ from patron.members import service as members
 from patron.portal.models import PrivacyRequest
 from patron.privacy import consents, erasure
 from patron.privacy import export as dsr
-from patron.programs.models import Program
 from patron.programs.service import get_program, list_programs
 
 router = APIRouter()
@@ -40,25 +39,6 @@ REFUSALS = {
 }
 
 
-def _message(exc: PatronError, lang: str) -> str:
-    key = REFUSALS.get(exc.code)
-    return i18n.translate(key, lang) if key else exc.detail
-
-
-def _reachable(session: Session, staff: Staff, member_id: int) -> list[str]:
-    return [c for c in erasure.member_programs(session, member_id) if staff.reaches(c)]
-
-
-def _program_of(session: Session, staff: Staff, member_id: int, asked: str | None) -> Program:
-    """The program an action on the member is recorded in: the one asked for (deps has kept it
-    within the user's reach), else her first one the user reaches."""
-    mine = _reachable(session, staff, member_id)
-    code = asked if asked in mine else (mine[0] if mine else None)
-    if code is None:
-        raise NotFound(f"member {member_id} is in none of your programs", code="member_not_found")
-    return get_program(session, code)
-
-
 def _card(
     request: Request,
     staff: Staff,
@@ -71,7 +51,7 @@ def _card(
     fragment = request.headers.get("HX-Request") == "true" or request.query_params.get("fragment")
     with get_db(request).unit_of_work(readonly=True) as session:
         member = members.get_member(session, member_id)
-        where = _program_of(session, staff, member_id, program)
+        where = member_card.program_of(session, staff, member_id, program)
         texts = consents.current_versions(session, where.id)
         requests = erasure.open_requests_of(session, member_id)
         return render(
@@ -95,21 +75,13 @@ def _card(
         )
 
 
-def _back(request: Request, member_id: int, program: str | None, done: str) -> Response:
-    return RedirectResponse(
-        path_for(request, "member_privacy", {"program": program, "done": done}, member_id=member_id)
-        + "#privacy",
-        status_code=303,
-    )
-
-
 def _refused(
     request: Request, staff: Staff, member_id: int, program: str | None, form: str,
     exc: PatronError,
 ) -> Response:  # fmt: skip
     if exc.status == 404 and exc.code == "member_not_found":
         raise exc
-    errors = {form: {forms.FORM: _message(exc, staff.language)}}
+    errors = {form: {forms.FORM: member_card.refusal(exc, staff.language, REFUSALS)}}
     return _card(request, staff, member_id, program=program, errors=errors, status=exc.status)
 
 
@@ -139,7 +111,7 @@ def member_privacy_consent(
         if form.get("granted") not in ("0", "1"):
             raise PatronError("choose grant or withdraw", code="invalid_purpose", status=422)
         with get_db(request).unit_of_work() as session:
-            where = _program_of(session, staff, member_id, program)
+            where = member_card.program_of(session, staff, member_id, program)
             consents.record(
                 session, where, members.get_member(session, member_id), purposes,
                 granted=form["granted"] == "1", source="admin", version=form.get("version"),
@@ -147,7 +119,7 @@ def member_privacy_consent(
             )  # fmt: skip
     except PatronError as exc:
         return _refused(request, staff, member_id, program, "consent", exc)
-    return _back(request, member_id, program, "consent")
+    return member_card.back(request, "member_privacy", member_id, program, "consent")
 
 
 @router.get("/members/{member_id}/privacy/export", name="member_privacy_export")
@@ -160,7 +132,7 @@ def member_privacy_export(
     """Everything Patron holds on the member, as JSON files in a ZIP (audited)."""
     now = clock.now()
     with get_db(request).unit_of_work() as session:
-        where = _program_of(session, staff, member_id, program)
+        where = member_card.program_of(session, staff, member_id, program)
         member = members.get_member(session, member_id)
         data = dsr.build_zip(
             session, member, program=where, source="admin", actor=staff.actor, now=now
@@ -183,14 +155,14 @@ def member_privacy_hold(
     program = form.get("program") or None
     try:
         with get_db(request).unit_of_work() as session:
-            where = _program_of(session, staff, member_id, program)
+            where = member_card.program_of(session, staff, member_id, program)
             erasure.place_hold(
                 session, member_id, reason=form.get("reason"), program_id=where.id,
                 actor=staff.actor, now=clock.now(),
             )  # fmt: skip
     except PatronError as exc:
         return _refused(request, staff, member_id, program, "hold", exc)
-    return _back(request, member_id, program, "hold")
+    return member_card.back(request, "member_privacy", member_id, program, "hold")
 
 
 @router.post("/members/{member_id}/privacy/holds/{hold_id}/release", name="member_privacy_release")
@@ -210,7 +182,7 @@ def member_privacy_release(
             )  # fmt: skip
     except PatronError as exc:
         return _refused(request, staff, member_id, program, "hold", exc)
-    return _back(request, member_id, program, "released")
+    return member_card.back(request, "member_privacy", member_id, program, "released")
 
 
 def _erase(
@@ -219,8 +191,8 @@ def _erase(
 ) -> None:  # fmt: skip
     if form.get("confirm") != "1":
         raise PatronError("tick the box to confirm the erasure", code="confirm_erasure", status=422)
-    where = _program_of(session, staff, member_id, program)
-    outside = [c for c in erasure.member_programs(session, member_id) if not staff.reaches(c)]
+    where = member_card.program_of(session, staff, member_id, program)
+    outside = [c for c in member_card.program_codes(session, member_id) if not staff.reaches(c)]
     if outside:
         raise PatronError(
             f"member {member_id} is also in programs you do not manage", code="forbidden",
@@ -250,7 +222,7 @@ def member_privacy_erase(
             )  # fmt: skip
     except PatronError as exc:
         return _refused(request, staff, member_id, program, "erase", exc)
-    return _back(request, member_id, program, "erased")
+    return member_card.back(request, "member_privacy", member_id, program, "erased")
 
 
 # --- the privacy page -------------------------------------------------------------------------
@@ -331,7 +303,7 @@ def privacy_request_erase(
         if exc.status == 404:
             raise
         return _home(
-            request, staff, program, errors={"queue": {forms.FORM: _message(exc, staff.language)}},
+            request, staff, program, errors={"queue": {forms.FORM: member_card.refusal(exc, staff.language, REFUSALS)}},
             status=exc.status,
         )  # fmt: skip
     return _home_back(request, program, "request_erased")
@@ -359,6 +331,6 @@ def privacy_text_set(
             raise
         return _home(
             request, staff, program,
-            errors={"texts": {forms.FORM: _message(exc, staff.language)}}, status=exc.status,
+            errors={"texts": {forms.FORM: member_card.refusal(exc, staff.language, REFUSALS)}}, status=exc.status,
         )  # fmt: skip
     return _home_back(request, program, "version")
