@@ -10,7 +10,8 @@ Templates get, besides what the view passes:
   nav, section                     the navigation and the current section
   now, version                     the clock's now (patron.clock) and Patron's version
 Filters (all in the user's language): number, points, signed_points, money(currency),
-money_minor(currency), date, datetime, isodate; compact (any value as short text).
+money_minor(currency), date, datetime, isodate; compact (any value as short text);
+audit_action (an audit code in words), audit_pairs (a before/after snapshot as (field, value)).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from patron import __version__, clock
-from patron.admin import i18n
+from patron.admin import audit_words, i18n
 from patron.admin.deps import Staff
 from patron.admin.nav import nav_links
 
@@ -106,6 +107,16 @@ def _isodate(ctx, value: Any) -> str:
     return i18n.iso_date(value, ctx["tz"])
 
 
+@pass_context
+def _audit_action(ctx, code: str) -> str:
+    return audit_words.action(code, ctx["lang"])
+
+
+@pass_context
+def _audit_pairs(ctx, data: Any) -> list[audit_words.Pair]:
+    return audit_words.pairs(data, ctx["lang"])
+
+
 def _compact(value: Any, limit: int = 120) -> str:
     """An audit value as one short line: text as is, anything else as JSON."""
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
@@ -125,6 +136,8 @@ env.filters.update(
     datetime=_datetime,
     isodate=_isodate,
     compact=_compact,
+    audit_action=_audit_action,
+    audit_pairs=_audit_pairs,
 )
 
 

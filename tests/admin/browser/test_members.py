@@ -57,7 +57,7 @@ def test_find_by_phone_adjust_with_a_reason_and_see_it_in_the_audit_log(
     expect(newest).to_contain_text("500 points added by staff: Birthday goodwill")
     expect(newest).to_contain_text(SUPPORT)
     changes = page.locator("#changes tbody tr").first
-    expect(changes).to_contain_text("points.adjusted")
+    expect(changes).to_contain_text("Points adjusted")
     expect(changes).to_contain_text(SUPPORT)
 
     # An owner sees the same entry in the audit log, filtered by who did it.
@@ -66,10 +66,10 @@ def test_find_by_phone_adjust_with_a_reason_and_see_it_in_the_audit_log(
     page.get_by_role("navigation", name="Sections").get_by_role("link", name="Audit log").click()
     page.get_by_label("Who").fill(SUPPORT)
     page.get_by_role("button", name="Filter").click()
-    row = page.locator(".audit-table tbody tr").filter(has_text="points.adjusted")
+    row = page.locator(".audit-table tbody tr").filter(has_text="Points adjusted")
     expect(row).to_have_count(1)
     expect(row).to_contain_text("reason: Birthday goodwill")
-    expect(row).to_contain_text(f"balance: {before + 500}")
+    expect(row).to_contain_text(f"balance: {before + 500:,}")
     shot(page, "audit-log")
 
 

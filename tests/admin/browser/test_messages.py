@@ -239,7 +239,7 @@ def test_a_marketer_edits_the_korean_expiry_email_with_a_live_preview_and_saves_
     expect(page.get_by_label(MESSAGE)).to_have_value(KO_BODY)
     saved = ("points.expiring", "email", "ko", KO_SUBJECT, KO_BODY)
     assert stored_templates(db) == [saved]
-    expect(page.locator(".changes-list")).to_contain_text("notifications.template_changed")
+    expect(page.locator(".changes-list")).to_contain_text("Message template changed")
     expect(page.locator(".changes-list")).to_contain_text(MARKETER)
 
     # A Jinja syntax error: the preview says so while typing, and Save refuses it at the field.

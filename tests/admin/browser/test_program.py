@@ -34,9 +34,9 @@ def test_a_marketer_changes_the_point_value_and_sees_it_saved(
     expect(page.get_by_label("Points expire")).to_have_value("end_of_year")
     expect(page.locator(".summary")).to_contain_text("1 point = ₩2")
     latest = page.locator("#changes-h ~ .table-wrap tbody tr").first
-    expect(latest).to_contain_text("program.updated")
+    expect(latest).to_contain_text("Program settings changed")
     expect(latest).to_contain_text(STAFF["marketer"][0])
-    expect(latest).to_contain_text("point_value: 2")
+    expect(latest).to_contain_text("value of 1 point: 2")
 
 
 def test_a_wrong_value_is_shown_at_its_field_with_the_focus_and_nothing_saved(
