@@ -59,7 +59,7 @@ WIDE = """(width) => {
 
 def test_no_admin_page_scrolls_sideways_at_360_px(db, browser, live_server):
     loaded = demo.load(db, now=clock.now() - timedelta(minutes=1), members_count=12, days=365)
-    role, email, password = next(s for s in loaded.staff if s[0] == "owner")
+    _role, email, password = next(s for s in loaded.staff if s[0] == "owner")
     context = browser.new_context(
         base_url=live_server.url, viewport={"width": WIDTH, "height": 800}, locale="en-GB"
     )
