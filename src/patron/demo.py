@@ -394,6 +394,7 @@ def load(
     _quiet_history(db, now)
     _fraud(db, now, member_ids[2])
     count += 1  # the sale held for review
+    _engagement(db, now)
     if db.dialect == "postgresql":
         # Fresh planner statistics for the rows just loaded: without them (autovacuum off or not
         # yet run) the reports plan for empty tables and the dashboard takes seconds.
@@ -453,6 +454,44 @@ DEMO_REWARDS: list[dict[str, object]] = [
         "limit_per_day": 1,
     },
 ]
+
+
+def _engagement(db: Database, now: datetime) -> None:
+    """A saved segment (gold members dormant 60 days) and an after-visit survey worth 100 points
+    (docs/engagement.md, docs/surveys.md); the survey invites members after their next sales."""
+    from patron.segments import service as segments
+    from patron.segments.schemas import SegmentIn
+    from patron.surveys import service as surveys
+    from patron.surveys.schemas import SurveyIn
+
+    label = lambda ko, zh, en: {"ko": ko, "zh": zh, "en": en}  # noqa: E731
+    with db.unit_of_work() as session:
+        program = session.scalars(select(Program).where(Program.code == "bakery")).one()
+        segment = {
+            "code": "gold-dormant",
+            "name": "Gold members dormant 60 days",
+            "definition": {
+                "condition": {
+                    "type": "all",
+                    "of": [{"type": "tier", "tiers": ["gold"]}, {"type": "dormant", "days": 60}],
+                }
+            },
+        }
+        segments.create(session, program, SegmentIn.model_validate(segment), actor=SYSTEM, now=now)
+        survey = {
+            "code": "after-visit",
+            "status": "active",
+            "title": label("오늘 방문은 어떠셨나요?", "今天的光临体验如何？", "How was your visit?"),
+            "fallback_language": "ko",
+            "questions": [
+                {"key": "overall", "kind": "rating", "label": label("전체 만족도", "总体满意度", "Overall")},
+                {"key": "comment", "kind": "text", "required": False,
+                 "label": label("한마디", "还有什么想说的？", "Anything else?")},
+            ],
+            "points": 100,
+            "cooldown_days": 30,
+        }  # fmt: skip
+        surveys.create(session, program, SurveyIn.model_validate(survey), actor=SYSTEM, now=now)
 
 
 def _fraud(db: Database, now: datetime, member_id: int) -> None:

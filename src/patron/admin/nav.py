@@ -37,6 +37,8 @@ NAV: tuple[NavItem, ...] = (
     NavItem("staff", "nav.staff", "staff_list", "staff.manage"),
     NavItem("audit", "nav.audit", "audit_log", "audit.view"),
     NavItem("fraud", "nav.fraud", "fraud_queue", "members.view"),
+    NavItem("surveys", "nav.surveys", "surveys_list", "program.view"),
+    NavItem("engagement", "nav.engagement", "segments_list", "rules.view"),
 )
 
 

@@ -36,6 +36,14 @@ from patron.rewards.models import (
     StockMove,
 )
 from patron.rules.models import EventClaim, PromotionBudget, RuleSetVersion
+from patron.segments.models import Segment, SegmentSnapshot, SegmentSnapshotMember  # noqa: F401
+from patron.surveys.models import (  # noqa: F401
+    Survey,
+    SurveyAnswer,
+    SurveyInvitation,
+    SurveyMark,
+    SurveyResponse,
+)
 from patron.tiers.models import (
     TierChange,
     TierDefinition,

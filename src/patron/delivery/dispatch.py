@@ -109,6 +109,10 @@ def fan_out(
         done.webhooks += 1
     if event.member_id is not None:
         _message(session, event, program, now=now, settings=settings, done=done)
+    if event.kind == "points.earned":  # a purchase may invite to a survey (patron.surveys)
+        from patron.surveys.dispatch import on_event
+
+        on_event(session, event, program, now=now, settings=settings, cache=done.__dict__)
 
 
 def _message(

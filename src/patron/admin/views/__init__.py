@@ -19,7 +19,9 @@ from patron.admin.views import (
     reports,
     rewards,
     rules,
+    segments,
     staff,
+    surveys,
     tiers,
     webhooks,
 )
@@ -42,4 +44,6 @@ ROUTERS: list[APIRouter] = [
     jobs.router,
     privacy.router,
     member_moves.router,
+    segments.router,
+    surveys.router,
 ]
