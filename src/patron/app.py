@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from patron import __version__
+from patron import __version__, openapi
 from patron.auth.api import router as access_router
 from patron.check import router as check_router
 from patron.config import get_settings
@@ -27,6 +27,8 @@ from patron.members.moves_api import router as moves_router
 from patron.notify.api import router as notify_router
 from patron.notify.templates_api import router as templates_router
 from patron.notify.unsubscribe import router as unsubscribe_router
+from patron.ops.middleware import OpsMiddleware
+from patron.ops.routes import metrics_router, ready_router
 from patron.portal.card_api import router as card_token_router
 from patron.portal.enrollment_api import router as enrollment_router
 from patron.privacy.api import router as privacy_router
@@ -39,6 +41,10 @@ from patron.rules.api import router as rules_router
 from patron.rules.examples_api import router as rule_examples_router
 from patron.sales.api import router as sales_router
 from patron.sales.till_route import TillRoute, group_commit_for
+from patron.segments.api import router as segments_router
+from patron.surveys.api import router as surveys_router
+from patron.surveys.page import router as survey_page_router
+from patron.text import TextGuard
 from patron.tiers.api import router as tiers_router
 from patron.tiers.read_api import router as tier_reads_router
 from patron.wallet.api import router as wallet_router
@@ -71,7 +77,12 @@ def _unparsable_json(request: Request, exc: StarletteHTTPException) -> bool:
     """FastAPI's 400 for a JSON body its decoder failed on other than with a JSONDecodeError:
     nested deeper than json.loads goes (RecursionError) or not UTF-8. Malformed like any other
     invalid JSON, so it gets the same answer. (A form body's parse errors keep their own.)"""
-    if exc.status_code != 400 or not isinstance(exc.__cause__, (RecursionError, ValueError)):
+    if exc.status_code != 400:
+        return False
+    if request.url.path.startswith("/api/"):
+        # FastAPI raises a 400 only when it cannot read a body: on the API, always JSON.
+        return True
+    if not isinstance(exc.__cause__, (RecursionError, ValueError)):
         return False
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     return kind in ("", "application/json") or kind.endswith("+json")
@@ -95,10 +106,12 @@ def create_app(
     till_route: bool = True,
     group_commit: bool | None = None,
     delivery: bool = False,
+    metrics: bool | None = None,
 ) -> FastAPI:
     """The API with the admin UI mounted. `till_route=False` leaves the purchase call to the
     FastAPI route alone; `group_commit` overrides the PATRON_GROUP_COMMIT setting;
-    `delivery=True` runs the outbox delivery loop on a thread of this process."""
+    `delivery=True` runs the outbox delivery loop on a thread of this process; `metrics`
+    overrides the PATRON_METRICS setting (/metrics and request counting)."""
     settings = get_settings()
     app = FastAPI(
         title="Patron",
@@ -191,6 +204,9 @@ def create_app(
         enrollment_router,
         card_token_router,
         fraud_router,
+        segments_router,
+        surveys_router,
+        survey_page_router,
         privacy_router,
     ):
         app.include_router(router)
@@ -214,11 +230,20 @@ def create_app(
     app.state.group_commit = group_commit_for(app.state.db, group_commit) if till_route else None
     if till_route:
         app.add_middleware(TillRoute, db=app.state.db, groups=app.state.group_commit)
+    # Outside the till route, so every /api call is refused NUL and lone surrogates alike.
+    app.add_middleware(TextGuard)
+    # Outermost: every request gets its X-Request-ID and is counted, the till's included.
+    use_metrics = settings.metrics if metrics is None else metrics
+    app.add_middleware(OpsMiddleware, metrics=use_metrics)
+    app.include_router(ready_router)
+    if use_metrics:
+        app.include_router(metrics_router)
+    openapi.install(app)
 
     if delivery:
-        from patron.delivery.worker import DeliveryLoop
+        from patron.ops.jobs import MeasuredDeliveryLoop
 
-        loop = DeliveryLoop(app.state.db, settings=settings)
+        loop = MeasuredDeliveryLoop(app.state.db, settings=settings)
         inner = app.router.lifespan_context
 
         @asynccontextmanager

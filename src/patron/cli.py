@@ -16,6 +16,7 @@ from patron.backup_cli import app as backup_app
 from patron.bulk.cli import register as register_bulk
 from patron.cli_common import DatabaseUrl, console, open_database, parse_as_of, resolve_url
 from patron.config import get_settings
+from patron.conformance.cli import conformance as conformance_command
 from patron.fraud.cli import app as fraud_app
 from patron.members.moves_cli import members_app, points_app
 from patron.notify.cli import notify_app
@@ -24,6 +25,8 @@ from patron.reports.cli import app as report_app
 from patron.rules.cli import app as rules_app
 from patron.rules.examples_cli import test as rules_test
 from patron.sales.import_cli import app as import_app
+from patron.segments.cli import app as segments_app
+from patron.surveys.cli import app as surveys_app
 from patron.tiers.cli import app as tiers_app
 
 app = typer.Typer(help="Patron: an API-first customer loyalty engine.", no_args_is_help=True)
@@ -44,7 +47,10 @@ app.add_typer(fraud_app, name="fraud")
 app.add_typer(members_app, name="members")
 app.add_typer(points_app, name="points")
 app.add_typer(privacy_app, name="privacy")
+app.add_typer(segments_app, name="segments")
+app.add_typer(surveys_app, name="surveys")
 app.add_typer(backup_app)  # top-level commands: patron backup, patron restore
+app.command("conformance")(conformance_command)  # docs/conformance.md
 
 
 @db_app.command("upgrade")
@@ -114,6 +120,18 @@ def _load_demo(db, members: int, days: int) -> None:
         "  migrating members in: .venv/bin/patron import members FILE.csv --program bakery "
         "--dry-run; jobs at /admin/jobs"
     )
+    console.print(
+        "  segments: 'gold members dormant 60 days' at /admin/segments (.venv/bin/patron "
+        "segments count gold-dormant --program bakery)"
+    )
+    console.print(
+        "  surveys: 'after-visit' invites a member after a sale (link in the message log, "
+        "100 points for answering); results at /admin/surveys"
+    )
+    console.print(
+        "  operations: /health, /ready, /metrics; conformance: .venv/bin/patron conformance "
+        "--url http://127.0.0.1:8000 --admin-key ADMIN_KEY"
+    )
     if result.coupon:
         console.print(
             f"  김민지's americano coupon [bold]{result.coupon}[/] (use it at the till: POST "
@@ -143,9 +161,19 @@ def serve(
     with_demo: Annotated[
         bool, typer.Option("--demo", help="Load the demo on an empty database")
     ] = False,
+    log_format: Annotated[
+        str | None, typer.Option(help="text or json; default PATRON_LOG_FORMAT or text")
+    ] = None,
 ) -> None:
     """Run the HTTP API (migrations are applied first)."""
     import uvicorn
+
+    from patron.ops import logging as ops_logging
+    from patron.ops.metrics import prepare_multiprocess
+
+    log_format = log_format or get_settings().log_format
+    if log_format not in ops_logging.FORMATS:
+        raise typer.BadParameter("must be text or json", param_hint="--log-format")
 
     db = open_database(database_url)
     if with_demo:
@@ -168,6 +196,8 @@ def serve(
         f"Patron on http://{host}:{port}  (docs: /docs, admin UI: /admin)  database: "
         f"{settings.resolved_database_url.split('@')[-1]}"
     )
+    if settings.metrics:  # several workers count in one shared directory (docs/operations.md)
+        prepare_multiprocess(workers or settings.workers)
     uvicorn.run(
         "patron.app:serve_app",
         factory=True,
@@ -175,6 +205,10 @@ def serve(
         port=port,
         workers=workers or settings.workers,
         log_level=settings.log_level,
+        log_config=ops_logging.log_config(log_format, settings.log_level),
+        # A worker gets this long to start and to answer the supervisor's pings (uvicorn's 5 s
+        # restarted every worker in a loop on a busy 2-core machine).
+        timeout_worker_healthcheck=30,
     )
 
 

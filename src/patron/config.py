@@ -26,6 +26,15 @@ class Settings(BaseSettings):
     # How long an idempotency key keeps its answer, in hours.
     idempotency_ttl_hours: int = 24 * 7
     log_level: str = "info"
+    # --- operations (docs/operations.md) ---
+    # Log lines as "text" (readable, the default) or "json" (one object a line, for collectors);
+    # both carry the request id (X-Request-ID).
+    log_format: str = "text"
+    # Prometheus metrics at /metrics and the middleware counting requests (decision 0029).
+    metrics: bool = True
+    # /ready answers 503 when the oldest undispatched outbox event is older than this many
+    # seconds; 0 reports the lag without failing on it (docs/operations.md says why).
+    ready_max_outbox_lag_seconds: float = 0.0
     # Till sales arriving while a worker writes the previous ones go to the database together:
     # one sale-pipeline batch and one commit for the group (patron.sales.till_route, decisions
     # 0009 and 0017). Unset: on for both engines (less CPU per sale and a lower p99 measured on

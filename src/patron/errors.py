@@ -15,6 +15,9 @@ class ErrorBody(BaseModel):
 class PatronError(Exception):
     status = 400
     code = "bad_request"
+    # The codes an error of this class is raised with, when it names the case in the code
+    # (`NotEligible` -> `tier_not_eligible`, ...): what `responses` declares. Default: `code`.
+    codes: tuple[str, ...] = ()
 
     def __init__(self, detail: str, *, code: str | None = None, status: int | None = None) -> None:
         super().__init__(detail)
@@ -36,6 +39,7 @@ class BadRequest(PatronError):
 class Unauthorized(PatronError):
     status = 401
     code = "unauthorized"
+    codes = ("missing_api_key", "invalid_api_key", "revoked_api_key")
 
 
 class Forbidden(PatronError):
@@ -58,6 +62,12 @@ class StaleVersion(Conflict):
     the stored version is another one: someone changed it meanwhile. Nothing was written."""
 
     code = "stale_version"
+
+
+class StoreNotAllowed(Forbidden):
+    """The key is limited to stores, and the call names another store or none."""
+
+    code = "store_not_allowed"
 
 
 class Invalid(PatronError):
@@ -88,6 +98,13 @@ class NotEligible(Conflict):
     store_not_eligible, channel_not_eligible, limit_reached."""
 
     code = "not_eligible"
+    codes = (
+        "reward_not_available",
+        "tier_not_eligible",
+        "store_not_eligible",
+        "channel_not_eligible",
+        "limit_reached",
+    )
 
 
 class CouponRefused(Conflict):
@@ -96,15 +113,28 @@ class CouponRefused(Conflict):
     coupon_not_applicable, coupon_not_combinable."""
 
     code = "coupon_refused"
+    codes = (
+        "coupon_used",
+        "coupon_expired",
+        "coupon_cancelled",
+        "coupon_foreign",
+        "coupon_other_member",
+        "coupon_wrong_store",
+        "coupon_not_applicable",
+        "coupon_not_combinable",
+    )
 
 
 def responses(*errors: type[PatronError]) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses=` for an endpoint, so its errors show in the schema."""
+    """OpenAPI `responses=` for an endpoint, so its errors show in the schema: per status, the
+    error codes it may carry, as `code, code, ...` (the errors every operation shares, such as
+    `invalid_json` or `idempotency_conflict`, are added by `patron.openapi`)."""
     out: dict[int | str, dict[str, Any]] = {}
     for err in errors:
         entry = out.setdefault(err.status, {"model": ErrorBody, "description": ""})
         codes = [c for c in entry["description"].split(", ") if c]
-        if err.code not in codes:
-            codes.append(err.code)
+        for code in err.codes or (err.code,):
+            if code not in codes:
+                codes.append(code)
         entry["description"] = ", ".join(codes)
     return out

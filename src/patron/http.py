@@ -22,7 +22,7 @@ from patron.audit import idempotency
 from patron.audit.service import Actor
 from patron.auth import service as auth
 from patron.db.engine import Database
-from patron.errors import Forbidden
+from patron.errors import Forbidden, StoreNotAllowed
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -183,11 +183,10 @@ def check_store(actor: Actor, store: str | None) -> None:
     """A key limited to stores records sales only at them, and names the store."""
     if not actor.reaches_store(store):
         assert actor.stores is not None
-        raise Forbidden(
+        raise StoreNotAllowed(
             f"this key is limited to store{'s' if len(actor.stores) > 1 else ''} "
             f"{', '.join(sorted(actor.stores))}: "
-            + (f"not {store}" if store is not None else "name the store of the sale"),
-            code="store_not_allowed",
+            + (f"not {store}" if store is not None else "name the store of the sale")
         )
 
 

@@ -146,7 +146,7 @@ def test_the_structs_mirror_the_pydantic_models():
 
 
 # The schema the structs in patron.sales.wire mirror (fields, lengths, ranges, decimals).
-MIRRORED = "37964269f818e7dbba1a75502879c18c8bbf633db9bb4ffd07b8f4e23732c65b"
+MIRRORED = "c78059bd6c8bb960418d4290f0fca43bbf7a92ec8e3377fcefc04247480b3eba"
 
 
 def test_the_structs_mirror_this_version_of_the_schema():

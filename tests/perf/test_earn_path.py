@@ -586,15 +586,13 @@ def test_a_batch_writes_what_one_sale_at_a_time_writes(db, frozen, pending_days)
     assert again.count("replayed") == statuses.count("created") + 1
 
 
-def test_a_value_postgresql_refuses_is_a_422_not_a_500(client, keys, db, frozen):
-    """The pipeline's reads and write go to the driver directly; its errors still arrive as
-    SQLAlchemy's, so the app answers them as for any other statement."""
+def test_a_value_postgresql_refuses_is_a_422_on_both_engines(client, keys, db, frozen):
+    """Text PostgreSQL cannot hold (NUL) is refused at the edge on both engines, before the
+    pipeline reads or writes anything (patron.text, decision 0030): the same answer everywhere."""
     from tests.conftest import auth
 
     _setup(db, "fast", frozen, plain=True)
     body = {"external_id": "NUL-1", "member": {"card": "FAST-\x00"}, "amount": "1000"}
     answer = client.post("/api/v1/programs/fast/purchases", json=body, headers=auth(keys["pos"]))
-    if db.dialect == "postgresql":  # PostgreSQL text cannot hold NUL; SQLite stores it
-        assert (answer.status_code, answer.json()["error"]) == (422, "invalid_value")
-    else:
-        assert (answer.status_code, answer.json()["error"]) == (404, "member_not_found")
+    assert (answer.status_code, answer.json()["error"]) == (422, "validation_error")
+    assert "NUL" in answer.json()["detail"]

@@ -22,7 +22,9 @@ router = APIRouter(
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=100)
-    scopes: list[str] = Field(min_length=1, max_length=3, description="pos, read and/or admin")
+    scopes: list[Annotated[str, Field(max_length=20)]] = Field(
+        min_length=1, max_length=3, description="pos, read and/or admin"
+    )
     programs: list[Annotated[str, Field(pattern=CODE_PATTERN)]] | None = Field(
         None,
         max_length=100,

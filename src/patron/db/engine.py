@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -41,10 +41,25 @@ def make_engine(
         engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False})
         _configure_sqlite(engine)
         return engine
+    # Behind a transaction pooler (PgBouncer < 1.21) each transaction may get another server
+    # connection: `?prepare_threshold=none` turns psycopg's automatic prepared statements off
+    # (docs/operations.md, "Connection pooling"); libpq does not know the option.
+    parsed = make_url(url)
+    connect_args: dict[str, Any] = {}
+    if "prepare_threshold" in parsed.query:
+        raw = parsed.query["prepare_threshold"]
+        value = (raw if isinstance(raw, str) else raw[-1]).strip().lower()
+        connect_args["prepare_threshold"] = None if value in ("none", "") else int(value)
+        parsed = parsed.difference_update_query(["prepare_threshold"])
     # No pre-ping by default: it costs a round trip on every checkout, i.e. on every request.
     # A connection the server dropped fails its request once (503, "retry") and is replaced.
     return create_engine(
-        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=pre_ping
+        parsed,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=pre_ping,
+        connect_args=connect_args,
     )
 
 

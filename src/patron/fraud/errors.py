@@ -11,6 +11,7 @@ class VelocityExceeded(PatronError):
 
     status = 429
     code = "velocity_exceeded"
+    codes = tuple(f"velocity_{d}_redemptions_per_day" for d in ("member", "card", "store", "key"))
 
 
 class ContactNotVerified(Forbidden):

@@ -46,7 +46,10 @@ def insert_ignore(
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
         stmt = sqlite_insert(model).values(**values).on_conflict_do_nothing(index_elements=keys)
-    return bool(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+    # RETURNING, not rowcount: an ORM-enabled INSERT run through the session reports rowcount
+    # -1 on psycopg, so a conflict would read as "inserted" on PostgreSQL.
+    key = list(model.__table__.primary_key.columns)
+    return session.execute(stmt.returning(*key)).first() is not None
 
 
 def lock_account(session: Session, account_id: int) -> Account:

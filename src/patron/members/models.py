@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Date, ForeignKey, Index, String, func
+from sqlalchemy import Boolean, Date, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from patron.db.base import Base
@@ -12,7 +12,8 @@ from patron.db.types import BigIntPK, JSONType, UTCDateTime
 
 class Member(Base):
     __tablename__ = "members"
-    __table_args__ = (Index("ix_members_name_lower", func.lower("name")),)
+    # lower(name), the column (not the string "name"): the search's case-insensitive name match.
+    __table_args__ = (Index("ix_members_name_lower", text("lower(name)")),)
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))

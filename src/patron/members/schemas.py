@@ -34,7 +34,7 @@ class MemberFields(Strict):
 
 class MemberCreate(MemberFields):
     name: str = Field(min_length=1, max_length=200)
-    program: str | None = Field(None, description="Enroll in this program at once.")
+    program: str | None = Field(None, max_length=40, description="Enroll in this program at once.")
     cards: list[CardIn] = Field(default_factory=list, max_length=10)
 
 
@@ -43,7 +43,7 @@ class MemberUpdate(MemberFields):
 
 
 class Enrollment(Strict):
-    program: str
+    program: str = Field(max_length=40)
 
 
 class CardOut(BaseModel):

@@ -33,7 +33,11 @@ def _colour(value: str) -> str:
     return value.lower()
 
 
-Colour = Annotated[str, Field(examples=["#1a73e8"], description="#RRGGBB"), AfterValidator(_colour)]
+Colour = Annotated[
+    str,
+    Field(examples=["#1a73e8"], description="#RRGGBB", max_length=7),
+    AfterValidator(_colour),
+]
 
 
 class DisplayNames(BaseModel):

@@ -83,9 +83,17 @@ def _check_timezone(value: str) -> str:
 class ProgramCreate(Strict):
     code: str = Field(pattern=CODE_PATTERN, description="Short identifier used in URLs.")
     name: str = Field(min_length=1, max_length=200)
-    currency: str = Field(description="ISO 4217 code; decides the amount's decimal places.")
-    timezone: str = Field("UTC", description="IANA timezone for dates, days and expiry.")
-    country: str | None = Field(None, description="ISO 3166 region for local phone numbers.")
+    currency: str = Field(
+        min_length=3,
+        max_length=3,
+        description="ISO 4217 code; decides the amount's decimal places.",
+    )
+    timezone: str = Field(
+        "UTC", max_length=64, description="IANA timezone for dates, days and expiry."
+    )
+    country: str | None = Field(
+        None, max_length=2, description="ISO 3166 region for local phone numbers."
+    )
     point_value: Decimal = Field(Decimal(1), gt=0, max_digits=18, decimal_places=6)
     earning: EarningRate
     earn_on_redeemed: bool = False
@@ -120,8 +128,8 @@ class ProgramCreate(Strict):
 
 class ProgramUpdate(Strict):
     name: str | None = Field(None, min_length=1, max_length=200)
-    timezone: str | None = None
-    country: str | None = None
+    timezone: str | None = Field(None, max_length=64)
+    country: str | None = Field(None, max_length=2)
     point_value: Decimal | None = Field(None, gt=0, max_digits=18, decimal_places=6)
     earning: EarningRate | None = None
     earn_on_redeemed: bool | None = None

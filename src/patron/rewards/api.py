@@ -27,6 +27,7 @@ from patron.errors import (
     Unauthorized,
     responses,
 )
+from patron.fraud.errors import ContactNotVerified, VelocityExceeded
 from patron.ledger.models import Account
 from patron.members import service as members
 from patron.money import from_minor
@@ -215,7 +216,14 @@ def member_catalog(
     status_code=201,
     response_model=RedemptionOut,
     responses=responses(
-        NotFound, MemberBlocked, InsufficientPoints, OutOfStock, NotEligible, IdempotencyConflict
+        NotFound,
+        MemberBlocked,
+        InsufficientPoints,
+        OutOfStock,
+        NotEligible,
+        IdempotencyConflict,
+        ContactNotVerified,
+        VelocityExceeded,
     ),
     summary="Spend a member's points on a reward: one redeem entry, stock, coupons (idempotent "
     "with Idempotency-Key)",
@@ -435,7 +443,7 @@ def validate_coupon(
 @router.post(
     "/programs/{code}/coupons/{coupon}/use",
     response_model=UseOut,
-    responses=responses(NotFound, CouponRefused),
+    responses=responses(NotFound, CouponRefused, ContactNotVerified),
     summary="Use a coupon on an order (idempotent per coupon and order)",
 )
 def use_coupon(

@@ -48,6 +48,11 @@ def _sane_instant(value: datetime | None) -> datetime | None:
 MemberId = Annotated[int, Field(ge=1, le=2**53)]
 
 
+# What a reward's names and descriptions are keyed and limited by (before stripping).
+Language = Annotated[str, Field(max_length=10)]
+Text = Annotated[str, Field(max_length=2000)]
+
+
 def _texts(value: dict[str, str] | None) -> dict[str, str] | None:
     if value is None:
         return None
@@ -64,8 +69,8 @@ class RewardFields(Strict):
     """Everything about a reward that can change after it is created."""
 
     status: RewardStatus | None = None
-    names: dict[str, str] | None = Field(None, description='Per language: {"ko": …, "en": …}')
-    descriptions: dict[str, str] | None = None
+    names: dict[Language, Text] | None = Field(None, description='Per language: {"ko": …, "en": …}')
+    descriptions: dict[Language, Text] | None = None
     image_url: str | None = Field(None, max_length=500, pattern=r"^(https?://\S+|/[^/\s]\S*)$")
     points_cost: int | None = Field(None, ge=0, le=10**12)
     tier_costs: dict[str, int] | None = Field(
@@ -107,8 +112,8 @@ class RewardFields(Strict):
     limit_per_day: int | None = Field(None, ge=1, le=1_000_000)
     limit_per_month: int | None = Field(None, ge=1, le=1_000_000)
     limit_ever: int | None = Field(None, ge=1, le=1_000_000)
-    tiers: list[str] | None = Field(None, max_length=50)
-    stores: list[str] | None = Field(None, max_length=500)
+    tiers: list[Annotated[str, Field(max_length=40)]] | None = Field(None, max_length=50)
+    stores: list[Annotated[str, Field(max_length=40)]] | None = Field(None, max_length=500)
     channels: list[RedeemChannel] | None = Field(None, max_length=5)
     exclusive: bool | None = None
     stack_group: str | None = Field(None, min_length=1, max_length=40)
@@ -134,7 +139,7 @@ class RewardFields(Strict):
 class RewardCreate(RewardFields):
     code: str = Field(pattern=CODE_PATTERN, description="Unique in the program, e.g. americano")
     kind: RewardKind
-    names: dict[str, str] = Field(description='Per language, at least one: {"ko": …}')
+    names: dict[Language, Text] = Field(description='Per language, at least one: {"ko": …}')
     points_cost: int = Field(ge=0, le=10**12)
     stock: int | None = Field(None, ge=0, le=10**9, description="Units on hand; none: unlimited")
 
@@ -339,9 +344,9 @@ class BulkIssueRequest(Strict):
 
 
 class ImportRequest(Strict):
-    codes: list[str] = Field(min_length=1, max_length=10_000)
+    codes: list[Annotated[str, Field(max_length=64)]] = Field(min_length=1, max_length=10_000)
     members: list[MemberId] | None = Field(
-        None, description="The member of each code, in the same order (optional)"
+        None, max_length=10_000, description="The member of each code, in the same order (optional)"
     )
     campaign: str | None = Field(None, max_length=80)
 

@@ -29,7 +29,7 @@ from patron.rules.engine import MemberContext, evaluate
 from patron.rules.model import RuleSetDoc, Strict
 from patron.rules.models import RuleExample
 from patron.sales import basket
-from patron.sales.schemas import BasketIn
+from patron.sales.schemas import BasketIn, LineIn
 from patron.tiers.models import TierDefinition
 
 EXAMPLE_NAME = r"^[a-z0-9][a-z0-9_-]{0,79}$"
@@ -80,7 +80,14 @@ class ExampleIn(Strict):
     note: str | None = Field(None, max_length=500, description="What the example is about")
 
 
+class ExampleSaleOut(ExampleSale):
+    """The basket as stored: without lines when it was given none (so `lines` may be empty)."""
+
+    lines: list[LineIn] = Field(default_factory=list, max_length=500)
+
+
 class ExampleOut(ExampleIn):
+    sale: ExampleSaleOut
     name: str
     actor: str
     created_at: datetime
@@ -112,7 +119,7 @@ class ExampleRun(BaseModel):
 def _out(row: RuleExample) -> ExampleOut:
     return ExampleOut(
         name=row.name,
-        sale=ExampleSale.model_validate(row.sale),
+        sale=ExampleSaleOut.model_validate(row.sale),
         member=ExampleMember.model_validate(row.member),
         expected_points=row.expected_points,
         note=row.note,

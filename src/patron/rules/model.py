@@ -86,7 +86,7 @@ class Conditions(Strict):
     min_amount: Money | None = Field(None, description="Order total at least this much")
     min_items: MinItems | None = None
     tiers: list[Annotated[str, Field(min_length=1, max_length=40)]] | None = Field(
-        None, description="Member's tier code is one of these"
+        None, max_length=50, description="Member's tier code is one of these"
     )
     attributes: dict[str, Any] | None = Field(
         None, description="Member attributes equal to these values"
@@ -172,9 +172,13 @@ class RuleBase(Strict):
     enabled: bool = True
     starts: date | None = Field(None, description="First local date the rule applies (inclusive)")
     ends: date | None = Field(None, description="Last local date the rule applies (inclusive)")
-    stores: list[Annotated[str, Field(min_length=1, max_length=40)]] | None = None
-    channels: list[Literal["pos", "online", "app"]] | None = None
-    payment_methods: list[Annotated[str, Field(min_length=1, max_length=40)]] | None = None
+    stores: list[Annotated[str, Field(min_length=1, max_length=40)]] | None = Field(
+        None, max_length=500
+    )
+    channels: list[Literal["pos", "online", "app"]] | None = Field(None, max_length=3)
+    payment_methods: list[Annotated[str, Field(min_length=1, max_length=40)]] | None = Field(
+        None, max_length=50
+    )
     conditions: Conditions | None = None
     # Order within a stage and "stop here" (docs/rules.md, "Scoped rates, summed rates, priority
     # and stop"). A priority of 0 is left out of stored documents, so older ones stay as they were.
@@ -256,7 +260,7 @@ class TimeWeight(RuleBase):
     """A factor on given weekdays and/or hours, in the program's timezone."""
 
     kind: Literal["time_weight"]
-    days: list[Day] = Field(default_factory=_every_day, min_length=1)
+    days: list[Day] = Field(default_factory=_every_day, min_length=1, max_length=7)
     from_time: time | None = Field(None, description="Local time of day, inclusive")
     to_time: time | None = Field(None, description="Local time of day, exclusive")
     factor: Factor
@@ -371,8 +375,10 @@ class RedemptionRules(Strict):
     """Where and on what points may pay; point value, minimum, step and share are program settings."""
 
     excluded: Match | None = Field(None, description="Lines that cannot be paid with points")
-    stores: list[Annotated[str, Field(min_length=1, max_length=40)]] | None = None
-    channels: list[Literal["pos", "online", "app"]] | None = None
+    stores: list[Annotated[str, Field(min_length=1, max_length=40)]] | None = Field(
+        None, max_length=500
+    )
+    channels: list[Literal["pos", "online", "app"]] | None = Field(None, max_length=3)
 
 
 class RuleSetDoc(Strict):

@@ -17,9 +17,11 @@ from patron.errors import (
     Invalid,
     MemberBlocked,
     NotFound,
+    StoreNotAllowed,
     Unauthorized,
     responses,
 )
+from patron.fraud.errors import ContactNotVerified, VelocityExceeded
 from patron.programs.models import Store
 from patron.programs.schemas import CODE_PATTERN
 from patron.programs.service import get_program
@@ -90,7 +92,16 @@ router.add_api_route(
     methods=["POST"],
     status_code=201,
     response_model=PurchaseOut,
-    responses=responses(NotFound, MemberBlocked, InsufficientPoints, IdempotencyConflict, Conflict),
+    responses=responses(
+        NotFound,
+        MemberBlocked,
+        InsufficientPoints,
+        IdempotencyConflict,
+        Conflict,
+        StoreNotAllowed,
+        ContactNotVerified,
+        VelocityExceeded,
+    ),
     summary="Record a sale: spend and earn points atomically (idempotent per external_id)",
     openapi_extra=_PURCHASE_BODY,
     # Reports a bad body together with a bad path or header, as FastAPI does.
@@ -101,7 +112,7 @@ router.add_api_route(
 @router.post(
     "/programs/{code}/purchases/batch",
     response_model=BatchReport,
-    responses=responses(NotFound),
+    responses=responses(NotFound, StoreNotAllowed),
     summary="Record many sales at once (offline tills, migrations); idempotent per external_id",
     description="Purchases run in the given order, a few hundred per transaction: a purchase "
     "that fails (unknown member, insufficient points, …) writes nothing and is reported in "
@@ -149,7 +160,7 @@ def get_purchase(
     "/programs/{code}/purchases/{external_id}/refunds",
     status_code=201,
     response_model=RefundOut,
-    responses=responses(NotFound, Conflict, IdempotencyConflict),
+    responses=responses(NotFound, Conflict, IdempotencyConflict, StoreNotAllowed),
     summary="Refund all or part of a purchase (by amount or by lines)",
 )
 def refund(

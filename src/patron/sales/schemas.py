@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
 from patron.ledger.schemas import Amount, Channel, EntryOut, Strict, Totals
 from patron.members.schemas import MemberRef
+
+# As long as a coupon code is stored (rewards.models.Coupon.code).
+CouponCode = Annotated[str, Field(max_length=64)]
 
 
 class LineIn(Strict):
@@ -34,7 +37,9 @@ class BasketIn(Strict):
         decimal_places=4,
         description="Bill total in the program currency, before points are applied.",
     )
-    currency: str | None = Field(None, description="If given, must be the program's currency.")
+    currency: str | None = Field(
+        None, max_length=3, description="If given, must be the program's currency."
+    )
     lines: list[LineIn] = Field(
         default_factory=list,
         min_length=1,
@@ -55,7 +60,7 @@ class BasketIn(Strict):
 class QuoteRequest(BasketIn):
     member: MemberRef
     points_to_spend: int = Field(0, ge=0, le=10**12)
-    coupons: list[str] = Field(
+    coupons: list[CouponCode] = Field(
         default_factory=list,
         max_length=10,
         description="Coupon codes presented with this basket (printed or scanned).",
@@ -69,7 +74,7 @@ class PurchaseRequest(BasketIn):
         None, description="When the sale happened; default now."
     )
     points_to_spend: int = Field(0, ge=0, le=10**12)
-    coupons: list[str] = Field(
+    coupons: list[CouponCode] = Field(
         default_factory=list,
         max_length=10,
         description="Coupons to use on this sale, all or none (quote first to find the best).",

@@ -94,6 +94,7 @@ _Label = Annotated[str, msgspec.Meta(max_length=80)]
 _Store = Annotated[str, msgspec.Meta(max_length=40)]
 _PaymentMethod = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
 _Points = Annotated[int, msgspec.Meta(ge=0, le=10**12)]
+_Coupon = Annotated[str, msgspec.Meta(max_length=64)]
 
 
 class _Member(msgspec.Struct, forbid_unknown_fields=True):
@@ -115,14 +116,14 @@ class _Purchase(msgspec.Struct, forbid_unknown_fields=True):
     external_id: _ExternalId
     member: _Member
     amount: Number
-    currency: str | Unset | None = UNSET
+    currency: Annotated[str, msgspec.Meta(max_length=3)] | Unset | None = UNSET
     lines: Annotated[list[_Line], msgspec.Meta(min_length=1, max_length=500)] | Unset = UNSET
     store: _Store | Unset | None = UNSET
     channel: Literal["pos", "online", "app"] | Unset = UNSET
     payment_method: _PaymentMethod | Unset | None = UNSET
     occurred_at: str | Unset | None = UNSET
     points_to_spend: _Points | Unset = UNSET
-    coupons: Annotated[list[str], msgspec.Meta(max_length=10)] | Unset = UNSET
+    coupons: Annotated[list[_Coupon], msgspec.Meta(max_length=10)] | Unset = UNSET
 
 
 _decoder = msgspec.json.Decoder(_Purchase)

@@ -91,7 +91,13 @@ def upgrade() -> None:
     with op.batch_alter_table('tier_changes', schema=None) as batch_op:
         batch_op.create_index('ix_tier_changes_account', ['account_id', 'id'], unique=False)
 
-    with op.batch_alter_table('accounts', schema=None) as batch_op:
+    # SQLite rebuilds `accounts` (a server default that is an expression). Reflecting it
+    # without following its foreign keys spares reflecting `members`, whose expression index
+    # SQLAlchemy cannot reflect (it warned "Skipped unsupported reflection …" on every fresh
+    # database); the rebuilt table keeps its foreign keys all the same.
+    with op.batch_alter_table(
+        'accounts', schema=None, reflect_kwargs={'resolve_fks': False}
+    ) as batch_op:
         batch_op.add_column(sa.Column('tier_since', patron.db.types.UTCDateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column('tier_valid_until', patron.db.types.UTCDateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column('tier_manual_until', patron.db.types.UTCDateTime(timezone=True), nullable=True))

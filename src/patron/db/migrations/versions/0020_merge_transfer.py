@@ -31,11 +31,19 @@ def upgrade() -> None:
         op.alter_column(
             "entries", "kind", type_=sa.String(length=20), existing_type=sa.String(length=10)
         )
+    # SQLite rebuilds `members` from its reflection, and SQLAlchemy cannot reflect the
+    # expression index on lower(name): it warned ("Skipped unsupported reflection …") and the
+    # rebuilt table came out without it. Dropped first and made again after, it survives.
+    sqlite = op.get_bind().dialect.name == "sqlite"
+    if sqlite:
+        op.drop_index("ix_members_name_lower", table_name="members")
     with op.batch_alter_table("members") as batch:
         batch.add_column(sa.Column("merged_into", sa.BigInteger(), nullable=True))
         batch.create_foreign_key(
             "fk_members_merged_into_members", "members", ["merged_into"], ["id"]
         )
+    if sqlite:
+        op.create_index("ix_members_name_lower", "members", [sa.text("lower(name)")])
     op.create_table(
         "member_merges",
         sa.Column("id", ID, nullable=False),
@@ -106,9 +114,14 @@ def downgrade() -> None:
     op.drop_table("program_transfer_settings")
     op.drop_index("ix_member_merges_survivor_id", table_name="member_merges")
     op.drop_table("member_merges")
+    sqlite = op.get_bind().dialect.name == "sqlite"
+    if sqlite:
+        op.drop_index("ix_members_name_lower", table_name="members")
     with op.batch_alter_table("members") as batch:
         batch.drop_constraint("fk_members_merged_into_members", type_="foreignkey")
         batch.drop_column("merged_into")
+    if sqlite:
+        op.create_index("ix_members_name_lower", "members", [sa.text("lower(name)")])
     if op.get_bind().dialect.name == "postgresql":
         op.alter_column(
             "entries", "kind", type_=sa.String(length=10), existing_type=sa.String(length=20)
