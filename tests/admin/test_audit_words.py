@@ -36,7 +36,7 @@ def test_every_recorded_action_has_words_in_three_languages():
 
 def test_values_read_as_people_write_them():
     assert audit_words.value(29995, "en") == "29,995"
-    assert audit_words.value(None, "ko") == "없음"
+    assert audit_words.value(None, "ko") == audit_words.value("", "ko") == "없음"
     assert audit_words.value(True, "zh") == "是"
     assert audit_words.value(["BKR100000", "BKR100001"], "en") == "BKR100000, BKR100001"
     assert audit_words.value({"email": True}, "en") == '{"email": true}'

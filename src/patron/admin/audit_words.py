@@ -36,7 +36,7 @@ def field(key: str, lang: str) -> str:
 def value(raw: Any, lang: str) -> str:
     """One value as staff read it: grouped numbers, yes/no, "none", lists joined; anything
     nested as short JSON."""
-    if raw is None:
+    if raw is None or raw == "":
         return i18n.translate("audit.value.none", lang)
     if isinstance(raw, bool):
         return i18n.translate("audit.value.yes" if raw else "audit.value.no", lang)

@@ -46,5 +46,5 @@ def test_a_marketer_sees_the_contrast_warning_fixes_the_card_and_saves(
     expect(page.get_by_label("Name in Korean")).to_have_value("동네 빵집")
     expect(page.get_by_test_id("contrast-ok")).to_be_visible()
     latest = page.locator("#changes-h ~ .table-wrap tbody tr").first
-    expect(latest).to_contain_text("program.branding.updated")
-    expect(latest).to_contain_text("card_background: #333333")
+    expect(latest).to_contain_text("Member page look changed")
+    expect(latest).to_contain_text("card background: #333333")
