@@ -12,7 +12,6 @@ cap, consent withdrawn meanwhile) is decided when it is sent (patron.delivery.ru
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -22,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from patron.config import Settings
 from patron.db.engine import Database
+from patron.delivery.routing import choose_channel, queue_key
 from patron.events.models import Delivery, DomainEvent
 from patron.members.models import Member
 from patron.notify import consent
@@ -42,14 +42,6 @@ class Round:
     _settings: dict[int, NotifySettings] = field(default_factory=dict)
     _programs: dict[int, Program | None] = field(default_factory=dict)
     _endpoints: dict[tuple[int, str], list[Any]] = field(default_factory=dict)
-
-
-def queue_key(channel: str, *, member_id: int | None, endpoint_id: int | None = None) -> str:
-    """Deliveries with one key leave one at a time, in order: per webhook endpoint and member,
-    or per channel and member for messages."""
-    if channel == "webhook":
-        return f"webhook:{endpoint_id}:{member_id or 0}"
-    return f"{channel}:{member_id or 0}"
 
 
 def dispatch_pending(db: Database, *, now: datetime, settings: Settings, limit: int = 200) -> Round:
@@ -182,26 +174,3 @@ def _message(
             row.language, row.subject, row.body = rendered.language, rendered.subject, rendered.body
             done.messages += 1
     session.add(row)
-
-
-def choose_channel(
-    session: Session, member: Member, channels: Sequence[str], purpose: str
-) -> tuple[str | None, str | None, str | None]:
-    """(channel, address, None) for the first channel the member can be reached on — the one
-    she prefers first (preferences["channel"], set on her page) when the event may use it — or
-    (channel tried, None, why not) — member_blocked, no_contact or no_consent."""
-    if member.status != "active":
-        return None, None, "member_blocked"
-    preferred = (member.preferences or {}).get("channel")
-    if isinstance(preferred, str) and preferred in channels:
-        channels = [preferred, *(c for c in channels if c != preferred)]
-    reason = "no_contact"
-    for channel in channels:
-        address = member.email if channel == "email" else member.phone
-        if not address:
-            continue
-        if purpose == "marketing" and not consent.current(session, member, channel):
-            reason = "no_consent"
-            continue
-        return channel, address, None
-    return None, None, reason

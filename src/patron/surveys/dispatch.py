@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from patron.config import Settings
-from patron.delivery.dispatch import choose_channel, queue_key
+from patron.delivery.routing import choose_channel, queue_key
 from patron.events.models import Delivery, DomainEvent
 from patron.members.models import Member
 from patron.notify import consent
