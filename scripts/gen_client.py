@@ -76,9 +76,22 @@ def stored(schema: dict[str, Any]) -> str:
 
 
 def schema_hash(schema: dict[str, Any]) -> str:
-    """Over sorted keys: the same schema hashes the same whatever order Python built it in."""
-    text = json.dumps(schema, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    """Over sorted keys and sorted enums: the same schema hashes the same whatever order Python
+    built it in. (Enum order means nothing, and it does vary: typing treats Literal["ko", "zh",
+    "en"] and Literal["ko", "en", "zh"] as one type, so the first one imported names both.)"""
+    text = json.dumps(_unordered(schema), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _unordered(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {
+            k: sorted(v, key=repr) if k == "enum" and isinstance(v, list) else _unordered(v)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_unordered(v) for v in node]
+    return node
 
 
 # --- names -------------------------------------------------------------------------------------

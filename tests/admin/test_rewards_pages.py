@@ -293,7 +293,7 @@ def test_each_kind_asks_for_what_it_needs(web, db):
             {"available_from": "2026-05-01", "available_until": "2026-04-01"},
             {"available_until": "The last day is before the first day."},
         ),
-        ({"name_en": "x" * 2001}, {"names": "At most 2,000 characters per language."}),
+        ({"name_en": "x" * 2001}, {"names": "Use at most 2,000 characters."}),
         ({"store.mapo": "1", "channel.pos": "1", "limit_ever": "0"}, {"limit_ever": "At least 1."}),
     ],
 )

@@ -72,12 +72,21 @@ def _message(err: dict[str, Any], lang: str) -> str:
         else:
             key = "form.error.invalid"
     return i18n.translate(
-        key, lang, min=ctx.get("min_length", ""), max=ctx.get("max_length", ""), **_bounds(ctx)
+        key,
+        lang,
+        min=_figure(ctx.get("min_length"), lang),
+        max=_figure(ctx.get("max_length"), lang),
+        **_bounds(ctx, lang),
     )
 
 
-def _bounds(ctx: dict[str, Any]) -> dict[str, Any]:
-    return {"ge": ctx.get("ge", ""), "le": ctx.get("le", "")}
+def _figure(value: Any, lang: str) -> str:
+    """A bound as staff read it (2000 -> "2,000"); nothing when there is none."""
+    return "" if value is None else i18n.number(value, lang)
+
+
+def _bounds(ctx: dict[str, Any], lang: str) -> dict[str, Any]:
+    return {"ge": _figure(ctx.get("ge"), lang), "le": _figure(ctx.get("le"), lang)}
 
 
 def from_validation(exc: ValidationError, lang: str, fields: Iterable[str] = ()) -> Errors:
