@@ -229,6 +229,7 @@ def main() -> None:
         generate(csv_path, args.rows)
         generated = time.perf_counter() - began
         setup_program(url)
+        load_before = os.getloadavg()[0]
         took, out = patron(
             url,
             "import",
@@ -246,7 +247,9 @@ def main() -> None:
         with psycopg.connect(url) as conn:
             written = counts(conn)
         assert written["members"] == args.rows, (written, out)
+        load_import = (load_before, os.getloadavg()[0])
         baseline, rows_copied = copy_baseline(url)
+        load_copy = os.getloadavg()[0]
         result: dict[str, Any] = {
             "rows": args.rows,
             "chunk_size": args.chunk_size,
@@ -258,6 +261,13 @@ def main() -> None:
             "tables": written,
             "generate_s": round(generated, 2),
             "correct": correct,
+            # The machine's 1-minute load average around each side: on a shared machine the
+            # two sides can run under different loads, which moves the ratio.
+            "load_average": {
+                "import_start": round(load_import[0], 1),
+                "import_end": round(load_import[1], 1),
+                "copy_end": round(load_copy, 1),
+            },
         }
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
@@ -271,7 +281,8 @@ def main() -> None:
         f"patron import members: {result['rows']:,} rows in {result['import_s']} s "
         f"({result['import_rows_per_s']:,} rows/s); plain COPY of the same "
         f"{rows_copied:,} table rows: {result['baseline_copy_s']} s; ratio {result['ratio']}; "
-        f"patron check {'clean' if correct else 'NOT CLEAN'}"
+        f"patron check {'clean' if correct else 'NOT CLEAN'}; load average "
+        f"{load_import[0]:.1f} → {load_import[1]:.1f} (import), {load_copy:.1f} (COPY)"
     )
     print(json.dumps(result))
     if args.json:

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from patron import __version__, openapi
 from patron.auth.api import router as access_router
+from patron.campaigns.api import router as campaigns_router
 from patron.check import router as check_router
 from patron.config import get_settings
 from patron.db.engine import Database
@@ -24,6 +25,7 @@ from patron.fraud.api import router as fraud_router
 from patron.ledger.api import router as points_router
 from patron.members.api import router as members_router
 from patron.members.moves_api import router as moves_router
+from patron.milestones.api import router as milestones_router
 from patron.notify.api import router as notify_router
 from patron.notify.templates_api import router as templates_router
 from patron.notify.unsubscribe import router as unsubscribe_router
@@ -205,8 +207,10 @@ def create_app(
         card_token_router,
         fraud_router,
         segments_router,
+        campaigns_router,
         surveys_router,
         survey_page_router,
+        milestones_router,
         privacy_router,
     ):
         app.include_router(router)

@@ -14,11 +14,13 @@ from patron.admin.cli import app as user_app
 from patron.audit.cli import app as audit_app
 from patron.backup_cli import app as backup_app
 from patron.bulk.cli import register as register_bulk
+from patron.campaigns.cli import app as campaigns_app
 from patron.cli_common import DatabaseUrl, console, open_database, parse_as_of, resolve_url
 from patron.config import get_settings
 from patron.conformance.cli import conformance as conformance_command
 from patron.fraud.cli import app as fraud_app
 from patron.members.moves_cli import members_app, points_app
+from patron.milestones.cli import app as milestones_app
 from patron.notify.cli import notify_app
 from patron.privacy.cli import app as privacy_app
 from patron.reports.cli import app as report_app
@@ -47,8 +49,10 @@ app.add_typer(fraud_app, name="fraud")
 app.add_typer(members_app, name="members")
 app.add_typer(points_app, name="points")
 app.add_typer(privacy_app, name="privacy")
+app.add_typer(campaigns_app, name="campaigns")
 app.add_typer(segments_app, name="segments")
 app.add_typer(surveys_app, name="surveys")
+app.add_typer(milestones_app, name="milestones")
 app.add_typer(backup_app)  # top-level commands: patron backup, patron restore
 app.command("conformance")(conformance_command)  # docs/conformance.md
 
@@ -125,8 +129,24 @@ def _load_demo(db, members: int, days: int) -> None:
         "segments count gold-dormant --program bakery)"
     )
     console.print(
+        "  campaigns: 'winback-ab' on gold-dormant, coupon vs bonus points 50/50 with a 10 % "
+        "holdout, launched 6 weeks ago: results at /admin/campaigns (.venv/bin/patron campaigns "
+        "results winback-ab --program bakery)"
+    )
+    console.print(
         "  surveys: 'after-visit' invites a member after a sale (link in the message log, "
         "100 points for answering); results at /admin/surveys"
+    )
+    console.print(
+        "  milestones: badges 'regular', 'six-in-a-row', 'big-fan' at /admin/milestones "
+        "(achievers per goal), on the member page (/m/bakery/) and "
+        "/api/v1/programs/bakery/members/ID/milestones; .venv/bin/patron milestones run "
+        "--program bakery"
+    )
+    console.print(
+        "  at the counter: /admin/members/new enrols with a card and checks for duplicates "
+        "(welcome sheet to print or e-mail); on any admin page '/' jumps to member search, and a "
+        "scanned card, a whole phone number or #id opens the member"
     )
     console.print(
         "  operations: /health, /ready, /metrics; conformance: .venv/bin/patron conformance "
@@ -358,6 +378,12 @@ def expire(
         f"in {report.released_lots} lots; idempotency answers dropped: "
         f"{report.idempotency_keys_purged}"
     )
+    if report.rolled_lots:
+        kept = "would keep" if dry_run else "kept"
+        console.print(
+            f"rolling expiry: {kept} {report.rolled_lots} lots of {report.rolled_accounts} "
+            "active accounts (moved to N after their latest activity)"
+        )
     from patron.audit.service import CLI
     from patron.rewards import jobs as reward_jobs
 

@@ -391,10 +391,12 @@ def load(
                     balances[member_id] = back["totals"]["balance"]
     jobs.run_expiry(db, now)
     coupon = _rewards(db, now, member_ids, rng)
+    _milestones(db, now)
     _quiet_history(db, now)
     _fraud(db, now, member_ids[2])
     count += 1  # the sale held for review
     _engagement(db, now)
+    _campaign(db, now)
     if db.dialect == "postgresql":
         # Fresh planner statistics for the rows just loaded: without them (autovacuum off or not
         # yet run) the reports plan for empty tables and the dashboard takes seconds.
@@ -494,6 +496,37 @@ def _engagement(db: Database, now: datetime) -> None:
         surveys.create(session, program, SurveyIn.model_validate(survey), actor=SYSTEM, now=now)
 
 
+DEMO_MILESTONES: list[dict[str, object]] = [
+    {"code": "regular", "kind": "visits", "target": 8, "window": "month", "repeat": True,
+     "names": {"ko": "단골손님", "zh": "常客", "en": "Regular"},
+     "descriptions": {"ko": "한 달에 8번 방문", "zh": "一个月内光临 8 次", "en": "8 visits in a month"},
+     "points": 300},
+    {"code": "six-in-a-row", "kind": "streak", "target": 6,
+     "names": {"ko": "6개월 연속", "zh": "连续六个月", "en": "Six months in a row"},
+     "descriptions": {"ko": "6개월 연속 매달 구매", "zh": "连续六个月每月消费",
+                      "en": "A purchase every month, six months in a row"}, "points": 500},
+    {"code": "big-fan", "kind": "visits", "target": 40,
+     "names": {"ko": "빵 마니아", "zh": "面包达人", "en": "Bread lover"},
+     "descriptions": {"ko": "40번 구매", "zh": "消费 40 次", "en": "40 purchases"},
+     "points": 1000},
+]  # fmt: skip
+
+
+def _milestones(db: Database, now: datetime) -> None:
+    """Three goals (docs/engagement.md) evaluated once over the demo's history, so some members
+    have badges (their points credited through the ledger) and the rest see progress bars."""
+    from patron.milestones import jobs as milestone_jobs
+    from patron.milestones import service as milestones
+    from patron.milestones.schemas import MilestoneIn
+
+    with db.unit_of_work() as session:
+        program = programs.get_program(session, "bakery")
+        for body in DEMO_MILESTONES:
+            milestones.create(session, program, MilestoneIn.model_validate(body), actor=SYSTEM,
+                              now=now - timedelta(days=1))  # fmt: skip
+    milestone_jobs.run_program(db, "bakery", now=now)
+
+
 def _fraud(db: Database, now: datetime, member_id: int) -> None:
     """Modest fraud controls (docs/fraud.md), and one large sale held for review in the queue."""
     from patron.fraud import settings as fraud
@@ -561,3 +594,96 @@ def _rewards(db: Database, now: datetime, member_ids: list[int], rng: random.Ran
             return display(issued[0].code)
     except PatronError:
         return ""  # a short demo history: not enough points yet
+
+
+def _campaign(db: Database, now: datetime) -> None:
+    """An A/B campaign on gold-dormant (docs/engagement.md): 420 lapsed gold members (one
+    purchase a year ago) are won back 6 weeks ago with a 5,000 KRW coupon (variant a) or 2,000
+    bonus points (variant b), 50/50 with a 10 % holdout; then weeks of simulated sales in which
+    the coupon brings more of them back than the points, and both more than the control."""
+    from patron.campaigns import service as campaigns
+    from patron.campaigns.schemas import CampaignIn
+    from patron.sales import pipeline
+    from patron.sales.schemas import AdjustRequest
+
+    rng = random.Random(18)
+    lapsed_at = now - timedelta(days=300)
+    launch_at = now - timedelta(days=42)
+    with db.unit_of_work() as session:
+        program = programs.get_program(session, "bakery")
+        ids: list[int] = []
+        for i in range(420):
+            member = members.create_member(
+                session,
+                MemberCreate(
+                    name=rng.choice(SURNAMES) + rng.choice(GIVEN),
+                    phone=f"010-7{i:03d}-{i:04d}",
+                    language="ko",
+                    marketing_consent=rng.random() < 0.6,
+                    program="bakery",
+                ),
+                program=program,
+                actor=SYSTEM,
+                now=lapsed_at,
+            )
+            ids.append(member.id)
+            pipeline.adjust(
+                session, program,
+                AdjustRequest(member=MemberRef(id=member.id), points=12000, qualifying=True,
+                              reason="gold welcome (lapsed cohort)"),
+                actor=SYSTEM, now=lapsed_at,
+            )  # fmt: skip
+            at = lapsed_at + timedelta(days=rng.randint(1, 30), hours=rng.randint(0, 9))
+            purchases.purchase(
+                session, program,
+                PurchaseRequest(external_id=f"LAPSED-{i:04d}", member=MemberRef(id=member.id),
+                                amount=Decimal(rng.choice([8000, 12000, 23000])),
+                                store=STORES[0][0], occurred_at=at),
+                actor=SYSTEM, now=at,
+            )  # fmt: skip
+        body = {
+            "code": "winback-ab", "name": "Win back gold: coupon vs points",
+            "segment": "gold-dormant", "holdout_pct": 10, "budget_points": 400_000,
+            "ends_at": (launch_at + timedelta(days=28)).isoformat(),
+            "variants": [
+                {"key": "a", "name": "Coupon", "share": 50,
+                 "action": {"kind": "coupon", "reward": "five-off"}},
+                {"key": "b", "name": "Bonus points", "share": 50,
+                 "action": {"kind": "points", "points": 2000}},
+            ],
+        }  # fmt: skip
+        campaigns.create(session, program, CampaignIn.model_validate(body), actor=SYSTEM,
+                         now=launch_at)  # fmt: skip
+        campaigns.launch(session, program, "winback-ab", actor=SYSTEM, now=launch_at)
+    from patron.campaigns.models import CampaignMember
+    from patron.rewards.models import Coupon
+
+    with db.unit_of_work(readonly=True) as session:
+        arms = session.execute(
+            select(CampaignMember.member_id, CampaignMember.arm, Coupon.code)
+            .outerjoin(Coupon, Coupon.id == CampaignMember.coupon_id)
+            .order_by(CampaignMember.member_id)
+        ).all()
+    back = {"control": 0.35, "a": 0.6, "b": 0.45}
+    sales: list[tuple[datetime, int, str | None]] = []
+    for member_id, arm, code in arms:
+        if rng.random() >= back.get(arm, 0):
+            continue
+        for n in range(rng.choice([1, 2, 2, 3])):
+            at = launch_at + timedelta(days=rng.uniform(1, 40), hours=rng.randint(0, 9))
+            use = n == 0 and at < launch_at + timedelta(days=25) and rng.random() < 0.8
+            sales.append((at, member_id, code if use else None))
+    sales.sort()
+    with db.unit_of_work() as session:
+        program = programs.get_program(session, "bakery")
+        for n, (at, member_id, used) in enumerate(sales):
+            purchases.purchase(
+                session, program,
+                PurchaseRequest(external_id=f"WINBACK-{n:04d}", member=MemberRef(id=member_id),
+                                amount=Decimal(rng.choice([32000, 35000, 41000]) if used
+                                               else rng.choice([6000, 9000, 14000])),
+                                coupons=[used] if used else [], store=STORES[0][0],
+                                occurred_at=at),
+                actor=SYSTEM, now=at,
+            )  # fmt: skip
+        campaigns.run(session, program, "winback-ab", actor=SYSTEM, now=now)  # ends it

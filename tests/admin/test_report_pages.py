@@ -273,7 +273,7 @@ def test_liability_page_equals_the_service(web, db):
     )
     # The month-end chart has every month end before as_of, the month just ended included.
     titles = re.findall(r"<title>([^<:]+): ", page.text)
-    assert titles[-3:] == ["31 Jan", "28 Feb", "1 Mar"], titles
+    assert titles[-3:] == ["Jan 31", "Feb 28", "Mar 1"], titles
     xlsx = web.get("/admin/reports/liability?as_of=2026-03-01&format=xlsx")
     book = load_workbook(io.BytesIO(xlsx.content))
     assert book.sheetnames == ["Liability", "Breakage"]

@@ -535,6 +535,8 @@ def test_expire_dry_run_then_for_real(client, admin, pos, reader, kim, frozen):
         "released_lots": 0,
         "released_points": 0,
         "idempotency_keys_purged": 0,
+        "rolled_lots": 0,
+        "rolled_accounts": 0,
     }
     assert [e["kind"] for e in entries(client, reader, kim["id"])] == ["earn", "earn"]
     # The account already reads as of now, before the job writes anything.
@@ -551,6 +553,8 @@ def test_expire_dry_run_then_for_real(client, admin, pos, reader, kim, frozen):
         "released_lots": 0,
         "released_points": 0,
         "idempotency_keys_purged": 1,
+        "rolled_lots": 0,
+        "rolled_accounts": 0,
     }
     expired = entries(client, reader, kim["id"], kind="expire")
     assert [(e["points"], e["occurred_at"]) for e in expired] == [(-30, "2026-03-20T15:00:00Z")]

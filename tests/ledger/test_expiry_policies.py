@@ -247,7 +247,7 @@ def test_switching_to_days_applies_to_points_earned_from_then_on(client, admin, 
         ({"kind": "days", "days": 3651}, "less than or equal to 3650"),
         ({"kind": "days", "days": "soon"}, "valid integer"),
         ({"kind": "months", "months": 6, "days": 10}, "applies only when kind is 'days'"),
-        ({"kind": "weeks", "months": 6}, "'end_of_year' or 'days'"),
+        ({"kind": "weeks", "months": 6}, "'days' or 'rolling'"),
     ],
 )
 def test_bad_expiry_is_422_with_a_clear_detail(client, admin, frozen, db, expiry, detail):

@@ -392,6 +392,26 @@ def real_payloads(db: Database, member_id: int) -> dict[str, dict[str, Any]]:
     found.setdefault(
         "member.merged", {"program": "bakery", "source_id": 1, "survivor_id": member_id}
     )
+    # As patron.milestones.jobs writes it (tests/milestones render it from a real run).
+    found.setdefault(
+        "milestone.achieved",
+        {"program": "bakery", "member_id": member_id, "milestone": "ten-visits",
+         "kind": "visits", "period": "2026-03", "value": 10, "target": 10, "points": 500,
+         "reward": None, "achievement_id": 1, "achieved_at": T0.isoformat()},
+    )  # fmt: skip
+    # As patron.surveys.service writes it (tests/surveys answer real invitations).
+    found.setdefault(
+        "survey.answered",
+        {"program": "bakery", "member_id": member_id, "survey": "after-visit", "response_id": 1,
+         "invitation_id": 1, "store": "mapo", "channel": "email", "order": "MAPO-1",
+         "language": "en", "answers": {"overall": 5}, "points": 100,
+         "answered_at": T0.isoformat()},
+    )  # fmt: skip
+    # Campaign events have no member (webhooks only); their templates still render.
+    found.setdefault("campaign.launched", {"program": "bakery", "campaign": "winback",
+                                           "segment": "gold-dormant", "assigned": 120})  # fmt: skip
+    found.setdefault("campaign.ended", {"program": "bakery", "campaign": "winback",
+                                        "reason": "stopped"})  # fmt: skip
     for kind, entry_kind in (("points.merged", "merge_in"), ("points.transferred", "transfer_in")):
         found.setdefault(
             kind,

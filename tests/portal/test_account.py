@@ -234,7 +234,7 @@ def test_consent_history_in_her_language_and_the_programs_time(client, portal, s
     ).text
     history = page.split(i18n.translate("account.history", "ko"))[1]
     # 03:00 UTC is noon in Seoul.
-    assert "2026년 3월 2일 12:00" in history
+    assert "2026년 3월 2일 오후 12:00" in history
     assert history.count(i18n.translate("account.source.portal", "ko")) >= 2
     assert i18n.translate("account.history.granted", "ko") in history
     assert i18n.translate("account.history.withdrawn", "ko") in history

@@ -123,10 +123,10 @@ def test_refunds_are_explained_in_each_language(client, admin, pos, reader, kim)
                            key=lambda e: e["kind"] != "redeem")  # fmt: skip
     assert (spent["kind"], spent["points"], earned["points"]) == ("redeem", -1000, 80)
     assert _lines(client, reader, spent["id"], "en") == [
-        "1,000 points used: paid 1000 KRW with points"
+        "1,000 points used: paid ₩1,000 with points"
     ]
-    assert _lines(client, reader, spent["id"], "ko") == ["1,000포인트 사용: 1000 KRW 결제"]
-    assert _lines(client, reader, spent["id"], "zh") == ["使用 1,000 积分:抵扣 1000 KRW"]
+    assert _lines(client, reader, spent["id"], "ko") == ["1,000포인트 사용: ₩1,000 결제"]
+    assert _lines(client, reader, spent["id"], "zh") == ["使用 1,000 积分:抵扣 ₩1,000"]
 
     back = {e["points"]: e["id"] for e in _refund(client, pos, "A-2", "R-1")}
     assert set(back) == {-80, 1000}

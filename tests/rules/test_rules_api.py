@@ -383,7 +383,7 @@ def test_explanation_of_entries_without_breakdown(client, admin, pos, reader, ki
     words = client.get(
         f"{P}/entries/{spent['id']}/explanation", params={"language": "en"}, headers=reader
     ).json()
-    assert words["text"] == "1,000 points used: paid 1000 KRW with points"
+    assert words["text"] == "1,000 points used: paid ₩1,000 with points"
     assert words["rule_version"] is None
 
     missing = client.get(f"{P}/entries/999999/explanation", headers=reader)

@@ -113,13 +113,17 @@ def test_the_demo_replays_to_the_recorded_points_tier_multipliers_included(db: D
     for date_from in (today - timedelta(days=366), today - timedelta(days=120)):
         count, points = recorded(db, date_from, today)
         report = replay(db, None, date_from, today)
-        assert_replays_exactly(report, count, points)
+        # The demo's win-back campaign (six weeks ago) redeemed coupons at the till: those sales
+        # are left out and counted, and every other one replays to exactly what was recorded.
+        assert report.excluded_purchases > 0 and report.excluded_points > 0
+        left_out = report.excluded_purchases, report.excluded_points
+        assert_replays_exactly(report, count - left_out[0], points - left_out[1])
         assert report.proposed_points == report.current_points
         assert all(m.change == 0 for m in report.top_members)
         tier_rows = {r.rule: r for r in report.rules if r.kind == "tier_benefit"}
         assert set(tier_rows) == {"tier:silver", "tier:gold"}
         assert all(r.current_points > 0 and r.in_current for r in tier_rows.values())
-        assert (report.excluded_purchases, report.other_version_purchases) == (0, 0)
+        assert report.other_version_purchases == 0
         assert report.warnings == []
 
 

@@ -24,6 +24,8 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
+from patron import formats
+
 Number = int | float | Decimal
 Format = Callable[[Any], str]
 
@@ -403,22 +405,12 @@ def hbar_chart(
 
 # --- axis labels in the user's language -----------------------------------------------------
 
-_MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
 
 def month_label(day: date, lang: str) -> str:
-    """en "Mar 2026", ko "2026년 3월", zh "2026年3月"."""
-    if lang == "ko":
-        return f"{day.year}년 {day.month}월"
-    if lang == "zh":
-        return f"{day.year}年{day.month}月"
-    return f"{_MONTHS_EN[day.month - 1]} {day.year}"
+    """en "Mar 2026", ko "2026년 3월", zh "2026年3月" (patron.formats, CLDR)."""
+    return formats.short_month(day, lang)
 
 
 def day_label(day: date, lang: str) -> str:
-    """en "2 Mar", ko "3월 2일", zh "3月2日": short, for an axis."""
-    if lang == "ko":
-        return f"{day.month}월 {day.day}일"
-    if lang == "zh":
-        return f"{day.month}月{day.day}日"
-    return f"{day.day} {_MONTHS_EN[day.month - 1]}"
+    """en "Mar 2", ko "3월 2일", zh "3月2日": short, for an axis (patron.formats, CLDR)."""
+    return formats.short_day(day, lang)

@@ -8,21 +8,19 @@ mapping a dotted key to its three translations side by side:
 so a missing translation stands out in review, and tests/admin/test_i18n.py fails on one.
 Placeholders use str.format: "{count} members". Templates call `t("key", count=3)`.
 
-Numbers, money and dates are formatted here, never in templates or services. All three locales
-group digits by thousands with "," and use "." for decimals; they differ in currency symbols and
-date order. Money is rounded to the currency's minor unit (KRW 0 decimals, CNY 2).
+Numbers, money, percentages and dates are written by patron.formats (Babel, CLDR's data for
+ko/zh/en), never by hand in templates or services; the names below are its admin spellings.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime, tzinfo
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from patron.money import MINOR_UNITS, quantum
+from patron import formats
 
 LANGUAGES = ("en", "ko", "zh")
 LANGUAGE_NAMES = {"en": "English", "ko": "한국어", "zh": "中文"}
@@ -65,124 +63,28 @@ def has_message(key: str) -> bool:
     return key in catalog()
 
 
-# --- numbers --------------------------------------------------------------------------------
-
-
-def _decimal(value: Any) -> Decimal | None:
-    try:
-        number = Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return None
-    return number if number.is_finite() else None
+# --- numbers, money and dates: patron.formats (Babel/CLDR), the one way they are written ---
 
 
 def number(value: Any, lang: str = DEFAULT_LANGUAGE, *, places: int | None = None) -> str:
-    """25800 -> "25,800"; Decimal("187.50") -> "187.50"; places fixes the decimals."""
-    amount = _decimal(value)
-    if amount is None:
-        return str(value)
-    if places is not None:
-        amount = amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
-    sign = "-" if amount < 0 else ""
-    whole, _, frac = format(abs(amount), "f").partition(".")
-    grouped = f"{int(whole):,}"
-    return f"{sign}{grouped}.{frac}" if frac else f"{sign}{grouped}"
+    """25800 -> "25,800" (patron.formats.number)."""
+    return formats.number(value, lang, places=places)
 
 
 def points(value: Any, lang: str = DEFAULT_LANGUAGE, *, signed: bool = False) -> str:
     """1234 -> "1,234 points" / "1,234포인트" / "1,234 积分"; signed adds "+" to gains."""
-    text = number(value, lang)
-    amount = _decimal(value)
-    if signed and amount is not None and amount > 0:
-        text = "+" + text
+    text = formats.signed(value, lang) if signed else formats.number(value, lang)
     return translate("format.points", lang, n=text)
 
 
-# The symbol shown before an amount. Where one sign serves two currencies (¥, $), the locale that
-# owns it keeps the bare sign and the others say which one (CLDR does the same).
-_SYMBOLS = {
-    "KRW": "₩",
-    "CNY": "¥",
-    "JPY": "¥",
-    "USD": "$",
-    "EUR": "€",
-    "GBP": "£",
-    "HKD": "HK$",
-    "TWD": "NT$",
-    "SGD": "S$",
-    "AUD": "A$",
-    "CAD": "CA$",
-    "INR": "₹",
-    "VND": "₫",
-    "THB": "฿",
-    "PHP": "₱",
-}
-_LOCAL_SYMBOLS = {
-    ("CNY", "en"): "CN¥",
-    ("CNY", "ko"): "CN¥",
-    ("JPY", "zh"): "JP¥",
-    ("JPY", "ko"): "JP¥",
-    ("USD", "ko"): "US$",
-    ("USD", "zh"): "US$",
-}
-
-
-def currency_symbol(currency: str, lang: str = DEFAULT_LANGUAGE) -> str:
-    return _LOCAL_SYMBOLS.get((currency, lang)) or _SYMBOLS.get(currency, "")
-
-
-def money(
-    amount: Any, currency: str, lang: str = DEFAULT_LANGUAGE, *, minor_units: bool = False
-) -> str:
-    """Decimal("25800") KRW -> "₩25,800"; Decimal("25.8") CNY -> "¥25.80" (zh) / "CN¥25.80" (en).
-    `minor_units=True` reads an integer count of the smallest unit (2580 fen -> ¥25.80)."""
-    value = _decimal(amount)
-    if value is None:
-        return str(amount)
-    places = MINOR_UNITS.get(currency, 2)
-    if minor_units:
-        value = value * quantum(currency) if currency in MINOR_UNITS else value.scaleb(-places)
-    text = number(abs(value), lang, places=places)
-    sign = "-" if value < 0 else ""
-    symbol = currency_symbol(currency, lang)
-    return f"{sign}{symbol}{text}" if symbol else f"{sign}{text} {currency}"
-
-
-# --- dates ----------------------------------------------------------------------------------
-
-_MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-def _local(value: datetime, tz: tzinfo | None) -> datetime:
-    if value.tzinfo is None:  # SQLite hands back naive UTC
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(tz or UTC)
+money = formats.money
+percent = formats.percent
+iso_date = formats.iso_date
 
 
 def format_date(value: date | datetime | None, lang: str = DEFAULT_LANGUAGE, tz=None) -> str:
-    """en "2 Mar 2026", ko "2026년 3월 2일", zh "2026年3月2日"; a datetime is first moved to `tz`
-    (the program's timezone), so a sale at 23:30 in Seoul is dated in Seoul."""
-    if value is None:
-        return ""
-    day = _local(value, tz).date() if isinstance(value, datetime) else value
-    if lang == "ko":
-        return f"{day.year}년 {day.month}월 {day.day}일"
-    if lang == "zh":
-        return f"{day.year}年{day.month}月{day.day}日"
-    return f"{day.day} {_MONTHS_EN[day.month - 1]} {day.year}"
+    return formats.date(value, lang, tz)
 
 
 def format_datetime(value: datetime | None, lang: str = DEFAULT_LANGUAGE, tz=None) -> str:
-    """The date as format_date, then the 24-hour local time: "2 Mar 2026, 12:00"."""
-    if value is None:
-        return ""
-    local = _local(value, tz)
-    separator = ", " if lang == "en" else " "
-    return f"{format_date(local, lang, local.tzinfo)}{separator}{local:%H:%M}"
-
-
-def iso_date(value: date | datetime | None, tz=None) -> str:
-    """YYYY-MM-DD in `tz`, for date inputs and file names."""
-    if value is None:
-        return ""
-    return (_local(value, tz).date() if isinstance(value, datetime) else value).isoformat()
+    return formats.datetime(value, lang, tz)

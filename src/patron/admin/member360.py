@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
+from patron import formats
 from patron.admin.search import national
 from patron.admin.service import actor_labels
 from patron.audit import service as audit
@@ -142,8 +144,13 @@ def load(
             session, account, lo=lo, hi=hi, cursor=cursor, limit=history_limit
         )
         stores = views.store_codes(session, program.id)
+        currency = program.currency
+
+        def money(value: Any) -> str:  # "₩9,800", as the rest of the page writes money
+            return formats.money(value, currency, lang)
+
         for entry in entries:
-            why = events.explain_entry(session, program, entry.id, lang)
+            why = events.explain_entry(session, program, entry.id, lang, money=money)
             page.history.append(HistoryRow(views.entry_out(entry, stores), why.lines, entry.actor))
             actors.add(entry.actor)
         soon = {

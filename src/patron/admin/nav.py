@@ -39,6 +39,8 @@ NAV: tuple[NavItem, ...] = (
     NavItem("fraud", "nav.fraud", "fraud_queue", "members.view"),
     NavItem("surveys", "nav.surveys", "surveys_list", "program.view"),
     NavItem("engagement", "nav.engagement", "segments_list", "rules.view"),
+    NavItem("campaigns", "nav.campaigns", "campaigns_list", "rules.view"),
+    NavItem("milestones", "nav.milestones", "milestones_list", "rules.view"),
 )
 
 

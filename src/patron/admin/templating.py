@@ -9,15 +9,17 @@ Templates get, besides what the view passes:
   csrf_token  the token forms.html's csrf_field() puts in every POST form
   nav, section                     the navigation and the current section
   now, version                     the clock's now (patron.clock) and Patron's version
-Filters (all in the user's language): number, points, signed_points, money(currency),
-money_minor(currency), date, datetime, isodate; compact (any value as short text);
+Filters (all in the user's language, written by patron.formats — Babel/CLDR; decision 0037):
+number(places), signed(places) (+1.5), points, signed_points, money(currency), money_minor(currency), percent(places),
+date, datetime, period(granularity) (a report row's day, week or month); isodate only for
+date inputs and links, never for reading; compact (any value as short text);
 audit_action (an audit code in words), audit_pairs (a before/after snapshot as (field, value)).
 """
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, tzinfo
+from datetime import UTC, date, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -26,7 +28,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context,
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from patron import __version__, clock
+from patron import __version__, clock, formats
 from patron.admin import audit_words, i18n
 from patron.admin.deps import Staff
 from patron.admin.nav import nav_links
@@ -108,6 +110,26 @@ def _isodate(ctx, value: Any) -> str:
 
 
 @pass_context
+def _percent(ctx, value: Any, places: int = 1) -> str:
+    return formats.percent(value, ctx["lang"], places=places)
+
+
+@pass_context
+def _signed(ctx, value: Any, places: int | None = None) -> str:
+    return formats.signed(value, ctx["lang"], places=places)
+
+
+@pass_context
+def _period(ctx, row: Any, granularity: str) -> str:
+    """A report row's period (its `starts`, and `ends` where it has one) in words."""
+    starts: date = row.starts
+    ends: date | None = getattr(row, "ends", None)
+    if ends is None:  # a week runs Monday to Sunday
+        ends = starts + timedelta(days=6 - starts.weekday()) if granularity == "week" else starts
+    return formats.period(starts, ends, granularity, ctx["lang"])
+
+
+@pass_context
 def _audit_action(ctx, code: str) -> str:
     return audit_words.action(code, ctx["lang"])
 
@@ -135,6 +157,9 @@ env.filters.update(
     date=_date,
     datetime=_datetime,
     isodate=_isodate,
+    percent=_percent,
+    signed=_signed,
+    period=_period,
     compact=_compact,
     audit_action=_audit_action,
     audit_pairs=_audit_pairs,

@@ -4,6 +4,7 @@ row errors as CSV. Registered on the `patron import` group by patron.cli."""
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -93,6 +94,11 @@ def _run(
                 total = now.rows_total if now.status != "done" else now.rows_seen
                 bar.update(task, completed=now.rows_seen, total=total, failed=now.rows_failed)
 
+            # A one-shot process allocating millions of short-lived rows: what is loaded is
+            # never scanned again, and the collector runs every 50,000 allocations instead of
+            # 700 (it was a fifth of an import's time; decision 0033).
+            gc.freeze()
+            gc.set_threshold(50_000, 20, 100)
             try:
                 job = service.run_job(
                     db, job.id, file, actor=CLI, chunk_size=chunk_size, on_progress=show

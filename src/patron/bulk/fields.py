@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from pydantic import EmailStr, TypeAdapter, ValidationError
 
 from patron.errors import Invalid, PatronError
-from patron.members.phone import normalise_phone
+from patron.members.phone import PhoneCache, normalise_phone
 from patron.members.refs import normal_email
 
 MEMBER_FIELDS = (
@@ -319,6 +319,13 @@ class MemberContext:
     timezone: ZoneInfo
     tiers: frozenset[str]
     now: datetime
+    # The job's phone numbers, parsed once per leading digits (results equal normalise_phone's).
+    phones: PhoneCache | None = None
+
+    def phone(self, text: str) -> str:
+        if self.phones is None:
+            return normalise_phone(text, self.country)
+        return self.phones.normalise(text)
 
 
 def member_row(
@@ -366,7 +373,7 @@ def member_row(
         )
         ref = None
     out.external_ref = ref
-    out.phone = take("phone", lambda t: normalise_phone(t, ctx.country))
+    out.phone = take("phone", ctx.phone)
     out.email = take("email", parse_email)
     if out.email is not None and len(out.email) > 254:
         err("email", "invalid_email", "the e-mail address is longer than 254 characters")

@@ -38,6 +38,7 @@ from patron.bulk.fields import RowError
 from patron.bulk.models import BulkJob, BulkJobError
 from patron.db.engine import Database
 from patron.errors import Conflict, Invalid, NotFound
+from patron.members.phone import PhoneCache
 from patron.programs.models import Program
 from patron.sales import program_cache
 from patron.tiers import service as tiers
@@ -352,6 +353,7 @@ def _run(
         timezone=ZoneInfo(config.timezone),
         tiers=frozenset(config.tier_by_code),
         now=now,
+        phones=PhoneCache(config.country),
     )
     if on_progress is not None:
         on_progress(job)

@@ -13,13 +13,14 @@ from datetime import datetime
 from itertools import count
 from typing import Any, cast
 
+import orjson
 import psycopg
-from psycopg.types.json import Jsonb
 from sqlalchemy import (
     JSON,
     BigInteger,
     Connection,
     Table,
+    any_,
     bindparam,
     func,
     insert,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -127,9 +129,31 @@ def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
     try:
         with driver.cursor() as cursor, cursor.copy(sql) as copy:
             for row in rows:
-                copy.write_row([Jsonb(row[c]) if c in json_columns else row[c] for c in columns])
+                copy.write_row([_json(row[c]) if c in json_columns else row[c] for c in columns])
     except psycopg.Error as exc:
         raise DBAPIError.instance(sql, None, exc, psycopg.Error) from exc
+    except orjson.JSONEncodeError as exc:
+        raise DBAPIError.instance(sql, None, psycopg.DataError(str(exc)), psycopg.Error) from exc
+
+
+def _json(value: Any) -> str:
+    """A JSON column's value as the text COPY reads (None is the JSON null, as Jsonb(None))."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def matching(
+    conn: Connection, key: Any, value: Any, values: Sequence[Any], *where: Any
+) -> list[Any]:
+    """(key, value) of the rows whose `key` column is one of `values` (and `where`): on
+    PostgreSQL one array parameter per 10,000 values (`= ANY`), elsewhere IN lists."""
+    out: list[Any] = []
+    for part in _in_chunks(values):
+        if conn.dialect.name == "postgresql":
+            test = key == any_(bindparam("values", part, type_=postgresql.ARRAY(key.type)))
+        else:
+            test = key.in_(part)
+        out.extend(conn.execute(select(key, value).where(test, *where)).all())
+    return out
 
 
 def _in_chunks(values: Sequence[Any], size: int = 10_000) -> Iterator[list[Any]]:
@@ -154,27 +178,13 @@ def write_members(
 ) -> Written:
     conn = session.connection()
     keys = [r.key for r in rows if r.key is not None]
-    known: dict[str, int] = {}
-    for part in _in_chunks(keys):
-        known.update(
-            conn.execute(
-                select(REF.c.external_ref, REF.c.member_id).where(
-                    REF.c.program_id == config.id, REF.c.external_ref.in_(part)
-                )
-            ).all()
-        )
+    known: dict[str, int] = dict(
+        matching(conn, REF.c.external_ref, REF.c.member_id, keys, REF.c.program_id == config.id)
+    )
     phones = [r.phone for r in rows if r.phone]
     emails = [r.email for r in rows if r.email]
-    by_phone: dict[str, int] = {}
-    by_email: dict[str, int] = {}
-    for part in _in_chunks(phones):
-        by_phone.update(
-            conn.execute(select(MEM.c.phone, MEM.c.id).where(MEM.c.phone.in_(part))).all()
-        )
-    for part in _in_chunks(emails):
-        by_email.update(
-            conn.execute(select(MEM.c.email, MEM.c.id).where(MEM.c.email.in_(part))).all()
-        )
+    by_phone: dict[str, int] = dict(matching(conn, MEM.c.phone, MEM.c.id, phones))
+    by_email: dict[str, int] = dict(matching(conn, MEM.c.email, MEM.c.id, emails))
     out = Written(errors=[])
     assert out.errors is not None
     fresh: list[MemberRow] = []
@@ -252,10 +262,14 @@ def write_members(
         for channel in CHANNELS
     ]
     bulk_insert(conn, CONSENT, consents)
-    _open_accounts(session, config, fresh, member_ids, job_id=job_id, actor=actor, now=now)
+    accounts = _open_accounts(
+        session, config, fresh, member_ids, job_id=job_id, actor=actor, now=now
+    )
     tiered = [(r, m_id) for r, m_id in zip(fresh, member_ids, strict=True) if r.tier is not None]
     if tiered and tier_move is not None:
-        _set_tiers(session, config, tiered, tier_move, job_id=job_id, actor=actor, now=now)
+        _set_tiers(
+            session, config, tiered, accounts, tier_move, job_id=job_id, actor=actor, now=now
+        )
     audit.record(
         session,
         actor=actor,
@@ -288,9 +302,10 @@ def _open_accounts(
     job_id: int,
     actor: Actor,
     now: datetime,
-) -> None:
+) -> dict[int, int]:
     """Each new member's account and opening balance, planned and applied as the ledger
-    writes every credit (a lot with its expiry, an adjust entry, their outbox events)."""
+    writes every credit (a lot with its expiry, an adjust entry, their outbox events); the
+    account ids by member id."""
     account_ids = snapshot.reserve_accounts(session, len(fresh))
     with_points = sum(1 for r in fresh if r.opening_balance > 0)
     ids = Ids(
@@ -331,12 +346,14 @@ def _open_accounts(
         # Webhooks hear of a migrated member; the member is not messaged (delivery.dispatch).
         event["payload"] = {**event["payload"], "import_job": job_id}
     apply(session.connection(), planner.rows)
+    return {m_id: state.account_id for m_id, state in states.items()}
 
 
 def _set_tiers(
     session: Session,
     config: ProgramConfig,
     tiered: Sequence[tuple[MemberRow, int]],
+    accounts: dict[int, int],
     move: TierMove,
     *,
     job_id: int,
@@ -346,37 +363,26 @@ def _set_tiers(
     """The tier the member held in the old system, as `tiers.service.move` puts one: the
     account's tier and validity, a tier history row (reason "import") and tier.changed."""
     conn = session.connection()
-    member_ids = [m_id for _r, m_id in tiered]
-    accounts: dict[int, int] = {}
-    for part in _in_chunks(member_ids):
-        accounts.update(
+    by_tier: dict[str, list[int]] = {}
+    for r, m_id in tiered:
+        by_tier.setdefault(cast(str, r.tier), []).append(accounts[m_id])
+    for tier, ids in sorted(by_tier.items()):  # one UPDATE per tier, not one per account
+        for part in _in_chunks(ids):
+            if conn.dialect.name == "postgresql":
+                test = ACC.c.id == any_(bindparam("ids", part, type_=postgresql.ARRAY(BigInteger)))
+            else:
+                test = ACC.c.id.in_(part)
             conn.execute(
-                select(ACC.c.member_id, ACC.c.id).where(
-                    ACC.c.program_id == config.id, ACC.c.member_id.in_(part)
+                update(ACC)
+                .where(test)
+                .values(
+                    tier=tier,
+                    tier_since=now,
+                    tier_valid_until=move.valid_until,
+                    tier_grace_left=move.grace,
+                    tier_manual=False,
                 )
-            ).all()
-        )
-    conn.execute(
-        update(ACC)
-        .where(ACC.c.id == bindparam("b_id"))
-        .values(
-            tier=bindparam("b_tier"),
-            tier_since=bindparam("b_since", type_=ACC.c.tier_since.type),
-            tier_valid_until=bindparam("b_until", type_=ACC.c.tier_valid_until.type),
-            tier_grace_left=bindparam("b_grace"),
-            tier_manual=False,
-        ),
-        [
-            {
-                "b_id": accounts[m_id],
-                "b_tier": r.tier,
-                "b_since": now,
-                "b_until": move.valid_until,
-                "b_grace": move.grace,
-            }
-            for r, m_id in tiered
-        ],
-    )
+            )
     note = f"tier held in the previous system (import job {job_id}, row {{row}})"
     bulk_insert(
         conn,

@@ -4,12 +4,14 @@ from patron.admin.models import StaffSession, StaffUser
 from patron.audit.models import AuditRecord, IdempotencyKey
 from patron.auth.models import ApiKey
 from patron.bulk.models import AdjustmentKey, BulkJob, BulkJobError, MemberImportRef  # noqa: F401
+from patron.campaigns.models import Campaign, CampaignMember  # noqa: F401
 from patron.db.base import Base
 from patron.events.models import Delivery, DeliveryAttempt, DomainEvent, InstanceKey
 from patron.fraud.models import FraudActivity, FraudReview, FraudSettings  # noqa: F401
 from patron.ledger.models import Account, Entry, Lot, Movement, Purchase, Refund
 from patron.members.models import Card, Member
 from patron.members.moves_models import MemberMerge, Transfer, TransferSettings  # noqa: F401
+from patron.milestones.models import Milestone, MilestoneAchievement  # noqa: F401
 from patron.notify.models import (
     ConsentRecord,
     JobRun,

@@ -26,6 +26,13 @@ EVENT_TYPES: dict[str, str] = {
     "the privacy operations carry it out.",
     "member.erased": "A member's personal data was erased (the ledger keeps every amount); the "
     "payload names the erasure, never the person.",
+    "campaign.launched": "A campaign started: its members were put in arms and given their "
+    "actions (counts in the payload; the points and coupons have their own events).",
+    "campaign.ended": "A campaign ended: stopped by staff or past its end (reason in the payload).",
+    "milestone.achieved": "A member reached a milestone (a goal such as 10 visits in a month); "
+    "its points and coupon, if any, come with their own events.",
+    "survey.answered": "A member answered a survey (the answers; points for it come as "
+    "points.adjusted).",
     "fraud.review": "A sale's points were held for review by the fraud controls (status open), "
     "or staff decided the review (confirmed: released; reversed: taken back).",
 }

@@ -54,13 +54,17 @@ def expires_at(
 
     Points are valid through the whole last local day, so the instant is the
     local midnight that starts the following day. `extra_months` (a tier's) lengthen any
-    policy: added to N for the month policies, after the N days for `days`.
+    policy: added to N for the month policies, after the N days for `days`. `rolling` counts
+    N (its `days` when set, else its `months`) from `earned_at` read as the latest activity.
     """
     if kind == "none":
         return None
     tz = ZoneInfo(timezone)
     local_day = earned_at.astimezone(tz).date()
     months += extra_months
+    if kind == "rolling":
+        # At earning, the earn is the latest activity: N after it (days when set, else months).
+        kind = "days" if days else "months"
     if kind == "months":
         last_day = add_months(local_day, months)
     elif kind == "days":

@@ -21,7 +21,8 @@ On PostgreSQL step 3 is a single statement of data-modifying CTEs. SQLite has no
 CTE, but a writer holds the database lock for its whole transaction (BEGIN IMMEDIATE), so the
 entries just inserted are exactly those with an id above the largest one before the chunk.
 See docs/decisions/0008-set-based-expiry.md. Releasing pending points writes no entry, so no
-event either.
+event either. Between the two, programs with a rolling policy (`ledger.rolling`) have the lots
+of their still-active accounts moved to the rolling date, so only what is truly overdue expires.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from patron.db.engine import Database
 from patron.events.kinds import ENTRY_EVENTS
 from patron.events.models import DomainEvent
 from patron.events.outbox import EVENT_COLUMNS, entry_payload_sql
+from patron.ledger import rolling
 from patron.ledger.models import Account, Entry, Lot, Movement
 from patron.programs.models import Program
 
@@ -73,6 +75,9 @@ class ExpiryReport:
     released_lots: int = 0
     released_points: int = 0
     idempotency_keys_purged: int = 0
+    # Rolling policies: lots whose own date passed moved to their account's rolling date.
+    rolled_lots: int = 0
+    rolled_accounts: int = 0
 
 
 @dataclass
@@ -109,7 +114,7 @@ def preview(session: Session, now: datetime) -> ExpiryReport:
     released, released_points = session.execute(
         select(func.count(), func.coalesce(func.sum(Lot.remaining), 0)).where(_due_release(now))
     ).one()
-    return ExpiryReport(
+    report = ExpiryReport(
         dry_run=True,
         lots=lots,
         points=int(points),
@@ -117,6 +122,28 @@ def preview(session: Session, now: datetime) -> ExpiryReport:
         released_lots=released,
         released_points=int(released_points),
     )
+    # Rolling accounts still active keep their lots: what a run would roll forward, not expire.
+    found = rolling.policies(session)
+    if found.programs:
+        after = 0
+        while True:
+            rows = _rolling_candidates(session, now, found, after, 5000)
+            if not rows:
+                break
+            after = rows[-1][0]
+            kept = [aid for aid, at in rolling.untils(session, rows, found).items() if at > now]
+            if kept:
+                n, p = session.execute(
+                    select(func.count(), func.coalesce(func.sum(Lot.remaining), 0)).where(
+                        _due_expiry(now), Lot.account_id.in_(kept)
+                    )
+                ).one()
+                report.lots -= n
+                report.points -= int(p)
+                report.accounts -= len(kept)
+                report.rolled_accounts += len(kept)
+                report.rolled_lots += n
+    return report
 
 
 # Bulk statements: the ORM need not fetch the rows back to refresh objects (there are none).
@@ -242,6 +269,85 @@ def _release_chunk(session: Session, now: datetime, batch_size: int) -> Chunk:
     if _is_postgresql(session):
         return _release_chunk_postgresql(session, now, batch_size)
     return _release_chunk_sqlite(session, now, batch_size)
+
+
+# --- rolling policies ----------------------------------------------------------------------
+
+
+def _rolling_candidates(
+    session: Session, now: datetime, found: rolling.Policies, after: int, batch_size: int
+) -> list[tuple[int, int, str | None]]:
+    """Accounts (id, program, tier) after `after`, in id order, of the programs where a
+    rolling policy applies, with a lot whose own date passed."""
+    rows = session.execute(
+        select(Account.id, Account.program_id, Account.tier)
+        .where(
+            Account.program_id.in_(found.programs),
+            Account.id > after,
+            select(Lot.id).where(Lot.account_id == Account.id, _due_expiry(now)).exists(),
+        )
+        .order_by(Account.id)
+        .limit(batch_size)
+    ).all()
+    return [(aid, pid, tier) for aid, pid, tier in rows]
+
+
+_LOTS = Lot.__table__
+_ROLL = (
+    update(_LOTS)  # type: ignore[arg-type]  # Core, not ORM: executemany by account
+    .where(
+        _LOTS.c.account_id == bindparam("a_id"),
+        _LOTS.c.remaining > 0,
+        _LOTS.c.expires_at < bindparam("until", type_=Lot.expires_at.type),
+        rolling.never_expired(_LOTS.c.id),
+    )
+    .values(expires_at=bindparam("until", type_=Lot.expires_at.type))
+)
+
+
+def _roll_chunk(
+    session: Session, now: datetime, found: rolling.Policies, after: int, batch_size: int
+) -> tuple[int | None, int, int]:
+    """Move the open lots of up to `batch_size` rolling accounts with a lot looking due to
+    their rolling date (`ledger.rolling`); the accounts are locked in id order first. Returns
+    the last account looked at (None: no more), the lots moved and the accounts moved."""
+    rows = _rolling_candidates(session, now, found, after, batch_size)
+    if not rows:
+        return None, 0, 0
+    ids = [aid for aid, _, _ in rows]
+    if _is_postgresql(session):
+        session.execute(
+            select(Account.id)
+            .where(Account.id == _ids("accounts", ids))
+            .order_by(Account.id)
+            .with_for_update()
+        ).all()
+    moves = rolling.untils(session, rows, found)
+    # Accounts active within N keep their lots (counted); the others' lots older than their
+    # rolling date move to it and expire there, in one entry, in the expiry step.
+    kept = [{"a_id": aid, "until": at} for aid, at in sorted(moves.items()) if at > now]
+    gone = [{"a_id": aid, "until": at} for aid, at in sorted(moves.items()) if at <= now]
+    moved = session.connection().execute(_ROLL, kept).rowcount if kept else 0
+    if gone:
+        session.connection().execute(_ROLL, gone)
+    return ids[-1], max(moved or 0, 0), len(kept)
+
+
+def _roll(db: Database, now: datetime, batch_size: int, report: ExpiryReport) -> None:
+    """Rolling policies first: only the lots of accounts inactive for N are then due."""
+    with db.unit_of_work(readonly=True) as session:
+        found = rolling.policies(session)
+    if not found.programs:
+        return  # no program rolls: nothing to read
+    after = 0
+    while True:
+        with db.unit_of_work() as session:
+            last, lots, accounts = _roll_chunk(session, now, found, after, batch_size)
+        if last is None:
+            break
+        after = last
+        report.rolled_lots += lots
+        report.rolled_accounts += accounts
 
 
 # --- expiry ---------------------------------------------------------------------------------
@@ -616,6 +722,7 @@ def run_expiry(
         report.released_points += chunk.points
         if not chunk.found:
             break
+    _roll(db, now, batch_size, report)
     # Distinct accounts over the whole run: an account whose lots fall in several
     # chunks counts once, as in the dry-run preview.
     touched: set[int] = set()

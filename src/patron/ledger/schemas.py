@@ -78,3 +78,9 @@ class ExpireOut(BaseModel):
     released_lots: int
     released_points: int
     idempotency_keys_purged: int = 0
+    rolled_lots: int = Field(
+        0,
+        description="Rolling expiry: lots past their own date kept, because their account was "
+        "active within N, and moved to N after its latest activity",
+    )
+    rolled_accounts: int = Field(0, description="Accounts whose lots were moved so")

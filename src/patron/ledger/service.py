@@ -19,6 +19,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from patron.events import outbox
+from patron.ledger import rolling
 from patron.ledger.models import Account, Entry, Lot, Movement
 from patron.programs.models import Program, Store
 
@@ -189,7 +190,11 @@ def _take(account: Account, lot: Lot, points: int) -> None:
 
 def settle_due(session: Session, account: Account, now: datetime, *, actor: str = "system") -> None:
     """Bring one account up to `now`: release matured pending points, expire overdue lots
-    (one expire entry per expiry instant, as the nightly job writes them)."""
+    (one expire entry per expiry instant, as the nightly job writes them).
+
+    Under a rolling policy (`ledger.rolling`) a lot whose own date passed may still be valid:
+    when one looks overdue, the account's open lots are first moved to the rolling date, as
+    the nightly job does; an account with nothing overdue costs nothing more."""
     due = list(
         session.scalars(
             select(Lot)
@@ -204,6 +209,8 @@ def settle_due(session: Session, account: Account, now: datetime, *, actor: str 
             .order_by(Lot.id)
         )
     )
+    if any(lot.expires_at is not None and lot.expires_at <= now for lot in due):
+        _roll_forward(session, account)
     expiring: dict[datetime, list[Lot]] = {}
     for lot in due:
         if lot.pending and lot.pending_until is not None and lot.pending_until <= now:
@@ -215,6 +222,22 @@ def settle_due(session: Session, account: Account, now: datetime, *, actor: str 
     for expires_at in sorted(expiring):
         expire_lots(session, account, expiring[expires_at], now=now, actor=actor)
     session.flush()
+
+
+def _roll_forward(session: Session, account: Account) -> None:
+    """Move the account's open lots to its rolling date (no-op unless its policy rolls)."""
+    until = rolling.until(session, account)
+    if until is None:
+        return
+    for lot in session.scalars(
+        select(Lot).where(
+            Lot.account_id == account.id,
+            Lot.remaining > 0,
+            Lot.expires_at < until,
+            rolling.never_expired(Lot.id),
+        )
+    ):
+        lot.expires_at = until
 
 
 def expire_lots(

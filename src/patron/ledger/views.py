@@ -12,6 +12,7 @@ from sqlalchemy import and_, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from patron.errors import Invalid, NotFound
+from patron.ledger import rolling
 from patron.ledger.models import Account, Entry, Lot
 from patron.ledger.schemas import EntryOut, LotOut, Totals
 from patron.programs.models import Program, Store
@@ -34,23 +35,68 @@ def totals(session: Session, account: Account, now: datetime, *, settled: bool =
     """Stored totals moved to `now`: pending points whose date passed count as available,
     overdue lots as expired, even before the job has written it down.
 
-    `settled=True` says the caller just ran `settle_due` at `now`, so nothing is due.
+    `settled=True` says the caller just ran `settle_due` at `now`, so nothing is due. Under a
+    rolling policy each lot's date is its effective one (`ledger.rolling`).
     """
     available, pending, expired = account.available, account.pending, account.expired
-    due = (
-        []
-        if settled
-        else session.execute(
-            select(Lot.remaining, Lot.pending, Lot.pending_until, Lot.expires_at).where(
-                Lot.account_id == account.id,
-                Lot.remaining > 0,
-                or_(
-                    and_(Lot.pending.is_(True), Lot.pending_until <= now),
-                    and_(Lot.expires_at.is_not(None), Lot.expires_at <= now),
-                ),
+    rolled = rolling.until(session, account)
+    if rolled is not None:
+        # Rolling: every open lot's effective date, read once (a member's open lots).
+        rows = [
+            (
+                remaining,
+                is_pending,
+                pending_until,
+                rolling.effective(expires_at, rolled) if fresh else expires_at,
             )
-        ).all()
-    )
+            for remaining, is_pending, pending_until, expires_at, fresh in session.execute(
+                select(
+                    Lot.remaining,
+                    Lot.pending,
+                    Lot.pending_until,
+                    Lot.expires_at,
+                    rolling.never_expired(Lot.id),
+                ).where(Lot.account_id == account.id, Lot.remaining > 0)
+            )
+        ]
+        due = [
+            row
+            for row in rows
+            if (row[3] is not None and row[3] <= now)
+            or (row[1] and row[2] is not None and row[2] <= now)
+        ]
+        expiring = [
+            row[0] for row in rows if row[3] is not None and now < row[3] <= now + EXPIRING_WINDOW
+        ]
+    else:
+        due = (
+            []
+            if settled
+            else list(
+                session.execute(
+                    select(Lot.remaining, Lot.pending, Lot.pending_until, Lot.expires_at).where(
+                        Lot.account_id == account.id,
+                        Lot.remaining > 0,
+                        or_(
+                            and_(Lot.pending.is_(True), Lot.pending_until <= now),
+                            and_(Lot.expires_at.is_not(None), Lot.expires_at <= now),
+                        ),
+                    )
+                ).tuples()
+            )
+        )
+        expiring = list(
+            session.execute(
+                select(Lot.remaining).where(
+                    Lot.account_id == account.id,
+                    Lot.remaining > 0,
+                    Lot.expires_at > now,
+                    Lot.expires_at <= now + EXPIRING_WINDOW,
+                )
+            )
+            .scalars()
+            .all()
+        )
     for remaining, is_pending, _pending_until, expires_at in due:
         if expires_at is not None and expires_at <= now:
             expired += remaining
@@ -61,18 +107,6 @@ def totals(session: Session, account: Account, now: datetime, *, settled: bool =
         else:
             pending -= remaining
             available += remaining
-    expiring = (
-        session.execute(
-            select(Lot.remaining).where(
-                Lot.account_id == account.id,
-                Lot.remaining > 0,
-                Lot.expires_at > now,
-                Lot.expires_at <= now + EXPIRING_WINDOW,
-            )
-        )
-        .scalars()
-        .all()
-    )
     return Totals(
         balance=available - account.debt,
         available=available,
@@ -191,14 +225,25 @@ def lots(
     expiring_within_days: int | None = None,
     include_empty: bool = False,
 ) -> list[LotOut]:
+    """The account's lots, each with its effective expiry (under a rolling policy, its own
+    date moved to the account's rolling date)."""
+    rolled = rolling.until(session, account)
     stmt = select(Lot).where(Lot.account_id == account.id)
     if not include_empty:
-        stmt = stmt.where(Lot.remaining > 0, or_(Lot.expires_at.is_(None), Lot.expires_at > now))
+        stmt = stmt.where(Lot.remaining > 0)
+    if rolled is None:
+        found = [(lot, lot.expires_at) for lot in session.scalars(stmt)]
+    else:
+        found = [
+            (lot, rolling.effective(lot.expires_at, rolled) if fresh else lot.expires_at)
+            for lot, fresh in session.execute(stmt.add_columns(rolling.never_expired(Lot.id)))
+        ]
+    if not include_empty:
+        found = [(lot, at) for lot, at in found if at is None or at > now]
     if expiring_within_days is not None:
-        stmt = stmt.where(
-            Lot.expires_at > now, Lot.expires_at <= now + timedelta(days=expiring_within_days)
-        )
-    rows = session.scalars(stmt.order_by(Lot.expires_at.is_(None), Lot.expires_at, Lot.id))
+        soon = now + timedelta(days=expiring_within_days)
+        found = [(lot, at) for lot, at in found if at is not None and now < at <= soon]
+    found.sort(key=lambda pair: (pair[1] is None, pair[1] or now, pair[0].id))
     return [
         LotOut(
             id=lot.id,
@@ -208,9 +253,9 @@ def lots(
             pending_until=lot.pending_until,
             # No release date: held for a fraud review until staff decide (patron.fraud).
             pending=lot.pending and (lot.pending_until is None or lot.pending_until > now),
-            expires_at=lot.expires_at,
+            expires_at=expires_at,
         )
-        for lot in rows
+        for lot, expires_at in found
     ]
 
 

@@ -1019,6 +1019,13 @@ def run_due(db: Database, *, now: datetime) -> list[JobReport]:
             log.info("sealed %d audit records", sealed.records)
     except Exception:
         log.exception("sealing the audit log failed")
+    try:
+        # Milestones: once an hour per program with active goals (patron.milestones.jobs).
+        from patron.milestones.jobs import run_due as run_milestones
+
+        run_milestones(db, now=now)
+    except Exception:
+        log.exception("the milestones job failed")
     with db.unit_of_work(readonly=True) as session:
         wanted = _due_jobs(session, now)
     reports: list[JobReport] = []

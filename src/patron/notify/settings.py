@@ -67,6 +67,10 @@ def _defaults() -> dict[str, EventSetting]:
         "member.merged": (on, t),  # her two memberships are one now
         "points.merged": (off, t),  # member.merged says it already
         "points.transferred": (on, t),  # both members hear of a transfer
+        "campaign.launched": (off, t),  # for webhooks: no member to tell
+        "campaign.ended": (off, t),
+        "milestone.achieved": (on, m),  # a badge and its reward: marketing, with consent
+        "survey.answered": (off, t),  # for webhooks: the member knows she answered
         "fraud.review": (off, t),  # for webhooks; a message only if the program wants it
         # For webhooks: her address is gone with the rest of her data, so no message can reach her.
         "member.erased": (off, t),

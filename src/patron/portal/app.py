@@ -14,6 +14,7 @@ from patron.errors import NotFound, PatronError
 from patron.portal import (
     account_views,
     card_views,
+    engagement,
     i18n,
     privacy_views,
     pwa_views,
@@ -44,7 +45,15 @@ def create_portal_app(db: Database) -> FastAPI:
     app.state.db = db
     app.state.throttle = service.Throttle(get_settings().rate_limit_storage)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (views, card_views, account_views, signup_views, privacy_views, pwa_views):
+    for module in (
+        views,
+        engagement,
+        card_views,
+        account_views,
+        signup_views,
+        privacy_views,
+        pwa_views,
+    ):
         app.include_router(module.router)
 
     @app.middleware("http")

@@ -17,7 +17,7 @@ from patron import clock
 from patron.audit import idempotency
 from patron.errors import NotFound
 from patron.ledger import views as ledger_views
-from patron.portal import i18n, service, signup
+from patron.portal import engagement, i18n, service, signup
 from patron.portal.templating import render
 from patron.portal.web import (
     SESSION_COOKIE,
@@ -216,9 +216,11 @@ def home(
             )
             for entry in entries
         ]
+        milestones = engagement.badges(session, the_program, viewer, now)
+        invitations = engagement.invitations(session, the_program, viewer, now)
     return render(request, "home.html", viewer=viewer, totals=totals, tier=tier, latest=latest,
                   to_next=tier_amount(tier, viewer, "next"), to_keep=tier_amount(tier, viewer, "keep"),
-                  page="home")  # fmt: skip
+                  milestones=milestones, invitations=invitations, page="home")  # fmt: skip
 
 
 @router.get("/history", name="history")

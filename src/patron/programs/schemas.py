@@ -30,7 +30,7 @@ class EarningRate(Strict):
     rounding: Literal["down", "half_up", "up"] = "down"
 
 
-ExpiryKind = Literal["none", "months", "end_of_month", "end_of_year", "days"]
+ExpiryKind = Literal["none", "months", "end_of_month", "end_of_year", "days", "rolling"]
 
 
 class ExpiryPolicy(Strict):
@@ -38,12 +38,18 @@ class ExpiryPolicy(Strict):
         "months",
         description="months: valid through the day N months after earning; end_of_month / "
         "end_of_year: through the end of the month / year N months after earning; days: "
-        "through the local day `days` days after earning; none: never expire. Every day is a "
-        "local day in the program's timezone.",
+        "through the local day `days` days after earning; rolling: every activity (points "
+        "earned or spent) moves all the member's open points to N after the latest activity "
+        "(`days` when given, else `months`); none: never expire. Every day is a local day in "
+        "the program's timezone.",
     )
     months: int = Field(12, ge=0, le=600, description="N for the month-based kinds")
     days: int | None = Field(
-        None, ge=1, le=3650, description="N for kind `days` (required then, and only then)"
+        None,
+        ge=1,
+        le=3650,
+        description="N for kind `days` (required then); for `rolling`, N in days instead of "
+        "months (optional); not allowed with any other kind",
     )
 
     @model_validator(mode="after")
@@ -52,9 +58,13 @@ class ExpiryPolicy(Strict):
             raise ValueError("expiry.months must be at least 1 when kind is 'months'")
         if self.kind == "days" and self.days is None:
             raise ValueError("expiry.days (1 to 3650) is required when kind is 'days'")
-        if self.kind != "days" and self.days is not None:
+        if self.kind == "rolling" and self.days is None and self.months < 1:
             raise ValueError(
-                f"expiry.days applies only when kind is 'days' (kind is {self.kind!r})"
+                "expiry.months must be at least 1 when kind is 'rolling' without expiry.days"
+            )
+        if self.kind not in ("days", "rolling") and self.days is not None:
+            raise ValueError(
+                f"expiry.days applies only when kind is 'days' or 'rolling' (kind is {self.kind!r})"
             )
         return self
 

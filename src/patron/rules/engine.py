@@ -95,6 +95,9 @@ class MemberContext:
     earned_year: int = 0
     # The multiplier of the member's tier (tier definitions, patron.tiers); None or 1: none.
     tier_factor: Decimal | None = None
+    # The segments (codes) the member is in at the time of the sale; only those the rule set's
+    # `segments` conditions name are read (patron.segments.service.memberships).
+    segments: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -161,49 +164,99 @@ def _units(lines: tuple[Line, ...], match: Match) -> Decimal:
 
 
 def _why_not(rule: Any, order: Order, member: MemberContext, local: datetime) -> str | None:
-    """The reason a rule does not apply to this order, or None when it does."""
+    """The reason a rule does not apply to this order, or None when it does. Each reason keeps
+    the figures behind it (`condition` and its values), so an explanation words it in the
+    reader's language (patron.rules.explain)."""
     if not rule.enabled:
-        return "disabled"
+        return SkipReason("disabled", condition="disabled")
     day = local.date()
     if rule.starts and day < rule.starts:
-        return f"starts {rule.starts.isoformat()}"
+        when = rule.starts.isoformat()
+        return SkipReason(f"starts {when}", condition="starts", date=when)
     if rule.ends and day > rule.ends:
-        return f"ended {rule.ends.isoformat()}"
+        when = rule.ends.isoformat()
+        return SkipReason(f"ended {when}", condition="ended", date=when)
     if rule.stores is not None and order.store not in rule.stores:
-        return f"store {order.store or '(none)'} is not one of {', '.join(rule.stores)}"
+        got, allowed = order.store or "(none)", ", ".join(rule.stores)
+        return SkipReason(
+            f"store {got} is not one of {allowed}", condition="store", got=got, allowed=allowed
+        )
     if rule.channels is not None and order.channel not in rule.channels:
-        return f"channel {order.channel or '(none)'} is not one of {', '.join(rule.channels)}"
+        got, allowed = order.channel or "(none)", ", ".join(rule.channels)
+        return SkipReason(
+            f"channel {got} is not one of {allowed}", condition="channel", got=got, allowed=allowed
+        )
     if rule.payment_methods is not None and order.payment_method not in rule.payment_methods:
-        return (
-            f"payment method {order.payment_method or '(none)'} is not one of "
-            f"{', '.join(rule.payment_methods)}"
+        got, allowed = order.payment_method or "(none)", ", ".join(rule.payment_methods)
+        return SkipReason(
+            f"payment method {got} is not one of {allowed}",
+            condition="payment_method",
+            got=got,
+            allowed=allowed,
         )
     if order.coupons and getattr(rule, "with_coupons", True) is False:
-        return f"not with a coupon (this order uses {', '.join(order.coupons)})"
+        used = ", ".join(order.coupons)
+        return SkipReason(
+            f"not with a coupon (this order uses {used})", condition="coupon", coupons=used
+        )
     cond = rule.conditions
     if cond is None:
         return None
     if cond.min_amount is not None and order.total < cond.min_amount:
-        return f"order total {_num(order.total)} is below {_num(cond.min_amount)}"
+        total, needed = _num(order.total), _num(cond.min_amount)
+        return SkipReason(
+            f"order total {total} is below {needed}",
+            condition="min_amount",
+            total=total,
+            needed=needed,
+        )
     if cond.min_items is not None:
         units = _units(order.lines, cond.min_items.match)
         if units < cond.min_items.count:
-            return f"{_num(units)} matching items, {_num(cond.min_items.count)} needed"
+            got, needed = _num(units), _num(cond.min_items.count)
+            return SkipReason(
+                f"{got} matching items, {needed} needed",
+                condition="min_items",
+                count=got,
+                needed=needed,
+            )
     if cond.tiers is not None and member.tier not in cond.tiers:
-        return f"tier {member.tier or '(none)'} is not one of {', '.join(cond.tiers)}"
+        got, allowed = member.tier or "(none)", ", ".join(cond.tiers)
+        return SkipReason(
+            f"tier {got} is not one of {allowed}", condition="tiers", got=got, allowed=allowed
+        )
     if cond.attributes:
         for key, wanted in cond.attributes.items():
             if member.attributes.get(key) != wanted:
-                return f"member attribute {key} is not {wanted!r}"
+                return SkipReason(
+                    f"member attribute {key} is not {wanted!r}",
+                    condition="attribute",
+                    key=key,
+                    value=repr(wanted),
+                )
     if cond.joined_within_days is not None and (
         member.joined_on is None or (day - member.joined_on).days > cond.joined_within_days
     ):
-        return f"member joined more than {cond.joined_within_days} days ago"
+        return SkipReason(
+            f"member joined more than {cond.joined_within_days} days ago",
+            condition="joined_within_days",
+            days=cond.joined_within_days,
+        )
     if cond.birthday_month and (member.birthday is None or member.birthday.month != day.month):
-        return "not the member's birthday month"
+        return SkipReason("not the member's birthday month", condition="birthday_month")
+    if cond.segments is not None and member.segments.isdisjoint(cond.segments):
+        return _segment_miss(cond.segments)
     if cond.counts_purchases():
         return _purchase_count_miss(cond, member)
     return None
+
+
+def _segment_miss(codes: list[str]) -> SkipReason:
+    """Why a member in none of the segments `codes` is not eligible."""
+    listed = ", ".join(codes)
+    if len(codes) == 1:
+        return SkipReason(f"not in segment {listed}", condition="segments", segments=listed)
+    return SkipReason(f"not in any of segments {listed}", condition="segments_any", segments=listed)
 
 
 def _purchase_count_miss(cond: Conditions, member: MemberContext) -> SkipReason | None:
@@ -270,13 +323,20 @@ def _purchase_count_miss(cond: Conditions, member: MemberContext) -> SkipReason 
 def _time_weight_miss(rule: TimeWeight, local: datetime) -> str | None:
     weekday = DAYS[local.weekday()]
     if weekday not in rule.days:
-        return f"{weekday} is not one of {', '.join(rule.days)}"
+        allowed = ", ".join(rule.days)
+        return SkipReason(
+            f"{weekday} is not one of {allowed}", condition="days", day=weekday, allowed=allowed
+        )
     if rule.from_time is not None and rule.to_time is not None:
         now = local.time().replace(tzinfo=None)
         start, end = rule.from_time, rule.to_time
         inside = start <= now < end if start < end else (now >= start or now < end)
         if not inside:
-            return f"{now:%H:%M} is outside {start:%H:%M}–{end:%H:%M}"
+            hours = f"{start:%H:%M}–{end:%H:%M}"
+            return SkipReason(
+                f"{now:%H:%M} is outside {hours}", condition="hours", time=f"{now:%H:%M}",
+                hours=hours,
+            )  # fmt: skip
     return None
 
 
@@ -386,9 +446,10 @@ def evaluate(
             and rule.budget_points is not None
             and budgets.get(rule.id, rule.budget_points) <= 0
         ):
-            reason = "budget used up"
+            reason = SkipReason("budget used up", condition="budget_used_up")
         if reason is None and isinstance(rule, TierMultiplier) and member.tier not in rule.factors:
-            reason = f"tier {member.tier or '(none)'} has no factor"
+            got = member.tier or "(none)"
+            reason = SkipReason(f"tier {got} has no factor", condition="tier_no_factor", got=got)
         if reason is not None:
             steps.append(_skip(rule, reason))
         else:
@@ -414,7 +475,7 @@ def evaluate(
             ln for ln in lines if ln.id not in excluded and rule.match.matches(ln.sku, ln.category)
         ]
         if not dropped:
-            steps.append(_skip(rule, "no line matches"))
+            steps.append(_skipped(rule, "no line matches", condition="no_line"))
             continue
         excluded.update(ln.id for ln in dropped)
         amount = sum((ln.amount for ln in dropped), Decimal(0))
@@ -550,7 +611,7 @@ def evaluate(
             if ln.id not in excluded and rule.match.matches(ln.sku, ln.category)
         ]
         if not chosen:
-            steps.append(_skip(rule, "no line matches"))
+            steps.append(_skipped(rule, "no line matches", condition="no_line"))
             continue
         if rule.stop is not None:
             halt = rule.id
@@ -720,7 +781,7 @@ def evaluate(
             continue
         unit_count = sum(count for _, count in per_unit)
         if unit_count == 0:
-            steps.append(_skip(rule, "no line matches"))
+            steps.append(_skipped(rule, "no line matches", condition="no_line"))
             continue
         for i, count in per_unit:
             fixed_per_line[i] += rule.points_per_unit * count
@@ -781,16 +842,16 @@ def evaluate(
             )
             removed = points - allowed
             points = allowed
-            # What a cap removes comes out of the promotions' budget use first, last one first.
-            for rule_id in reversed(list(budget_used)):
-                back = min(removed, budget_used[rule_id])
-                budget_used[rule_id] -= back
-                removed -= back
+            _give_back(budget_used, removed)
         else:
             steps.append(
-                _skip(
+                _skipped(
                     rule,
                     f"{points} is within the {rule.per.replace('_', ' ')} limit ({allowed} left)",
+                    condition="cap_within",
+                    earned=points,
+                    per=rule.per,
+                    left=allowed,
                 )
             )
 
@@ -820,6 +881,20 @@ def _round_exact(value: Fraction, rounding: str) -> int:
     if rounding == "up":
         return math.ceil(value)
     return math.floor(value + Fraction(1, 2))  # half up; points are never negative
+
+
+def _give_back(budget_used: dict[str, int], removed: int) -> None:
+    """What a cap removes comes out of the budgeted promotions' use first (what they gave is
+    what a cap takes back before the other points), shared in proportion to what each gave,
+    the odd points by rule id: so the charge depends on neither the promotions' order nor on
+    which of them came last (tests/rules/test_cap_budget_fairness.py)."""
+    back = min(removed, sum(budget_used.values()))
+    if back <= 0:
+        return
+    ids = sorted(budget_used)
+    parts = split_proportionally(back, [Decimal(budget_used[i]) for i in ids])
+    for rule_id, part in zip(ids, parts, strict=True):
+        budget_used[rule_id] -= part
 
 
 def _split_budgets(

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from patron import formats
 from patron.audit.service import Actor
 from patron.errors import Conflict, Invalid, NotFound
 from patron.ledger import service as ledger
@@ -249,9 +250,9 @@ _PLAIN: dict[str, dict[str, str]] = {
         "zh": "退款 {ref}:{qualifying} 积分不再计入等级",
     },
     "paid_with_points": {
-        "en": "{points} points used: paid {amount} {currency} with points",
-        "ko": "{points}포인트 사용: {amount} {currency} 결제",
-        "zh": "使用 {points} 积分:抵扣 {amount} {currency}",
+        "en": "{points} points used: paid {money} with points",
+        "ko": "{points}포인트 사용: {money} 결제",
+        "zh": "使用 {points} 积分:抵扣 {money}",
     },
     "already_expired": {
         "en": "{n} more points had already expired",
@@ -283,20 +284,22 @@ _SYSTEM_REASONS: tuple[tuple[re.Pattern[str], str], ...] = (
 
 
 def _plain(entry: Entry, language: str) -> list[str]:
-    points = f"{abs(entry.points):,}"
+    points = formats.number(abs(entry.points), language)
     for pattern, key in _SYSTEM_REASONS:
         found = pattern.match(entry.reason or "")
         if found is None:
             continue
         words = found.groupdict()
+        if "amount" in words:  # "paid 1120 KRW" is read "₩1,120"
+            words["money"] = formats.money(words["amount"], words["currency"], language)
         lines = [
             _PLAIN[key][language].format(
-                points=points, qualifying=f"{abs(entry.qualifying):,}", **words
+                points=points, qualifying=formats.number(abs(entry.qualifying), language), **words
             )
         ]
         details = entry.details or {}
         lines += [
-            _PLAIN[name][language].format(n=f"{int(details[name]):,}")
+            _PLAIN[name][language].format(n=formats.number(int(details[name]), language))
             for name in ("already_expired", "debt_added", "written_off")
             if details.get(name)
         ]

@@ -58,6 +58,11 @@ class ExampleMember(Strict):
             "a window not given counts 0",
         )
     )
+    segments: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]] = Field(
+        default_factory=list,
+        max_length=50,
+        description="The segments (codes) the member is in at the time of the sale",
+    )
     earned_day: int = Field(0, ge=0, le=10**12, description="Purchase points already today")
     earned_month: int = Field(0, ge=0, le=10**12, description="… this month")
     earned_year: int = Field(0, ge=0, le=10**12, description="… this year")
@@ -242,6 +247,7 @@ def _price(
         earned_day=member.earned_day,
         earned_month=member.earned_month,
         earned_year=member.earned_year,
+        segments=frozenset(member.segments),
     )
     try:
         result = evaluate(doc, order, context)

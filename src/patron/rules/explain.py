@@ -7,8 +7,9 @@ them, so an old entry is explained exactly as it was computed, whatever the rule
 from __future__ import annotations
 
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
 from typing import Any
+
+from patron import formats
 
 LANGUAGES = ("en", "ko", "zh")
 
@@ -171,6 +172,98 @@ _SKIP_REASONS: dict[str, dict[str, str]] = {
         "ko": "최근 {days}일간 구매 {count}회, {max}회 이하일 때만 적용",
         "zh": "最近 {days} 天消费 {count} 次,仅限不超过 {max} 次",
     },
+    # Eligibility: the rule's switch, dates, where, how and who (docs/rules.md, "Breakdowns and
+    # explanations"). Codes (stores, tiers, channels) stay codes; dates are ISO dates.
+    "disabled": {"en": "disabled", "ko": "사용 안 함", "zh": "已停用"},
+    "starts": {"en": "starts {date}", "ko": "{date}부터 적용", "zh": "{date} 起适用"},
+    "ended": {"en": "ended {date}", "ko": "{date}에 종료됨", "zh": "已于 {date} 结束"},
+    "store": {
+        "en": "store {got} is not one of {allowed}",
+        "ko": "매장 {got}은(는) 대상 매장({allowed})이 아님",
+        "zh": "门店 {got} 不在适用门店({allowed})中",
+    },
+    "channel": {
+        "en": "channel {got} is not one of {allowed}",
+        "ko": "채널 {got}은(는) 대상 채널({allowed})이 아님",
+        "zh": "渠道 {got} 不在适用渠道({allowed})中",
+    },
+    "payment_method": {
+        "en": "payment method {got} is not one of {allowed}",
+        "ko": "결제 수단 {got}은(는) 대상 결제 수단({allowed})이 아님",
+        "zh": "支付方式 {got} 不在适用支付方式({allowed})中",
+    },
+    "coupon": {
+        "en": "not with a coupon (this order uses {coupons})",
+        "ko": "쿠폰 사용 주문에는 적용되지 않음 (사용 쿠폰: {coupons})",
+        "zh": "使用优惠券的订单不适用(本单使用:{coupons})",
+    },
+    "min_amount": {
+        "en": "order total {total} is below {needed}",
+        "ko": "주문 금액 {total}이(가) {needed} 미만",
+        "zh": "订单金额 {total} 低于 {needed}",
+    },
+    "min_items": {
+        "en": "{count} matching items, {needed} needed",
+        "ko": "대상 상품 {count}개, {needed}개 이상 필요",
+        "zh": "符合条件的商品 {count} 件,需至少 {needed} 件",
+    },
+    "tiers": {
+        "en": "tier {got} is not one of {allowed}",
+        "ko": "등급 {got}은(는) 대상 등급({allowed})이 아님",
+        "zh": "等级 {got} 不在适用等级({allowed})中",
+    },
+    "attribute": {
+        "en": "member attribute {key} is not {value}",
+        "ko": "회원 속성 {key}이(가) {value}이(가) 아님",
+        "zh": "会员属性 {key} 不是 {value}",
+    },
+    "joined_within_days": {
+        "en": "member joined more than {days} days ago",
+        "ko": "가입한 지 {days}일이 넘음",
+        "zh": "入会已超过 {days} 天",
+    },
+    "birthday_month": {
+        "en": "not the member's birthday month",
+        "ko": "회원의 생일 달이 아님",
+        "zh": "不是会员的生日月份",
+    },
+    "days": {
+        "en": "{day} is not one of {allowed}",
+        "ko": "{day}요일은 적용 요일({allowed})이 아님",
+        "zh": "{day} 不在适用日期({allowed})中",
+    },
+    "hours": {
+        "en": "{time} is outside {hours}",
+        "ko": "{time}은(는) 적용 시간({hours}) 밖임",
+        "zh": "{time} 不在适用时段({hours})内",
+    },
+    "budget_used_up": {"en": "budget used up", "ko": "예산 소진", "zh": "预算已用完"},
+    "tier_no_factor": {
+        "en": "tier {got} has no factor",
+        "ko": "등급 {got}에 배수가 없음",
+        "zh": "等级 {got} 没有倍数",
+    },
+    "no_line": {
+        "en": "no line matches",
+        "ko": "해당하는 상품이 주문에 없음",
+        "zh": "订单中没有符合条件的商品",
+    },
+    "cap_within": {
+        "en": "{earned} is within the {per} limit ({left} left)",
+        "ko": "{earned}포인트는 한도 이내 ({per}, 남은 한도 {left})",
+        "zh": "{earned} 积分未超出上限({per},剩余 {left})",
+    },
+    # Segment conditions (docs/rules.md, "Segment conditions").
+    "segments": {
+        "en": "not in segment {segments}",
+        "ko": "{segments} 세그먼트에 속하지 않음",
+        "zh": "不属于分群 {segments}",
+    },
+    "segments_any": {
+        "en": "not in any of segments {segments}",
+        "ko": "{segments} 세그먼트 중 어디에도 속하지 않음",
+        "zh": "不属于分群 {segments} 中的任何一个",
+    },
     # Scoped base rates and `stop` (docs/rules.md, "Scoped rates, summed rates, priority and stop").
     "stopped": {
         "en": "stopped by rule '{stopped_by}'",
@@ -207,18 +300,6 @@ _ROUNDING = {
 }
 
 
-def _grouped(value: Any) -> str:
-    """25800 → 25,800; 187.5 → 187.5 (grouping is the same in ko, zh and en)."""
-    try:
-        number = Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return str(value)
-    if number == number.to_integral_value():
-        return f"{int(number):,}"
-    whole, _, frac = format(number.normalize(), "f").partition(".")
-    return f"{int(whole):,}.{frac}" if whole not in ("", "-") else format(number, "f")
-
-
 def _label(step: dict[str, Any]) -> str:
     return str(step.get("name") or step.get("rule", "")).replace("-", " ").replace("_", " ")
 
@@ -250,12 +331,42 @@ def skip_reason(step: dict[str, Any], language: str = "en") -> str:
     behind its reason (purchase counts), else the engine's own (English) reason."""
     lang = language if language in LANGUAGES else "en"
     template = _SKIP_REASONS.get(str(step.get("condition")))
-    if template is not None:
+    if template is not None and (lang != "en" or not step.get("reason")):
+        values = dict(step)
+        if "per" in values:  # a cap's period, in words
+            values["per"] = _CAP_PERIODS.get(str(values["per"]), {}).get(lang, values["per"])
+        if step.get("condition") == "days":  # weekdays, in words
+            values["day"] = _DAY_WORDS[lang].get(str(values["day"]), values["day"])
+            values["allowed"] = ", ".join(
+                _DAY_WORDS[lang].get(d, d) for d in str(values["allowed"]).split(", ")
+            )
         try:
-            return template[lang].format(**step)
+            return template[lang].format(**values)
         except (KeyError, IndexError):
             pass
+    # English: the engine's own words, which the templates above repeat.
     return str(step.get("reason") or step.get("detail", ""))
+
+
+_DAY_WORDS = {
+    "en": {},
+    "ko": dict(
+        zip(("mon", "tue", "wed", "thu", "fri", "sat", "sun"), "월화수목금토일", strict=True)
+    ),
+    "zh": {
+        d: f"周{c}"
+        for d, c in zip(
+            ("mon", "tue", "wed", "thu", "fri", "sat", "sun"), "一二三四五六日", strict=True
+        )
+    },
+}
+
+_CAP_PERIODS = {
+    "order": {"en": "order", "ko": "주문당", "zh": "每单"},
+    "member_day": {"en": "member day", "ko": "회원별 일", "zh": "每位会员每日"},
+    "member_month": {"en": "member month", "ko": "회원별 월", "zh": "每位会员每月"},
+    "member_year": {"en": "member year", "ko": "회원별 연", "zh": "每位会员每年"},
+}
 
 
 def explain_steps(
@@ -293,7 +404,7 @@ def explain_steps(
                         "label": _label(step),
                         "amount": money(step.get("amount")),
                         "per_amount": money(step.get("per_amount")),
-                        "result": _grouped(step.get("result")),
+                        "result": formats.number(step.get("result"), lang),
                     }
                 )
             )
@@ -301,7 +412,7 @@ def explain_steps(
         if tier_name is not None and step.get("tier"):
             step = {**step, "tier": tier_name(str(step["tier"]))}
         values = {
-            k: _grouped(v)
+            k: formats.number(v, lang)
             if k
             in (
                 "amount",
@@ -325,7 +436,7 @@ def explain_steps(
             out.append(_TEXT[key][lang].format(**values))
         except KeyError:
             out.append(str(step.get("detail", "")))
-    out.append(_TEXT["total"][lang].format(points=_grouped(points)))
+    out.append(_TEXT["total"][lang].format(points=formats.number(points, lang)))
     return out
 
 

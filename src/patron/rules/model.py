@@ -127,6 +127,16 @@ class Conditions(Strict):
         "are at least `min` and/or at most `max`",
     )
 
+    # Segments (docs/rules.md, "Segment conditions"; patron.segments): the member is in at least
+    # one of them, as a live membership at the time of the sale.
+    segments: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]] | None = Field(
+        None,
+        min_length=1,
+        max_length=50,
+        description="The member is in at least one of these segments (codes) at the time of "
+        "the sale",
+    )
+
     def counts_purchases(self) -> bool:
         """Whether any condition reads the member's earlier purchases."""
         return (

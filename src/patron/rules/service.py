@@ -99,6 +99,25 @@ def _check_references(session: Session, program: Program, doc: RuleSetDoc) -> No
                 f"redemption.stores: program {program.code} has no store {store!r}",
                 code="unknown_store",
             )
+    named = [
+        (index, code)
+        for index, rule in enumerate(doc.rules)
+        if rule.conditions is not None
+        for code in rule.conditions.segments or []
+    ]
+    if named:
+        from patron.segments.models import Segment
+
+        segments = set(
+            session.scalars(select(Segment.code).where(Segment.program_id == program.id))
+        )
+        for index, code in named:
+            if code not in segments:
+                raise Invalid(
+                    f"rules[{index}].conditions.segments: program {program.code} has no "
+                    f"segment {code!r}",
+                    code="unknown_segment",
+                )
 
 
 def diff(old: RuleSetDoc | None, new: RuleSetDoc) -> dict[str, list[str]]:
@@ -306,6 +325,9 @@ class Needs:
     budgets: tuple[tuple[str, int], ...]
     # The distinct `recent_purchases` windows (days) the rules read, counted in the same query.
     recent_days: tuple[int, ...] = ()
+    # The distinct segments the rules' `segments` conditions name: their memberships are read
+    # once per sale, in one query for all of them (patron.segments.service.memberships).
+    segments: tuple[str, ...] = ()
 
 
 def needs(doc: RuleSetDoc) -> Needs:
@@ -317,6 +339,7 @@ def needs(doc: RuleSetDoc) -> Needs:
     ]
     return Needs(
         purchases=bool(counting),
+        segments=segment_codes(doc),
         recent_days=tuple(
             sorted({c.recent_purchases.days for c in counting if c.recent_purchases is not None})
         ),
@@ -331,6 +354,33 @@ def needs(doc: RuleSetDoc) -> Needs:
             if isinstance(r, Promotion) and r.enabled and r.budget_points is not None
         ),
     )
+
+
+def segment_codes(doc: RuleSetDoc) -> tuple[str, ...]:
+    """The segments the enabled rules' `segments` conditions name, sorted, each once."""
+    return tuple(
+        sorted(
+            {
+                code
+                for r in doc.rules
+                if r.enabled and r.conditions is not None and r.conditions.segments
+                for code in r.conditions.segments
+            }
+        )
+    )
+
+
+def member_segments(
+    session: Session, program: Any, member_id: int, at: datetime, wanted: Needs
+) -> frozenset[str]:
+    """The segments of `wanted.segments` the member is in at `at` (live membership, windows
+    ending at `at`), in one query; nothing is read when no rule names a segment."""
+    if not wanted.segments:
+        return frozenset()
+    from patron.segments.service import memberships
+
+    found = memberships(session, program, list(wanted.segments), [member_id], at=at, known=True)
+    return frozenset(found.get(member_id, ()))
 
 
 def _periods(local: datetime, tz: ZoneInfo) -> dict[str, tuple[datetime, datetime]]:
@@ -414,6 +464,9 @@ def member_context(
         figures, purchases, recent = member_figures(
             session, program.timezone, account.id, at, wanted
         )
+    segments: frozenset[str] = frozenset()
+    if account is not None and wanted.segments:
+        segments = member_segments(session, program, member.id, at, wanted)
     tier_factor = None
     if account is not None and account.tier is not None:
         # One indexed look-up, only for members who have a tier.
@@ -433,6 +486,7 @@ def member_context(
         earned_day=figures.get("member_day", 0),
         earned_month=figures.get("member_month", 0),
         earned_year=figures.get("member_year", 0),
+        segments=segments,
     )
 
 

@@ -49,6 +49,8 @@ from patron.rules import service as rules
 from patron.rules.engine import Line, MemberContext, Order, evaluate
 from patron.rules.model import RuleSetDoc, TierMultiplier, rule_label
 from patron.sales.purchases import spend_value
+from patron.segments.service import definitions as segment_definitions
+from patron.segments.service import memberships
 from patron.tiers.metrics import metric_values, qualify
 from patron.tiers.models import TierChange, TierDefinition
 from patron.tiers.periods import Window, window_at
@@ -212,6 +214,9 @@ class _Replay:
     def start(cls, doc: RuleSetDoc) -> _Replay:
         wanted = rules.needs(doc)
         return cls(doc=doc, wanted=wanted, budgets=dict(wanted.budgets))
+
+
+JUST_BEFORE = timedelta(microseconds=1)
 
 
 def _period_keys(local: datetime) -> dict[str, Any]:
@@ -504,6 +509,11 @@ def simulate(
     need_counts = current.wanted.purchases or new.wanted.purchases
     counts = _seed_before(session, program, start, tz, replays, need_counts)
     recent_days = sorted(set(current.wanted.recent_days) | set(new.wanted.recent_days))
+    # Segment conditions: each replayed sale reads the member's segments as of just before it
+    # happened, as the till read them before writing it (one query per sale, for the segments
+    # either rule set names; none without them).
+    segment_codes = sorted(set(current.wanted.segments) | set(new.wanted.segments))
+    saved_segments = segment_definitions(session, program) if segment_codes else {}
     before_start = _times_before(session, program, start, max(recent_days, default=0))
     history = _TierHistory(session, program)
     tier_window = _tier_window(session, program, end)
@@ -630,6 +640,22 @@ def simulate(
         in_window = tier_window is not None and tier_window[1].start <= occurred_at
         if in_window:
             recorded_in_window[account_id] += recorded_qualifying or 0
+        member_segments = (
+            frozenset(
+                memberships(
+                    session,
+                    program,
+                    segment_codes,
+                    [member_id],
+                    at=occurred_at - JUST_BEFORE,
+                    known=True,
+                    history=True,
+                    saved=saved_segments,
+                ).get(member_id, ())
+            )
+            if segment_codes
+            else frozenset()
+        )
         for replay in replays:
             figures = {
                 per: replay.earned.get((account_id, per, keys[per]), 0)
@@ -646,6 +672,7 @@ def simulate(
                 earned_day=figures.get("member_day", 0),
                 earned_month=figures.get("member_month", 0),
                 earned_year=figures.get("member_year", 0),
+                segments=member_segments,
             )
             result = evaluate(replay.doc, order, context, replay.budgets)
             for rule_id, used in result.budget_used.items():

@@ -18,6 +18,7 @@ import sqlite3
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 from sqlalchemy import Connection, Table
@@ -219,22 +220,29 @@ _NAMES = {"lots": LOT.name, "entries": ENT.name, "movements": MOV.name, "events"
 
 
 # Up to this many rows of a table go as VALUES with one parameter per value (a sale at the
-# till); more as one array per column through unnest (a batch: the statement's text stays the
-# same whatever the count, and psycopg sends each array in one piece).
+# till); more as one JSON document per table, unpacked by json_to_recordset (a batch, an
+# import: the statement's text stays the same whatever the count, and the rows are serialised
+# by orjson in one call — psycopg dumping one array per column, each JSONB value and each text
+# escaped in Python, was most of a large plan's cost; decision 0033).
 FEW = 4
 
 
 def _unnest(table: str, n: int) -> str:
     """The rows of `table`: VALUES (%(t__i__c)s::type, …), … for `n` rows, or for n = 0
-    SELECT * FROM unnest(%(t__c)s::type[], …), one array per column."""
+    SELECT … FROM json_to_recordset(%(t__json)s::json), one document for all the rows. A JSON
+    null in a jsonb column is the JSON value null, as Jsonb(None) and SQLite store it."""
+    columns = _COLUMNS[table]
     if n:
         rows = [
-            "(" + ", ".join(f"%({table}__{i}__{c})s::{t}" for c, t in _COLUMNS[table]) + ")"
+            "(" + ", ".join(f"%({table}__{i}__{c})s::{t}" for c, t in columns) + ")"
             for i in range(n)
         ]
         return "VALUES " + ", ".join(rows)
-    arrays = ", ".join(f"%({table}__{c})s::{t}[]" for c, t in _COLUMNS[table])
-    return f"SELECT * FROM unnest({arrays})"
+    picked = ", ".join(
+        f"coalesce(r.\"{c}\", 'null'::jsonb)" if t == "jsonb" else f'r."{c}"' for c, t in columns
+    )
+    defined = ", ".join(f'"{c}" {t}' for c, t in columns)
+    return f"SELECT {picked} FROM json_to_recordset(%({table}__json)s::json) AS r({defined})"
 
 
 def _count(rows: list[Any]) -> int:
@@ -332,12 +340,14 @@ def _params(table: str, rows: list[dict[str, Any]], n: int) -> dict[str, Any]:
                 value = row[column]
                 out[f"{table}__{i}__{column}"] = Jsonb(value) if kind == "jsonb" else value
         return out
-    for column, kind in columns:
-        values = [row[column] for row in rows]
-        if kind == "jsonb":
-            values = [Jsonb(v) for v in values]
-        out[f"{table}__{column}"] = values
+    names = _NAMES_OF[table]
+    if any(row.keys() != names for row in rows):
+        rows = [{c: row[c] for c in names} for row in rows]
+    out[f"{table}__json"] = orjson.dumps(rows, option=orjson.OPT_NON_STR_KEYS).decode()
     return out
+
+
+_NAMES_OF = {table: {c for c, _t in columns} for table, columns in _COLUMNS.items()}
 
 
 def _apply_postgresql(conn: Connection, rows: Rows) -> None:
@@ -359,7 +369,12 @@ def _apply_postgresql(conn: Connection, rows: Rows) -> None:
         *zip(_GATED, shape[4:], strict=True),
     ):
         if n >= 0:
-            params.update(_params(table, getattr(rows, table), n))
+            try:
+                params.update(_params(table, getattr(rows, table), n))
+            except orjson.JSONEncodeError as exc:  # a value JSON cannot hold: as psycopg would
+                raise DBAPIError.instance(
+                    table, None, psycopg.DataError(str(exc)), psycopg.Error
+                ) from exc
     if rows.lot_takes:
         takes = sorted(rows.lot_takes.items())
         params["take_ids"] = [lot for lot, _p in takes]

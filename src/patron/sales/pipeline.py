@@ -125,7 +125,9 @@ def _earlier(at: datetime | None, now: datetime) -> bool:
 
 def _alone(config: ProgramConfig, req: PurchaseRequest) -> bool:
     wanted = config.needs
-    return bool(req.coupons) or bool(wanted.caps or wanted.purchases or wanted.budgets)
+    return bool(req.coupons) or bool(
+        wanted.caps or wanted.purchases or wanted.budgets or wanted.segments
+    )
 
 
 def _round(
@@ -322,6 +324,10 @@ def _prepare(
             op.figures, op.purchases_before, op.recent_purchases = rules.member_figures(
                 session, config.timezone, state.account_id, occurred_at, wanted
             )
+    if wanted.segments and not state.new:  # segment conditions: one read for all of them
+        op.segments = rules.member_segments(
+            session, config, op.member_id, basket.check_occurred_at(req.occurred_at, now), wanted
+        )
     if wanted.budgets:
         op.budgets = rules.budgets_left(session, config.id, wanted, lock=True)
     return extra

@@ -155,6 +155,7 @@ class SaleOp:
     purchases_before: int = 0  # for purchase-count rules
     recent_purchases: dict[int, int] = field(default_factory=dict)  # days → earlier purchases
     budgets: dict[str, int] | None = None  # promotion budgets left
+    segments: frozenset[str] = frozenset()  # the segments rule conditions name she is in
 
 
 @dataclass
@@ -303,6 +304,7 @@ class Planner:
             earned_day=op.figures.get("member_day", 0),
             earned_month=op.figures.get("member_month", 0),
             earned_year=op.figures.get("member_year", 0),
+            segments=op.segments,
         )
         result = evaluate(doc, earn_order, context, op.budgets or {})
         held = checked = None

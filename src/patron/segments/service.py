@@ -4,7 +4,7 @@ date and materialise snapshots. Services flush, never commit; every change is au
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import delete, func, insert, literal, select, union_all
 from sqlalchemy.orm import Session
@@ -98,7 +98,17 @@ def get_segment(session: Session, program: Program, code: str) -> Segment:
     return row
 
 
-def definitions(session: Session, program: Program) -> dict[str, Definition]:
+class _ProgramRef(Protocol):
+    """What memberships reads of a program: a Program row or the sale path's cached config."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def code(self) -> str: ...
+
+
+def definitions(session: Session, program: _ProgramRef) -> dict[str, Definition]:
     """Every saved segment of the program, by code (what `segment` conditions refer to)."""
     rows = session.execute(
         select(Segment.code, Segment.definition).where(Segment.program_id == program.id)
@@ -233,6 +243,11 @@ def remove(session: Session, program: Program, code: str, *, actor: Actor, now: 
     )
     if users:
         raise SegmentInUse(f"segment {code!r} is used by {', '.join(users)}")
+    if naming := rules_naming(session, program, code):
+        raise SegmentInUse(
+            f"segment {code!r} is a condition of earning rule {', '.join(naming)}: "
+            "change those rules first"
+        )
     snapshots = select(SegmentSnapshot.id).where(SegmentSnapshot.segment_id == row.id)
     session.execute(
         delete(SegmentSnapshotMember).where(SegmentSnapshotMember.snapshot_id.in_(snapshots))
@@ -438,30 +453,62 @@ def doc(row: Segment) -> dict[str, Any]:
 
 def memberships(
     session: Session,
-    program: Program,
+    program: _ProgramRef,
     codes: list[str],
     member_ids: list[int],
     *,
     at: datetime,
+    known: bool = False,
+    history: bool = False,
+    saved: dict[str, Definition] | None = None,
 ) -> dict[int, set[str]]:
     """Which of the segments `codes` each of `member_ids` belongs to at `at`, in ONE query (a
     UNION ALL of the compiled segments, each narrowed to these members): what a rule condition
     on segments reads for a sale or a batch of sales, only when a rule set names a segment.
-    Evaluated live when `at` is now (cached balances, current tier), else from history."""
+    Evaluated live: the member's current tier and balance, windows (spend, visits, dormant)
+    ending at `at`; with `history`, as of `at` (tier and balance then: a replay). With `known`, a code the program no longer has is left out (no member is
+    in it) instead of refused: a rule set published before a segment went keeps earning."""
     out: dict[int, set[str]] = {m: set() for m in member_ids}
     if not codes or not member_ids:
         return out
-    saved = definitions(session, program)
+    if saved is None:  # a caller asking many times reads the definitions once (`saved`)
+        saved = definitions(session, program)
     parts = []
     for code in dict.fromkeys(codes):
         if code not in saved:
+            if known:
+                continue
             raise compiler.UnknownSegment(f"no segment {code!r} in program {program.code}")
         ids = compiler.member_ids(
-            program.id, saved[code], as_of=None, now=at, segments=saved, own_code=code
+            program.id,
+            saved[code],
+            as_of=at if history else None,
+            now=at,
+            segments=saved,
+            own_code=code,
         ).where(Account.member_id.in_(member_ids))
         parts.append(
             select(literal(code).label("code"), ids.subquery().c.member_id.label("member_id"))
         )
+    if not parts:
+        return out
     for code, member_id in session.execute(union_all(*parts)):
         out[member_id].add(code)
     return out
+
+
+def rules_naming(session: Session, program: Program, code: str) -> list[str]:
+    """The rules of the program's rule set in force whose `segments` condition names `code`."""
+    from patron.rules.models import RuleSetVersion
+
+    document = session.scalar(
+        select(RuleSetVersion.document).where(
+            RuleSetVersion.program_id == program.id,
+            RuleSetVersion.version == program.rule_version,
+        )
+    )
+    return [
+        str(rule.get("id"))
+        for rule in (document or {}).get("rules", [])
+        if code in ((rule.get("conditions") or {}).get("segments") or [])
+    ]

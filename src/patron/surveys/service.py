@@ -355,6 +355,51 @@ def list_invitations(
     return rows[:limit], more
 
 
+def member_invitations(
+    session: Session, program_id: int, member_id: int, *, now: datetime, limit: int = 10
+) -> list[tuple[SurveyInvitation, Survey]]:
+    """The member's open invitations (not answered, not expired, survey still taking
+    answers), newest first: what her member page offers to answer."""
+    rows = session.execute(
+        select(SurveyInvitation, Survey)
+        .join(Survey, Survey.id == SurveyInvitation.survey_id)
+        .where(
+            SurveyInvitation.program_id == program_id,
+            SurveyInvitation.member_id == member_id,
+            SurveyInvitation.answered_at.is_(None),
+            SurveyInvitation.expires_at > now,
+            Survey.status != "archived",
+        )
+        .order_by(SurveyInvitation.id.desc())
+        .limit(limit)
+    ).all()
+    return [(i, s) for i, s in rows if s.ends_at is None or now < s.ends_at]
+
+
+def reissue_link(
+    session: Session, program_id: int, member_id: int, invitation_id: int, *, now: datetime
+) -> str:
+    """A fresh token for one of the member's own open invitations (her member page's
+    "answer" button; only hashes are stored, so the link cannot be read back). The link in
+    the message stops working; the invitation, and its once-only points, stay the same."""
+    row = session.scalars(
+        select(SurveyInvitation).where(
+            SurveyInvitation.id == invitation_id,
+            SurveyInvitation.program_id == program_id,
+            SurveyInvitation.member_id == member_id,
+        )
+    ).one_or_none()
+    if row is None:  # not hers, or none: the same answer, so ids reveal nothing
+        raise InvalidToken("no such survey invitation")
+    survey = session.get(Survey, row.survey_id)
+    assert survey is not None
+    check_open(row, survey, now)
+    token = secrets.token_urlsafe(24)
+    row.token_hash = token_hash(token)
+    session.flush()
+    return token
+
+
 # --- answering ------------------------------------------------------------------------------
 
 
@@ -487,7 +532,39 @@ def submit(
         else:
             response.points, response.entry_id = survey.points, done.entry.id
     session.flush()
+    _answered_event(session, survey, invitation, response)
     return response
+
+
+def _answered_event(
+    session: Session, survey: Survey, invitation: SurveyInvitation, response: SurveyResponse
+) -> None:
+    """survey.answered to the outbox, in the answer's transaction (webhooks see it)."""
+    from patron.events.outbox import emit, iso_utc
+
+    program = session.get(Program, survey.program_id)
+    assert program is not None
+    emit(
+        session,
+        kind="survey.answered",
+        program_id=survey.program_id,
+        member_id=invitation.member_id,
+        at=response.answered_at,
+        payload={
+            "program": program.code,
+            "member_id": invitation.member_id,
+            "survey": survey.code,
+            "response_id": response.id,
+            "invitation_id": invitation.id,
+            "store": invitation.store,
+            "channel": invitation.channel,
+            "order": invitation.order_ref,
+            "language": response.language,
+            "answers": response.answers,
+            "points": response.points,
+            "answered_at": iso_utc(response.answered_at),
+        },
+    )
 
 
 # --- results --------------------------------------------------------------------------------

@@ -79,7 +79,8 @@ class TierIn(Strict):
     expiry: ExpiryPolicy | None = Field(
         None,
         description="The tier's own expiry policy for points its members earn, as the "
-        "program's; none: the program's policy",
+        "program's; none: the program's policy. A `rolling` policy applies to all the open "
+        "points of the members holding the tier (see docs/concepts.md, rolling expiry)",
     )
     benefits: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
         default_factory=list, max_length=50, description="Lines to show members"

@@ -106,7 +106,7 @@ def test_a_tier_appeal_with_a_reason_lands_in_the_tier_history(
     expect(page.get_by_role("status")).to_contain_text("Tier changed")
     expect(tier.locator(".tier-name")).to_contain_text("Gold")
     expect(tier.locator(".tier-name")).to_contain_text("Set by staff")
-    expect(tier).to_contain_text("31 Dec 2026")
+    expect(tier).to_contain_text("Dec 31, 2026")
     latest = tier.locator("tbody tr").first
     expect(latest).to_contain_text("Basic → Gold")
     expect(latest).to_contain_text("Changed by staff: Complaint 42: upgrade was missed")

@@ -68,6 +68,7 @@ FORM_CONDITIONS = (
     "nth_purchase",
     "within_first_purchases",
     "recent_purchases",
+    "segments",
 )
 
 
@@ -309,6 +310,8 @@ def form_values(rule: Mapping[str, Any]) -> dict[str, str]:
             values[f"cond.{key}"] = str(cond[key])
     for code in cond.get("tiers") or []:
         values[f"cond.tier.{code}"] = "1"
+    for code in cond.get("segments") or []:
+        values[f"cond.segment.{code}"] = "1"
     values["cond.birthday_month"] = "1" if cond.get("birthday_month") else ""
     if cond.get("first_purchase") is not None:
         values["cond.first_purchase"] = "yes" if cond["first_purchase"] else "no"
@@ -356,6 +359,9 @@ def rule_from_form(
     chosen_tiers = checked(form, "cond.tier.")
     if chosen_tiers:
         cond["tiers"] = chosen_tiers
+    chosen_segments = checked(form, "cond.segment.")
+    if chosen_segments:
+        cond["segments"] = chosen_segments
     for key in _COUNT_CONDITIONS:
         if blank(form.get(f"cond.{key}")):
             cond[key] = blank(form.get(f"cond.{key}")).replace(",", "")

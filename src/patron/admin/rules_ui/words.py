@@ -171,6 +171,8 @@ def _scope(rule: Any, currency: str, lang: str, tier_names: Mapping[str, str]) -
         if c.tiers:
             names = ", ".join(tier_names.get(code, code) for code in c.tiers)
             parts.append(t("rules.cond.tiers", lang, tiers=names))
+        if c.segments:
+            parts.append(t("rules.cond.segments", lang, segments=", ".join(c.segments)))
         if c.first_purchase is not None:
             parts.append(
                 t(f"rules.cond.first_purchase.{'yes' if c.first_purchase else 'no'}", lang)

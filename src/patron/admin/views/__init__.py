@@ -7,13 +7,16 @@ from fastapi import APIRouter
 from patron.admin.views import (
     audit,
     auth,
+    campaigns,
     deliveries,
+    enroll,
     fraud,
     home,
     jobs,
     member_moves,
     members,
     messages,
+    milestones,
     privacy,
     program,
     reports,
@@ -29,6 +32,7 @@ from patron.admin.views import (
 ROUTERS: list[APIRouter] = [
     auth.router,
     home.router,
+    enroll.router,  # before members: /members/new is not a member id
     members.router,
     audit.router,
     program.router,
@@ -46,4 +50,6 @@ ROUTERS: list[APIRouter] = [
     member_moves.router,
     segments.router,
     surveys.router,
+    campaigns.router,
+    milestones.router,
 ]

@@ -26,6 +26,8 @@ from patron.audit import service as audit
 from patron.errors import Invalid, PatronError
 from patron.ledger import views
 from patron.members import service as members
+from patron.members.models import Member
+from patron.members.phone import normalise_phone
 from patron.members.schemas import BlockRequest, MemberRef, MemberUpdate
 from patron.portal import signup
 from patron.portal.web import send_code
@@ -80,15 +82,56 @@ def members_search(
     staff: Staff = Depends(require("members.view")),
 ) -> Response:
     with get_db(request).unit_of_work(readonly=True) as session:
-        hits = search.search(
-            session, q, region=members.default_region(session), programs=staff.programs
-        )
-    # A scanned card or a full phone number finds one member: go straight to them.
-    if len(hits) == 1 and q.strip() and not request.headers.get("HX-Request"):
+        region = members.default_region(session)
+        hits = search.search(session, q, region=region, programs=staff.programs)
+        exact = _exact_member(session, q, region, staff, hits) if q.strip() else None
+    # A scanned card, a whole phone number or e-mail, "#id", or a search with one hit: go
+    # straight to the member (a card's number may be the start of other cards' numbers).
+    if exact is None and len(hits) == 1 and q.strip():
+        exact = hits[0].id
+    if exact is not None and not request.headers.get("HX-Request"):
         return RedirectResponse(
-            path_for(request, "member_detail", member_id=hits[0].id), status_code=303
+            path_for(request, "member_detail", member_id=exact), status_code=303
         )
     return render(request, "members/search.html", section="members", q=q, hits=hits)
+
+
+_MEMBER_ID = re.compile(r"#\s*([0-9]{1,15})")
+
+
+def _exact_member(
+    session: Any, q: str, region: str, staff: Staff, hits: list[search.MemberHit]
+) -> int | None:
+    """The one member `q` names whole: "#id" (the id the results show), or a hit whose card,
+    e-mail or phone is exactly `q` -- what a keyboard-wedge scanner or a typed number gives."""
+    text = q.strip()
+    by_id = _MEMBER_ID.fullmatch(text)
+    if by_id:
+        member_id = int(by_id.group(1))
+        if member_id > 2**53 or session.get(Member, member_id) is None:
+            return None
+        if staff.programs is not None and not any(
+            staff.reaches(p.code) for p in members.member_programs(session, member_id)
+        ):
+            return None
+        return member_id
+    upper, lower = text.upper(), text.lower()
+    phone = search.national(_e164(text, region))
+    exact = {
+        h.id
+        for h in hits
+        if any(c.upper() == upper for c in h.cards)
+        or (h.email or "").lower() == lower
+        or (phone is not None and h.phone == phone)
+    }
+    return exact.pop() if len(exact) == 1 else None
+
+
+def _e164(text: str, region: str) -> str | None:
+    try:
+        return normalise_phone(text, region)
+    except Invalid:
+        return None
 
 
 @router.get("/members/results", name="members_results")
@@ -178,6 +221,7 @@ def _page(
             errors=errors,
             values=values or {},
             done=done if done in NOTICES else None,
+            notice_card=NOTICE_CARDS.get(done or ""),
             delta=int(delta) if re.fullmatch(r"-?[0-9]{1,15}", delta) else None,
             date_from=date_from,
             date_to=date_to,
@@ -234,11 +278,25 @@ def _date_range(texts: tuple[str, str], lang: str) -> tuple[date | None, date | 
     return bounds[0], bounds[1], errors
 
 
+# The card each notice belongs in: the page comes back there (its #fragment), with the notice
+# inside it, where the eye already is -- not at the top of a long page.
+NOTICE_CARDS = {
+    "profile": "profile",
+    "adjusted": "adjust",
+    "tier": "appeal",
+    "blocked": "status",
+    "unblocked": "status",
+    "consent": "consent",
+    "invited": "invite",
+    "replayed": "messages",
+    "cancelled": "messages",
+}
+
+
 def _back(request: Request, member_id: int, program: str | None, done: str, **extra: Any):
     query = {"program": program, "done": done, **extra}
-    return RedirectResponse(
-        path_for(request, "member_detail", query, member_id=member_id), status_code=303
-    )
+    url = path_for(request, "member_detail", query, member_id=member_id)
+    return RedirectResponse(f"{url}#{NOTICE_CARDS[done]}", status_code=303)
 
 
 def _refused(

@@ -50,7 +50,7 @@ StoreCode = Path(pattern=CODE_PATTERN)
 CHANNELS = ("pos", "online", "app")
 EARN_MODES = ("per_full_unit", "proportional")
 ROUNDINGS = ("down", "half_up", "up")
-EXPIRY_KINDS = ("months", "days", "end_of_month", "end_of_year", "none")
+EXPIRY_KINDS = ("months", "days", "rolling", "end_of_month", "end_of_year", "none")
 NEGATIVE_BALANCE = ("allow_debt", "write_off")
 NOTICES = frozenset({"saved", "unchanged", "created", "store_added", "store_saved", "store_off"})
 NOTICES_STORE = frozenset({"store_on"})
@@ -223,7 +223,10 @@ def parse_program_form(
     problem at once."""
     required = (*REQUIRED, *CREATE_FIELDS) if create else (*REQUIRED, "country")
     errors = forms.required(values, required, lang)
-    if values["expiry_kind"] in ("none", "days") and not values["expiry_months"]:
+    rolling_in_days = values["expiry_kind"] == "rolling" and values["expiry_days"]
+    if (values["expiry_kind"] in ("none", "days") or rolling_in_days) and not values[
+        "expiry_months"
+    ]:
         values["expiry_months"] = "0"  # months mean nothing for these kinds
     elif not values["expiry_months"]:
         errors["expiry_months"] = i18n.translate("form.error.required", lang)
@@ -239,8 +242,10 @@ def parse_program_form(
                 complete = False
                 continue
             text = values[flat]
-            if flat == "expiry_days" and (not text or values["expiry_kind"] != "days"):
-                continue  # days only count for the "days" kind: a leftover is not an error
+            if flat == "expiry_days" and (
+                not text or values["expiry_kind"] not in ("days", "rolling")
+            ):
+                continue  # days count for "days" and "rolling" only: a leftover is no error
             if flat == "redeem_max_share":
                 # Shown as a percentage; the schema takes a share (50 % -> 0.5).
                 try:
@@ -255,7 +260,7 @@ def parse_program_form(
             policy = model.model_validate(raw)
         except ValidationError as exc:
             fallback = NESTED_FALLBACK[key]
-            if key == "expiry" and values["expiry_kind"] == "days":
+            if key == "expiry" and (values["expiry_kind"] == "days" or rolling_in_days):
                 fallback = "expiry_days"  # the policy's own check: no N for the days kind
             _collect(exc, lang, names, errors, fallback)
             continue

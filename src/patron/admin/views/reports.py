@@ -23,7 +23,7 @@ from fastapi.responses import Response
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from patron import clock
+from patron import clock, formats
 from patron.admin import charts, context, forms, i18n, program_context
 from patron.admin.deps import Staff, get_db, require
 from patron.admin.templating import path_for, render
@@ -66,6 +66,7 @@ PAGES = (
     ("reports_journal", "reports.journal"),
     ("reports_members", "reports.members"),
     ("reports_promotions", "reports.promotions"),
+    ("campaigns_list", "reports.campaigns"),
 )
 
 
@@ -176,15 +177,13 @@ class Fmt:
     currency: str = ""
 
     def number(self, value: Any) -> str:
-        return i18n.number(value, self.lang)
+        return formats.number(value, self.lang)
 
     def money(self, value: Any) -> str:
-        return i18n.money(value, self.currency, self.lang)
+        return formats.money(value, self.currency, self.lang)
 
     def percent(self, rate: Decimal | None) -> str:
-        if rate is None:
-            return "–"
-        return i18n.number(rate * 100, self.lang, places=1) + "%"
+        return formats.percent(rate, self.lang)
 
 
 def tier_label(tier: TierCount, lang: str) -> str:

@@ -58,6 +58,7 @@ from patron.rules import examples as rule_examples
 from patron.rules import service as rules
 from patron.rules import simulate as what_if
 from patron.rules.model import DAYS, RULE_ID, RULE_KINDS, RuleSetDoc
+from patron.segments import service as segments
 
 router = APIRouter()
 
@@ -149,6 +150,13 @@ def _form_page(
     for key in values:
         if key.startswith("store.") and key[6:] not in {c for c, _ in store_list}:
             store_list.append((key[6:], key[6:]))
+    # The program's segments by name; one the rule names that is gone stays, to be unticked.
+    segment_list = [
+        (row.code, row.name or row.code) for row in segments.list_segments(session, found)
+    ]
+    for key in values:
+        if key.startswith("cond.segment.") and key[13:] not in {c for c, _ in segment_list}:
+            segment_list.append((key[13:], key[13:]))
     tier_list = list(lookups["tier_names"].items())
     for key in values:
         for prefix in ("cond.tier.", "factor."):
@@ -170,6 +178,7 @@ def _form_page(
         errors=errors or {},
         stores=store_list,
         tiers=tier_list,
+        segments=segment_list,
         channels=CHANNELS,
         days=DAYS,
         events=EVENTS,

@@ -55,7 +55,7 @@ ROW_FIELDS = (
     "benefits",
 )
 # A tier's own expiry policy: "" keeps the program's (programs.schemas.ExpiryPolicy's kinds).
-EXPIRY_KINDS = ("", "months", "days", "end_of_month", "end_of_year", "none")
+EXPIRY_KINDS = ("", "months", "days", "rolling", "end_of_month", "end_of_year", "none")
 POLICY_CHOICES: dict[str, tuple[str, ...]] = {
     "metric": ("points", "spend", "visits"),
     "window": ("half_year", "year", "rolling", "lifetime"),
@@ -129,7 +129,9 @@ def expiry_fields(policy: ExpiryPolicy | None) -> dict[str, str]:
         return {"expiry_kind": "", "expiry_months": "", "expiry_days": ""}
     return {
         "expiry_kind": policy.kind,
-        "expiry_months": str(policy.months) if policy.kind not in ("days", "none") else "",
+        "expiry_months": str(policy.months)
+        if policy.kind not in ("days", "none") and not (policy.kind == "rolling" and policy.days)
+        else "",
         "expiry_days": str(policy.days) if policy.days is not None else "",
     }
 
@@ -146,6 +148,11 @@ def expiry_data(row: Mapping[str, str]) -> dict[str, Any] | None:
         data["days"] = row.get("expiry_days", "") or None
     elif kind == "none":
         data["months"] = 0
+    elif kind == "rolling":
+        # N in days when given, else in months.
+        days = row.get("expiry_days", "") or None
+        data["days"] = days
+        data["months"] = 0 if days else (row.get("expiry_months", "") or None)
     elif kind in ("months", "end_of_month", "end_of_year"):
         data["months"] = row.get("expiry_months", "") or None
     return data

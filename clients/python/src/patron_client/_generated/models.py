@@ -24,6 +24,14 @@ class AccountOut(Model):
     as_of: datetime
 
 
+class Action(Model):
+    """What the members of an arm get: bonus points (one adjustment each), a coupon of a reward (issued without points), or nothing (a variant that only measures)."""
+
+    kind: Literal["points", "coupon", "none"]
+    points: int | None = Field(default=None)
+    reward: str | None = Field(default=None, description="The reward's code (coupon)")
+
+
 class Activity(Model):
     """Points earned, points spent, money spent (minor units) or visits in the last `days`."""
 
@@ -95,6 +103,27 @@ class AnySchema(Model):
             Field(discriminator="type"),
         ]
     ]
+
+
+class ArmResult(Model):
+    arm: str
+    name: str
+    action: str
+    members: int
+    reached: int
+    points_given: int
+    coupons_given: int
+    coupons_redeemed: int
+    coupon_redemption_rate: Decimal | None
+    visits: int
+    visits_per_member: Decimal
+    visit_rate: Decimal = Field(description="Share of the arm's members with a visit")
+    visit_rate_lo: Decimal
+    visit_rate_hi: Decimal
+    spend: str
+    spend_per_member: str
+    points_cost: int = Field(description="Campaign points plus points earned in the window")
+    points_cost_per_member: Decimal
 
 
 class AttemptOut(Model):
@@ -308,6 +337,46 @@ class BulkIssueRequest(Model):
     campaign: str | None = Field(default=None)
 
 
+class CampaignIn(Model):
+    code: str
+    name: str
+    segment: str = Field(description="The target segment's code")
+    targeting: Literal["snapshot", "live"] | None = Field(
+        default=None,
+        description="snapshot: the segment's members at launch; live: members who enter the segment while the campaign runs join it too (the run job)",
+    )
+    starts_at: datetime | None = Field(default=None, description="Default: at launch")
+    ends_at: datetime | None = Field(default=None)
+    budget_points: int | None = Field(default=None, description="None: no limit")
+    budget_coupons: int | None = Field(default=None, description="None: no limit")
+    holdout_pct: int | None = Field(default=None, description="Control group, given nothing")
+    variants: list[Variant]
+
+
+class CampaignOut(Model):
+    code: str
+    name: str
+    status: str = Field(description="draft | scheduled | running | stopped | ended")
+    segment: str
+    targeting: str
+    snapshot_id: int | None
+    starts_at: datetime | None
+    ends_at: datetime | None
+    budget_points: int | None
+    budget_coupons: int | None
+    holdout_pct: int
+    variants: list[Variant]
+    points_given: int
+    coupons_given: int
+    members: int = Field(description="Members assigned to an arm so far")
+    launched_at: datetime | None
+    launched_by: str | None
+    stopped_at: datetime | None
+    version: int
+    updated_at: datetime
+    updated_by: str
+
+
 class CancelOut(Model):
     coupon: CouponOut
     points_returned: int
@@ -405,7 +474,7 @@ class ChannelUsed(Model):
 
 class Choice(Model):
     key: str
-    label: Texts
+    label: SurveysTexts
 
 
 class ChoiceCount(Model):
@@ -448,6 +517,10 @@ class Conditions(Model):
     recent_purchases: RecentPurchases | None = Field(
         default=None,
         description="The member's earlier purchases in the last `days` days before this sale are at least `min` and/or at most `max`",
+    )
+    segments: list[str] | None = Field(
+        default=None,
+        description="The member is in at least one of these segments (codes) at the time of the sale",
     )
 
 
@@ -863,6 +936,9 @@ class ExampleMember(Model):
         default=None,
         description='Of those, how many in the last N days, by N ({"30": 2}); a window not given counts 0',
     )
+    segments: list[str] | None = Field(
+        default=None, description="The segments (codes) the member is in at the time of the sale"
+    )
     earned_day: int | None = Field(default=None, description="Purchase points already today")
     earned_month: int | None = Field(default=None, description="… this month")
     earned_year: int | None = Field(default=None, description="… this year")
@@ -981,6 +1057,13 @@ class ExpireOut(Model):
     released_lots: int
     released_points: int
     idempotency_keys_purged: int | None = Field(default=None)
+    rolled_lots: int | None = Field(
+        default=None,
+        description="Rolling expiry: lots past their own date kept, because their account was active within N, and moved to N after its latest activity",
+    )
+    rolled_accounts: int | None = Field(
+        default=None, description="Accounts whose lots were moved so"
+    )
 
 
 class ExpireRequest(Model):
@@ -988,13 +1071,16 @@ class ExpireRequest(Model):
 
 
 class ExpiryPolicy(Model):
-    kind: Literal["none", "months", "end_of_month", "end_of_year", "days"] | None = Field(
-        default=None,
-        description="months: valid through the day N months after earning; end_of_month / end_of_year: through the end of the month / year N months after earning; days: through the local day `days` days after earning; none: never expire. Every day is a local day in the program's timezone.",
+    kind: Literal["none", "months", "end_of_month", "end_of_year", "days", "rolling"] | None = (
+        Field(
+            default=None,
+            description="months: valid through the day N months after earning; end_of_month / end_of_year: through the end of the month / year N months after earning; days: through the local day `days` days after earning; rolling: every activity (points earned or spent) moves all the member's open points to N after the latest activity (`days` when given, else `months`); none: never expire. Every day is a local day in the program's timezone.",
+        )
     )
     months: int | None = Field(default=None, description="N for the month-based kinds")
     days: int | None = Field(
-        default=None, description="N for kind `days` (required then, and only then)"
+        default=None,
+        description="N for kind `days` (required then); for `rolling`, N in days instead of months (optional); not allowed with any other kind",
     )
 
 
@@ -1413,6 +1499,56 @@ class MergeProgramOut(Model):
     tier: str | None
 
 
+class MilestoneIn(Model):
+    code: str = Field(description="e.g. ten-visits")
+    status: Literal["active", "archived"] | None = Field(default=None)
+    kind: Literal["visits", "spend", "points", "stores", "streak"] = Field(
+        description="visits: purchases not fully refunded; spend: amount bought less refunds (minor units); points: qualifying points earned; stores: bought in every one of `stores` (empty: every store of the program); streak: `target` calendar months in a row (program timezone) with at least one purchase"
+    )
+    target: int | None = Field(
+        default=None, description="The figure to reach; stores: 0 (all the stores)"
+    )
+    stores: list[str] | None = Field(default=None)
+    window: Literal["ever", "month", "rolling"] | None = Field(
+        default=None, description="ever | month (calendar, program tz) | rolling"
+    )
+    window_days: int | None = Field(default=None, description="rolling: the last N days")
+    repeat: bool | None = Field(
+        default=None, description="month only: can be achieved again every month"
+    )
+    names: MilestonesTexts
+    descriptions: MilestonesTexts | None = Field(default=None)
+    points: int | None = Field(default=None, description="Points credited when achieved")
+    reward: str | None = Field(default=None, description="A reward's code: one coupon")
+
+
+class MilestoneOut(Model):
+    code: str = Field(description="e.g. ten-visits")
+    status: Literal["active", "archived"] | None = Field(default=None)
+    kind: Literal["visits", "spend", "points", "stores", "streak"] = Field(
+        description="visits: purchases not fully refunded; spend: amount bought less refunds (minor units); points: qualifying points earned; stores: bought in every one of `stores` (empty: every store of the program); streak: `target` calendar months in a row (program timezone) with at least one purchase"
+    )
+    target: int | None = Field(
+        default=None, description="The figure to reach; stores: 0 (all the stores)"
+    )
+    stores: list[str] | None = Field(default=None)
+    window: Literal["ever", "month", "rolling"] | None = Field(
+        default=None, description="ever | month (calendar, program tz) | rolling"
+    )
+    window_days: int | None = Field(default=None, description="rolling: the last N days")
+    repeat: bool | None = Field(
+        default=None, description="month only: can be achieved again every month"
+    )
+    names: TextsOutput
+    descriptions: TextsOutput | None = Field(default=None)
+    points: int | None = Field(default=None, description="Points credited when achieved")
+    reward: str | None = Field(default=None, description="A reward's code: one coupon")
+    version: int
+    updated_at: datetime
+    updated_by: str
+    achievers: int | None = Field(default=None, description="Members who achieved it (any period)")
+
+
 class MinItems(Model):
     """At least `count` units of the matched lines in the order."""
 
@@ -1748,35 +1884,24 @@ class ProgramUpdate(Model):
     negative_balance: Literal["allow_debt", "write_off"] | None = Field(default=None)
 
 
-class ProgressOut(Model):
-    program: str
-    member_id: int
-    metric: str = Field(description="points | spend | visits")
-    unit: str = Field(description="points, purchases, or the currency code for spend")
-    tier: TierOut | None = Field(description="The member's current tier (null: none yet)")
-    tier_code: str | None = Field(description="Account's tier code, even if no longer defined")
-    since: datetime | None
-    valid_until: datetime | None
-    manual: bool = Field(description="Set by staff (e.g. an appeal)")
-    manual_until: datetime | None
-    window: WindowOut
-    value: int = Field(
-        description="The metric so far in the current window, in `unit` (minor units for spend)"
-    )
-    value_money: str | None = Field(default=None, description="Spend only: `value` as money")
-    next_tier: TierOut | None = Field(
-        description="The next tier above both the current and the projected tier; null at the top"
-    )
-    at_top: bool = Field(description="True when no tier is above: to_next is 0")
-    to_next: int = Field(description="More needed in this window to reach next_tier; 0 at the top")
-    to_next_money: str | None = Field(default=None)
-    to_keep: int = Field(
-        description="More needed by the window's end to keep the current tier (its threshold minus value, at least 0)"
-    )
-    to_keep_money: str | None = Field(default=None)
-    projected_tier: TierOut | None = Field(
-        description="The tier the value earns if the window ended now"
-    )
+class ProgressItem(Model):
+    code: str
+    kind: str
+    names: dict[str, str]
+    descriptions: dict[str, str]
+    name: str = Field(description="In the requested language (else English, else any)")
+    description: str
+    window: str
+    repeat: bool
+    period: str = Field(description="ever, or the month being counted (YYYY-MM)")
+    target: int
+    value: int = Field(description="The member's figure for the period so far")
+    percent: int = Field(description="0–100")
+    achieved: bool = Field(description="Achieved (this month, for a repeated goal)")
+    achieved_at: datetime | None
+    times: int = Field(description="How often achieved (repeated goals: months)")
+    points: int
+    reward: str | None
 
 
 class Promotion(Model):
@@ -1883,7 +2008,7 @@ class PurchaseRequest(Model):
 class Question(Model):
     key: str = Field(description="Stable id of the question, e.g. taste")
     kind: Literal["rating", "single", "multiple", "text"]
-    label: Texts
+    label: SurveysTexts
     required: bool | None = Field(default=None)
     choices: list[Choice] | None = Field(default=None)
 
@@ -1934,6 +2059,18 @@ class QuoteRequest(Model):
     coupons: list[str] | None = Field(
         default=None, description="Coupon codes presented with this basket (printed or scanned)."
     )
+
+
+class ReachOut(Model):
+    """What a launch would do now: the segment's members and each arm's expected size, and the most the budget allows."""
+
+    segment: str
+    members: int
+    arms: dict[str, int]
+    points_needed: int
+    coupons_needed: int
+    budget_points: int | None
+    budget_coupons: int | None
 
 
 class ReadyBody(Model):
@@ -2105,20 +2242,6 @@ class RequestOut(Model):
     source: str
     reason: str | None
     requested_at: datetime
-
-
-class ResultsOut(Model):
-    survey: str
-    from_: str | None = Field(default=None, alias="from")
-    to: str | None = Field(default=None)
-    store: str | None
-    invitations: int
-    responses: int
-    response_rate: Decimal | None
-    average_rating: Decimal | None
-    points_given: int
-    questions: list[QuestionResult]
-    stores: list[StoreResult]
 
 
 class ReviewHeld(Model):
@@ -2439,6 +2562,20 @@ class RuleSetVersionOut(Model):
     current: bool
 
 
+class RunItem(Model):
+    milestone: str
+    period: str
+    achieved: int = Field(description="New achievements written by this run")
+    points: int = Field(description="Points credited for them")
+    coupons: int
+    seconds: Decimal
+
+
+class RunOut(Model):
+    program: str
+    items: list[RunItem]
+
+
 class SampleMember(Model):
     member_id: int
     name: str
@@ -2617,8 +2754,8 @@ class StoreUsed(Model):
 class SurveyIn(Model):
     code: str
     status: Literal["draft", "active", "archived"] | None = Field(default=None)
-    title: Texts
-    intro: Texts | None = Field(default=None)
+    title: SurveysTexts
+    intro: SurveysTexts | None = Field(default=None)
     fallback_language: Literal["ko", "zh", "en"] | None = Field(default=None)
     questions: list[Question]
     starts_at: datetime | None = Field(default=None)
@@ -2705,8 +2842,8 @@ class TextPage(Model):
     items: list[TextAnswer]
 
 
-class Texts(Model):
-    """One text per language; at least the survey's fallback language."""
+class TextsOutput(Model):
+    """One text per language (ko, zh, en); the badge's name needs at least one."""
 
     ko: str | None = Field(default=None)
     zh: str | None = Field(default=None)
@@ -2747,7 +2884,7 @@ class TierIn(Model):
     )
     expiry: ExpiryPolicy | None = Field(
         default=None,
-        description="The tier's own expiry policy for points its members earn, as the program's; none: the program's policy",
+        description="The tier's own expiry policy for points its members earn, as the program's; none: the program's policy. A `rolling` policy applies to all the open points of the members holding the tier (see docs/concepts.md, rolling expiry)",
     )
     benefits: list[str] | None = Field(default=None, description="Lines to show members")
 
@@ -2917,6 +3054,17 @@ class TransferSettingsOut(Model):
     max_per_day: int | None
 
 
+class Uplift(Model):
+    arm: str
+    metric: Literal["visits", "spend", "points_cost", "visit_rate"]
+    unit: Literal["%", "pp"] = Field(description="% relative to control; pp percentage points")
+    estimate: Decimal | None
+    lo: Decimal | None
+    hi: Decimal | None
+    finding: Literal["raised", "lowered", "unclear", "not_enough"]
+    verdict: str
+
+
 class UseOut(Model):
     coupon: CouponOut
     order: str
@@ -2957,6 +3105,13 @@ class ValidateRequest(Model):
     channel: Literal["pos", "online", "app"] | None = Field(default=None)
     member: MemberRef | None = Field(default=None, description="Who presents it (checked if given)")
     code: str = Field(description="A code or an offline token")
+
+
+class Variant(Model):
+    key: str = Field(description="e.g. a, b, coupon")
+    name: str | None = Field(default=None)
+    share: int = Field(description="Percent of the members outside the holdout")
+    action: Action
 
 
 class VerifyRequest(Model):
@@ -3072,6 +3227,19 @@ class WindowOut(Model):
     last_day: date | None = Field(description="The window's last local day (program timezone)")
 
 
+class CampaignsResultsOut(Model):
+    campaign: str
+    status: str
+    period: Literal["during", "after"]
+    window_from: datetime | None
+    window_to: datetime | None
+    confidence: Decimal
+    method: str
+    currency: str
+    arms: list[ArmResult]
+    uplifts: list[Uplift]
+
+
 class EventsEventOut(Model):
     id: str = Field(description="The event's public id, e.g. evt_123 (webhook-id)")
     type: str
@@ -3086,6 +3254,19 @@ class EventsEventOut(Model):
 class MembersMemberPage(Model):
     items: list[MemberOut]
     next_cursor: str | None
+
+
+class MilestonesProgressOut(Model):
+    member_id: int
+    items: list[ProgressItem]
+
+
+class MilestonesTexts(Model):
+    """One text per language (ko, zh, en); the badge's name needs at least one."""
+
+    ko: str | None = Field(default=None)
+    zh: str | None = Field(default=None)
+    en: str | None = Field(default=None)
 
 
 class NotifyConsentIn(Model):
@@ -3184,17 +3365,72 @@ class SurveysInvitationOut(Model):
     url: str | None = Field(default=None)
 
 
+class SurveysResultsOut(Model):
+    survey: str
+    from_: str | None = Field(default=None, alias="from")
+    to: str | None = Field(default=None)
+    store: str | None
+    invitations: int
+    responses: int
+    response_rate: Decimal | None
+    average_rating: Decimal | None
+    points_given: int
+    questions: list[QuestionResult]
+    stores: list[StoreResult]
+
+
+class SurveysTexts(Model):
+    """One text per language; at least the survey's fallback language."""
+
+    ko: str | None = Field(default=None)
+    zh: str | None = Field(default=None)
+    en: str | None = Field(default=None)
+
+
+class TiersProgressOut(Model):
+    program: str
+    member_id: int
+    metric: str = Field(description="points | spend | visits")
+    unit: str = Field(description="points, purchases, or the currency code for spend")
+    tier: TierOut | None = Field(description="The member's current tier (null: none yet)")
+    tier_code: str | None = Field(description="Account's tier code, even if no longer defined")
+    since: datetime | None
+    valid_until: datetime | None
+    manual: bool = Field(description="Set by staff (e.g. an appeal)")
+    manual_until: datetime | None
+    window: WindowOut
+    value: int = Field(
+        description="The metric so far in the current window, in `unit` (minor units for spend)"
+    )
+    value_money: str | None = Field(default=None, description="Spend only: `value` as money")
+    next_tier: TierOut | None = Field(
+        description="The next tier above both the current and the projected tier; null at the top"
+    )
+    at_top: bool = Field(description="True when no tier is above: to_next is 0")
+    to_next: int = Field(description="More needed in this window to reach next_tier; 0 at the top")
+    to_next_money: str | None = Field(default=None)
+    to_keep: int = Field(
+        description="More needed by the window's end to keep the current tier (its threshold minus value, at least 0)"
+    )
+    to_keep_money: str | None = Field(default=None)
+    projected_tier: TierOut | None = Field(
+        description="The tier the value earns if the window ended now"
+    )
+
+
 for _model in list(globals().values()):
     if isinstance(_model, type) and issubclass(_model, Model):
         _model.model_rebuild()
 
 __all__ = [
     "AccountOut",
+    "Action",
     "Activity",
     "AdjustOut",
     "AdjustRequest",
     "All",
     "AnySchema",
+    "ArmResult",
     "AttemptOut",
     "Attribute",
     "AuditFindingOut",
@@ -3214,6 +3450,9 @@ __all__ = [
     "BreakageRow",
     "BreakageWindow",
     "BulkIssueRequest",
+    "CampaignIn",
+    "CampaignOut",
+    "CampaignsResultsOut",
     "CancelOut",
     "CancelRequest",
     "Cap",
@@ -3311,6 +3550,10 @@ __all__ = [
     "MergeIn",
     "MergeOut",
     "MergeProgramOut",
+    "MilestoneIn",
+    "MilestoneOut",
+    "MilestonesProgressOut",
+    "MilestonesTexts",
     "MinItems",
     "Model",
     "NearMissOut",
@@ -3337,7 +3580,7 @@ __all__ = [
     "ProgramCreate",
     "ProgramOut",
     "ProgramUpdate",
-    "ProgressOut",
+    "ProgressItem",
     "Promotion",
     "PromotionsReport",
     "PublicKeyOut",
@@ -3347,6 +3590,7 @@ __all__ = [
     "QuestionResult",
     "QuoteOut",
     "QuoteRequest",
+    "ReachOut",
     "ReadyBody",
     "ReasonIn",
     "RecentPurchases",
@@ -3364,7 +3608,6 @@ __all__ = [
     "RefundOut",
     "RefundRequest",
     "RequestOut",
-    "ResultsOut",
     "ReviewHeld",
     "ReviewOut",
     "ReviewPage",
@@ -3382,6 +3625,8 @@ __all__ = [
     "RuleSetOut",
     "RuleSetVersionOut",
     "RulesEventOut",
+    "RunItem",
+    "RunOut",
     "SampleMember",
     "SecretRotated",
     "SegmentIn",
@@ -3410,6 +3655,8 @@ __all__ = [
     "SurveyIn",
     "SurveyOut",
     "SurveysInvitationOut",
+    "SurveysResultsOut",
+    "SurveysTexts",
     "SyncOut",
     "SyncRequest",
     "SyncedOut",
@@ -3417,7 +3664,7 @@ __all__ = [
     "TemplateOut",
     "TextAnswer",
     "TextPage",
-    "Texts",
+    "TextsOutput",
     "TierChangeOut",
     "TierCount",
     "TierIn",
@@ -3428,6 +3675,7 @@ __all__ = [
     "TierOut",
     "TierSetup",
     "TierSetupOut",
+    "TiersProgressOut",
     "TimeWeight",
     "TokenOut",
     "Totals",
@@ -3436,10 +3684,12 @@ __all__ = [
     "TransferOut",
     "TransferSettingsIn",
     "TransferSettingsOut",
+    "Uplift",
     "UseOut",
     "UseRequest",
     "ValidateOut",
     "ValidateRequest",
+    "Variant",
     "VerifyRequest",
     "WebhookCreate",
     "WebhookCreated",

@@ -25,6 +25,9 @@ from .models import (
     BrandingOut,
     BreakageReport,
     BulkIssueRequest,
+    CampaignIn,
+    CampaignOut,
+    CampaignsResultsOut,
     CancelOut,
     CancelRequest,
     Cap,
@@ -87,6 +90,9 @@ from .models import (
     MemberUpdate,
     MergeIn,
     MergeOut,
+    MilestoneIn,
+    MilestoneOut,
+    MilestonesProgressOut,
     NearMissOut,
     NotifyConsentIn,
     NotifyPreviewIn,
@@ -101,7 +107,6 @@ from .models import (
     ProgramCreate,
     ProgramOut,
     ProgramUpdate,
-    ProgressOut,
     Promotion,
     PromotionsReport,
     PublicKeyOut,
@@ -109,6 +114,7 @@ from .models import (
     PurchaseRequest,
     QuoteOut,
     QuoteRequest,
+    ReachOut,
     ReasonIn,
     RedeemRequest,
     RedemptionOut,
@@ -117,7 +123,6 @@ from .models import (
     RefundOut,
     RefundRequest,
     RequestOut,
-    ResultsOut,
     ReviewOut,
     ReviewPage,
     RewardCreate,
@@ -131,6 +136,7 @@ from .models import (
     RuleSetOut,
     RuleSetVersionOut,
     RulesEventOut,
+    RunOut,
     SecretRotated,
     SegmentIn,
     SegmentList,
@@ -152,6 +158,7 @@ from .models import (
     SurveyIn,
     SurveyOut,
     SurveysInvitationOut,
+    SurveysResultsOut,
     SyncOut,
     SyncRequest,
     TemplateIn,
@@ -161,6 +168,7 @@ from .models import (
     TierMultiplier,
     TierSetup,
     TierSetupOut,
+    TiersProgressOut,
     TimeWeight,
     TokenOut,
     TransferIn,
@@ -186,10 +194,12 @@ OPERATIONS = [
     "add_card",
     "add_rule",
     "adjust",
+    "archive_milestone",
     "archive_survey",
     "audit_log",
     "audit_verify",
     "bulk_issue",
+    "campaigns_get_results",
     "cancel",
     "cancel_coupon",
     "change_block",
@@ -204,9 +214,11 @@ OPERATIONS = [
     "coupon_qr_svg",
     "coupon_token",
     "coupons_report",
+    "create_campaign",
     "create_invitation",
     "create_key",
     "create_member",
+    "create_milestone",
     "create_program",
     "create_reward",
     "create_segment",
@@ -228,6 +240,7 @@ OPERATIONS = [
     "fraud_get_settings",
     "fraud_put_settings",
     "get_branding",
+    "get_campaign",
     "get_coupon",
     "get_delivery",
     "get_enrollment",
@@ -235,10 +248,11 @@ OPERATIONS = [
     "get_export",
     "get_holds",
     "get_member",
+    "get_milestone",
     "get_program",
     "get_purchase",
+    "get_reach",
     "get_requests",
-    "get_results",
     "get_review",
     "get_reward",
     "get_segment",
@@ -250,7 +264,9 @@ OPERATIONS = [
     "import_coupons",
     "invite_member",
     "journal_report",
+    "launch_campaign",
     "liability_report",
+    "list_campaigns",
     "list_coupons",
     "list_deliveries",
     "list_events",
@@ -258,6 +274,7 @@ OPERATIONS = [
     "list_invitations",
     "list_keys",
     "list_members",
+    "list_milestones",
     "list_programs",
     "list_reviews",
     "list_rewards",
@@ -272,6 +289,7 @@ OPERATIONS = [
     "member_catalog",
     "member_changes",
     "member_lots",
+    "member_milestones",
     "member_tier",
     "members_report",
     "merge_member",
@@ -291,8 +309,10 @@ OPERATIONS = [
     "purchase",
     "purchase_batch",
     "put_branding",
+    "put_campaign",
     "put_enrollment",
     "put_example",
+    "put_milestone",
     "put_rules",
     "put_survey",
     "put_template",
@@ -320,6 +340,7 @@ OPERATIONS = [
     "rule_version",
     "rule_versions",
     "run_examples",
+    "run_milestones",
     "search_texts",
     "segment_members",
     "send_test_webhook",
@@ -327,6 +348,8 @@ OPERATIONS = [
     "simulate",
     "sms_reply",
     "snapshot_members",
+    "stop_campaign",
+    "surveys_get_results",
     "sync_uses",
     "take_snapshot",
     "tier_history",
@@ -438,6 +461,19 @@ class SyncOperations:
             idempotent=True,
         )
 
+    def archive_milestone(self, code: str, milestone: str) -> MilestoneOut:
+        """Archive Milestone (DELETE /api/v1/programs/{code}/milestones/{milestone})"""
+        return self._call(
+            "DELETE",
+            "/api/v1/programs/{code}/milestones/{milestone}",
+            path_params={"code": code, "milestone": milestone},
+            query={},
+            headers={},
+            body=None,
+            returns=MilestoneOut,
+            idempotent=False,
+        )
+
     def archive_survey(self, code: str, survey: str) -> SurveyOut:
         """Archive Survey (DELETE /api/v1/programs/{code}/surveys/{survey})"""
         return self._call(
@@ -528,6 +564,26 @@ class SyncOperations:
             headers={},
             body=body,
             returns=IssueOut,
+            idempotent=False,
+        )
+
+    def campaigns_get_results(
+        self,
+        code: str,
+        campaign: str,
+        *,
+        period: Literal["during", "after"] | None = None,
+        lang: Literal["ko", "zh", "en"] | None = None,
+    ) -> CampaignsResultsOut:
+        """Get Results (GET /api/v1/programs/{code}/campaigns/{campaign}/results)"""
+        return self._call(
+            "GET",
+            "/api/v1/programs/{code}/campaigns/{campaign}/results",
+            path_params={"code": code, "campaign": campaign},
+            query={"period": period, "lang": lang},
+            headers={},
+            body=None,
+            returns=CampaignsResultsOut,
             idempotent=False,
         )
 
@@ -754,6 +810,21 @@ class SyncOperations:
             idempotent=False,
         )
 
+    def create_campaign(
+        self, code: str, body: CampaignIn | Mapping[str, Any], *, idempotency_key: str | None = None
+    ) -> CampaignOut:
+        """Create Campaign (POST /api/v1/programs/{code}/campaigns)"""
+        return self._call(
+            "POST",
+            "/api/v1/programs/{code}/campaigns",
+            path_params={"code": code},
+            query={},
+            headers={"Idempotency-Key": idempotency_key},
+            body=body,
+            returns=CampaignOut,
+            idempotent=True,
+        )
+
     def create_invitation(
         self,
         code: str,
@@ -799,6 +870,25 @@ class SyncOperations:
             headers={"Idempotency-Key": idempotency_key},
             body=body,
             returns=MemberOut,
+            idempotent=True,
+        )
+
+    def create_milestone(
+        self,
+        code: str,
+        body: MilestoneIn | Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+    ) -> MilestoneOut:
+        """Create Milestone (POST /api/v1/programs/{code}/milestones)"""
+        return self._call(
+            "POST",
+            "/api/v1/programs/{code}/milestones",
+            path_params={"code": code},
+            query={},
+            headers={"Idempotency-Key": idempotency_key},
+            body=body,
+            returns=MilestoneOut,
             idempotent=True,
         )
 
@@ -1160,6 +1250,19 @@ class SyncOperations:
             idempotent=False,
         )
 
+    def get_campaign(self, code: str, campaign: str) -> CampaignOut:
+        """Get Campaign (GET /api/v1/programs/{code}/campaigns/{campaign})"""
+        return self._call(
+            "GET",
+            "/api/v1/programs/{code}/campaigns/{campaign}",
+            path_params={"code": code, "campaign": campaign},
+            query={},
+            headers={},
+            body=None,
+            returns=CampaignOut,
+            idempotent=False,
+        )
+
     def get_coupon(self, code: str, coupon: str) -> CouponDetail:
         """Get Coupon (GET /api/v1/programs/{code}/coupons/{coupon})"""
         return self._call(
@@ -1251,6 +1354,19 @@ class SyncOperations:
             idempotent=False,
         )
 
+    def get_milestone(self, code: str, milestone: str) -> MilestoneOut:
+        """Get Milestone (GET /api/v1/programs/{code}/milestones/{milestone})"""
+        return self._call(
+            "GET",
+            "/api/v1/programs/{code}/milestones/{milestone}",
+            path_params={"code": code, "milestone": milestone},
+            query={},
+            headers={},
+            body=None,
+            returns=MilestoneOut,
+            idempotent=False,
+        )
+
     def get_program(self, code: str) -> ProgramOut:
         """Get Program (GET /api/v1/programs/{code})"""
         return self._call(
@@ -1277,6 +1393,19 @@ class SyncOperations:
             idempotent=False,
         )
 
+    def get_reach(self, code: str, campaign: str) -> ReachOut:
+        """Get Reach (GET /api/v1/programs/{code}/campaigns/{campaign}/reach)"""
+        return self._call(
+            "GET",
+            "/api/v1/programs/{code}/campaigns/{campaign}/reach",
+            path_params={"code": code, "campaign": campaign},
+            query={},
+            headers={},
+            body=None,
+            returns=ReachOut,
+            idempotent=False,
+        )
+
     def get_requests(self, code: str) -> list[RequestOut]:
         """Open erasure requests members filed on their member page, oldest first (GET /api/v1/programs/{code}/privacy/requests)"""
         return self._call(
@@ -1287,28 +1416,6 @@ class SyncOperations:
             headers={},
             body=None,
             returns=list[RequestOut],
-            idempotent=False,
-        )
-
-    def get_results(
-        self,
-        code: str,
-        survey: str,
-        *,
-        store: str | None = None,
-        from_: date | None = None,
-        to: date | None = None,
-        lang: Literal["ko", "zh", "en"] | None = None,
-    ) -> ResultsOut:
-        """Get Results (GET /api/v1/programs/{code}/surveys/{survey}/results)"""
-        return self._call(
-            "GET",
-            "/api/v1/programs/{code}/surveys/{survey}/results",
-            path_params={"code": code, "survey": survey},
-            query={"store": store, "from": from_, "to": to, "lang": lang},
-            headers={},
-            body=None,
-            returns=ResultsOut,
             idempotent=False,
         )
 
@@ -1484,6 +1591,21 @@ class SyncOperations:
             idempotent=False,
         )
 
+    def launch_campaign(
+        self, code: str, campaign: str, *, idempotency_key: str | None = None
+    ) -> CampaignOut:
+        """Launch Campaign (POST /api/v1/programs/{code}/campaigns/{campaign}/launch)"""
+        return self._call(
+            "POST",
+            "/api/v1/programs/{code}/campaigns/{campaign}/launch",
+            path_params={"code": code, "campaign": campaign},
+            query={},
+            headers={"Idempotency-Key": idempotency_key},
+            body=None,
+            returns=CampaignOut,
+            idempotent=True,
+        )
+
     def liability_report(
         self,
         code: str,
@@ -1507,6 +1629,19 @@ class SyncOperations:
             headers={},
             body=None,
             returns=LiabilityOut | bytes,
+            idempotent=False,
+        )
+
+    def list_campaigns(self, code: str) -> list[CampaignOut]:
+        """List Campaigns (GET /api/v1/programs/{code}/campaigns)"""
+        return self._call(
+            "GET",
+            "/api/v1/programs/{code}/campaigns",
+            path_params={"code": code},
+            query={},
+            headers={},
+            body=None,
+            returns=list[CampaignOut],
             idempotent=False,
         )
 
@@ -1764,6 +1899,19 @@ class SyncOperations:
             if cursor is None:
                 return
 
+    def list_milestones(self, code: str) -> list[MilestoneOut]:
+        """List Milestones (GET /api/v1/programs/{code}/milestones)"""
+        return self._call(
+            "GET",
+            "/api/v1/programs/{code}/milestones",
+            path_params={"code": code},
+            query={},
+            headers={},
+            body=None,
+            returns=list[MilestoneOut],
+            idempotent=False,
+        )
+
     def list_programs(self) -> list[ProgramOut]:
         """List Programs (GET /api/v1/programs)"""
         return self._call(
@@ -1993,7 +2141,22 @@ class SyncOperations:
             idempotent=False,
         )
 
-    def member_tier(self, code: str, member_id: int) -> ProgressOut:
+    def member_milestones(
+        self, code: str, member_id: int, *, lang: Literal["ko", "zh", "en"] | None = None
+    ) -> MilestonesProgressOut:
+        """A member's goals: progress in the current period and the badges achieved (GET /api/v1/programs/{code}/members/{member_id}/milestones)"""
+        return self._call(
+            "GET",
+            "/api/v1/programs/{code}/members/{member_id}/milestones",
+            path_params={"code": code, "member_id": member_id},
+            query={"lang": lang},
+            headers={},
+            body=None,
+            returns=MilestonesProgressOut,
+            idempotent=False,
+        )
+
+    def member_tier(self, code: str, member_id: int) -> TiersProgressOut:
         """A member's tier, the metric so far in this window, and what it takes to reach the next tier or keep the current one (GET /api/v1/programs/{code}/members/{member_id}/tier)"""
         return self._call(
             "GET",
@@ -2002,7 +2165,7 @@ class SyncOperations:
             query={},
             headers={},
             body=None,
-            returns=ProgressOut,
+            returns=TiersProgressOut,
             idempotent=False,
         )
 
@@ -2331,6 +2494,26 @@ class SyncOperations:
             idempotent=True,
         )
 
+    def put_campaign(
+        self,
+        code: str,
+        campaign: str,
+        body: CampaignIn | Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+    ) -> CampaignOut:
+        """Put Campaign (PUT /api/v1/programs/{code}/campaigns/{campaign})"""
+        return self._call(
+            "PUT",
+            "/api/v1/programs/{code}/campaigns/{campaign}",
+            path_params={"code": code, "campaign": campaign},
+            query={},
+            headers={"Idempotency-Key": idempotency_key},
+            body=body,
+            returns=CampaignOut,
+            idempotent=True,
+        )
+
     def put_enrollment(
         self,
         code: str,
@@ -2367,6 +2550,26 @@ class SyncOperations:
             headers={"Idempotency-Key": idempotency_key},
             body=body,
             returns=ExampleOut,
+            idempotent=True,
+        )
+
+    def put_milestone(
+        self,
+        code: str,
+        milestone: str,
+        body: MilestoneIn | Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+    ) -> MilestoneOut:
+        """Put Milestone (PUT /api/v1/programs/{code}/milestones/{milestone})"""
+        return self._call(
+            "PUT",
+            "/api/v1/programs/{code}/milestones/{milestone}",
+            path_params={"code": code, "milestone": milestone},
+            query={},
+            headers={"Idempotency-Key": idempotency_key},
+            body=body,
+            returns=MilestoneOut,
             idempotent=True,
         )
 
@@ -2866,6 +3069,19 @@ class SyncOperations:
             idempotent=False,
         )
 
+    def run_milestones(self, code: str, *, milestone: str | None = None) -> RunOut:
+        """Run Milestones (POST /api/v1/programs/{code}/milestones/run)"""
+        return self._call(
+            "POST",
+            "/api/v1/programs/{code}/milestones/run",
+            path_params={"code": code},
+            query={"milestone": milestone},
+            headers={},
+            body=None,
+            returns=RunOut,
+            idempotent=False,
+        )
+
     def search_texts(
         self,
         code: str,
@@ -3019,6 +3235,43 @@ class SyncOperations:
             cursor = page.next_cursor
             if cursor is None:
                 return
+
+    def stop_campaign(
+        self, code: str, campaign: str, *, idempotency_key: str | None = None
+    ) -> CampaignOut:
+        """Stop Campaign (POST /api/v1/programs/{code}/campaigns/{campaign}/stop)"""
+        return self._call(
+            "POST",
+            "/api/v1/programs/{code}/campaigns/{campaign}/stop",
+            path_params={"code": code, "campaign": campaign},
+            query={},
+            headers={"Idempotency-Key": idempotency_key},
+            body=None,
+            returns=CampaignOut,
+            idempotent=True,
+        )
+
+    def surveys_get_results(
+        self,
+        code: str,
+        survey: str,
+        *,
+        store: str | None = None,
+        from_: date | None = None,
+        to: date | None = None,
+        lang: Literal["ko", "zh", "en"] | None = None,
+    ) -> SurveysResultsOut:
+        """Get Results (GET /api/v1/programs/{code}/surveys/{survey}/results)"""
+        return self._call(
+            "GET",
+            "/api/v1/programs/{code}/surveys/{survey}/results",
+            path_params={"code": code, "survey": survey},
+            query={"store": store, "from": from_, "to": to, "lang": lang},
+            headers={},
+            body=None,
+            returns=SurveysResultsOut,
+            idempotent=False,
+        )
 
     def sync_uses(self, code: str, body: SyncRequest | Mapping[str, Any]) -> SyncOut:
         """Sync coupon uses accepted offline: each used, replayed or refused (a double use is reported as double_use, never accepted) (POST /api/v1/programs/{code}/coupons/uses/batch)"""
@@ -3401,6 +3654,19 @@ class AsyncOperations:
             idempotent=True,
         )
 
+    async def archive_milestone(self, code: str, milestone: str) -> MilestoneOut:
+        """Archive Milestone (DELETE /api/v1/programs/{code}/milestones/{milestone})"""
+        return await self._call(
+            "DELETE",
+            "/api/v1/programs/{code}/milestones/{milestone}",
+            path_params={"code": code, "milestone": milestone},
+            query={},
+            headers={},
+            body=None,
+            returns=MilestoneOut,
+            idempotent=False,
+        )
+
     async def archive_survey(self, code: str, survey: str) -> SurveyOut:
         """Archive Survey (DELETE /api/v1/programs/{code}/surveys/{survey})"""
         return await self._call(
@@ -3492,6 +3758,26 @@ class AsyncOperations:
             headers={},
             body=body,
             returns=IssueOut,
+            idempotent=False,
+        )
+
+    async def campaigns_get_results(
+        self,
+        code: str,
+        campaign: str,
+        *,
+        period: Literal["during", "after"] | None = None,
+        lang: Literal["ko", "zh", "en"] | None = None,
+    ) -> CampaignsResultsOut:
+        """Get Results (GET /api/v1/programs/{code}/campaigns/{campaign}/results)"""
+        return await self._call(
+            "GET",
+            "/api/v1/programs/{code}/campaigns/{campaign}/results",
+            path_params={"code": code, "campaign": campaign},
+            query={"period": period, "lang": lang},
+            headers={},
+            body=None,
+            returns=CampaignsResultsOut,
             idempotent=False,
         )
 
@@ -3718,6 +4004,21 @@ class AsyncOperations:
             idempotent=False,
         )
 
+    async def create_campaign(
+        self, code: str, body: CampaignIn | Mapping[str, Any], *, idempotency_key: str | None = None
+    ) -> CampaignOut:
+        """Create Campaign (POST /api/v1/programs/{code}/campaigns)"""
+        return await self._call(
+            "POST",
+            "/api/v1/programs/{code}/campaigns",
+            path_params={"code": code},
+            query={},
+            headers={"Idempotency-Key": idempotency_key},
+            body=body,
+            returns=CampaignOut,
+            idempotent=True,
+        )
+
     async def create_invitation(
         self,
         code: str,
@@ -3763,6 +4064,25 @@ class AsyncOperations:
             headers={"Idempotency-Key": idempotency_key},
             body=body,
             returns=MemberOut,
+            idempotent=True,
+        )
+
+    async def create_milestone(
+        self,
+        code: str,
+        body: MilestoneIn | Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+    ) -> MilestoneOut:
+        """Create Milestone (POST /api/v1/programs/{code}/milestones)"""
+        return await self._call(
+            "POST",
+            "/api/v1/programs/{code}/milestones",
+            path_params={"code": code},
+            query={},
+            headers={"Idempotency-Key": idempotency_key},
+            body=body,
+            returns=MilestoneOut,
             idempotent=True,
         )
 
@@ -4127,6 +4447,19 @@ class AsyncOperations:
             idempotent=False,
         )
 
+    async def get_campaign(self, code: str, campaign: str) -> CampaignOut:
+        """Get Campaign (GET /api/v1/programs/{code}/campaigns/{campaign})"""
+        return await self._call(
+            "GET",
+            "/api/v1/programs/{code}/campaigns/{campaign}",
+            path_params={"code": code, "campaign": campaign},
+            query={},
+            headers={},
+            body=None,
+            returns=CampaignOut,
+            idempotent=False,
+        )
+
     async def get_coupon(self, code: str, coupon: str) -> CouponDetail:
         """Get Coupon (GET /api/v1/programs/{code}/coupons/{coupon})"""
         return await self._call(
@@ -4218,6 +4551,19 @@ class AsyncOperations:
             idempotent=False,
         )
 
+    async def get_milestone(self, code: str, milestone: str) -> MilestoneOut:
+        """Get Milestone (GET /api/v1/programs/{code}/milestones/{milestone})"""
+        return await self._call(
+            "GET",
+            "/api/v1/programs/{code}/milestones/{milestone}",
+            path_params={"code": code, "milestone": milestone},
+            query={},
+            headers={},
+            body=None,
+            returns=MilestoneOut,
+            idempotent=False,
+        )
+
     async def get_program(self, code: str) -> ProgramOut:
         """Get Program (GET /api/v1/programs/{code})"""
         return await self._call(
@@ -4244,6 +4590,19 @@ class AsyncOperations:
             idempotent=False,
         )
 
+    async def get_reach(self, code: str, campaign: str) -> ReachOut:
+        """Get Reach (GET /api/v1/programs/{code}/campaigns/{campaign}/reach)"""
+        return await self._call(
+            "GET",
+            "/api/v1/programs/{code}/campaigns/{campaign}/reach",
+            path_params={"code": code, "campaign": campaign},
+            query={},
+            headers={},
+            body=None,
+            returns=ReachOut,
+            idempotent=False,
+        )
+
     async def get_requests(self, code: str) -> list[RequestOut]:
         """Open erasure requests members filed on their member page, oldest first (GET /api/v1/programs/{code}/privacy/requests)"""
         return await self._call(
@@ -4254,28 +4613,6 @@ class AsyncOperations:
             headers={},
             body=None,
             returns=list[RequestOut],
-            idempotent=False,
-        )
-
-    async def get_results(
-        self,
-        code: str,
-        survey: str,
-        *,
-        store: str | None = None,
-        from_: date | None = None,
-        to: date | None = None,
-        lang: Literal["ko", "zh", "en"] | None = None,
-    ) -> ResultsOut:
-        """Get Results (GET /api/v1/programs/{code}/surveys/{survey}/results)"""
-        return await self._call(
-            "GET",
-            "/api/v1/programs/{code}/surveys/{survey}/results",
-            path_params={"code": code, "survey": survey},
-            query={"store": store, "from": from_, "to": to, "lang": lang},
-            headers={},
-            body=None,
-            returns=ResultsOut,
             idempotent=False,
         )
 
@@ -4451,6 +4788,21 @@ class AsyncOperations:
             idempotent=False,
         )
 
+    async def launch_campaign(
+        self, code: str, campaign: str, *, idempotency_key: str | None = None
+    ) -> CampaignOut:
+        """Launch Campaign (POST /api/v1/programs/{code}/campaigns/{campaign}/launch)"""
+        return await self._call(
+            "POST",
+            "/api/v1/programs/{code}/campaigns/{campaign}/launch",
+            path_params={"code": code, "campaign": campaign},
+            query={},
+            headers={"Idempotency-Key": idempotency_key},
+            body=None,
+            returns=CampaignOut,
+            idempotent=True,
+        )
+
     async def liability_report(
         self,
         code: str,
@@ -4474,6 +4826,19 @@ class AsyncOperations:
             headers={},
             body=None,
             returns=LiabilityOut | bytes,
+            idempotent=False,
+        )
+
+    async def list_campaigns(self, code: str) -> list[CampaignOut]:
+        """List Campaigns (GET /api/v1/programs/{code}/campaigns)"""
+        return await self._call(
+            "GET",
+            "/api/v1/programs/{code}/campaigns",
+            path_params={"code": code},
+            query={},
+            headers={},
+            body=None,
+            returns=list[CampaignOut],
             idempotent=False,
         )
 
@@ -4735,6 +5100,19 @@ class AsyncOperations:
             if cursor is None:
                 return
 
+    async def list_milestones(self, code: str) -> list[MilestoneOut]:
+        """List Milestones (GET /api/v1/programs/{code}/milestones)"""
+        return await self._call(
+            "GET",
+            "/api/v1/programs/{code}/milestones",
+            path_params={"code": code},
+            query={},
+            headers={},
+            body=None,
+            returns=list[MilestoneOut],
+            idempotent=False,
+        )
+
     async def list_programs(self) -> list[ProgramOut]:
         """List Programs (GET /api/v1/programs)"""
         return await self._call(
@@ -4965,7 +5343,22 @@ class AsyncOperations:
             idempotent=False,
         )
 
-    async def member_tier(self, code: str, member_id: int) -> ProgressOut:
+    async def member_milestones(
+        self, code: str, member_id: int, *, lang: Literal["ko", "zh", "en"] | None = None
+    ) -> MilestonesProgressOut:
+        """A member's goals: progress in the current period and the badges achieved (GET /api/v1/programs/{code}/members/{member_id}/milestones)"""
+        return await self._call(
+            "GET",
+            "/api/v1/programs/{code}/members/{member_id}/milestones",
+            path_params={"code": code, "member_id": member_id},
+            query={"lang": lang},
+            headers={},
+            body=None,
+            returns=MilestonesProgressOut,
+            idempotent=False,
+        )
+
+    async def member_tier(self, code: str, member_id: int) -> TiersProgressOut:
         """A member's tier, the metric so far in this window, and what it takes to reach the next tier or keep the current one (GET /api/v1/programs/{code}/members/{member_id}/tier)"""
         return await self._call(
             "GET",
@@ -4974,7 +5367,7 @@ class AsyncOperations:
             query={},
             headers={},
             body=None,
-            returns=ProgressOut,
+            returns=TiersProgressOut,
             idempotent=False,
         )
 
@@ -5307,6 +5700,26 @@ class AsyncOperations:
             idempotent=True,
         )
 
+    async def put_campaign(
+        self,
+        code: str,
+        campaign: str,
+        body: CampaignIn | Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+    ) -> CampaignOut:
+        """Put Campaign (PUT /api/v1/programs/{code}/campaigns/{campaign})"""
+        return await self._call(
+            "PUT",
+            "/api/v1/programs/{code}/campaigns/{campaign}",
+            path_params={"code": code, "campaign": campaign},
+            query={},
+            headers={"Idempotency-Key": idempotency_key},
+            body=body,
+            returns=CampaignOut,
+            idempotent=True,
+        )
+
     async def put_enrollment(
         self,
         code: str,
@@ -5343,6 +5756,26 @@ class AsyncOperations:
             headers={"Idempotency-Key": idempotency_key},
             body=body,
             returns=ExampleOut,
+            idempotent=True,
+        )
+
+    async def put_milestone(
+        self,
+        code: str,
+        milestone: str,
+        body: MilestoneIn | Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+    ) -> MilestoneOut:
+        """Put Milestone (PUT /api/v1/programs/{code}/milestones/{milestone})"""
+        return await self._call(
+            "PUT",
+            "/api/v1/programs/{code}/milestones/{milestone}",
+            path_params={"code": code, "milestone": milestone},
+            query={},
+            headers={"Idempotency-Key": idempotency_key},
+            body=body,
+            returns=MilestoneOut,
             idempotent=True,
         )
 
@@ -5842,6 +6275,19 @@ class AsyncOperations:
             idempotent=False,
         )
 
+    async def run_milestones(self, code: str, *, milestone: str | None = None) -> RunOut:
+        """Run Milestones (POST /api/v1/programs/{code}/milestones/run)"""
+        return await self._call(
+            "POST",
+            "/api/v1/programs/{code}/milestones/run",
+            path_params={"code": code},
+            query={"milestone": milestone},
+            headers={},
+            body=None,
+            returns=RunOut,
+            idempotent=False,
+        )
+
     async def search_texts(
         self,
         code: str,
@@ -6001,6 +6447,43 @@ class AsyncOperations:
             cursor = page.next_cursor
             if cursor is None:
                 return
+
+    async def stop_campaign(
+        self, code: str, campaign: str, *, idempotency_key: str | None = None
+    ) -> CampaignOut:
+        """Stop Campaign (POST /api/v1/programs/{code}/campaigns/{campaign}/stop)"""
+        return await self._call(
+            "POST",
+            "/api/v1/programs/{code}/campaigns/{campaign}/stop",
+            path_params={"code": code, "campaign": campaign},
+            query={},
+            headers={"Idempotency-Key": idempotency_key},
+            body=None,
+            returns=CampaignOut,
+            idempotent=True,
+        )
+
+    async def surveys_get_results(
+        self,
+        code: str,
+        survey: str,
+        *,
+        store: str | None = None,
+        from_: date | None = None,
+        to: date | None = None,
+        lang: Literal["ko", "zh", "en"] | None = None,
+    ) -> SurveysResultsOut:
+        """Get Results (GET /api/v1/programs/{code}/surveys/{survey}/results)"""
+        return await self._call(
+            "GET",
+            "/api/v1/programs/{code}/surveys/{survey}/results",
+            path_params={"code": code, "survey": survey},
+            query={"store": store, "from": from_, "to": to, "lang": lang},
+            headers={},
+            body=None,
+            returns=SurveysResultsOut,
+            idempotent=False,
+        )
 
     async def sync_uses(self, code: str, body: SyncRequest | Mapping[str, Any]) -> SyncOut:
         """Sync coupon uses accepted offline: each used, replayed or refused (a double use is reported as double_use, never accepted) (POST /api/v1/programs/{code}/coupons/uses/batch)"""

@@ -1,0 +1,1 @@
+"""Milestones and achievements: goals members reach, badges, rewards (docs/engagement.md)."""
