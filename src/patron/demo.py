@@ -596,6 +596,10 @@ def _rewards(db: Database, now: datetime, member_ids: list[int], rng: random.Ran
         return ""  # a short demo history: not enough points yet
 
 
+# The win-back campaign's cohort: lapsed gold members added beside the demo's members.
+LAPSED_MEMBERS = 420
+
+
 def _campaign(db: Database, now: datetime) -> None:
     """An A/B campaign on gold-dormant (docs/engagement.md): 420 lapsed gold members (one
     purchase a year ago) are won back 6 weeks ago with a 5,000 KRW coupon (variant a) or 2,000
@@ -612,7 +616,7 @@ def _campaign(db: Database, now: datetime) -> None:
     with db.unit_of_work() as session:
         program = programs.get_program(session, "bakery")
         ids: list[int] = []
-        for i in range(420):
+        for i in range(LAPSED_MEMBERS):
             member = members.create_member(
                 session,
                 MemberCreate(

@@ -8,12 +8,13 @@ with a "field: …" prefix in the detail (e.g. "until: 2026-01-01 is in the past
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from patron.admin import i18n
 from patron.errors import PatronError
@@ -21,6 +22,7 @@ from patron.errors import PatronError
 Errors = dict[str, str]
 # str.isdigit() also says yes to "²" and "٣", which int() refuses (or reads): only 0-9 here.
 ASCII_DIGITS = re.compile(r"[0-9]+")
+_M = TypeVar("_M", bound=BaseModel)
 FORM = "__form__"  # an error about the whole form, shown above it
 
 # Error codes whose field is not in their detail.
@@ -148,3 +150,27 @@ def required(values: Mapping[str, object], names: Iterable[str], lang: str) -> E
         for name in names
         if not str(values.get(name) or "").strip()
     }
+
+
+def save_document(
+    document: str, schema: type[_M], save: Callable[[_M], object], *, language: str, json_key: str
+) -> str | None:
+    """Validate a JSON document from an editor page with the API's schema and save it.
+
+    Returns the message to show above the editor when the document is refused (not JSON, not
+    valid, or refused by the service), or None once saved. Errors a form cannot answer (5xx,
+    401/403) propagate."""
+    try:
+        body = schema.model_validate(json.loads(document))
+        save(body)
+    except json.JSONDecodeError as exc:
+        return i18n.translate(json_key, language, detail=str(exc))
+    except ValidationError as exc:
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]
+        )
+    except PatronError as exc:
+        if exc.status >= 500 or exc.status in (401, 403):
+            raise
+        return exc.detail
+    return None

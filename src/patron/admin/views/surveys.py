@@ -10,13 +10,11 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
-from pydantic import ValidationError
 
 from patron import clock
-from patron.admin import charts, context, i18n, program_context
+from patron.admin import charts, context, forms, i18n, program_context
 from patron.admin.deps import Staff, form_data, get_db, require
 from patron.admin.templating import path_for, render
-from patron.errors import PatronError
 from patron.surveys import service
 from patron.surveys.api import export_file
 from patron.surveys.schemas import CODE, SurveyIn
@@ -112,23 +110,17 @@ def surveys_save(
     document = form.get("document", "")
     with get_db(request).unit_of_work() as session:
         prog = program_context.visible_program(session, form.get("program", ""))
-        try:
-            body = SurveyIn.model_validate(json.loads(document))
+
+        def save(body: SurveyIn) -> None:
             if original is None:
                 service.create(session, prog, body, actor=staff.actor, now=clock.now())
             else:
                 service.replace(session, prog, original, body, actor=staff.actor, now=clock.now())
-        except json.JSONDecodeError as exc:
-            error = i18n.translate("surveys.error.json", staff.language, detail=str(exc))
-        except ValidationError as exc:
-            error = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]
-            )
-        except PatronError as exc:
-            if exc.status >= 500 or exc.status in (401, 403):
-                raise
-            error = exc.detail
-        else:
+
+        error = forms.save_document(
+            document, SurveyIn, save, language=staff.language, json_key="surveys.error.json"
+        )
+        if error is None:
             target = path_for(request, "surveys_list") + f"?program={prog.code}&done=saved"
             return RedirectResponse(target, status_code=303)
         session.rollback()  # nothing of a refused document is kept
