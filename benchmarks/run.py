@@ -355,6 +355,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def database_backends(url: str) -> list[int]:
+    """The PostgreSQL backends connected to `url`'s database (the server's pooled connections),
+    when they run on this machine: their CPU is the database's share of an earn."""
+    if not url.startswith("postgresql"):
+        return []
+    db = Database(url)
+    try:
+        with db.engine.connect() as conn:
+            pids = conn.execute(
+                text(
+                    "SELECT pid FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalars()
+            return [int(pid) for pid in pids if Path(f"/proc/{pid}").exists()]
+    finally:
+        db.dispose()
+
+
 def loadavg() -> float | None:
     try:
         return float(Path("/proc/loadavg").read_text().split()[0])
@@ -697,6 +716,7 @@ def statements_per_earn(url: str, setup: dict[str, Any], earns: int = 30) -> dic
     # sees, and the round trips (a pipeline's statements travel together).
     driver_seen: list[str] = []
     pipelines = [0]
+    in_pipeline = [0]  # statements sent inside a pipeline
     restore: list[Any] = []
     if db.dialect == "postgresql":
         import psycopg
@@ -706,6 +726,8 @@ def statements_per_earn(url: str, setup: dict[str, Any], earns: int = 30) -> dic
 
         def counted_execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
             driver_seen.append(" ".join(str(query).split()[:3]))
+            if getattr(self.connection, "_pipeline", None) is not None:
+                in_pipeline[0] += 1
             return cursor_execute(self, query, *args, **kwargs)
 
         def counted_pipeline(self: Any) -> Any:
@@ -742,13 +764,13 @@ def statements_per_earn(url: str, setup: dict[str, Any], earns: int = 30) -> dic
             seen.clear()
             spent.clear()
             driver_seen.clear()
-            pipelines[0] = 0
+            pipelines[0] = in_pipeline[0] = 0
             started = time.perf_counter()
             for i in range(earns):
                 earn(i)
             seconds = time.perf_counter() - started
             statements = list(driver_seen) if restore else list(seen)
-            piped = pipelines[0]
+            piped, piped_statements = pipelines[0], in_pipeline[0]
             in_sql = dict(spent)
             seen.clear()
             driver_seen.clear()
@@ -762,10 +784,10 @@ def statements_per_earn(url: str, setup: dict[str, Any], earns: int = 30) -> dic
         "earns": earns,
         # SQL statements per earn, BEGIN/COMMIT not included (on SQLite BEGIN IMMEDIATE is).
         "statements_per_earn": round(len(statements) / earns, 2),
-        # Round trips to PostgreSQL per earn, BEGIN and COMMIT included (a pipeline's
-        # statements and the BEGIN before them travel together).
+        # Round trips to PostgreSQL per earn, BEGIN and COMMIT included: a pipeline's
+        # statements and the BEGIN before them travel together; every other statement is one.
         "round_trips_per_earn": round(
-            (len(statements) - piped + max(earns - piped, 0)) / earns + 1, 2
+            (len(statements) - piped_statements + piped + max(earns - piped, 0)) / earns + 1, 2
         )
         if restore
         else None,
@@ -854,10 +876,16 @@ def earn_over_http(
             seconds = max(2, min(10, int(duration) - 2))
             spy = profile_worker(server.worker_pids()[0], seconds, profile)
         pids = server.worker_pids()
+        backends = database_backends(url)
         cpu_before = sum(cpu_seconds(pid) for pid in pids)
+        db_cpu_before = {pid: cpu_seconds(pid) for pid in backends}
         load_before = loadavg()
         load = drive(server, setup, duration, connections, tag)
         cpu_used = sum(cpu_seconds(pid) for pid in pids) - cpu_before
+        # A backend that ended meanwhile reads 0: left out rather than counted negative.
+        db_cpu_used = sum(
+            max(cpu_seconds(pid) - before, 0.0) for pid, before in db_cpu_before.items()
+        )
         load_after = loadavg()
         sampler.stopped.set()
         sampler.join()
@@ -881,6 +909,12 @@ def earn_over_http(
         # CPU the server's workers used per acknowledged earn (the profile, if any, adds some):
         # what the load-independent cost of an earn is, whatever else runs on the machine.
         "server_cpu_ms_per_earn": round(1000 * cpu_used / max(load["created"], 1), 3),
+        # The same for the database's backends serving the server (PostgreSQL on this
+        # machine; connections opened during the load are not counted).
+        "database_cpu_ms_per_earn": round(1000 * db_cpu_used / max(load["created"], 1), 3)
+        if backends
+        else None,
+        "database_backends": len(backends),
         "loadavg_before_after": [load_before, load_after],
         # Counted from after the warm-up.
         "earn_entries_in_db": entries,
@@ -1550,7 +1584,12 @@ def targets_table(scenarios: dict[str, Any]) -> list[dict[str, Any]]:
         )
         row(
             f"{name} CPU",
-            f"{http['server_cpu_ms_per_earn']:.2f} ms server CPU per earn",
+            f"{http['server_cpu_ms_per_earn']:.2f} ms server CPU per earn"
+            + (
+                f" (+ {http['database_cpu_ms_per_earn']:.2f} ms database)"
+                if http.get("database_cpu_ms_per_earn") is not None
+                else ""
+            ),
             "load average {} → {}".format(*http["loadavg_before_after"]),
             None,
             "report it",

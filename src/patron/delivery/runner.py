@@ -26,7 +26,7 @@ from email.utils import parseaddr
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, bindparam, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from patron import clock
@@ -64,7 +64,7 @@ def backoff(attempts: int, settings: Settings, *, rng: random.Random | None = No
     return timedelta(seconds=ceiling * (0.5 + 0.5 * (rng or random).random()))
 
 
-def _claimable(now: datetime):
+def _claimable(now: Any):
     earlier = aliased(Delivery)
     due = or_(
         and_(Delivery.status.in_(("pending", "retry")), Delivery.next_attempt_at <= now),
@@ -78,6 +78,24 @@ def _claimable(now: datetime):
         )
     )
     return and_(Delivery.status.in_(OPEN_STATES), Delivery.next_attempt_at <= now, due, ~blocked)
+
+
+_due: dict[str, Any] = {}
+
+
+def _due_stmt(dialect: str) -> Any:
+    """What is due at :now, up to :limit, oldest first (built once per process and engine: a
+    round that finds nothing costs its two round trips, not the statement's construction)."""
+    found = _due.get(dialect)
+    if found is None:
+        now = bindparam("now", type_=Delivery.next_attempt_at.type)
+        found = (
+            select(Delivery).where(_claimable(now)).order_by(Delivery.id).limit(bindparam("limit"))
+        )
+        if dialect == "postgresql":
+            found = found.with_for_update(skip_locked=True)
+        _due[dialect] = found
+    return found
 
 
 @dataclass
@@ -114,15 +132,16 @@ def _claim(
     from patron.webhooks.models import WebhookEndpoint
 
     with db.unit_of_work() as session:
+        dialect = session.get_bind().dialect.name
         if only is not None:
             stmt = select(Delivery).where(
                 Delivery.id == only, Delivery.status.not_in(("delivered", "sending"))
             )
+            if dialect == "postgresql":
+                stmt = stmt.with_for_update()
+            rows = list(session.scalars(stmt))
         else:
-            stmt = select(Delivery).where(_claimable(now)).order_by(Delivery.id).limit(limit)
-        if session.get_bind().dialect.name == "postgresql":
-            stmt = stmt.with_for_update(skip_locked=only is None)
-        rows = list(session.scalars(stmt))
+            rows = list(session.scalars(_due_stmt(dialect), {"now": now, "limit": limit}))
         jobs: list[_Job] = []
         endpoints: dict[int, Any] = {}
         lease = now + timedelta(seconds=settings.delivery_lease_seconds)

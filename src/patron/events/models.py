@@ -11,8 +11,9 @@ the order of their ids; see patron.delivery.runner.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
@@ -46,6 +47,40 @@ class DomainEvent(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     # Set once the runner has created this event's deliveries (or found none were wanted).
     dispatched: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class EventFacts(Protocol):
+    """What fanning an event out reads of it: a `DomainEvent`, or the `OutboxEvent` the
+    dispatcher reads from a row."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def program_id(self) -> int | None: ...
+    @property
+    def member_id(self) -> int | None: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def entry_id(self) -> int | None: ...
+    @property
+    def payload(self) -> dict[str, Any]: ...
+    @property
+    def at(self) -> datetime: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    """An outbox row as the dispatcher reads it: plain values, no ORM instance to build,
+    track or flush for each of a round's events (decision 0032)."""
+
+    id: int
+    program_id: int | None
+    member_id: int | None
+    kind: str
+    entry_id: int | None
+    payload: dict[str, Any]
+    at: datetime
 
 
 # Delivery states. A delivery waits in pending/retry until next_attempt_at, is `sending` while a

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from patron.config import Settings
 from patron.delivery.routing import choose_channel, queue_key
-from patron.events.models import Delivery, DomainEvent
+from patron.events.models import Delivery, EventFacts
 from patron.members.models import Member
 from patron.notify import consent
 from patron.programs.models import Program
@@ -43,7 +43,7 @@ BONUS = {
 
 def on_event(
     session: Session,
-    event: DomainEvent,
+    event: EventFacts,
     program: Program,
     *,
     now: Any,
@@ -64,8 +64,8 @@ def on_event(
     )
     # The common case at steady state: a regular invited lately. One primary-key read each,
     # before the member, her consent and the claim are looked at.
-    # no_autoflush: the round's pending `dispatched = True` updates stay one batched flush
-    # instead of one UPDATE before each read here.
+    # no_autoflush: the round's pending deliveries stay one batched flush instead of a flush
+    # before each read here.
     with session.no_autoflush:
         surveys = [s for s in surveys if service.may_invite(session, s, event.member_id, now)]
     if not surveys:
@@ -100,7 +100,7 @@ def on_event(
 
 def _message(
     session: Session,
-    event: DomainEvent,
+    event: EventFacts,
     program: Program,
     member: Member,
     survey: Any,

@@ -26,7 +26,7 @@ from patron.db.engine import Database
 from patron.errors import Conflict, Invalid, NotFound
 from patron.events import service as events
 from patron.events.kinds import EVENT_TYPES, public_id
-from patron.events.models import Delivery, DeliveryAttempt, DomainEvent
+from patron.events.models import Delivery, DeliveryAttempt, EventFacts
 from patron.programs.models import Program
 from patron.programs.service import get_program
 from patron.webhooks import signing, ssrf
@@ -334,7 +334,7 @@ def _dump(document: dict[str, Any]) -> str:
     return json.dumps(document, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
-def event_body(event: DomainEvent, program_code: str) -> str:
+def event_body(event: EventFacts, program_code: str) -> str:
     """The JSON every webhook delivery of `event` posts."""
     return _dump(
         {
