@@ -214,7 +214,7 @@ def test_publishing_creates_exactly_one_version_by_the_signed_in_user(web, db, s
     assert fields["large"] == "1" and 'data-testid="large-change"' in preview.text
     assert "changes total points by 100.0% (more than ±10%)" in preview.text
     unconfirmed = web.post("/admin/rules/publish", data=fields, follow_redirects=False)
-    assert unconfirmed.status_code == 422 and "confirm" in unconfirmed.text
+    assert unconfirmed.status_code == 409 and "Tick the box to confirm" in unconfirmed.text
     assert versions(db) == [1, SEEDED_VERSION]
     answer = web.post(
         "/admin/rules/publish",

@@ -47,7 +47,10 @@ def test_every_kind_of_change_reaches_the_next_earn_on_another_worker(two_worker
 
     # A rule (through the other worker's API) applies to the very next sale.
     bonus = {"id": "double", "kind": "promotion", "factor": "2"}
-    assert admin.post(f"{P}/rules/items", json=bonus, headers=staff).status_code in (200, 201)
+    # Doubling points on purpose: confirmed (tests/rules/test_publish_confirmation.py).
+    confirm = {"confirm_large_change": "true"}
+    added = admin.post(f"{P}/rules/items", json=bonus, headers=staff, params=confirm)
+    assert added.status_code in (200, 201), added.text
     second = sale(till, keys, 2, member)
     assert second["points_earned"] == 200
     assert second["entries"][0]["rule_version"] == 2
@@ -81,7 +84,8 @@ def test_every_kind_of_change_reaches_the_next_earn_on_another_worker(two_worker
     assert tier.status_code == 200 and tier.json()["tier_code"] == "vip", tier.text
 
     # And back: removing the promotion is seen too.
-    assert admin.delete(f"{P}/rules/items/double", headers=staff).status_code in (200, 204)
+    removed = admin.delete(f"{P}/rules/items/double", headers=staff, params=confirm)
+    assert removed.status_code in (200, 204), removed.text
     assert sale(till, keys, 7, member)["points_earned"] == 300
 
 

@@ -147,7 +147,12 @@ def test_show_versions_and_diff(cli, db: Database, program, tmp_path: Path):
     changed = {**CLUB, "rules": [r for r in CLUB["rules"] if r["id"] != "gift-cards"]}
     changed["rules"][0] = {**changed["rules"][0], "points": 20}
     source.write_text(json.dumps(changed), encoding="utf-8")
-    run(cli, db, "import", "--program", "bakery", str(source), "--note", "double base")
+    # Doubling the base rate doubles the month's points: refused until confirmed (issue 16).
+    refused = run(cli, db, "import", "--program", "bakery", str(source), code=2)
+    assert "confirmation_required" in refused and "+100.0% (250 → 500" in refused
+    assert current(db)[0] == 2
+    run(cli, db, "import", "--program", "bakery", str(source), "--note", "double base",
+        "--confirm-large-change")  # fmt: skip
 
     shown = run(cli, db, "show", "--program", "bakery")
     assert "version 3 (current)" in shown

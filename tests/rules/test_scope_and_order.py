@@ -509,7 +509,10 @@ LINES = [
 
 
 def publish(client, headers, document: dict[str, Any]) -> dict[str, Any]:
-    response = client.put(f"{P}/rules", json=document, headers=headers)
+    # Each step moves the month's points on purpose (tests/rules/test_publish_confirmation.py).
+    response = client.put(
+        f"{P}/rules", json=document, headers=headers, params={"confirm_large_change": "true"}
+    )
     assert response.status_code == 200, response.text
     return dict(response.json())
 

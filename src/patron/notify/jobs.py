@@ -35,6 +35,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Date,
+    DateTime,
+    Interval,
     Select,
     String,
     and_,
@@ -44,10 +47,12 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    null,
     or_,
     select,
     text,
 )
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -59,7 +64,8 @@ from patron.db.types import UTCDateTime
 from patron.errors import PatronError
 from patron.events.models import DomainEvent
 from patron.events.outbox import emit
-from patron.ledger.expiry import add_months
+from patron.ledger import rolling
+from patron.ledger.expiry import ExpiryRule, add_months
 from patron.ledger.models import Account, Entry, Lot
 from patron.members.models import Member
 from patron.members.schemas import MemberRef
@@ -151,6 +157,9 @@ class _Plan:
     day: date | None = None
     # birthday: the program has an enabled rule for the event "birthday".
     has_rule: bool = False
+    # expiring: the program's rolling expiry policies (`ledger.rolling`), by tier code (None:
+    # no tier, or a code without a definition); empty when no policy of the program rolls.
+    rolling: tuple[tuple[str | None, ExpiryRule | None], ...] = ()
 
 
 Progress = Callable[[JobReport], None]
@@ -175,12 +184,25 @@ def _sqlite_iso_instant(value: str | None) -> str | None:
     return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC).isoformat()
 
 
+def _sqlite_rolling_until(
+    value: str | None, months: int, days: int, extra: int, timezone: str
+) -> str | None:
+    """`ledger.rolling`'s date for a latest activity, stored as SQLite stores instants."""
+    if value is None:
+        return None
+    latest = datetime.fromisoformat(value).replace(tzinfo=UTC)
+    until = ExpiryRule("rolling", months, days, extra).expires_at(latest, timezone)
+    assert until is not None
+    return until.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
 def _sqlite_functions(session: Session) -> None:
     """SQLite has no time zones: the program's local date comes from Python's zoneinfo, the
     same rules patron.ledger.expiry used to compute the instants. Registered per connection."""
     raw: Any = session.connection().connection.driver_connection
     raw.create_function("patron_local_date", 2, _sqlite_local_date, deterministic=True)
     raw.create_function("patron_iso_instant", 1, _sqlite_iso_instant, deterministic=True)
+    raw.create_function("patron_rolling_until", 5, _sqlite_rolling_until, deterministic=True)
 
 
 def _prepare(session: Session) -> None:
@@ -205,6 +227,67 @@ def _local_date(session: Session, instant: Any, timezone: str) -> ColumnElement[
     if _is_postgresql(session):
         return func.to_char(func.timezone(_text(timezone), instant), _text("YYYY-MM-DD"))
     return func.patron_local_date(instant, _text(timezone))
+
+
+def _rolling_until(
+    session: Session, rule: ExpiryRule, latest: Any, timezone: str
+) -> ColumnElement[datetime]:
+    """In SQL, `rule.expires_at(latest)` for a rolling rule: the local midnight after the day
+    N days (then the extra months) or N months after the latest activity's local day."""
+    if not _is_postgresql(session):
+        return func.patron_rolling_until(
+            latest, rule.months, rule.days, rule.extra_months, _text(timezone), type_=UTCDateTime
+        )
+    day = sql_cast(func.timezone(_text(timezone), latest), Date)
+    if rule.days:
+        # date + integer is a date; + make_interval(years, months) clamps to the month's end
+        # as add_months does.
+        shifted = sql_cast(day + rule.days, Date) + func.make_interval(
+            0, rule.extra_months, type_=Interval
+        )
+    else:
+        shifted = day + func.make_interval(0, rule.months + rule.extra_months, type_=Interval)
+    last = sql_cast(shifted, Date)
+    return func.timezone(_text(timezone), sql_cast(last + 1, DateTime), type_=UTCDateTime)
+
+
+def _effective_expiry(session: Session, plan: _Plan, lo: int, hi: int) -> Any:
+    """Each lot's expiry as the ledger reads it: under a rolling policy, its own date moved to
+    the account's rolling date (`ledger.rolling.effective`), from the accounts' latest activity
+    read in one grouped query for the chunk; else its own date."""
+    if not plan.rolling:
+        return Lot.expires_at
+    activity = (
+        select(Entry.account_id, func.max(Entry.occurred_at).label("latest"))
+        .where(
+            Entry.account_id > lo,
+            Entry.account_id <= hi,
+            Entry.kind.in_(rolling.ACTIVITY_KINDS),
+        )
+        .group_by(Entry.account_id)
+        .subquery("activity")
+    )
+    latest = (
+        select(activity.c.latest).where(activity.c.account_id == Lot.account_id).scalar_subquery()
+    )
+    by_tier = dict(plan.rolling)
+
+    def until_of(rule: ExpiryRule | None) -> ColumnElement[Any]:
+        return null() if rule is None else _rolling_until(session, rule, latest, plan.timezone)
+
+    codes = [code for code in by_tier if code is not None]
+    until: ColumnElement[Any] = (
+        case(
+            *[(Account.tier == code, until_of(by_tier[code])) for code in codes],
+            else_=until_of(by_tier.get(None)),
+        )
+        if codes
+        else until_of(by_tier.get(None))
+    )
+    return case(
+        (and_(until > Lot.expires_at, rolling.never_expired(Lot.id)), until),
+        else_=Lot.expires_at,
+    )
 
 
 def _iso_instant(session: Session, instant: Any) -> ColumnElement[str]:
@@ -409,15 +492,18 @@ def _local_midnight(day: date, timezone: str) -> datetime:
 def _expiring_chunk(session: Session, plan: _Plan, lo: int, hi: int, write: bool) -> _Counts:
     """Per member and local expiry day: the open, non-pending points expiring in the window."""
     _prepare(session)
+    # Under a rolling policy a lot expires at its effective date, never before its own: the
+    # own date still bounds the range, and a lot whose own date passed may yet be valid.
+    expires = _effective_expiry(session, plan, lo, hi)
     # The lot range rides the partial index ix_lots_account_open (account_id, expires_at) WHERE
     # remaining > 0: one index range per chunk, whatever the program's size.
     open_lots = (
         select(
             Account.member_id,
             Account.available.label("balance"),
-            _local_date(session, Lot.expires_at, plan.timezone).label("key"),
+            _local_date(session, expires, plan.timezone).label("key"),
             Lot.remaining,
-            Lot.expires_at,
+            expires.label("expires_at"),
         )
         .select_from(Lot)
         .join(Account, Account.id == Lot.account_id)
@@ -427,8 +513,9 @@ def _expiring_chunk(session: Session, plan: _Plan, lo: int, hi: int, write: bool
             Lot.account_id <= hi,
             Lot.remaining > 0,
             Lot.pending.is_(False),
-            Lot.expires_at > plan.now,
+            (expires if plan.rolling else Lot.expires_at) > plan.now,
             Lot.expires_at < plan.until,
+            *([expires < plan.until] if plan.rolling else []),
             # The same range on accounts: read by primary key, never the whole table.
             Account.id > lo,
             Account.id <= hi,
@@ -846,6 +933,14 @@ def run_expiring(
     today to today + expiring_days_before: one event per member and expiry day, ever."""
     with db.unit_of_work(readonly=True) as session:
         plan, today = _plan(session, "expiring", program_code, now, actor)
+        found = rolling.policies(session)
+        program_id = plan.program_id
+        tiers = [code for (pid, code) in found.by_key if pid == program_id]
+        if program_id in found.programs:
+            plan.rolling = tuple(
+                (code, r.rule if (r := found.of(program_id, code)) is not None else None)
+                for code in tiers
+            )
     last_day = today + timedelta(days=plan.settings.expiring_days_before)
     plan.until = _local_midnight(last_day + timedelta(days=1), plan.timezone)
     return _run(

@@ -36,12 +36,20 @@ from patron.programs.service import get_program
 from patron.rules import events
 from patron.rules import examples as rule_examples
 from patron.rules import service as rules
+from patron.rules.confirm import ConfirmationRequired
 from patron.rules.examples import ExampleRun
 from patron.rules.model import RULE_ID, Rule, RuleSetDoc
 
 ProgramCode = Path(pattern=CODE_PATTERN, description="The program's code, e.g. bakery")
 RuleId = Path(pattern=RULE_ID, description="The rule's id within the rule set")
 Note = Query(None, max_length=500, description="Why the rules changed; kept with the version")
+ConfirmLarge = Query(
+    False,
+    description="Publish even though the change moves total points by more than the threshold "
+    "(PATRON_RULES_CONFIRM_PERCENT, default 10 %) either way: without it such a publish is "
+    "refused with 409 `confirmation_required`. The change is recomputed at publish by replaying "
+    "the last 30 days of purchases under the current and the new rules.",
+)
 
 
 class RuleSetRoute(APIRoute):
@@ -210,7 +218,7 @@ def current_rules(
 @documents.put(
     "/programs/{code}/rules",
     response_model=RuleSetOut,
-    responses=responses(NotFound, StaleVersion, IdempotencyConflict),
+    responses=responses(NotFound, StaleVersion, ConfirmationRequired, IdempotencyConflict),
     summary="Publish a whole rule set document as the next version",
 )
 def put_rules(
@@ -220,6 +228,7 @@ def put_rules(
     actor: Actor = Depends(http.require("admin")),
     idempotency_key: str | None = http.IdempotencyKey,
     if_match: str | None = http.IfMatch,
+    confirm_large_change: bool = ConfirmLarge,
 ):
     doc = rules.validate_doc(body.model_dump(mode="json", exclude={"note"}, exclude_none=True))
     base = _base_version(if_match)
@@ -228,12 +237,24 @@ def put_rules(
         _change(
             code,
             lambda s, p: rules.publish(
-                s, p, doc, actor=actor, now=http.now(), note=body.note, expected_version=base
+                s,
+                p,
+                doc,
+                actor=actor,
+                now=http.now(),
+                note=body.note,
+                expected_version=base,
+                confirm=confirm_large_change,
             ),
         ),
         actor=actor,
         idempotency_key=idempotency_key,
-        payload={"program": code, "if_match": base, **body.model_dump(mode="json")},
+        payload={
+            "program": code,
+            "if_match": base,
+            "confirm": confirm_large_change,
+            **body.model_dump(mode="json"),
+        },
     )
 
 
@@ -308,7 +329,9 @@ def rule_diff(
     "/programs/{code}/rules/items",
     status_code=201,
     response_model=RuleSetOut,
-    responses=responses(NotFound, Conflict, StaleVersion, IdempotencyConflict),
+    responses=responses(
+        NotFound, Conflict, StaleVersion, ConfirmationRequired, IdempotencyConflict
+    ),
     summary="Add one rule (at `position`, default last) in a new version",
 )
 def add_rule(
@@ -320,6 +343,7 @@ def add_rule(
     actor: Actor = Depends(http.require("admin")),
     idempotency_key: str | None = http.IdempotencyKey,
     if_match: str | None = http.IfMatch,
+    confirm_large_change: bool = ConfirmLarge,
 ):
     base = _base_version(if_match)
     data = rule.model_dump(mode="json", exclude_none=True)
@@ -336,6 +360,7 @@ def add_rule(
                 note=note,
                 expected_version=base,
                 position=position,
+                confirm=confirm_large_change,
             ),
         ),
         actor=actor,
@@ -345,6 +370,7 @@ def add_rule(
             "if_match": base,
             "position": position,
             "note": note,
+            "confirm": confirm_large_change,
             "rule": data,
         },
         status_code=201,
@@ -354,7 +380,7 @@ def add_rule(
 @documents.put(
     "/programs/{code}/rules/items/{rule_id}",
     response_model=RuleSetOut,
-    responses=responses(NotFound, StaleVersion, IdempotencyConflict),
+    responses=responses(NotFound, StaleVersion, ConfirmationRequired, IdempotencyConflict),
     summary="Replace one rule in a new version (a different body id renames it)",
 )
 def replace_rule(
@@ -366,6 +392,7 @@ def replace_rule(
     actor: Actor = Depends(http.require("admin")),
     idempotency_key: str | None = http.IdempotencyKey,
     if_match: str | None = http.IfMatch,
+    confirm_large_change: bool = ConfirmLarge,
 ):
     base = _base_version(if_match)
     data = rule.model_dump(mode="json", exclude_none=True)
@@ -374,19 +401,34 @@ def replace_rule(
         _change(
             code,
             lambda s, p: rules.replace_rule(
-                s, p, rule_id, data, actor=actor, now=http.now(), note=note, expected_version=base
+                s,
+                p,
+                rule_id,
+                data,
+                actor=actor,
+                now=http.now(),
+                note=note,
+                expected_version=base,
+                confirm=confirm_large_change,
             ),
         ),
         actor=actor,
         idempotency_key=idempotency_key,
-        payload={"program": code, "if_match": base, "rule_id": rule_id, "note": note, "rule": data},
+        payload={
+            "program": code,
+            "if_match": base,
+            "rule_id": rule_id,
+            "note": note,
+            "confirm": confirm_large_change,
+            "rule": data,
+        },
     )
 
 
 @router.delete(
     "/programs/{code}/rules/items/{rule_id}",
     response_model=RuleSetOut,
-    responses=responses(NotFound, StaleVersion, IdempotencyConflict),
+    responses=responses(NotFound, StaleVersion, ConfirmationRequired, IdempotencyConflict),
     summary="Remove one rule in a new version",
 )
 def remove_rule(
@@ -397,6 +439,7 @@ def remove_rule(
     actor: Actor = Depends(http.require("admin")),
     idempotency_key: str | None = http.IdempotencyKey,
     if_match: str | None = http.IfMatch,
+    confirm_large_change: bool = ConfirmLarge,
 ):
     base = _base_version(if_match)
     return http.write(
@@ -404,7 +447,14 @@ def remove_rule(
         _change(
             code,
             lambda s, p: rules.remove_rule(
-                s, p, rule_id, actor=actor, now=http.now(), note=note, expected_version=base
+                s,
+                p,
+                rule_id,
+                actor=actor,
+                now=http.now(),
+                note=note,
+                expected_version=base,
+                confirm=confirm_large_change,
             ),
         ),
         actor=actor,
@@ -414,6 +464,7 @@ def remove_rule(
             "if_match": base,
             "rule_id": rule_id,
             "note": note,
+            "confirm": confirm_large_change,
             "delete": True,
         },
     )

@@ -177,6 +177,14 @@ def import_rules(
     program: ProgramOpt,
     file: Annotated[Path, typer.Argument(help="A .json, .yaml or .yml document")],
     note: Annotated[str | None, typer.Option(help="Why the rules change")] = None,
+    confirm_large_change: Annotated[
+        bool,
+        typer.Option(
+            "--confirm-large-change",
+            help="Publish even if the change moves total points (the last 30 days replayed) "
+            "by more than PATRON_RULES_CONFIRM_PERCENT (default 10 %) either way",
+        ),
+    ] = False,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Publish a rule set document from a file as the program's next version."""
@@ -192,7 +200,15 @@ def import_rules(
         with db.unit_of_work() as session:
             prog = _program(session, program)
             old = rules.document(session, prog)
-            row = rules.publish(session, prog, doc, actor=CLI, now=clock.now(), note=note)
+            row = rules.publish(
+                session,
+                prog,
+                doc,
+                actor=CLI,
+                now=clock.now(),
+                note=note,
+                confirm=confirm_large_change,
+            )
             version = row.version
     except PatronError as exc:
         raise _fail(exc.code, exc.detail) from None

@@ -164,15 +164,24 @@ def publish(
     now: datetime,
     note: str | None = None,
     expected_version: int | None = None,
+    confirm: bool | None = None,
 ) -> Any:
     """Store `doc` as the program's next version and make it current. With `expected_version`
     (the version the change was made from) the program's row is locked first and a different
     current version refuses the write with StaleVersion: two editors cannot both publish over
-    the same base."""
+    the same base.
+
+    `confirm` is what a person or an integrator said about a large change (`rules.confirm`):
+    False recomputes the change here, from the replay, and refuses one beyond the threshold
+    with ConfirmationRequired; True publishes it; None (the program's own publishes: its first
+    version, the earning settings, the demo) does not check."""
+    from patron.rules import confirm as large
     from patron.rules.models import RuleSetVersion
 
     check_version(session, program, expected_version)
     _check_references(session, program, doc)
+    if confirm is False:
+        large.require(session, program, doc, now=now)
     latest = session.scalar(
         select(func.max(RuleSetVersion.version)).where(RuleSetVersion.program_id == program.id)
     )
@@ -264,6 +273,7 @@ def add_rule(
     note: str | None = None,
     position: int | None = None,
     expected_version: int | None = None,
+    confirm: bool | None = None,
 ) -> Any:
     check_version(session, program, expected_version)
     doc = _dump(document(session, program))
@@ -273,7 +283,9 @@ def add_rule(
         )
     rules = doc["rules"]
     rules.insert(len(rules) if position is None else max(0, min(position, len(rules))), rule)
-    return publish(session, program, validate_doc(doc), actor=actor, now=now, note=note)
+    return publish(
+        session, program, validate_doc(doc), actor=actor, now=now, note=note, confirm=confirm
+    )
 
 
 def replace_rule(
@@ -286,6 +298,7 @@ def replace_rule(
     now: datetime,
     note: str | None = None,
     expected_version: int | None = None,
+    confirm: bool | None = None,
 ) -> Any:
     check_version(session, program, expected_version)
     doc = _dump(document(session, program))
@@ -293,7 +306,9 @@ def replace_rule(
     if index is None:
         raise NotFound(f"program {program.code} has no rule {rule_id!r}", code="rule_not_found")
     doc["rules"][index] = {**rule, "id": rule.get("id", rule_id)}
-    return publish(session, program, validate_doc(doc), actor=actor, now=now, note=note)
+    return publish(
+        session, program, validate_doc(doc), actor=actor, now=now, note=note, confirm=confirm
+    )
 
 
 def remove_rule(
@@ -305,6 +320,7 @@ def remove_rule(
     now: datetime,
     note: str | None = None,
     expected_version: int | None = None,
+    confirm: bool | None = None,
 ) -> Any:
     check_version(session, program, expected_version)
     doc = _dump(document(session, program))
@@ -312,7 +328,9 @@ def remove_rule(
     if len(kept) == len(doc["rules"]):
         raise NotFound(f"program {program.code} has no rule {rule_id!r}", code="rule_not_found")
     doc["rules"] = kept
-    return publish(session, program, validate_doc(doc), actor=actor, now=now, note=note)
+    return publish(
+        session, program, validate_doc(doc), actor=actor, now=now, note=note, confirm=confirm
+    )
 
 
 # --- evaluation against the database -------------------------------------------------------

@@ -20,6 +20,7 @@ from patron.errors import Conflict, InsufficientPoints, MemberBlocked, PatronErr
 from patron.events.kinds import ENTRY_EVENTS
 from patron.events.outbox import entry_payload
 from patron.ledger.expiry import ExpiryRule, pending_until
+from patron.ledger.rolling import ACTIVITY_KINDS
 from patron.ledger.schemas import EntryOut, Totals
 from patron.ledger.views import EXPIRING_WINDOW
 from patron.money import to_minor
@@ -114,6 +115,11 @@ class AccountState:
     birthday: date | None
     member_created_at: datetime
     expiring: int = 0  # points in lots expiring in (now, now + EXPIRING_WINDOW]
+    # The account's rolling expiry policy (`ledger.rolling`), None when its dates do not roll;
+    # `rolls_past_window`: its latest activity already moves every open lot beyond the
+    # window, so nothing expires in it whatever the lots' stored dates say.
+    rolling: ExpiryRule | None = None
+    rolls_past_window: bool = False
     metric: int = 0  # the tier metric in the upgrade window, before these sales
     lots: list[LotState] | None = None  # spendable lots, soonest expiry first (when one spends)
     pending_lots: list[LotState] | None = None  # pending lots, soonest expiry first (clawbacks)
@@ -866,7 +872,7 @@ class Planner:
             redeemed=state.redeemed,
             expired=state.expired,
             adjusted=state.adjusted,
-            expiring_30_days=state.expiring,
+            expiring_30_days=0 if state.rolls_past_window else state.expiring,
         )
 
 
@@ -905,6 +911,11 @@ class _Writer:
         p = self.p
         entry_id = p.ids.entry()
         occurred = occurred_at or self.occurred_at
+        state = self.state
+        if state.rolling is not None and kind in ACTIVITY_KINDS and not state.rolls_past_window:
+            # Activity moves every open lot to the rolling date (`ledger.rolling`).
+            until = state.rolling.expires_at(occurred, p.config.timezone)
+            state.rolls_past_window = until is not None and until > p.now + EXPIRING_WINDOW
         src = self.source if sourced else NO_SOURCE
         store_id, channel, ref = src.store_id, src.channel, src.external_ref
         store = p.config.store_codes.get(store_id) if store_id else None

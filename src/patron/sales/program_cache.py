@@ -142,6 +142,16 @@ class ProgramConfig:
             return ExpiryRule(tier.expiry_kind, tier.expiry_months, tier.expiry_days, extra)
         return ExpiryRule(self.expiry_kind, self.expiry_months, self.expiry_days, extra)
 
+    def rolling_rule(self, tier_code: str | None) -> ExpiryRule | None:
+        """The rolling policy of an account holding `tier_code`, or None if its dates do not
+        roll (`ledger.rolling`: the tier's own policy, else the program's)."""
+        rule = self.expiry_rule(self.tier_by_code.get(tier_code) if tier_code else None)
+        return rule if rule.kind == "rolling" else None
+
+    @property
+    def any_rolling(self) -> bool:
+        return self.expiry_kind == "rolling" or any(t.expiry_kind == "rolling" for t in self.tiers)
+
     def rank_of(self, code: str | None) -> int:
         tier = self.tier_by_code.get(code) if code is not None else None
         return tier.rank if tier is not None else -1

@@ -51,6 +51,7 @@ from sqlalchemy.orm import Session
 
 from patron.ledger import service as ledger
 from patron.ledger.models import Account, Entry, Lot, Movement, Purchase
+from patron.ledger.rolling import ACTIVITY_KINDS
 from patron.ledger.views import EXPIRING_WINDOW
 from patron.members.models import Member
 from patron.sales.plan import AccountState, Expiry, Ids, LotState, OpenLot, upgrade_window
@@ -129,7 +130,7 @@ def _lock_stmt(dialect: str) -> Any:
     return _once(("lock", dialect), build)
 
 
-def _figures_stmt(dialect: str, metric: str | None, has_end: bool) -> Any:
+def _figures_stmt(dialect: str, metric: str | None, has_end: bool, rolling: bool) -> Any:
     def build() -> Any:
         now = b("x_now", type_=LOT.c.expires_at.type)
         due = exists().where(
@@ -153,9 +154,21 @@ def _figures_stmt(dialect: str, metric: str | None, has_end: bool) -> Any:
         when = ENT.c.occurred_at.type
         start, end = b("x_ws", type_=when), b("x_we", type_=when) if has_end else None
         value = metric_column(metric, start, end, ACC.c.id) if metric else null()
-        return select(ACC.c.id, due, expiring, value).where(_accounts(dialect))
+        # Under a rolling policy: the account's latest activity (ix_entries_account_time).
+        latest = (
+            select(func.max(ENT.c.occurred_at))
+            .where(
+                ENT.c.account_id == ACC.c.id,
+                # No IN (…): these statements are compiled once, without expanding parameters.
+                or_(*(ENT.c.kind == kind for kind in ACTIVITY_KINDS)),
+            )
+            .scalar_subquery()
+            if rolling
+            else null()
+        )
+        return select(ACC.c.id, due, expiring, value, latest).where(_accounts(dialect))
 
-    return _once(("figures", dialect, metric, has_end), build)
+    return _once(("figures", dialect, metric, has_end, rolling), build)
 
 
 def _replays_stmt(dialect: str) -> Any:
@@ -376,7 +389,7 @@ def read(
             if window.end is not None:
                 values["x_we"] = window.end
         has_end = window is not None and window.end is not None
-        calls.append((_figures_stmt(dialect, metric, has_end), values))
+        calls.append((_figures_stmt(dialect, metric, has_end, config.any_rolling), values))
     exts = sorted({e for e in external_ids if "\x00" not in e})
     calls.append((_replays_stmt(dialect), {"x_pid": config.id, "x_exts": exts}))
     calls.append(
@@ -439,11 +452,19 @@ def read(
             pending_lots=[] if takers and m_id in takers else None,
         )
     by_account = {s.account_id: s for s in out.states.values()}
-    for account_id, is_due, expiring, value in figures:
+    soon = now + EXPIRING_WINDOW
+    for account_id, is_due, expiring, value, latest in figures:
         state = by_account[account_id]
         if is_due:
             out.due.add(account_id)
         state.expiring = int(expiring or 0)
+        state.rolling = config.rolling_rule(state.tier) if config.any_rolling else None
+        if state.rolling is not None and latest is not None:
+            # Every open lot expires at the rolling date, never before its own: past the
+            # window, none of them expires in it (`ledger.rolling`). Before it, the lots'
+            # own dates in the window are what the sum above counted.
+            until = state.rolling.expires_at(_utc(latest), config.timezone)
+            state.rolls_past_window = until is not None and until > soon
         if value is not None and config.rank_of(state.tier) < config.top_rank:
             state.metric = int(value)
     out.replays = {ext: (digest, answer) for ext, digest, answer in replays}

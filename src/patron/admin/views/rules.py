@@ -50,13 +50,14 @@ from patron.admin.rules_ui.form import (
 )
 from patron.admin.rules_ui.words import rule_rows, settings_lines
 from patron.admin.templating import path_for, render
-from patron.config import get_settings
 from patron.errors import Invalid, NotFound, StaleVersion
 from patron.programs.models import Program
 from patron.programs.service import get_program
+from patron.rules import confirm as large_change
 from patron.rules import examples as rule_examples
 from patron.rules import service as rules
 from patron.rules import simulate as what_if
+from patron.rules.confirm import ConfirmationRequired
 from patron.rules.model import DAYS, RULE_ID, RULE_KINDS, RuleSetDoc
 from patron.segments import service as segments
 
@@ -560,12 +561,22 @@ def _preview(
             top=TOP_MEMBERS,
             shift_years=shift,
         )
-    large = None
+    # The tick box shows when the period on the page moves total points beyond the threshold,
+    # or when the publish's own check (the last 30 days, recomputed at publish) would refuse.
+    shown = None
     if report is not None:
-        moved = percent_change(report.current_points, report.proposed_points)
-        limit = get_settings().rules_confirm_percent
-        if moved is not None and abs(moved) > limit:
-            large = {"percent": moved, "limit": limit}
+        shown = large_change.judge(
+            report.current_points, report.proposed_points, report.date_from, report.date_to
+        )
+    if (
+        report is not None
+        and shift == 0
+        and (sim_from, sim_to) == large_change.period(found, clock.now())
+    ):
+        enforced = shown
+    else:
+        enforced = large_change.large_change(session, found, candidate.doc, now=clock.now())
+    large = enforced or shown
     return render(
         request,
         "rules/preview.html",
@@ -626,22 +637,26 @@ def rules_publish(
     if not code or base is None:
         raise Invalid("program, base_version: missing", code="invalid_form")
     doc = parse_candidate(form.get("candidate", ""))
-    if form.get("large") and not form.get("confirm_large"):
-        raise Invalid(
-            "confirm_large: tick the box to confirm a change this large in total points",
-            code="confirmation_required",
-        )
+    confirmed = bool(form.get("confirm_large"))
     note = blank(form.get("note"))[:500] or None
+    if form.get("large") and not confirmed:
+        # The period on the page moved total points beyond the threshold (the browser asks
+        # first; this is the same answer without it).
+        return _unconfirmed(request, staff, code, doc, base, form, note)
     db = get_db(request)
     with db.unit_of_work() as session:
         found = get_program(session, code)
         try:
             # The service locks the program's row, then compares: two publishers cannot both
-            # pass the check (the JSON API refuses a stale If-Match the same way).
+            # pass the check (the JSON API refuses a stale If-Match the same way). It also
+            # replays the change itself: the page's `large` flag is never what lets it through.
             row = rules.publish(
                 session, found, doc, actor=staff.actor, now=clock.now(), note=note,
-                expected_version=base,
+                expected_version=base, confirm=confirmed,
             )  # fmt: skip
+        except ConfirmationRequired:
+            session.rollback()
+            return _unconfirmed(request, staff, code, doc, base, form, note)
         except StaleVersion:
             current = found.rule_version
             session.rollback()
@@ -662,6 +677,32 @@ def rules_publish(
         path_for(request, "rules_list", {"program": code, "done": "published", "version": version}),
         status_code=303,
     )
+
+
+def _unconfirmed(
+    request: Request,
+    staff: Staff,
+    code: str,
+    doc: RuleSetDoc,
+    base: int,
+    form: Mapping[str, str],
+    note: str | None,
+) -> Response:
+    """The preview again, with the tick box and why the publish stopped (409)."""
+    with get_db(request).unit_of_work(readonly=True) as session:
+        found = get_program(session, code)
+        return _preview(
+            request,
+            staff,
+            session,
+            found,
+            Candidate(doc, note or ""),
+            base,
+            {k: v for k, v in form.items() if k not in ("sim_from", "sim_to", "sim_shift")},
+            note=note or "",
+            problem=i18n.translate("rules.preview.confirm_needed", staff.language),
+            status=409,
+        )
 
 
 def _conflict(request: Request, staff: Staff, code: str, base: int, current: int) -> Response:
