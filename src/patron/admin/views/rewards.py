@@ -44,7 +44,6 @@ from patron.programs.service import get_program
 from patron.rewards import catalog, codes, redeem
 from patron.rewards import views as rewards_views
 from patron.rewards.models import REWARD_KINDS, Reward, StockMove
-from patron.segments.models import Segment
 from patron.rewards.schemas import (
     LANGUAGES,
     CancelRequest,
@@ -54,6 +53,7 @@ from patron.rewards.schemas import (
     RewardUpdate,
     StockChange,
 )
+from patron.segments.models import Segment
 
 router = APIRouter()
 ProgramCode = Path(pattern=CODE_PATTERN)
