@@ -317,3 +317,65 @@ def test_the_reason_reads_in_every_language(lang):
     from patron.portal import i18n
 
     assert i18n.translate("reason.segment_not_eligible", lang) == REASONS[lang]
+
+
+# --- migration 0029 ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def empty_url(db: Database, tmp_path) -> Any:
+    """A database of its own on the engine under test (migrations are run up and down on it)."""
+    if db.dialect == "sqlite":
+        yield f"sqlite:///{tmp_path / 'm.db'}"
+        return
+    import os
+
+    import psycopg
+
+    base, _, _ = db.url.replace("postgresql+psycopg://", "postgresql://").rpartition("/")
+    name = f"patron_m0029_{os.getpid()}"
+    server = os.environ["PATRON_TEST_DATABASE_URL"].replace("+psycopg", "")
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"{base}/{name}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_migration_0029_adds_segments_empty_for_existing_rewards(empty_url, frozen):
+    from alembic import command
+    from sqlalchemy import create_engine, inspect
+
+    from patron.db.migrate import alembic_config, upgrade
+    from patron.rewards import catalog
+    from patron.rewards.schemas import RewardCreate
+
+    def columns() -> set[str]:
+        engine = create_engine(empty_url)
+        try:
+            return {c["name"] for c in inspect(engine).get_columns("rewards")}
+        finally:
+            engine.dispose()
+
+    upgrade(empty_url)
+    assert "segments" in columns()
+    mine = Database(empty_url)
+    try:
+        with mine.unit_of_work() as s:
+            program = make_program(s, now=frozen)
+            body = {k: v for k, v in CAKE.items() if k != "segments"}
+            catalog.create_reward(s, program, RewardCreate.model_validate(body), actor=CLI,
+                                  now=frozen)  # fmt: skip
+    finally:
+        mine.dispose()
+    command.downgrade(alembic_config(empty_url), "0028")
+    assert "segments" not in columns()
+    upgrade(empty_url)
+    mine = Database(empty_url)
+    try:
+        with mine.unit_of_work(readonly=True) as s:
+            reward = s.scalars(select(Reward)).one()
+            assert reward.segments == [] and reward.points_cost == 2000
+    finally:
+        mine.dispose()
