@@ -292,6 +292,8 @@ def test_the_member_page_shows_why_and_refuses_with_nothing_written(
     # Posting anyway (an old tab) is refused, and nothing is written.
     confirm = client.get(f"{base}/rewards/seoul-cake")
     assert confirm.status_code == 200
+    assert any(reason in confirm.text for reason in REASONS.values())
+    assert 'name="nonce"' not in confirm.text  # the reason, not a button
     r = client.post(f"{base}/rewards/seoul-cake",
                     data={"csrf_token": token, "nonce": "n" * 20}, follow_redirects=False)  # fmt: skip
     assert r.status_code == 409
