@@ -95,12 +95,13 @@ class OutOfStock(Conflict):
 
 class NotEligible(Conflict):
     """The member may not redeem this reward now: reward_not_available, tier_not_eligible,
-    store_not_eligible, channel_not_eligible, limit_reached."""
+    segment_not_eligible, store_not_eligible, channel_not_eligible, limit_reached."""
 
     code = "not_eligible"
     codes = (
         "reward_not_available",
         "tier_not_eligible",
+        "segment_not_eligible",
         "store_not_eligible",
         "channel_not_eligible",
         "limit_reached",

@@ -58,6 +58,7 @@ from patron.rewards.schemas import (
     ValidateOut,
     ValidateRequest,
 )
+from patron.segments.compiler import UnknownSegment
 
 router = APIRouter(
     prefix="/api/v1", tags=["rewards"], responses=responses(Unauthorized, Forbidden, Invalid)
@@ -91,7 +92,7 @@ def list_rewards(
     "/programs/{code}/rewards",
     status_code=201,
     response_model=RewardOut,
-    responses=responses(NotFound, Conflict),
+    responses=responses(NotFound, Conflict, Invalid, UnknownSegment),
     summary="Add a reward to the catalog",
 )
 def create_reward(
@@ -125,7 +126,7 @@ def get_reward(
 @router.patch(
     "/programs/{code}/rewards/{reward}",
     response_model=RewardOut,
-    responses=responses(NotFound),
+    responses=responses(NotFound, Invalid, UnknownSegment),
     summary="Change a reward: a new version, audited (redeemed coupons keep their terms)",
 )
 def update_reward(

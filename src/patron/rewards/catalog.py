@@ -27,7 +27,7 @@ _MONEY_FIELDS = {
     "min_spend": "min_spend_minor",
     "gift_value": "value_minor",  # a gift card is worth its balance
 }
-_LIST_FIELDS = ("tiers", "stores", "channels")
+_LIST_FIELDS = ("tiers", "stores", "channels", "segments")
 _DEFAULTS: dict[str, Any] = {
     "status": "active",
     "descriptions": {},
@@ -35,6 +35,7 @@ _DEFAULTS: dict[str, Any] = {
     "tiers": [],
     "stores": [],
     "channels": [],
+    "segments": [],
     "exclusive": False,
     "max_per_order": 1,
     "earn_on_discounted": False,
@@ -136,6 +137,20 @@ def _check(session: Session, program: Program, reward: Reward) -> None:
         missing = sorted(tier_codes - known)
         if missing:
             raise Invalid(f"unknown tier {missing[0]!r}", code="unknown_tier")
+    if reward.segments:
+        from patron.segments.compiler import UnknownSegment
+        from patron.segments.models import Segment
+
+        known = set(
+            session.scalars(
+                select(Segment.code).where(
+                    Segment.program_id == program.id, Segment.code.in_(reward.segments)
+                )
+            )
+        )
+        missing = sorted(set(reward.segments) - known)
+        if missing:
+            raise UnknownSegment(f"segments: program {program.code} has no segment {missing[0]!r}")
 
 
 def document(reward: Reward, currency: str) -> dict[str, Any]:
@@ -379,6 +394,7 @@ def out(reward: Reward, currency: str) -> RewardOut:
         tiers=reward.tiers,
         stores=reward.stores,
         channels=reward.channels,
+        segments=list(reward.segments or []),
         exclusive=reward.exclusive,
         stack_group=reward.stack_group,
         max_per_order=reward.max_per_order,

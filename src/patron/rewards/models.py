@@ -89,6 +89,9 @@ class Reward(Base):
     tiers: Mapped[list[str]] = mapped_column(JSONType)
     stores: Mapped[list[str]] = mapped_column(JSONType)
     channels: Mapped[list[str]] = mapped_column(JSONType)
+    # Segments (codes): the member is in at least one of them when redeeming, live, as the
+    # earning rules' `segments` condition reads them (docs/rewards.md, "Segments").
+    segments: Mapped[list[str]] = mapped_column(JSONType, default=list, server_default=text("'[]'"))
     # Stacking (docs/rewards.md): an exclusive coupon is used alone; others combine within
     # their group; at most max_per_order of this reward per order.
     exclusive: Mapped[bool] = mapped_column(Boolean, default=False)

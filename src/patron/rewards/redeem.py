@@ -9,6 +9,7 @@ gives its points back to the lots they came from and its unit back to stock.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -90,9 +91,12 @@ def refusal(
     channel: str,
     now: datetime,
     balance: int | None = None,
+    segments: Collection[str] | None = None,
 ) -> Refusal | None:
     """Why this member may not redeem `quantity` of `reward` now, or None. Limits count the
-    member's redemptions not cancelled, in the program's local day and month."""
+    member's redemptions not cancelled, in the program's local day and month. `segments`: the
+    segments (of those the reward names) the member is in now, when the caller read them for
+    several rewards at once (`member_segments`); otherwise they are read here, in one query."""
     if reward.status != "active":
         return Refusal("reward_not_available", f"reward {reward.code} is {reward.status}")
     if reward.available_from is not None and now < reward.available_from:
@@ -107,6 +111,11 @@ def refusal(
         return Refusal(
             "tier_not_eligible", f"reward {reward.code} is for tiers {', '.join(reward.tiers)}"
         )
+    if reward.segments:
+        if segments is None:
+            segments = member_segments(session, program, account, reward.segments, now)
+        if not set(reward.segments) & set(segments):
+            return Refusal("segment_not_eligible", segment_detail(reward))
     if reward.stores and store is not None and store not in reward.stores:
         return Refusal("store_not_eligible", f"reward {reward.code} is not offered at {store}")
     if reward.channels and channel not in reward.channels:
@@ -136,6 +145,34 @@ def refusal(
                 "insufficient_points", f"{price} points needed but only {balance} are available"
             )
     return None
+
+
+def member_segments(
+    session: Session,
+    program: Program,
+    account: Account | None,
+    codes: Collection[str],
+    now: datetime,
+) -> frozenset[str]:
+    """Which of the segments `codes` the account's member is in at `now`: live membership
+    (tier and balance now, windows ending now), as an earning rule's `segments` condition
+    reads it for a sale, in ONE query for all the codes (patron.segments.service.memberships).
+    A code the program no longer has holds nobody (so a reward naming it is refused)."""
+    if account is None or not codes:
+        return frozenset()
+    from patron.segments.service import memberships
+
+    found = memberships(
+        session, program, sorted(set(codes)), [account.member_id], at=now, known=True
+    )
+    return frozenset(found.get(account.member_id, ()))
+
+
+def segment_detail(reward: Reward) -> str:
+    listed = ", ".join(reward.segments)
+    if len(reward.segments) == 1:
+        return f"reward {reward.code} is for members of segment {listed}"
+    return f"reward {reward.code} is for members of any of segments {listed}"
 
 
 def _redeemed_units(

@@ -115,6 +115,12 @@ class RewardFields(Strict):
     tiers: list[Annotated[str, Field(max_length=40)]] | None = Field(None, max_length=50)
     stores: list[Annotated[str, Field(max_length=40)]] | None = Field(None, max_length=500)
     channels: list[RedeemChannel] | None = Field(None, max_length=5)
+    segments: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]] | None = Field(
+        None,
+        max_length=50,
+        description="Only members in at least one of these segments (codes), at the time of "
+        "redeeming, may redeem it; empty: everyone. As the earning rules' `segments` condition.",
+    )
     exclusive: bool | None = None
     stack_group: str | None = Field(None, min_length=1, max_length=40)
     max_per_order: int | None = Field(None, ge=1, le=100)
@@ -194,6 +200,9 @@ class RewardOut(BaseModel):
     tiers: list[str]
     stores: list[str]
     channels: list[str]
+    segments: list[str] = Field(
+        description="Segments (codes) a member must be in one of to redeem; empty: everyone"
+    )
     exclusive: bool
     stack_group: str | None
     max_per_order: int

@@ -16,7 +16,7 @@ from patron.programs.models import Program, Store
 from patron.rewards import codes, offline
 from patron.rewards.catalog import list_rewards, out, price_for
 from patron.rewards.models import Coupon, CouponEvent, Reward
-from patron.rewards.redeem import refusal
+from patron.rewards.redeem import member_segments, refusal
 from patron.rewards.schemas import (
     CatalogItem,
     CouponDetail,
@@ -137,13 +137,20 @@ def catalog_for(
     """The active catalog as one member sees it: their price (tier prices apply) and whether
     they can redeem each reward now, with the reason when not."""
     balance = totals(session, account, now).available if account is not None else 0
+    rewards = [
+        r
+        for r in list_rewards(session, program, status=None if include_paused else "active")
+        if r.status != "archived"
+    ]
+    # The member's segments, for every reward that names one, in one query.
+    segments = member_segments(
+        session, program, account, {c for r in rewards for c in r.segments or ()}, now
+    )
     items = []
-    for reward in list_rewards(session, program, status=None if include_paused else "active"):
-        if reward.status == "archived":
-            continue
+    for reward in rewards:
         why = refusal(
             session, program, reward, account, quantity=1, store=None, channel=channel, now=now,
-            balance=balance,
+            balance=balance, segments=segments,
         )  # fmt: skip
         items.append(
             CatalogItem(

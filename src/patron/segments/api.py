@@ -141,7 +141,7 @@ def update_segment(
     f"{P}/{{segment}}",
     status_code=204,
     response_class=Response,
-    responses=responses(Conflict),
+    responses=responses(Conflict, service.SegmentInUse),
 )
 def delete_segment(
     code: str = ProgramCode,
@@ -149,7 +149,8 @@ def delete_segment(
     db: Database = Depends(http.get_db),
     actor: Actor = Depends(http.require("admin")),
 ) -> Response:
-    """Delete a segment and its snapshots; 409 segment_in_use while another segment uses it."""
+    """Delete a segment and its snapshots; 409 segment_in_use while another segment, an
+    earning rule in force or a reward (active or paused) uses it."""
     with db.unit_of_work() as s:
         service.remove(s, get_program(s, code), segment, actor=actor, now=http.now())
     return Response(status_code=204)

@@ -233,7 +233,8 @@ def update(
 
 
 def remove(session: Session, program: Program, code: str, *, actor: Actor, now: datetime) -> None:
-    """Delete a segment and its snapshots; refused (409) while another segment refers to it."""
+    """Delete a segment and its snapshots; refused (409) while another segment, an earning
+    rule in force or a reward not archived refers to it."""
     row = get_segment(session, program, code)
     users = sorted(
         other
@@ -247,6 +248,11 @@ def remove(session: Session, program: Program, code: str, *, actor: Actor, now: 
         raise SegmentInUse(
             f"segment {code!r} is a condition of earning rule {', '.join(naming)}: "
             "change those rules first"
+        )
+    if naming := rewards_naming(session, program, code):
+        raise SegmentInUse(
+            f"segment {code!r} limits who may redeem reward {', '.join(naming)}: "
+            "change or archive those rewards first"
         )
     snapshots = select(SegmentSnapshot.id).where(SegmentSnapshot.segment_id == row.id)
     session.execute(
@@ -512,3 +518,14 @@ def rules_naming(session: Session, program: Program, code: str) -> list[str]:
         for rule in (document or {}).get("rules", [])
         if code in ((rule.get("conditions") or {}).get("segments") or [])
     ]
+
+
+def rewards_naming(session: Session, program: Program, code: str) -> list[str]:
+    """The program's rewards, active or paused, whose `segments` name `code` (an archived
+    reward names it harmlessly: nobody can redeem it, and unarchiving checks its segments)."""
+    rows = session.execute(
+        select(Reward.code, Reward.segments).where(
+            Reward.program_id == program.id, Reward.status != "archived"
+        )
+    )
+    return sorted(reward for reward, segments in rows if code in (segments or []))

@@ -53,6 +53,7 @@ from patron.rewards.schemas import (
     RewardUpdate,
     StockChange,
 )
+from patron.segments.models import Segment
 
 router = APIRouter()
 ProgramCode = Path(pattern=CODE_PATTERN)
@@ -65,7 +66,12 @@ ON_REFUND = ("restore", "keep")
 MONEY_FIELDS = ("value", "discount", "cap", "min_spend", "gift_value")
 DAY_FIELDS = ("valid_until", "available_from", "available_until")
 FLAG_FIELDS = ("exclusive", "earn_on_discounted", "combine_with_points")
-LIST_FIELDS = {"tiers": "tier.", "stores": "store.", "channels": "channel."}
+LIST_FIELDS = {
+    "tiers": "tier.",
+    "stores": "store.",
+    "channels": "channel.",
+    "segments": "segment.",
+}
 
 # What each kind's form shows, by the API's field names; a save changes only these, so a field
 # set through the API that this kind's form does not show is never cleared by the form.
@@ -73,7 +79,7 @@ COMMON_FIELDS = frozenset(
     {
         "status", "names", "descriptions", "image_url", "points_cost", "tier_costs",
         "available_from", "available_until", "limit_per_day", "limit_per_month", "limit_ever",
-        "tiers", "stores", "channels",
+        "tiers", "stores", "channels", "segments",
     }
 )  # fmt: skip
 COUPON_FIELDS = frozenset(
@@ -195,24 +201,34 @@ def field_label(name: str, lang: str) -> str:
 
 @dataclass(frozen=True)
 class Choices:
-    """What the form offers to tick: the program's tiers and stores, and any the reward still
-    names that the program no longer has (listed so they can be unticked)."""
+    """What the form offers to tick: the program's tiers, stores and segments, and any the
+    reward still names that the program no longer has (listed so they can be unticked)."""
 
     tiers: list[tuple[str, str]]
     stores: list[tuple[str, str]]
     channels: list[tuple[str, str]]
+    segments: list[tuple[str, str]]
 
 
 def _choices(session: Session, prog: Prog, lang: str, out: RewardOut | None) -> Choices:
     tiers = list(tier_names_of(session, prog.id, lang).items())
     stores = store_codes(session, prog.id)
+    segments = [
+        (code, name or code)
+        for code, name in session.execute(
+            select(Segment.code, Segment.name)
+            .where(Segment.program_id == prog.id)
+            .order_by(Segment.code)
+        )
+    ]
     if out is not None:
         tiers += [
             (c, c) for c in sorted(set(out.tiers) | set(out.tier_costs)) if c not in dict(tiers)
         ]
         stores += [(c, c) for c in out.stores if c not in dict(stores)]
+        segments += [(c, c) for c in out.segments if c not in dict(segments)]
     channels = [(c, i18n.translate(f"rewards.channel.{c}", lang)) for c in CHANNELS]
-    return Choices(tiers, stores, channels)
+    return Choices(tiers, stores, channels, segments)
 
 
 def _amount_text(value: Decimal | None) -> str:
@@ -380,6 +396,8 @@ def service_errors(exc: PatronError, lang: str, currency: str) -> forms.Errors:
         return {"code": i18n.translate("rewards.error.code_taken", lang)}
     if exc.code == "unknown_store":
         return {"stores": i18n.translate("rewards.error.unknown_store", lang)}
+    if exc.code == "unknown_segment":
+        return {"segments": i18n.translate("rewards.error.unknown_segment", lang)}
     if exc.code == "invalid_amount":
         field, _sep, _rest = exc.detail.partition(": ")
         return {field: i18n.translate("rewards.error.amount", lang, currency=currency)}

@@ -2307,6 +2307,10 @@ class RewardCreate(Model):
     tiers: list[str] | None = Field(default=None)
     stores: list[str] | None = Field(default=None)
     channels: list[Literal["pos", "online", "app", "portal", "admin"]] | None = Field(default=None)
+    segments: list[str] | None = Field(
+        default=None,
+        description="Only members in at least one of these segments (codes), at the time of redeeming, may redeem it; empty: everyone. As the earning rules' `segments` condition.",
+    )
     exclusive: bool | None = Field(default=None)
     stack_group: str | None = Field(default=None)
     max_per_order: int | None = Field(default=None)
@@ -2355,6 +2359,9 @@ class RewardOut(Model):
     tiers: list[str]
     stores: list[str]
     channels: list[str]
+    segments: list[str] = Field(
+        description="Segments (codes) a member must be in one of to redeem; empty: everyone"
+    )
     exclusive: bool
     stack_group: str | None
     max_per_order: int
@@ -2420,6 +2427,10 @@ class RewardUpdate(Model):
     tiers: list[str] | None = Field(default=None)
     stores: list[str] | None = Field(default=None)
     channels: list[Literal["pos", "online", "app", "portal", "admin"]] | None = Field(default=None)
+    segments: list[str] | None = Field(
+        default=None,
+        description="Only members in at least one of these segments (codes), at the time of redeeming, may redeem it; empty: everyone. As the earning rules' `segments` condition.",
+    )
     exclusive: bool | None = Field(default=None)
     stack_group: str | None = Field(default=None)
     max_per_order: int | None = Field(default=None)
