@@ -20,6 +20,7 @@ from patron.programs.schemas import CODE_PATTERN
 from patron.rules.service import describe_errors
 from patron.segments.service import SegmentNotFound
 
+
 class CampaignRoute(APIRoute):
     """A malformed earning rule in a rules arm reads as the rule editor's error
     (`invalid_rule_set`, "variants.1.action.rules.0.points: …"); other malformed fields keep
