@@ -151,10 +151,14 @@ def _rules_json(text: str, key: str) -> Any:
         return None
     try:
         data = json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise Invalid(
             f"variant {key}: the rules are not valid JSON ({exc.msg}, line {exc.lineno})",
             code="invalid_rule_set",
+        ) from None
+    except (ValueError, RecursionError):  # not UTF-8 text, or nested beyond reason
+        raise Invalid(
+            f"variant {key}: the rules are not valid JSON", code="invalid_rule_set"
         ) from None
     if isinstance(data, dict):
         data = data["rules"] if isinstance(data.get("rules"), list) else [data]
