@@ -91,3 +91,29 @@ def test_cli_lists_launches_and_reports(db, world, frozen):
     text = runner.invoke(cli_app, ["campaigns", "results", "winback", "--program", "bakery", *url])
     assert "not enough data yet" in text.output
     assert runner.invoke(cli_app, ["campaigns", "run", *url]).exit_code == 0
+
+
+@pytest.mark.sqlite_only
+def test_a_marketer_builds_a_rule_experiment_with_a_message(client, staff, world, db):
+    csrf = sign_in(client, STAFF["marketer"][0])
+    rules = '[{"id": "winback-bonus", "kind": "order_bonus", "points": 500}]'
+    form = _form(csrf, arm1_kind="rules", arm1_points="", arm1_rules=rules, arm1_message="on")
+    bad = client.post("/admin/campaigns/save", data={**form, "arm1_rules": "[{"})
+    assert bad.status_code == 422 and "not valid JSON" in bad.text
+    wrong = '[{"id": "x", "kind": "order_bonus", "points": -1}]'
+    refused = client.post("/admin/campaigns/save", data={**form, "arm1_rules": wrong})
+    assert refused.status_code == 422 and "points" in refused.text
+    saved = client.post("/admin/campaigns/save", data=form, follow_redirects=False)
+    assert saved.status_code == 303, saved.text
+    edit = client.get("/admin/campaigns/ab/edit", params={"program": "bakery"})
+    assert "winback-bonus" in edit.text and 'name="arm1_message" checked' in edit.text
+    launched = client.post("/admin/campaigns/ab/launch",
+                           data={"csrf_token": csrf, "program": "bakery"})  # fmt: skip
+    assert launched.status_code == 200 and 'data-testid="rule-points-b"' in launched.text
+    out = CliRunner().invoke(
+        cli_app, ["campaigns", "show", "ab", "--program", "bakery", "--database-url", db.url]
+    )
+    assert out.exit_code == 0, out.output
+    [_, b] = json.loads(out.output)["variants"]
+    assert b["action"]["kind"] == "rules" and b["message"] is True
+    assert b["action"]["rules"][0]["id"] == "winback-bonus"

@@ -412,6 +412,13 @@ def real_payloads(db: Database, member_id: int) -> dict[str, dict[str, Any]]:
                                            "segment": "gold-dormant", "assigned": 120})  # fmt: skip
     found.setdefault("campaign.ended", {"program": "bakery", "campaign": "winback",
                                         "reason": "stopped"})  # fmt: skip
+    # As patron.campaigns.service writes it for each member of an arm with a message.
+    found.setdefault(
+        "campaign.offer",
+        {"program": "bakery", "campaign": "winback", "campaign_name": "Win back",
+         "variant": "b", "variant_name": "B", "offer": "points", "member_id": member_id,
+         "points": 500, "reward": None, "ends_at": (T0 + timedelta(days=14)).isoformat()},
+    )  # fmt: skip
     for kind, entry_kind in (("points.merged", "merge_in"), ("points.transferred", "transfer_in")):
         found.setdefault(
             kind,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable, Coroutine
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 
 from patron import http
 from patron.audit.service import Actor
@@ -14,11 +17,41 @@ from patron.db.engine import Database
 from patron.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized, responses
 from patron.programs import service as programs
 from patron.programs.schemas import CODE_PATTERN
+from patron.rules.service import describe_errors
 from patron.segments.service import SegmentNotFound
+
+
+class CampaignRoute(APIRoute):
+    """A malformed earning rule in a rules arm reads as the rule editor's error
+    (`invalid_rule_set`, "variants.1.action.rules.0.points: …"); other malformed fields keep
+    the usual validation_error."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                errors = list(exc.errors())
+                if not errors or not all(_in_rules(e.get("loc", ())) for e in errors):
+                    raise
+                raise Invalid(
+                    describe_errors(errors, skip=("body",)), code="invalid_rule_set"
+                ) from None
+
+        return route
+
+
+def _in_rules(loc: Any) -> bool:
+    parts = tuple(loc)
+    return len(parts) > 4 and parts[0] == "body" and parts[3:5] == ("action", "rules")
+
 
 router = APIRouter(
     prefix="/api/v1",
     tags=["campaigns"],
+    route_class=CampaignRoute,
     responses=responses(Unauthorized, Forbidden, Invalid, NotFound, service.CampaignNotFound),
 )
 ProgramCode = Path(pattern=CODE_PATTERN, description="The program's code, e.g. bakery")
@@ -53,7 +86,8 @@ def create_campaign(
     idempotency_key: str | None = http.IdempotencyKey,
 ):
     """A new campaign, as a draft. 409 campaign_exists; 404 segment_not_found; 422
-    unknown_reference (a coupon's reward)."""
+    unknown_reference (a coupon's reward); 422 invalid_rule_set, unknown_store,
+    unknown_segment (a rules arm's earning rules, checked as the rule editor checks them)."""
     return http.write(
         db,
         lambda s: service.out(

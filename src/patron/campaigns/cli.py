@@ -78,8 +78,8 @@ def launch(program: ProgramOpt, code: CodeArg, database_url: DatabaseUrl = None)
             )
             line = (
                 f"{code}: {row.status}; {given.assigned} members assigned, {given.points} points "
-                f"to {given.points_members}, {given.coupons} coupons, {given.no_budget} over "
-                f"budget"
+                f"to {given.points_members}, {given.coupons} coupons, {given.messages} "
+                f"messages, {given.no_budget} over budget"
             )
     except PatronError as exc:
         raise _fail(exc.code, exc.detail) from None
@@ -133,12 +133,15 @@ def results(
     if as_json:
         typer.echo(out.model_dump_json(indent=2))
         return
-    table = Table("arm", "members", "reached", "points", "coupons", "redeemed", "visits/member",
-                  "visited", f"spend/member ({out.currency})", title=f"{code} ({period})")  # fmt: skip
+    table = Table("arm", "members", "reached", "points", "rule points", "messages", "coupons",
+                  "redeemed", "visits/member", "visited", f"spend/member ({out.currency})",
+                  "points cost/member", title=f"{code} ({period})")  # fmt: skip
     for a in out.arms:
         table.add_row(a.name, str(a.members), str(a.reached), str(a.points_given),
-                      str(a.coupons_given), str(a.coupons_redeemed), f"{a.visits_per_member:.2f}",
-                      f"{a.visit_rate:.1%}", str(a.spend_per_member))  # fmt: skip
+                      str(a.rule_points), str(a.messages), str(a.coupons_given),
+                      str(a.coupons_redeemed), f"{a.visits_per_member:.2f}",
+                      f"{a.visit_rate:.1%}", str(a.spend_per_member),
+                      f"{a.points_cost_per_member:.1f}")  # fmt: skip
     console.print(table)
     for u in out.uplifts:
         console.print(f"  {u.verdict}")

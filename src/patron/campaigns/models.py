@@ -49,7 +49,8 @@ class Campaign(Base):
 class CampaignMember(Base):
     """A member's arm in a campaign (`control` or a variant key) and what the member got:
     outcome assigned (nothing yet) | reached | no_budget | refused (the account took no points)
-    | none (the control, or an arm without an action)."""
+    | none (the control, or an arm without an action). A rule arm's members are `reached` at
+    assignment: from then on they earn by its rules."""
 
     __tablename__ = "campaign_members"
     __table_args__ = (Index("ix_campaign_members_arm", "campaign_id", "arm", "outcome"),)
@@ -62,5 +63,10 @@ class CampaignMember(Base):
     assigned_at: Mapped[datetime] = mapped_column(UTCDateTime)
     reached_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     points: Mapped[int] = mapped_column(BigInteger, default=0)
+    # What the arm's earning rules (a rule experiment) added to the member's sales, net of the
+    # program's own rules: counted by each sale, as the campaign runs.
+    rule_points: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # When the member's campaign.offer event was written (an arm with `message`), once.
+    messaged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     entry_id: Mapped[int | None] = mapped_column(BigInteger)
     coupon_id: Mapped[int | None] = mapped_column(BigInteger)

@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from patron.rules.model import Rule
+
 CODE = r"^[a-z0-9][a-z0-9_-]{0,39}$"
 ARM = r"^[a-z][a-z0-9_]{0,19}$"
 CONTROL = "control"
@@ -19,11 +21,21 @@ class Strict(BaseModel):
 
 class Action(Strict):
     """What the members of an arm get: bonus points (one adjustment each), a coupon of a
-    reward (issued without points), or nothing (a variant that only measures)."""
+    reward (issued without points), earning rules (a rule experiment: while the campaign runs,
+    the arm's members earn by the program's rule set plus these rules), or nothing (a variant
+    that only measures)."""
 
-    kind: Literal["points", "coupon", "none"]
+    kind: Literal["points", "coupon", "rules", "none"]
     points: int | None = Field(None, ge=1, le=1_000_000)
     reward: str | None = Field(None, max_length=40, description="The reward's code (coupon)")
+    rules: list[Rule] | None = Field(
+        None,
+        min_length=1,
+        max_length=20,
+        description="Earning rules (rules): the same JSON as the rule set's rules; added to the "
+        "program's rule set for the arm's members while the campaign runs. No event rules and "
+        "no promotion budgets: the campaign's results count what they cost.",
+    )
 
     @model_validator(mode="after")
     def _fields(self) -> Action:
@@ -31,10 +43,14 @@ class Action(Strict):
             raise ValueError("a points action needs points")
         if self.kind == "coupon" and not self.reward:
             raise ValueError("a coupon action needs a reward")
+        if self.kind == "rules" and not self.rules:
+            raise ValueError("a rules action needs rules")
         if self.kind != "points":
             self.points = None
         if self.kind != "coupon":
             self.reward = None
+        if self.kind != "rules":
+            self.rules = None
         return self
 
 
@@ -43,6 +59,12 @@ class Variant(Strict):
     name: str = Field("", max_length=100)
     share: int = Field(ge=1, le=100, description="Percent of the members outside the holdout")
     action: Action
+    message: bool = Field(
+        False,
+        description="Send the arm's members a campaign.offer message at launch (and live "
+        "members as they join): e-mail or SMS by the program's notification settings, with "
+        "marketing consent only",
+    )
 
 
 class CampaignIn(Strict):
@@ -118,7 +140,12 @@ class ArmResult(BaseModel):
     action: str
     members: int
     reached: int
-    points_given: int
+    points_given: int = Field(description="Bonus points given at launch (a points action)")
+    rule_points: int = Field(
+        description="Points the arm's earning rules added to its members' sales (a rules "
+        "action), net of the program's own rules"
+    )
+    messages: int = Field(description="campaign.offer messages queued for the arm's members")
     coupons_given: int
     coupons_redeemed: int
     coupon_redemption_rate: float | None
@@ -129,7 +156,10 @@ class ArmResult(BaseModel):
     visit_rate_hi: float
     spend: Decimal
     spend_per_member: Decimal
-    points_cost: int = Field(description="Campaign points plus points earned in the window")
+    points_cost: int = Field(
+        description="Campaign bonus points plus points earned in the window (which include "
+        "what a rule arm's rules added)"
+    )
     points_cost_per_member: float
 
 

@@ -23,6 +23,7 @@ from typing import Any, cast
 from sqlalchemy import (
     BigInteger,
     Float,
+    String,
     Table,
     bindparam,
     case,
@@ -40,7 +41,7 @@ from sqlalchemy.orm import Session
 
 from patron.audit import service as audit
 from patron.audit.service import Actor
-from patron.campaigns import stats
+from patron.campaigns import earning, stats
 from patron.campaigns.models import Campaign, CampaignMember
 from patron.campaigns.schemas import (
     CONTROL,
@@ -52,6 +53,7 @@ from patron.campaigns.schemas import (
     Uplift,
     Variant,
 )
+from patron.db.types import UTCDateTime
 from patron.errors import Conflict, Invalid, NotFound, PatronError
 from patron.events import outbox
 from patron.ledger.models import Account, Purchase
@@ -197,6 +199,8 @@ def get_campaign(session: Session, program: Program, code: str, *, lock: bool = 
 def _check(session: Session, program: Program, body: CampaignIn) -> None:
     segments.get_segment(session, program, body.segment)  # 404 segment_not_found
     for v in body.variants:
+        if v.action.kind == "rules":
+            check_rules(session, program, v.action.rules or [], v.key)
         if v.action.kind != "coupon":
             continue
         reward = session.scalar(
@@ -206,6 +210,36 @@ def _check(session: Session, program: Program, body: CampaignIn) -> None:
             raise UnknownReference(f"no reward {v.action.reward!r} in program {program.code}")
         if reward.kind == "external":
             raise UnknownReference(f"reward {reward.code!r} is external: it issues no coupons")
+
+
+def check_rules(session: Session, program: Program, arm_rules: list[Any], key: str) -> None:
+    """A rules arm's rules, checked as the rule editor checks a rule set (422 invalid_rule_set,
+    unknown_store, unknown_segment): the program's rule set with them added must be valid."""
+    from patron.rules import service as rules_service
+
+    for index, rule in enumerate(arm_rules):
+        where = f"variant {key}: rules[{index}]"
+        if rule.kind == "event":
+            raise Invalid(
+                f"{where}: an event rule is not an earning rule of a sale", code="invalid_rule_set"
+            )
+        if getattr(rule, "budget_points", None) is not None:
+            raise Invalid(
+                f"{where}: no budget_points in a campaign's rules (the campaign's results count "
+                "what they cost; limit them with a cap rule)",
+                code="invalid_rule_set",
+            )
+    doc = rules_service.document(session, program)
+    merged = rules_service.validate_doc(
+        {
+            **doc.model_dump(mode="json", exclude_none=True),
+            "rules": [
+                *(r.model_dump(mode="json", exclude_none=True) for r in doc.rules),
+                *(r.model_dump(mode="json", exclude_none=True) for r in arm_rules),
+            ],
+        }
+    )
+    rules_service.check_references(session, program, merged)
 
 
 def _apply(row: Campaign, body: CampaignIn) -> None:
@@ -297,6 +331,8 @@ def _assign(session: Session, program: Program, row: Campaign, *, now: datetime)
     """Put every target member not yet in the campaign into an arm: one INSERT … SELECT."""
     ids = _segment_ids(session, program, row, now=now).subquery()
     idle = [v["key"] for v in row.arms if v["action"]["kind"] == "none"] + [CONTROL]
+    # A rules arm's members are reached as they are assigned: their next sale earns by it.
+    ruled = [v["key"] for v in row.arms if v["action"]["kind"] == "rules"] or ["-"]
     arm = _arm_sql(row, ids.c.member_id)
     source = (
         select(
@@ -304,8 +340,14 @@ def _assign(session: Session, program: Program, row: Campaign, *, now: datetime)
             ids.c.member_id,
             Account.id,
             arm,
-            case((arm.in_(idle), literal("none")), else_=literal("assigned")),
+            case(
+                (arm.in_(idle), literal("none")),
+                (arm.in_(ruled), literal("reached")),
+                else_=literal("assigned"),
+            ),
             literal(now),
+            case((arm.in_(ruled), literal(now, UTCDateTime)), else_=literal(None, UTCDateTime)),
+            literal(0),
             literal(0),
         )
         .join(Account, (Account.member_id == ids.c.member_id) & (Account.program_id == program.id))
@@ -316,12 +358,11 @@ def _assign(session: Session, program: Program, row: Campaign, *, now: datetime)
         )
     )
     before = member_count(session, row)
-    session.execute(
-        insert(CampaignMember).from_select(
-            ["campaign_id", "member_id", "account_id", "arm", "outcome", "assigned_at", "points"],
-            source,
-        )
-    )
+    columns = [
+        "campaign_id", "member_id", "account_id", "arm", "outcome", "assigned_at",
+        "reached_at", "points", "rule_points",
+    ]  # fmt: skip
+    session.execute(insert(CampaignMember).from_select(columns, source))
     # Counted, not rowcount: drivers differ on INSERT … SELECT.
     return member_count(session, row) - before
 
@@ -334,6 +375,7 @@ class Given:
     coupons: int = 0
     no_budget: int = 0
     refused: int = 0
+    messages: int = 0
 
 
 def _pending(session: Session, row: Campaign, arm: str, limit: int) -> list[int]:
@@ -506,7 +548,7 @@ def _given_doc(given: Given) -> dict[str, int]:
     return {
         "assigned": given.assigned, "points_members": given.points_members,
         "points": given.points, "coupons": given.coupons, "no_budget": given.no_budget,
-        "refused": given.refused,
+        "refused": given.refused, "messages": given.messages,
     }  # fmt: skip
 
 
@@ -525,6 +567,8 @@ def _start(
     given = Given(assigned=_assign(session, program, row, now=now))
     done = _give(session, program, row, actor=actor, now=now)
     done.assigned = given.assigned
+    done.messages = _message(session, program, row, now=now)
+    _rules_changed(session, row)
     outbox.emit(
         session, kind="campaign.launched", program_id=program.id, member_id=None, at=now,
         payload={"program": program.code, "campaign": row.code, "segment": row.segment,
@@ -569,6 +613,7 @@ def stop(session: Session, program: Program, code: str, *, actor: Actor, now: da
     row.status, row.stopped_at = "stopped", now
     if row.launched_at is None or row.launched_at > now:
         row.launched_at = now
+    _rules_changed(session, row)
     row.version += 1
     row.updated_at, row.updated_by = now, str(actor)
     _mark_all_pending(session, row)
@@ -610,9 +655,11 @@ def run(session: Session, program: Program, code: str, *, actor: Actor, now: dat
         added = _assign(session, program, row, now=now) if row.targeting == "live" else 0
         given = _give(session, program, row, actor=actor, now=now)
         given.assigned = added
+        given.messages = _message(session, program, row, now=now)
     if row.status == "running" and row.ends_at is not None and row.ends_at <= now:
         row.status = "ended"
         row.version += 1
+        _rules_changed(session, row)
         _mark_all_pending(session, row)
         outbox.emit(
             session, kind="campaign.ended", program_id=program.id, member_id=None, at=now,
@@ -630,6 +677,84 @@ def due(session: Session) -> list[tuple[int, str]]:
         .order_by(Campaign.id)
     )
     return [(program_id, code) for program_id, code in rows]
+
+
+def _rules_changed(session: Session, row: Campaign) -> None:
+    """A rule experiment started or stopped: every worker's cached configuration reloads
+    (patron.campaigns.earning)."""
+    from patron.sales import program_cache
+
+    if earning.has_rules(row.arms):
+        session.flush()
+        program_cache.touch(session, row.program_id)
+
+
+def _json_object(session: Session, fields: dict[str, Any]) -> Any:
+    postgres = session.get_bind().dialect.name == "postgresql"
+    build = func.jsonb_build_object if postgres else func.json_object
+    args: list[Any] = []
+    for name, value in fields.items():
+        args += [literal(name, String), value]
+    return build(*args)
+
+
+def _message(session: Session, program: Program, row: Campaign, *, now: datetime) -> int:
+    """One campaign.offer event per member of each arm with `message` who got the arm's action
+    (or whose arm has none) and has no message yet: an INSERT … SELECT per arm, then the
+    members are marked. The notify dispatcher sends them (marketing: with consent only)."""
+    from patron.events.models import DomainEvent
+
+    total = 0
+    for v in variants(row):
+        if not v.message:
+            continue
+        wanted = (
+            CampaignMember.campaign_id == row.id,
+            CampaignMember.arm == v.key,
+            CampaignMember.outcome.in_(("reached", "none")),
+            CampaignMember.messaged_at.is_(None),
+        )
+        action = v.action
+        payload = {
+            "program": literal(program.code, String),
+            "campaign": literal(row.code, String),
+            "campaign_name": literal(row.name, String),
+            "variant": literal(v.key, String),
+            "variant_name": literal(v.name or v.key, String),
+            "offer": literal(action.kind, String),
+            "member_id": CampaignMember.member_id,
+            "points": CampaignMember.points,
+            "reward": literal(action.reward, String),
+            "ends_at": literal(row.ends_at.isoformat() if row.ends_at else None, String),
+        }
+        source = (
+            select(
+                literal(program.id, BigInteger),
+                CampaignMember.member_id,
+                literal("campaign.offer", String),
+                _json_object(session, payload),
+                literal(now, UTCDateTime),
+                literal(False),
+            )
+            .where(*wanted)
+            .order_by(CampaignMember.member_id)
+        )
+        n = int(session.scalar(select(func.count()).where(*wanted)) or 0)
+        if not n:
+            continue
+        session.execute(
+            insert(DomainEvent).from_select(
+                ["program_id", "member_id", "kind", "payload", "at", "dispatched"], source
+            )
+        )
+        session.execute(
+            update(CampaignMember)
+            .where(*wanted)
+            .values(messaged_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        total += n
+    return total
 
 
 # --- results ----------------------------------------------------------------------------------
@@ -654,6 +779,8 @@ class _Arm:
     members: int = 0
     reached: int = 0
     points: int = 0
+    rule_points: int = 0
+    messages: int = 0
     coupons: int = 0
     redeemed: int = 0
     visits: stats.Moments = field(default_factory=lambda: stats.Moments(0, 0, 0))
@@ -700,6 +827,8 @@ def _arm_figures(
             func.count(),
             func.sum(case((cm.outcome == "reached", 1), else_=0)),
             func.sum(cm.points),
+            func.sum(cm.rule_points),
+            func.count(cm.messaged_at),
             func.count(cm.coupon_id),
             func.sum(visits),
             func.sum(f(visits) * f(visits)),
@@ -715,9 +844,10 @@ def _arm_figures(
         .group_by(cm.arm)
     ).all()
     out: dict[str, _Arm] = {}
-    for arm, n, reached, points, coupons, v, vv, s, ss, c, cc, visitors in rows:
+    for arm, n, reached, points, ruled, messages, coupons, v, vv, s, ss, c, cc, visitors in rows:
         out[arm] = _Arm(
-            members=n, reached=int(reached or 0), points=int(points or 0), coupons=coupons,
+            members=n, reached=int(reached or 0), points=int(points or 0),
+            rule_points=int(ruled or 0), messages=int(messages or 0), coupons=coupons,
             visits=_moments(n, v, vv), spend=_moments(n, s, ss), cost=_moments(n, c, cc),
             visitors=int(visitors or 0),
         )  # fmt: skip
@@ -762,7 +892,8 @@ def results(
             ArmResult(
                 arm=key, name=control_name if key == CONTROL else names[key],
                 action="none" if key == CONTROL else actions[key], members=a.members,
-                reached=a.reached, points_given=a.points, coupons_given=a.coupons,
+                reached=a.reached, points_given=a.points, rule_points=a.rule_points,
+                messages=a.messages, coupons_given=a.coupons,
                 coupons_redeemed=a.redeemed,
                 coupon_redemption_rate=round(a.redeemed / a.coupons, 4) if a.coupons else None,
                 visits=int(a.visits.total), visits_per_member=round(a.visits.mean, 4),

@@ -29,6 +29,9 @@ EVENT_TYPES: dict[str, str] = {
     "campaign.launched": "A campaign started: its members were put in arms and given their "
     "actions (counts in the payload; the points and coupons have their own events).",
     "campaign.ended": "A campaign ended: stopped by staff or past its end (reason in the payload).",
+    "campaign.offer": "A campaign's message to one member of an arm with a message (at launch, or "
+    "as a live campaign adds her): the campaign, variant and its offer (points, coupon, earning "
+    "rules or none).",
     "milestone.achieved": "A member reached a milestone (a goal such as 10 visits in a month); "
     "its points and coupon, if any, come with their own events.",
     "survey.answered": "A member answered a survey (the answers; points for it come as "

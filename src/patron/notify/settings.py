@@ -69,6 +69,7 @@ def _defaults() -> dict[str, EventSetting]:
         "points.transferred": (on, t),  # both members hear of a transfer
         "campaign.launched": (off, t),  # for webhooks: no member to tell
         "campaign.ended": (off, t),
+        "campaign.offer": (on, m),  # a campaign's message to its members: with consent only
         "milestone.achieved": (on, m),  # a badge and its reward: marketing, with consent
         "survey.answered": (off, t),  # for webhooks: the member knows she answered
         "fraud.review": (off, t),  # for webhooks; a message only if the program wants it

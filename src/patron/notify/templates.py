@@ -530,19 +530,35 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("earned", "Points earned that month", "3,200", ("points.statement",)),
     Variable("redeemed", "Points used that month", "1,000", ("points.statement",)),
     Variable("expired", "Points expired that month", "0", ("points.statement",)),
-    Variable("reward", "The reward, in the message's language", "아메리카노 무료", _REWARD_EVENTS),
+    Variable(
+        "reward",
+        "The reward, in the message's language",
+        "아메리카노 무료",
+        (*_REWARD_EVENTS, "campaign.offer"),
+    ),
     Variable("coupon", "The coupon code", "7KQM-3X9P-DV2T-H8WC-R", _REWARD_EVENTS),
     Variable("quantity", "How many were redeemed", "1", ("reward.redeemed",)),
     Variable(
         "valid_until",
-        "The last day the coupon can be used",
+        "The last day the coupon (or the campaign's offer) can be used",
         "{{ valid_until|date }} → 2027년 2월 14일",
-        _REWARD_EVENTS,
+        (*_REWARD_EVENTS, "campaign.offer"),
     ),
     Variable(
         "discount", "What the coupon took off", "{{ discount|money }} → ₩5,000", ("coupon.used",)
     ),
-    Variable("campaign", "The campaign that gave the coupon", "봄맞이 이벤트", ("coupon.issued",)),
+    Variable(
+        "campaign",
+        "The campaign that gave the coupon (or sends the offer)",
+        "봄맞이 이벤트",
+        ("coupon.issued", "campaign.offer"),
+    ),
+    Variable(
+        "offer",
+        "What the campaign gives: points, coupon, rules (extra points on visits) or none",
+        "rules",
+        ("campaign.offer",),
+    ),
     Variable("marketing", "True when the program sends this event as marketing", "true"),
     Variable("unsubscribe_url", "The unsubscribe link (marketing e-mails)", "https://…"),
     Variable("portal_url", "The member's page", "https://…/m/bakery"),
@@ -654,6 +670,7 @@ def sample_context(
         "valid_until": dt.date(2027, 2, 14),
         "discount": _sample_discount(currency),
         "campaign": _SAMPLE_CAMPAIGNS[lang],
+        "offer": "rules",
         "marketing": True,
         "unsubscribe_url": f"{get_settings().public_url.rstrip('/')}/u/sample",
         "portal_url": _portal_url(code),
@@ -964,6 +981,8 @@ def context_for(
     }
     if kind in _REWARD_EVENTS:
         rewards = _reward_values(session, program, kind, payload, lang)
+    elif kind == "campaign.offer":
+        rewards = _offer_values(session, program, payload, lang)
     # The program's settings say whether this event goes out as marketing (a Korean ad must
     # say "(광고)"); the session's identity map keeps the row for the next message.
     marketing = notify_settings.load(session, program.id).event(kind).purpose == "marketing"
@@ -999,9 +1018,33 @@ def context_for(
         "valid_until": rewards["valid_until"],
         "discount": rewards["discount"],
         "campaign": rewards["campaign"],
+        "offer": payload.get("offer") if kind == "campaign.offer" else None,
         "marketing": marketing,
         "unsubscribe_url": unsubscribe_url,
         "portal_url": _portal_url(program.code),
+    }
+
+
+def _offer_values(
+    session: Session, program: Program, payload: Mapping[str, Any], lang: str
+) -> dict[str, Any]:
+    """campaign.offer: the campaign's name, its coupon's reward named in `lang`, and the last
+    day of the campaign (its end is exclusive)."""
+    reward_code = payload.get("reward")
+    reward = None
+    if reward_code:
+        reward = session.scalars(
+            select(Reward).where(Reward.program_id == program.id, Reward.code == str(reward_code))
+        ).one_or_none()
+    last_day = _expiry_day(payload.get("ends_at"), program.timezone)
+    return {
+        "reward": name_in(reward, lang) if reward is not None else reward_code or None,
+        "coupon": None,
+        "quantity": 0,
+        "valid_until": last_day,
+        "discount": None,
+        "campaign": payload.get("campaign_name") or payload.get("campaign") or None,
+        "occurred_at": None,
     }
 
 

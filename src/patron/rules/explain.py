@@ -287,6 +287,14 @@ _SKIP_REASONS: dict[str, dict[str, str]] = {
     },
 }
 
+# A step of a campaign's rule (a rule experiment, patron.campaigns.earning) names the campaign and
+# the variant before its own words: "winback-ab · variant B: +500".
+_CAMPAIGN = {
+    "en": "{campaign} · variant {variant}: {text}",
+    "ko": "{campaign} · {variant}안: {text}",
+    "zh": "{campaign} · 方案 {variant}:{text}",
+}
+
 _SKIPPED = {
     "en": "{label}: not applied, {reason}",
     "ko": "{label}: 적용 안 됨, {reason}",
@@ -386,58 +394,76 @@ def explain_steps(
     lang = language if language in LANGUAGES else "en"
     out: list[str] = []
     for step in steps:
-        if not step.get("applied", True):
-            if skipped:
-                out.append(
-                    _SKIPPED[lang].format(label=_label(step), reason=skip_reason(step, lang))
-                )
-            continue
-        key = _key(step)
-        if key is None:
-            out.append(str(step.get("detail", "")))
-            continue
-        if money is not None and f"{key}_money" in _TEXT:
-            out.append(
-                _TEXT[f"{key}_money"][lang].format(
-                    **{
-                        **step,
-                        "label": _label(step),
-                        "amount": money(step.get("amount")),
-                        "per_amount": money(step.get("per_amount")),
-                        "result": formats.number(step.get("result"), lang),
-                    }
-                )
+        before = len(out)
+        _word_step(out, step, lang, money=money, tier_name=tier_name, skipped=skipped)
+        if len(out) > before and step.get("campaign"):
+            out[-1] = _CAMPAIGN[lang].format(
+                campaign=step["campaign"],
+                variant=str(step.get("variant_name") or step.get("variant", "")),
+                text=out[-1],
             )
-            continue
-        if tier_name is not None and step.get("tier"):
-            step = {**step, "tier": tier_name(str(step["tier"]))}
-        values = {
-            k: formats.number(v, lang)
-            if k
-            in (
-                "amount",
-                "per_amount",
-                "before",
-                "after",
-                "result",
-                "added",
-                "max_points",
-                "already",
-                "budget_left",
-            )
-            else v
-            for k, v in step.items()
-        }
-        values["label"] = _label(step)
-        values["rounding"] = _ROUNDING.get(str(step.get("rounding")), {}).get(
-            lang, step.get("rounding")
-        )
-        try:
-            out.append(_TEXT[key][lang].format(**values))
-        except KeyError:
-            out.append(str(step.get("detail", "")))
     out.append(_TEXT["total"][lang].format(points=formats.number(points, lang)))
     return out
+
+
+def _word_step(
+    out: list[str],
+    step: dict[str, Any],
+    lang: str,
+    *,
+    money: Callable[[Any], str] | None,
+    tier_name: Callable[[str], str] | None,
+    skipped: bool,
+) -> None:
+    """Append the words of one step to `out` (nothing for a skipped step unless `skipped`)."""
+    if not step.get("applied", True):
+        if skipped:
+            out.append(_SKIPPED[lang].format(label=_label(step), reason=skip_reason(step, lang)))
+        return
+    key = _key(step)
+    if key is None:
+        out.append(str(step.get("detail", "")))
+        return
+    if money is not None and f"{key}_money" in _TEXT:
+        out.append(
+            _TEXT[f"{key}_money"][lang].format(
+                **{
+                    **step,
+                    "label": _label(step),
+                    "amount": money(step.get("amount")),
+                    "per_amount": money(step.get("per_amount")),
+                    "result": formats.number(step.get("result"), lang),
+                }
+            )
+        )
+        return
+    if tier_name is not None and step.get("tier"):
+        step = {**step, "tier": tier_name(str(step["tier"]))}
+    values = {
+        k: formats.number(v, lang)
+        if k
+        in (
+            "amount",
+            "per_amount",
+            "before",
+            "after",
+            "result",
+            "added",
+            "max_points",
+            "already",
+            "budget_left",
+        )
+        else v
+        for k, v in step.items()
+    }
+    values["label"] = _label(step)
+    values["rounding"] = _ROUNDING.get(str(step.get("rounding")), {}).get(
+        lang, step.get("rounding")
+    )
+    try:
+        out.append(_TEXT[key][lang].format(**values))
+    except KeyError:
+        out.append(str(step.get("detail", "")))
 
 
 def explain(

@@ -83,7 +83,7 @@ def list_versions(session: Session, program: Program) -> list[Any]:
     )
 
 
-def _check_references(session: Session, program: Program, doc: RuleSetDoc) -> None:
+def check_references(session: Session, program: Program, doc: RuleSetDoc) -> None:
     """A rule naming a store the program does not have could never apply: say so."""
     known = set(session.scalars(select(Store.code).where(Store.program_id == program.id)))
     for index, rule in enumerate(doc.rules):
@@ -179,7 +179,7 @@ def publish(
     from patron.rules.models import RuleSetVersion
 
     check_version(session, program, expected_version)
-    _check_references(session, program, doc)
+    check_references(session, program, doc)
     if confirm is False:
         large.require(session, program, doc, now=now)
     latest = session.scalar(

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from patron.audit import service as audit
 from patron.audit.service import Actor
+from patron.campaigns import earning
 from patron.errors import Conflict, NotFound, PatronError
 from patron.fraud import guard as fraud
 from patron.ledger import views
@@ -209,6 +210,13 @@ def _round(
             actor=actor,
             now=now,
         )
+    # Rule experiments: which running rule campaigns' arms the round's members are in, in
+    # one query (none when no rule campaign runs).
+    arms = (
+        earning.member_arms(session, config.rule_campaigns, [member_of[i] for i in planned])
+        if config.rule_campaigns
+        else {}
+    )
     planner = Planner(config, states, ids=ids, actor=str(actor), now=now, guard=guard)
     extras: dict[int, _Extra] = {}
     written: list[tuple[int, Any]] = []
@@ -224,6 +232,7 @@ def _round(
             digest=digest,
             member_id=member_of[i],
             card_status=hit.card_status if hit is not None else None,
+            campaign_arms=arms.get(member_of[i], ()),
         )
         if _alone(config, req):
             try:
@@ -264,6 +273,8 @@ def _round(
             coupons_.apply(session, program, req, extra.coupons, extra.member, actor=actor, now=now)
         if outcome.budget_used:
             rules.spend_budgets(session, config.id, outcome.budget_used)
+        if outcome.campaign_points:
+            earning.count_rule_points(session, outcome.campaign_points)
         if outcome.upgrade:
             program = program or _program(session, config)
             account = session.get(Account, outcome.account_id, populate_existing=True)

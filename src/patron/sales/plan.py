@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from patron.campaigns import earning
 from patron.errors import Conflict, InsufficientPoints, MemberBlocked, PatronError
 from patron.events.kinds import ENTRY_EVENTS
 from patron.events.outbox import entry_payload
@@ -162,6 +163,8 @@ class SaleOp:
     recent_purchases: dict[int, int] = field(default_factory=dict)  # days → earlier purchases
     budgets: dict[str, int] | None = None  # promotion budgets left
     segments: frozenset[str] = frozenset()  # the segments rule conditions name she is in
+    # (campaign id, arm) of the running rule experiments she is in (patron.campaigns.earning)
+    campaign_arms: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass
@@ -173,6 +176,8 @@ class Outcome:
     account_id: int | None = None
     upgrade: bool = False  # the member reaches a higher tier with it
     budget_used: dict[str, int] = field(default_factory=dict)
+    # (campaign id, member id, points) a rule experiment's arm added to this sale
+    campaign_points: list[tuple[int, int, int]] = field(default_factory=list)
 
 
 class Ids:
@@ -312,7 +317,29 @@ class Planner:
             earned_year=op.figures.get("member_year", 0),
             segments=op.segments,
         )
-        result = evaluate(doc, earn_order, context, op.budgets or {})
+        arms = (
+            earning.arms_at(config.rule_campaigns, op.campaign_arms, occurred_at)
+            if op.campaign_arms
+            else []
+        )
+        campaign_points: list[tuple[int, int, int]] = []
+        if arms:
+            # A rule experiment: the rule set plus the member's arms' rules; what each arm adds
+            # is the difference its rules alone make (the campaign's rule points).
+            budgets = op.budgets or {}
+            plain = evaluate(doc, earn_order, context, budgets).points
+            doc = earning.merged(doc, arms)
+            result = evaluate(doc, earn_order, context, budgets)
+            for arm in arms:
+                alone = (
+                    result
+                    if len(arms) == 1
+                    else evaluate(earning.merged(config.doc, [arm]), earn_order, context, budgets)
+                )
+                campaign_points.append((arm.campaign_id, state.member_id, alone.points - plain))
+            earning.annotate(result.steps, arms)
+        else:
+            result = evaluate(doc, earn_order, context, op.budgets or {})
         held = checked = None
         if self.guard is not None:  # may refuse a redemption, or hold the points
             checked = fraud_sale(op, store_id, to_minor(order.total, config.currency), occurred_at)
@@ -430,6 +457,7 @@ class Planner:
             account_id=state.account_id,
             upgrade=upgrade,
             budget_used=dict(result.budget_used or {}),
+            campaign_points=campaign_points,
         )
 
     def _lots_for(self, state: AccountState, points: int) -> list[tuple[LotState, int]]:

@@ -4,6 +4,7 @@ the API (patron.campaigns.service)."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,8 +19,9 @@ from patron.admin.deps import Staff, form_data, get_db, require
 from patron.admin.templating import path_for, render
 from patron.campaigns import service
 from patron.campaigns.schemas import CODE, CampaignIn
-from patron.errors import PatronError
+from patron.errors import Invalid, PatronError
 from patron.rewards.models import Reward
+from patron.rules.service import describe_errors
 from patron.segments import service as segments
 
 router = APIRouter()
@@ -54,9 +56,10 @@ def _blank() -> dict[str, Any]:
         "code": "", "name": "", "segment": "", "targeting": "snapshot", "holdout_pct": "10",
         "budget_points": "", "budget_coupons": "", "days": "28",
         "arms": [
-            {"key": "a", "name": "", "share": "50", "kind": "coupon", "points": "", "reward": ""},
+            {"key": "a", "name": "", "share": "50", "kind": "coupon", "points": "", "reward": "",
+             "rules": "", "message": ""},
             {"key": "b", "name": "", "share": "50", "kind": "points", "points": "500",
-             "reward": ""},
+             "reward": "", "rules": "", "message": ""},
         ],
     }  # fmt: skip
 
@@ -73,7 +76,10 @@ def _values_of(row: Any) -> dict[str, Any]:
         "arms": [
             {"key": v["key"], "name": v.get("name", ""), "share": str(v["share"]),
              "kind": v["action"]["kind"], "points": str(v["action"].get("points") or ""),
-             "reward": v["action"].get("reward") or ""}
+             "reward": v["action"].get("reward") or "",
+             "rules": json.dumps(v["action"]["rules"], ensure_ascii=False, indent=2)
+             if v["action"].get("rules") else "",
+             "message": "on" if v.get("message") else ""}
             for v in row.arms
         ],
     }  # fmt: skip
@@ -92,8 +98,8 @@ def _editor(
             if campaign is not None:
                 values = _values_of(service.get_campaign(session, prog, campaign))
         arms = list(values["arms"])
-        arms += [{"key": "", "name": "", "share": "", "kind": "none", "points": "", "reward": ""}
-                 ] * (ARM_ROWS - len(arms))  # fmt: skip
+        arms += [{"key": "", "name": "", "share": "", "kind": "none", "points": "", "reward": "",
+                  "rules": "", "message": ""}] * (ARM_ROWS - len(arms))  # fmt: skip
         rewards = session.scalars(
             select(Reward)
             .where(Reward.program_id == prog.id, Reward.kind != "external")
@@ -131,11 +137,32 @@ def _form_values(form: dict[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {k: form.get(k, "").strip() for k in keys}
     values["arms"] = [
         {k: form.get(f"arm{i}_{k}", "").strip()
-         for k in ("key", "name", "share", "kind", "points", "reward")}
+         for k in ("key", "name", "share", "kind", "points", "reward", "rules", "message")}
         for i in range(ARM_ROWS)
         if form.get(f"arm{i}_key", "").strip()
     ]  # fmt: skip
     return values
+
+
+def _rules_json(text: str, key: str) -> Any:
+    """A rules arm's earning rules as typed in the editor: a JSON list of rules (or one rule,
+    or a rule set document with `rules`), in the rule set's own shape."""
+    if not text.strip():
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise Invalid(
+            f"variant {key}: the rules are not valid JSON ({exc.msg}, line {exc.lineno})",
+            code="invalid_rule_set",
+        ) from None
+    except (ValueError, RecursionError):  # not UTF-8 text, or nested beyond reason
+        raise Invalid(
+            f"variant {key}: the rules are not valid JSON", code="invalid_rule_set"
+        ) from None
+    if isinstance(data, dict):
+        data = data["rules"] if isinstance(data.get("rules"), list) else [data]
+    return data
 
 
 def _body(values: dict[str, Any], now: datetime) -> CampaignIn:
@@ -150,8 +177,10 @@ def _body(values: dict[str, Any], now: datetime) -> CampaignIn:
             action["points"] = number(a["points"])
         if action["kind"] == "coupon":
             action["reward"] = a["reward"] or None
+        if action["kind"] == "rules":
+            action["rules"] = _rules_json(a.get("rules", ""), a["key"])
         variants.append({"key": a["key"], "name": a["name"], "share": number(a["share"]),
-                         "action": action})  # fmt: skip
+                         "action": action, "message": a.get("message") == "on"})  # fmt: skip
     return CampaignIn.model_validate(
         {
             "code": values["code"], "name": values["name"], "segment": values["segment"],
@@ -188,6 +217,8 @@ def campaigns_save(
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         message = f"{where}: {first['msg']}" if where else str(first["msg"])
+        if "rules" in first["loc"]:  # as the rule editor words it
+            message = describe_errors(exc.errors())
         return _editor(request, prog_code, campaign=existing, values=values, error=message,
                        status=422)  # fmt: skip
     except PatronError as exc:

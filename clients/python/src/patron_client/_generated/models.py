@@ -24,12 +24,62 @@ class AccountOut(Model):
     as_of: datetime
 
 
-class Action(Model):
-    """What the members of an arm get: bonus points (one adjustment each), a coupon of a reward (issued without points), or nothing (a variant that only measures)."""
+class ActionInput(Model):
+    """What the members of an arm get: bonus points (one adjustment each), a coupon of a reward (issued without points), earning rules (a rule experiment: while the campaign runs, the arm's members earn by the program's rule set plus these rules), or nothing (a variant that only measures)."""
 
-    kind: Literal["points", "coupon", "none"]
+    kind: Literal["points", "coupon", "rules", "none"]
     points: int | None = Field(default=None)
     reward: str | None = Field(default=None, description="The reward's code (coupon)")
+    rules: (
+        list[
+            Annotated[
+                BaseRateInput
+                | ExcludeInput
+                | ProductBonusInput
+                | ProductMultiplierInput
+                | TierMultiplierInput
+                | TimeWeightInput
+                | PromotionInput
+                | OrderBonusInput
+                | CapInput
+                | EventInput,
+                Field(discriminator="kind"),
+            ]
+        ]
+        | None
+    ) = Field(
+        default=None,
+        description="Earning rules (rules): the same JSON as the rule set's rules; added to the program's rule set for the arm's members while the campaign runs. No event rules and no promotion budgets: the campaign's results count what they cost.",
+    )
+
+
+class ActionOutput(Model):
+    """What the members of an arm get: bonus points (one adjustment each), a coupon of a reward (issued without points), earning rules (a rule experiment: while the campaign runs, the arm's members earn by the program's rule set plus these rules), or nothing (a variant that only measures)."""
+
+    kind: Literal["points", "coupon", "rules", "none"]
+    points: int | None = Field(default=None)
+    reward: str | None = Field(default=None, description="The reward's code (coupon)")
+    rules: (
+        list[
+            Annotated[
+                BaseRateOutput
+                | ExcludeOutput
+                | ProductBonusOutput
+                | ProductMultiplierOutput
+                | TierMultiplierOutput
+                | TimeWeightOutput
+                | PromotionOutput
+                | OrderBonusOutput
+                | CapOutput
+                | EventOutput,
+                Field(discriminator="kind"),
+            ]
+        ]
+        | None
+    ) = Field(
+        default=None,
+        description="Earning rules (rules): the same JSON as the rule set's rules; added to the program's rule set for the arm's members while the campaign runs. No event rules and no promotion budgets: the campaign's results count what they cost.",
+    )
 
 
 class Activity(Model):
@@ -111,7 +161,11 @@ class ArmResult(Model):
     action: str
     members: int
     reached: int
-    points_given: int
+    points_given: int = Field(description="Bonus points given at launch (a points action)")
+    rule_points: int = Field(
+        description="Points the arm's earning rules added to its members' sales (a rules action), net of the program's own rules"
+    )
+    messages: int = Field(description="campaign.offer messages queued for the arm's members")
     coupons_given: int
     coupons_redeemed: int
     coupon_redemption_rate: Decimal | None
@@ -122,7 +176,9 @@ class ArmResult(Model):
     visit_rate_hi: Decimal
     spend: str
     spend_per_member: str
-    points_cost: int = Field(description="Campaign points plus points earned in the window")
+    points_cost: int = Field(
+        description="Campaign bonus points plus points earned in the window (which include what a rule arm's rules added)"
+    )
     points_cost_per_member: Decimal
 
 
@@ -190,7 +246,7 @@ class Balance(Model):
     type: Literal["balance"]
 
 
-class BaseRate(Model):
+class BaseRateInput(Model):
     """Points for the order's eligible amount (or that of the lines in `only`). By the rule set's `base_rates`, each line earns by the first base rate that applies to it, or by every one."""
 
     id: str = Field(description="Unique within the rule set; shown in breakdowns")
@@ -205,7 +261,7 @@ class BaseRate(Model):
     stores: list[str] | None = Field(default=None)
     channels: list[Literal["pos", "online", "app"]] | None = Field(default=None)
     payment_methods: list[str] | None = Field(default=None)
-    conditions: Conditions | None = Field(default=None)
+    conditions: ConditionsInput | None = Field(default=None)
     priority: int | None = Field(
         default=None, description="Within a stage, higher priority first; ties keep document order"
     )
@@ -217,6 +273,39 @@ class BaseRate(Model):
     mode: Literal["per_full_unit", "proportional"] | None = Field(default=None)
     points: int
     per_amount: Decimal | str
+    rounding: Literal["down", "half_up", "up"] | None = Field(default=None)
+    only: Match | None = Field(
+        default=None, description="Lines this rate earns on; all lines not excluded when omitted"
+    )
+
+
+class BaseRateOutput(Model):
+    """Points for the order's eligible amount (or that of the lines in `only`). By the rule set's `base_rates`, each line earns by the first base rate that applies to it, or by every one."""
+
+    id: str = Field(description="Unique within the rule set; shown in breakdowns")
+    name: str | None = Field(default=None)
+    enabled: bool | None = Field(default=None)
+    starts: date | None = Field(
+        default=None, description="First local date the rule applies (inclusive)"
+    )
+    ends: date | None = Field(
+        default=None, description="Last local date the rule applies (inclusive)"
+    )
+    stores: list[str] | None = Field(default=None)
+    channels: list[Literal["pos", "online", "app"]] | None = Field(default=None)
+    payment_methods: list[str] | None = Field(default=None)
+    conditions: ConditionsOutput | None = Field(default=None)
+    priority: int | None = Field(
+        default=None, description="Within a stage, higher priority first; ties keep document order"
+    )
+    stop: Literal["stage", "all"] | None = Field(
+        default=None,
+        description="When this rule applies, later rules of the same stage (stage) or of this and every later stage (all) do not apply; caps always apply",
+    )
+    kind: Literal["base_rate"]
+    mode: Literal["per_full_unit", "proportional"] | None = Field(default=None)
+    points: int
+    per_amount: str
     rounding: Literal["down", "half_up", "up"] | None = Field(default=None)
     only: Match | None = Field(
         default=None, description="Lines this rate earns on; all lines not excluded when omitted"
@@ -350,7 +439,7 @@ class CampaignIn(Model):
     budget_points: int | None = Field(default=None, description="None: no limit")
     budget_coupons: int | None = Field(default=None, description="None: no limit")
     holdout_pct: int | None = Field(default=None, description="Control group, given nothing")
-    variants: list[Variant]
+    variants: list[VariantInput]
 
 
 class CampaignOut(Model):
@@ -365,7 +454,7 @@ class CampaignOut(Model):
     budget_points: int | None
     budget_coupons: int | None
     holdout_pct: int
-    variants: list[Variant]
+    variants: list[VariantOutput]
     points_given: int
     coupons_given: int
     members: int = Field(description="Members assigned to an arm so far")
@@ -390,7 +479,7 @@ class CancelRequest(Model):
     reason: str
 
 
-class Cap(Model):
+class CapInput(Model):
     """An upper bound on purchase points: per order, or per member per day/month/year."""
 
     id: str = Field(description="Unique within the rule set; shown in breakdowns")
@@ -405,7 +494,35 @@ class Cap(Model):
     stores: list[str] | None = Field(default=None)
     channels: list[Literal["pos", "online", "app"]] | None = Field(default=None)
     payment_methods: list[str] | None = Field(default=None)
-    conditions: Conditions | None = Field(default=None)
+    conditions: ConditionsInput | None = Field(default=None)
+    priority: int | None = Field(
+        default=None, description="Within a stage, higher priority first; ties keep document order"
+    )
+    stop: Literal["stage", "all"] | None = Field(
+        default=None,
+        description="When this rule applies, later rules of the same stage (stage) or of this and every later stage (all) do not apply; caps always apply",
+    )
+    kind: Literal["cap"]
+    per: Literal["order", "member_day", "member_month", "member_year"]
+    max_points: int
+
+
+class CapOutput(Model):
+    """An upper bound on purchase points: per order, or per member per day/month/year."""
+
+    id: str = Field(description="Unique within the rule set; shown in breakdowns")
+    name: str | None = Field(default=None)
+    enabled: bool | None = Field(default=None)
+    starts: date | None = Field(
+        default=None, description="First local date the rule applies (inclusive)"
+    )
+    ends: date | None = Field(
+        default=None, description="Last local date the rule applies (inclusive)"
+    )
+    stores: list[str] | None = Field(default=None)
+    channels: list[Literal["pos", "online", "app"]] | None = Field(default=None)
+    payment_methods: list[str] | None = Field(default=None)
+    conditions: ConditionsOutput | None = Field(default=None)
     priority: int | None = Field(
         default=None, description="Within a stage, higher priority first; ties keep document order"
     )
@@ -483,13 +600,52 @@ class ChoiceCount(Model):
     count: int
 
 
-class Conditions(Model):
+class ConditionsInput(Model):
     """Eligibility: every condition given must hold for the rule to apply."""
 
     min_amount: Decimal | str | None = Field(
         default=None, description="Order total at least this much"
     )
-    min_items: MinItems | None = Field(default=None)
+    min_items: MinItemsInput | None = Field(default=None)
+    tiers: list[str] | None = Field(default=None, description="Member's tier code is one of these")
+    attributes: dict[str, Any] | None = Field(
+        default=None, description="Member attributes equal to these values"
+    )
+    joined_within_days: int | None = Field(
+        default=None, description="Member joined at most this many days ago"
+    )
+    birthday_month: bool | None = Field(
+        default=None, description="The sale is in the member's birthday month"
+    )
+    min_purchases: int | None = Field(
+        default=None, description="Member made at least this many earlier purchases"
+    )
+    first_purchase: bool | None = Field(
+        default=None,
+        description="true: only the member's first purchase (no earlier purchase); false: only from the second purchase on",
+    )
+    nth_purchase: int | None = Field(
+        default=None, description="Only the member's Nth purchase (exactly N - 1 earlier purchases)"
+    )
+    within_first_purchases: int | None = Field(
+        default=None,
+        description="Only while this sale is one of the member's first N purchases (at most N - 1 earlier purchases)",
+    )
+    recent_purchases: RecentPurchases | None = Field(
+        default=None,
+        description="The member's earlier purchases in the last `days` days before this sale are at least `min` and/or at most `max`",
+    )
+    segments: list[str] | None = Field(
+        default=None,
+        description="The member is in at least one of these segments (codes) at the time of the sale",
+    )
+
+
+class ConditionsOutput(Model):
+    """Eligibility: every condition given must hold for the rule to apply."""
+
+    min_amount: str | None = Field(default=None, description="Order total at least this much")
+    min_items: MinItemsOutput | None = Field(default=None)
     tiers: list[str] | None = Field(default=None, description="Member's tier code is one of these")
     attributes: dict[str, Any] | None = Field(
         default=None, description="Member attributes equal to these values"
@@ -858,7 +1014,7 @@ class EvaluationSummary(Model):
     manual_ended: int
 
 
-class Event(Model):
+class EventInput(Model):
     """Fixed points for something that is not a purchase, recorded through the events API."""
 
     id: str = Field(description="Unique within the rule set; shown in breakdowns")
@@ -873,7 +1029,43 @@ class Event(Model):
     stores: list[str] | None = Field(default=None)
     channels: list[Literal["pos", "online", "app"]] | None = Field(default=None)
     payment_methods: list[str] | None = Field(default=None)
-    conditions: Conditions | None = Field(default=None)
+    conditions: ConditionsInput | None = Field(default=None)
+    priority: int | None = Field(
+        default=None, description="Within a stage, higher priority first; ties keep document order"
+    )
+    stop: Literal["stage", "all"] | None = Field(
+        default=None,
+        description="When this rule applies, later rules of the same stage (stage) or of this and every later stage (all) do not apply; caps always apply",
+    )
+    kind: Literal["event"]
+    event: str = Field(
+        description="signup, birthday, profile_completed, review, newsletter, referral or any custom name"
+    )
+    points: int
+    limit: Literal["once", "per_day", "per_month", "per_year", "unlimited"] | None = Field(
+        default=None
+    )
+    qualifying: bool | None = Field(
+        default=None, description="Points from this rule count towards tiers"
+    )
+
+
+class EventOutput(Model):
+    """Fixed points for something that is not a purchase, recorded through the events API."""
+
+    id: str = Field(description="Unique within the rule set; shown in breakdowns")
+    name: str | None = Field(default=None)
+    enabled: bool | None = Field(default=None)
+    starts: date | None = Field(
+        default=None, description="First local date the rule applies (inclusive)"
+    )
+    ends: date | None = Field(
+        default=None, description="Last local date the rule applies (inclusive)"
+    )
+    stores: list[str] | None = Field(default=None)
+    channels: list[Literal["pos", "online", "app"]] | None = Field(default=None)
+    payment_methods: list[str] | None = Field(default=None)
+    conditions: ConditionsOutput | None = Field(default=None)
     priority: int | None = Field(
         default=None, description="Within a stage, higher priority first; ties keep document order"
     )
@@ -1022,7 +1214,7 @@ class ExampleSaleOut(Model):
     )
 
 
-class Exclude(Model):
+class ExcludeInput(Model):
     """Matched lines earn nothing (gift cards, tobacco)."""
 
     id: str = Field(description="Unique within the rule set; shown in breakdowns")
@@ -1037,7 +1229,34 @@ class Exclude(Model):
     stores: list[str] | None = Field(default=None)
     channels: list[Literal["pos", "online", "app"]] | None = Field(default=None)
     payment_methods: list[str] | None = Field(default=None)
-    conditions: Conditions | None = Field(default=None)
+    conditions: ConditionsInput | None = Field(default=None)
+    priority: int | None = Field(
+        default=None, description="Within a stage, higher priority first; ties keep document order"
+    )
+    stop: Literal["stage", "all"] | None = Field(
+        default=None,
+        description="When this rule applies, later rules of the same stage (stage) or of this and every later stage (all) do not apply; caps always apply",
+    )
+    kind: Literal["exclude"]
+    match: Match
+
+
+class ExcludeOutput(Model):
+    """Matched lines earn nothing (gift cards, tobacco)."""
+
+    id: str = Field(description="Unique within the rule set; shown in breakdowns")
+    name: str | None = Field(default=None)
+    enabled: bool | None = Field(default=None)
+    starts: date | None = Field(
+        default=None, description="First local date the rule applies (inclusive)"
+    )
+    ends: date | None = Field(
+        default=None, description="Last local date the rule applies (inclusive)"
+    )
+    stores: list[str] | None = Field(default=None)
+    channels: list[Literal["pos", "online", "app"]] | None = Field(default=None)
+    payment_methods: list[str] | None = Field(default=None)
+    conditions: ConditionsOutput | None = Field(default=None)
     priority: int | None = Field(
         default=None, description="Within a stage, higher priority first; ties keep document order"
     )
@@ -1549,11 +1768,18 @@ class MilestoneOut(Model):
     achievers: int | None = Field(default=None, description="Members who achieved it (any period)")
 
 
-class MinItems(Model):
+class MinItemsInput(Model):
     """At least `count` units of the matched lines in the order."""
 
     match: Match
     count: Decimal | str
+
+
+class MinItemsOutput(Model):
+    """At least `count` units of the matched lines in the order."""
+
+    match: Match
+    count: str
 
 
 class NearMissOut(Model):
@@ -1636,7 +1862,7 @@ class OfflineUse(Model):
     code: str = Field(description="The coupon's code, or its token")
 
 
-class OrderBonus(Model):
+class OrderBonusInput(Model):
     """Fixed points for an order that meets the conditions (at least 50,000 KRW; 3 cakes)."""
 
     id: str = Field(description="Unique within the rule set; shown in breakdowns")
@@ -1651,7 +1877,41 @@ class OrderBonus(Model):
     stores: list[str] | None = Field(default=None)
     channels: list[Literal["pos", "online", "app"]] | None = Field(default=None)
     payment_methods: list[str] | None = Field(default=None)
-    conditions: Conditions | None = Field(default=None)
+    conditions: ConditionsInput | None = Field(default=None)
+    priority: int | None = Field(
+        default=None, description="Within a stage, higher priority first; ties keep document order"
+    )
+    stop: Literal["stage", "all"] | None = Field(
+        default=None,
+        description="When this rule applies, later rules of the same stage (stage) or of this and every later stage (all) do not apply; caps always apply",
+    )
+    kind: Literal["order_bonus"]
+    points: int
+    qualifying: bool | None = Field(
+        default=None, description="Points from this rule count towards tiers"
+    )
+    with_coupons: bool | None = Field(
+        default=None,
+        description="Also on orders that use coupons; false: not when a coupon is used",
+    )
+
+
+class OrderBonusOutput(Model):
+    """Fixed points for an order that meets the conditions (at least 50,000 KRW; 3 cakes)."""
+
+    id: str = Field(description="Unique within the rule set; shown in breakdowns")
+    name: str | None = Field(default=None)
+    enabled: bool | None = Field(default=None)
+    starts: date | None = Field(
+        default=None, description="First local date the rule applies (inclusive)"
+    )
+    ends: date | None = Field(
+        default=None, description="Last local date the rule applies (inclusive)"
+    )
+    stores: list[str] | None = Field(default=None)
+    channels: list[Literal["pos", "online", "app"]] | None = Field(default=None)
+    payment_methods: list[str] | None = Field(default=None)
+    conditions: ConditionsOutput | None = Field(default=None)
     priority: int | None = Field(
         default=None, description="Within a stage, higher priority first; ties keep document order"
     )
@@ -1772,7 +2032,7 @@ class PreviewOut(Model):
     characters: int = Field(description="The body's length (SMS: at most 1,000)")
 
 
-class ProductBonus(Model):
+class ProductBonusInput(Model):
     """Fixed extra points per unit of the matched lines (seasonal cake: +200)."""
 
     id: str = Field(description="Unique within the rule set; shown in breakdowns")
@@ -1787,7 +2047,7 @@ class ProductBonus(Model):
     stores: list[str] | None = Field(default=None)
     channels: list[Literal["pos", "online", "app"]] | None = Field(default=None)
     payment_methods: list[str] | None = Field(default=None)
-    conditions: Conditions | None = Field(default=None)
+    conditions: ConditionsInput | None = Field(default=None)
     priority: int | None = Field(
         default=None, description="Within a stage, higher priority first; ties keep document order"
     )
@@ -1803,7 +2063,38 @@ class ProductBonus(Model):
     )
 
 
-class ProductMultiplier(Model):
+class ProductBonusOutput(Model):
+    """Fixed extra points per unit of the matched lines (seasonal cake: +200)."""
+
+    id: str = Field(description="Unique within the rule set; shown in breakdowns")
+    name: str | None = Field(default=None)
+    enabled: bool | None = Field(default=None)
+    starts: date | None = Field(
+        default=None, description="First local date the rule applies (inclusive)"
+    )
+    ends: date | None = Field(
+        default=None, description="Last local date the rule applies (inclusive)"
+    )
+    stores: list[str] | None = Field(default=None)
+    channels: list[Literal["pos", "online", "app"]] | None = Field(default=None)
+    payment_methods: list[str] | None = Field(default=None)
+    conditions: ConditionsOutput | None = Field(default=None)
+    priority: int | None = Field(
+        default=None, description="Within a stage, higher priority first; ties keep document order"
+    )
+    stop: Literal["stage", "all"] | None = Field(
+        default=None,
+        description="When this rule applies, later rules of the same stage (stage) or of this and every later stage (all) do not apply; caps always apply",
+    )
+    kind: Literal["product_bonus"]
+    match: Match
+    points_per_unit: int
+    qualifying: bool | None = Field(
+        default=None, description="Points from this rule count towards tiers"
+    )
+
+
+class ProductMultiplierInput(Model):
     """Multiply the base points of the matched lines."""
 
     id: str = Field(description="Unique within the rule set; shown in breakdowns")
@@ -1818,7 +2109,7 @@ class ProductMultiplier(Model):
     stores: list[str] | None = Field(default=None)
     channels: list[Literal["pos", "online", "app"]] | None = Field(default=None)
     payment_methods: list[str] | None = Field(default=None)
-    conditions: Conditions | None = Field(default=None)
+    conditions: ConditionsInput | None = Field(default=None)
     priority: int | None = Field(
         default=None, description="Within a stage, higher priority first; ties keep document order"
     )
@@ -1829,6 +2120,34 @@ class ProductMultiplier(Model):
     kind: Literal["product_multiplier"]
     match: Match
     factor: Decimal | str
+
+
+class ProductMultiplierOutput(Model):
+    """Multiply the base points of the matched lines."""
+
+    id: str = Field(description="Unique within the rule set; shown in breakdowns")
+    name: str | None = Field(default=None)
+    enabled: bool | None = Field(default=None)
+    starts: date | None = Field(
+        default=None, description="First local date the rule applies (inclusive)"
+    )
+    ends: date | None = Field(
+        default=None, description="Last local date the rule applies (inclusive)"
+    )
+    stores: list[str] | None = Field(default=None)
+    channels: list[Literal["pos", "online", "app"]] | None = Field(default=None)
+    payment_methods: list[str] | None = Field(default=None)
+    conditions: ConditionsOutput | None = Field(default=None)
+    priority: int | None = Field(
+        default=None, description="Within a stage, higher priority first; ties keep document order"
+    )
+    stop: Literal["stage", "all"] | None = Field(
+        default=None,
+        description="When this rule applies, later rules of the same stage (stage) or of this and every later stage (all) do not apply; caps always apply",
+    )
+    kind: Literal["product_multiplier"]
+    match: Match
+    factor: str
 
 
 class ProgramCreate(Model):
@@ -1904,7 +2223,7 @@ class ProgressItem(Model):
     reward: str | None
 
 
-class Promotion(Model):
+class PromotionInput(Model):
     """A factor and/or a fixed bonus per order over a date range, with an optional budget."""
 
     id: str = Field(description="Unique within the rule set; shown in breakdowns")
@@ -1919,7 +2238,7 @@ class Promotion(Model):
     stores: list[str] | None = Field(default=None)
     channels: list[Literal["pos", "online", "app"]] | None = Field(default=None)
     payment_methods: list[str] | None = Field(default=None)
-    conditions: Conditions | None = Field(default=None)
+    conditions: ConditionsInput | None = Field(default=None)
     priority: int | None = Field(
         default=None, description="Within a stage, higher priority first; ties keep document order"
     )
@@ -1929,6 +2248,44 @@ class Promotion(Model):
     )
     kind: Literal["promotion"]
     factor: Decimal | str | None = Field(default=None)
+    bonus_points: int | None = Field(default=None)
+    budget_points: int | None = Field(
+        default=None, description="Stops once it has given this many extra points"
+    )
+    qualifying: bool | None = Field(
+        default=None, description="Points from this rule count towards tiers"
+    )
+    with_coupons: bool | None = Field(
+        default=None,
+        description="Also on orders that use coupons; false: not when a coupon is used",
+    )
+
+
+class PromotionOutput(Model):
+    """A factor and/or a fixed bonus per order over a date range, with an optional budget."""
+
+    id: str = Field(description="Unique within the rule set; shown in breakdowns")
+    name: str | None = Field(default=None)
+    enabled: bool | None = Field(default=None)
+    starts: date | None = Field(
+        default=None, description="First local date the rule applies (inclusive)"
+    )
+    ends: date | None = Field(
+        default=None, description="Last local date the rule applies (inclusive)"
+    )
+    stores: list[str] | None = Field(default=None)
+    channels: list[Literal["pos", "online", "app"]] | None = Field(default=None)
+    payment_methods: list[str] | None = Field(default=None)
+    conditions: ConditionsOutput | None = Field(default=None)
+    priority: int | None = Field(
+        default=None, description="Within a stage, higher priority first; ties keep document order"
+    )
+    stop: Literal["stage", "all"] | None = Field(
+        default=None,
+        description="When this rule applies, later rules of the same stage (stage) or of this and every later stage (all) do not apply; caps always apply",
+    )
+    kind: Literal["promotion"]
+    factor: str | None = Field(default=None)
     bonus_points: int | None = Field(default=None)
     budget_points: int | None = Field(
         default=None, description="Stops once it has given this many extra points"
@@ -2497,16 +2854,16 @@ class RuleSetDoc(Model):
     rules: (
         list[
             Annotated[
-                BaseRate
-                | Exclude
-                | ProductBonus
-                | ProductMultiplier
-                | TierMultiplier
-                | TimeWeight
-                | Promotion
-                | OrderBonus
-                | Cap
-                | Event,
+                BaseRateInput
+                | ExcludeInput
+                | ProductBonusInput
+                | ProductMultiplierInput
+                | TierMultiplierInput
+                | TimeWeightInput
+                | PromotionInput
+                | OrderBonusInput
+                | CapInput
+                | EventInput,
                 Field(discriminator="kind"),
             ]
         ]
@@ -2532,16 +2889,16 @@ class RuleSetIn(Model):
     rules: (
         list[
             Annotated[
-                BaseRate
-                | Exclude
-                | ProductBonus
-                | ProductMultiplier
-                | TierMultiplier
-                | TimeWeight
-                | Promotion
-                | OrderBonus
-                | Cap
-                | Event,
+                BaseRateInput
+                | ExcludeInput
+                | ProductBonusInput
+                | ProductMultiplierInput
+                | TierMultiplierInput
+                | TimeWeightInput
+                | PromotionInput
+                | OrderBonusInput
+                | CapInput
+                | EventInput,
                 Field(discriminator="kind"),
             ]
         ]
@@ -2916,7 +3273,7 @@ class TierMove(Model):
     count: int
 
 
-class TierMultiplier(Model):
+class TierMultiplierInput(Model):
     """A factor by the member's tier code (silver 1.5, gold 2); other tiers ×1."""
 
     id: str = Field(description="Unique within the rule set; shown in breakdowns")
@@ -2931,7 +3288,7 @@ class TierMultiplier(Model):
     stores: list[str] | None = Field(default=None)
     channels: list[Literal["pos", "online", "app"]] | None = Field(default=None)
     payment_methods: list[str] | None = Field(default=None)
-    conditions: Conditions | None = Field(default=None)
+    conditions: ConditionsInput | None = Field(default=None)
     priority: int | None = Field(
         default=None, description="Within a stage, higher priority first; ties keep document order"
     )
@@ -2941,6 +3298,33 @@ class TierMultiplier(Model):
     )
     kind: Literal["tier_multiplier"]
     factors: dict[str, Decimal | str]
+
+
+class TierMultiplierOutput(Model):
+    """A factor by the member's tier code (silver 1.5, gold 2); other tiers ×1."""
+
+    id: str = Field(description="Unique within the rule set; shown in breakdowns")
+    name: str | None = Field(default=None)
+    enabled: bool | None = Field(default=None)
+    starts: date | None = Field(
+        default=None, description="First local date the rule applies (inclusive)"
+    )
+    ends: date | None = Field(
+        default=None, description="Last local date the rule applies (inclusive)"
+    )
+    stores: list[str] | None = Field(default=None)
+    channels: list[Literal["pos", "online", "app"]] | None = Field(default=None)
+    payment_methods: list[str] | None = Field(default=None)
+    conditions: ConditionsOutput | None = Field(default=None)
+    priority: int | None = Field(
+        default=None, description="Within a stage, higher priority first; ties keep document order"
+    )
+    stop: Literal["stage", "all"] | None = Field(
+        default=None,
+        description="When this rule applies, later rules of the same stage (stage) or of this and every later stage (all) do not apply; caps always apply",
+    )
+    kind: Literal["tier_multiplier"]
+    factors: dict[str, str]
 
 
 class TierNames(Model):
@@ -2975,7 +3359,7 @@ class TierSetupOut(Model):
     tiers: list[TierOut]
 
 
-class TimeWeight(Model):
+class TimeWeightInput(Model):
     """A factor on given weekdays and/or hours, in the program's timezone."""
 
     id: str = Field(description="Unique within the rule set; shown in breakdowns")
@@ -2990,7 +3374,7 @@ class TimeWeight(Model):
     stores: list[str] | None = Field(default=None)
     channels: list[Literal["pos", "online", "app"]] | None = Field(default=None)
     payment_methods: list[str] | None = Field(default=None)
-    conditions: Conditions | None = Field(default=None)
+    conditions: ConditionsInput | None = Field(default=None)
     priority: int | None = Field(
         default=None, description="Within a stage, higher priority first; ties keep document order"
     )
@@ -3005,6 +3389,38 @@ class TimeWeight(Model):
     from_time: str | None = Field(default=None, description="Local time of day, inclusive")
     to_time: str | None = Field(default=None, description="Local time of day, exclusive")
     factor: Decimal | str
+
+
+class TimeWeightOutput(Model):
+    """A factor on given weekdays and/or hours, in the program's timezone."""
+
+    id: str = Field(description="Unique within the rule set; shown in breakdowns")
+    name: str | None = Field(default=None)
+    enabled: bool | None = Field(default=None)
+    starts: date | None = Field(
+        default=None, description="First local date the rule applies (inclusive)"
+    )
+    ends: date | None = Field(
+        default=None, description="Last local date the rule applies (inclusive)"
+    )
+    stores: list[str] | None = Field(default=None)
+    channels: list[Literal["pos", "online", "app"]] | None = Field(default=None)
+    payment_methods: list[str] | None = Field(default=None)
+    conditions: ConditionsOutput | None = Field(default=None)
+    priority: int | None = Field(
+        default=None, description="Within a stage, higher priority first; ties keep document order"
+    )
+    stop: Literal["stage", "all"] | None = Field(
+        default=None,
+        description="When this rule applies, later rules of the same stage (stage) or of this and every later stage (all) do not apply; caps always apply",
+    )
+    kind: Literal["time_weight"]
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] | None = Field(
+        default=None
+    )
+    from_time: str | None = Field(default=None, description="Local time of day, inclusive")
+    to_time: str | None = Field(default=None, description="Local time of day, exclusive")
+    factor: str
 
 
 class TokenOut(Model):
@@ -3118,11 +3534,26 @@ class ValidateRequest(Model):
     code: str = Field(description="A code or an offline token")
 
 
-class Variant(Model):
+class VariantInput(Model):
     key: str = Field(description="e.g. a, b, coupon")
     name: str | None = Field(default=None)
     share: int = Field(description="Percent of the members outside the holdout")
-    action: Action
+    action: ActionInput
+    message: bool | None = Field(
+        default=None,
+        description="Send the arm's members a campaign.offer message at launch (and live members as they join): e-mail or SMS by the program's notification settings, with marketing consent only",
+    )
+
+
+class VariantOutput(Model):
+    key: str = Field(description="e.g. a, b, coupon")
+    name: str | None = Field(default=None)
+    share: int = Field(description="Percent of the members outside the holdout")
+    action: ActionOutput
+    message: bool | None = Field(
+        default=None,
+        description="Send the arm's members a campaign.offer message at launch (and live members as they join): e-mail or SMS by the program's notification settings, with marketing consent only",
+    )
 
 
 class VerifyRequest(Model):
@@ -3435,7 +3866,8 @@ for _model in list(globals().values()):
 
 __all__ = [
     "AccountOut",
-    "Action",
+    "ActionInput",
+    "ActionOutput",
     "Activity",
     "AdjustOut",
     "AdjustRequest",
@@ -3448,7 +3880,8 @@ __all__ = [
     "AuditOut",
     "AuditVerifyOut",
     "Balance",
-    "BaseRate",
+    "BaseRateInput",
+    "BaseRateOutput",
     "BatchItemOut",
     "BatchPurchaseRequest",
     "BatchReport",
@@ -3466,7 +3899,8 @@ __all__ = [
     "CampaignsResultsOut",
     "CancelOut",
     "CancelRequest",
-    "Cap",
+    "CapInput",
+    "CapOutput",
     "CardHolderOut",
     "CardIn",
     "CardOut",
@@ -3476,7 +3910,8 @@ __all__ = [
     "ChannelUsed",
     "Choice",
     "ChoiceCount",
-    "Conditions",
+    "ConditionsInput",
+    "ConditionsOutput",
     "Consent",
     "ConsentOut",
     "ConsentState",
@@ -3508,7 +3943,8 @@ __all__ = [
     "ErrorBody",
     "EvaluateRequest",
     "EvaluationSummary",
-    "Event",
+    "EventInput",
+    "EventOutput",
     "EventPage",
     "EventRequest",
     "EventSetting",
@@ -3520,7 +3956,8 @@ __all__ = [
     "ExampleRun",
     "ExampleSale",
     "ExampleSaleOut",
-    "Exclude",
+    "ExcludeInput",
+    "ExcludeOutput",
     "ExpireOut",
     "ExpireRequest",
     "ExpiryPolicy",
@@ -3565,7 +4002,8 @@ __all__ = [
     "MilestoneOut",
     "MilestonesProgressOut",
     "MilestonesTexts",
-    "MinItems",
+    "MinItemsInput",
+    "MinItemsOutput",
     "Model",
     "NearMissOut",
     "NearMissRow",
@@ -3576,7 +4014,8 @@ __all__ = [
     "NotifyPreviewIn",
     "NotifySettings",
     "OfflineUse",
-    "OrderBonus",
+    "OrderBonusInput",
+    "OrderBonusOutput",
     "PeriodCount",
     "PeriodReport",
     "PeriodRow",
@@ -3586,13 +4025,16 @@ __all__ = [
     "PreviewOut",
     "PrivacyConsentIn",
     "PrivacyConsentRecordOut",
-    "ProductBonus",
-    "ProductMultiplier",
+    "ProductBonusInput",
+    "ProductBonusOutput",
+    "ProductMultiplierInput",
+    "ProductMultiplierOutput",
     "ProgramCreate",
     "ProgramOut",
     "ProgramUpdate",
     "ProgressItem",
-    "Promotion",
+    "PromotionInput",
+    "PromotionOutput",
     "PromotionsReport",
     "PublicKeyOut",
     "PurchaseOut",
@@ -3681,13 +4123,15 @@ __all__ = [
     "TierIn",
     "TierIs",
     "TierMove",
-    "TierMultiplier",
+    "TierMultiplierInput",
+    "TierMultiplierOutput",
     "TierNames",
     "TierOut",
     "TierSetup",
     "TierSetupOut",
     "TiersProgressOut",
-    "TimeWeight",
+    "TimeWeightInput",
+    "TimeWeightOutput",
     "TokenOut",
     "Totals",
     "TransferEntryOut",
@@ -3700,7 +4144,8 @@ __all__ = [
     "UseRequest",
     "ValidateOut",
     "ValidateRequest",
-    "Variant",
+    "VariantInput",
+    "VariantOutput",
     "VerifyRequest",
     "WebhookCreate",
     "WebhookCreated",

@@ -17,7 +17,7 @@ from .models import (
     AdjustRequest,
     AuditOut,
     AuditVerifyOut,
-    BaseRate,
+    BaseRateInput,
     BatchPurchaseRequest,
     BatchReport,
     BlockRequest,
@@ -30,7 +30,7 @@ from .models import (
     CampaignsResultsOut,
     CancelOut,
     CancelRequest,
-    Cap,
+    CapInput,
     CardHolderOut,
     CardIn,
     CardOut,
@@ -56,14 +56,14 @@ from .models import (
     ErasureOut,
     EvaluateRequest,
     EvaluationSummary,
-    Event,
+    EventInput,
     EventPage,
     EventRequest,
     EventsEventOut,
     ExampleIn,
     ExampleOut,
     ExampleRun,
-    Exclude,
+    ExcludeInput,
     ExpireOut,
     ExpireRequest,
     ExplanationOut,
@@ -97,17 +97,17 @@ from .models import (
     NotifyConsentIn,
     NotifyPreviewIn,
     NotifySettings,
-    OrderBonus,
+    OrderBonusInput,
     PeriodReport,
     PortalInvitationOut,
     PreviewOut,
     PrivacyConsentIn,
-    ProductBonus,
-    ProductMultiplier,
+    ProductBonusInput,
+    ProductMultiplierInput,
     ProgramCreate,
     ProgramOut,
     ProgramUpdate,
-    Promotion,
+    PromotionInput,
     PromotionsReport,
     PublicKeyOut,
     PurchaseOut,
@@ -165,11 +165,11 @@ from .models import (
     TemplateOut,
     TextPage,
     TierChangeOut,
-    TierMultiplier,
+    TierMultiplierInput,
     TierSetup,
     TierSetupOut,
     TiersProgressOut,
-    TimeWeight,
+    TimeWeightInput,
     TokenOut,
     TransferIn,
     TransferOut,
@@ -412,16 +412,16 @@ class SyncOperations:
         self,
         code: str,
         body: Annotated[
-            BaseRate
-            | Exclude
-            | ProductBonus
-            | ProductMultiplier
-            | TierMultiplier
-            | TimeWeight
-            | Promotion
-            | OrderBonus
-            | Cap
-            | Event,
+            BaseRateInput
+            | ExcludeInput
+            | ProductBonusInput
+            | ProductMultiplierInput
+            | TierMultiplierInput
+            | TimeWeightInput
+            | PromotionInput
+            | OrderBonusInput
+            | CapInput
+            | EventInput,
             Field(discriminator="kind"),
         ],
         *,
@@ -2834,16 +2834,16 @@ class SyncOperations:
         code: str,
         rule_id: str,
         body: Annotated[
-            BaseRate
-            | Exclude
-            | ProductBonus
-            | ProductMultiplier
-            | TierMultiplier
-            | TimeWeight
-            | Promotion
-            | OrderBonus
-            | Cap
-            | Event,
+            BaseRateInput
+            | ExcludeInput
+            | ProductBonusInput
+            | ProductMultiplierInput
+            | TierMultiplierInput
+            | TimeWeightInput
+            | PromotionInput
+            | OrderBonusInput
+            | CapInput
+            | EventInput,
             Field(discriminator="kind"),
         ],
         *,
@@ -3613,16 +3613,16 @@ class AsyncOperations:
         self,
         code: str,
         body: Annotated[
-            BaseRate
-            | Exclude
-            | ProductBonus
-            | ProductMultiplier
-            | TierMultiplier
-            | TimeWeight
-            | Promotion
-            | OrderBonus
-            | Cap
-            | Event,
+            BaseRateInput
+            | ExcludeInput
+            | ProductBonusInput
+            | ProductMultiplierInput
+            | TierMultiplierInput
+            | TimeWeightInput
+            | PromotionInput
+            | OrderBonusInput
+            | CapInput
+            | EventInput,
             Field(discriminator="kind"),
         ],
         *,
@@ -6048,16 +6048,16 @@ class AsyncOperations:
         code: str,
         rule_id: str,
         body: Annotated[
-            BaseRate
-            | Exclude
-            | ProductBonus
-            | ProductMultiplier
-            | TierMultiplier
-            | TimeWeight
-            | Promotion
-            | OrderBonus
-            | Cap
-            | Event,
+            BaseRateInput
+            | ExcludeInput
+            | ProductBonusInput
+            | ProductMultiplierInput
+            | TierMultiplierInput
+            | TimeWeightInput
+            | PromotionInput
+            | OrderBonusInput
+            | CapInput
+            | EventInput,
             Field(discriminator="kind"),
         ],
         *,
