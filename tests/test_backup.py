@@ -177,7 +177,7 @@ def test_backup_while_a_till_sells_restores_whole_and_checks_clean(
     assert manifest.engine == bakery.dialect
     assert manifest.check_ok is True and manifest.violations == []
     assert set(manifest.programs) == {"bakery"}
-    assert manifest.programs["bakery"]["accounts"] == 10 + demo.LAPSED_MEMBERS
+    assert manifest.programs["bakery"]["accounts"] == 10  # days=30: no win-back cohort
     assert json.loads(service.manifest_path(target).read_text())["sha256"] == manifest.sha256
 
     output = invoke(cli, "restore", "--from", str(target), "--database", fresh_url)
@@ -262,7 +262,7 @@ def test_restore_force_replaces_a_sqlite_database(
     assert "restore verified" in output
     manifest = service.Manifest.read(service.manifest_path(sqlite_backup))
     assert totals_of(url)[0] == manifest.programs
-    assert manifest.programs["bakery"]["accounts"] == 3 + demo.LAPSED_MEMBERS
+    assert manifest.programs["bakery"]["accounts"] == 3
 
 
 def test_restore_exits_1_when_the_totals_differ_from_the_manifest(

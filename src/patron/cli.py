@@ -128,11 +128,12 @@ def _load_demo(db, members: int, days: int) -> None:
         "  segments: 'gold members dormant 60 days' at /admin/segments (.venv/bin/patron "
         "segments count gold-dormant --program bakery)"
     )
-    console.print(
-        "  campaigns: 'winback-ab' on gold-dormant, coupon vs bonus points 50/50 with a 10 % "
-        "holdout, launched 6 weeks ago: results at /admin/campaigns (.venv/bin/patron campaigns "
-        "results winback-ab --program bakery)"
-    )
+    if days >= demo.CAMPAIGN_MIN_DAYS:
+        console.print(
+            f"  campaigns: 'winback-ab' on gold-dormant ({demo.LAPSED_MEMBERS} lapsed members), "
+            "coupon vs bonus points 50/50 with a 10 % holdout, launched 6 weeks ago: results at "
+            "/admin/campaigns (.venv/bin/patron campaigns results winback-ab --program bakery)"
+        )
     console.print(
         "  surveys: 'after-visit' invites a member after a sale (link in the message log, "
         "100 points for answering); results at /admin/surveys"
