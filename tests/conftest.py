@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from sqlalchemy import text
 
 from patron import clock, http
@@ -24,6 +25,11 @@ from patron.db.models import Base
 PG_URL = os.environ.get("PATRON_TEST_DATABASE_URL", "")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 T0 = datetime(2026, 3, 2, 3, 0, tzinfo=UTC)  # 12:00 on a Monday in Seoul
+
+# No test asserts timing (benchmarks do, beside their baselines): Hypothesis' per-example deadline
+# of 200 ms only turned a slow example on a busy CI machine into a Flaky failure.
+settings.register_profile("patron", deadline=None)
+settings.load_profile("patron")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -82,7 +82,7 @@ def totals(session: Session, account: Account, now: datetime, *, settled: bool =
                             and_(Lot.expires_at.is_not(None), Lot.expires_at <= now),
                         ),
                     )
-                ).tuples()
+                )
             )
         )
         expiring = list(
