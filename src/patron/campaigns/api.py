@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
+from fastapi import APIRouter, Depends, Path, Query
 
 from patron import http
 from patron.audit.service import Actor
@@ -17,35 +14,19 @@ from patron.db.engine import Database
 from patron.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized, responses
 from patron.programs import service as programs
 from patron.programs.schemas import CODE_PATTERN
-from patron.rules.service import describe_errors
+from patron.rules.api import RuleSetRoute
 from patron.segments.service import SegmentNotFound
 
 
-class CampaignRoute(APIRoute):
+class CampaignRoute(RuleSetRoute):
     """A malformed earning rule in a rules arm reads as the rule editor's error
     (`invalid_rule_set`, "variants.1.action.rules.0.points: …"); other malformed fields keep
     the usual validation_error."""
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def route(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except RequestValidationError as exc:
-                errors = list(exc.errors())
-                if not errors or not all(_in_rules(e.get("loc", ())) for e in errors):
-                    raise
-                raise Invalid(
-                    describe_errors(errors, skip=("body",)), code="invalid_rule_set"
-                ) from None
-
-        return route
-
-
-def _in_rules(loc: Any) -> bool:
-    parts = tuple(loc)
-    return len(parts) > 4 and parts[0] == "body" and parts[3:5] == ("action", "rules")
+    @staticmethod
+    def is_rule_error(error: dict[str, Any]) -> bool:
+        parts = tuple(error.get("loc", ()))
+        return len(parts) > 4 and parts[0] == "body" and parts[3:5] == ("action", "rules")
 
 
 router = APIRouter(

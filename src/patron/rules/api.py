@@ -54,7 +54,13 @@ ConfirmLarge = Query(
 
 class RuleSetRoute(APIRoute):
     """A malformed rule in a request body reads like the CLI's error:
-    `invalid_rule_set`, "rules.2.factor: …" (without Pydantic's tag for the rule kind)."""
+    `invalid_rule_set`, "rules.2.factor: …" (without Pydantic's tag for the rule kind). A
+    subclass narrows which validation errors are rule errors (`is_rule_error`); the others keep
+    the usual validation_error."""
+
+    @staticmethod
+    def is_rule_error(error: dict[str, Any]) -> bool:
+        return error.get("type") != "json_invalid" and tuple(error.get("loc", ()))[:1] == ("body",)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -64,11 +70,7 @@ class RuleSetRoute(APIRoute):
                 return await handler(request)
             except RequestValidationError as exc:
                 errors = list(exc.errors())
-                if (
-                    not errors
-                    or any(e.get("type") == "json_invalid" for e in errors)
-                    or any(tuple(e.get("loc", ()))[:1] != ("body",) for e in errors)
-                ):
+                if not errors or not all(self.is_rule_error(e) for e in errors):
                     raise
                 raise Invalid(
                     rules.describe_errors(errors, skip=("body",)), code="invalid_rule_set"
