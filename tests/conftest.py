@@ -12,10 +12,11 @@ import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
-from sqlalchemy import text
+from sqlalchemy import event
 
 from patron import clock, http
 from patron.db.engine import Database
@@ -66,6 +67,9 @@ def pg_url() -> Iterator[str]:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
+        # A commit returns before its WAL reaches the disk. Only a crash of PostgreSQL itself
+        # could lose one; the crash tests kill Patron's processes, never the database.
+        conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
     url = f"{base}/{name}"
     upgrade(url)
     yield url
@@ -73,10 +77,24 @@ def pg_url() -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _truncate_all(db: Database) -> None:
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+def empty_all(db: Database) -> None:
+    """Every table emptied and every sequence back at its start, as TRUNCATE … RESTART IDENTITY
+    would leave them. DELETE with the foreign-key triggers off (replication role) is ~100× faster
+    than TRUNCATE here: TRUNCATE of 70 tables creates 70 new files per test."""
+    deletes = "; ".join(f'DELETE FROM "{t.name}"' for t in Base.metadata.sorted_tables)
+    restart = (
+        "SELECT setval(quote_ident(schemaname) || '.' || quote_ident(sequencename), "
+        "start_value, false) FROM pg_sequences WHERE last_value IS NOT NULL"
+    )
     with db.engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        conn.exec_driver_sql(f"SET LOCAL session_replication_role = replica; {deletes}; {restart}")
+
+
+def _no_fsync(dbapi_conn: Any, _record: Any) -> None:
+    """The `db` fixture's SQLite skips fsync (after Patron's own PRAGMAs, which ask for FULL):
+    a test's file never outlives a crash. The crash tests run their own servers on files of
+    their own, with Patron's settings."""
+    dbapi_conn.execute("PRAGMA synchronous=OFF")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -87,10 +105,11 @@ def db(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) ->
         path = tmp_path / "patron.db"
         shutil.copy(sqlite_template, path)
         database = Database(f"sqlite:///{path}")
+        event.listen(database.engine, "connect", _no_fsync)
     else:
         url = request.getfixturevalue("pg_url")
         database = Database(url, pool_size=20)
-        _truncate_all(database)
+        empty_all(database)
     yield database
     database.dispose()
 

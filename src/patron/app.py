@@ -179,6 +179,17 @@ def create_app(
             status_code=503,
         )
 
+    # Mounted first: a page request never walks (nor builds, on a fresh app) the API's 180
+    # routes. The admin web UI: its own app (HTML errors, not in the OpenAPI schema), same database.
+    from patron.admin.web import create_admin_app
+
+    app.mount("/admin", create_admin_app(app.state.db))
+
+    # The member pages (/m/{program}/…): their own app too, HTML only, same database.
+    from patron.portal.app import create_portal_app
+
+    app.mount("/m", create_portal_app(app.state.db))
+
     # Before the tier write router, so /tiers/near-miss is never read as a tier code.
     app.include_router(tier_reads_router)
     app.include_router(reports_router)
@@ -218,16 +229,6 @@ def create_app(
     @app.get("/health", tags=["operations"])
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
-
-    # The admin web UI: its own app (HTML errors, not in the OpenAPI schema), same database.
-    from patron.admin.web import create_admin_app
-
-    app.mount("/admin", create_admin_app(app.state.db))
-
-    # The member pages (/m/{program}/…): their own app too, HTML only, same database.
-    from patron.portal.app import create_portal_app
-
-    app.mount("/m", create_portal_app(app.state.db))
 
     # The till's purchase call, answered without the framework when it can be (same functions,
     # same answers; everything else goes on to the routes above).

@@ -309,13 +309,13 @@ def _fresh(db: Any, tmp_path: Any, sqlite_template: Any) -> Any:
     import shutil
 
     from patron.db.engine import Database
-    from tests.conftest import _truncate_all
+    from tests.conftest import empty_all
 
     if db.dialect == "sqlite":
         path = tmp_path / "alone.db"
         shutil.copy(sqlite_template, path)
         return Database(f"sqlite:///{path}")
-    _truncate_all(db)
+    empty_all(db)
     return Database(str(db.engine.url.render_as_string(hide_password=False)), pool_size=5)
 
 

@@ -25,7 +25,7 @@ from patron.audit.service import CLI
 from patron.auth.service import create_key
 from patron.db.engine import Database
 from patron.text import json_problem
-from tests.conftest import _truncate_all, auth
+from tests.conftest import auth, empty_all
 from tests.factories import BAKERY
 
 EXOTIC = "주문-😀-שלום-e\u0301-𝔘"  # Hangul, non-BMP emoji, RTL, a combining mark, math letter
@@ -120,7 +120,7 @@ def engines(sqlite_template: Path, pg_url: str, tmp_path: Path) -> Iterator[dict
     path = tmp_path / "parity.db"
     shutil.copy(sqlite_template, path)
     databases = {"sqlite": Database(f"sqlite:///{path}"), "postgresql": Database(pg_url)}
-    _truncate_all(databases["postgresql"])
+    empty_all(databases["postgresql"])
     yield databases
     for database in databases.values():
         database.dispose()
