@@ -28,6 +28,8 @@ from patron.ledger.models import Account, Entry, Purchase
 from patron.members import service as members
 from patron.sales import batch
 from patron.sales.schemas import BatchReport, PurchaseRequest
+from patron.tiers import service as tiers
+from patron.tiers.schemas import TierSetup
 from tests.conftest import auth
 from tests.factories import make_member, make_program
 
@@ -179,6 +181,66 @@ def test_a_later_purchase_spends_points_an_earlier_one_earned(db, shop, frozen):
         (290, 1_000),
     ]
     assert balances(db)[kim] == 290
+    assert_check_clean(db)
+
+
+def test_tier_moves_mid_chunk_earn_as_if_recorded_one_by_one(db, frozen):
+    """Sales that move their members up a tier, interleaved in one chunk: each member's later
+    sales earn at her new tier's multiplier, the other members' sales are unaffected, and the
+    figures equal those of the same sales recorded one per transaction (chunk_size=1)."""
+    setup = TierSetup.model_validate(
+        {
+            "policy": {"metric": "points", "window": "lifetime", "upgrade": "immediate"},
+            "tiers": [
+                {"code": "basic", "names": {"en": "Basic"}, "threshold": 0, "multiplier": "1"},
+                {"code": "silver", "names": {"en": "Silver"}, "threshold": 400, "multiplier": "2"},
+                {"code": "gold", "names": {"en": "Gold"}, "threshold": 1200, "multiplier": "3"},
+            ],
+        }
+    )
+    figures = {}
+    for code in ("together", "alone"):
+        with db.unit_of_work() as session:
+            program = make_program(session, now=frozen, code=code)
+            tiers.set_tiers(session, program, setup, actor=CLI, now=frozen)
+            people = [make_member(session, now=frozen, program=program).id for _ in range(4)]
+        # 50,000 KRW earns 500 points at basic: past silver at once. Members 0 and 2 buy three
+        # times, interleaved with 1 and 3, whose small sales never move them.
+        sales = []
+        for n in range(3):
+            for k, member in enumerate(people):
+                amount = 50_000 if k % 2 == 0 else 3_000
+                sales.append(sale(f"{code}-{n}-{k}", member, amount))
+        report = batch.ingest(
+            db,
+            code,
+            requests(*sales),
+            actor=CLI,
+            now=frozen,
+            chunk_size=len(sales) if code == "together" else 1,
+        )
+        assert report.created == len(sales) and report.errors == 0
+        with db.unit_of_work(readonly=True) as session:
+            accounts = {
+                a.member_id: a
+                for a in session.scalars(select(Account).where(Account.member_id.in_(people)))
+            }
+            figures[code] = [
+                (
+                    [item.points_earned for item in report.items],
+                    [
+                        (accounts[m].tier, views.totals(session, accounts[m], frozen).balance)
+                        for m in people
+                    ],
+                )
+            ]
+    together, alone = figures["together"], figures["alone"]
+    assert together == alone
+    earned, held = together[0]
+    # Member 0: 500 at basic (to silver), 1,000 at silver (to gold), 1,500 at gold.
+    assert earned[0::4] == [500, 1000, 1500]
+    assert earned[1::4] == [30, 30, 30]
+    assert held[0] == ("gold", 3000) and held[1] == ("basic", 90)
     assert_check_clean(db)
 
 

@@ -77,6 +77,7 @@ def test_survey_page_member_page_and_admin_at_390px(
         page.goto("/m/bakery/sign-in")
         page.get_by_label("휴대폰 번호 또는 이메일").fill("minji@example.com")
         page.get_by_role("button", name="코드 받기").click()
+        page.get_by_label("6자리 코드").wait_for()  # the code was sent once its form shows
         code = re.search(r"\b(\d{6})\b", sent[-1].body)
         assert code is not None
         page.get_by_label("6자리 코드").fill(code.group(1))

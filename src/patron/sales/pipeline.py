@@ -221,8 +221,17 @@ def _round(
     extras: dict[int, _Extra] = {}
     written: list[tuple[int, Any]] = []
     chosen: dict[str, tuple[str | None, dict[str, Any] | None]] = {}
-    for k, i in enumerate(planned):
+    # A sale that moves its member up a tier is that member's last in the round: the move is
+    # written after the round's rows, and her later sales (and any sale reusing the order id of
+    # one of them) are planned in the next round on the new tier. Other members' sales go on.
+    moved: set[int] = set()
+    waiting_ids: set[str] = set()
+    for i in planned:
         req, digest = items[i]
+        if member_of[i] in moved or req.external_id in waiting_ids:
+            later.append(i)
+            waiting_ids.add(req.external_id)
+            continue
         if req.external_id in chosen:  # an order id sent twice in one batch
             out[i] = replay(chosen[req.external_id], req, digest)
             continue
@@ -248,9 +257,8 @@ def _round(
         chosen[req.external_id] = (digest, outcome.answer)
         written.append((i, outcome))
         if outcome.upgrade:
-            later = planned[k + 1 :] + later
-            later.sort()
-            break
+            moved.add(member_of[i])
+    later.sort()
     if not written:
         return config, later
     rows = planner.rows
