@@ -3,9 +3,10 @@
 Sales are taken in rounds. A round is the longest run of sales that need nothing beyond the
 snapshot (most sales); a sale with coupons, or in a program whose rules read caps, purchase
 counts or promotion budgets, is a round of its own (it reads those figures as of itself). A
-sale that moves its member up a tier ends its round: the move (`tiers.upgrade_if_qualified`:
-history, event, audit) is written, and the next round reads the account again with the new
-tier. Every round is one snapshot, one plan and one apply, in the caller's transaction.
+sale that moves its member up a tier is her last of the round: after the round's rows the move
+(`tiers.upgrade_if_qualified`: history, event, audit) is written, and her later sales go to the
+next round, which reads her account again with the new tier; other members' sales go on.
+Every round is one snapshot, one plan and one apply, in the caller's transaction.
 """
 
 from __future__ import annotations
