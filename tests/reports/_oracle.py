@@ -88,7 +88,11 @@ def daily(
             if e.kind == "earn" or (e.kind == "redeem" and earn_entry is None):
                 sums["purchases"] += 1
                 sums["sales_minor"] += amount
-    return {k: {f: v for f, v in sums.items() if v} for k, sums in out.items()}
+    # A group whose entries all sum to nothing (a 0-point entry alone on its day and channel,
+    # say) has no row in a report, as in the roll-up.
+    return {
+        k: nonzero for k, sums in out.items() if (nonzero := {f: v for f, v in sums.items() if v})
+    }
 
 
 def outstanding(session: Session, program: Program, before: datetime) -> int:

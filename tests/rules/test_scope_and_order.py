@@ -397,6 +397,19 @@ def test_sum_mode_never_earns_less_than_first_mode(lines, rates, others, combine
     assert summed.points >= first.points
 
 
+def test_a_rate_on_every_line_earns_on_exactly_the_part_not_paid_with_points():
+    """30 per 100 on 30,670 KRW less 4,675 paid with points: 25,995 × 0.3 = 7,798.5, which rounds
+    half up to 7,799 whether or not the rate lists every category. Scaling each line by
+    25,995 / 30,670 and summing gave 7,798.4999… (found by the property test below)."""
+    lines = [ln("1", 16018, "coffee"), ln("2", 899, "coffee"), ln("3", 13753, "coffee")]
+    basket = order(*lines, paid_with_points=Decimal(4675))
+    rate = {"id": "r", "kind": "base_rate", "points": 30, "per_amount": "100",
+            "mode": "proportional", "rounding": "half_up"}  # fmt: skip
+    scoped = {**rate, "only": {"categories": ["coffee"]}}
+    assert evaluate(doc(rate), basket).points == 7799
+    assert evaluate(doc(scoped), basket).points == 7799
+
+
 @PROPERTY
 @given(
     lines=line_lists,

@@ -494,6 +494,11 @@ def evaluate(
             halt_all = rule.id if rule.stop == "all" else None
     eligible = [Decimal(0) if ln.id in excluded else ln.amount for ln in lines]
     eligible_total = sum(eligible, Decimal(0))
+    # A rate scoped to some lines earns on their part of what was not paid with points: their
+    # full amounts × kept / whole, divided once, so all the lines give exactly the whole
+    # amount (a sum of per-line scaled Decimals can miss it by 1e-24, and tip a rounding).
+    full = list(eligible)
+    whole = eligible_total
     if order.paid_with_points > 0 and not order.earn_on_redeemed and eligible_total > 0:
         cut = min(order.paid_with_points, eligible_total)
         scale = (eligible_total - cut) / eligible_total
@@ -553,7 +558,9 @@ def evaluate(
             weights = [Decimal(0)] * len(lines)
             for i in on_lines:
                 weights[i] = eligible[i]
-            amount = sum(weights, Decimal(0))
+            amount = sum((full[i] for i in on_lines), Decimal(0))
+            if whole and eligible_total != whole:
+                amount = amount * eligible_total / whole
         if rule.mode == "per_full_unit":
             full_units = (amount / rule.per_amount).to_integral_value(rounding=ROUND_FLOOR)
             result = int(full_units) * rule.points
