@@ -23,12 +23,14 @@ from patron.check import run_check
 from patron.cli import app as cli_app
 from patron.config import get_settings
 from patron.db.engine import Database
+from patron.events.models import DomainEvent
 from patron.ledger import views
 from patron.ledger.models import Account, Entry, Purchase
 from patron.members import service as members
 from patron.sales import batch
 from patron.sales.schemas import BatchReport, PurchaseRequest
 from patron.tiers import service as tiers
+from patron.tiers.models import TierChange
 from patron.tiers.schemas import TierSetup
 from tests.conftest import auth
 from tests.factories import make_member, make_program
@@ -225,6 +227,18 @@ def test_tier_moves_mid_chunk_earn_as_if_recorded_one_by_one(db, frozen):
                 a.member_id: a
                 for a in session.scalars(select(Account).where(Account.member_id.in_(people)))
             }
+            history = session.execute(
+                select(TierChange.account_id, TierChange.from_tier, TierChange.to_tier)
+                .where(TierChange.account_id.in_([a.id for a in accounts.values()]))
+                .order_by(TierChange.id)
+            ).all()
+            events = session.scalar(
+                select(func.count(DomainEvent.id)).where(
+                    DomainEvent.kind == "tier.changed", DomainEvent.member_id.in_(people)
+                )
+            )
+            person = {a.id: people.index(m) for m, a in accounts.items()}
+            moves = [(person[a], f, t) for a, f, t in history]
             figures[code] = [
                 (
                     [item.points_earned for item in report.items],
@@ -232,11 +246,19 @@ def test_tier_moves_mid_chunk_earn_as_if_recorded_one_by_one(db, frozen):
                         (accounts[m].tier, views.totals(session, accounts[m], frozen).balance)
                         for m in people
                     ],
+                    moves,
+                    events,
                 )
             ]
     together, alone = figures["together"], figures["alone"]
     assert together == alone
-    earned, held = together[0]
+    earned, held, moves, events = together[0]
+    # 0 and 2 placed straight in silver by their first sale (500 points), then moved to gold;
+    # 1 and 3 placed in basic.
+    expected = [(k, None, "silver") for k in (0, 2)] + [(k, "silver", "gold") for k in (0, 2)]
+    expected += [(k, None, "basic") for k in (1, 3)]
+    assert sorted(moves, key=str) == sorted(expected, key=str)
+    assert events == len(moves)
     # Member 0: 500 at basic (to silver), 1,000 at silver (to gold), 1,500 at gold.
     assert earned[0::4] == [500, 1000, 1500]
     assert earned[1::4] == [30, 30, 30]

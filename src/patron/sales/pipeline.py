@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from patron.audit import service as audit
@@ -273,6 +274,7 @@ def _round(
         guard.write(session, rows.entries)
     known.update(chosen)
     program: Program | None = None
+    upgraded: list[int] = []
     for i, outcome in written:
         req = items[i][0]
         extra = extras.get(i)
@@ -285,10 +287,20 @@ def _round(
         if outcome.campaign_points:
             earning.count_rule_points(session, outcome.campaign_points)
         if outcome.upgrade:
-            program = program or _program(session, config)
-            account = session.get(Account, outcome.account_id, populate_existing=True)
-            assert account is not None
-            tiers.upgrade_if_qualified(session, program, account, now=now, actor=actor)
+            upgraded.append(outcome.account_id)
+    if upgraded:  # after the round's rows: the accounts as they are now, in one read
+        program = program or _program(session, config)
+        found = {
+            account.id: account
+            for account in session.scalars(
+                select(Account)
+                .where(Account.id.in_(upgraded))
+                .execution_options(populate_existing=True)
+            )
+        }
+        tiers.upgrade_all_if_qualified(
+            session, program, [found[a] for a in upgraded], now=now, actor=actor
+        )
     return config, later
 
 

@@ -285,8 +285,10 @@ def move(
     note: str | None = None,
     manual_until: datetime | None = None,
     manual: bool = False,
+    flush: bool = True,
 ) -> TierChange:
-    """Put one (locked) account in `to_tier`, with its history row and domain event."""
+    """Put one (locked) account in `to_tier`, with its history row and domain event.
+    `flush=False` leaves the rows to the caller's next flush (several moves written together)."""
     from_tier = account.tier
     account.tier = to_tier
     account.tier_since = at
@@ -324,7 +326,8 @@ def move(
             ),
         )
     )
-    session.flush()
+    if flush:
+        session.flush()
     return change
 
 
@@ -336,52 +339,71 @@ def upgrade_if_qualified(
 
     Costs one query when the program has no tiers; the metric is one GROUP BY on one account.
     """
+    changes = upgrade_all_if_qualified(session, program, [account], now=now, actor=actor)
+    return changes[0] if changes else None
+
+
+def upgrade_all_if_qualified(
+    session: Session, program: Program, accounts: Sequence[Account], *, now: datetime, actor: Actor
+) -> list[TierChange]:
+    """`upgrade_if_qualified` for several accounts at once (the members a round of sales moved
+    up): the policy, the tiers and the metrics read once, the moves written in one flush."""
+    if not accounts:
+        return []
     policy = get_policy(session, program.id)
     if policy is None or policy.upgrade != "immediate":
-        return None
+        return []
     tiers = definitions(session, program.id)
     window = window_at(policy.window, now, program.timezone, rolling_months=policy.rolling_months)
-    value = metric_values(
+    values = metric_values(
         session,
         program_id=program.id,
         metric=policy.metric,
         window=window,
-        account_range=(account.id - 1, account.id),
-    ).get(account.id, 0)
-    target = qualify(tiers, value)
-    if target is None or target.rank <= rank_of(tiers, account.tier):
-        return None
-    before = account.tier
-    change = move(
-        session,
-        program,
-        account,
-        to_tier=target.code,
-        reason="upgrade",
-        at=now,
-        actor=actor,
-        valid=valid_until(policy, program.timezone, window),
-        grace=policy.grace_periods,
-        period=window.key,
-        metric_value=value,
+        accounts=[account.id for account in accounts],
     )
-    audit.record(
-        session,
-        actor=actor,
-        action="tier.changed",
-        subject_type="member",
-        subject_id=account.member_id,
-        program_id=program.id,
-        at=now,
-        before={"tier": before},
-        after={
-            "tier": target.code,
-            "reason": "upgrade",
-            "period": window.key,
-            "metric_value": value,
-        },
-    )
-    return change
+    changes = []
+    for account in accounts:
+        value = values.get(account.id, 0)
+        target = qualify(tiers, value)
+        if target is None or target.rank <= rank_of(tiers, account.tier):
+            continue
+        before = account.tier
+        changes.append(
+            move(
+                session,
+                program,
+                account,
+                to_tier=target.code,
+                reason="upgrade",
+                at=now,
+                actor=actor,
+                valid=valid_until(policy, program.timezone, window),
+                grace=policy.grace_periods,
+                period=window.key,
+                metric_value=value,
+                flush=False,
+            )
+        )
+        audit.record(
+            session,
+            actor=actor,
+            action="tier.changed",
+            subject_type="member",
+            subject_id=account.member_id,
+            program_id=program.id,
+            at=now,
+            before={"tier": before},
+            after={
+                "tier": target.code,
+                "reason": "upgrade",
+                "period": window.key,
+                "metric_value": value,
+            },
+        )
+    if changes:
+        session.flush()
+    return changes
 
 
 def change_out(change: TierChange) -> TierChangeOut:
