@@ -27,79 +27,49 @@ def metric_values(
     points: qualifying points (earn entries and qualifying adjustments, less reversals);
     spend: amount bought in minor units, less what was refunded; visits: purchases not fully
     refunded. `account_range` = (after_id, upto_id] limits the accounts, for batches;
-    `accounts` names them (the members a round of sales moved).
+    `accounts` names them (the members a round of sales moved), 500 to a statement.
     """
-    if accounts is not None and len(accounts) > 1:
-        return _named(session, program_id=program_id, metric=metric, window=window, ids=accounts)
-    single: int | None = None
+    if accounts is None and account_range is not None and account_range[1] - account_range[0] == 1:
+        accounts = [account_range[1]]
     if accounts is not None:
-        if not accounts:
-            return {}
-        single = accounts[0]
-    elif account_range is not None and account_range[1] - account_range[0] == 1:
-        single = account_range[1]
+        out: dict[int, int] = {}
+        for start in range(0, len(accounts), 500):
+            chunk = list(accounts[start : start + 500])
+            out.update(_values(session, program_id, metric, window, None, chunk))
+        return out
+    return _values(session, program_id, metric, window, account_range, None)
+
+
+def _values(
+    session: Session,
+    program_id: int,
+    metric: str,
+    window: Window,
+    account_range: tuple[int, int] | None,
+    ids: list[int] | None,
+) -> dict[int, int]:
+    # An account belongs to one program: filtering on the named accounts alone lets the
+    # planner use (account_id, occurred_at) instead of scanning the program's window.
+    table = Entry if metric == "points" else Purchase
+    account = table.account_id
+    if ids is None:
+        scope = table.program_id == program_id
+    else:
+        scope = account == ids[0] if len(ids) == 1 else account.in_(ids)
     if metric == "points":
-        # An account belongs to one program: for one account, filtering on it alone lets the
-        # planner use (account_id, occurred_at) instead of scanning the program's window.
-        scope = Entry.account_id == single if single is not None else Entry.program_id == program_id
-        stmt = select(Entry.account_id, func.sum(Entry.qualifying)).where(
+        stmt = select(account, func.sum(Entry.qualifying)).where(
             scope, Entry.qualifying != 0, Entry.occurred_at >= window.start
         )
-        if window.end is not None:
-            stmt = stmt.where(Entry.occurred_at < window.end)
-        if account_range is not None and single is None:
-            stmt = stmt.where(
-                Entry.account_id > account_range[0], Entry.account_id <= account_range[1]
-            )
-        stmt = stmt.group_by(Entry.account_id)
     else:
         kept = Purchase.amount_minor - Purchase.refunded_minor
         value = func.sum(kept) if metric == "spend" else func.count()
-        scope = (
-            Purchase.account_id == single
-            if single is not None
-            else Purchase.program_id == program_id
-        )
-        stmt = select(Purchase.account_id, value).where(
-            scope, Purchase.occurred_at >= window.start, kept > 0
-        )
-        if window.end is not None:
-            stmt = stmt.where(Purchase.occurred_at < window.end)
-        if account_range is not None and single is None:
-            stmt = stmt.where(
-                Purchase.account_id > account_range[0], Purchase.account_id <= account_range[1]
-            )
-        stmt = stmt.group_by(Purchase.account_id)
+        stmt = select(account, value).where(scope, Purchase.occurred_at >= window.start, kept > 0)
+    if window.end is not None:
+        stmt = stmt.where(table.occurred_at < window.end)
+    if account_range is not None:
+        stmt = stmt.where(account > account_range[0], account <= account_range[1])
+    stmt = stmt.group_by(account)
     return {account_id: int(total or 0) for account_id, total in session.execute(stmt)}
-
-
-def _named(
-    session: Session, *, program_id: int, metric: str, window: Window, ids: Sequence[int]
-) -> dict[int, int]:
-    """metric_values for the accounts `ids`, each read by its (account_id, occurred_at) index."""
-    out: dict[int, int] = {}
-    for start in range(0, len(ids), 500):
-        chunk = list(ids[start : start + 500])
-        if metric == "points":
-            stmt = select(Entry.account_id, func.sum(Entry.qualifying)).where(
-                Entry.account_id.in_(chunk),
-                Entry.qualifying != 0,
-                Entry.occurred_at >= window.start,
-            )
-            if window.end is not None:
-                stmt = stmt.where(Entry.occurred_at < window.end)
-            stmt = stmt.group_by(Entry.account_id)
-        else:
-            kept = Purchase.amount_minor - Purchase.refunded_minor
-            value = func.sum(kept) if metric == "spend" else func.count()
-            stmt = select(Purchase.account_id, value).where(
-                Purchase.account_id.in_(chunk), Purchase.occurred_at >= window.start, kept > 0
-            )
-            if window.end is not None:
-                stmt = stmt.where(Purchase.occurred_at < window.end)
-            stmt = stmt.group_by(Purchase.account_id)
-        out.update({a: int(total or 0) for a, total in session.execute(stmt)})
-    return out
 
 
 def qualify(tiers: Sequence[TierDefinition], value: int) -> TierDefinition | None:
