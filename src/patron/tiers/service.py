@@ -362,6 +362,7 @@ def upgrade_all_if_qualified(
         window=window,
         accounts=[account.id for account in accounts],
     )
+    valid = valid_until(policy, program.timezone, window)  # the window's, the same for each
     changes = []
     for account in accounts:
         value = values.get(account.id, 0)
@@ -378,7 +379,7 @@ def upgrade_all_if_qualified(
                 reason="upgrade",
                 at=now,
                 actor=actor,
-                valid=valid_until(policy, program.timezone, window),
+                valid=valid,
                 grace=policy.grace_periods,
                 period=window.key,
                 metric_value=value,
