@@ -22,6 +22,9 @@ def test_a_marketer_sees_the_contrast_warning_fixes_the_card_and_saves(
     ).click()
     expect(page.get_by_role("heading", level=2, name="Branding")).to_be_visible()
     expect(page.get_by_test_id("contrast-ok")).to_be_visible()
+    # The preview follows typing once htmx (a deferred script) is listening; on a busy machine
+    # the three fields can be filled before it is.
+    page.wait_for_load_state("load")
 
     page.get_by_label("Name in Korean").fill("동네 빵집")
     page.get_by_label("Card background").fill("#777777")
