@@ -33,7 +33,7 @@ from patron.rewards import jobs as reward_jobs
 from patron.rewards.codes import display
 from patron.rewards.schemas import RewardCreate, UseRequest
 from patron.rules import examples as rule_examples
-from patron.rules import service as rules
+from patron.rules import publishing
 from patron.rules.model import RuleSetDoc
 from patron.sales import purchases
 from patron.sales.schemas import LineIn, PurchaseRequest, RefundRequest
@@ -265,7 +265,7 @@ def load(
                 now=joined,
             )
             member_ids.append(member.id)
-        rules.publish(
+        publishing.publish(
             session,
             program,
             BAKERY_RULES,

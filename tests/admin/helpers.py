@@ -12,7 +12,7 @@ from patron.admin import service
 from patron.audit.service import CLI, SYSTEM
 from patron.db.engine import Database
 from patron.members.schemas import MemberRef
-from patron.rules import service as rules
+from patron.rules import publishing
 from patron.sales import purchases
 from patron.sales.schemas import PurchaseRequest
 from patron.tiers import service as tiers
@@ -55,7 +55,7 @@ def seed_bakery(db: Database) -> Seeded:
     and a year of sales for the first. Everything happens before T0."""
     with db.unit_of_work() as session:
         program = make_program(session, now=START)
-        rules.publish(session, program, demo.BAKERY_RULES, actor=SYSTEM, now=START)
+        publishing.publish(session, program, demo.BAKERY_RULES, actor=SYSTEM, now=START)
         tiers.set_tiers(session, program, demo.BAKERY_TIERS, actor=SYSTEM, now=START)
         kim = make_member(
             session,

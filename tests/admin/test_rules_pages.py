@@ -15,6 +15,7 @@ from patron import clock
 from patron.audit.models import AuditRecord
 from patron.audit.service import SYSTEM
 from patron.programs.service import get_program
+from patron.rules import publishing
 from patron.rules import service as rules
 from patron.rules import simulate as what_if
 from patron.rules.models import RuleSetVersion
@@ -252,7 +253,7 @@ def test_publishing_on_a_stale_version_is_refused_and_keeps_the_other_change(web
         program = get_program(s, "bakery")
         doc = rules.document(s, program).model_dump(mode="json", exclude_none=True)
         doc["rules"][1]["points_per_unit"] = 300
-        rules.publish(s, program, rules.validate_doc(doc), actor=SYSTEM, now=clock.now())
+        publishing.publish(s, program, rules.validate_doc(doc), actor=SYSTEM, now=clock.now())
     refused = web.post("/admin/rules/publish", data={**fields, "confirm_large": "1"})
     assert refused.status_code == 409
     assert "The rules changed while you were editing" in refused.text

@@ -27,6 +27,7 @@ from patron.ledger.models import Account, Entry, Lot
 from patron.members.schemas import MemberRef
 from patron.programs.models import Program, Store
 from patron.rules import events as rule_events
+from patron.rules import publishing
 from patron.rules import service as rules
 from patron.sales import batch, purchases
 from patron.sales.schemas import PurchaseRequest
@@ -54,7 +55,7 @@ def shop(db: Database, frozen: datetime) -> dict[str, int]:
             stores=("mapo", "yeonnam"),
             redemption={"min_points": 10, "step": 10, "max_share": "1"},
         )
-        rules.publish(session, prog, rules.validate_doc(RULES), actor=CLI, now=frozen)
+        publishing.publish(session, prog, rules.validate_doc(RULES), actor=CLI, now=frozen)
         return {
             "kim": make_member(session, now=frozen, program=prog).id,
             "lee": make_member(session, now=frozen, program=prog).id,

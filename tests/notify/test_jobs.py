@@ -28,7 +28,7 @@ from patron.notify import settings as notify_settings
 from patron.notify.models import JobRun, ReminderMark
 from patron.notify.settings import NotifySettings
 from patron.rules import events as rule_events
-from patron.rules import service as rules
+from patron.rules import publishing
 from tests.conftest import PG_URL
 from tests.factories import make_member, make_program
 from tests.ledger._helpers import adjust, assert_clean, buy, program, refund
@@ -317,7 +317,7 @@ def _birthday_program(db: Database, now: datetime, *, rule: bool = True) -> dict
     with db.unit_of_work() as session:
         prog = make_program(session, now=now)
         if rule:
-            rules.add_rule(session, prog, dict(BIRTHDAY_RULE), actor=CLI, now=now)
+            publishing.add_rule(session, prog, dict(BIRTHDAY_RULE), actor=CLI, now=now)
         people = {
             "today": date(1990, 3, 2),
             "tomorrow": date(1985, 3, 3),

@@ -17,7 +17,7 @@ from patron.config import get_settings
 from patron.db.engine import Database
 from patron.events.models import DomainEvent
 from patron.notify.models import JobRun, ReminderMark
-from patron.rules import service as rules
+from patron.rules import publishing
 from tests.factories import make_member, make_program
 from tests.ledger._helpers import buy
 
@@ -69,7 +69,7 @@ def written(db: Database) -> tuple[int, int, int]:
 def bakery(db: Database, frozen: datetime) -> dict[str, int]:
     with db.unit_of_work() as session:
         prog = make_program(session, now=frozen)
-        rules.add_rule(
+        publishing.add_rule(
             session,
             prog,
             {

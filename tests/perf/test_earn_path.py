@@ -27,6 +27,7 @@ from patron.ledger.models import Account, Entry, Lot, Purchase
 from patron.members import service as members
 from patron.members.schemas import MemberRef
 from patron.programs import service as programs
+from patron.rules import publishing
 from patron.rules import service as rules
 from patron.sales import purchases
 from patron.sales.schemas import AdjustRequest, PurchaseRequest, RefundRequest
@@ -83,7 +84,7 @@ def _setup(
     with db.unit_of_work() as session:
         program = make_program(session, now=now, code=code, stores=("mapo", "yeonnam"), **overrides)
         if not plain:
-            rules.publish(session, program, rules.validate_doc(RULES), actor=CLI, now=now)
+            publishing.publish(session, program, rules.validate_doc(RULES), actor=CLI, now=now)
         tiers.set_tiers(session, program, TierSetup.model_validate(TIERS), actor=CLI, now=now)
         people = {}
         for n, name in enumerate(("kim", "lee", "park", "choi")):

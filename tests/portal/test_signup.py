@@ -20,7 +20,7 @@ from patron.ledger.models import Account
 from patron.members.models import Member
 from patron.notify.models import ConsentRecord
 from patron.portal import service, signup
-from patron.rules import service as rules
+from patron.rules import publishing
 from patron.rules.model import RuleSetDoc
 from tests.portal.conftest import A_EMAIL, A_PHONE, bakery, code_from
 
@@ -148,7 +148,7 @@ def test_the_right_code_makes_one_member_signed_in_with_her_consents_and_points(
                 ]
             }
         )  # fmt: skip
-        rules.publish(s, bakery(s), doc, actor=CLI, now=clock.now())
+        publishing.publish(s, bakery(s), doc, actor=CLI, now=clock.now())
     r = join(client, lang="ko", email=NEW_EMAIL.upper(), phone="010-2222-3333",
              birthday="1991-04-05", consent_sms="on")  # fmt: skip
     assert r.status_code == 200

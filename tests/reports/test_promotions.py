@@ -15,7 +15,7 @@ from patron.members.schemas import MemberRef
 from patron.programs.service import get_program
 from patron.reports import promotions
 from patron.reports.common import day_range
-from patron.rules import service as rules
+from patron.rules import publishing
 from patron.rules.model import RuleSetDoc
 from patron.sales import purchases
 from patron.sales.schemas import LineIn, PurchaseRequest
@@ -72,7 +72,7 @@ def test_points_per_rule_add_up_and_budgets_show_what_is_left(db: Database) -> N
     clock.freeze(T)
     with db.unit_of_work() as session:
         program = make_program(session, now=T, code="promo")
-        rules.publish(session, program, RULES, actor=CLI, now=T)
+        publishing.publish(session, program, RULES, actor=CLI, now=T)
         member = make_member(session, now=T, program=program).id
     # base 100, the promotion doubles: +100 (budget 300 → 200 left)
     assert _buy(db, member, "p1", [("bread", 10_000)], datetime(2026, 3, 2, 3, tzinfo=UTC)) == 200

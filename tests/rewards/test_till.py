@@ -219,7 +219,7 @@ def test_a_promotion_can_stay_out_of_orders_with_coupons(client, db, bakery, adm
     and the quote's breakdown says so; the plain promotion still applies."""
     from patron.audit.service import CLI
     from patron.programs.service import get_program
-    from patron.rules import service as rules
+    from patron.rules import publishing
     from patron.rules.model import RuleSetDoc
 
     doc = RuleSetDoc.model_validate(
@@ -232,7 +232,7 @@ def test_a_promotion_can_stay_out_of_orders_with_coupons(client, db, bakery, adm
         }
     )
     with db.unit_of_work() as s:
-        rules.publish(s, get_program(s, "bakery"), doc, actor=CLI, now=frozen)
+        publishing.publish(s, get_program(s, "bakery"), doc, actor=CLI, now=frozen)
     rich = bakery["rich"]
     five = coupon_of(client, admin, pos, rich, FIVE_OFF)
     basket = {"member": {"id": rich}, "amount": "40000"}

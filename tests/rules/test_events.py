@@ -18,7 +18,7 @@ from patron.errors import Conflict
 from patron.ledger.models import Entry
 from patron.members.schemas import MemberRef
 from patron.programs.service import get_program
-from patron.rules import events
+from patron.rules import events, publishing
 from patron.rules import service as rules
 from patron.rules.models import EventClaim
 from tests.api import conftest as api_fixtures
@@ -198,7 +198,7 @@ def test_concurrent_signups_credit_once(db: Database, frozen):
     """Twenty tills record one member's sign-up at once: the account lock lets one through."""
     with db.unit_of_work() as session:
         program = make_program(session, now=frozen)
-        rules.publish(session, program, rules.validate_doc(EVENT_RULES), actor=CLI, now=frozen)
+        publishing.publish(session, program, rules.validate_doc(EVENT_RULES), actor=CLI, now=frozen)
         member_id = make_member(session, now=frozen, program=program).id
     barrier = threading.Barrier(20, timeout=30)
 

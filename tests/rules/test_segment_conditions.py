@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from patron import clock
 from patron.errors import Invalid
+from patron.rules import publishing
 from patron.rules import service as rules_service
 from patron.rules.engine import MemberContext, Order, evaluate
 from patron.rules.explain import skip_reason
@@ -285,7 +286,7 @@ def test_a_sale_reads_memberships_once_however_many_rules_name_segments(db, froz
                 s.add(Segment(program_id=program.id, code=seg, name=seg, created_at=frozen,
                               updated_at=frozen, definition={"condition": SEOUL}))  # fmt: skip
             s.flush()
-            rules_service.publish(s, program, _doc(*rule_set), actor=CLI, now=frozen)
+            publishing.publish(s, program, _doc(*rule_set), actor=CLI, now=frozen)
             member = make_member(s, now=frozen, program=program, attributes={"city": "seoul"})
             member_id = member.id
         counted = 0

@@ -21,6 +21,7 @@ from patron.ledger.models import Account, Entry, Lot, Movement, Purchase
 from patron.members.schemas import MemberRef
 from patron.programs import service as programs
 from patron.programs.models import Program
+from patron.rules import publishing
 from patron.rules import service as rules
 from patron.rules.model import RuleSetDoc
 from patron.rules.models import PromotionBudget, RuleSetVersion
@@ -94,7 +95,7 @@ def seed(db: Database, doc: RuleSetDoc | None = None) -> dict[str, int]:
     """The bakery with four members (one silver, one gold) and a month of sales."""
     with db.unit_of_work() as session:
         program = make_program(session, now=START - timedelta(days=30))
-        rules.publish(
+        publishing.publish(
             session, program, doc or bakery_rules(), actor=CLI, now=START - timedelta(days=30)
         )
         ids = {}

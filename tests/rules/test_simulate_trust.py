@@ -28,6 +28,7 @@ from patron.db.engine import Database
 from patron.ledger.models import Purchase
 from patron.members.schemas import MemberRef
 from patron.programs import service as programs
+from patron.rules import publishing
 from patron.rules import service as rules
 from patron.rules.model import RuleSetDoc
 from patron.rules.simulate import SimulationReport, simulate, to_csv
@@ -133,7 +134,7 @@ def tiered(db: Database) -> dict[str, int]:
     at = datetime(2026, 1, 1, tzinfo=SEOUL)
     with db.unit_of_work() as session:
         program = make_program(session, now=at)
-        rules.publish(session, program, demo.BAKERY_RULES, actor=SYSTEM, now=at)
+        publishing.publish(session, program, demo.BAKERY_RULES, actor=SYSTEM, now=at)
         tiers.set_tiers(session, program, demo.BAKERY_TIERS, actor=SYSTEM, now=at)
         ids = {
             name: make_member(session, now=at, program=program, name=name).id
@@ -263,10 +264,10 @@ def test_members_are_ranked_by_the_size_of_the_change_ties_by_member(db: Databas
         # Lee's sale was earned under an older version (base ×2): not what the change does.
         doubled = demo.BAKERY_RULES.model_dump(mode="json", exclude_none=True)
         doubled["rules"][0]["points"] = 20
-        rules.publish(session, program, rules.validate_doc(doubled), actor=CLI, now=at)
+        publishing.publish(session, program, rules.validate_doc(doubled), actor=CLI, now=at)
         n = iter(range(100))
         buy(session, program, ids["Lee"], amount=90_000, occurred_at=at, external_id="L-1")
-        rules.publish(session, program, demo.BAKERY_RULES, actor=CLI, now=at)
+        publishing.publish(session, program, demo.BAKERY_RULES, actor=CLI, now=at)
         for name, sku, qty in (
             ("A", "seasonal-cake", 1),  # −200 under the proposal
             ("B", "croissant", 3),  # +300

@@ -13,6 +13,7 @@ from patron import clock
 from patron.audit.service import CLI
 from patron.errors import StaleVersion
 from patron.programs.service import get_program
+from patron.rules import publishing
 from patron.rules import service as rules
 from patron.rules.models import RuleSetVersion
 from patron.tiers import service as tiers
@@ -105,7 +106,7 @@ def test_two_publishers_from_one_version_one_wins(frozen, db, client, admin, bak
     doc = rules.validate_doc(CLUB_RULES)
 
     def publish(s: Any) -> None:
-        rules.publish(s, get_program(s, "bakery"), doc, actor=CLI, now=clock.now(),
+        publishing.publish(s, get_program(s, "bakery"), doc, actor=CLI, now=clock.now(),
                       expected_version=1)  # fmt: skip
 
     assert _race(db, publish) == ["ok", "stale"]

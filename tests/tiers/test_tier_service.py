@@ -15,7 +15,7 @@ from patron.errors import Invalid
 from patron.events.models import DomainEvent
 from patron.ledger.models import Entry, Lot
 from patron.members.schemas import MemberRef
-from patron.rules import service as rules
+from patron.rules import publishing
 from patron.rules.events import EventRequest, record_event
 from patron.rules.explain import explain
 from patron.tiers import service
@@ -87,21 +87,21 @@ def test_points_from_a_non_qualifying_promotion_and_bonus_do_not_count(db, club,
     _code, member_id = club
     with db.unit_of_work() as session:
         program = _program(session)
-        rules.add_rule(
+        publishing.add_rule(
             session,
             program,
             {"id": "double", "kind": "promotion", "factor": "2", "qualifying": False},
             actor=CLI,
             now=frozen,
         )
-        rules.add_rule(
+        publishing.add_rule(
             session,
             program,
             {"id": "big-order", "kind": "order_bonus", "points": 50, "qualifying": False},
             actor=CLI,
             now=frozen,
         )
-        rules.add_rule(
+        publishing.add_rule(
             session,
             program,
             {
@@ -200,7 +200,7 @@ def test_a_qualifying_adjustment_or_event_can_upgrade(db, club, frozen):
         buy(session, program, member_id, 1_000, now=frozen)
         adjust(session, program, member_id, 995, now=frozen, qualifying=True)
         assert account(session, program, member_id).tier == "silver"
-        rules.add_rule(
+        publishing.add_rule(
             session,
             program,
             {"id": "review", "kind": "event", "event": "review", "points": 2000},
@@ -288,7 +288,7 @@ def test_a_tier_multiplier_rule_in_the_rule_set_wins_over_the_tier_definition(db
     _code, member_id = club
     with db.unit_of_work() as session:
         program = _program(session)
-        rules.add_rule(
+        publishing.add_rule(
             session,
             program,
             {"id": "tiers", "kind": "tier_multiplier", "factors": {"silver": "1.2"}},

@@ -215,6 +215,7 @@ def _check(session: Session, program: Program, body: CampaignIn) -> None:
 def check_rules(session: Session, program: Program, arm_rules: list[Any], key: str) -> None:
     """A rules arm's rules, checked as the rule editor checks a rule set (422 invalid_rule_set,
     unknown_store, unknown_segment): the program's rule set with them added must be valid."""
+    from patron.rules import publishing
     from patron.rules import service as rules_service
 
     for index, rule in enumerate(arm_rules):
@@ -239,7 +240,7 @@ def check_rules(session: Session, program: Program, arm_rules: list[Any], key: s
             ],
         }
     )
-    rules_service.check_references(session, program, merged)
+    publishing.check_references(session, program, merged)
 
 
 def _apply(row: Campaign, body: CampaignIn) -> None:

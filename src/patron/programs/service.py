@@ -20,6 +20,7 @@ from patron.programs.schemas import (
     RedemptionPolicy,
     StoreCreate,
 )
+from patron.rules import publishing
 from patron.rules import service as rules
 from patron.rules.model import RuleSetDoc
 
@@ -121,7 +122,7 @@ def create_program(
         after=_snapshot(p),
     )
     # The base rate is the first rule of the program's rule set, version 1.
-    rules.publish(
+    publishing.publish(
         session,
         p,
         RuleSetDoc.model_validate({"rules": [rules.base_rule_from_program(p)]}),
@@ -178,7 +179,7 @@ def _publish_base_rate(session: Session, program: Program, *, actor: Actor, now:
             **doc["rules"][index],
             **{k: v for k, v in base.items() if k != "id"},
         }
-    rules.publish(
+    publishing.publish(
         session,
         program,
         rules.validate_doc(doc),

@@ -33,7 +33,7 @@ from patron.errors import (
 from patron.programs.models import Program
 from patron.programs.schemas import CODE_PATTERN
 from patron.programs.service import get_program
-from patron.rules import events
+from patron.rules import events, publishing
 from patron.rules import examples as rule_examples
 from patron.rules import service as rules
 from patron.rules.confirm import ConfirmationRequired
@@ -238,7 +238,7 @@ def put_rules(
         db,
         _change(
             code,
-            lambda s, p: rules.publish(
+            lambda s, p: publishing.publish(
                 s,
                 p,
                 doc,
@@ -353,7 +353,7 @@ def add_rule(
         db,
         _change(
             code,
-            lambda s, p: rules.add_rule(
+            lambda s, p: publishing.add_rule(
                 s,
                 p,
                 data,
@@ -402,7 +402,7 @@ def replace_rule(
         db,
         _change(
             code,
-            lambda s, p: rules.replace_rule(
+            lambda s, p: publishing.replace_rule(
                 s,
                 p,
                 rule_id,
@@ -448,7 +448,7 @@ def remove_rule(
         db,
         _change(
             code,
-            lambda s, p: rules.remove_rule(
+            lambda s, p: publishing.remove_rule(
                 s,
                 p,
                 rule_id,

@@ -191,6 +191,7 @@ def import_rules(
     from patron import clock
     from patron.audit.service import CLI
     from patron.errors import PatronError
+    from patron.rules import publishing
     from patron.rules import service as rules
 
     data = _load(file)
@@ -200,7 +201,7 @@ def import_rules(
         with db.unit_of_work() as session:
             prog = _program(session, program)
             old = rules.document(session, prog)
-            row = rules.publish(
+            row = publishing.publish(
                 session,
                 prog,
                 doc,

@@ -48,7 +48,7 @@ from patron.programs.models import Program, Store
 from patron.rules import service as rules
 from patron.rules.engine import Line, MemberContext, Order, evaluate
 from patron.rules.model import RuleSetDoc, TierMultiplier, rule_label
-from patron.sales.purchases import spend_value
+from patron.sales.basket import spend_value
 from patron.segments.service import definitions as segment_definitions
 from patron.segments.service import memberships
 from patron.tiers.metrics import metric_values, qualify

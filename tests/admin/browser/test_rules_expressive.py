@@ -12,6 +12,7 @@ from playwright.sync_api import expect
 from patron import clock
 from patron.audit.service import SYSTEM
 from patron.programs.service import get_program
+from patron.rules import publishing
 from patron.rules import service as rules
 from tests.conftest import T0, auth
 
@@ -27,7 +28,7 @@ def seed_spring_promotion(db) -> None:
         program = get_program(s, "bakery")
         doc = rules.document(s, program).model_dump(mode="json", exclude_none=True)
         doc["rules"].append({"id": "spring", "kind": "promotion", "factor": "3"})
-        rules.publish(s, program, rules.validate_doc(doc), actor=SYSTEM, now=T0)
+        publishing.publish(s, program, rules.validate_doc(doc), actor=SYSTEM, now=T0)
 
 
 def add_rule(page, kind: str) -> None:

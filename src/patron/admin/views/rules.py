@@ -4,7 +4,7 @@ Every change — add, edit, switch off or on, delete, the settings, the whole do
 goes through one preview page first: the candidate rule set is validated with the rules core's
 own model (errors land under the field named by the service's path, rules.2.factor → factor),
 the what-if report replays recent purchases under it (`patron.rules.simulate`, writing nothing),
-and only "Publish" stores it, as the next version, through `patron.rules.service.publish` with
+and only "Publish" stores it, as the next version, through `patron.rules.publishing.publish` with
 the signed-in user as the actor. The preview carries the candidate and the version it started
 from; if someone published meanwhile, publishing is refused (409) instead of overwriting.
 """
@@ -55,6 +55,7 @@ from patron.programs.models import Program
 from patron.programs.service import get_program
 from patron.rules import confirm as large_change
 from patron.rules import examples as rule_examples
+from patron.rules import publishing
 from patron.rules import service as rules
 from patron.rules import simulate as what_if
 from patron.rules.confirm import ConfirmationRequired
@@ -650,7 +651,7 @@ def rules_publish(
             # The service locks the program's row, then compares: two publishers cannot both
             # pass the check (the JSON API refuses a stale If-Match the same way). It also
             # replays the change itself: the page's `large` flag is never what lets it through.
-            row = rules.publish(
+            row = publishing.publish(
                 session, found, doc, actor=staff.actor, now=clock.now(), note=note,
                 expected_version=base, confirm=confirmed,
             )  # fmt: skip
