@@ -291,7 +291,7 @@ def scalar(db: Database, sql: str) -> int:
 def setup_bakery(url: str, members_count: int) -> dict[str, Any]:
     """Migrate, then the demo's bakery program (rules, tiers), N members with accounts, a key."""
     from patron.demo import BAKERY, BAKERY_RULES, BAKERY_TIERS
-    from patron.rules import service as rules
+    from patron.rules import publishing
     from patron.tiers import service as tiers
 
     upgrade(url)
@@ -303,7 +303,7 @@ def setup_bakery(url: str, members_count: int) -> dict[str, Any]:
             programs.create_store(
                 session, program, StoreCreate(code="mapo", name="Mapo"), actor=SYSTEM, now=now
             )
-            rules.publish(session, program, BAKERY_RULES, actor=SYSTEM, now=now, note="bench")
+            publishing.publish(session, program, BAKERY_RULES, actor=SYSTEM, now=now, note="bench")
             tiers.set_tiers(session, program, BAKERY_TIERS, actor=SYSTEM, now=now)
             ids: list[int] = []
             for i in range(members_count):
