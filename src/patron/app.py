@@ -24,8 +24,8 @@ from patron.events.api import router as events_router
 from patron.fraud.api import router as fraud_router
 from patron.ledger.api import router as points_router
 from patron.members.api import router as members_router
-from patron.members.moves_api import router as moves_router
 from patron.milestones.api import router as milestones_router
+from patron.moves.api import router as moves_router
 from patron.notify.api import router as notify_router
 from patron.notify.templates_api import router as templates_router
 from patron.notify.unsubscribe import router as unsubscribe_router

@@ -19,8 +19,8 @@ from patron.cli_common import DatabaseUrl, console, open_database, parse_as_of, 
 from patron.config import get_settings
 from patron.conformance.cli import conformance as conformance_command
 from patron.fraud.cli import app as fraud_app
-from patron.members.moves_cli import members_app, points_app
 from patron.milestones.cli import app as milestones_app
+from patron.moves.cli import members_app, points_app
 from patron.notify.cli import notify_app
 from patron.privacy.cli import app as privacy_app
 from patron.reports.cli import app as report_app

@@ -281,7 +281,7 @@ def load(
         # Visitors may join on the member page (/m/bakery/join), verified by e-mail.
         signup.save(session, program, BAKERY_SIGNUP, actor=SYSTEM, now=start)
         # Members may give each other points (docs/moves.md): up to 5,000 a transfer, 10,000 a day.
-        from patron.members import transfer as transfers
+        from patron.moves import transfer as transfers
 
         transfers.set_settings(session, program, enabled=True, max_per_transfer=5000,
                                max_per_day=10_000, actor=SYSTEM, now=start)  # fmt: skip

@@ -16,10 +16,10 @@ from patron.db.engine import Database
 from patron.errors import InsufficientPoints, PatronError
 from patron.events.models import DomainEvent
 from patron.ledger.models import Account, Entry, Lot
-from patron.members import merge as merges
-from patron.members import transfer as transfers
 from patron.members.models import Card, Member
 from patron.members.schemas import MemberRef
+from patron.moves import merge as merges
+from patron.moves import transfer as transfers
 from patron.programs.service import get_program
 from patron.sales import purchases
 from patron.sales.schemas import AdjustRequest, PurchaseRequest, RefundRequest

@@ -388,7 +388,7 @@ def real_payloads(db: Database, member_id: int) -> dict[str, dict[str, Any]]:
          "code": "review_threshold", "codes": ["review_threshold"], "order": "MAPO-1",
          "points": 5000, "released_points": 0, "reversed_points": 0, "reason": None},
     )  # fmt: skip
-    # As patron.members.merge and .transfer write them (tests/moves).
+    # As patron.moves.merge and .transfer write them (tests/moves).
     found.setdefault(
         "member.merged", {"program": "bakery", "source_id": 1, "survivor_id": member_id}
     )

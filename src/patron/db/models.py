@@ -10,8 +10,8 @@ from patron.events.models import Delivery, DeliveryAttempt, DomainEvent, Instanc
 from patron.fraud.models import FraudActivity, FraudReview, FraudSettings  # noqa: F401
 from patron.ledger.models import Account, Entry, Lot, Movement, Purchase, Refund
 from patron.members.models import Card, Member
-from patron.members.moves_models import MemberMerge, Transfer, TransferSettings  # noqa: F401
 from patron.milestones.models import Milestone, MilestoneAchievement  # noqa: F401
+from patron.moves.models import MemberMerge, Transfer, TransferSettings  # noqa: F401
 from patron.notify.models import (
     ConsentRecord,
     JobRun,

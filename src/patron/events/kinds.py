@@ -19,7 +19,7 @@ EVENT_TYPES: dict[str, str] = {
     "coupon.used": "A coupon was used at a till or online, on an order.",
     "coupon.cancelled": "An unused coupon was cancelled; its points went back to the member.",
     "coupon.expired": "An unused coupon expired (points back if the reward says so).",
-    "member.merged": "Staff merged a duplicate member into a surviving one (patron.members.merge).",
+    "member.merged": "Staff merged a duplicate member into a surviving one (patron.moves.merge).",
     "points.merged": "Points moved from a merged member to the surviving one (one event per entry).",
     "points.transferred": "A member gave points to another member of the program (one event per entry).",
     "member.erasure_requested": "A member asked for her data to be erased (on her member page); "

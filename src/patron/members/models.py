@@ -27,7 +27,7 @@ class Member(Base):
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     marketing_consent: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(10), default="active")  # active | blocked | merged
-    # The surviving member a merged one was folded into (patron.members.merge).
+    # The surviving member a merged one was folded into (patron.moves.merge).
     merged_into: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

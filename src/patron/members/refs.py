@@ -54,7 +54,7 @@ def resolve(session: Session, refs: Sequence[MemberRef], country: str) -> list[F
                 Member.email.in_(emails) | Member.phone.in_(wanted_phones)
             )
         ):
-            # A merged member's phone or e-mail names the survivor (patron.members.merge).
+            # A merged member's phone or e-mail names the survivor (patron.moves.merge).
             member_id = merged_into if merged_into is not None else found_id
             if email is not None:
                 by_email[email] = member_id

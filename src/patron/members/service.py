@@ -371,7 +371,7 @@ def find_member(session: Session, ref: MemberRef, *, program: Program | None = N
 
 def _survivor(session: Session, member: Member) -> Member:
     """A merged member's phone or e-mail finds the member it was merged into
-    (patron.members.merge)."""
+    (patron.moves.merge)."""
     hops = 0
     while member.status == "merged" and member.merged_into is not None and hops < 20:
         member = session.get(Member, member.merged_into) or member

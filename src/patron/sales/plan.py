@@ -663,7 +663,7 @@ class Planner:
             details={"qualifying_only": True},
         )
 
-    # --- moves between two members: a merge, a transfer (patron.members.merge, .transfer) ---
+    # --- moves between two members: a merge, a transfer (patron.moves.merge, .transfer) ---
 
     def move_lots(
         self,

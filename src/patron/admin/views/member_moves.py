@@ -2,7 +2,7 @@
 another, with a reason; give points to another member; the transfers and merges on record)
 and a program's transfer settings.
 
-Every action calls the service the API calls (patron.members.merge, .transfer) with the
+Every action calls the service the API calls (patron.moves.merge, .transfer) with the
 signed-in user as the actor. A refused form comes back with its status and the message above
 it; success redirects (303) back with a notice.
 """
@@ -19,10 +19,10 @@ from patron.admin import forms, member_card, program_context
 from patron.admin.deps import Staff, form_data, get_db, require
 from patron.admin.templating import path_for, render
 from patron.errors import NotFound, PatronError
-from patron.members import merge as merges
 from patron.members import service as members
-from patron.members import transfer as transfers
 from patron.members.models import Member
+from patron.moves import merge as merges
+from patron.moves import transfer as transfers
 from patron.programs.service import get_program
 
 router = APIRouter()

@@ -21,8 +21,8 @@ from patron.audit.idempotency import request_hash
 from patron.audit.service import Actor
 from patron.errors import Conflict, IdempotencyConflict, InsufficientPoints, Invalid, NotFound
 from patron.members.models import Member
-from patron.members.moves_common import more_ids
-from patron.members.moves_models import Transfer, TransferSettings
+from patron.moves.common import more_ids
+from patron.moves.models import Transfer, TransferSettings
 from patron.programs.models import Program
 from patron.sales.plan import AccountState, LotMove, Planner
 from patron.sales.points import operate_pair

@@ -11,9 +11,9 @@ from patron import http
 from patron.audit.service import Actor
 from patron.db.engine import Database
 from patron.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized, responses
-from patron.members import merge as merges
-from patron.members import transfer as transfers
 from patron.members.service import get_member
+from patron.moves import merge as merges
+from patron.moves import transfer as transfers
 from patron.programs.schemas import CODE_PATTERN
 from patron.programs.service import get_program
 

@@ -36,7 +36,7 @@ def merge(
     from patron import clock
     from patron.audit.service import CLI
     from patron.errors import PatronError
-    from patron.members import merge as merges
+    from patron.moves import merge as merges
 
     db = open_database(database_url)
     try:
@@ -76,7 +76,7 @@ def transfer(
     from patron import clock
     from patron.audit.service import CLI
     from patron.errors import PatronError
-    from patron.members import transfer as transfers
+    from patron.moves import transfer as transfers
     from patron.programs.service import get_program
 
     db = open_database(database_url)

@@ -29,9 +29,9 @@ from patron.events.outbox import emit
 from patron.fraud.models import FraudReview
 from patron.ledger.models import Account, Entry, Lot, Purchase
 from patron.members.models import Card, Member
-from patron.members.moves_common import more_ids
-from patron.members.moves_models import MemberMerge
 from patron.members.service import member_programs
+from patron.moves.common import more_ids
+from patron.moves.models import MemberMerge
 from patron.programs.models import Program
 from patron.rewards.models import Coupon
 from patron.sales import program_cache

@@ -1,0 +1,1 @@
+"""Moves between members: merging a duplicate into a survivor, and transferring points."""
