@@ -11,7 +11,7 @@ from rich.table import Table
 
 from patron import clock
 from patron.admin.cli import app as user_app
-from patron.audit.cli import app as audit_app
+from patron.audit_cli import app as audit_app
 from patron.backup_cli import app as backup_app
 from patron.bulk.cli import register as register_bulk
 from patron.campaigns.cli import app as campaigns_app

@@ -5,6 +5,7 @@ reads English) — the staff member's on the admin pages, the member's on the me
 messages:
 
     number    25800 -> "25,800"; Decimal("187.50") -> "187.50"; places=1 -> "187.5"
+    points    1234 -> "1,234 points" / "1,234포인트" / "1,234 积分"
     money     ₩25,800 (KRW has no decimals); CNY ¥25.80 (zh) / CN¥25.80 (ko, en)
     percent   Decimal("0.7551") -> "75.5%"
     date      "2026년 3월 2일" / "2026年3月2日" / "Mar 2, 2026"
@@ -93,11 +94,26 @@ def number(value: object, lang: str = DEFAULT_LANGUAGE, *, places: int | None = 
     return format_decimal(fixed, format=pattern, locale=lang)
 
 
-def signed(value: object, lang: str = DEFAULT_LANGUAGE, *, places: int | None = None) -> str:
-    """A change: "+1,250" for a gain, "-300" for a loss, "0"."""
-    text = number(value, lang, places=places)
+def _plus(text: str, value: object) -> str:
     amount = _decimal(value)
     return "+" + text if amount is not None and amount > 0 else text
+
+
+def signed(value: object, lang: str = DEFAULT_LANGUAGE, *, places: int | None = None) -> str:
+    """A change: "+1,250" for a gain, "-300" for a loss, "0"."""
+    return _plus(number(value, lang, places=places), value)
+
+
+# The one unit word Patron writes after a number of points, in each language.
+_POINTS = {"en": "{n} points", "ko": "{n}포인트", "zh": "{n} 积分"}
+
+
+def points(value: object, lang: str = DEFAULT_LANGUAGE, *, signed: bool = False) -> str:
+    """1234 -> "1,234 points" / "1,234포인트" / "1,234 积分"; `signed` adds "+" to gains."""
+    text = number(value, lang)
+    if signed:
+        text = _plus(text, value)
+    return _POINTS.get(language(lang), _POINTS[DEFAULT_LANGUAGE]).format(n=text)
 
 
 def money(

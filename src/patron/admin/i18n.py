@@ -71,12 +71,7 @@ def number(value: Any, lang: str = DEFAULT_LANGUAGE, *, places: int | None = Non
     return formats.number(value, lang, places=places)
 
 
-def points(value: Any, lang: str = DEFAULT_LANGUAGE, *, signed: bool = False) -> str:
-    """1234 -> "1,234 points" / "1,234포인트" / "1,234 积分"; signed adds "+" to gains."""
-    text = formats.signed(value, lang) if signed else formats.number(value, lang)
-    return translate("format.points", lang, n=text)
-
-
+points = formats.points
 money = formats.money
 percent = formats.percent
 iso_date = formats.iso_date

@@ -13,7 +13,6 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.orm import Session
 
 from patron import formats
-from patron.admin.search import national
 from patron.admin.service import actor_labels
 from patron.audit import service as audit
 from patron.audit.models import AuditRecord
@@ -24,6 +23,7 @@ from patron.ledger import views
 from patron.ledger.models import Account
 from patron.ledger.schemas import EntryOut, LotOut, Totals
 from patron.members import service as members
+from patron.members.phone import national_format
 from patron.members.schemas import MemberOut
 from patron.members.service import member_programs
 from patron.notify import consent
@@ -130,7 +130,7 @@ def load(
     program = pick_program(programs, program_code)
     page = Member360(
         member=members.to_out(session, member),
-        phone=national(member.phone),
+        phone=national_format(member.phone),
         programs=programs,
         program=program,
         tz=ZoneInfo(program.timezone if program else "UTC"),

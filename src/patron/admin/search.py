@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from patron.ledger.models import Account
 from patron.members.models import Card, Member
+from patron.members.phone import national_format
 from patron.programs.models import Program
 
 MAX_QUERY = 100
@@ -39,18 +40,6 @@ def _escape(text: str) -> str:
 
 def _contains(text: str) -> str:
     return "%" + _escape(text) + "%"
-
-
-def national(phone: str | None) -> str | None:
-    """+821012345678 -> 010-1234-5678 (the number's own country's way of writing it)."""
-    if not phone:
-        return None
-    try:
-        return phonenumbers.format_number(
-            phonenumbers.parse(phone, None), phonenumbers.PhoneNumberFormat.NATIONAL
-        )
-    except phonenumbers.NumberParseException:
-        return phone
 
 
 def _phone_pattern(text: str, region: str) -> str | None:
@@ -132,7 +121,7 @@ def search(
         MemberHit(
             id=m.id,
             name=m.name,
-            phone=national(m.phone),
+            phone=national_format(m.phone),
             email=m.email,
             cards=cards.get(m.id, []),
             status=m.status,

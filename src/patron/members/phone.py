@@ -117,3 +117,15 @@ class PhoneCache:
         if typed is None or kind == phonenumbers.PhoneNumberType.UNKNOWN:
             return None
         return (result[:-TAIL], len(str(cc)), metadata.general_desc, typed)
+
+
+def national_format(phone: str | None) -> str | None:
+    """+821012345678 -> 010-1234-5678 (the number's own country's way of writing it)."""
+    if not phone:
+        return None
+    try:
+        return phonenumbers.format_number(
+            phonenumbers.parse(phone, None), phonenumbers.PhoneNumberFormat.NATIONAL
+        )
+    except phonenumbers.NumberParseException:
+        return phone

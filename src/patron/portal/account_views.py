@@ -12,9 +12,9 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from patron import clock
-from patron.admin.search import national
 from patron.errors import NotFound
 from patron.members import service as members
+from patron.members.phone import national_format
 from patron.members.schemas import MemberUpdate
 from patron.notify import consent
 from patron.portal import account, i18n, service
@@ -50,7 +50,7 @@ def _profile_context(request: Request, viewer: Viewer) -> dict[str, Any]:
             "member": {
                 "name": member.name,
                 "email": member.email,
-                "phone": national(member.phone),
+                "phone": national_format(member.phone),
                 "birthday": member.birthday,
             },
             "contacts": {"email": member.email, "sms": member.phone},
@@ -78,7 +78,7 @@ def _profile_page(
 
 def _shown(channel: str, contact: str) -> str:
     """A phone number as she writes it (010-1234-5678), an e-mail as it is."""
-    return (national(contact) or contact) if channel == "sms" else contact
+    return (national_format(contact) or contact) if channel == "sms" else contact
 
 
 def _to_profile(request: Request, program: str) -> Response:

@@ -2,8 +2,9 @@
 
 The catalog is every locales/*.json file (one per part of the page: portal.json for the
 pages, others for later parts), each mapping a key to its three translations side by side;
-a key defined in two files is an error (tests/portal/test_i18n.py fails on a missing one). Numbers, money and dates use the admin's
-Babel-backed formatters, so a member and a clerk see the same figures the same way.
+a key defined in two files is an error (tests/portal/test_i18n.py fails on a missing one).
+Numbers, points, money and dates are patron.formats' (Babel/CLDR), as on the admin pages, so a
+member and a clerk see the same figures the same way.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from patron.admin.i18n import format_date, format_datetime, money, number, points
+from patron.formats import date as format_date
+from patron.formats import datetime as format_datetime
+from patron.formats import money, number, points
 
 __all__ = ["format_date", "format_datetime", "money", "number", "points"]
 

@@ -35,7 +35,7 @@ from patron.events.models import Delivery, DomainEvent
 from patron.ledger.models import Account
 from patron.members import service as members
 from patron.members.models import Card, Member
-from patron.members.phone import normalise_phone
+from patron.members.phone import national_format, normalise_phone
 from patron.members.schemas import CardIn, MemberCreate
 from patron.notify import consent
 from patron.notify import settings as notify_settings
@@ -132,7 +132,7 @@ def lookalikes(
             Lookalike(
                 member_id=m.id,
                 name=m.name if visible else None,
-                phone=search.national(m.phone) if visible else None,
+                phone=national_format(m.phone) if visible else None,
                 reasons=tuple(reasons[m.id]),
                 in_program=program.code in theirs,
             )
@@ -494,7 +494,7 @@ def member_welcome(
             tz=context.default_timezone(session),
             section="members",
             member=member,
-            phone=search.national(member.phone),
+            phone=national_format(member.phone),
             prog=prog,
             card=card,
             portal=signup.portal_url(prog.code),

@@ -27,7 +27,7 @@ from patron.errors import Invalid, PatronError
 from patron.ledger import views
 from patron.members import service as members
 from patron.members.models import Member
-from patron.members.phone import normalise_phone
+from patron.members.phone import national_format, normalise_phone
 from patron.members.schemas import BlockRequest, MemberRef, MemberUpdate
 from patron.portal import signup
 from patron.portal.web import send_code
@@ -116,7 +116,7 @@ def _exact_member(
             return None
         return member_id
     upper, lower = text.upper(), text.lower()
-    phone = search.national(_e164(text, region))
+    phone = national_format(_e164(text, region))
     exact = {
         h.id
         for h in hits
