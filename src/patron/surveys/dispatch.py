@@ -12,10 +12,10 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from patron.config import Settings
-from patron.delivery.routing import choose_channel, queue_key
 from patron.events.models import Delivery, EventFacts
 from patron.members.models import Member
 from patron.notify import consent
+from patron.notify.routing import choose_channel, queue_key
 from patron.programs.models import Program
 from patron.surveys import service
 

@@ -428,8 +428,8 @@ def queue_welcome_email(
     """The program's welcome message (its member.enrolled template, in her language) as an
     e-mail in the delivery queue: the delivery worker sends it, with its tries and log, like
     every other message."""
-    from patron.delivery.routing import queue_key
     from patron.notify import templates
+    from patron.notify.routing import queue_key
 
     state = welcome_state(session, program, member)
     rendered = templates.render_for_member(session, program, member, WELCOME, "email", {}, now=now)
