@@ -106,7 +106,6 @@ def two_way_packages(graph: dict[str, set[str]]) -> set[tuple[str, str]]:
 KNOWN_TWO_WAY = {
     ("auth", "http"),  # the API keys' routes use the request helpers that check keys
     ("campaigns", "sales"),
-    ("db", "sales"),  # Database registers the sale path's configuration-version hook
     ("delivery", "webhooks"),
     ("fraud", "sales"),
     ("members", "notify"),

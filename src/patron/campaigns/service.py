@@ -53,6 +53,7 @@ from patron.campaigns.schemas import (
     Uplift,
     Variant,
 )
+from patron.db import config_version
 from patron.db.types import UTCDateTime
 from patron.errors import Conflict, Invalid, NotFound, PatronError
 from patron.events import outbox
@@ -683,11 +684,10 @@ def due(session: Session) -> list[tuple[int, str]]:
 def _rules_changed(session: Session, row: Campaign) -> None:
     """A rule experiment started or stopped: every worker's cached configuration reloads
     (patron.campaigns.earning)."""
-    from patron.sales import program_cache
 
     if earning.has_rules(row.arms):
         session.flush()
-        program_cache.touch(session, row.program_id)
+        config_version.touch(session, row.program_id)
 
 
 def _json_object(session: Session, fields: dict[str, Any]) -> Any:

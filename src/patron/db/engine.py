@@ -13,6 +13,10 @@ from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+# Registers the hook that versions each program's configuration on every ORM flush, so every
+# session of every entry point has it.
+import patron.db.config_version  # noqa: F401
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not on Linux or macOS: SQLite's busy handler only
@@ -149,11 +153,6 @@ class Database:
     def __init__(
         self, url: str, *, pool_size: int = 10, echo: bool = False, pre_ping: bool = False
     ) -> None:
-        # Registers the hook that versions each program's configuration on every ORM flush
-        # (patron.sales.program_cache); imported here so every session of every entry point
-        # has it.
-        import patron.sales.program_cache  # noqa: F401
-
         self.url = normalise_url(url)
         self.engine = make_engine(self.url, pool_size=pool_size, echo=echo, pre_ping=pre_ping)
         self._writer = sessionmaker(self.engine, expire_on_commit=False)

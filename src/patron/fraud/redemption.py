@@ -10,12 +10,12 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from patron.audit.service import Actor
+from patron.db.config_version import programs_version
 from patron.fraud.contact import require_verified
 from patron.fraud.errors import VelocityExceeded
 from patron.fraud.guard import ACT, REDEMPTIONS, figure_params, statement
 from patron.fraud.rules import Rules
 from patron.sales import program_cache
-from patron.sales.program_cache import programs_version
 
 
 def rules_now(session: Session, program_id: int) -> Rules | None:

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from patron.audit import service as audit
 from patron.audit.service import Actor
+from patron.db import config_version
 from patron.errors import Invalid
 from patron.fraud.models import FraudSettings
 from patron.fraud.rules import FraudDoc, Rules
@@ -67,7 +68,7 @@ def save(
         row.updated_at = now
     row.updated_by = str(actor)
     session.flush()
-    program_cache.touch(session, program.id)
+    config_version.touch(session, program.id)
     audit.record(
         session,
         actor=actor,

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from patron.audit import service as audit
 from patron.audit.service import Actor
+from patron.db import config_version
 from patron.db.engine import Database
 from patron.errors import Conflict, Forbidden, Invalid, NotFound
 from patron.events.outbox import emit
@@ -34,7 +35,6 @@ from patron.moves.common import more_ids
 from patron.moves.models import MemberMerge
 from patron.programs.models import Program
 from patron.rewards.models import Coupon
-from patron.sales import program_cache
 from patron.sales.plan import AccountState, LotMove, Planner
 from patron.sales.points import operate_pair
 from patron.tiers import service as tiers
@@ -358,7 +358,7 @@ def _move_program(
     # the member as active in that statement's snapshot; a new configuration token makes it
     # read the account again after the lock (`points.settled_read`), now seeing "merged", so
     # it is refused instead of landing on the source (decision 0021).
-    program_cache.touch(session, program.id)
+    config_version.touch(session, program.id)
     src_account, dst_account = operate_pair(
         session, program.id, source.id, survivor.id, plan, actor=actor, now=now, new_rows=(0, 0)
     )

@@ -8,10 +8,11 @@ from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from patron.db.base import Base
+from patron.db.config_version import ProgramConfiguration
 from patron.db.types import BigIntPK, DecimalText, JSONType, UTCDateTime
 
 
-class Program(Base):
+class Program(ProgramConfiguration, Base):
     __tablename__ = "programs"
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -43,8 +44,11 @@ class Program(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
+    def configured_program_id(self) -> int | None:
+        return self.id
 
-class Store(Base):
+
+class Store(ProgramConfiguration, Base):
     __tablename__ = "stores"
     __table_args__ = (UniqueConstraint("program_id", "code"),)
 

@@ -7,10 +7,11 @@ from sqlalchemy import BigInteger, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from patron.db.base import Base
+from patron.db.config_version import ProgramConfiguration
 from patron.db.types import BigIntPK, JSONType, UTCDateTime
 
 
-class RuleSetVersion(Base):
+class RuleSetVersion(ProgramConfiguration, Base):
     """One immutable version of a program's rule set; the program points at the current one."""
 
     __tablename__ = "rule_sets"

@@ -10,69 +10,33 @@ in the statement that locks the member's account, which runs anyway, and reloads
 configuration when the token differs: a change committed through any worker, the CLI or another
 process is seen by the very next earn everywhere. Nothing expires by time.
 
-The token is written by a `before_flush` hook on every ORM session (any new, changed or deleted
-program, store, rule-set version, tier policy or tier definition bumps its program), and by
-`touch` for changes made with Core statements.
+The token is `patron.db.config_version`'s: a `before_flush` hook bumps it for any new, changed or
+deleted program, store, rule-set version, tier policy or tier definition, and `touch` for changes
+made with Core statements.
 """
 
 from __future__ import annotations
 
-import secrets
 import threading
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from sqlalchemy import BigInteger, Engine, column, event, literal_column, select, table, update
+from sqlalchemy import BigInteger, Engine, literal_column, select
 from sqlalchemy.orm import Session
 
 from patron.errors import Conflict, NotFound
 from patron.ledger.expiry import ExpiryRule
 from patron.programs.models import Program, Store
 from patron.rules.model import RuleSetDoc
-from patron.rules.models import RuleSetVersion
 from patron.tiers.models import TierDefinition, TierPolicy
 
 if TYPE_CHECKING:
     from patron.campaigns.earning import RuleCampaign
     from patron.fraud.rules import Rules as FraudRules
     from patron.rules.service import Needs
-
-# `programs.config_version` (migration 0006). The ORM model does not map it (its file belongs
-# to the programs module); every read and write of the token goes through this Core table.
-programs_version = table("programs", column("id", BigInteger), column("config_version", BigInteger))
-
-
-def new_token() -> int:
-    return secrets.randbits(62)
-
-
-def touch(session: Session, program_id: int) -> None:
-    """Mark the program's configuration changed (in the caller's transaction)."""
-    session.execute(
-        update(programs_version)
-        .where(programs_version.c.id == program_id)
-        .values(config_version=new_token())
-    )
-
-
-_CONFIG_MODELS = (Program, Store, RuleSetVersion, TierPolicy, TierDefinition)
-
-
-@event.listens_for(Session, "before_flush")
-def _bump_on_config_change(session: Session, _context: Any, _instances: Any) -> None:
-    changed: set[int] = set()
-    for group in (session.new, session.dirty, session.deleted):
-        for obj in group:
-            if not isinstance(obj, _CONFIG_MODELS):
-                continue
-            program_id = obj.id if isinstance(obj, Program) else obj.program_id
-            if program_id is not None:  # a new program has no id yet (and no cache entry)
-                changed.add(program_id)
-    for program_id in sorted(changed):
-        touch(session, program_id)
 
 
 @dataclass(frozen=True)

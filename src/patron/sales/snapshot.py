@@ -49,13 +49,14 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from patron.db.config_version import programs_version
 from patron.ledger import service as ledger
 from patron.ledger.models import Account, Entry, Lot, Movement, Purchase
 from patron.ledger.rolling import ACTIVITY_KINDS
 from patron.ledger.views import EXPIRING_WINDOW
 from patron.members.models import Member
 from patron.sales.plan import AccountState, Expiry, Ids, LotState, OpenLot, upgrade_window
-from patron.sales.program_cache import ProgramConfig, programs_version
+from patron.sales.program_cache import ProgramConfig
 from patron.tiers.metrics import metric_column
 
 ACC = cast(Table, Account.__table__)

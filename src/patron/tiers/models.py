@@ -10,10 +10,11 @@ from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueCon
 from sqlalchemy.orm import Mapped, mapped_column
 
 from patron.db.base import Base
+from patron.db.config_version import ProgramConfiguration
 from patron.db.types import BigIntPK, DecimalText, JSONType, UTCDateTime
 
 
-class TierPolicy(Base):
+class TierPolicy(ProgramConfiguration, Base):
     """How a program qualifies members for tiers (one row per program)."""
 
     __tablename__ = "tier_policies"
@@ -35,7 +36,7 @@ class TierPolicy(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-class TierDefinition(Base):
+class TierDefinition(ProgramConfiguration, Base):
     __tablename__ = "tier_definitions"
     __table_args__ = (UniqueConstraint("program_id", "code"),)
 
