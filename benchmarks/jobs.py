@@ -425,7 +425,7 @@ def expiry_run(
         "baseline_s": round(baseline_s, 3),
         "baseline": round(baseline_per_s, 1),
         "baseline_name": "one plain UPDATE lots SET remaining = 0 over the same rows (copy)",
-        "ratio": round(per_s / baseline_per_s, 3) if baseline_per_s else None,
+        "ratio": bench.ratio_of(per_s, baseline_per_s),
         "projected_10m_s": round(projected, 1) if projected else None,
         # Issue 15: the job within 2x the plain UPDATE of the same lots, on either engine.
         "target": "expiry <= 2x the plain UPDATE of the same lots",
@@ -705,7 +705,7 @@ def tiers_run(
         "baseline": round(baseline_per_s, 1),
         "baseline_name": "plain SELECT account_id, sum(qualifying) … GROUP BY over the same "
         "entries (copy)",
-        "ratio": round(per_s / baseline_per_s, 3) if baseline_per_s else None,
+        "ratio": bench.ratio_of(per_s, baseline_per_s),
         "times_group_by": round(times_group_by, 2) if times_group_by is not None else None,
         "ratio_group_by_update": round(baseline_s / evaluate_s, 3) if evaluate_s else None,
         "projected_target_s": round(projected, 1),

@@ -251,7 +251,7 @@ def reminder_run(
         "baseline": round(baseline_per_s, 1),
         "baseline_name": "one plain INSERT … SELECT of the same (member, local day, sum) rows"
         " into a scratch table",
-        "ratio": round(per_s / baseline_per_s, 3) if baseline_per_s else None,
+        "ratio": bench.ratio_of(per_s, baseline_per_s),
         "run_over_baseline": round(run_s / base["seconds"], 2) if base["seconds"] else None,
         "target": "none set by the issue (measure at 1 M members)",
         "target_met": None,

@@ -560,7 +560,7 @@ def _result(
         "unit": "redemptions/s",
         "baseline": round(baseline, 1),
         "baseline_name": baseline_name,
-        "ratio": round(http["redemptions_per_s"] / baseline, 3) if baseline else None,
+        "ratio": bench.ratio_of(http["redemptions_per_s"], baseline),
         "p50_ms": http["p50_ms"],
         "p99_ms": http["p99_ms"],
         "target": "none set (issue 13: the figure beside its baseline)",

@@ -204,6 +204,12 @@ end
 # Small helpers
 
 
+def ratio_of(figure: float, baseline: float) -> float | None:
+    """figure ÷ baseline to four significant digits: a small-sized run's ratio (0.000484) stays
+    above zero instead of rounding to 0.0."""
+    return float(f"{figure / baseline:.4g}") if baseline else None
+
+
 def log(message: str) -> None:
     print(message, flush=True)
 

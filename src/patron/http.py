@@ -125,9 +125,18 @@ async def caller(
 def _authenticate(db: Database, raw: str | None) -> Actor:
     with db.unit_of_work(readonly=True) as session:
         actor = auth.authenticate(session, raw)
+        # The revocation count in the same snapshot as the key (counts only grow).
+        count = auth.revocations(session)
     assert raw is not None
     with _key_lock:
-        _key_cache[raw] = (time.monotonic() + _KEY_CACHE_SECONDS, actor)
+        if _revoked["count"] == -1:
+            # The worker's first key: the count is known from here, so the first background
+            # check does not forget this key again.
+            _revoked["count"] = count
+        if count >= _revoked["count"]:
+            # A key read before a revocation the checks have already counted is not remembered:
+            # it is checked again on its next request.
+            _key_cache[raw] = (time.monotonic() + _KEY_CACHE_SECONDS, actor)
     return actor
 
 

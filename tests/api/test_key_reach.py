@@ -266,6 +266,38 @@ def test_a_revocation_elsewhere_reaches_this_worker_within_a_second(client, db, 
     assert refused.status_code == 401
 
 
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)  # engine-independent
+def test_the_first_revocation_check_keeps_a_key_authenticated_beside_it(db, two):
+    """A worker's first check (count unknown) used to forget every key, so a key authenticated
+    while it ran was checked again on the next request. The key's own read learns the count."""
+    key = two["keys"]["bakery"]["key"]
+    http.forget_keys()
+    http._authenticate(db, key)
+    http.check_revocations(db)  # the check that ran beside that first request
+    assert http.cached_actor(key) is not None
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)  # engine-independent
+def test_a_key_read_before_a_counted_revocation_is_not_remembered(db, two, monkeypatch):
+    """A check has already counted a revocation that this key's read came before: the key is
+    answered for this request but checked again on the next."""
+    key = two["keys"]["bakery"]["key"]
+    with db.unit_of_work() as session:
+        revoke_key(session, two["keys"]["mapo"]["id"], actor=CLI, now=clock.now())
+    http.forget_keys()
+    http.check_revocations(db)  # the worker knows of the revocation
+    with db.unit_of_work(readonly=True) as session:
+        counted = http.auth.revocations(session)
+    assert counted >= 1
+    with monkeypatch.context() as patched:
+        # As if this key's read had happened before that revocation: one fewer in its snapshot.
+        patched.setattr(http.auth, "revocations", lambda session: counted - 1)
+        assert http._authenticate(db, key).kind == "api_key"
+    assert http.cached_actor(key) is None
+    http._authenticate(db, key)  # read after it: remembered
+    assert http.cached_actor(key) is not None
+
+
 def test_the_cli_creates_and_lists_a_limited_key(db, two, monkeypatch):
     from typer.testing import CliRunner
 
