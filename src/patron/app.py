@@ -43,6 +43,7 @@ from patron.rules.api import router as rules_router
 from patron.rules.examples_api import router as rule_examples_router
 from patron.sales.api import router as sales_router
 from patron.sales.till_route import TillRoute, group_commit_for
+from patron.segment_deletion import router as segment_deletion_router
 from patron.segments.api import router as segments_router
 from patron.surveys.api import router as surveys_router
 from patron.surveys.page import router as survey_page_router
@@ -218,6 +219,7 @@ def create_app(
         card_token_router,
         fraud_router,
         segments_router,
+        segment_deletion_router,
         campaigns_router,
         surveys_router,
         survey_page_router,

@@ -64,6 +64,18 @@ def list_rewards(session: Session, program: Program, *, status: str | None = Non
     return list(session.scalars(stmt.order_by(Reward.points_cost, Reward.code)))
 
 
+def rewards_naming_segment(session: Session, program: Program, code: str) -> list[str]:
+    """The program's rewards, active or paused, whose `segments` name `code` (an archived
+    reward names it harmlessly: nobody can redeem it, and unarchiving checks its segments).
+    What keeps the segment from being deleted: patron.segment_deletion."""
+    rows = session.execute(
+        select(Reward.code, Reward.segments).where(
+            Reward.program_id == program.id, Reward.status != "archived"
+        )
+    )
+    return sorted(reward for reward, segments in rows if code in (segments or []))
+
+
 def _apply(program: Program, reward: Reward, fields: dict[str, Any]) -> None:
     for name, value in fields.items():
         if name in _MONEY_FIELDS:

@@ -213,6 +213,24 @@ def member_segments(
     return frozenset(found.get(member_id, ()))
 
 
+def rules_naming_segment(session: Session, program: Program, code: str) -> list[str]:
+    """The rules of the program's rule set in force whose `segments` condition names `code`
+    (what keeps the segment from being deleted: patron.segment_deletion)."""
+    from patron.rules.models import RuleSetVersion
+
+    document = session.scalar(
+        select(RuleSetVersion.document).where(
+            RuleSetVersion.program_id == program.id,
+            RuleSetVersion.version == program.rule_version,
+        )
+    )
+    return [
+        str(rule.get("id"))
+        for rule in (document or {}).get("rules", [])
+        if code in ((rule.get("conditions") or {}).get("segments") or [])
+    ]
+
+
 def _periods(local: datetime, tz: ZoneInfo) -> dict[str, tuple[datetime, datetime]]:
     """[start, end) in UTC of the member's local day, month and year around `local`."""
     day = local.date()

@@ -1,14 +1,14 @@
-"""Segments over HTTP (docs/engagement.md): CRUD per program, a live count and sample of a
-definition being edited, members as of a date, snapshots. Reading needs the read scope (a
-segment's members are member data the read scope already reaches); changing a segment or
-taking a snapshot needs admin."""
+"""Segments over HTTP (docs/engagement.md): create, read and change them per program, a live
+count and sample of a definition being edited, members as of a date, snapshots. Reading needs
+the read scope (a segment's members are member data the read scope already reaches); changing a
+segment or taking a snapshot needs admin. Deleting one is patron.segment_deletion's: it asks the
+earning rules and rewards, which sit above segments, whether they name it."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from fastapi import APIRouter, Depends, Path, Query
-from fastapi.responses import Response
 
 from patron import http
 from patron.audit.service import Actor
@@ -135,25 +135,6 @@ def update_segment(
         idempotency_key=idempotency_key,
         payload={"code": code, "segment": segment, **body.model_dump(mode="json")},
     )
-
-
-@router.delete(
-    f"{P}/{{segment}}",
-    status_code=204,
-    response_class=Response,
-    responses=responses(Conflict, service.SegmentInUse),
-)
-def delete_segment(
-    code: str = ProgramCode,
-    segment: str = SegmentCode,
-    db: Database = Depends(http.get_db),
-    actor: Actor = Depends(http.require("admin")),
-) -> Response:
-    """Delete a segment and its snapshots; 409 segment_in_use while another segment, an
-    earning rule in force or a reward (active or paused) uses it."""
-    with db.unit_of_work() as s:
-        service.remove(s, get_program(s, code), segment, actor=actor, now=http.now())
-    return Response(status_code=204)
 
 
 def _saved(s, code: str, segment: str):

@@ -232,28 +232,20 @@ def update(
     return row
 
 
-def remove(session: Session, program: Program, code: str, *, actor: Actor, now: datetime) -> None:
-    """Delete a segment and its snapshots; refused (409) while another segment, an earning
-    rule in force or a reward not archived refers to it."""
-    row = get_segment(session, program, code)
-    users = sorted(
+def segments_naming(session: Session, program: Program, code: str) -> list[str]:
+    """The program's other segments whose definition refers to `code` (a `segment` condition)."""
+    return sorted(
         other
         for other, doc in definitions(session, program).items()
         if other != code
         and any(isinstance(c, InSegment) and c.segment == code for c in walk(doc.condition))
     )
-    if users:
-        raise SegmentInUse(f"segment {code!r} is used by {', '.join(users)}")
-    if naming := rules_naming(session, program, code):
-        raise SegmentInUse(
-            f"segment {code!r} is a condition of earning rule {', '.join(naming)}: "
-            "change those rules first"
-        )
-    if naming := rewards_naming(session, program, code):
-        raise SegmentInUse(
-            f"segment {code!r} limits who may redeem reward {', '.join(naming)}: "
-            "change or archive those rewards first"
-        )
+
+
+def delete_segment(session: Session, row: Segment, *, actor: Actor, now: datetime) -> None:
+    """Delete a segment and its snapshots, audited. Nothing is checked here: the caller refuses
+    first while another segment, an earning rule or a reward names it (what
+    patron.segment_deletion.remove does)."""
     snapshots = select(SegmentSnapshot.id).where(SegmentSnapshot.segment_id == row.id)
     session.execute(
         delete(SegmentSnapshotMember).where(SegmentSnapshotMember.snapshot_id.in_(snapshots))
@@ -266,7 +258,7 @@ def remove(session: Session, program: Program, code: str, *, actor: Actor, now: 
         subject_type="segment",
         subject_id=row.id,
         at=now,
-        program_id=program.id,
+        program_id=row.program_id,
         before={"code": row.code, "name": row.name, "definition": row.definition},
     )
     session.delete(row)
@@ -501,31 +493,3 @@ def memberships(
     for code, member_id in session.execute(union_all(*parts)):
         out[member_id].add(code)
     return out
-
-
-def rules_naming(session: Session, program: Program, code: str) -> list[str]:
-    """The rules of the program's rule set in force whose `segments` condition names `code`."""
-    from patron.rules.models import RuleSetVersion
-
-    document = session.scalar(
-        select(RuleSetVersion.document).where(
-            RuleSetVersion.program_id == program.id,
-            RuleSetVersion.version == program.rule_version,
-        )
-    )
-    return [
-        str(rule.get("id"))
-        for rule in (document or {}).get("rules", [])
-        if code in ((rule.get("conditions") or {}).get("segments") or [])
-    ]
-
-
-def rewards_naming(session: Session, program: Program, code: str) -> list[str]:
-    """The program's rewards, active or paused, whose `segments` name `code` (an archived
-    reward names it harmlessly: nobody can redeem it, and unarchiving checks its segments)."""
-    rows = session.execute(
-        select(Reward.code, Reward.segments).where(
-            Reward.program_id == program.id, Reward.status != "archived"
-        )
-    )
-    return sorted(reward for reward, segments in rows if code in (segments or []))
