@@ -1,4 +1,4 @@
-"""Templates, each program's notification settings, reminder marks, job runs."""
+"""Templates, each program's notification settings, reminder marks."""
 
 from __future__ import annotations
 
@@ -53,20 +53,3 @@ class ReminderMark(Base):
     kind: Mapped[str] = mapped_column(String(20))
     key: Mapped[str] = mapped_column(String(20))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-
-class JobRun(Base):
-    """One run of a scheduled job for one program and period; resumable from `cursor`."""
-
-    __tablename__ = "job_runs"
-    __table_args__ = (UniqueConstraint("job", "program_id", "key"),)
-
-    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
-    job: Mapped[str] = mapped_column(String(30))  # expiring | birthday | statement
-    program_id: Mapped[int] = mapped_column(BigInteger)
-    key: Mapped[str] = mapped_column(String(20))  # the day or month the run is for
-    status: Mapped[str] = mapped_column(String(10))  # running | done
-    cursor: Mapped[int] = mapped_column(BigInteger, default=0)
-    counts: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
