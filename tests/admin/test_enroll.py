@@ -17,8 +17,7 @@ from patron.audit.service import CLI
 from patron.delivery import runner
 from patron.events.models import Delivery
 from patron.ledger.models import Account
-from patron.members.models import Card, Member
-from patron.notify.models import ConsentRecord
+from patron.members.models import Card, ConsentRecord, Member
 from patron.programs.models import Program
 from tests.admin.helpers import PASSWORD, STAFF, sign_in
 from tests.conftest import T0

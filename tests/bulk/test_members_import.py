@@ -17,8 +17,7 @@ from patron.check import run_check
 from patron.db.engine import Database
 from patron.events.models import DomainEvent
 from patron.ledger.models import Account, Entry, Lot
-from patron.members.models import Member
-from patron.notify.models import ConsentRecord
+from patron.members.models import ConsentRecord, Member
 from patron.tiers.models import TierChange
 from tests.bulk.conftest import errors_of, run_import, write_csv, write_xlsx
 

@@ -16,8 +16,8 @@ from patron.campaigns.schemas import CampaignIn
 from patron.config import Settings
 from patron.delivery import dispatch, runner
 from patron.events.models import Delivery, DomainEvent
+from patron.members import consent
 from patron.members.models import Member
-from patron.notify import consent
 from patron.programs.models import Program
 from tests.campaigns.conftest import ab_body
 from tests.factories import make_member

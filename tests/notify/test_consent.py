@@ -8,9 +8,8 @@ from sqlalchemy import select
 
 from patron import clock
 from patron.audit.service import CLI
-from patron.members.models import Member
-from patron.notify import consent
-from patron.notify.models import ConsentRecord
+from patron.members import consent
+from patron.members.models import ConsentRecord, Member
 from tests.conftest import auth
 from tests.factories import make_member, make_program
 

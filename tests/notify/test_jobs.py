@@ -17,6 +17,7 @@ from sqlalchemy import func, select, text
 from patron import clock
 from patron.audit.service import CLI
 from patron.db.engine import Database
+from patron.db.job_runs import JobRun
 from patron.events.models import DomainEvent
 from patron.ledger.jobs import run_expiry
 from patron.ledger.models import Account, Entry, Lot
@@ -25,7 +26,7 @@ from patron.members.models import Member
 from patron.members.schemas import MemberRef, MemberUpdate
 from patron.notify import jobs
 from patron.notify import settings as notify_settings
-from patron.notify.models import JobRun, ReminderMark
+from patron.notify.models import ReminderMark
 from patron.notify.settings import NotifySettings
 from patron.rules import events as rule_events
 from patron.rules import publishing

@@ -15,8 +15,9 @@ from patron.audit.service import CLI
 from patron.cli import app, console
 from patron.config import get_settings
 from patron.db.engine import Database
+from patron.db.job_runs import JobRun
 from patron.events.models import DomainEvent
-from patron.notify.models import JobRun, ReminderMark
+from patron.notify.models import ReminderMark
 from patron.rules import publishing
 from tests.factories import make_member, make_program
 from tests.ledger._helpers import buy

@@ -8,8 +8,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from patron.audit.models import AuditRecord
+from patron.members import consent
 from patron.members.models import Member
-from patron.notify import consent
 from patron.portal import account, i18n, service
 from patron.programs.models import Store
 from tests.portal.conftest import A_EMAIL, B_EMAIL, bakery, code_from

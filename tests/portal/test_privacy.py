@@ -18,7 +18,7 @@ from patron.audit.service import Actor
 from patron.config import get_settings
 from patron.delivery import dispatch
 from patron.events.models import Delivery, DomainEvent
-from patron.notify.models import ConsentRecord
+from patron.members.models import ConsentRecord
 from patron.portal import i18n, privacy, service
 from patron.portal.account import lock_member
 from patron.portal.models import PrivacyRequest

@@ -17,8 +17,7 @@ from patron import clock
 from patron.audit.service import CLI
 from patron.db.engine import Database
 from patron.ledger.models import Account
-from patron.members.models import Member
-from patron.notify.models import ConsentRecord
+from patron.members.models import ConsentRecord, Member
 from patron.portal import service, signup
 from patron.rules import publishing
 from patron.rules.model import RuleSetDoc

@@ -13,8 +13,7 @@ from sqlalchemy import select
 from patron import clock
 from patron.audit.models import AuditRecord
 from patron.audit.service import Actor
-from patron.members.models import Member
-from patron.notify.models import ConsentRecord
+from patron.members.models import ConsentRecord, Member
 from patron.portal import privacy as portal
 from patron.privacy.models import ConsentText
 from patron.programs.service import get_program

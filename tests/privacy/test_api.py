@@ -108,7 +108,7 @@ def test_bad_consent_input_is_a_422_and_writes_nothing(client, db, kim, pos):
         answer = client.post(f"{base(kim)}/consents", json=body, headers=pos)
         assert answer.status_code == 422, (body, answer.text)
     with db.unit_of_work(readonly=True) as s:
-        from patron.notify.models import ConsentRecord
+        from patron.members.models import ConsentRecord
 
         assert not s.scalars(
             select(ConsentRecord).where(ConsentRecord.channel == "profiling")

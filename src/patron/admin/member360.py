@@ -22,12 +22,12 @@ from patron.events.models import Delivery, DeliveryAttempt
 from patron.ledger import views
 from patron.ledger.models import Account
 from patron.ledger.schemas import EntryOut, LotOut, Totals
+from patron.members import consent
 from patron.members import service as members
+from patron.members.models import ConsentRecord
 from patron.members.phone import national_format
 from patron.members.schemas import MemberOut
 from patron.members.service import member_programs
-from patron.notify import consent
-from patron.notify.models import ConsentRecord
 from patron.programs.models import Program
 from patron.rewards import catalog as rewards_catalog
 from patron.rewards import redeem as rewards_redeem

@@ -42,10 +42,9 @@ from patron.events.models import DomainEvent
 from patron.ledger.expiry import ExpiryRule
 from patron.ledger.models import Account
 from patron.members import refs
-from patron.members.models import Card, Member
+from patron.members.consent import CHANNELS
+from patron.members.models import Card, ConsentRecord, Member
 from patron.members.schemas import MemberRef
-from patron.notify.consent import CHANNELS
-from patron.notify.models import ConsentRecord
 from patron.sales import snapshot
 from patron.sales.apply import apply
 from patron.sales.plan import AccountState, Ids, Planner

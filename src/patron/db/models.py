@@ -6,19 +6,14 @@ from patron.auth.models import ApiKey
 from patron.bulk.models import AdjustmentKey, BulkJob, BulkJobError, MemberImportRef  # noqa: F401
 from patron.campaigns.models import Campaign, CampaignMember  # noqa: F401
 from patron.db.base import Base
+from patron.db.job_runs import JobRun
 from patron.events.models import Delivery, DeliveryAttempt, DomainEvent, InstanceKey
 from patron.fraud.models import FraudActivity, FraudReview, FraudSettings  # noqa: F401
 from patron.ledger.models import Account, Entry, Lot, Movement, Purchase, Refund
-from patron.members.models import Card, Member
+from patron.members.models import Card, ConsentRecord, Member
 from patron.milestones.models import Milestone, MilestoneAchievement  # noqa: F401
 from patron.moves.models import MemberMerge, Transfer, TransferSettings  # noqa: F401
-from patron.notify.models import (
-    ConsentRecord,
-    JobRun,
-    MessageTemplate,
-    NotificationConfig,
-    ReminderMark,
-)
+from patron.notify.models import MessageTemplate, NotificationConfig, ReminderMark
 from patron.portal.models import (
     PortalCode,
     PortalEnrollment,

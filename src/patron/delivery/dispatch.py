@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 from patron.config import Settings
 from patron.db.engine import Database
 from patron.events.models import Delivery, DomainEvent, EventFacts, OutboxEvent
+from patron.members import consent
 from patron.members.models import Member
-from patron.notify import consent
 from patron.notify import settings as notify_settings
 from patron.notify.routing import choose_channel, queue_key
 from patron.notify.settings import NotifySettings

@@ -35,8 +35,8 @@ from patron.db.engine import Database
 from patron.events.kinds import public_id
 from patron.events.models import OPEN_STATES, Delivery, DeliveryAttempt
 from patron.events.sending import SendResult
+from patron.members import consent
 from patron.members.models import Member
-from patron.notify import consent
 from patron.notify import settings as notify_settings
 from patron.programs.models import Program
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Date, ForeignKey, Index, String, text
+from sqlalchemy import BigInteger, Boolean, Date, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from patron.db.base import Base
@@ -42,3 +42,24 @@ class Card(Base):
     kind: Mapped[str] = mapped_column(String(10))  # physical | ecard | app
     status: Mapped[str] = mapped_column(String(10), default="active")  # active | blocked | lost
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ConsentRecord(Base):
+    """One change of a member's marketing consent on one channel: who, when, how. The latest
+    row per member and channel is in force; before any row, members.marketing_consent is."""
+
+    __tablename__ = "consent_records"
+    __table_args__ = (Index("ix_consent_records_member_channel", "member_id", "channel", "id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    channel: Mapped[str] = mapped_column(String(10))  # email | sms | profiling
+    granted: Mapped[bool] = mapped_column(Boolean)
+    # api | admin | portal | unsubscribe_link | sms_keyword | import | enrollment
+    source: Mapped[str] = mapped_column(String(20))
+    actor: Mapped[str] = mapped_column(String(80))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    note: Mapped[str | None] = mapped_column(String(500))
+    # The consent text version agreed to, and the program it was asked in (patron.privacy).
+    version: Mapped[str | None] = mapped_column(String(40))
+    program_id: Mapped[int | None] = mapped_column(BigInteger)

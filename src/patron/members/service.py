@@ -12,6 +12,7 @@ from patron.audit.service import Actor
 from patron.errors import Conflict, Invalid, MemberBlocked, NotFound
 from patron.ledger.models import Account
 from patron.ledger.service import open_account
+from patron.members import consent
 from patron.members.models import Card, Member
 from patron.members.phone import normalise_phone
 from patron.members.schemas import (
@@ -22,7 +23,6 @@ from patron.members.schemas import (
     MemberRef,
     MemberUpdate,
 )
-from patron.notify import consent
 from patron.programs.models import Program
 
 PROFILE_FIELDS = (

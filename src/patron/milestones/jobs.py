@@ -46,6 +46,7 @@ from sqlalchemy.orm import Session
 from patron.audit import service as audit
 from patron.audit.service import SYSTEM, Actor
 from patron.db.engine import Database
+from patron.db.job_runs import JobRun
 from patron.db.types import UTCDateTime
 from patron.errors import PatronError
 from patron.events.models import DomainEvent
@@ -323,8 +324,6 @@ def run_program(
 
 def _claim(session: Session, program_id: int, key: str, now: datetime) -> bool:
     """This worker's turn for the program's hour: a job_runs row, created once."""
-    from patron.notify.models import JobRun
-
     found = session.scalar(
         select(JobRun.id).where(
             JobRun.job == JOB, JobRun.program_id == program_id, JobRun.key == key
@@ -346,8 +345,6 @@ def _claim(session: Session, program_id: int, key: str, now: datetime) -> bool:
 def run_due(db: Database, *, now: datetime) -> list[RunOut]:
     """Once per program-local hour, every program with active goals (what the worker calls
     every minute; a run claimed by another worker is skipped)."""
-    from patron.notify.models import JobRun
-
     out: list[RunOut] = []
     with db.unit_of_work(readonly=True) as session:
         programs = session.execute(

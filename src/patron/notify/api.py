@@ -12,10 +12,10 @@ from patron import http
 from patron.audit.service import Actor
 from patron.db.engine import Database
 from patron.errors import Forbidden, Invalid, NotFound, Unauthorized, responses
+from patron.members import consent
 from patron.members import service as members
 from patron.members.models import Member
 from patron.members.phone import normalise_phone
-from patron.notify import consent
 from patron.notify import settings as notify_settings
 from patron.notify.settings import NotifySettings
 from patron.programs.schemas import CODE_PATTERN

@@ -60,6 +60,7 @@ from patron.audit import service as audit
 from patron.audit.service import SYSTEM, Actor
 from patron.config import get_settings
 from patron.db.engine import Database
+from patron.db.job_runs import JobRun
 from patron.db.types import UTCDateTime
 from patron.errors import PatronError
 from patron.events.models import DomainEvent
@@ -70,7 +71,7 @@ from patron.ledger.models import Account, Entry, Lot
 from patron.members.models import Member
 from patron.members.schemas import MemberRef
 from patron.notify import settings as notify_settings
-from patron.notify.models import JobRun, ReminderMark
+from patron.notify.models import ReminderMark
 from patron.notify.settings import NotifySettings
 from patron.programs.models import Program
 from patron.programs.service import get_program

@@ -1,11 +1,11 @@
-"""Templates, each program's notification settings, consent records, reminder marks, job runs."""
+"""Templates, each program's notification settings, reminder marks."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from patron.db.base import Base
@@ -40,27 +40,6 @@ class NotificationConfig(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-class ConsentRecord(Base):
-    """One change of a member's marketing consent on one channel: who, when, how. The latest
-    row per member and channel is in force; before any row, members.marketing_consent is."""
-
-    __tablename__ = "consent_records"
-    __table_args__ = (Index("ix_consent_records_member_channel", "member_id", "channel", "id"),)
-
-    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
-    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
-    channel: Mapped[str] = mapped_column(String(10))  # email | sms | profiling
-    granted: Mapped[bool] = mapped_column(Boolean)
-    # api | admin | portal | unsubscribe_link | sms_keyword | import | enrollment
-    source: Mapped[str] = mapped_column(String(20))
-    actor: Mapped[str] = mapped_column(String(80))
-    at: Mapped[datetime] = mapped_column(UTCDateTime)
-    note: Mapped[str | None] = mapped_column(String(500))
-    # The consent text version agreed to, and the program it was asked in (patron.privacy).
-    version: Mapped[str | None] = mapped_column(String(40))
-    program_id: Mapped[int | None] = mapped_column(BigInteger)
-
-
 class ReminderMark(Base):
     """A scheduled message a member has had (or was decided on), so it is never sent twice:
     kind expiring + the expiry day, birthday + the year, statement + the month."""
@@ -74,20 +53,3 @@ class ReminderMark(Base):
     kind: Mapped[str] = mapped_column(String(20))
     key: Mapped[str] = mapped_column(String(20))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-
-class JobRun(Base):
-    """One run of a scheduled job for one program and period; resumable from `cursor`."""
-
-    __tablename__ = "job_runs"
-    __table_args__ = (UniqueConstraint("job", "program_id", "key"),)
-
-    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
-    job: Mapped[str] = mapped_column(String(30))  # expiring | birthday | statement
-    program_id: Mapped[int] = mapped_column(BigInteger)
-    key: Mapped[str] = mapped_column(String(20))  # the day or month the run is for
-    status: Mapped[str] = mapped_column(String(10))  # running | done
-    cursor: Mapped[int] = mapped_column(BigInteger, default=0)
-    counts: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
+from patron.members import consent
 from patron.members.models import Member
-from patron.notify import consent
 
 
 def queue_key(channel: str, *, member_id: int | None, endpoint_id: int | None = None) -> str:

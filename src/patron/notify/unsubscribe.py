@@ -3,7 +3,7 @@
 GET shows a page with one button (link scanners in mail systems open links, so opening one
 must not unsubscribe anybody); POST withdraws e-mail marketing consent, recorded with source
 "unsubscribe_link". Mail clients' one-click unsubscribe (RFC 8058: the List-Unsubscribe-Post
-header) POSTs to the same address. The token is signed (patron.notify.consent), so nobody can
+header) POSTs to the same address. The token is signed (patron.members.consent), so nobody can
 unsubscribe somebody else. The page speaks the member's language.
 """
 
@@ -17,8 +17,8 @@ from fastapi.responses import HTMLResponse
 from patron import http
 from patron.audit.service import Actor
 from patron.db.engine import Database
+from patron.members import consent
 from patron.members.models import Member
-from patron.notify import consent
 from patron.programs.models import Program
 
 router = APIRouter(include_in_schema=False)

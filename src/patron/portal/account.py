@@ -19,10 +19,10 @@ from sqlalchemy.orm import Session
 
 from patron.audit.service import Actor
 from patron.errors import Conflict
+from patron.members import consent
 from patron.members import service as members
 from patron.members.models import Member
 from patron.members.schemas import MemberUpdate
-from patron.notify import consent
 from patron.portal import verify
 from patron.portal.service import CodeMessage, normalise_contact
 from patron.programs.models import Program, Store

@@ -13,10 +13,10 @@ from starlette.concurrency import run_in_threadpool
 
 from patron import clock
 from patron.errors import NotFound
+from patron.members import consent
 from patron.members import service as members
 from patron.members.phone import national_format
 from patron.members.schemas import MemberUpdate
-from patron.notify import consent
 from patron.portal import account, i18n, service
 from patron.portal.templating import render
 from patron.portal.web import (

@@ -24,9 +24,8 @@ from patron.events.models import Delivery
 from patron.events.outbox import emit, iso_utc
 from patron.ledger import views as ledger_views
 from patron.ledger.models import Account, Entry, Purchase
-from patron.members.models import Card, Member
+from patron.members.models import Card, ConsentRecord, Member
 from patron.money import from_minor
-from patron.notify.models import ConsentRecord
 from patron.portal.models import PortalSession, PrivacyRequest
 from patron.programs.models import Program
 from patron.rewards import views as rewards_views

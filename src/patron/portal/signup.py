@@ -41,11 +41,11 @@ from patron.audit.service import Actor
 from patron.config import get_settings
 from patron.errors import Conflict, NotFound, PatronError
 from patron.ledger.models import Account
+from patron.members import consent
 from patron.members import service as members
 from patron.members.models import Member
 from patron.members.phone import normalise_phone
 from patron.members.schemas import MemberCreate, MemberRef
-from patron.notify import consent
 from patron.portal import i18n, service, verify
 from patron.portal.models import PortalEnrollment
 from patron.programs.models import Program

@@ -1,7 +1,7 @@
 """Consent per purpose: marketing_email, marketing_sms and profiling, each record with its
 time, source, the consent text version agreed to, and withdrawal.
 
-The records live in consent_records (patron.notify.consent), whose `channel` names the
+The records live in consent_records (patron.members.consent), whose `channel` names the
 purpose, so the message readers (notify jobs, delivery, the member page) keep calling
 `consent.current(member, "email")` unchanged. Each program keeps its current consent text
 version per purpose (consent_texts); a record made in a program stores the version current
@@ -24,9 +24,8 @@ from patron.audit.service import Actor
 from patron.errors import Conflict, Invalid
 from patron.events.outbox import iso_utc
 from patron.ledger.models import Account
-from patron.members.models import Member
-from patron.notify import consent
-from patron.notify.models import ConsentRecord
+from patron.members import consent
+from patron.members.models import ConsentRecord, Member
 from patron.privacy.models import ConsentText
 from patron.programs.models import Program
 

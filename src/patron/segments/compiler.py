@@ -36,8 +36,7 @@ from sqlalchemy import (
 
 from patron.errors import Invalid
 from patron.ledger.models import Account, Entry, Purchase
-from patron.members.models import Member
-from patron.notify.models import ConsentRecord
+from patron.members.models import ConsentRecord, Member
 from patron.privacy.consents import PURPOSES
 from patron.programs.models import Store
 from patron.rewards.models import Redemption, Reward

@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 
 from patron.config import Settings
 from patron.events.models import Delivery, EventFacts
+from patron.members import consent
 from patron.members.models import Member
-from patron.notify import consent
 from patron.notify.routing import choose_channel, queue_key
 from patron.programs.models import Program
 from patron.surveys import service

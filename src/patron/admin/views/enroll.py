@@ -33,11 +33,11 @@ from patron.audit import service as audit
 from patron.errors import Conflict, Invalid, PatronError
 from patron.events.models import Delivery, DomainEvent
 from patron.ledger.models import Account
+from patron.members import consent
 from patron.members import service as members
 from patron.members.models import Card, Member
 from patron.members.phone import national_format, normalise_phone
 from patron.members.schemas import CardIn, MemberCreate
-from patron.notify import consent
 from patron.notify import settings as notify_settings
 from patron.portal import signup
 from patron.programs.models import Program

@@ -506,7 +506,7 @@ def member_consent(
     form: dict[str, str] = Depends(form_data),
 ) -> Response:
     """Record what the member told staff about marketing messages (source "admin")."""
-    from patron.notify import consent
+    from patron.members import consent
 
     program = _blank_is_none(form.get("program"))
     channels = [c for c in ("email", "sms") if form.get(c)]

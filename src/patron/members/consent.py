@@ -20,8 +20,7 @@ from sqlalchemy.orm import Session
 from patron.audit import service as audit
 from patron.audit.service import Actor
 from patron.events.keys import instance_key, sign, verify
-from patron.members.models import Member
-from patron.notify.models import ConsentRecord
+from patron.members.models import ConsentRecord, Member
 
 CHANNELS: tuple[str, ...] = ("email", "sms")  # the marketing channels messages go out on
 PROFILING = "profiling"
