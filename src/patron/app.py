@@ -14,7 +14,7 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from patron import __version__, openapi
-from patron.auth.api import router as access_router
+from patron.access import router as access_router
 from patron.campaigns.api import router as campaigns_router
 from patron.check import router as check_router
 from patron.config import get_settings
