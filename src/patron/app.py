@@ -14,11 +14,12 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from patron import __version__, openapi
-from patron.auth.api import router as access_router
+from patron.access import router as access_router
 from patron.campaigns.api import router as campaigns_router
 from patron.check import router as check_router
 from patron.config import get_settings
 from patron.db.engine import Database
+from patron.delivery.api import router as webhook_test_router
 from patron.errors import PatronError
 from patron.events.api import router as events_router
 from patron.fraud.api import router as fraud_router
@@ -213,6 +214,7 @@ def create_app(
         notify_router,
         templates_router,
         webhooks_router,
+        webhook_test_router,
         unsubscribe_router,
         wallet_router,
         enrollment_router,

@@ -509,7 +509,7 @@ def test_replay_sends_a_dead_delivery_again_and_keeps_its_log(db, frozen):
     assert row.actor == "cli"
 
 
-# --- the test send (through patron.delivery.runner.deliver_one) -----------------------------
+# --- the test send (patron.delivery.ping, through the runner's deliver_one) -----------------
 
 
 def test_the_test_send_posts_a_signed_webhook_test_and_reports_the_try(

@@ -1,5 +1,5 @@
-"""Webhook endpoints over HTTP: register, list, change, remove, rotate the secret, send a test,
-and read an endpoint's delivery log.
+"""Webhook endpoints over HTTP: register, list, change, remove, rotate the secret, and read an
+endpoint's delivery log. The test send's route is patron.delivery.api's (it drives the runner).
 
 Every call needs the admin scope, reads included: an endpoint's URL often carries a credential
 of its own (Slack-style hook URLs, ?token=…), and the delivery log holds what receivers
@@ -19,7 +19,7 @@ from patron.clock import as_utc
 from patron.db.engine import Database
 from patron.errors import Forbidden, Invalid, NotFound, Unauthorized, responses
 from patron.events import service as events
-from patron.events.schemas import AttemptOut, DeliveryPage
+from patron.events.schemas import DeliveryPage
 from patron.programs.models import Program
 from patron.programs.schemas import CODE_PATTERN
 from patron.programs.service import get_program
@@ -31,7 +31,6 @@ from patron.webhooks.schemas import (
     WebhookCreate,
     WebhookCreated,
     WebhookOut,
-    WebhookTestResult,
     WebhookUpdate,
 )
 from patron.webhooks.ssrf import InvalidUrl
@@ -83,17 +82,6 @@ def to_out(
         last_delivery_status=last_status,
         created_at=endpoint.created_at,
         updated_at=endpoint.updated_at,
-    )
-
-
-def attempt_out(a: Any) -> AttemptOut:
-    return AttemptOut(
-        at=a.at,
-        ok=a.ok,
-        status_code=a.status_code,
-        duration_ms=a.duration_ms,
-        error=a.error,
-        response=a.response,
     )
 
 
@@ -274,28 +262,6 @@ def rotate_secret(
         actor=actor,
         idempotency_key=idempotency_key,
         payload={"program": code, "id": webhook_id, **request.model_dump(mode="json")},
-    )
-
-
-@router.post(
-    "/programs/{code}/webhooks/{webhook_id}/test",
-    response_model=WebhookTestResult,
-    responses=responses(
-        ProgramNotFound, service.WebhookNotFound, ValidationFailed, service.WebhookInactive
-    ),
-    summary='Send a signed "webhook.test" event to the endpoint now and say how it went',
-)
-def send_test_webhook(
-    code: str = ProgramCode,
-    webhook_id: int = WebhookId,
-    db: Database = Depends(http.get_db),
-    actor: Actor = Depends(http.require("admin")),
-) -> WebhookTestResult:
-    sent = service.send_test(db, code, webhook_id, actor=actor, now=http.now())
-    return WebhookTestResult(
-        delivery_id=sent.delivery_id,
-        status=sent.status,
-        attempt=attempt_out(sent.attempt) if sent.attempt is not None else None,
     )
 
 

@@ -1,17 +1,17 @@
 """Webhook endpoints: register, change, rotate the secret, remove; the events each one wants;
-the body each delivery posts; the delivery log; replay; and the test send.
+the body each delivery posts (the test send's too: patron.delivery.ping queues and sends it);
+the delivery log; and replay.
 
 Secrets leave this module only as the return value of `create_endpoint` and `rotate_secret`
 (shown once); audit records and lists carry `signing.secret_hint` instead. Every change is
 audited ("webhooks.created", "webhooks.updated", "webhooks.secret_rotated", "webhooks.deleted",
-"webhooks.test_sent", "deliveries.replayed") in the caller's transaction.
+"deliveries.replayed") in the caller's transaction.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -22,19 +22,16 @@ from patron.audit import service as audit
 from patron.audit.service import Actor
 from patron.clock import as_utc
 from patron.config import get_settings
-from patron.db.engine import Database
-from patron.errors import Conflict, Invalid, NotFound
+from patron.errors import Invalid, NotFound
 from patron.events import service as events
 from patron.events.kinds import EVENT_TYPES, public_id
 from patron.events.models import Delivery, DeliveryAttempt, EventFacts
 from patron.programs.models import Program
-from patron.programs.service import get_program
 from patron.webhooks import signing, ssrf
 from patron.webhooks.models import WebhookEndpoint
 
 ALL_EVENTS = "*"
 TEST_EVENT = "webhook.test"
-TEST_HOLD = timedelta(minutes=1)
 MAX_KEEP_PREVIOUS_HOURS = 168
 
 
@@ -48,10 +45,6 @@ class UnknownEventType(Invalid):
 
 class DeliveryNotFound(NotFound):
     code = "delivery_not_found"
-
-
-class WebhookInactive(Conflict):
-    code = "webhook_inactive"
 
 
 # --- validation -------------------------------------------------------------------------------
@@ -401,79 +394,3 @@ def replay_delivery(session: Session, delivery_id: int, *, actor: Actor, now: da
     if row is None or program is None:
         raise DeliveryNotFound(f"no delivery {delivery_id}")
     return events.replay(session, program, delivery_id, actor=actor, now=now)
-
-
-# --- the test send ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SentTest:
-    delivery_id: int
-    status: str
-    attempt: DeliveryAttempt | None
-
-
-def send_test(
-    db: Database, program_code: str, endpoint_id: int, *, actor: Actor, now: datetime
-) -> SentTest:
-    """Queue a "webhook.test" delivery for the endpoint, commit it, and have the delivery
-    runner try it at once (patron.delivery.runner.deliver_one). Two transactions: the runner
-    claims committed deliveries only. A paused endpoint is refused (409 webhook_inactive): the
-    runner cancels whatever is due to one."""
-    with db.unit_of_work() as session:
-        program = get_program(session, program_code)
-        endpoint = get_endpoint(session, program, endpoint_id)
-        if not endpoint.active:
-            raise WebhookInactive(
-                f"webhook endpoint {endpoint_id} is paused; resume it to send a test"
-            )
-        delivery = Delivery(
-            event_id=None,
-            program_id=program.id,
-            member_id=None,
-            event_kind=TEST_EVENT,
-            channel="webhook",
-            endpoint_id=endpoint.id,
-            queue_key=f"webhook:{endpoint.id}:test",
-            recipient=endpoint.url,
-            purpose="transactional",
-            body="",
-            status="pending",
-            attempts=0,
-            # Not due for a minute, so a delivery loop running next to this request does not
-            # claim it before deliver_one below does; if this request dies first, the loop
-            # sends it then.
-            next_attempt_at=now + TEST_HOLD,
-            created_at=now,
-        )
-        session.add(delivery)
-        session.flush()
-        # The body names its message id, which for a delivery without an event is the
-        # runner's msg_<delivery id>: so the body is set after the insert.
-        delivery.body = ping_body(f"msg_{delivery.id}", endpoint, program.code, now)
-        audit.record(
-            session,
-            actor=actor,
-            action="webhooks.test_sent",
-            subject_type="webhook",
-            subject_id=endpoint.id,
-            at=now,
-            program_id=program.id,
-            after={"delivery_id": delivery.id},
-        )
-        delivery_id = delivery.id
-    # Imported here: the runner reaches back into this package (models, sender), and the
-    # dispatcher into this module, so a module-level import would make a cycle.
-    from patron.delivery.runner import deliver_one
-
-    status = deliver_one(db, delivery_id)
-    with db.unit_of_work(readonly=True) as session:
-        attempt = session.scalars(
-            select(DeliveryAttempt)
-            .where(DeliveryAttempt.delivery_id == delivery_id)
-            .order_by(DeliveryAttempt.id.desc())
-            .limit(1)
-        ).one_or_none()
-        if attempt is not None:
-            session.expunge(attempt)
-    return SentTest(delivery_id, status, attempt)

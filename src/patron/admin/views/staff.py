@@ -16,12 +16,12 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
 from patron import clock, http
+from patron.access import KeyCreate
 from patron.admin import context, forms, i18n, program_context, service, setup_service
 from patron.admin.deps import OutOfReach, Staff, form_data, get_db, require
 from patron.admin.roles import ROLES
 from patron.admin.templating import path_for, render
 from patron.auth import service as keys
-from patron.auth.api import KeyCreate
 from patron.errors import NotFound, PatronError
 
 router = APIRouter()

@@ -4,8 +4,8 @@ delivery log with replay.
 
 Permissions: webhooks.view to see (owners and marketers), webhooks.manage to change (owners:
 the pages hand out signing secrets), and deliveries.replay (with webhooks.view) to send a failed
-delivery again. Every change goes through patron.webhooks.service with the signed-in user as the
-actor, so the audit log names them.
+delivery again. Every change goes through patron.webhooks.service (the test send through
+patron.delivery.ping) with the signed-in user as the actor, so the audit log names them.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from patron import clock
 from patron.admin import forms, i18n, program_context
 from patron.admin.deps import PermissionDenied, Staff, form_data, get_db, require
 from patron.admin.templating import path_for, render
+from patron.delivery.ping import send_test
 from patron.errors import PatronError
 from patron.events import service as events
 from patron.events.kinds import EVENT_TYPES, public_id
@@ -503,7 +504,7 @@ def webhook_test(
     webhook_id: int = WebhookId,
     staff: Staff = Depends(require("webhooks.manage")),
 ) -> Response:
-    sent = service.send_test(get_db(request), code, webhook_id, actor=staff.actor, now=clock.now())
+    sent = send_test(get_db(request), code, webhook_id, actor=staff.actor, now=clock.now())
     target = _detail_url(request, code, webhook_id, tested=sent.delivery_id)
     return RedirectResponse(target + "#test-result", status_code=303)
 

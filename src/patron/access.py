@@ -1,3 +1,10 @@
+"""The access API: API keys (create, list, revoke) and the audit log (read, verify its chain).
+
+A module above patron.http, not patron.auth's: http checks every request's key with
+patron.auth, and these routes are requests like any other (a revocation also makes this
+worker forget the keys it remembered, `http.forget_keys`).
+"""
+
 from __future__ import annotations
 
 from datetime import datetime
