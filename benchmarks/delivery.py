@@ -106,8 +106,8 @@ def prepare(url: str, receiver: str, events: int, members: int) -> None:
     from patron.audit.service import CLI
     from patron.db.engine import Database
     from patron.db.migrate import upgrade
-    from patron.programs import service as programs
     from patron.programs.schemas import ProgramCreate
+    from patron.setup import service as setup
     from patron.webhooks import service as webhooks
 
     sys.path.insert(0, str(ROOT))
@@ -116,7 +116,7 @@ def prepare(url: str, receiver: str, events: int, members: int) -> None:
     upgrade(url)
     db = Database(url)
     with db.unit_of_work() as s:
-        program = programs.create_program(
+        program = setup.create_program(
             s, ProgramCreate.model_validate(BAKERY), actor=CLI, now=clock.now()
         )
         webhooks.create_endpoint(

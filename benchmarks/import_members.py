@@ -100,8 +100,8 @@ def setup_program(url: str) -> None:
     from patron.audit.service import CLI
     from patron.db.engine import Database
     from patron.db.migrate import upgrade
-    from patron.programs import service as programs
     from patron.programs.schemas import ProgramCreate
+    from patron.setup import service as setup
     from patron.tiers import service as tiers
     from patron.tiers.schemas import TierSetup
 
@@ -109,7 +109,7 @@ def setup_program(url: str) -> None:
     db = Database(url)
     now = datetime.now(UTC)
     with db.unit_of_work() as session:
-        program = programs.create_program(
+        program = setup.create_program(
             session,
             ProgramCreate.model_validate(
                 {

@@ -64,7 +64,7 @@ from patron.events.models import DomainEvent
 from patron.events.outbox import entry_payload_sql
 from patron.ledger import jobs as ledger_jobs
 from patron.ledger.models import Account, Entry, Lot
-from patron.programs import service as programs
+from patron.setup import service as setup
 from patron.tiers import jobs as tier_jobs
 from patron.tiers import service as tiers
 
@@ -179,7 +179,7 @@ def _program(db: Database, now: datetime, with_tiers: bool) -> int:
     from patron.demo import BAKERY, BAKERY_TIERS
 
     with db.unit_of_work() as session:
-        program = programs.create_program(session, BAKERY, actor=SYSTEM, now=now)
+        program = setup.create_program(session, BAKERY, actor=SYSTEM, now=now)
         if with_tiers:
             tiers.set_tiers(session, program, BAKERY_TIERS, actor=SYSTEM, now=now)
         return program.id

@@ -52,6 +52,7 @@ from patron.programs.schemas import ProgramCreate, StoreCreate
 from patron.reports import finance, period, rollup
 from patron.reports.common import day_range
 from patron.reports.models import ReportDaily
+from patron.setup import service as setup
 from patron.tiers import service as tiers
 from patron.tiers.schemas import TierSetup
 
@@ -168,7 +169,7 @@ def reset_for_reuse(url: str, entries: int) -> int:
 def setup_program(db: Database, stores: int) -> int:
     start = datetime(YEAR - 1, 12, 1, tzinfo=UTC)
     with db.unit_of_work() as session:
-        program = programs.create_program(session, PROGRAM, actor=SYSTEM, now=start)
+        program = setup.create_program(session, PROGRAM, actor=SYSTEM, now=start)
         for n in range(1, stores + 1):
             programs.create_store(
                 session,

@@ -100,6 +100,7 @@ from patron.members import service as members
 from patron.members.schemas import MemberCreate
 from patron.programs import service as programs
 from patron.programs.schemas import StoreCreate
+from patron.setup.service import create_program
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -305,7 +306,7 @@ def setup_bakery(url: str, members_count: int) -> dict[str, Any]:
     now = utcnow()
     try:
         with db.unit_of_work() as session:
-            program = programs.create_program(session, BAKERY, actor=SYSTEM, now=now)
+            program = create_program(session, BAKERY, actor=SYSTEM, now=now)
             programs.create_store(
                 session, program, StoreCreate(code="mapo", name="Mapo"), actor=SYSTEM, now=now
             )

@@ -15,6 +15,7 @@ from patron.members.schemas import CardIn, MemberCreate
 from patron.programs import service as programs
 from patron.programs.models import Program
 from patron.programs.schemas import ProgramCreate, StoreCreate
+from patron.setup import service as setup
 
 BAKERY: dict[str, Any] = {
     "code": "bakery",
@@ -52,9 +53,7 @@ def make_program(
     **overrides: Any,
 ) -> Program:
     data = {**(base or BAKERY), **overrides}
-    program = programs.create_program(
-        session, ProgramCreate.model_validate(data), actor=CLI, now=now
-    )
+    program = setup.create_program(session, ProgramCreate.model_validate(data), actor=CLI, now=now)
     for code in stores:
         programs.create_store(
             session, program, StoreCreate(code=code, name=code.title()), actor=CLI, now=now

@@ -37,6 +37,7 @@ from patron.rules import publishing
 from patron.rules.model import RuleSetDoc
 from patron.sales import purchases
 from patron.sales.schemas import LineIn, PurchaseRequest, RefundRequest
+from patron.setup import service as setup
 from patron.tiers import service as tiers
 from patron.tiers.schemas import TierSetup
 
@@ -235,7 +236,7 @@ def load(
     rng = random.Random(seed)
     start = now - timedelta(days=days)
     with db.unit_of_work() as session:
-        program = programs.create_program(session, BAKERY, actor=SYSTEM, now=start)
+        program = setup.create_program(session, BAKERY, actor=SYSTEM, now=start)
         for code, name in STORES:
             programs.create_store(
                 session, program, StoreCreate(code=code, name=name), actor=SYSTEM, now=start

@@ -22,6 +22,7 @@ from patron.programs.models import Program
 from patron.programs.schemas import ProgramUpdate
 from patron.sales import purchases
 from patron.sales.schemas import AdjustRequest, LineIn, PurchaseRequest, RefundLineIn, RefundRequest
+from patron.setup import service as setup
 
 
 def program(session: Session, code: str) -> Program:
@@ -91,7 +92,7 @@ def adjust(session: Session, prog: Program, member_id: int, points: int, *, now:
 def set_expiry(
     session: Session, prog: Program, *, months: int, kind: str = "months", now: datetime
 ) -> None:
-    programs.update_program(
+    setup.update_program(
         session,
         prog,
         ProgramUpdate.model_validate({"expiry": {"kind": kind, "months": months}}),

@@ -94,6 +94,7 @@ def test_a_change_made_by_a_service_call_elsewhere_is_seen(two_workers, keys, db
     from patron.audit.service import CLI
     from patron.programs import service as programs
     from patron.programs.schemas import ProgramUpdate
+    from patron.setup import service as setup
 
     till, member = two_workers["till"], two_workers["member"]
     assert sale(till, keys, 1, member)["points_earned"] == 100
@@ -101,7 +102,7 @@ def test_a_change_made_by_a_service_call_elsewhere_is_seen(two_workers, keys, db
     try:
         with other.unit_of_work() as session:
             program = programs.get_program(session, "bakery")
-            programs.update_program(
+            setup.update_program(
                 session,
                 program,
                 ProgramUpdate.model_validate(

@@ -1,3 +1,6 @@
+"""Programs and their stores in the database: read, and written as rows. A whole program is its
+row and its rule set, written together by `setup.service`, which uses the pieces here."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -20,9 +23,6 @@ from patron.programs.schemas import (
     RedemptionPolicy,
     StoreCreate,
 )
-from patron.rules import publishing
-from patron.rules import service as rules
-from patron.rules.model import RuleSetDoc
 
 
 def to_out(p: Program) -> ProgramOut:
@@ -52,7 +52,8 @@ def to_out(p: Program) -> ProgramOut:
     )
 
 
-def _snapshot(p: Program) -> dict[str, Any]:
+def snapshot(p: Program) -> dict[str, Any]:
+    """The program's settings as its audit records show them."""
     return to_out(p).model_dump(mode="json", exclude={"created_at", "updated_at"})
 
 
@@ -92,9 +93,10 @@ def _check_amount_fits(p: Program) -> None:
         )
 
 
-def create_program(
-    session: Session, data: ProgramCreate, *, actor: Actor, now: datetime
-) -> Program:
+def add_program(session: Session, data: ProgramCreate, *, actor: Actor, now: datetime) -> Program:
+    """A new program's row and its audit record. Not a whole program yet: its rule set's first
+    version is published by `setup.service.create_program`, which calls this, in the same
+    transaction."""
     if session.scalar(select(Program.id).where(Program.code == data.code)) is not None:
         raise Conflict(
             f"a program with code {data.code!r} already exists", code="duplicate_program"
@@ -119,24 +121,14 @@ def create_program(
         subject_id=p.code,
         program_id=p.id,
         at=now,
-        after=_snapshot(p),
-    )
-    # The base rate is the first rule of the program's rule set, version 1.
-    publishing.publish(
-        session,
-        p,
-        RuleSetDoc.model_validate({"rules": [rules.base_rule_from_program(p)]}),
-        actor=actor,
-        now=now,
-        note="base rate from the program settings",
+        after=snapshot(p),
     )
     return p
 
 
-def update_program(
-    session: Session, program: Program, data: ProgramUpdate, *, actor: Actor, now: datetime
-) -> Program:
-    before = _snapshot(program)
+def apply_update(program: Program, data: ProgramUpdate) -> None:
+    """Set the fields `data` gives on the program's row (no audit, no rule set: the caller's,
+    `setup.service.update_program`)."""
     given = data.model_dump(exclude_unset=True)
     # A nested policy replaces the old one whole: its omitted fields take their defaults
     # (exclude_unset would drop them and _apply would fail on the missing keys).
@@ -145,48 +137,6 @@ def update_program(
             given[key] = getattr(data, key).model_dump()
     _apply(program, given)
     _check_amount_fits(program)
-    after = _snapshot(program)
-    if after != before:
-        program.updated_at = now
-        if before["earning"] != after["earning"]:
-            _publish_base_rate(session, program, actor=actor, now=now)
-            after["rule_version"] = program.rule_version
-        old, new = audit.changes(before, after)
-        audit.record(
-            session,
-            actor=actor,
-            action="program.updated",
-            subject_type="program",
-            subject_id=program.code,
-            program_id=program.id,
-            at=now,
-            before=old,
-            after=new,
-        )
-    session.flush()
-    return program
-
-
-def _publish_base_rate(session: Session, program: Program, *, actor: Actor, now: datetime) -> None:
-    """`earning` edits the rule set's first base rate (or adds one) in a new version."""
-    doc = rules.document(session, program).model_dump(mode="json", exclude_none=True)
-    base = rules.base_rule_from_program(program)
-    index = next((i for i, r in enumerate(doc["rules"]) if r["kind"] == "base_rate"), None)
-    if index is None:
-        doc["rules"].insert(0, base)
-    else:
-        doc["rules"][index] = {
-            **doc["rules"][index],
-            **{k: v for k, v in base.items() if k != "id"},
-        }
-    publishing.publish(
-        session,
-        program,
-        rules.validate_doc(doc),
-        actor=actor,
-        now=now,
-        note="earning changed in the program settings",
-    )
 
 
 def get_program(session: Session, code: str) -> Program:

@@ -1,9 +1,10 @@
 """Program setup: the program's settings, a new program, its stores, and the sales channels.
 
 The forms are validated with the API's own schemas (ProgramUpdate, ProgramCreate and their
-nested policies, StoreCreate) and saved by programs.service, with the signed-in user as the
-actor, so the audit log names them. A refused form comes back with status 422 and each message
-under its field; a saved one redirects (303) with a notice.
+nested policies, StoreCreate) and saved by the API's services (setup.service for a program and
+its rule set, programs.service for its stores), with the signed-in user as the actor, so the
+audit log names them. A refused form comes back with status 422 and each message under its
+field; a saved one redirects (303) with a notice.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from patron.programs.schemas import (
     RedemptionPolicy,
     StoreCreate,
 )
+from patron.setup import service as setup
 
 router = APIRouter()
 ProgramCode = Path(pattern=CODE_PATTERN)
@@ -396,7 +398,7 @@ def program_save(
         with get_db(request).unit_of_work() as session:
             program = programs.get_program(session, code)
             before = program.updated_at
-            programs.update_program(
+            setup.update_program(
                 session,
                 program,
                 data,
@@ -459,7 +461,7 @@ def program_create(
         return _new_page(request, staff, values=values, errors=errors, status=422)
     try:
         with get_db(request).unit_of_work() as session:
-            program = programs.create_program(session, data, actor=staff.actor, now=clock.now())
+            program = setup.create_program(session, data, actor=staff.actor, now=clock.now())
             code = program.code
     except PatronError as exc:
         errors = _service_errors(exc, lang, values["currency"] or "KRW")

@@ -1,3 +1,6 @@
+"""Program setup over the API: programs (created, read, changed) and their stores. Creating a
+program and changing its earning write its rule set too (`setup.service`)."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Path
@@ -6,7 +9,7 @@ from patron import http
 from patron.audit.service import Actor
 from patron.db.engine import Database
 from patron.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized, responses
-from patron.programs import service
+from patron.programs import service as programs
 from patron.programs.schemas import (
     CODE_PATTERN,
     ProgramCreate,
@@ -15,6 +18,7 @@ from patron.programs.schemas import (
     StoreCreate,
     StoreOut,
 )
+from patron.setup import service as setup
 
 router = APIRouter(
     prefix="/api/v1", tags=["programs"], responses=responses(Unauthorized, Forbidden, Invalid)
@@ -31,7 +35,7 @@ def create_program(
 ):
     return http.write(
         db,
-        lambda s: service.to_out(service.create_program(s, body, actor=actor, now=http.now())),
+        lambda s: programs.to_out(setup.create_program(s, body, actor=actor, now=http.now())),
         actor=actor,
         idempotency_key=idempotency_key,
         payload=body.model_dump(mode="json"),
@@ -46,7 +50,7 @@ def list_programs(
     """Every program; for a key limited to programs, those."""
     return http.read(
         db,
-        lambda s: [service.to_out(p) for p in service.list_programs(s) if actor.reaches(p.code)],
+        lambda s: [programs.to_out(p) for p in programs.list_programs(s) if actor.reaches(p.code)],
     )
 
 
@@ -56,7 +60,7 @@ def get_program(
     db: Database = Depends(http.get_db),
     _actor: Actor = Depends(http.require("read", "pos")),
 ) -> ProgramOut:
-    return http.read(db, lambda s: service.to_out(service.get_program(s, code)))
+    return http.read(db, lambda s: programs.to_out(programs.get_program(s, code)))
 
 
 @router.patch("/programs/{code}", response_model=ProgramOut, responses=responses(NotFound))
@@ -69,9 +73,9 @@ def update_program(
 ):
     return http.write(
         db,
-        lambda s: service.to_out(
-            service.update_program(
-                s, service.get_program(s, code), body, actor=actor, now=http.now()
+        lambda s: programs.to_out(
+            setup.update_program(
+                s, programs.get_program(s, code), body, actor=actor, now=http.now()
             )
         ),
         actor=actor,
@@ -94,8 +98,8 @@ def create_store(
     idempotency_key: str | None = http.IdempotencyKey,
 ):
     def run(s):
-        store = service.create_store(
-            s, service.get_program(s, code), body, actor=actor, now=http.now()
+        store = programs.create_store(
+            s, programs.get_program(s, code), body, actor=actor, now=http.now()
         )
         return StoreOut(code=store.code, name=store.name, active=store.active)
 
@@ -119,6 +123,6 @@ def list_stores(
         db,
         lambda s: [
             StoreOut(code=x.code, name=x.name, active=x.active)
-            for x in service.list_stores(s, service.get_program(s, code))
+            for x in programs.list_stores(s, programs.get_program(s, code))
         ],
     )
