@@ -35,7 +35,6 @@ from patron.ops.routes import metrics_router, ready_router
 from patron.portal.card_api import router as card_token_router
 from patron.portal.enrollment_api import router as enrollment_router
 from patron.privacy.api import router as privacy_router
-from patron.programs.branding_api import router as branding_router
 from patron.reports.api import router as reports_router
 from patron.rewards.api import router as rewards_router
 from patron.rewards.offline_api import router as offline_coupons_router
@@ -46,6 +45,7 @@ from patron.sales.till_route import TillRoute, group_commit_for
 from patron.segment_deletion import router as segment_deletion_router
 from patron.segments.api import router as segments_router
 from patron.setup.api import router as programs_router
+from patron.setup.branding_api import router as branding_router
 from patron.surveys.api import router as surveys_router
 from patron.surveys.page import router as survey_page_router
 from patron.text import TextGuard
