@@ -21,7 +21,7 @@ from sqlalchemy import event
 from patron import clock, http
 from patron.db.engine import Database
 from patron.db.migrate import upgrade
-from patron.db.models import Base
+from patron.schema import Base
 
 PG_URL = os.environ.get("PATRON_TEST_DATABASE_URL", "")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -2,7 +2,8 @@
 
 Deferred imports (inside a function) count: they hide a loop from Python at start-up, not from
 a reader, who still has to know both modules to change either. The migrations and the model
-registry (`patron.db.models`, which imports every package's tables for Alembic) are left out.
+registry (`patron.schema`, which imports every package's tables for Alembic) count too: they
+sit above every package, so `patron.db` imports none of them.
 
 Packages are held to less for now: the pairs of packages that still import each other (through
 different modules) are listed, and the list may only shrink.
@@ -14,7 +15,7 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-LEFT_OUT = ("patron.db.migrations", "patron.db.models")
+LEFT_OUT: tuple[str, ...] = ()
 
 
 def module_name(path: Path) -> str:

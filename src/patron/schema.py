@@ -1,4 +1,8 @@
-"""Import every model so Base.metadata knows all tables (Alembic, create_all)."""
+"""Every table of Patron: importing this module registers each package's models on
+Base.metadata, for Alembic (patron/migrations/env.py) and the test suite.
+
+It sits above every package, as app.py does, so that `patron.db` (engines, units of work, the
+column types every model uses) imports none of the packages built on it."""
 
 from patron.admin.models import StaffSession, StaffUser
 from patron.audit.models import AuditRecord, IdempotencyKey

@@ -9,7 +9,9 @@ from alembic.config import Config
 
 from patron.db.engine import normalise_url
 
-MIGRATIONS = Path(__file__).parent / "migrations"
+# The Alembic scripts are patron/migrations (above every package: their env.py loads
+# patron.schema, which imports every model); alembic reads them by path.
+MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 
 
 def alembic_config(url: str) -> Config:

@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import event
 
 from patron.db.engine import make_engine
-from patron.db.models import Base
+from patron.schema import Base
 
 config = context.config
 target_metadata = Base.metadata
