@@ -14,15 +14,13 @@ from patron.db.job_runs import JobRun
 from patron.events.models import Delivery, DeliveryAttempt, DomainEvent, InstanceKey
 from patron.fraud.models import FraudActivity, FraudReview, FraudSettings  # noqa: F401
 from patron.ledger.models import Account, Entry, Lot, Movement, Purchase, Refund
-from patron.members.models import Card, ConsentRecord, Member
+from patron.members.models import Card, ConsentRecord, Member, PortalCode, PortalVerification
 from patron.milestones.models import Milestone, MilestoneAchievement  # noqa: F401
 from patron.moves.models import MemberMerge, Transfer, TransferSettings  # noqa: F401
 from patron.notify.models import MessageTemplate, NotificationConfig, ReminderMark
 from patron.portal.models import (
-    PortalCode,
     PortalEnrollment,
     PortalSession,
-    PortalVerification,
     PrivacyRequest,
 )
 from patron.privacy.models import AuditRedaction, ConsentText, LegalHold  # noqa: F401

@@ -19,7 +19,7 @@ from patron.events.models import DomainEvent
 from patron.fraud import review
 from patron.fraud.models import FraudReview
 from patron.ledger.models import Purchase
-from patron.portal.models import PortalCode
+from patron.members.models import PortalCode
 from patron.programs.service import get_program
 from tests.api.helpers import enroll
 from tests.factories import BAKERY

@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import select
 
 from patron import clock
+from patron.members.models import PortalCode
 from patron.portal import service
-from patron.portal.models import PortalCode, PortalSession
+from patron.portal.models import PortalSession
 from tests.portal.conftest import A_EMAIL, A_PHONE, bakery, code_from, new_code
 
 

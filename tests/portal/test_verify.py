@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import select
 
 from patron import clock
+from patron.members.models import PortalVerification
 from patron.portal import verify
-from patron.portal.models import PortalVerification
 from tests.portal.conftest import bakery, code_from
 
 NEW = "new@example.com"

@@ -10,8 +10,7 @@ from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
 from patron.fraud.errors import ContactNotVerified
-from patron.members.models import Member
-from patron.portal.models import PortalCode, PortalVerification
+from patron.members.models import Member, PortalCode, PortalVerification
 
 
 def verified_members_stmt(program_id: Any, member_ids: Any) -> Any:

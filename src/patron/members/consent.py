@@ -25,6 +25,13 @@ from patron.members.models import ConsentRecord, Member
 CHANNELS: tuple[str, ...] = ("email", "sms")  # the marketing channels messages go out on
 PROFILING = "profiling"
 KINDS: tuple[str, ...] = (*CHANNELS, PROFILING)  # every purpose a record may be about
+# The purposes a member is asked to consent to, by name, and the kind of record each is kept as
+# (privacy consents, segment conditions).
+PURPOSES: dict[str, str] = {
+    "marketing_email": "email",
+    "marketing_sms": "sms",
+    "profiling": PROFILING,
+}
 Source = Literal[
     "api", "admin", "portal", "unsubscribe_link", "sms_keyword", "import", "enrollment"
 ]

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Date, ForeignKey, Index, String, text
+from sqlalchemy import BigInteger, Boolean, Date, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from patron.db.base import Base
@@ -63,3 +63,44 @@ class ConsentRecord(Base):
     # The consent text version agreed to, and the program it was asked in (patron.privacy).
     version: Mapped[str | None] = mapped_column(String(40))
     program_id: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class PortalCode(Base):
+    """A 6-digit code sent to a member. Only its HMAC (with the instance key) is stored; a wrong
+    try counts against `tries`, and a used, expired or exhausted code never matches again."""
+
+    __tablename__ = "portal_codes"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    # Which contact the code was sent to ("email" | "sms"); the form asks for the same contact.
+    channel: Mapped[str] = mapped_column(String(10))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    tries: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class PortalVerification(Base):
+    """A code sent to a contact that is not (yet) a member's: a self sign-up, or a member's new
+    e-mail or phone. Only the code's HMAC is stored, with what to do once it matches (`payload`:
+    the sign-up form, for instance). Same lifetime and tries as a sign-in code."""
+
+    __tablename__ = "portal_verifications"
+    __table_args__ = (Index("ix_portal_verifications_contact", "program_id", "purpose", "contact"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
+    purpose: Mapped[str] = mapped_column(String(20))  # sign_up | contact
+    # The member changing a contact; None for a sign-up (there is no member yet).
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    channel: Mapped[str] = mapped_column(String(10))  # email | sms
+    contact: Mapped[str] = mapped_column(String(254))  # normalised: lower-case e-mail or E.164
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    tries: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

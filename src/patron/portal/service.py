@@ -25,10 +25,10 @@ from patron.audit import service as audit
 from patron.audit.service import Actor
 from patron.events.keys import instance_key
 from patron.ledger.models import Account
-from patron.members.models import Member
+from patron.members.models import Member, PortalCode
 from patron.members.phone import normalise_phone
 from patron.portal import i18n
-from patron.portal.models import PortalCode, PortalSession
+from patron.portal.models import PortalSession
 from patron.programs.models import Program
 
 CODE_TTL = timedelta(minutes=10)

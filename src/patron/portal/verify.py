@@ -19,8 +19,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from patron.events.keys import instance_key
+from patron.members.models import PortalVerification
 from patron.portal import i18n
-from patron.portal.models import PortalVerification
 from patron.portal.service import CODE_TRIES, CODE_TTL, KEY_NAME, CodeMessage
 from patron.programs.models import Program
 

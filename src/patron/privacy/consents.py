@@ -29,23 +29,19 @@ from patron.members.models import ConsentRecord, Member
 from patron.privacy.models import ConsentText
 from patron.programs.models import Program
 
-PURPOSES: dict[str, str] = {
-    "marketing_email": "email",
-    "marketing_sms": "sms",
-    "profiling": consent.PROFILING,
-}
-BY_CHANNEL = {channel: purpose for purpose, channel in PURPOSES.items()}
+BY_CHANNEL = {channel: purpose for purpose, channel in consent.PURPOSES.items()}
 SOURCES = ("till", "api", "portal", "admin", "import", "enrollment")
 VERSION_MAX = 40
 NOTE_MAX = 500
 
 
 def check_purpose(purpose: str) -> str:
-    if purpose not in PURPOSES:
+    if purpose not in consent.PURPOSES:
         raise Invalid(
-            f"purpose must be one of {', '.join(PURPOSES)}; got {purpose!r}", code="invalid_purpose"
+            f"purpose must be one of {', '.join(consent.PURPOSES)}; got {purpose!r}",
+            code="invalid_purpose",
         )
-    return PURPOSES[purpose]
+    return consent.PURPOSES[purpose]
 
 
 def check_version(version: str | None) -> str | None:
@@ -62,7 +58,7 @@ def check_version(version: str | None) -> str | None:
 
 def current_versions(session: Session, program_id: int) -> dict[str, ConsentText | None]:
     """The current consent text of each purpose in the program (None: none set yet)."""
-    out: dict[str, ConsentText | None] = dict.fromkeys(PURPOSES)
+    out: dict[str, ConsentText | None] = dict.fromkeys(consent.PURPOSES)
     rows = session.scalars(
         select(ConsentText).where(ConsentText.program_id == program_id).order_by(ConsentText.id)
     )
@@ -106,7 +102,7 @@ def set_version(
 def current(session: Session, member: Member) -> dict[str, dict[str, Any]]:
     """Per purpose: granted or not, and the record in force (its time, source, version)."""
     out: dict[str, dict[str, Any]] = {}
-    for purpose, channel in PURPOSES.items():
+    for purpose, channel in consent.PURPOSES.items():
         latest = session.scalars(
             select(ConsentRecord)
             .where(ConsentRecord.member_id == member.id, ConsentRecord.channel == channel)

@@ -34,8 +34,8 @@ from patron.errors import Conflict, Invalid, NotFound
 from patron.events.models import OPEN_STATES, Delivery, DeliveryAttempt, DomainEvent
 from patron.events.outbox import emit, iso_utc
 from patron.ledger.models import Account, Entry
-from patron.members.models import Card, ConsentRecord, Member
-from patron.portal.models import PortalCode, PortalSession, PortalVerification, PrivacyRequest
+from patron.members.models import Card, ConsentRecord, Member, PortalCode, PortalVerification
+from patron.portal.models import PortalSession, PrivacyRequest
 from patron.privacy.models import AuditRedaction, LegalHold
 from patron.programs.models import Program
 from patron.rewards.models import Coupon, CouponEvent

@@ -36,8 +36,8 @@ from sqlalchemy import (
 
 from patron.errors import Invalid
 from patron.ledger.models import Account, Entry, Purchase
+from patron.members.consent import PURPOSES
 from patron.members.models import ConsentRecord, Member
-from patron.privacy.consents import PURPOSES
 from patron.programs.models import Store
 from patron.rewards.models import Redemption, Reward
 from patron.segments.definition import (

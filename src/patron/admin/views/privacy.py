@@ -18,6 +18,7 @@ from patron.admin import forms, member_card
 from patron.admin.deps import Staff, form_data, get_db, require
 from patron.admin.templating import path_for, render
 from patron.errors import NotFound, PatronError
+from patron.members import consent
 from patron.members import service as members
 from patron.portal.models import PrivacyRequest
 from patron.privacy import consents, erasure
@@ -61,7 +62,7 @@ def _card(
             section="members",
             member=member,
             program_code=where.code,
-            purposes=list(consents.PURPOSES),
+            purposes=list(consent.PURPOSES),
             current=consents.current(session, member),
             history=[consents.record_out(r) for r in consents.history(session, member_id)],
             texts={p: (t.version if t else None) for p, t in texts.items()},
@@ -106,7 +107,7 @@ def member_privacy_consent(
 ) -> Response:
     """Record what the member told staff, per purpose, with the text version she agreed to."""
     program = form.get("program") or None
-    purposes = [p for p in consents.PURPOSES if form.get(f"purpose_{p}") == "1"]
+    purposes = [p for p in consent.PURPOSES if form.get(f"purpose_{p}") == "1"]
     try:
         if form.get("granted") not in ("0", "1"):
             raise PatronError("choose grant or withdraw", code="invalid_purpose", status=422)
@@ -258,7 +259,7 @@ def _home(
             codes=codes,
             held=holds_open,
             texts=texts,
-            purposes=list(consents.PURPOSES),
+            purposes=list(consent.PURPOSES),
             errors=errors or {},
             done=request.query_params.get("done")
             if request.query_params.get("done") in NOTICES
