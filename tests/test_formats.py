@@ -152,7 +152,7 @@ def test_months_axis_labels_iso_and_unknown_languages():
 def test_the_paid_with_points_explanation_writes_money_the_readers_way():
     from types import SimpleNamespace
 
-    from patron.rules.events import _plain
+    from patron.earning.events import _plain
 
     entry = SimpleNamespace(
         points=-1120, qualifying=0, reason="paid 1120 KRW with points", kind="redeem", details={}

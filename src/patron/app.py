@@ -20,6 +20,8 @@ from patron.check import router as check_router
 from patron.config import get_settings
 from patron.db.engine import Database
 from patron.delivery.api import router as webhook_test_router
+from patron.earning.api import router as rules_router
+from patron.earning.examples_api import router as rule_examples_router
 from patron.errors import PatronError
 from patron.events.api import router as events_router
 from patron.fraud.api import router as fraud_router
@@ -38,8 +40,6 @@ from patron.privacy.api import router as privacy_router
 from patron.reports.api import router as reports_router
 from patron.rewards.api import router as rewards_router
 from patron.rewards.offline_api import router as offline_coupons_router
-from patron.rules.api import router as rules_router
-from patron.rules.examples_api import router as rule_examples_router
 from patron.sales.api import router as sales_router
 from patron.sales.till_route import TillRoute, group_commit_for
 from patron.segment_deletion import router as segment_deletion_router

@@ -18,14 +18,14 @@ from patron.campaigns.cli import app as campaigns_app
 from patron.cli_common import DatabaseUrl, console, open_database, parse_as_of, resolve_url
 from patron.config import get_settings
 from patron.conformance.cli import conformance as conformance_command
+from patron.earning.cli import app as rules_app
+from patron.earning.examples_cli import test as rules_test
 from patron.fraud.cli import app as fraud_app
 from patron.milestones.cli import app as milestones_app
 from patron.moves.cli import members_app, points_app
 from patron.notify.cli import notify_app
 from patron.privacy.cli import app as privacy_app
 from patron.reports.cli import app as report_app
-from patron.rules.cli import app as rules_app
-from patron.rules.examples_cli import test as rules_test
 from patron.sales.import_cli import app as import_app
 from patron.segments.cli import app as segments_app
 from patron.surveys.cli import app as surveys_app

@@ -14,6 +14,7 @@ from patron.admin import service as staff_users
 from patron.audit.service import SYSTEM
 from patron.auth.service import create_key
 from patron.db.engine import Database
+from patron.earning import examples as rule_examples
 from patron.errors import PatronError
 from patron.ledger import jobs
 from patron.members import service as members
@@ -32,7 +33,6 @@ from patron.rewards import catalog, coupons, redeem
 from patron.rewards import jobs as reward_jobs
 from patron.rewards.codes import display
 from patron.rewards.schemas import RewardCreate, UseRequest
-from patron.rules import examples as rule_examples
 from patron.rules import publishing
 from patron.rules.model import RuleSetDoc
 from patron.sales import purchases

@@ -101,6 +101,12 @@ def round_money(value: Decimal, currency: str, rounding: Rounding = Rounding.HAL
     return value.quantize(quantum(currency), rounding=rounding.decimal_mode)
 
 
+def spend_value(points: int, point_value: Decimal, currency: str) -> Decimal:
+    """What `points` pay off a bill at `point_value` each: the sale path and the what-if replay
+    both price points spent this way."""
+    return round_money(Decimal(points) * point_value, currency)
+
+
 def split_proportionally(total: int, weights: list[Decimal]) -> list[int]:
     """Split an integer over weights so the parts sum to ``total`` exactly (largest remainder)."""
     if not weights:

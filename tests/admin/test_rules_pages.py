@@ -690,7 +690,7 @@ def test_bad_addresses_never_give_a_500(web, path):
 
 
 def test_the_preview_runs_the_rule_tests_and_shows_which_would_fail(web, db):
-    from patron.rules import examples
+    from patron.earning import examples
 
     with db.unit_of_work() as s:
         program = get_program(s, "bakery")

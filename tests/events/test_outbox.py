@@ -18,6 +18,7 @@ from sqlalchemy import case, func, select, text
 from patron.audit.service import CLI
 from patron.check import run_check
 from patron.db.engine import Database
+from patron.earning import events as rule_events
 from patron.errors import InsufficientPoints, PatronError
 from patron.events.kinds import ENTRY_EVENTS
 from patron.events.models import DomainEvent
@@ -26,9 +27,9 @@ from patron.ledger.jobs import run_expiry
 from patron.ledger.models import Account, Entry, Lot
 from patron.members.schemas import MemberRef
 from patron.programs.models import Program, Store
-from patron.rules import events as rule_events
 from patron.rules import publishing
 from patron.rules import service as rules
+from patron.rules.events import EventRequest
 from patron.sales import batch, purchases
 from patron.sales.schemas import PurchaseRequest
 from tests.factories import make_member, make_program
@@ -263,7 +264,7 @@ def test_a_custom_event_reports_its_points(db, shop, frozen):
         out = rule_events.record_event(
             session,
             prog,
-            rule_events.EventRequest(
+            EventRequest(
                 member=MemberRef(id=shop["newcomer"]), event="signup", store="mapo", channel="app"
             ),
             actor=CLI,

@@ -18,6 +18,7 @@ from patron import clock
 from patron.audit.service import CLI
 from patron.db.engine import Database
 from patron.db.job_runs import JobRun
+from patron.earning import events as rule_events
 from patron.events.models import DomainEvent
 from patron.ledger.jobs import run_expiry
 from patron.ledger.models import Account, Entry, Lot
@@ -28,8 +29,8 @@ from patron.notify import jobs
 from patron.notify import settings as notify_settings
 from patron.notify.models import ReminderMark
 from patron.notify.settings import NotifySettings
-from patron.rules import events as rule_events
 from patron.rules import publishing
+from patron.rules.events import EventRequest
 from tests.conftest import PG_URL
 from tests.factories import make_member, make_program
 from tests.ledger._helpers import adjust, assert_clean, buy, program, refund
@@ -423,7 +424,7 @@ def test_birthday_greeting_without_points_when_the_rule_refuses_or_is_missing(db
         rule_events.record_event(
             session,
             prog,
-            rule_events.EventRequest(member=MemberRef(id=ids["today"]), event="birthday"),
+            EventRequest(member=MemberRef(id=ids["today"]), event="birthday"),
             actor=CLI,
             now=now,
         )

@@ -14,12 +14,14 @@ from patron import clock
 from patron.audit.service import CLI
 from patron.check import run_check
 from patron.db.engine import Database
+from patron.earning import events
 from patron.errors import Conflict
 from patron.ledger.models import Entry
 from patron.members.schemas import MemberRef
 from patron.programs.service import get_program
-from patron.rules import events, publishing
+from patron.rules import publishing
 from patron.rules import service as rules
+from patron.rules.events import EventRequest
 from patron.rules.models import EventClaim
 from tests.api import conftest as api_fixtures
 from tests.api.helpers import enroll
@@ -208,7 +210,7 @@ def test_concurrent_signups_credit_once(db: Database, frozen):
                 return events.record_event(
                     session,
                     get_program(session, "bakery"),
-                    events.EventRequest(member=MemberRef(id=member_id), event="signup"),
+                    EventRequest(member=MemberRef(id=member_id), event="signup"),
                     actor=CLI,
                     now=frozen,
                 ).points

@@ -207,8 +207,8 @@ def test_patron_rules_test_exits_1_on_a_failure_and_writes_junit(
 
 def test_the_demo_ships_rule_examples_that_pass(db, frozen):
     from patron import demo
+    from patron.earning import examples
     from patron.programs.service import get_program
-    from patron.rules import examples
 
     demo.load(db, now=frozen, members_count=3, days=20)
     with db.unit_of_work(readonly=True) as session:

@@ -11,12 +11,13 @@ from patron.audit.models import AuditRecord
 from patron.audit.service import CLI
 from patron.check import run_check
 from patron.db.engine import Database
+from patron.earning.events import record_event
 from patron.errors import Invalid
 from patron.events.models import DomainEvent
 from patron.ledger.models import Entry, Lot
 from patron.members.schemas import MemberRef
 from patron.rules import publishing
-from patron.rules.events import EventRequest, record_event
+from patron.rules.events import EventRequest
 from patron.rules.explain import explain
 from patron.tiers import service
 from patron.tiers.metrics import metric_values

@@ -16,6 +16,7 @@ from patron import formats
 from patron.admin.service import actor_labels
 from patron.audit import service as audit
 from patron.audit.models import AuditRecord
+from patron.earning import events
 from patron.errors import NotFound
 from patron.events import service as deliveries
 from patron.events.models import Delivery, DeliveryAttempt
@@ -34,7 +35,6 @@ from patron.rewards import redeem as rewards_redeem
 from patron.rewards import views as rewards_views
 from patron.rewards.models import Coupon
 from patron.rewards.schemas import CouponOut
-from patron.rules import events
 from patron.tiers import progress as tier_progress
 from patron.tiers import service as tiers
 from patron.tiers.schemas import TierChangeOut

@@ -11,10 +11,10 @@ from patron.audit.service import Actor
 from patron.campaigns import service
 from patron.campaigns.schemas import CODE, CampaignIn, CampaignOut, ReachOut, ResultsOut
 from patron.db.engine import Database
+from patron.earning.api import RuleSetRoute
 from patron.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized, responses
 from patron.programs import service as programs
 from patron.programs.schemas import CODE_PATTERN
-from patron.rules.api import RuleSetRoute
 from patron.segments.service import SegmentNotFound
 
 

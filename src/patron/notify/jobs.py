@@ -626,7 +626,8 @@ def _greet(session: Session, plan: _Plan, member_id: int, year: str, counts: _Co
 
 
 def _birthday_points(session: Session, plan: _Plan, member_id: int) -> int:
-    from patron.rules.events import EventRequest, record_event
+    from patron.earning.events import record_event
+    from patron.rules.events import EventRequest
 
     assert plan.day is not None
     program = session.get(Program, plan.program_id)

@@ -50,6 +50,7 @@ from patron.portal import i18n, service, verify
 from patron.portal.models import PortalEnrollment
 from patron.programs.models import Program
 from patron.rules import service as rules
+from patron.rules.events import EventRequest
 from patron.rules.model import Event
 
 FieldMode = Literal["off", "optional", "required"]
@@ -381,12 +382,12 @@ def _credit_signup(
 ) -> None:
     """The points of the program's enabled `signup` event rule, through the events service
     (the ledger's own operation, with its once-per-member claim); nothing when there is none."""
-    from patron.rules import events  # rules.events imports the members service at load
+    from patron.earning import events  # earning.events imports the members service at load
 
     doc = rules.document(session, program)
     if not any(isinstance(r, Event) and r.enabled and r.event == SIGNUP_EVENT for r in doc.rules):
         return
-    request = events.EventRequest(member=MemberRef(id=member.id), event=SIGNUP_EVENT)
+    request = EventRequest(member=MemberRef(id=member.id), event=SIGNUP_EVENT)
     try:
         with session.begin_nested():
             events.record_event(session, program, request, actor=actor, now=now)

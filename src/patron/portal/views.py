@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from patron import clock
 from patron.audit import idempotency
+from patron.earning import events
 from patron.errors import NotFound
 from patron.ledger import views as ledger_views
 from patron.portal import engagement, i18n, service, signup
@@ -41,7 +42,6 @@ from patron.portal.web import (
 from patron.programs.models import Program
 from patron.rewards import redeem as rewards_redeem
 from patron.rewards import views as rewards_views
-from patron.rules import events
 from patron.tiers import progress as tier_progress
 from patron.tiers import service as tier_service
 from patron.tiers.progress import ProgressOut, TiersNotConfigured

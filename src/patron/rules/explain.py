@@ -389,7 +389,7 @@ def explain_steps(
     """One sentence per applied step, then the total; skipped rules are left out unless
     `skipped`, then each says why (see `skip_reason`). For a member `money` writes the base
     rate's amounts in her way (12,000원); `tier_name` names a tier in the reader's language
-    (골드: patron.rules.events passes the tier definitions' names). Without them the amounts
+    (골드: patron.earning.events passes the tier definitions' names). Without them the amounts
     carry the currency code and the tier its code."""
     lang = language if language in LANGUAGES else "en"
     out: list[str] = []

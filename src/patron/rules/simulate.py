@@ -43,12 +43,11 @@ from sqlalchemy.orm import Session
 from patron.errors import Invalid
 from patron.ledger.models import Account, Entry, Purchase
 from patron.members.models import Member
-from patron.money import quantum, round_money
+from patron.money import quantum, round_money, spend_value
 from patron.programs.models import Program, Store
 from patron.rules import service as rules
 from patron.rules.engine import Line, MemberContext, Order, evaluate
 from patron.rules.model import RuleSetDoc, TierMultiplier, rule_label
-from patron.sales.basket import spend_value
 from patron.segments.service import definitions as segment_definitions
 from patron.segments.service import memberships
 from patron.tiers.metrics import metric_values, qualify
@@ -625,7 +624,7 @@ def simulate(
             store=stores.get(store_id) if store_id is not None else None,
             channel=channel,
             payment_method=payment_method,
-            paid_with_points=spend_value(program, points_spent),
+            paid_with_points=spend_value(points_spent, program.point_value, program.currency),
             earn_on_redeemed=program.earn_on_redeemed,
         )
         keys = _period_keys(occurred_at.astimezone(tz))

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 
 from patron.errors import InsufficientPoints, Invalid
-from patron.money import parse_amount, round_money, split_proportionally
+from patron.money import parse_amount, spend_value, split_proportionally
 from patron.programs.models import Program
 from patron.rules.engine import Line, Order
 from patron.rules.model import RuleSetDoc
@@ -85,14 +85,10 @@ def order_of(
         store=req.store,
         channel=req.channel,
         payment_method=req.payment_method,
-        paid_with_points=spend_value(program, points_to_spend),
+        paid_with_points=spend_value(points_to_spend, program.point_value, program.currency),
         earn_on_redeemed=program.earn_on_redeemed,
     )
     return order, store_id
-
-
-def spend_value(program: Policy, points: int) -> Decimal:
-    return round_money(Decimal(points) * program.point_value, program.currency)
 
 
 def max_spend(program: Policy, amount: Decimal, balance: int) -> int:
@@ -125,7 +121,7 @@ def check_spend(
         raise Invalid(
             f"points are used in steps of {program.redeem_step}", code="invalid_redemption_step"
         )
-    value = spend_value(program, points)
+    value = spend_value(points, program.point_value, program.currency)
     limit = amount * program.redeem_max_share
     if value > limit:
         raise Invalid(

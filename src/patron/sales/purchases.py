@@ -33,7 +33,6 @@ from patron.sales.basket import (
     max_spend,
     order_of,
     share_half_up,
-    spend_value,
 )
 from patron.sales.pipeline import coupons_out
 from patron.sales.plan import AccountState, Planner, Source, Taken
@@ -48,7 +47,7 @@ from patron.sales.schemas import (
     RefundRequest,
 )
 
-__all__ = ["check_occurred_at", "max_spend", "spend_value"]  # used where sales are shown
+__all__ = ["check_occurred_at", "max_spend"]  # used where sales are shown
 
 
 def _stores(session: Session, program: Program) -> Callable[[str], int | None]:

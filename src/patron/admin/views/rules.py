@@ -50,11 +50,11 @@ from patron.admin.rules_ui.form import (
 )
 from patron.admin.rules_ui.words import rule_rows, settings_lines
 from patron.admin.templating import path_for, render
+from patron.earning import examples as rule_examples
 from patron.errors import Invalid, NotFound, StaleVersion
 from patron.programs.models import Program
 from patron.programs.service import get_program
 from patron.rules import confirm as large_change
-from patron.rules import examples as rule_examples
 from patron.rules import publishing
 from patron.rules import service as rules
 from patron.rules import simulate as what_if

@@ -11,12 +11,12 @@ from fastapi.responses import Response
 from patron import http
 from patron.audit.service import Actor
 from patron.db.engine import Database
+from patron.earning import examples
+from patron.earning.examples import EXAMPLE_NAME, ExampleIn, ExampleOut, ExampleRun
 from patron.errors import Forbidden, IdempotencyConflict, Invalid, NotFound, Unauthorized, responses
 from patron.programs.schemas import CODE_PATTERN
 from patron.programs.service import get_program
-from patron.rules import examples
 from patron.rules import service as rules
-from patron.rules.examples import EXAMPLE_NAME, ExampleIn, ExampleOut, ExampleRun
 from patron.rules.model import RuleSetDoc
 
 router = APIRouter(

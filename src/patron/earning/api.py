@@ -19,6 +19,9 @@ from sqlalchemy.orm import Session
 from patron import http
 from patron.audit.service import Actor
 from patron.db.engine import Database
+from patron.earning import events
+from patron.earning import examples as rule_examples
+from patron.earning.examples import ExampleRun
 from patron.errors import (
     Conflict,
     Forbidden,
@@ -33,11 +36,10 @@ from patron.errors import (
 from patron.programs.models import Program
 from patron.programs.schemas import CODE_PATTERN
 from patron.programs.service import get_program
-from patron.rules import events, publishing
-from patron.rules import examples as rule_examples
+from patron.rules import publishing
 from patron.rules import service as rules
 from patron.rules.confirm import ConfirmationRequired
-from patron.rules.examples import ExampleRun
+from patron.rules.events import EventOut, EventRequest
 from patron.rules.model import RULE_ID, Rule, RuleSetDoc
 
 ProgramCode = Path(pattern=CODE_PATTERN, description="The program's code, e.g. bakery")
@@ -475,12 +477,12 @@ def remove_rule(
 @router.post(
     "/programs/{code}/events",
     status_code=201,
-    response_model=events.EventOut,
+    response_model=EventOut,
     responses=responses(NotFound, MemberBlocked, Conflict, IdempotencyConflict),
     summary="Credit a non-purchase event (sign-up, birthday, review …) by the rules",
 )
 def record_event(
-    body: events.EventRequest,
+    body: EventRequest,
     code: str = ProgramCode,
     db: Database = Depends(http.get_db),
     actor: Actor = Depends(http.require("pos")),

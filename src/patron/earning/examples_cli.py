@@ -43,9 +43,9 @@ def test(
 ) -> None:
     """Price every rule example and compare with the points it must earn."""
     from patron import clock
+    from patron.earning import examples
     from patron.errors import PatronError
     from patron.programs.service import get_program
-    from patron.rules import examples
     from patron.rules import service as rules
 
     proposal = None
