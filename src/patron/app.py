@@ -38,6 +38,7 @@ from patron.portal.card_api import router as card_token_router
 from patron.portal.enrollment_api import router as enrollment_router
 from patron.privacy.api import router as privacy_router
 from patron.reports.api import router as reports_router
+from patron.review.api import router as review_router
 from patron.rewards.api import router as rewards_router
 from patron.rewards.offline_api import router as offline_coupons_router
 from patron.sales.api import router as sales_router
@@ -220,6 +221,7 @@ def create_app(
         enrollment_router,
         card_token_router,
         fraud_router,
+        review_router,
         segments_router,
         segment_deletion_router,
         campaigns_router,

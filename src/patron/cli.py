@@ -26,6 +26,7 @@ from patron.moves.cli import members_app, points_app
 from patron.notify.cli import notify_app
 from patron.privacy.cli import app as privacy_app
 from patron.reports.cli import app as report_app
+from patron.review import cli as review_cli
 from patron.sales.import_cli import app as import_app
 from patron.segments.cli import app as segments_app
 from patron.surveys.cli import app as surveys_app
@@ -45,6 +46,8 @@ app.add_typer(user_app, name="user")
 app.add_typer(report_app, name="report")
 app.add_typer(notify_app, name="notify")
 app.add_typer(audit_app, name="audit")
+fraud_app.command("queue")(review_cli.queue)  # the review queue: patron.review
+fraud_app.command("decide")(review_cli.decide)
 app.add_typer(fraud_app, name="fraud")
 app.add_typer(members_app, name="members")
 app.add_typer(points_app, name="points")

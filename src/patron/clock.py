@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+# The earliest instant a sale (or event) may claim to have happened: the sale path refuses an
+# earlier one, the fraud controls count it as happening now.
+EARLIEST_SALE = datetime(1970, 1, 1, tzinfo=UTC)
+
 _frozen: datetime | None = None
 
 

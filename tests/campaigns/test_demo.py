@@ -7,8 +7,8 @@ import pytest
 from patron import demo
 from patron.campaigns import service
 from patron.check import run_check
-from patron.fraud import review
 from patron.programs.service import get_program
+from patron.review import queue
 
 
 @pytest.mark.sqlite_only  # the campaign's SQL runs on both engines in test_service.py
@@ -28,6 +28,6 @@ def test_the_demo_campaign_wins_back_more_with_the_coupon_than_the_control(db, f
         assert arms["b"].points_given == 2000 * arms["b"].members
         assert arms["a"].visit_rate > arms["b"].visit_rate > arms["control"].visit_rate
         # The cohort's history predates the fraud controls: only the demo's held sale waits.
-        rows, _more = review.list_reviews(session, program)
+        rows, _more = queue.list_reviews(session, program)
         assert [r.external_id for r in rows] == ["MAPO-REVIEW-0001"]
         assert run_check(session).ok

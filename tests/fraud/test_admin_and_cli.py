@@ -144,13 +144,14 @@ def test_the_cli_shows_sets_lists_and_decides(db, client, admin, held):
 def test_the_demo_turns_on_modest_controls_and_leaves_one_sale_in_the_queue(db, frozen):
     from patron import demo
     from patron.check import run_check
-    from patron.fraud import review, settings
+    from patron.fraud import settings
     from patron.programs.service import get_program
+    from patron.review import queue
 
     demo.load(db, now=frozen, members_count=6, days=20)
     with db.unit_of_work(readonly=True) as session:
         program = get_program(session, "bakery")
-        rows, _more = review.list_reviews(session, program)
+        rows, _more = queue.list_reviews(session, program)
         assert [(r.external_id, r.code) for r in rows] == [
             ("MAPO-REVIEW-0001", "points_above_threshold")
         ]

@@ -16,11 +16,11 @@ from patron.audit.models import AuditRecord
 from patron.audit.service import Actor
 from patron.errors import Conflict
 from patron.events.models import DomainEvent
-from patron.fraud import review
 from patron.fraud.models import FraudReview
 from patron.ledger.models import Purchase
 from patron.members.models import PortalCode
 from patron.programs.service import get_program
+from patron.review import queue as review
 from tests.api.helpers import enroll
 from tests.factories import BAKERY
 

@@ -37,6 +37,7 @@ from sqlalchemy import select as sql_select
 from sqlalchemy.orm import Session
 
 from patron.audit.service import Actor
+from patron.clock import EARLIEST_SALE
 from patron.events import outbox
 from patron.fraud.contact import verified_members_stmt
 from patron.fraud.errors import ContactNotVerified, VelocityExceeded
@@ -463,10 +464,8 @@ def start(
 def ahead(req: Any, member_id: int, config: Any, now: datetime) -> Sale:
     """A sale as the round's read needs it, before it is planned (the planner checks the
     store and the time; here an unknown store or a time out of range just counts as none)."""
-    from patron.sales import basket
-
     at = req.occurred_at
-    if at is None or at > now or at < basket.EARLIEST_SALE:
+    if at is None or at > now or at < EARLIEST_SALE:
         at = now
     return Sale(
         member_id=member_id,

@@ -1,30 +1,23 @@
 """The fraud controls on redemptions outside a sale: a reward paid with points (rewards API,
 till) and a coupon used at the till. Refusals write nothing: they are raised before the
-redemption writes its first row."""
+redemption writes its first row.
+
+These paths are not hot and a change to the controls must apply at once, so they read the
+program's settings row each time (`rules.load_rules`, one statement, as many as checking the
+program cache's token would take) rather than the sale path's cached `ProgramConfig.fraud`."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from patron.audit.service import Actor
-from patron.db.config_version import programs_version
 from patron.fraud.contact import require_verified
 from patron.fraud.errors import VelocityExceeded
 from patron.fraud.guard import ACT, REDEMPTIONS, figure_params, statement
-from patron.fraud.rules import Rules
-from patron.sales import program_cache
-
-
-def rules_now(session: Session, program_id: int) -> Rules | None:
-    """The program's rules as of this transaction (the configuration token read again: these
-    paths are not hot, and a change must apply at once)."""
-    version = session.scalar(
-        select(programs_version.c.config_version).where(programs_version.c.id == program_id)
-    )
-    return program_cache.current(session, program_id, version).fraud
+from patron.fraud.rules import Rules, load_rules
 
 
 def _subjects(member_id: int, store_id: int | None, actor: Actor) -> dict[str, str | None]:
@@ -47,7 +40,7 @@ def check_redemption(
 ) -> Rules | None:
     """403 contact_not_verified, or 429 velocity_<dimension>_redemptions_per_day; the rules
     (for `record_redemption`) when the program has any."""
-    rules = rules_now(session, program_id)
+    rules = load_rules(session, program_id)
     if rules is None:
         return None
     if rules.verified_contact:
@@ -104,6 +97,6 @@ def check_coupon(session: Session, program_id: int, member_id: int | None) -> No
     """A coupon used at the till by a member without a verified contact: 403."""
     if member_id is None:
         return
-    rules = rules_now(session, program_id)
+    rules = load_rules(session, program_id)
     if rules is not None and rules.verified_contact:
         require_verified(session, program_id, member_id)

@@ -96,7 +96,8 @@ def rules_of(document: dict[str, Any] | None) -> Rules | None:
 
 
 def load_rules(session: Session, program_id: int) -> Rules | None:
-    """For `program_cache.load` (once per configuration version, never per sale)."""
+    """For `program_cache.load` (once per configuration version, never per sale) and the
+    redemption checks (`fraud.redemption`: once per redemption, off the sale path)."""
     document = session.scalar(
         select(FraudSettings.document).where(FraudSettings.program_id == program_id)
     )

@@ -14,21 +14,14 @@ from patron.audit.service import Actor
 from patron.db import config_version
 from patron.errors import Invalid
 from patron.fraud.models import FraudSettings
-from patron.fraud.rules import FraudDoc, Rules
+from patron.fraud.rules import FraudDoc
 from patron.programs.models import Program
-from patron.sales import program_cache
 
 
 class FraudSettingsOut(FraudDoc):
     program: str
     updated_at: datetime | None = None
     updated_by: str | None = None
-
-
-def current(session: Session, program_id: int) -> Rules | None:
-    """The rules in force, from the worker's program cache (no statement when cached)."""
-    config = program_cache.cached(session, program_id) or program_cache.load(session, program_id)
-    return config.fraud
 
 
 def get(session: Session, program: Program) -> FraudSettingsOut:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 
+from patron.clock import EARLIEST_SALE
 from patron.errors import InsufficientPoints, Invalid
 from patron.money import parse_amount, spend_value, split_proportionally
 from patron.programs.models import Program
@@ -15,7 +16,6 @@ from patron.sales.program_cache import ProgramConfig
 from patron.sales.schemas import BasketIn
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
-EARLIEST_SALE = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 Policy = Program | ProgramConfig  # what of a program these helpers read

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from patron.audit import service as audit
 from patron.audit.service import Actor
 from patron.campaigns import earning
+from patron.clock import EARLIEST_SALE
 from patron.errors import Conflict, NotFound, PatronError
 from patron.fraud import guard as fraud
 from patron.ledger import views
@@ -123,7 +124,7 @@ def _unanswered(
 
 def _earlier(at: datetime | None, now: datetime) -> bool:
     """Whether a sale happened before now (a value out of range is refused by the planner)."""
-    return at is not None and at < now and at >= basket.EARLIEST_SALE
+    return at is not None and at < now and at >= EARLIEST_SALE
 
 
 def _alone(config: ProgramConfig, req: PurchaseRequest) -> bool:

@@ -1249,7 +1249,7 @@ class _Writer:
         expiry = policy.expires_at(self.occurred_at, p.config.timezone)
         until = pending_until(self.occurred_at, days=pending_days)
         is_pending = until is not None and until > p.now
-        if held:  # pending until staff decide (patron.fraud.review), never released by date
+        if held:  # pending until staff decide (patron.review.queue), never released by date
             until, is_pending = None, True
         settled = min(state.debt, points) if state.debt > 0 else 0
         details: dict[str, Any] = {

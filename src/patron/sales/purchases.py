@@ -392,7 +392,7 @@ def refund(
 
     row.refund_mode = mode
     row.refunded_minor += now_minor
-    # A review's reversal (patron.fraud.review) may have taken the points back already.
+    # A review's reversal (patron.review.queue) may have taken the points back already.
     row.reversed_points = max(row.reversed_points, reversed_target)
     row.restored_points = restored_target
     if lines is not None:

@@ -1,5 +1,5 @@
 """Fraud controls in the admin UI: the review queue (confirm or reverse a held sale, with a
-reason) and the program's controls. The same services as the API (patron.fraud)."""
+reason) and the program's controls. The same services as the API (patron.fraud, patron.review)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from patron.admin import context, program_context
 from patron.admin.deps import Staff, form_data, get_db, require
 from patron.admin.templating import path_for, render
 from patron.errors import Conflict, Invalid
-from patron.fraud import review, settings
 from patron.fraud import rules as fraud_rules
+from patron.fraud import settings
+from patron.review import queue
 
 router = APIRouter()
 ReviewId = Path(ge=1, le=2**53)
@@ -38,7 +39,7 @@ def _page(
         rows: list[Any] = []
         doc: dict[str, Any] = {}
         if prog is not None:
-            rows, _more = review.list_reviews(
+            rows, _more = queue.list_reviews(
                 session, prog, status=None if status == "all" else status, limit=200
             )
             doc = values or settings.get(session, prog).model_dump(mode="json")
@@ -80,7 +81,7 @@ def _decide(request: Request, staff: Staff, review_id: int, form: dict[str, str]
         try:
             with get_db(request).unit_of_work() as session:
                 prog = program_context.visible_program(session, code)
-                review.decide(
+                queue.decide(
                     session, prog, review_id, what, reason=reason, actor=staff.actor,
                     now=clock.now(),
                 )  # fmt: skip

@@ -1,0 +1,1 @@
+"""The suspicious-activity queue: what the fraud controls held, confirmed or reversed by staff."""
