@@ -459,6 +459,10 @@ def _decisions(plan: Plan, marks: Watermarks, lo: int, hi: int) -> Select:
             manual_ended.label("manual_ended"),
         )
         .where(not_(settled))
+        # OFFSET 0 keeps each level a subquery of its own: flattened, every use of a level's
+        # column would repeat its whole CASE expression (the target rank in each of the
+        # placed columns), a few times the work per account and per plan.
+        .offset(0)
         .subquery("ranked")
     )
 
@@ -468,25 +472,29 @@ def _decisions(plan: Plan, marks: Watermarks, lo: int, hi: int) -> Select:
     target = case((r.target_rank == r.current_rank, r.tier), else_=code)
     moved = and_(not_(r.kept_manual), target.is_distinct_from(r.tier))
     reset = or_(moved, r.manual_ended)
-    placed = select(
-        r.id,
-        r.member_id,
-        r.value,
-        r.tier.label("from_tier"),
-        case((r.kept_manual, r.tier), else_=target).label("tier"),
-        case((moved, literal(plan.since, UTCDateTime)), else_=r.tier_since).label("tier_since"),
-        case((reset, literal(plan.valid, UTCDateTime)), else_=r.tier_valid_until).label(
-            "tier_valid_until"
-        ),
-        case((reset, false()), else_=r.tier_manual).label("tier_manual"),
-        case((reset, null()), else_=r.tier_manual_until).label("tier_manual_until"),
-        case((r.kept_manual, r.tier_grace_left), else_=r.grace).label("tier_grace_left"),
-        moved.label("moved"),
-        r.kept_manual,
-        r.kept_in_grace,
-        r.manual_ended,
-        r.tier_grace_left.label("grace_before"),
-    ).subquery("placed")
+    placed = (
+        select(
+            r.id,
+            r.member_id,
+            r.value,
+            r.tier.label("from_tier"),
+            case((r.kept_manual, r.tier), else_=target).label("tier"),
+            case((moved, literal(plan.since, UTCDateTime)), else_=r.tier_since).label("tier_since"),
+            case((reset, literal(plan.valid, UTCDateTime)), else_=r.tier_valid_until).label(
+                "tier_valid_until"
+            ),
+            case((reset, false()), else_=r.tier_manual).label("tier_manual"),
+            case((reset, null()), else_=r.tier_manual_until).label("tier_manual_until"),
+            case((r.kept_manual, r.tier_grace_left), else_=r.grace).label("tier_grace_left"),
+            moved.label("moved"),
+            r.kept_manual,
+            r.kept_in_grace,
+            r.manual_ended,
+            r.tier_grace_left.label("grace_before"),
+        )
+        .offset(0)
+        .subquery("placed")
+    )
 
     p = placed.c
     valid_until: Any = p.tier_valid_until
