@@ -12,7 +12,8 @@ does the work, set-based, whatever its size:
    whole: nothing happens to them) —, those with rows written since, and those without a tier;
 2. one INSERT … SELECT joins them with their metric — the snapshot's, or, for accounts with
    entries (purchases, refunds) written since the snapshot, a live GROUP BY — applies the policy
-   with CASE expressions and keeps their decisions in a temporary table;
+   with CASE expressions and keeps their decisions in a temporary table (on PostgreSQL the same
+   statement counts the chunk's accounts, from the one read of them);
 3. the counts for the summary come from one GROUP BY over the decisions;
 4. the history rows and `tier.changed` domain events of the accounts that moved are inserted
    with INSERT … SELECT, and the accounts whose columns change are updated with one
@@ -341,7 +342,9 @@ def _take_snapshot(session: Session, plan: Plan, marks: Watermarks, after: int) 
         session.execute(text(f"ANALYZE {_METRIC.name}"))
 
 
-def _candidates(plan: Plan, marks: Watermarks, lo: int, hi: int) -> ColumnElement[bool]:
+def _candidates(
+    plan: Plan, marks: Watermarks, lo: int, hi: int, id_: Any = Account.id, tier: Any = Account.tier
+) -> ColumnElement[bool]:
     """The accounts of (lo, hi] the chunk decides: those in the snapshot, those touched since,
     and those without a tier (one opened since the snapshot)."""
     in_snapshot = select(_METRIC.c.account_id).where(
@@ -349,10 +352,24 @@ def _candidates(plan: Plan, marks: Watermarks, lo: int, hi: int) -> ColumnElemen
     )
     touched = _touched(plan, marks, lo, hi).subquery("touched_ids")
     return or_(
-        Account.tier.is_(None),
-        Account.id.in_(in_snapshot),
-        Account.id.in_(select(touched.c.account_id)),
+        tier.is_(None),
+        id_.in_(in_snapshot),
+        id_.in_(select(touched.c.account_id)),
     )
+
+
+def _chunk_accounts(plan: Plan, lo: int, hi: int) -> Select:
+    """The program's accounts in (lo, hi], with the columns the policy reads."""
+    return select(
+        Account.id,
+        Account.member_id,
+        Account.tier,
+        Account.tier_since,
+        Account.tier_valid_until,
+        Account.tier_manual,
+        Account.tier_manual_until,
+        Account.tier_grace_left,
+    ).where(Account.program_id == plan.program_id, Account.id > lo, Account.id <= hi)
 
 
 def _touched(plan: Plan, marks: Watermarks, lo: int, hi: int) -> Select:
@@ -386,9 +403,9 @@ def _chunk_metric(plan: Plan, marks: Watermarks, lo: int, hi: int) -> Any:
     return union_all(stored, live).subquery("metric")
 
 
-def _decisions(plan: Plan, marks: Watermarks, lo: int, hi: int) -> Select:
-    """The policy (see the module docstring) for the accounts in (lo, hi] that may change or
-    count in the summary (`_candidates`), in SQL.
+def _decisions(plan: Plan, marks: Watermarks, lo: int, hi: int, chunk: Any) -> Select:
+    """The policy (see the module docstring) for the accounts of `chunk` (`_chunk_accounts`:
+    those in (lo, hi]) that may change or count in the summary (`_candidates`), in SQL.
 
     Three levels: the account with its metric and ranks; the rank and grace it ends with; the
     columns it ends with.
@@ -396,25 +413,22 @@ def _decisions(plan: Plan, marks: Watermarks, lo: int, hi: int) -> Select:
     policy, tiers = plan.policy, sorted(plan.tiers, key=lambda t: t.rank)
     metric = _chunk_metric(plan, marks, lo, hi)
     value = func.coalesce(metric.c.value, 0)
+    c = chunk.c
     a = (
         select(
-            Account.id,
-            Account.member_id,
-            Account.tier,
-            Account.tier_since,
-            Account.tier_valid_until,
-            Account.tier_manual,
-            Account.tier_manual_until,
-            Account.tier_grace_left,
+            c.id,
+            c.member_id,
+            c.tier,
+            c.tier_since,
+            c.tier_valid_until,
+            c.tier_manual,
+            c.tier_manual_until,
+            c.tier_grace_left,
             value.label("value"),
         )
-        .outerjoin(metric, metric.c.account_id == Account.id)
-        .where(
-            Account.program_id == plan.program_id,
-            Account.id > lo,
-            Account.id <= hi,
-            _candidates(plan, marks, lo, hi),
-        )
+        .select_from(chunk)
+        .outerjoin(metric, metric.c.account_id == c.id)
+        .where(_candidates(plan, marks, lo, hi, c.id, c.tier))
         .subquery("a")
     )
 
@@ -459,6 +473,10 @@ def _decisions(plan: Plan, marks: Watermarks, lo: int, hi: int) -> Select:
             manual_ended.label("manual_ended"),
         )
         .where(not_(settled))
+        # OFFSET 0 keeps each level a subquery of its own: flattened, every use of a level's
+        # column would repeat its whole CASE expression (the target rank in each of the
+        # placed columns), a few times the work per account and per plan.
+        .offset(0)
         .subquery("ranked")
     )
 
@@ -468,25 +486,29 @@ def _decisions(plan: Plan, marks: Watermarks, lo: int, hi: int) -> Select:
     target = case((r.target_rank == r.current_rank, r.tier), else_=code)
     moved = and_(not_(r.kept_manual), target.is_distinct_from(r.tier))
     reset = or_(moved, r.manual_ended)
-    placed = select(
-        r.id,
-        r.member_id,
-        r.value,
-        r.tier.label("from_tier"),
-        case((r.kept_manual, r.tier), else_=target).label("tier"),
-        case((moved, literal(plan.since, UTCDateTime)), else_=r.tier_since).label("tier_since"),
-        case((reset, literal(plan.valid, UTCDateTime)), else_=r.tier_valid_until).label(
-            "tier_valid_until"
-        ),
-        case((reset, false()), else_=r.tier_manual).label("tier_manual"),
-        case((reset, null()), else_=r.tier_manual_until).label("tier_manual_until"),
-        case((r.kept_manual, r.tier_grace_left), else_=r.grace).label("tier_grace_left"),
-        moved.label("moved"),
-        r.kept_manual,
-        r.kept_in_grace,
-        r.manual_ended,
-        r.tier_grace_left.label("grace_before"),
-    ).subquery("placed")
+    placed = (
+        select(
+            r.id,
+            r.member_id,
+            r.value,
+            r.tier.label("from_tier"),
+            case((r.kept_manual, r.tier), else_=target).label("tier"),
+            case((moved, literal(plan.since, UTCDateTime)), else_=r.tier_since).label("tier_since"),
+            case((reset, literal(plan.valid, UTCDateTime)), else_=r.tier_valid_until).label(
+                "tier_valid_until"
+            ),
+            case((reset, false()), else_=r.tier_manual).label("tier_manual"),
+            case((reset, null()), else_=r.tier_manual_until).label("tier_manual_until"),
+            case((r.kept_manual, r.tier_grace_left), else_=r.grace).label("tier_grace_left"),
+            moved.label("moved"),
+            r.kept_manual,
+            r.kept_in_grace,
+            r.manual_ended,
+            r.tier_grace_left.label("grace_before"),
+        )
+        .offset(0)
+        .subquery("placed")
+    )
 
     p = placed.c
     valid_until: Any = p.tier_valid_until
@@ -585,16 +607,7 @@ def _chunk(
     what changed."""
     if write:
         _lock_chunk(session, plan, marks, lo, hi)
-    columns = [c.name for c in _DECIDED.columns]
-    session.execute(insert(_DECIDED).from_select(columns, _decisions(plan, marks, lo, hi)))
-    counts.accounts += int(
-        session.scalar(
-            select(func.count())
-            .select_from(Account)
-            .where(Account.program_id == plan.program_id, Account.id > lo, Account.id <= hi)
-        )
-        or 0
-    )
+    counts.accounts += _decide(session, plan, marks, lo, hi)
     d = _DECIDED.c
     yes = lambda flag: func.sum(case((flag.is_(True), 1), else_=0))  # noqa: E731
     for from_tier, to_tier, moved, n, kept_manual, kept_in_grace, manual_ended in session.execute(
@@ -616,6 +629,20 @@ def _chunk(
     if write:
         _write(session, plan)
     session.execute(delete(_DECIDED))
+
+
+def _decide(session: Session, plan: Plan, marks: Watermarks, lo: int, hi: int) -> int:
+    """Keep the decisions about the accounts in (lo, hi] in `_DECIDED`; how many accounts the
+    chunk has. On PostgreSQL one statement reads the chunk's accounts once for both."""
+    columns = [c.name for c in _DECIDED.columns]
+    if session.get_bind().dialect.name == "postgresql":
+        shared = _chunk_accounts(plan, lo, hi).cte("chunk")
+        decided = insert(_DECIDED).from_select(columns, _decisions(plan, marks, lo, hi, shared))
+        counted = select(func.count()).select_from(shared).add_cte(decided.cte("decided"))
+        return int(session.scalar(counted) or 0)
+    chunk = _chunk_accounts(plan, lo, hi).subquery("chunk")
+    session.execute(insert(_DECIDED).from_select(columns, _decisions(plan, marks, lo, hi, chunk)))
+    return int(session.scalar(select(func.count()).select_from(chunk)) or 0)
 
 
 def _write(session: Session, plan: Plan) -> None:
