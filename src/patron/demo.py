@@ -663,7 +663,7 @@ def _campaign(db: Database, now: datetime) -> None:
         campaigns.create(session, program, CampaignIn.model_validate(body), actor=SYSTEM,
                          now=launch_at)  # fmt: skip
         campaigns.launch(session, program, "winback-ab", actor=SYSTEM, now=launch_at)
-    from patron.campaigns.models import CampaignMember
+    from patron.experiments.models import CampaignMember
     from patron.rewards.models import Coupon
 
     with db.unit_of_work(readonly=True) as session:

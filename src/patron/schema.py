@@ -8,10 +8,10 @@ from patron.admin.models import StaffSession, StaffUser
 from patron.audit.models import AuditRecord, IdempotencyKey
 from patron.auth.models import ApiKey
 from patron.bulk.models import AdjustmentKey, BulkJob, BulkJobError, MemberImportRef  # noqa: F401
-from patron.campaigns.models import Campaign, CampaignMember  # noqa: F401
 from patron.db.base import Base
 from patron.db.job_runs import JobRun
 from patron.events.models import Delivery, DeliveryAttempt, DomainEvent, InstanceKey
+from patron.experiments.models import Campaign, CampaignMember  # noqa: F401
 from patron.fraud.models import FraudActivity, FraudReview, FraudSettings  # noqa: F401
 from patron.ledger.models import Account, Entry, Lot, Movement, Purchase, Refund
 from patron.members.models import Card, ConsentRecord, Member, PortalCode, PortalVerification

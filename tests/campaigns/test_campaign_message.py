@@ -11,11 +11,11 @@ from sqlalchemy import select
 
 from patron.audit.service import CLI
 from patron.campaigns import service
-from patron.campaigns.models import CampaignMember
 from patron.campaigns.schemas import CampaignIn
 from patron.config import Settings
 from patron.delivery import dispatch, runner
 from patron.events.models import Delivery, DomainEvent
+from patron.experiments.models import CampaignMember
 from patron.members import consent
 from patron.members.models import Member
 from patron.programs.models import Program

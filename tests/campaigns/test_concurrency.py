@@ -12,9 +12,9 @@ from sqlalchemy import func, select
 
 from patron.audit.service import CLI
 from patron.campaigns import service
-from patron.campaigns.models import Campaign, CampaignMember
 from patron.campaigns.schemas import CampaignIn
 from patron.errors import PatronError
+from patron.experiments.models import Campaign, CampaignMember
 from patron.ledger.models import Entry
 from patron.programs.models import Program
 from tests.campaigns.conftest import ab_body

@@ -12,8 +12,8 @@ from sqlalchemy import event, select
 
 from patron.audit.service import CLI
 from patron.campaigns import service
-from patron.campaigns.models import CampaignMember
 from patron.campaigns.schemas import CampaignIn
+from patron.experiments.models import CampaignMember
 from patron.ledger.models import Entry
 from patron.programs.models import Program
 from patron.rules import explain

@@ -12,9 +12,9 @@ from sqlalchemy import func, select
 from patron.audit.models import AuditRecord
 from patron.audit.service import CLI
 from patron.campaigns import service
-from patron.campaigns.models import Campaign, CampaignMember
 from patron.campaigns.schemas import CampaignIn
 from patron.events.models import DomainEvent
+from patron.experiments.models import Campaign, CampaignMember
 from patron.ledger.models import Entry
 from patron.programs.models import Program
 from patron.rewards.models import Coupon

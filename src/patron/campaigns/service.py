@@ -41,8 +41,7 @@ from sqlalchemy.orm import Session
 
 from patron.audit import service as audit
 from patron.audit.service import Actor
-from patron.campaigns import earning, stats
-from patron.campaigns.models import Campaign, CampaignMember
+from patron.campaigns import stats
 from patron.campaigns.schemas import (
     CONTROL,
     ArmResult,
@@ -57,6 +56,8 @@ from patron.db import config_version
 from patron.db.types import UTCDateTime
 from patron.errors import Conflict, Invalid, NotFound, PatronError
 from patron.events import outbox
+from patron.experiments import arms as rule_arms
+from patron.experiments.models import Campaign, CampaignMember
 from patron.ledger.models import Account, Purchase
 from patron.money import quantum
 from patron.programs.models import Program
@@ -683,9 +684,9 @@ def due(session: Session) -> list[tuple[int, str]]:
 
 def _rules_changed(session: Session, row: Campaign) -> None:
     """A rule experiment started or stopped: every worker's cached configuration reloads
-    (patron.campaigns.earning)."""
+    (patron.experiments.arms)."""
 
-    if earning.has_rules(row.arms):
+    if rule_arms.has_rules(row.arms):
         session.flush()
         config_version.touch(session, row.program_id)
 

@@ -287,7 +287,7 @@ _SKIP_REASONS: dict[str, dict[str, str]] = {
     },
 }
 
-# A step of a campaign's rule (a rule experiment, patron.campaigns.earning) names the campaign and
+# A step of a campaign's rule (a rule experiment, patron.experiments.arms) names the campaign and
 # the variant before its own words: "winback-ab · variant B: +500".
 _CAMPAIGN = {
     "en": "{campaign} · variant {variant}: {text}",

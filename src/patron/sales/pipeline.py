@@ -21,9 +21,9 @@ from sqlalchemy.orm import Session
 
 from patron.audit import service as audit
 from patron.audit.service import Actor
-from patron.campaigns import earning
 from patron.clock import EARLIEST_SALE
 from patron.errors import Conflict, NotFound, PatronError
+from patron.experiments import arms as rule_arms
 from patron.fraud import guard as fraud
 from patron.ledger import views
 from patron.ledger.models import Account
@@ -216,7 +216,7 @@ def _round(
     # Rule experiments: which running rule campaigns' arms the round's members are in, in
     # one query (none when no rule campaign runs).
     arms = (
-        earning.member_arms(session, config.rule_campaigns, [member_of[i] for i in planned])
+        rule_arms.member_arms(session, config.rule_campaigns, [member_of[i] for i in planned])
         if config.rule_campaigns
         else {}
     )
@@ -286,7 +286,7 @@ def _round(
         if outcome.budget_used:
             rules.spend_budgets(session, config.id, outcome.budget_used)
         if outcome.campaign_points:
-            earning.count_rule_points(session, outcome.campaign_points)
+            rule_arms.count_rule_points(session, outcome.campaign_points)
         if outcome.upgrade:
             upgraded.append(outcome.account_id)
     if upgraded:  # after the round's rows: the accounts as they are now, in one read

@@ -16,10 +16,10 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from patron.campaigns import earning
 from patron.errors import Conflict, InsufficientPoints, MemberBlocked, PatronError
 from patron.events.kinds import ENTRY_EVENTS
 from patron.events.outbox import entry_payload
+from patron.experiments import arms as rule_arms
 from patron.ledger.expiry import ExpiryRule, pending_until
 from patron.ledger.rolling import ACTIVITY_KINDS
 from patron.ledger.schemas import EntryOut, Totals
@@ -163,7 +163,7 @@ class SaleOp:
     recent_purchases: dict[int, int] = field(default_factory=dict)  # days → earlier purchases
     budgets: dict[str, int] | None = None  # promotion budgets left
     segments: frozenset[str] = frozenset()  # the segments rule conditions name she is in
-    # (campaign id, arm) of the running rule experiments she is in (patron.campaigns.earning)
+    # (campaign id, arm) of the running rule experiments she is in (patron.experiments.arms)
     campaign_arms: tuple[tuple[int, str], ...] = ()
 
 
@@ -318,7 +318,7 @@ class Planner:
             segments=op.segments,
         )
         arms = (
-            earning.arms_at(config.rule_campaigns, op.campaign_arms, occurred_at)
+            rule_arms.arms_at(config.rule_campaigns, op.campaign_arms, occurred_at)
             if op.campaign_arms
             else []
         )
@@ -328,16 +328,16 @@ class Planner:
             # is the difference its rules alone make (the campaign's rule points).
             budgets = op.budgets or {}
             plain = evaluate(doc, earn_order, context, budgets).points
-            doc = earning.merged(doc, arms)
+            doc = rule_arms.merged(doc, arms)
             result = evaluate(doc, earn_order, context, budgets)
             for arm in arms:
                 alone = (
                     result
                     if len(arms) == 1
-                    else evaluate(earning.merged(config.doc, [arm]), earn_order, context, budgets)
+                    else evaluate(rule_arms.merged(config.doc, [arm]), earn_order, context, budgets)
                 )
                 campaign_points.append((arm.campaign_id, state.member_id, alone.points - plain))
-            earning.annotate(result.steps, arms)
+            rule_arms.annotate(result.steps, arms)
         else:
             result = evaluate(doc, earn_order, context, op.budgets or {})
         held = checked = None

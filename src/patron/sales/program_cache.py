@@ -1,7 +1,7 @@
 """Each worker's copy of what an earn reads about its program, kept exact by a version token.
 
 An earn needs the program's settings, its stores, the published rule set (parsed), the tier
-policy with its tiers and the running rule experiments (patron.campaigns.earning). They change
+policy with its tiers and the running rule experiments (patron.experiments.arms). They change
 rarely, so each worker keeps them in memory, keyed by the
 program's `config_version`: a token that changes (to a new random value, not a counter, so a
 database rebuilt under a running worker can never match an old token) in the same transaction
@@ -28,13 +28,13 @@ from sqlalchemy import BigInteger, Engine, literal_column, select
 from sqlalchemy.orm import Session
 
 from patron.errors import Conflict, NotFound
+from patron.experiments import arms as rule_arms
 from patron.ledger.expiry import ExpiryRule
 from patron.programs.models import Program, Store
 from patron.rules.model import RuleSetDoc
 from patron.tiers.models import TierDefinition, TierPolicy
 
 if TYPE_CHECKING:
-    from patron.campaigns.earning import RuleCampaign
     from patron.fraud.rules import Rules as FraudRules
     from patron.rules.service import Needs
 
@@ -93,9 +93,9 @@ class ProgramConfig:
     tier_by_code: Mapping[str, TierDef] = field(default_factory=dict)
     closed_stores: frozenset[str] = frozenset()  # switched off: they take no sales
     fraud: FraudRules | None = None  # the program's fraud controls; None: none (docs/fraud.md)
-    # Running campaigns with a rules arm (rule experiments, patron.campaigns.earning); `needs`
+    # Running campaigns with a rules arm (rule experiments, patron.experiments.arms); `needs`
     # covers their rules too.
-    rule_campaigns: tuple[RuleCampaign, ...] = ()
+    rule_campaigns: tuple[rule_arms.RuleCampaign, ...] = ()
 
     def store_id_of(self, code: str) -> int | None:
         """The id of an open store; None for a code the program does not have."""
@@ -186,7 +186,6 @@ def forget(session: Session) -> None:
 def load(session: Session, program_id: int) -> ProgramConfig:
     """Read the configuration and keep it under the token read *first*: a change committed
     while the rest is read leaves a newer token in the database, so the next earn reloads."""
-    from patron.campaigns import earning
     from patron.fraud.rules import load_rules
     from patron.rules import service as rules
 
@@ -204,7 +203,7 @@ def load(session: Session, program_id: int) -> ProgramConfig:
     stores = {code: store_id for store_id, code, _active in rows}
     closed = frozenset(code for _id, code, active in rows if not active)
     doc = rules.document(session, program)
-    rule_campaigns = earning.load(session, program_id, doc)
+    rule_campaigns = rule_arms.load(session, program_id, doc)
     policy_row = session.scalars(
         select(TierPolicy).where(TierPolicy.program_id == program_id)
     ).one_or_none()
@@ -244,7 +243,7 @@ def load(session: Session, program_id: int) -> ProgramConfig:
         negative_balance=program.negative_balance,
         rule_version=program.rule_version,
         doc=doc,
-        needs=rules.needs(earning.with_every_arm(doc, rule_campaigns)),
+        needs=rules.needs(rule_arms.with_every_arm(doc, rule_campaigns)),
         stores=stores,
         store_codes={store_id: code for code, store_id in stores.items()},
         closed_stores=closed,

@@ -22,6 +22,7 @@ from pydantic import TypeAdapter
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from patron.experiments.models import Campaign, CampaignMember
 from patron.rules.model import Rule, RuleSetDoc
 
 _RULES = TypeAdapter(list[Rule])
@@ -72,8 +73,6 @@ def _unique(rules: list[Any], taken: set[str], campaign_id: int) -> tuple[Any, .
 
 def load(session: Session, program_id: int, doc: RuleSetDoc) -> tuple[RuleCampaign, ...]:
     """The program's running campaigns with a rules arm (one query)."""
-    from patron.campaigns.models import Campaign
-
     found: list[RuleCampaign] = []
     taken = {r.id for r in doc.rules}
     rows = session.scalars(
@@ -113,8 +112,6 @@ def member_arms(
 ) -> dict[int, tuple[tuple[int, str], ...]]:
     """member id → (campaign id, arm) of the running rule campaigns the member is in: one
     query for all the members of a planning round."""
-    from patron.campaigns.models import CampaignMember
-
     ids = sorted(set(member_ids))
     if not campaigns or not ids:
         return {}
@@ -167,8 +164,6 @@ def annotate(steps: list[dict[str, Any]], arms: list[RuleArm]) -> None:
 def count_rule_points(session: Session, points: list[tuple[int, int, int]]) -> None:
     """Add what a sale's arms added to each member's campaign row (her own row: no row that
     every sale updates)."""
-    from patron.campaigns.models import CampaignMember
-
     for campaign_id, member_id, added in points:
         if added:
             session.execute(
