@@ -110,15 +110,15 @@ def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
 
 
 # The one loop of packages left (the modules in it do not import each other: see above). The
-# sale planner calls what campaigns (a rule experiment's arms) and rewards (a coupon on a sale)
-# do during a sale, while those packages' own operations (giving a campaign's points, redeeming
-# a reward) move points through the planner; segments' conditions read the reward tables, and
-# rules and rule editing sit between. (fraud left it: its review queue is patron.review.)
+# sale planner calls what rewards does for a coupon on a sale, while redeeming a reward spends
+# points through the planner; segments' conditions read the reward tables while rewards limited
+# to a segment read memberships; rules and the rule experiments (patron.experiments, which the
+# sale path reads) sit between. fraud and campaigns left it: their parts above the sale path
+# are patron.review and patron.campaigns, those below it patron.fraud and patron.experiments.
 # Decision 0016 (addendum of 2026-12-05) says how it would go. It may only shrink.
-KNOWN_LOOP = {"campaigns", "earning", "rewards", "rules", "sales", "segments"}
+KNOWN_LOOP = {"experiments", "rewards", "rules", "sales", "segments"}
 # Within it, the pairs that import each other directly; the list may only shrink.
 KNOWN_TWO_WAY = {
-    ("campaigns", "sales"),
     ("rewards", "sales"),
     ("rewards", "segments"),
 }
