@@ -53,6 +53,7 @@ from patron.campaigns.schemas import (
     Uplift,
     Variant,
 )
+from patron.coupons.models import Coupon, Reward
 from patron.db import config_version
 from patron.db.types import UTCDateTime
 from patron.errors import Conflict, Invalid, NotFound, PatronError
@@ -60,7 +61,6 @@ from patron.events import outbox
 from patron.ledger.models import Account, Purchase
 from patron.money import quantum
 from patron.programs.models import Program
-from patron.rewards.models import Coupon, Reward
 from patron.segments import service as segments
 from patron.segments.definition import Definition
 from patron.segments.models import SegmentSnapshotMember

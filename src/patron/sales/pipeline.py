@@ -23,6 +23,7 @@ from patron.audit import service as audit
 from patron.audit.service import Actor
 from patron.campaigns import earning
 from patron.clock import EARLIEST_SALE
+from patron.coupons import sale as coupons_
 from patron.errors import Conflict, NotFound, PatronError
 from patron.fraud import guard as fraud
 from patron.ledger import views
@@ -32,7 +33,6 @@ from patron.members import service as members
 from patron.members.models import Member
 from patron.money import from_minor
 from patron.programs.models import Program
-from patron.rewards import sale as coupons_
 from patron.rules import service as rules
 from patron.sales import basket, program_cache, snapshot
 from patron.sales.apply import Taken, apply
