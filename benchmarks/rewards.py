@@ -68,12 +68,12 @@ from sqlalchemy import event, func, select
 
 from patron.audit.models import IdempotencyKey
 from patron.audit.service import SYSTEM
+from patron.coupons.models import Coupon, Redemption, Reward
 from patron.db.engine import Database
 from patron.ledger.models import Entry
 from patron.members.schemas import MemberRef
 from patron.programs.service import get_program
 from patron.rewards import catalog
-from patron.rewards.models import Coupon, Redemption, Reward
 from patron.rewards.schemas import RewardCreate
 from patron.sales import purchases
 from patron.sales.schemas import AdjustRequest

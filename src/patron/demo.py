@@ -13,10 +13,14 @@ from sqlalchemy.orm import Session
 from patron.admin import service as staff_users
 from patron.audit.service import SYSTEM
 from patron.auth.service import create_key
+from patron.coupons import use as coupon_use
+from patron.coupons.codes import display
+from patron.coupons.schemas import UseRequest
 from patron.db.engine import Database
 from patron.earning import examples as rule_examples
 from patron.errors import PatronError
 from patron.ledger import jobs
+from patron.ledger.schemas import LineIn
 from patron.members import service as members
 from patron.members.schemas import CardIn, MemberCreate, MemberRef
 from patron.portal import signup
@@ -29,14 +33,13 @@ from patron.programs.schemas import (
     RedemptionPolicy,
     StoreCreate,
 )
-from patron.rewards import catalog, coupons, redeem
+from patron.rewards import catalog, redeem
 from patron.rewards import jobs as reward_jobs
-from patron.rewards.codes import display
-from patron.rewards.schemas import RewardCreate, UseRequest
+from patron.rewards.schemas import RewardCreate
 from patron.rules import publishing
 from patron.rules.model import RuleSetDoc
 from patron.sales import purchases
-from patron.sales.schemas import LineIn, PurchaseRequest, RefundRequest
+from patron.sales.schemas import PurchaseRequest, RefundRequest
 from patron.setup import service as setup
 from patron.tiers import service as tiers
 from patron.tiers.schemas import TierSetup
@@ -579,7 +582,7 @@ def _rewards(db: Database, now: datetime, member_ids: list[int], rng: random.Ran
                         amount=Decimal(4500), order=f"BKR-R-{issued[0].id:05d}",
                         store=STORES[0][0], lines=[LineIn(sku="CROISSANT", amount=Decimal(3200))],
                     )  # fmt: skip
-                    coupons.use(
+                    coupon_use.use(
                         session, program, issued[0].code, basket, actor=SYSTEM,
                         now=at + timedelta(hours=1),
                     )  # fmt: skip
@@ -663,8 +666,8 @@ def _campaign(db: Database, now: datetime) -> None:
         campaigns.create(session, program, CampaignIn.model_validate(body), actor=SYSTEM,
                          now=launch_at)  # fmt: skip
         campaigns.launch(session, program, "winback-ab", actor=SYSTEM, now=launch_at)
+    from patron.coupons.models import Coupon
     from patron.experiments.models import CampaignMember
-    from patron.rewards.models import Coupon
 
     with db.unit_of_work(readonly=True) as session:
         arms = session.execute(

@@ -8,6 +8,7 @@ from patron.admin.models import StaffSession, StaffUser
 from patron.audit.models import AuditRecord, IdempotencyKey
 from patron.auth.models import ApiKey
 from patron.bulk.models import AdjustmentKey, BulkJob, BulkJobError, MemberImportRef  # noqa: F401
+from patron.coupons.models import Coupon, CouponEvent, Redemption, Reward, RewardVersion, StockMove
 from patron.db.base import Base
 from patron.db.job_runs import JobRun
 from patron.events.models import Delivery, DeliveryAttempt, DomainEvent, InstanceKey
@@ -26,14 +27,6 @@ from patron.portal.models import (
 from patron.privacy.models import AuditRedaction, ConsentText, LegalHold  # noqa: F401
 from patron.programs.models import Program, ProgramBranding, Store
 from patron.reports.models import ReportDaily, ReportWatermark  # noqa: F401
-from patron.rewards.models import (
-    Coupon,
-    CouponEvent,
-    Redemption,
-    Reward,
-    RewardVersion,
-    StockMove,
-)
 from patron.rules.models import EventClaim, PromotionBudget, RuleSetVersion
 from patron.segments.models import Segment, SegmentSnapshot, SegmentSnapshotMember  # noqa: F401
 from patron.surveys.models import (  # noqa: F401

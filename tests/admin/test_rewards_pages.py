@@ -20,11 +20,8 @@ from patron.admin import i18n
 from patron.admin.views import rewards as pages
 from patron.audit.models import AuditRecord
 from patron.audit.service import CLI
-from patron.ledger.models import Account
-from patron.members.models import Member
-from patron.programs.service import get_program
-from patron.rewards import catalog, codes, redeem
-from patron.rewards.models import (
+from patron.coupons import codes
+from patron.coupons.models import (
     COUPON_STATES,
     REWARD_KINDS,
     Coupon,
@@ -32,6 +29,10 @@ from patron.rewards.models import (
     Reward,
     StockMove,
 )
+from patron.ledger.models import Account
+from patron.members.models import Member
+from patron.programs.service import get_program
+from patron.rewards import catalog, redeem
 from patron.rewards.schemas import RewardCreate
 from tests.admin.helpers import STAFF, sign_in
 from tests.ledger._helpers import adjust

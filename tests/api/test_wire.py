@@ -21,9 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.responses import JSONResponse
 
+from patron.ledger.schemas import LineIn
 from patron.members.schemas import MemberRef
 from patron.sales import wire
-from patron.sales.schemas import LineIn, PurchaseRequest
+from patron.sales.schemas import PurchaseRequest
 from tests.api.helpers import enroll
 
 P = "/api/v1/programs/bakery"

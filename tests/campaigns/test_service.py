@@ -13,11 +13,11 @@ from patron.audit.models import AuditRecord
 from patron.audit.service import CLI
 from patron.campaigns import service
 from patron.campaigns.schemas import CampaignIn
+from patron.coupons.models import Coupon
 from patron.events.models import DomainEvent
 from patron.experiments.models import Campaign, CampaignMember
 from patron.ledger.models import Entry
 from patron.programs.models import Program
-from patron.rewards.models import Coupon
 from tests.campaigns.conftest import N, ab_body
 from tests.tiers._tier_helpers import buy
 

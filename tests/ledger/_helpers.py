@@ -14,14 +14,14 @@ from patron.check import run_check
 from patron.db.engine import Database
 from patron.ledger import views
 from patron.ledger.models import Account, Entry, Lot, Movement
-from patron.ledger.schemas import Totals
+from patron.ledger.schemas import LineIn, Totals
 from patron.members.models import Member
 from patron.members.schemas import MemberRef
 from patron.programs import service as programs
 from patron.programs.models import Program
 from patron.programs.schemas import ProgramUpdate
 from patron.sales import purchases
-from patron.sales.schemas import AdjustRequest, LineIn, PurchaseRequest, RefundLineIn, RefundRequest
+from patron.sales.schemas import AdjustRequest, PurchaseRequest, RefundLineIn, RefundRequest
 from patron.setup import service as setup
 
 

@@ -16,13 +16,13 @@ from patron import clock
 from patron.audit.models import AuditRecord
 from patron.audit.service import Actor
 from patron.config import get_settings
+from patron.coupons import codes
 from patron.delivery import dispatch
 from patron.events.models import Delivery, DomainEvent
 from patron.members.models import ConsentRecord
 from patron.portal import i18n, privacy, service
 from patron.portal.account import lock_member
 from patron.portal.models import PrivacyRequest
-from patron.rewards import codes
 from tests.portal.conftest import A_EMAIL, B_EMAIL, bakery
 from tests.portal.test_pages import BASE, sign_in
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from patron import clock
 from patron.audit.service import CLI
 from patron.db.engine import Database
+from patron.ledger.schemas import LineIn
 from patron.members.schemas import MemberRef
 from patron.programs.service import get_program
 from patron.reports import promotions
@@ -18,7 +19,7 @@ from patron.reports.common import day_range
 from patron.rules import publishing
 from patron.rules.model import RuleSetDoc
 from patron.sales import purchases
-from patron.sales.schemas import LineIn, PurchaseRequest
+from patron.sales.schemas import PurchaseRequest
 from tests.factories import make_member, make_program
 
 T = datetime(2026, 2, 1, tzinfo=UTC)

@@ -22,15 +22,18 @@ from typer.testing import CliRunner
 from patron import clock
 from patron.audit.service import CLI
 from patron.config import get_settings
+from patron.coupons import lookup
+from patron.coupons import use as coupon_use
+from patron.coupons.models import Coupon
+from patron.coupons.schemas import UseRequest
 from patron.db.engine import Database
 from patron.errors import Invalid
 from patron.members.models import Member
 from patron.programs.service import get_program
 from patron.reports import finance, period, rewards
 from patron.reports.common import day_range
-from patron.rewards import catalog, coupons, jobs, redeem
-from patron.rewards.models import Coupon
-from patron.rewards.schemas import RewardCreate, UseRequest
+from patron.rewards import catalog, jobs, redeem
+from patron.rewards.schemas import RewardCreate
 from tests.admin.helpers import STAFF, create_staff, sign_in
 from tests.conftest import auth
 from tests.factories import make_member, make_program
@@ -112,7 +115,7 @@ def _cancel(db: Database, code: str, *, now: datetime) -> None:
     clock.freeze(now)
     with db.unit_of_work() as s:
         program = get_program(s, "bakery")
-        coupon = redeem.find_coupon(s, program, code)
+        coupon = lookup.find_coupon(s, program, code)
         redeem.cancel(s, program, coupon, reason="changed her mind", actor=CLI, now=now)
 
 
@@ -120,7 +123,7 @@ def _use(db: Database, code: str, *, now: datetime, **basket: Any) -> None:
     clock.freeze(now)
     with db.unit_of_work() as s:
         req = UseRequest.model_validate({"order": f"o-{code[:6]}-{now:%d}", **basket})
-        coupons.use(s, get_program(s, "bakery"), code, req, actor=CLI, now=now)
+        coupon_use.use(s, get_program(s, "bakery"), code, req, actor=CLI, now=now)
 
 
 def build(db: Database) -> Story:
@@ -168,7 +171,7 @@ def build(db: Database) -> Story:
     clock.freeze(utc(7, 6, 3))
     with db.unit_of_work() as s:
         program = get_program(s, "bakery")
-        old = redeem.find_coupon(s, program, codes["a2"])
+        old = lookup.find_coupon(s, program, codes["a2"])
         codes["a2new"] = redeem.reissue(
             s, program, old, reason="lost", actor=CLI, now=utc(7, 6, 3)
         ).code

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from patron.rewards import codes
+from patron.coupons import codes
 
 
 def test_shape_and_display():

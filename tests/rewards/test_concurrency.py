@@ -21,14 +21,17 @@ from sqlalchemy import func, select
 
 from patron.audit.service import CLI
 from patron.check import run_check
+from patron.coupons import lookup
+from patron.coupons import use as coupon_use
+from patron.coupons.models import Coupon, CouponEvent, Redemption, Reward, StockMove
+from patron.coupons.schemas import UseRequest
 from patron.db.engine import Database
 from patron.errors import PatronError
 from patron.ledger.models import Account, Entry, Lot
 from patron.members.models import Member
 from patron.programs.service import get_program
-from patron.rewards import catalog, coupons, redeem
-from patron.rewards.models import Coupon, CouponEvent, Redemption, Reward, StockMove
-from patron.rewards.schemas import RewardCreate, UseRequest
+from patron.rewards import catalog, redeem
+from patron.rewards.schemas import RewardCreate
 from tests import test_concurrency as ledger_races
 from tests.conftest import auth
 from tests.factories import make_member
@@ -118,7 +121,7 @@ def use_call(
             req = UseRequest.model_validate(
                 {"amount": amount, "store": "mapo", "order": order, **extra}
             )
-            used = coupons.use(s, program, code, req, actor=CLI, now=now)
+            used = coupon_use.use(s, program, code, req, actor=CLI, now=now)
             return order, used.replayed
 
     return call
@@ -128,7 +131,7 @@ def cancel_call(db: Database, code: str, now: datetime) -> Callable[[], int]:
     def call() -> int:
         with db.unit_of_work() as s:
             program = get_program(s, "bakery")
-            row = redeem.find_coupon(s, program, code)
+            row = lookup.find_coupon(s, program, code)
             back = redeem.cancel(s, program, row, reason="race", actor=CLI, now=now)
             return back.points_returned
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from patron.check import run_check
+from patron.coupons.models import Coupon, Redemption, StockMove
 from patron.ledger.models import Entry
-from patron.rewards.models import Coupon, Redemption, StockMove
 from tests.rewards.conftest import AMERICANO, FIVE_OFF, add, redeem
 
 

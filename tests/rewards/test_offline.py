@@ -19,10 +19,10 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import func, select
 
 from patron import clock
+from patron.coupons.models import Coupon, CouponEvent
 from patron.events.models import DomainEvent, InstanceKey
 from patron.programs.service import get_program
 from patron.rewards import offline
-from patron.rewards.models import Coupon, CouponEvent
 from tests.factories import make_program
 from tests.rewards.conftest import AMERICANO, FIVE_OFF, add, redeem
 

@@ -11,9 +11,9 @@ from sqlalchemy import func, select
 
 from patron import clock
 from patron.check import run_check
+from patron.coupons.models import Coupon, CouponEvent, Redemption, StockMove
 from patron.ledger.models import Entry
 from patron.rewards import jobs
-from patron.rewards.models import Coupon, CouponEvent, Redemption, StockMove
 from tests.rewards.conftest import AMERICANO, FIVE_OFF, add, redeem
 
 BASE = "/api/v1/programs/bakery"

@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import func, select
 
 from patron.audit.service import CLI
+from patron.coupons.models import Coupon, Redemption, Reward
 from patron.db.engine import Database
 from patron.ledger.models import Account, Entry
-from patron.rewards.models import Coupon, Redemption, Reward
 from patron.segments import service as segments
 from patron.segments.schemas import SegmentIn
 from tests.conftest import auth

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import func, select
 
 from patron.check import run_check
+from patron.coupons.models import Coupon
 from patron.ledger.models import Purchase
-from patron.rewards.models import Coupon
 from tests.rewards.conftest import AMERICANO, FIVE_OFF, add, redeem
 
 BASE = "/api/v1/programs/bakery"

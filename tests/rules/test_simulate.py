@@ -18,6 +18,7 @@ from patron.audit.service import CLI
 from patron.db.engine import Database
 from patron.ledger import service as ledger
 from patron.ledger.models import Account, Entry, Lot, Movement, Purchase
+from patron.ledger.schemas import LineIn
 from patron.members.schemas import MemberRef
 from patron.programs import service as programs
 from patron.programs.models import Program
@@ -27,7 +28,7 @@ from patron.rules.model import RuleSetDoc
 from patron.rules.models import PromotionBudget, RuleSetVersion
 from patron.rules.simulate import SimulationReport, simulate, to_csv
 from patron.sales import purchases
-from patron.sales.schemas import LineIn, PurchaseRequest
+from patron.sales.schemas import PurchaseRequest
 from tests.factories import make_member, make_program
 
 SEOUL = ZoneInfo("Asia/Seoul")

@@ -26,6 +26,7 @@ from patron.cli import console
 from patron.config import get_settings
 from patron.db.engine import Database
 from patron.ledger.models import Purchase
+from patron.ledger.schemas import LineIn
 from patron.members.schemas import MemberRef
 from patron.programs import service as programs
 from patron.rules import publishing
@@ -33,7 +34,7 @@ from patron.rules import service as rules
 from patron.rules.model import RuleSetDoc
 from patron.rules.simulate import SimulationReport, simulate, to_csv
 from patron.sales import purchases
-from patron.sales.schemas import LineIn, PurchaseRequest
+from patron.sales.schemas import PurchaseRequest
 from patron.tiers import service as tiers
 from patron.tiers.models import TierChange
 from tests.admin.helpers import STAFF, create_staff, seed_bakery, sign_in

@@ -16,6 +16,8 @@ from patron import formats
 from patron.admin.service import actor_labels
 from patron.audit import service as audit
 from patron.audit.models import AuditRecord
+from patron.coupons import lookup
+from patron.coupons.models import Coupon
 from patron.earning import events
 from patron.errors import NotFound
 from patron.events import service as deliveries
@@ -31,9 +33,7 @@ from patron.members.schemas import MemberOut
 from patron.members.service import member_programs
 from patron.programs.models import Program
 from patron.rewards import catalog as rewards_catalog
-from patron.rewards import redeem as rewards_redeem
 from patron.rewards import views as rewards_views
-from patron.rewards.models import Coupon
 from patron.rewards.schemas import CouponOut
 from patron.tiers import progress as tier_progress
 from patron.tiers import service as tiers
@@ -221,7 +221,7 @@ def coupon_rows(
             coupon=shown,
             reward_name=names.get(shown.reward, shown.reward),
             last_day=views.valid_until(shown.expires_at, tz) if shown.expires_at else None,
-            open=rewards_redeem.state_refusal(row, now) is None,
+            open=lookup.state_refusal(row, now) is None,
         )
         for row, shown in zip(
             coupons, rewards_views.coupons_out(session, program, coupons), strict=True

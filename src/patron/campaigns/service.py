@@ -52,6 +52,7 @@ from patron.campaigns.schemas import (
     Uplift,
     Variant,
 )
+from patron.coupons.models import Coupon, Reward
 from patron.db import config_version
 from patron.db.types import UTCDateTime
 from patron.errors import Conflict, Invalid, NotFound, PatronError
@@ -61,7 +62,6 @@ from patron.experiments.models import Campaign, CampaignMember
 from patron.ledger.models import Account, Purchase
 from patron.money import quantum
 from patron.programs.models import Program
-from patron.rewards.models import Coupon, Reward
 from patron.segments import service as segments
 from patron.segments.definition import Definition
 from patron.segments.models import SegmentSnapshotMember

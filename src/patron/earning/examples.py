@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from patron.audit import service as audit
 from patron.audit.service import Actor
 from patron.errors import Invalid, NotFound, PatronError
+from patron.ledger.schemas import LineIn
 from patron.programs.models import Program
 from patron.programs.service import list_stores
 from patron.rules import service as rules
@@ -29,7 +30,7 @@ from patron.rules.engine import MemberContext, evaluate
 from patron.rules.model import RuleSetDoc, Strict
 from patron.rules.models import RuleExample
 from patron.sales import basket
-from patron.sales.schemas import BasketIn, LineIn
+from patron.sales.schemas import BasketIn
 from patron.tiers.models import TierDefinition
 
 EXAMPLE_NAME = r"^[a-z0-9][a-z0-9_-]{0,79}$"

@@ -15,6 +15,20 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# A basket line as a till sends it: the sale path, coupons on a basket and rule examples read it.
+class LineIn(Strict):
+    id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=60,
+        description="Line id for refunds by line; defaults to its position (1, 2, …).",
+    )
+    sku: str | None = Field(None, max_length=80)
+    category: str | None = Field(None, max_length=80)
+    quantity: Decimal = Field(Decimal(1), gt=0, le=1_000_000, max_digits=12, decimal_places=3)
+    amount: Amount = Field(ge=0, le=Decimal("1e13"), max_digits=18, decimal_places=4)
+
+
 class ExpireRequest(Strict):
     dry_run: bool = False
 

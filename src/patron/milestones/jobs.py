@@ -200,8 +200,8 @@ def _reward(
 ) -> tuple[int, int]:
     """Credit the points and issue the coupons of the new achievements (same transaction).
     A member whose account cannot take points keeps her badge; `note` says why."""
+    from patron.coupons.models import Reward
     from patron.rewards import redeem
-    from patron.rewards.models import Reward
     from patron.sales import pipeline
     from patron.sales.schemas import AdjustRequest
 

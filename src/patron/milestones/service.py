@@ -56,7 +56,7 @@ def _check(session: Session, program: Program, body: MilestoneIn) -> None:
         if unknown:
             raise Invalid(f"unknown store(s): {', '.join(unknown)}", code="unknown_store")
     if body.reward:
-        from patron.rewards.models import Reward
+        from patron.coupons.models import Reward
 
         found = session.scalar(
             select(Reward.id).where(Reward.program_id == program.id, Reward.code == body.reward)

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from patron.audit import service as audit
 from patron.audit.service import Actor
+from patron.coupons.models import Coupon
 from patron.db import config_version
 from patron.db.engine import Database
 from patron.errors import Conflict, Forbidden, Invalid, NotFound
@@ -34,7 +35,6 @@ from patron.members.service import member_programs
 from patron.moves.common import more_ids
 from patron.moves.models import MemberMerge
 from patron.programs.models import Program
-from patron.rewards.models import Coupon
 from patron.sales.plan import AccountState, LotMove, Planner
 from patron.sales.points import operate_pair
 from patron.tiers import service as tiers

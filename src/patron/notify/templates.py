@@ -84,6 +84,8 @@ from sqlalchemy.orm import Session
 from patron.audit import service as audit
 from patron.audit.service import Actor
 from patron.config import get_settings
+from patron.coupons import codes as coupon_codes
+from patron.coupons.models import Coupon, CouponEvent, Reward
 from patron.errors import Invalid, NotFound, PatronError
 from patron.events.kinds import ENTRY_EVENTS, EVENT_TYPES
 from patron.ledger.models import Account, Entry, Lot, Purchase
@@ -94,9 +96,7 @@ from patron.notify import settings as notify_settings
 from patron.notify.models import MessageTemplate
 from patron.programs import branding as program_branding
 from patron.programs.models import Program, Store
-from patron.rewards import codes as coupon_codes
 from patron.rewards.catalog import name_in
-from patron.rewards.models import Coupon, CouponEvent, Reward
 from patron.tiers.models import TierChange, TierDefinition
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """The member card's signed, short-lived token: what the card page's QR code says.
 
-`PM1.<payload>.<signature>`, like a coupon's offline token (patron.rewards.tokens): both
+`PM1.<payload>.<signature>`, like a coupon's offline token (patron.coupons.tokens): both
 parts in unpadded base32, so the token is upper-case letters, digits and dots, which QR
 encodes in its compact alphanumeric mode. The payload is the UTF-8 text
 
@@ -28,13 +28,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from patron.coupons import tokens as wire
 from patron.errors import Conflict, Invalid, MemberBlocked, NotFound
 from patron.ledger import views
 from patron.ledger.models import Account
 from patron.members.models import Card, Member
 from patron.programs.models import Program
 from patron.rewards import offline
-from patron.rewards import tokens as wire
 from patron.tiers.models import TierDefinition
 
 PREFIX = "PM1."

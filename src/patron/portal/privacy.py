@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from patron.audit import service as audit
 from patron.audit.service import Actor
+from patron.coupons.models import Redemption, Reward
 from patron.events.models import Delivery
 from patron.events.outbox import emit, iso_utc
 from patron.ledger import views as ledger_views
@@ -29,7 +30,6 @@ from patron.money import from_minor
 from patron.portal.models import PortalSession, PrivacyRequest
 from patron.programs.models import Program
 from patron.rewards import views as rewards_views
-from patron.rewards.models import Redemption, Reward
 from patron.tiers.models import TierChange
 from patron.tiers.service import held_until
 

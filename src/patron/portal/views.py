@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from patron import clock
 from patron.audit import idempotency
+from patron.coupons import lookup
 from patron.earning import events
 from patron.errors import NotFound
 from patron.ledger import views as ledger_views
@@ -344,7 +345,7 @@ def coupon(
 ) -> Response:
     with get_db(request).unit_of_work(readonly=True) as session:
         the_program, _member_row = member_of(session, viewer)
-        found = rewards_redeem.find_coupon(session, the_program, code)
+        found = lookup.find_coupon(session, the_program, code)
         if found.member_id != viewer.member_id:
             raise NotFound(f"no coupon {code}")
         out = rewards_views.coupons_out(session, the_program, [found])[0]

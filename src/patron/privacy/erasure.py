@@ -30,6 +30,7 @@ from patron.audit import chain
 from patron.audit import service as audit
 from patron.audit.models import AuditRecord
 from patron.audit.service import Actor
+from patron.coupons.models import Coupon, CouponEvent
 from patron.errors import Conflict, Invalid, NotFound
 from patron.events.models import OPEN_STATES, Delivery, DeliveryAttempt, DomainEvent
 from patron.events.outbox import emit, iso_utc
@@ -38,7 +39,6 @@ from patron.members.models import Card, ConsentRecord, Member, PortalCode, Porta
 from patron.portal.models import PortalSession, PrivacyRequest
 from patron.privacy.models import AuditRedaction, LegalHold
 from patron.programs.models import Program
-from patron.rewards.models import Coupon, CouponEvent
 from patron.tiers.models import TierChange
 
 ERASED = "erased"

@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import and_, case, exists, false, func, or_, select, true
 from sqlalchemy.orm import Session
 
+from patron.coupons.models import Coupon, CouponEvent, Redemption, Reward, StockMove
 from patron.errors import Invalid
 from patron.ledger.views import store_codes
 from patron.programs.models import Program
@@ -46,7 +47,6 @@ from patron.reports.common import (
     ratio,
     today,
 )
-from patron.rewards.models import Coupon, CouponEvent, Redemption, Reward, StockMove
 
 # --- shared -------------------------------------------------------------------------------------
 

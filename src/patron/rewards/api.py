@@ -12,6 +12,10 @@ from sqlalchemy import select
 
 from patron import http
 from patron.audit.service import Actor
+from patron.coupons import codes, lookup
+from patron.coupons import use as coupon_use
+from patron.coupons.models import Coupon
+from patron.coupons.schemas import UseRequest
 from patron.db.engine import Database
 from patron.errors import (
     Conflict,
@@ -33,8 +37,7 @@ from patron.members import service as members
 from patron.money import from_minor
 from patron.programs.schemas import CODE_PATTERN
 from patron.programs.service import get_program
-from patron.rewards import catalog, codes, coupons, offline, redeem, views
-from patron.rewards.models import Coupon
+from patron.rewards import catalog, offline, redeem, views
 from patron.rewards.schemas import (
     BulkIssueRequest,
     CancelOut,
@@ -54,7 +57,6 @@ from patron.rewards.schemas import (
     RewardVersionOut,
     StockChange,
     UseOut,
-    UseRequest,
     ValidateOut,
     ValidateRequest,
 )
@@ -354,7 +356,7 @@ def get_coupon(
 ) -> CouponDetail:
     def run(s):
         program = get_program(s, code)
-        return views.coupon_detail(s, program, redeem.find_coupon(s, program, coupon))
+        return views.coupon_detail(s, program, lookup.find_coupon(s, program, coupon))
 
     return http.read(db, run)
 
@@ -362,7 +364,7 @@ def get_coupon(
 def _qr(db: Database, code: str, coupon: str) -> str:
     def run(s):
         program = get_program(s, code)
-        row = redeem.find_coupon(s, program, coupon)
+        row = lookup.find_coupon(s, program, coupon)
         return offline.qr_text(s, program, row, now=http.now())
 
     return http.read(db, run)
@@ -419,15 +421,15 @@ def validate_coupon(
 ) -> ValidateOut:
     def run(s):
         program = get_program(s, code)
-        row = redeem.find_coupon(s, program, body.code)
-        reward, outcome = coupons.check(s, program, row, body, now=http.now())
+        row = lookup.find_coupon(s, program, body.code)
+        reward, outcome = coupon_use.check(s, program, row, body, now=http.now())
         shown = codes.display(row.code)
         balance = (
             from_minor(row.balance_minor, program.currency)
             if row.balance_minor is not None
             else None
         )
-        if isinstance(outcome, redeem.Refusal):
+        if isinstance(outcome, lookup.Refusal):
             return ValidateOut(
                 code=shown, usable=False, reason=outcome.code, detail=outcome.detail,
                 reward=reward.code, kind=reward.kind, balance=balance,
@@ -456,7 +458,7 @@ def use_coupon(
 ) -> UseOut:
     with db.unit_of_work() as s:
         program = get_program(s, code)
-        used = coupons.use(s, program, coupon, body, actor=actor, now=http.now())
+        used = coupon_use.use(s, program, coupon, body, actor=actor, now=http.now())
         [shown] = views.coupons_out(s, program, [used.coupon])
         return UseOut(
             coupon=shown,
@@ -482,7 +484,7 @@ def cancel_coupon(
 ) -> CancelOut:
     with db.unit_of_work() as s:
         program = get_program(s, code)
-        row = redeem.find_coupon(s, program, coupon)
+        row = lookup.find_coupon(s, program, coupon)
         now = http.now()
         back = redeem.cancel(s, program, row, reason=body.reason, actor=actor, now=now)
         [shown] = views.coupons_out(s, program, [row])
@@ -510,7 +512,7 @@ def reissue_coupon(
 ) -> CouponOut:
     with db.unit_of_work() as s:
         program = get_program(s, code)
-        row = redeem.find_coupon(s, program, coupon)
+        row = lookup.find_coupon(s, program, coupon)
         fresh = redeem.reissue(s, program, row, reason=body.reason, actor=actor, now=http.now())
         [shown] = views.coupons_out(s, program, [fresh])
         return shown

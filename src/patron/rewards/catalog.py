@@ -13,10 +13,10 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from patron.audit import service as audit
 from patron.audit.service import Actor
+from patron.coupons.models import Reward, RewardVersion, StockMove
 from patron.errors import Conflict, Invalid, NotFound, OutOfStock
 from patron.money import from_minor, parse_amount, to_minor
 from patron.programs.models import Program, Store
-from patron.rewards.models import Reward, RewardVersion, StockMove
 from patron.rewards.schemas import RewardCreate, RewardFields, RewardOut, RewardUpdate
 
 # Fields stored in the minor unit, by their API name.

@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from patron.coupons.models import Coupon, Redemption, Reward, StockMove
 from patron.ledger.models import Entry
-from patron.rewards.models import Coupon, Redemption, Reward, StockMove
 
 Add = Callable[[str, Sequence[Any]], None]
 

@@ -15,10 +15,10 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from patron.audit.service import SYSTEM, Actor
+from patron.coupons.models import Coupon, Reward
 from patron.db.engine import Database
 from patron.errors import CouponRefused
 from patron.programs.models import Program
-from patron.rewards.models import Coupon, Reward
 from patron.rewards.redeem import cancel
 
 

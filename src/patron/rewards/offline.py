@@ -34,18 +34,19 @@ from sqlalchemy.orm import Session
 
 from patron import clock
 from patron.audit.service import Actor
+from patron.coupons import codes
+from patron.coupons import tokens as wire
+from patron.coupons import use as coupon_use
+from patron.coupons.lookup import find_coupon, state_refusal, store_id
+from patron.coupons.models import Coupon, CouponEvent, Reward
+from patron.coupons.schemas import UseRequest
+from patron.coupons.tokens import PREFIX, TOKEN_MAX, coupon_code, is_token  # noqa: F401 - offline's API
 from patron.db.engine import READONLY
 from patron.errors import CouponRefused, Invalid, PatronError
 from patron.events.keys import instance_key
 from patron.events.models import InstanceKey
 from patron.money import from_minor, parse_amount, to_minor
 from patron.programs.models import Program, Store
-from patron.rewards import codes, coupons
-from patron.rewards import tokens as wire
-from patron.rewards.models import Coupon, CouponEvent, Reward
-from patron.rewards.redeem import find_coupon, state_refusal, store_id
-from patron.rewards.schemas import UseRequest
-from patron.rewards.tokens import PREFIX, TOKEN_MAX, coupon_code, is_token  # noqa: F401 - offline's API
 
 KEY_NAME = "coupon-signing"
 ALGORITHM = "Ed25519"
@@ -405,7 +406,7 @@ def _sync_one(
         )  # fmt: skip
     try:
         with session.begin_nested():
-            used = coupons.use(session, program, raw, req, actor=actor, now=now, offline=True)
+            used = coupon_use.use(session, program, raw, req, actor=actor, now=now, offline=True)
     except PatronError as refused:
         first = (
             _double_use(session, program, raw, req, actor=actor, now=now)
@@ -488,8 +489,8 @@ def _given(session: Session, program: Program, coupon: Coupon, req: UseRequest) 
             if req.gift_amount is None:
                 return None
             return to_minor(parse_amount(req.gift_amount, program.currency), program.currency)
-        amount, lines = coupons.basket_lines(program, req)
+        amount, lines = coupon_use.basket_lines(program, req)
     except (PatronError, ValueError):
         return None
-    outcome = coupons.effect(reward, coupon, amount, lines)
-    return outcome.discount_minor if isinstance(outcome, coupons.Effect) else None
+    outcome = coupon_use.effect(reward, coupon, amount, lines)
+    return outcome.discount_minor if isinstance(outcome, coupon_use.Effect) else None

@@ -12,13 +12,15 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from patron import http
 from patron.audit.service import Actor
+from patron.coupons import codes, lookup
+from patron.coupons.schemas import UseRequest
 from patron.db.engine import Database
 from patron.errors import CouponRefused, Forbidden, Invalid, NotFound, Unauthorized, responses
 from patron.money import from_minor
 from patron.programs.schemas import CODE_PATTERN
 from patron.programs.service import get_program
-from patron.rewards import codes, offline, redeem
-from patron.rewards.schemas import Strict, UseRequest
+from patron.rewards import offline
+from patron.rewards.schemas import Strict
 
 router = APIRouter(
     prefix="/api/v1", tags=["rewards"], responses=responses(Unauthorized, Forbidden, Invalid)
@@ -122,7 +124,7 @@ def coupon_token(
 ) -> TokenOut:
     def run(s):
         program = get_program(s, code)
-        row = redeem.find_coupon(s, program, coupon)
+        row = lookup.find_coupon(s, program, coupon)
         token = offline.usable_token(s, program, row, now=http.now())
         return TokenOut(code=codes.display(row.code), token=token, expires_at=row.expires_at)
 

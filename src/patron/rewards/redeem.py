@@ -19,6 +19,9 @@ from sqlalchemy.orm import Session, aliased
 
 from patron.audit import service as audit
 from patron.audit.service import Actor
+from patron.coupons import codes
+from patron.coupons.lookup import Refusal, coupon_event, state_refusal, store_id
+from patron.coupons.models import Coupon, CouponEvent, Redemption, Reward
 from patron.errors import CouponRefused, Invalid, NotEligible, NotFound, OutOfStock
 from patron.events import outbox
 from patron.fraud import redemption as fraud
@@ -27,33 +30,14 @@ from patron.ledger.models import Account, Entry
 from patron.ledger.views import totals
 from patron.members import service as members
 from patron.members.models import Member
-from patron.programs.models import Program, Store
-from patron.rewards import codes, tokens
+from patron.programs.models import Program
 from patron.rewards.catalog import change_stock, get_reward, price_for
-from patron.rewards.models import Coupon, CouponEvent, Redemption, Reward
 from patron.sales import snapshot
 from patron.sales.plan import Source
 from patron.sales.points import operate
 
 # Kinds fulfilled by another system: redeeming issues no coupon, the webhook carries the order.
 NO_COUPON_KINDS = ("external",)
-
-
-@dataclass(frozen=True)
-class Refusal:
-    code: str
-    detail: str
-
-
-def store_id(session: Session, program: Program, code: str | None) -> int | None:
-    if code is None:
-        return None
-    found = session.scalar(
-        select(Store.id).where(Store.program_id == program.id, Store.code == code)
-    )
-    if found is None:
-        raise NotFound(f"program {program.code} has no store {code!r}", code="store_not_found")
-    return found
 
 
 def local_start(program: Program, now: datetime, unit: str) -> datetime:
@@ -199,32 +183,6 @@ def _redeemed_units(
         stmt = stmt.where(Redemption.created_at >= since)
         cancelled = cancelled.where(Redemption.created_at >= since)
     return int(session.scalar(stmt) or 0) - int(session.scalar(cancelled) or 0)
-
-
-def coupon_event(
-    session: Session,
-    kind: str,
-    program: Program,
-    coupon: Coupon,
-    reward: Reward,
-    at: datetime,
-    **details: object,
-) -> None:
-    """A coupon.* event in the outbox: who, which coupon and reward, and what happened."""
-    outbox.emit(
-        session,
-        kind=kind,
-        program_id=program.id,
-        member_id=coupon.member_id,
-        at=at,
-        payload={
-            "program": program.code,
-            "member_id": coupon.member_id,
-            "coupon": codes.display(coupon.code),
-            "reward": reward.code,
-            **details,
-        },
-    )
 
 
 def _issue(
@@ -404,35 +362,6 @@ def redeem(
         )
     session.flush()
     return redemption, coupons, account
-
-
-def find_coupon(session: Session, program: Program, raw: str, *, lock: bool = False) -> Coupon:
-    """The program's coupon with this code (typed or scanned): 404 when no coupon has it,
-    409 coupon_foreign when another program's does. `raw` may be an offline token."""
-    if tokens.is_token(raw):
-        raw = tokens.coupon_code(raw)
-    code = codes.lookup_form(raw)
-    stmt = select(Coupon).where(Coupon.code == code)
-    if lock:
-        stmt = stmt.with_for_update().execution_options(populate_existing=True)
-    coupon = session.scalars(stmt).one_or_none()
-    if coupon is None:
-        raise NotFound("no coupon has this code", code="coupon_not_found")
-    if coupon.program_id != program.id:
-        raise CouponRefused(
-            f"this coupon belongs to another program than {program.code}", code="coupon_foreign"
-        )
-    return coupon
-
-
-def state_refusal(coupon: Coupon, now: datetime) -> Refusal | None:
-    if coupon.status == "used":
-        return Refusal("coupon_used", f"this coupon was used on {coupon.used_at:%Y-%m-%d}")
-    if coupon.status == "cancelled":
-        return Refusal("coupon_cancelled", "this coupon was cancelled")
-    if coupon.status == "expired" or (coupon.expires_at is not None and coupon.expires_at <= now):
-        return Refusal("coupon_expired", "this coupon has expired")
-    return None
 
 
 def _close(session: Session, coupon: Coupon, status: str, now: datetime) -> bool:

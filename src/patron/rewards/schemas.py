@@ -3,16 +3,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from patron.ledger.schemas import Channel
+from patron.coupons.schemas import BasketCheck, Money, sane_instant
 from patron.members.schemas import MemberRef
 from patron.programs.schemas import CODE_PATTERN
-from patron.sales.schemas import LineIn
 
 RewardKind = Literal[
     "goods",
@@ -27,22 +26,10 @@ RewardStatus = Literal["active", "paused", "archived"]
 CouponStatus = Literal["issued", "used", "expired", "cancelled"]
 RedeemChannel = Literal["pos", "online", "app", "portal", "admin"]
 LANGUAGES = ("ko", "zh", "en")
-Money = Decimal
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(9000, 1, 1, tzinfo=UTC)
-
-
-def _sane_instant(value: datetime | None) -> datetime | None:
-    """Instants from 1970 to 9000: outside, offsets cannot even be turned into UTC."""
-    if value is not None and not (EARLIEST <= value <= LATEST):
-        raise ValueError("must be between 1970 and 9000")
-    return value
 
 
 MemberId = Annotated[int, Field(ge=1, le=2**53)]
@@ -130,7 +117,7 @@ class RewardFields(Strict):
     on_refund: Literal["restore", "keep"] | None = None
 
     _names = field_validator("names", "descriptions")(_texts)
-    _instants = field_validator("valid_until", "available_from", "available_until")(_sane_instant)
+    _instants = field_validator("valid_until", "available_from", "available_until")(sane_instant)
 
     @field_validator("tier_costs")
     @classmethod
@@ -290,16 +277,6 @@ class CouponDetail(CouponOut):
     history: list[CouponEventOut]
 
 
-class BasketCheck(Strict):
-    """The sale a coupon would be used on."""
-
-    amount: Money = Field(description="Bill total before discounts", gt=0, le=Decimal("1e13"))
-    lines: list[LineIn] = Field(default_factory=list, max_length=500)
-    store: str | None = Field(None, pattern=CODE_PATTERN)
-    channel: Channel = "pos"
-    member: MemberRef | None = Field(None, description="Who presents it (checked if given)")
-
-
 class ValidateRequest(BasketCheck):
     code: str = Field(min_length=4, max_length=1000, description="A code or an offline token")
 
@@ -314,16 +291,6 @@ class ValidateOut(BaseModel):
     discount: Decimal = Field(Decimal(0), description="Money off this basket")
     sku: str | None = Field(None, description="free_product: the product handed over")
     balance: Decimal | None = None
-
-
-class UseRequest(BasketCheck):
-    order: str = Field(min_length=1, max_length=120, description="The till's order id")
-    gift_amount: Money | None = Field(
-        None, gt=0, le=Decimal("1e13"), description="gift_card: how much of it to spend"
-    )
-    used_at: AwareDatetime | None = Field(None, description="When (offline tills); default now")
-
-    _instants = field_validator("used_at")(_sane_instant)
 
 
 class UseOut(BaseModel):

@@ -9,13 +9,14 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from patron.coupons import codes
+from patron.coupons.models import Coupon, CouponEvent, Reward
 from patron.ledger.models import Account
 from patron.ledger.views import totals
 from patron.money import from_minor
 from patron.programs.models import Program, Store
-from patron.rewards import codes, offline
+from patron.rewards import offline
 from patron.rewards.catalog import list_rewards, out, price_for
-from patron.rewards.models import Coupon, CouponEvent, Reward
 from patron.rewards.redeem import member_segments, refusal
 from patron.rewards.schemas import (
     CatalogItem,

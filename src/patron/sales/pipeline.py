@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from patron.audit import service as audit
 from patron.audit.service import Actor
 from patron.clock import EARLIEST_SALE
+from patron.coupons import sale as coupons_
 from patron.errors import Conflict, NotFound, PatronError
 from patron.experiments import arms as rule_arms
 from patron.fraud import guard as fraud
@@ -32,7 +33,6 @@ from patron.members import service as members
 from patron.members.models import Member
 from patron.money import from_minor
 from patron.programs.models import Program
-from patron.rewards import sale as coupons_
 from patron.rules import service as rules
 from patron.sales import basket, program_cache, snapshot
 from patron.sales.apply import Taken, apply

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from patron.audit.idempotency import request_hash
 from patron.audit.service import Actor
+from patron.coupons import sale
 from patron.errors import Conflict, Invalid, NotFound
 from patron.ledger import service as ledger
 from patron.ledger import views
@@ -23,7 +24,6 @@ from patron.members.models import Member
 from patron.money import from_minor, to_minor
 from patron.programs.models import Program
 from patron.programs.service import get_store
-from patron.rewards import sale
 from patron.rules import service as rules
 from patron.sales import pipeline, program_cache, snapshot
 from patron.sales.basket import (

@@ -9,24 +9,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
-from patron.ledger.schemas import Amount, Channel, EntryOut, Strict, Totals
+from patron.ledger.schemas import Amount, Channel, EntryOut, LineIn, Strict, Totals
 from patron.members.schemas import MemberRef
 
-# As long as a coupon code is stored (rewards.models.Coupon.code).
+# As long as a coupon code is stored (coupons.models.Coupon.code).
 CouponCode = Annotated[str, Field(max_length=64)]
-
-
-class LineIn(Strict):
-    id: str | None = Field(
-        None,
-        min_length=1,
-        max_length=60,
-        description="Line id for refunds by line; defaults to its position (1, 2, …).",
-    )
-    sku: str | None = Field(None, max_length=80)
-    category: str | None = Field(None, max_length=80)
-    quantity: Decimal = Field(Decimal(1), gt=0, le=1_000_000, max_digits=12, decimal_places=3)
-    amount: Amount = Field(ge=0, le=Decimal("1e13"), max_digits=18, decimal_places=4)
 
 
 class BasketIn(Strict):

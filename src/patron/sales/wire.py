@@ -43,9 +43,10 @@ from patron.audit.models import IdempotencyKey
 from patron.audit.service import Actor
 from patron.db.engine import Database
 from patron.errors import PatronError
+from patron.ledger.schemas import LineIn
 from patron.members.schemas import MemberRef
 from patron.sales import program_cache, purchases
-from patron.sales.schemas import LineIn, PurchaseRequest
+from patron.sales.schemas import PurchaseRequest
 
 UNSET = msgspec.UNSET
 Unset = msgspec.UnsetType

@@ -34,12 +34,12 @@ from sqlalchemy import (
     select,
 )
 
+from patron.coupons.models import Redemption, Reward
 from patron.errors import Invalid
 from patron.ledger.models import Account, Entry, Purchase
 from patron.members.consent import PURPOSES
 from patron.members.models import ConsentRecord, Member
 from patron.programs.models import Store
-from patron.rewards.models import Redemption, Reward
 from patron.segments.definition import (
     Activity,
     All,

@@ -11,11 +11,11 @@ from sqlalchemy.orm import Session
 
 from patron.audit import service as audit
 from patron.audit.service import Actor
+from patron.coupons.models import Reward
 from patron.errors import Conflict, Invalid, NotFound
 from patron.ledger.models import Account
 from patron.members.models import Member
 from patron.programs.models import Program, Store
-from patron.rewards.models import Reward
 from patron.segments import compiler
 from patron.segments.definition import (
     Definition,

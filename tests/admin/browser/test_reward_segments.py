@@ -10,11 +10,11 @@ from sqlalchemy import select
 
 from patron import clock
 from patron.audit.service import CLI
+from patron.coupons.models import Reward
 from patron.errors import NotEligible
 from patron.members.models import Member
 from patron.programs.service import get_program
 from patron.rewards import catalog, redeem
-from patron.rewards.models import Reward
 from patron.rewards.schemas import RewardCreate
 from patron.segments import service as segments
 from patron.segments.schemas import SegmentIn

@@ -11,10 +11,11 @@ from sqlalchemy import select
 
 from patron import clock
 from patron.audit.service import CLI
+from patron.coupons import codes
 from patron.ledger.models import Account
 from patron.members.models import Member
 from patron.programs.service import get_program
-from patron.rewards import catalog, codes, redeem
+from patron.rewards import catalog, redeem
 from patron.rewards.schemas import RewardCreate
 from tests.admin.helpers import STAFF
 from tests.ledger._helpers import adjust

@@ -19,8 +19,8 @@ from patron.admin.deps import Staff, form_data, get_db, require
 from patron.admin.templating import path_for, render
 from patron.campaigns import service
 from patron.campaigns.schemas import CODE, CampaignIn
+from patron.coupons.models import Reward
 from patron.errors import Invalid, PatronError
-from patron.rewards.models import Reward
 from patron.rules.service import describe_errors
 from patron.segments import service as segments
 

@@ -37,13 +37,14 @@ from patron.admin.rules_ui.form import message_for
 from patron.admin.service import actor_labels
 from patron.admin.templating import path_for, render
 from patron.audit import service as audit
+from patron.coupons import codes, lookup
+from patron.coupons.models import REWARD_KINDS, Reward, StockMove
 from patron.errors import PatronError
 from patron.ledger.views import valid_until
 from patron.programs.schemas import CODE_PATTERN
 from patron.programs.service import get_program
-from patron.rewards import catalog, codes, redeem
+from patron.rewards import catalog, redeem
 from patron.rewards import views as rewards_views
-from patron.rewards.models import REWARD_KINDS, Reward, StockMove
 from patron.rewards.schemas import (
     LANGUAGES,
     CancelRequest,
@@ -736,7 +737,7 @@ def _coupon_page(
         labels: dict[str, str] = {}
         if typed:
             try:
-                coupon = redeem.find_coupon(session, found, typed)
+                coupon = lookup.find_coupon(session, found, typed)
             except PatronError as exc:
                 if exc.code not in ("coupon_not_found", "coupon_foreign"):
                     raise
@@ -801,7 +802,7 @@ def _coupon_action(
     try:
         with get_db(request).unit_of_work() as session:
             program = get_program(session, code)
-            coupon = redeem.find_coupon(session, program, coupon_code)
+            coupon = lookup.find_coupon(session, program, coupon_code)
             now = clock.now()
             if action == "cancel":
                 gave = redeem.cancel(

@@ -17,14 +17,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from patron.audit.service import Actor
+from patron.coupons.lookup import Refusal, coupon_event, find_coupon, state_refusal, store_id
+from patron.coupons.models import Coupon, CouponEvent, Reward
+from patron.coupons.schemas import BasketCheck, UseRequest
 from patron.errors import CouponRefused, Invalid
 from patron.fraud import redemption as fraud
 from patron.members import service as members
 from patron.money import from_minor, parse_amount, to_minor
 from patron.programs.models import Program, Store
-from patron.rewards.models import Coupon, CouponEvent, Reward
-from patron.rewards.redeem import Refusal, coupon_event, find_coupon, state_refusal, store_id
-from patron.rewards.schemas import BasketCheck, UseRequest
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Coupons on a sale: which apply (patron.rewards.stacking), what the basket costs after them,
+"""Coupons on a sale: which apply (patron.coupons.stacking), what the basket costs after them,
 what points are earned on, and using them in the sale's transaction.
 
 A quote picks the best combination of the presented coupons and explains the others; a sale
@@ -20,17 +20,17 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from patron.audit.service import Actor
+from patron.coupons import codes
+from patron.coupons.lookup import Refusal, find_coupon
+from patron.coupons.models import Coupon, CouponEvent, Reward
+from patron.coupons.schemas import BasketCheck, UseRequest
+from patron.coupons.stacking import MAX_COUPONS, Candidate, Selection, best, check_together
+from patron.coupons.use import basket_lines, check, use
 from patron.errors import CouponRefused, PatronError
 from patron.members.models import Member
 from patron.members.schemas import MemberRef
 from patron.money import from_minor, to_minor
 from patron.programs.models import Program
-from patron.rewards import codes
-from patron.rewards.coupons import basket_lines, check, use
-from patron.rewards.models import Coupon, CouponEvent, Reward
-from patron.rewards.redeem import Refusal, find_coupon
-from patron.rewards.schemas import BasketCheck, UseRequest
-from patron.rewards.stacking import MAX_COUPONS, Candidate, Selection, best, check_together
 
 Req = TypeVar("Req", bound=Any)
 
