@@ -1,13 +1,13 @@
-"""No two modules of Patron import each other, directly or round a loop.
+"""No two modules of Patron, and no two of its packages, import each other, directly or round a
+loop.
 
 Deferred imports (inside a function) count: they hide a loop from Python at start-up, not from
 a reader, who still has to know both modules to change either. The migrations and the model
 registry (`patron.schema`, which imports every package's tables for Alembic) count too: they
 sit above every package, so `patron.db` imports none of them.
 
-Packages are held to less for now: one loop of packages is left (through different modules), and
-its members and the pairs in it that import each other directly are listed; both lists may only
-shrink, and a second loop fails.
+Packages are held to the same: no two packages import each other, directly or round a loop,
+through whichever of their modules.
 """
 
 from __future__ import annotations
@@ -109,21 +109,6 @@ def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
     return packages
 
 
-# The one loop of packages left (the modules in it do not import each other: see above). The
-# sale planner calls what rewards does for a coupon on a sale, while redeeming a reward spends
-# points through the planner; segments' conditions read the reward tables while rewards limited
-# to a segment read memberships; rules and the rule experiments (patron.experiments, which the
-# sale path reads) sit between. fraud and campaigns left it: their parts above the sale path
-# are patron.review and patron.campaigns, those below it patron.fraud and patron.experiments.
-# Decision 0016 (addendum of 2026-12-05) says how it would go. It may only shrink.
-KNOWN_LOOP = {"experiments", "rewards", "rules", "sales", "segments"}
-# Within it, the pairs that import each other directly; the list may only shrink.
-KNOWN_TWO_WAY = {
-    ("rewards", "sales"),
-    ("rewards", "segments"),
-}
-
-
 def test_the_loop_finder_finds_a_loop_through_a_deferred_import() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert loops(graph) == [["a", "b", "c"]]
@@ -145,21 +130,17 @@ def test_no_modules_import_each_other() -> None:
     assert found == [], "modules that import each other: " + "; ".join(map(", ".join, found))
 
 
-def test_no_new_pair_of_packages_imports_each_other() -> None:
-    pairs = two_way_packages(import_graph())
-    assert pairs <= KNOWN_TWO_WAY, f"packages that now import each other: {pairs - KNOWN_TWO_WAY}"
-    assert ("members", "sales") not in pairs  # patron.moves holds what needs both
-
-
-def test_the_packages_form_no_loop_but_the_known_one() -> None:
-    found = loops(package_graph(import_graph()))
-    assert len(found) <= 1, f"packages in more than one loop: {found}"
-    for loop in found:
-        assert set(loop) <= KNOWN_LOOP, f"packages new to the loop: {set(loop) - KNOWN_LOOP}"
+def test_no_packages_import_each_other() -> None:
+    graph = import_graph()
+    found = loops(package_graph(graph))
+    # A package holding both what the sale path calls and staff operations that move points
+    # through it splits in two: below the sale path (patron.coupons, patron.experiments,
+    # patron.fraud) and above it (patron.rewards, patron.campaigns, patron.review).
+    assert found == [], "packages that import each other: " + "; ".join(map(", ".join, found))
+    assert two_way_packages(graph) == set()
     # patron.db (engines, units of work, column types) is below every package: the migrations
     # and the model registry (patron.schema) that import them all sit above.
-    graph = package_graph(import_graph())
-    assert graph["db"] <= {"clock", "config", "errors"}, graph["db"]
+    assert package_graph(graph)["db"] <= {"clock", "config", "errors"}
 
 
 def test_the_package_loop_finder_sees_a_loop_through_three_packages() -> None:
