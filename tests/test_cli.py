@@ -50,6 +50,22 @@ def test_db_upgrade_creates_the_schema_on_a_new_sqlite_file(cli, tmp_path: Path)
     assert "schema up to date" in run(cli, url, "db", "upgrade")  # idempotent
 
 
+def test_the_demo_prints_the_address_the_server_listens_on(cli, tmp_path: Path, monkeypatch):
+    # `patron serve --demo --port 8123` printed http://127.0.0.1:8000/m/bakery all the same.
+    monkeypatch.setenv("PATRON_PORT", "8123")
+    monkeypatch.setenv("PATRON_HOST", "0.0.0.0")  # every interface: shown as loopback
+    get_settings.cache_clear()
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    run(cli, url, "db", "upgrade")
+    out = run(cli, url, "demo", "--members", "3", "--days", "5")
+    assert "member page: http://127.0.0.1:8123/m/bakery" in out
+    assert "http://127.0.0.1:8123/m/bakery/join" in out
+    assert ":8000" not in out
+    # Fewer members than the demo's walk-through needs is a usage error, not a traceback.
+    refused = cli.invoke(app, ["demo", "--members", "2", "--database-url", url])
+    assert refused.exit_code == 2 and "greater than or equal to 3" in refused.output
+
+
 def test_demo_check_expire_and_tampering(cli, db: Database, frozen):
     url = db.url
     assert "schema up to date" in run(cli, url, "db", "upgrade")

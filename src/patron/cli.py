@@ -70,8 +70,12 @@ def db_upgrade(database_url: DatabaseUrl = None) -> None:
     console.print(f"[green]schema up to date[/] on {url.split('@')[-1]}")
 
 
-def _load_demo(db, members: int, days: int) -> None:
+def _load_demo(db, members: int, days: int, *, host: str, port: int) -> None:
+    """Load the demo and print where to look; `host` and `port` are where the server listens
+    (a wildcard address is shown as loopback)."""
     from patron import demo
+
+    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}"
 
     with db.unit_of_work(readonly=True) as session:
         if not demo.is_empty(session):
@@ -101,10 +105,10 @@ def _load_demo(db, members: int, days: int) -> None:
     console.print(
         "  try the expiring-points reminder: .venv/bin/patron notify expiring --program bakery"
     )
-    console.print("  member page: [bold]http://127.0.0.1:8000/m/bakery[/]")
+    console.print(f"  member page: [bold]{base}/m/bakery[/]")
     console.print(f"  김민지's sign-in codes ({demo.WALKTHROUGH_EMAIL}) land in the message log")
     console.print(
-        "  join as a new member: http://127.0.0.1:8000/m/bakery/join (the code lands there too); "
+        f"  join as a new member: {base}/m/bakery/join (the code lands there too); "
         "install the page on a phone to keep the card offline"
     )
     console.print(
@@ -154,7 +158,7 @@ def _load_demo(db, members: int, days: int) -> None:
     )
     console.print(
         "  operations: /health, /ready, /metrics; conformance: .venv/bin/patron conformance "
-        "--url http://127.0.0.1:8000 --admin-key ADMIN_KEY"
+        f"--url {base} --admin-key ADMIN_KEY"
     )
     if result.coupon:
         console.print(
@@ -169,11 +173,13 @@ def _load_demo(db, members: int, days: int) -> None:
 @app.command()
 def demo(
     database_url: DatabaseUrl = None,
-    members: Annotated[int, typer.Option(min=1, max=100_000)] = 150,
+    # At least three: the walk-through member, a coupon holder and the sale held for review.
+    members: Annotated[int, typer.Option(min=3, max=100_000)] = 150,
     days: Annotated[int, typer.Option(min=1, max=3650)] = 365,
 ) -> None:
     """Load the corner-bakery program with members and a year of purchases (empty database only)."""
-    _load_demo(open_database(database_url), members, days)
+    settings = get_settings()
+    _load_demo(open_database(database_url), members, days, host=settings.host, port=settings.port)
 
 
 @app.command()
@@ -199,12 +205,12 @@ def serve(
     if log_format not in ops_logging.FORMATS:
         raise typer.BadParameter("must be text or json", param_hint="--log-format")
 
-    db = open_database(database_url)
-    if with_demo:
-        _load_demo(db, 150, 365)
-    db.dispose()
     settings = get_settings()
     host, port = host or settings.host, port or settings.port
+    db = open_database(database_url)
+    if with_demo:
+        _load_demo(db, 150, 365, host=host, port=port)
+    db.dispose()
     if settings.delivery_in_process:
         console.print(
             "  messages and webhooks are delivered by this server "
