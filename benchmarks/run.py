@@ -22,7 +22,8 @@ Issue 15's targets, each a ratio to a baseline measured in the same run:
 - tier evaluation ≤ 2 × the plain GROUP BY over the same entries (on each engine measured);
 - RSS per worker < 250 MB; the CPU the server spends per earn is reported (no target).
 
-`PATRON_GROUP_COMMIT=true|false` in the environment is passed on to the server (decision 0017).
+`PATRON_GROUP_COMMIT=true|false` and `PATRON_GROUP_COMMIT_WAIT_MS` in the environment are passed
+on to the server (decision 0017).
 
 Scenarios (see docs/benchmarks.md):
 
@@ -1797,6 +1798,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "workers": args.workers,
             "sqlite_workers": args.sqlite_workers,
             "group_commit": os.environ.get("PATRON_GROUP_COMMIT", "default"),
+            "group_commit_wait_ms": os.environ.get("PATRON_GROUP_COMMIT_WAIT_MS", "default"),
             "members": args.members,
             "batch_purchases": args.batch_purchases,
             "batch_clients": args.batch_clients,

@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     # 0009 and 0017). Unset: on for both engines (less CPU per sale and a lower p99 measured on
     # each); false gives every sale its own transaction.
     group_commit: bool | None = None
+    # Before writing its next group, a busy worker waits up to this many milliseconds for the
+    # sales its last group answered to come back (as PostgreSQL's commit_delay waits only when
+    # other transactions are active): never for a lone sale, never when idle (decision 0017's
+    # second addendum); 0 writes whatever is waiting at once.
+    group_commit_wait_ms: float = 4.0
     # Publishing rules that move total points by more than this share (the preview's what-if)
     # asks the staff member to confirm the change explicitly (admin rule editor).
     rules_confirm_percent: int = 10

@@ -393,3 +393,117 @@ def test_each_sale_of_a_group_gets_the_answer_it_gets_alone(
         label = (i, body["external_id"], key)
         assert _answer(grouped[i], exact) == _answer(answers[i], exact), label
     assert in_group < alone, (in_group, alone)  # fewer statements for the same sales
+
+
+# --- the wait for a fuller group (decision 0017, second addendum) ------------------------------
+
+
+def _gatherer(wait: float) -> Any:
+    """A GroupCommit whose waiting sales are placeholders: `_gather` only counts them."""
+    from patron.sales.till_route import GroupCommit
+
+    return GroupCommit(None, limit=8, wait=wait)  # type: ignore[arg-type]
+
+
+def _waiting(groups: Any, n: int) -> None:
+    loop = asyncio.get_running_loop()
+    for _ in range(n):
+        groups._arrive((None, None, loop.create_future()))
+
+
+def test_the_writer_waits_for_the_tills_it_answered_and_no_longer():
+    async def scenario() -> tuple[float, float, float]:
+        loop = asyncio.get_running_loop()
+        groups = _gatherer(wait=5.0)
+        _waiting(groups, 2)
+        # A group of 3 was answered; 2 sales waited meanwhile: the writer waits for 5. Three
+        # more arrive 20 ms later, one by one: the wait ends with the fifth, not at 5 s.
+        for delay in (0.02, 0.021, 0.022):
+            loop.call_later(delay, _waiting, groups, 1)
+        start = loop.time()
+        await groups._gather(3)
+        filled = loop.time() - start
+        assert len(groups._waiting) == 5 and groups.waits == 1 and groups.waits_timed_out == 0
+
+        # Bounded: the answered tills never come back; the waiting sale goes after `wait`.
+        bounded = _gatherer(wait=0.05)
+        _waiting(bounded, 1)
+        start = loop.time()
+        await bounded._gather(4)
+        timed_out = loop.time() - start
+        assert bounded.waits == bounded.waits_timed_out == 1
+
+        # No wait: nothing answered yet (the first group), or a whole group already waits.
+        eager = _gatherer(wait=5.0)
+        _waiting(eager, 8)
+        start = loop.time()
+        await eager._gather(0)
+        await eager._gather(4)  # 4 answered + 8 waiting, but a group holds 8 (`limit`)
+        none = loop.time() - start
+        assert eager.waits == 0
+        return filled, timed_out, none
+
+    filled, timed_out, none = asyncio.run(scenario())
+    assert 0.015 < filled < 1.0, filled
+    assert 0.04 < timed_out < 1.0, timed_out
+    assert none < 1.0, none
+
+
+def test_no_wait_when_nothing_waits_or_the_wait_is_off():
+    async def scenario() -> float:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        idle = _gatherer(wait=5.0)
+        await idle._gather(6)  # a group was answered but no sale waits: nothing to delay
+        off = _gatherer(wait=0.0)
+        _waiting(off, 1)
+        await off._gather(6)
+        assert idle.waits == off.waits == 0
+        return loop.time() - start
+
+    assert asyncio.run(scenario()) < 1.0
+
+
+def test_tills_selling_in_turn_are_grouped_and_every_sale_counts(
+    db, client, pos, reader, admin, members
+):
+    """Eight tills, each sending its next sale when the last is answered: with the wait, their
+    sales go in groups of several, and each is recorded once with its points."""
+    from patron.app import create_app
+
+    app = create_app(db=db, group_commit=True)
+    groups = app.state.group_commit
+    groups.wait = 0.5  # generous: the test machine may be slow; the wait ends on arrival
+
+    async def tills() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://till") as c:
+            await c.get(f"{P}/members", headers=pos)
+
+            async def till(n: int) -> list[int]:
+                if n:  # the others start while the first till's sale is being written
+                    await asyncio.sleep(0.001)
+                codes = []
+                for k in range(5):
+                    r = await c.post(
+                        f"{P}/purchases", json=sale(f"T-{n}-{k}", PHONES[n], 1000), headers=pos
+                    )
+                    codes.append(r.status_code)
+                return codes
+
+            done = await asyncio.gather(*(till(n) for n in range(len(PHONES))))
+            return [code for codes in done for code in codes]
+
+    with ThreadPoolExecutor(1) as pool:
+        codes = pool.submit(asyncio.run, tills()).result()
+
+    assert codes == [201] * 40
+    assert groups.sales == 40 and groups.retried == 0
+    # Without the wait the first till's sales go alone, each between the other seven's: 10
+    # groups. With it, that till's next sale joins the seven.
+    assert groups.groups <= 7, (groups.groups, groups.waits, groups.waits_timed_out)
+    for member in members:
+        account = client.get(f"{P}/members/{member['id']}/account", headers=reader).json()
+        assert account["totals"]["earned"] == 5 * 10
+    report = client.get("/api/v1/check", headers=admin).json()
+    assert report["ok"] is True, report["violations"]
