@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 from fractions import Fraction
 from zoneinfo import ZoneInfo
 
@@ -290,3 +290,30 @@ def test_pending_until():
     earned = datetime(2026, 3, 2, 3, 0, tzinfo=UTC)
     assert pending_until(earned, days=0) is None
     assert pending_until(earned, days=7) == earned + timedelta(days=7)
+
+
+def _split_in_decimals(total: int, weights: list[Decimal]) -> list[int]:
+    """The split as it was computed before it moved to whole numbers (Decimal division)."""
+    weight_sum = sum(weights, Decimal(0))
+    if weight_sum <= 0:
+        return [total] + [0] * (len(weights) - 1)
+    raw = [Decimal(total) * w / weight_sum for w in weights]
+    parts = [int(r.to_integral_value(rounding=ROUND_FLOOR)) for r in raw]
+    left = total - sum(parts)
+    for i in sorted(range(len(weights)), key=lambda i: (-(raw[i] - parts[i]), i))[:left]:
+        parts[i] += 1
+    return parts
+
+
+@given(
+    total=st.integers(min_value=-(10**9), max_value=10**9),
+    weights=st.lists(
+        st.decimals(
+            min_value=-(10**6), max_value=10**9, places=3, allow_nan=False, allow_infinity=False
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+)
+def test_split_proportionally_in_whole_numbers_splits_as_decimals_did(total, weights):
+    assert split_proportionally(total, weights) == _split_in_decimals(total, weights)

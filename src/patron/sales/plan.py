@@ -389,7 +389,7 @@ class Planner:
             upgrade = target is not None and target.rank > config.rank_of(state.tier)
         spent_lines = basket.spent_per_line(doc, order, spend)
         currency = config.currency
-        answer_out = PurchaseOut(
+        answer_out = PurchaseOut.model_construct(
             external_id=req.external_id,
             member_id=state.member_id,
             amount=req.amount if op.coupons_out is not None else order.total,
@@ -891,7 +891,7 @@ class Planner:
     @staticmethod
     def totals(state: AccountState) -> Totals:
         """The account's totals as the plan leaves them (what the answer shows)."""
-        return Totals(
+        return Totals.model_construct(
             balance=state.available - state.debt,
             available=state.available,
             pending=state.pending,
@@ -993,7 +993,7 @@ class _Writer:
                 "dispatched": False,
             }
         )
-        return EntryOut(
+        return EntryOut.model_construct(
             id=entry_id,
             kind=kind,
             points=points,
