@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     false,
+    literal_column,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -183,3 +184,10 @@ class Refund(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     request_hash: Mapped[str] = mapped_column(String(64))
     response: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+
+def is_open(remaining: Any) -> Any:
+    """`remaining > 0` with the 0 written into the SQL rather than bound: only then may a query
+    use the partial indexes on open lots (`WHERE remaining > 0`). With a bound 0 SQLite scanned
+    the whole lots table instead (a sale read it twice per account, docs/benchmarks.md)."""
+    return remaining > literal_column("0")

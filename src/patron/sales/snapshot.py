@@ -51,7 +51,7 @@ from sqlalchemy.orm import Session
 
 from patron.db.config_version import programs_version
 from patron.ledger import service as ledger
-from patron.ledger.models import Account, Entry, Lot, Movement, Purchase
+from patron.ledger.models import Account, Entry, Lot, Movement, Purchase, is_open
 from patron.ledger.rolling import ACTIVITY_KINDS
 from patron.ledger.views import EXPIRING_WINDOW
 from patron.members.models import Member
@@ -97,6 +97,9 @@ def _in(dialect: str, column: Any, name: str, type_: Any) -> Any:
     return column.in_(select(literal_column("value")).select_from(func.json_each(b(name))))
 
 
+_OPEN = is_open(LOT.c.remaining)  # the partial index on open lots applies (ledger.models)
+
+
 def _accounts(dialect: str) -> Any:
     return and_(
         ACC.c.program_id == b("x_pid"), _in(dialect, ACC.c.member_id, "x_members", BigInteger)
@@ -136,7 +139,7 @@ def _figures_stmt(dialect: str, metric: str | None, has_end: bool, rolling: bool
         now = b("x_now", type_=LOT.c.expires_at.type)
         due = exists().where(
             LOT.c.account_id == ACC.c.id,
-            LOT.c.remaining > 0,
+            _OPEN,
             or_(
                 and_(LOT.c.pending.is_(True), LOT.c.pending_until <= now),
                 and_(LOT.c.expires_at.is_not(None), LOT.c.expires_at <= now),
@@ -146,7 +149,7 @@ def _figures_stmt(dialect: str, metric: str | None, has_end: bool, rolling: bool
             select(func.coalesce(func.sum(LOT.c.remaining), 0))
             .where(
                 LOT.c.account_id == ACC.c.id,
-                LOT.c.remaining > 0,
+                _OPEN,
                 LOT.c.expires_at > now,
                 LOT.c.expires_at <= b("x_soon", type_=LOT.c.expires_at.type),
             )
@@ -230,7 +233,7 @@ def _lots_stmt(dialect: str) -> Any:
             select(LOT.c.id, LOT.c.account_id, LOT.c.remaining, LOT.c.expires_at, LOT.c.pending)
             .where(
                 LOT.c.account_id.in_(accounts),
-                LOT.c.remaining > 0,
+                _OPEN,
                 or_(spendable, and_(LOT.c.pending.is_(True), LOT.c.account_id.in_(takers))),
             )
             .order_by(LOT.c.expires_at.is_(None), LOT.c.expires_at, LOT.c.id)
