@@ -59,3 +59,31 @@ def test_a_round_marks_its_events_with_one_update_and_fans_each_out(
         assert body["program"] == "bakery" and body["data"]["member_id"] == row.member_id
         assert row.channel == "webhook" and row.status == "pending"
         assert row.queue_key == f"webhook:{endpoint['id']}:{row.member_id}"
+
+
+def test_a_round_reads_its_members_in_one_query_not_one_per_message(
+    db, client, pos, bakery, settings, frozen
+):
+    """points.adjusted sends each member a message: a round of 12 events for 6 members reads
+    the members once (it read one member per event, most of a round's time under earn load)."""
+    members = _members(client, pos, 6)
+    dispatch.dispatch_pending(db, now=frozen, settings=settings)  # the enrollment events
+    _emit(db, members, 2, at=frozen)
+    member_reads: list[str] = []
+
+    def seen(_conn, _cursor, statement, _params, _context, _executemany):
+        if "FROM members" in statement:
+            member_reads.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        done = dispatch.dispatch_pending(db, now=frozen, settings=settings)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", seen)
+    assert done.events == 12 and done.messages + done.skipped == 12
+    assert len(member_reads) == 1, member_reads
+    with db.unit_of_work(readonly=True) as s:
+        got = s.execute(
+            select(Delivery.member_id).where(Delivery.channel != "webhook", Delivery.event_id > 0)
+        ).all()
+    assert sorted({m for (m,) in got}) >= sorted(members)
