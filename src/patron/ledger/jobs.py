@@ -59,7 +59,7 @@ from patron.events.kinds import ENTRY_EVENTS
 from patron.events.models import DomainEvent
 from patron.events.outbox import EVENT_COLUMNS, entry_payload_sql
 from patron.ledger import rolling
-from patron.ledger.models import Account, Entry, Lot, Movement, is_open
+from patron.ledger.models import Account, Entry, Lot, Movement
 from patron.programs.models import Program
 
 EXPIRED = "points expired"  # the reason of every expire entry
@@ -96,7 +96,7 @@ class Chunk:
 
 
 def _due_expiry(now: datetime) -> ColumnElement[bool]:
-    return and_(is_open(Lot.remaining), Lot.expires_at.is_not(None), Lot.expires_at <= now)
+    return and_(Lot.remaining > 0, Lot.expires_at.is_not(None), Lot.expires_at <= now)
 
 
 def _due_release(now: datetime) -> ColumnElement[bool]:
@@ -297,7 +297,7 @@ _ROLL = (
     update(_LOTS)  # type: ignore[arg-type]  # Core, not ORM: executemany by account
     .where(
         _LOTS.c.account_id == bindparam("a_id"),
-        is_open(_LOTS.c.remaining),
+        _LOTS.c.remaining > 0,
         _LOTS.c.expires_at < bindparam("until", type_=Lot.expires_at.type),
         rolling.never_expired(_LOTS.c.id),
     )
@@ -443,7 +443,7 @@ def _expiring(
     """
     return and_(
         accounts,
-        is_open(Lot.remaining),
+        Lot.remaining > 0,
         Lot.expires_at <= until,
         or_(Lot.expires_at < until, at_last),
     )

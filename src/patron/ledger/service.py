@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from patron.events import outbox
 from patron.ledger import rolling
-from patron.ledger.models import Account, Entry, Lot, Movement, is_open
+from patron.ledger.models import Account, Entry, Lot, Movement
 from patron.programs.models import Program, Store
 
 
@@ -200,7 +200,7 @@ def settle_due(session: Session, account: Account, now: datetime, *, actor: str 
             select(Lot)
             .where(
                 Lot.account_id == account.id,
-                is_open(Lot.remaining),
+                Lot.remaining > 0,
                 or_(
                     and_(Lot.pending.is_(True), Lot.pending_until <= now),
                     Lot.expires_at <= now,
@@ -232,7 +232,7 @@ def _roll_forward(session: Session, account: Account) -> None:
     for lot in session.scalars(
         select(Lot).where(
             Lot.account_id == account.id,
-            is_open(Lot.remaining),
+            Lot.remaining > 0,
             Lot.expires_at < until,
             rolling.never_expired(Lot.id),
         )

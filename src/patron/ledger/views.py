@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from patron.errors import Invalid, NotFound
 from patron.ledger import rolling
-from patron.ledger.models import Account, Entry, Lot, is_open
+from patron.ledger.models import Account, Entry, Lot
 from patron.ledger.schemas import EntryOut, LotOut, Totals
 from patron.programs.models import Program, Store
 
@@ -56,7 +56,7 @@ def totals(session: Session, account: Account, now: datetime, *, settled: bool =
                     Lot.pending_until,
                     Lot.expires_at,
                     rolling.never_expired(Lot.id),
-                ).where(Lot.account_id == account.id, is_open(Lot.remaining))
+                ).where(Lot.account_id == account.id, Lot.remaining > 0)
             )
         ]
         due = [
@@ -76,7 +76,7 @@ def totals(session: Session, account: Account, now: datetime, *, settled: bool =
                 session.execute(
                     select(Lot.remaining, Lot.pending, Lot.pending_until, Lot.expires_at).where(
                         Lot.account_id == account.id,
-                        is_open(Lot.remaining),
+                        Lot.remaining > 0,
                         or_(
                             and_(Lot.pending.is_(True), Lot.pending_until <= now),
                             and_(Lot.expires_at.is_not(None), Lot.expires_at <= now),
@@ -89,7 +89,7 @@ def totals(session: Session, account: Account, now: datetime, *, settled: bool =
             session.execute(
                 select(Lot.remaining).where(
                     Lot.account_id == account.id,
-                    is_open(Lot.remaining),
+                    Lot.remaining > 0,
                     Lot.expires_at > now,
                     Lot.expires_at <= now + EXPIRING_WINDOW,
                 )
@@ -230,7 +230,7 @@ def lots(
     rolled = rolling.until(session, account)
     stmt = select(Lot).where(Lot.account_id == account.id)
     if not include_empty:
-        stmt = stmt.where(is_open(Lot.remaining))
+        stmt = stmt.where(Lot.remaining > 0)
     if rolled is None:
         found = [(lot, lot.expires_at) for lot in session.scalars(stmt)]
     else:

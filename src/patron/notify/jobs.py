@@ -67,7 +67,7 @@ from patron.events.models import DomainEvent
 from patron.events.outbox import emit
 from patron.ledger import rolling
 from patron.ledger.expiry import ExpiryRule, add_months
-from patron.ledger.models import Account, Entry, Lot, is_open
+from patron.ledger.models import Account, Entry, Lot
 from patron.members.models import Member
 from patron.members.schemas import MemberRef
 from patron.notify import settings as notify_settings
@@ -512,7 +512,7 @@ def _expiring_chunk(session: Session, plan: _Plan, lo: int, hi: int, write: bool
         .where(
             Lot.account_id > lo,
             Lot.account_id <= hi,
-            is_open(Lot.remaining),
+            Lot.remaining > 0,
             Lot.pending.is_(False),
             (expires if plan.rolling else Lot.expires_at) > plan.now,
             Lot.expires_at < plan.until,
@@ -701,7 +701,7 @@ def _statement_chunk(session: Session, plan: _Plan, lo: int, hi: int, write: boo
         .where(
             Lot.account_id > lo,
             Lot.account_id <= hi,
-            is_open(Lot.remaining),
+            Lot.remaining > 0,
             Lot.pending.is_(False),
             Lot.expires_at > plan.now,
         )

@@ -88,7 +88,7 @@ from patron.coupons import codes as coupon_codes
 from patron.coupons.models import Coupon, CouponEvent, Reward
 from patron.errors import Invalid, NotFound, PatronError
 from patron.events.kinds import ENTRY_EVENTS, EVENT_TYPES
-from patron.ledger.models import Account, Entry, Lot, Purchase, is_open
+from patron.ledger.models import Account, Entry, Lot, Purchase
 from patron.members.models import Member
 from patron.money import MINOR_UNITS, quantum
 from patron.notify import formatting
@@ -837,7 +837,7 @@ def next_expiry(
     first = session.scalar(
         select(func.min(Lot.expires_at)).where(
             Lot.account_id == account_id,
-            is_open(Lot.remaining),
+            Lot.remaining > 0,
             Lot.pending.is_(False),
             Lot.expires_at > now,
         )
@@ -847,7 +847,7 @@ def next_expiry(
     total = session.scalar(
         select(func.coalesce(func.sum(Lot.remaining), 0)).where(
             Lot.account_id == account_id,
-            is_open(Lot.remaining),
+            Lot.remaining > 0,
             Lot.pending.is_(False),
             Lot.expires_at == first,
         )

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from patron.errors import Invalid
 from patron.ledger.expiry import add_months
-from patron.ledger.models import Account, Entry, Lot, Movement, is_open
+from patron.ledger.models import Account, Entry, Lot, Movement
 from patron.programs.models import Program
 from patron.reports import period, rewards, rollup
 from patron.reports.common import (
@@ -62,7 +62,7 @@ def overdue_points(session: Session, program: Program, before: datetime) -> int:
             .join(Account, Account.id == Lot.account_id)
             .where(
                 Account.program_id == program.id,
-                is_open(Lot.remaining),
+                Lot.remaining > 0,
                 Lot.expires_at.is_not(None),
                 Lot.expires_at < before,
             )
@@ -315,7 +315,7 @@ def outstanding_series(
         .join(Account, Account.id == Lot.account_id)
         .where(
             Account.program_id == program.id,
-            is_open(Lot.remaining),
+            Lot.remaining > 0,
             Lot.expires_at.is_not(None),
             Lot.expires_at < ends[-1],
         )
@@ -431,7 +431,7 @@ def member_balance(
         session.scalar(
             select(func.coalesce(func.sum(Lot.remaining), 0)).where(
                 Lot.account_id == account.id,
-                is_open(Lot.remaining),
+                Lot.remaining > 0,
                 Lot.expires_at.is_not(None),
                 Lot.expires_at < before,
             )
