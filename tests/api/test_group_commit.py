@@ -494,8 +494,22 @@ def test_tills_selling_in_turn_are_grouped_and_every_sale_counts(
             done = await asyncio.gather(*(till(n) for n in range(len(PHONES))))
             return [code for codes in done for code in codes]
 
+    from prometheus_client import REGISTRY
+
+    def counted(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    waits = ("patron_group_commit_waits_total", "ended")
+    before = [counted(f"patron_group_commit_{c}_total") for c in ("groups", "sales")]
+    before_waits = [counted(waits[0], ended=e) for e in ("arrived", "bound")]
     with ThreadPoolExecutor(1) as pool:
         codes = pool.submit(asyncio.run, tills()).result()
+    after = [counted(f"patron_group_commit_{c}_total") for c in ("groups", "sales")]
+    after_waits = [counted(waits[0], ended=e) for e in ("arrived", "bound")]
+    # What /metrics shows (the same registry): the counters moved with the writer's own.
+    assert [a - b for a, b in zip(after, before, strict=True)] == [groups.groups, 40]
+    assert sum(after_waits) - sum(before_waits) == groups.waits >= 1
+    assert after_waits[1] - before_waits[1] == groups.waits_timed_out
 
     assert codes == [201] * 40
     assert groups.sales == 40 and groups.retried == 0

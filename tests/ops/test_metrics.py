@@ -93,6 +93,9 @@ def test_a_till_earn_and_route_latencies_are_counted(till, sqlite_db):
     assert {"200", "404"} <= statuses
     # Raw paths never become labels.
     assert not [labels for (_n, labels) in after if ("route", f"{P}/purchases") in labels]
+    # The group commit's counters: one group of one sale (a lone sale: no wait).
+    for name in ("patron_group_commit_groups_total", "patron_group_commit_sales_total"):
+        assert value(after, name) - value(before, name) == 1, name
     assert value(after, "patron_outbox_undispatched_events") >= 1  # the earn's event
     assert value(after, "patron_outbox_readable") == 1
 

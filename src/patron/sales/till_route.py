@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client import Counter
 from sqlalchemy.orm import Session
 from starlette.responses import JSONResponse, Response
 
@@ -51,6 +52,21 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+# In /metrics beside patron.ops.metrics' own (the process registry, or every worker's files):
+# sales ÷ groups is the mean group; waits ended by the bound rather than by the tills'
+# arrival say PATRON_GROUP_COMMIT_WAIT_MS is waited out.
+GROUP_COMMIT_GROUPS = Counter(
+    "patron_group_commit_groups",
+    "Groups of till sales written together, one transaction and one commit each.",
+)
+GROUP_COMMIT_SALES = Counter("patron_group_commit_sales", "Till sales written in those groups.")
+GROUP_COMMIT_WAITS = Counter(
+    "patron_group_commit_waits",
+    "Waits for the tills a group answered, by how they ended: arrived or bound.",
+    ("ended",),
+)
+_ARRIVED = GROUP_COMMIT_WAITS.labels("arrived")
+_WAITED_OUT = GROUP_COMMIT_WAITS.labels("bound")
 _PATH = re.compile(r"/api/v1/programs/([a-z0-9][a-z0-9_-]{0,39})/purchases")
 _MAX_BODY = 1 << 20  # larger bodies go to the framework, which answers them as usual
 _IDEMPOTENCY_KEY_MAX = 200  # as http.IdempotencyKey
@@ -278,6 +294,9 @@ class GroupCommit:
             await asyncio.wait_for(self._arrived.wait(), self.wait)
         except TimeoutError:
             self.waits_timed_out += 1
+            _WAITED_OUT.inc()
+        else:
+            _ARRIVED.inc()
         finally:
             self._arrived = None
         self.waits += 1
@@ -302,6 +321,8 @@ class GroupCommit:
             self.retried += 1
         self.groups += 1
         self.sales += len(group)
+        GROUP_COMMIT_GROUPS.inc()
+        GROUP_COMMIT_SALES.inc(len(group))
         return outcomes
 
     def _write_batches(self, session: Session, sales: list[Sale]) -> list[Outcome]:
