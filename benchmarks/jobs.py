@@ -724,8 +724,12 @@ def _tiers_floor(url: str, program_id: int) -> dict[str, Any]:
         bindparam("end", TIER_WINDOW_END, type_=Lot.earned_at.type),
     ]
     at = bindparam("at", TIER_WINDOW_END, type_=Lot.earned_at.type)
-    build, false = ("jsonb_build_object", "false") if dialect == "postgresql" else ("json_object", "0")
-    moves = "FROM bench_expected e JOIN accounts a ON a.id = e.account_id WHERE e.expected <> e.held"
+    build, false = (
+        ("jsonb_build_object", "false") if dialect == "postgresql" else ("json_object", "0")
+    )
+    moves = (
+        "FROM bench_expected e JOIN accounts a ON a.id = e.account_id WHERE e.expected <> e.held"
+    )
     steps: dict[str, float] = {}
     clock = time.perf_counter
     try:

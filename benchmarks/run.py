@@ -992,6 +992,109 @@ def pgbench_tps(duration: float, clients: int, scale: int) -> dict[str, Any]:
     }
 
 
+# One earn's rows as the pipeline writes them (a purchase, its lot, its earn entry, its
+# points.earned event, the account's totals), for a member drawn at random: the account locked
+# and every row inserted by one statement in one transaction, the values copied from a sale the
+# server recorded (bench_earn_row), so rows, indexes, foreign keys and JSON sizes are the same.
+EARN_ROWS_SCRIPT = """\\set m random({lo}, {hi})
+BEGIN;
+WITH a AS (SELECT id FROM accounts WHERE program_id = {program} AND member_id = :m FOR UPDATE),
+t AS (SELECT * FROM bench_earn_row),
+p AS (INSERT INTO purchases (program_id, account_id, external_id, store_id, channel,
+  payment_method, occurred_at, created_at, amount_minor, lines, points_earned, points_spent,
+  refunded_minor, reversed_points, restored_points, request_hash, response)
+  SELECT {program}, a.id, 'floor-' || gen_random_uuid(), t.store_id, t.channel,
+  t.payment_method, now(), now(), t.amount_minor, t.lines, t.points_earned, 0, 0, 0, 0,
+  t.request_hash, t.response FROM a, t RETURNING id, account_id),
+l AS (INSERT INTO lots (account_id, points, remaining, earned_at, pending, expires_at)
+  SELECT p.account_id, t.points_earned, t.points_earned, now(), false,
+  now() + interval '1 year' FROM p, t RETURNING id, account_id),
+e AS (INSERT INTO entries (program_id, account_id, kind, points, qualifying, lot_id,
+  purchase_id, occurred_at, created_at, reason, store_id, channel, actor, rule_version,
+  breakdown, details)
+  SELECT {program}, l.account_id, 'earn', t.points_earned, t.qualifying, l.id, p.id, now(),
+  now(), t.reason, t.store_id, t.channel, t.actor, t.rule_version, t.breakdown, t.details
+  FROM l, p, t RETURNING id),
+v AS (INSERT INTO domain_events (program_id, member_id, entry_id, kind, payload, at,
+  dispatched) SELECT {program}, :m, e.id, t.kind, t.payload, now(), false FROM e, t)
+UPDATE accounts SET available = available + t.points_earned,
+  earned = earned + t.points_earned FROM a, t WHERE accounts.id = a.id;
+END;
+"""
+
+
+def earn_rows_tps(url: str, setup: dict[str, Any], duration: float, clients: int) -> dict[str, Any]:
+    """What limits earn_pg from below: pgbench writing an earn's rows (EARN_ROWS_SCRIPT) at
+    the same concurrency on the benchmark's database, with no application in between."""
+    pgbench = shutil.which("pgbench") or "/usr/bin/pgbench"
+    db = Database(url)
+    try:
+        with db.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "CREATE TABLE bench_earn_row AS SELECT p.store_id, p.channel,"
+                    " p.payment_method, p.amount_minor, p.lines, p.points_earned,"
+                    " p.request_hash, p.response, e.qualifying, e.reason, e.actor,"
+                    " e.rule_version, e.breakdown, e.details, v.kind, v.payload"
+                    " FROM purchases p JOIN entries e ON e.purchase_id = p.id"
+                    " AND e.kind = 'earn' JOIN domain_events v ON v.entry_id = e.id"
+                    " ORDER BY p.id DESC LIMIT 1"
+                )
+            )
+            # One row: without statistics the planner guesses 60, costs the cross joins in
+            # millions of rows and compiles the statement with JIT (0.3 s a transaction).
+            conn.execute(text("ANALYZE bench_earn_row"))
+    finally:
+        db.dispose()
+    script = Path(tempfile.mkdtemp(prefix="patron-earn-rows-")) / "earn_rows.sql"
+    script.write_text(
+        EARN_ROWS_SCRIPT.format(
+            lo=setup["member_lo"], hi=setup["member_hi"], program=setup["program_id"]
+        )
+    )
+    threads = max(1, min(2, clients))
+    name = url.rsplit("/", 1)[-1]
+    ran = subprocess.run(
+        [
+            pgbench,
+            "-n",
+            "-f",
+            str(script),
+            "-c",
+            str(clients),
+            "-j",
+            str(threads),
+            "-T",
+            str(int(duration)),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            "5432",
+            "-U",
+            "postgres",
+            name,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=duration + 120,
+        check=False,
+    )
+    shutil.rmtree(script.parent, ignore_errors=True)
+    found = re.search(r"tps = ([\d.]+) \(without initial connection time\)", ran.stdout)
+    failed = re.search(r"number of failed transactions: (\d+)", ran.stdout)
+    if ran.returncode != 0 or found is None:
+        raise RuntimeError(f"pgbench (earn rows) failed: {ran.stdout}\n{ran.stderr}")
+    latency = re.search(r"latency average = ([\d.]+) ms", ran.stdout)
+    return {
+        "tps": float(found.group(1)),
+        "clients": clients,
+        "threads": threads,
+        "seconds": int(duration),
+        "failed": int(failed.group(1)) if failed else 0,
+        "latency_avg_ms": float(latency.group(1)) if latency else None,
+    }
+
+
 def scenario_earn_pg(args: argparse.Namespace) -> dict[str, Any]:
     name = "patron_bench"
     url = fresh_pg_database(name)
@@ -1009,6 +1112,7 @@ def scenario_earn_pg(args: argparse.Namespace) -> dict[str, Any]:
         tag=f"pg{int(time.time())}",
         profile=profile,
     )
+    rows = earn_rows_tps(url, setup, args.duration, args.pgbench_clients)
     if not args.keep:
         drop_pg_database(name)
     tpcb = pgbench_tps(args.duration, args.pgbench_clients, args.pgbench_scale)
@@ -1026,6 +1130,10 @@ def scenario_earn_pg(args: argparse.Namespace) -> dict[str, Any]:
         "correct": http["check"]["clean"] and http["entries_match"],
         "http": http,
         "pgbench": tpcb,
+        # What limits it from below: the database writing an earn's rows, no application.
+        "earn_rows": rows,
+        "earn_rows_share_of_tpcb": round(rows["tps"] / tpcb["tps"], 3),
+        "share_of_earn_rows": round(http["earn_per_s"] / rows["tps"], 3),
     }
 
 
@@ -1603,6 +1711,16 @@ def targets_table(scenarios: dict[str, Any]) -> list[dict[str, Any]]:
             "report it",
             None,
         )
+        if "earn_rows" in result:  # what limits it from below (earn_rows_tps)
+            row(
+                f"{name} floor",
+                f"{_number(result['earn_rows']['tps'])} TPS: an earn's rows by pgbench, no"
+                f" application (earn = {result['share_of_earn_rows']:.2f} × it)",
+                f"{_number(result['baseline'])} (TPC-B TPS)",
+                result["earn_rows_share_of_tpcb"],
+                "what limits it",
+                None,
+            )
     for name in ("batch_pg", "batch_sqlite", "expiry", "expiry_sqlite", "tiers", "tiers_sqlite"):
         result = scenarios.get(name)
         if result is None:
@@ -1621,6 +1739,17 @@ def targets_table(scenarios: dict[str, Any]) -> list[dict[str, Any]]:
             result["target"],
             result.get("target_met"),
         )
+        if "floor_s" in result:  # what limits it: the same rows by plain SQL (jobs.py)
+            baseline_s = result["baseline_s"]
+            row(
+                f"{name} floor",
+                f"{result['floor_s']:.2f} s: the same rows by plain SQL (job ="
+                f" {result['times_floor']:.2f} × it)",
+                f"{baseline_s:.2f} s ({result['baseline_name'][:40]})",
+                round(result["floor_s"] / baseline_s, 2) if baseline_s else None,
+                "what limits it",
+                None,
+            )
     if "memory" in scenarios:
         result = scenarios["memory"]
         row(

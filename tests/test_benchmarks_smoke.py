@@ -157,6 +157,8 @@ def test_the_one_command_runs_expiry_and_tiers_on_sqlite(
     printed = capsys.readouterr().out
     for name in ("expiry_sqlite", "tiers_sqlite"):
         assert f"\n{name} " in printed
+        # The targets table shows what limits each: its floor, beside the same baseline.
+        assert f"\n{name} floor " in printed
     assert printed.count("baseline ") >= 2 and printed.count("correct: True") == 2
 
 
@@ -207,3 +209,63 @@ def test_profile_summary_groups_samples(bench: ModuleType, tmp_path: Path) -> No
     groups = summary["groups_pct"]
     assert groups["database driver: waiting on / talking to the database"] == 60.0
     assert groups["patron rules engine"] == 10.0
+
+
+@pytest.mark.skipif(not PG_URL, reason="PostgreSQL not configured (set PATRON_TEST_DATABASE_URL)")
+def test_earn_rows_floor_writes_an_earns_rows_with_pgbench(
+    bench: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """earn_pg's floor: pgbench writing one recorded sale's rows again and again, for members
+    drawn at random — one purchase, lot, earn entry and event a transaction, and the account's
+    totals moved by as much."""
+    import shutil
+
+    from fastapi.testclient import TestClient
+    from sqlalchemy import text
+
+    from patron.app import create_app
+    from patron.db.engine import Database
+
+    if shutil.which("pgbench") is None and not Path("/usr/bin/pgbench").exists():
+        pytest.skip("pgbench not installed")
+    monkeypatch.setattr(
+        bench, "PG_ADMIN_URL", PG_URL.replace("postgresql+psycopg://", "postgresql://")
+    )
+    name = "patron_bench_earn_rows_test"
+    url = bench.fresh_pg_database(name)
+    try:
+        setup = bench.setup_bakery(url, 5)
+        db = Database(url)
+        try:
+            with TestClient(create_app(db=db)) as client:
+                answer = client.post(
+                    "/api/v1/programs/bakery/purchases",
+                    json={
+                        "external_id": "template",
+                        "member": {"id": setup["member_lo"]},
+                        "amount": bench.BASKET_AMOUNT,
+                        "store": "mapo",
+                        "lines": bench.BASKET_LINES,
+                    },
+                    headers={"Authorization": f"Bearer {setup['key']}"},
+                )
+            assert answer.status_code == 201, answer.text
+            points = answer.json()["points_earned"]
+            count = "SELECT (SELECT count(*) FROM {}), (SELECT sum(earned) FROM accounts)"
+            with db.engine.connect() as conn:
+                before = conn.execute(text(count.format("entries"))).one()
+            floor = bench.earn_rows_tps(url, setup, duration=1, clients=2)
+            with db.engine.connect() as conn:
+                entries, earned = conn.execute(text(count.format("entries"))).one()
+                purchases, _ = conn.execute(text(count.format("purchases"))).one()
+                events = conn.execute(
+                    text("SELECT count(*) FROM domain_events WHERE kind = 'points.earned'")
+                ).scalar_one()
+        finally:
+            db.dispose()
+    finally:
+        bench.drop_pg_database(name)
+    assert floor["tps"] > 0 and floor["failed"] == 0 and floor["clients"] == 2
+    written = entries - before[0]
+    assert written > 0 and purchases == written + 1 and events == written + 1
+    assert earned - before[1] == written * points

@@ -85,6 +85,11 @@ def test_both_scenarios_write_their_figures_and_keep_the_ledger_clean(
     assert expiry["figure"] > 0 and expiry["baseline"] > 0 and expiry["ratio"] > 0
     assert expiry["check"]["clean"], expiry["check"]["output"]
     assert expiry["correct"] is True
+    # Its floor wrote the same rows by plain SQL: an entry and an event a lot here (each lot
+    # of a member expires on its own day), a movement a lot.
+    assert expiry["floor_rows"] == {"entries": 300, "movements": 300, "events": 300}
+    assert expiry["floor_s"] > 0 and expiry["times_floor"] > 0
+    assert set(expiry["floor_steps_s"]) >= {"insert entries", "insert movements", "update lots"}
 
     tiers = written["scenarios"]["tiers"][dialect]
     assert set(tiers) >= KEYS
@@ -95,3 +100,6 @@ def test_both_scenarios_write_their_figures_and_keep_the_ledger_clean(
     assert tiers["figure"] > 0 and tiers["baseline"] > 0 and tiers["ratio"] > 0
     assert tiers["check"]["clean"], tiers["check"]["output"]
     assert tiers["correct"] is True
+    moved = tiers["moved"]
+    assert tiers["floor_rows"] == {"history": moved, "events": moved, "accounts": moved}
+    assert tiers["floor_s"] > 0 and tiers["floor_times_group_by"] > 0
