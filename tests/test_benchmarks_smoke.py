@@ -212,7 +212,7 @@ def test_profile_summary_groups_samples(bench: ModuleType, tmp_path: Path) -> No
 
 
 @pytest.mark.skipif(not PG_URL, reason="PostgreSQL not configured (set PATRON_TEST_DATABASE_URL)")
-def test_earn_rows_floor_writes_an_earns_rows_with_pgbench(
+def test_the_earn_and_batch_floors_write_a_sales_rows(
     bench: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """earn_pg's floor: pgbench writing one recorded sale's rows again and again, for members
@@ -261,6 +261,19 @@ def test_earn_rows_floor_writes_an_earns_rows_with_pgbench(
                 events = conn.execute(
                     text("SELECT count(*) FROM domain_events WHERE kind = 'points.earned'")
                 ).scalar_one()
+            # batch_pg's floor: 23 sales' rows in chunks of 10, set-based.
+            batch = bench.batch_rows_floor(url, setup, 23, chunk=10)
+            with db.engine.connect() as conn:
+                after = conn.execute(text(count.format("entries"))).one()
+                linked = conn.execute(
+                    text(
+                        "SELECT count(*) FROM purchases p JOIN entries e"
+                        " ON e.id = p.earn_entry_id AND e.purchase_id = p.id"
+                        " JOIN lots l ON l.id = e.lot_id AND l.account_id = p.account_id"
+                        " JOIN domain_events v ON v.entry_id = e.id"
+                        " WHERE p.external_id LIKE 'batch-floor-%'"
+                    )
+                ).scalar_one()
         finally:
             db.dispose()
     finally:
@@ -269,3 +282,6 @@ def test_earn_rows_floor_writes_an_earns_rows_with_pgbench(
     written = entries - before[0]
     assert written > 0 and purchases == written + 1 and events == written + 1
     assert earned - before[1] == written * points
+    assert batch["written"] == 23 and batch["purchases_per_s"] > 0
+    assert after[0] - entries == 23 and after[1] - earned == 23 * points
+    assert linked == 23  # each purchase, its entry, its lot and its event tied together
