@@ -220,29 +220,12 @@ def _earn_entries_and_totals(conn: Connection, program_id: int) -> None:
     # Their points.earned events, already delivered, as the outbox holds them (`patron check`
     # proves every entry has one).
     conn.execute(
-        insert(DomainEvent).from_select(
-            ["program_id", "member_id", "kind", "entry_id", "payload", "at", "dispatched"],
-            select(
-                Entry.program_id,
-                Account.member_id,
-                literal("points.earned"),
-                Entry.id,
-                entry_payload_sql(
-                    conn.dialect.name,
-                    program=literal("bench"),
-                    member_id=Account.member_id,
-                    entry_id=Entry.id,
-                    entry_kind=Entry.kind,
-                    points=Entry.points,
-                    occurred_at=Entry.occurred_at,
-                    reason=Entry.reason,
-                ),
-                Entry.occurred_at,
-                true(),
-            )
-            .join(Account, Account.id == Entry.account_id)
-            .where(Entry.program_id == program_id)
-            .order_by(Entry.id),
+        _entry_events(
+            conn.dialect.name,
+            "points.earned",
+            Entry.occurred_at,
+            true(),
+            Entry.program_id == program_id,
         )
     )
     conn.execute(
@@ -251,6 +234,35 @@ def _earn_entries_and_totals(conn: Connection, program_id: int) -> None:
             " (SELECT account_id, sum(points) AS total FROM lots GROUP BY account_id) AS s"
             " WHERE accounts.id = s.account_id"
         )
+    )
+
+
+def _entry_events(dialect: str, kind: str, at: Any, dispatched: Any, *where: Any) -> Any:
+    """INSERT … SELECT of a `kind` event for each entry `where` picks, its payload built by the
+    database as the application builds it (`entry_payload_sql`), the program named "bench"."""
+    return insert(DomainEvent).from_select(
+        EVENT_COLUMNS,
+        select(
+            Entry.program_id,
+            Account.member_id,
+            Entry.id,
+            literal(kind),
+            entry_payload_sql(
+                dialect,
+                program=literal("bench"),
+                member_id=Account.member_id,
+                entry_id=Entry.id,
+                entry_kind=Entry.kind,
+                points=Entry.points,
+                occurred_at=Entry.occurred_at,
+                reason=Entry.reason,
+            ),
+            at,
+            dispatched,
+        )
+        .join(Account, Account.id == Entry.account_id)
+        .where(*where)
+        .order_by(Entry.id),
     )
 
 
@@ -368,29 +380,8 @@ def _expiry_floor(db: Database, now: datetime) -> dict[str, Any]:
     at = bindparam("now", now, type_=Lot.expires_at.type)
     due = "SELECT id, account_id, remaining, expires_at FROM lots WHERE remaining > 0 AND expires_at <= :now"
     expired = Entry.kind == "expire"
-    events = insert(DomainEvent).from_select(
-        EVENT_COLUMNS,
-        select(
-            Entry.program_id,
-            Account.member_id,
-            Entry.id,
-            literal("points.expired"),
-            entry_payload_sql(
-                dialect,
-                program=literal("bench"),
-                member_id=Account.member_id,
-                entry_id=Entry.id,
-                entry_kind=Entry.kind,
-                points=Entry.points,
-                occurred_at=Entry.occurred_at,
-                reason=Entry.reason,
-            ),
-            literal(now, DomainEvent.at.type),
-            literal(False),
-        )
-        .join(Account, Account.id == Entry.account_id)
-        .where(expired)
-        .order_by(Entry.id),
+    events = _entry_events(
+        dialect, "points.expired", literal(now, DomainEvent.at.type), literal(False), expired
     )
     steps: dict[str, float] = {}
     clock = time.perf_counter
@@ -727,57 +718,47 @@ def _tiers_floor(url: str, program_id: int) -> dict[str, Any]:
     build, false = (
         ("jsonb_build_object", "false") if dialect == "postgresql" else ("json_object", "0")
     )
-    moves = (
-        "FROM bench_expected e JOIN accounts a ON a.id = e.account_id WHERE e.expected <> e.held"
-    )
+    movers = "FROM bench_expected e JOIN accounts a ON a.id = e.account_id"
+    moved = "WHERE e.expected <> e.held"
+    statements = {
+        "group by": text(
+            "CREATE TEMPORARY TABLE bench_metric AS SELECT account_id, sum(qualifying)"
+            f" AS value FROM entries WHERE program_id = {program_id}"
+            " AND occurred_at >= :start AND occurred_at < :end AND qualifying <> 0"
+            " GROUP BY account_id"
+        ).bindparams(*window),
+        "insert history": text(
+            "INSERT INTO tier_changes (account_id, program_id, from_tier, to_tier, at,"
+            " reason, actor, period, metric_value) SELECT e.account_id, a.program_id,"
+            " e.held, e.expected, :at, 'period_evaluation', 'cli', '2025',"
+            f" coalesce(m.value, 0) {movers} LEFT JOIN bench_metric m"
+            f" ON m.account_id = e.account_id {moved}"
+            " ORDER BY e.account_id"
+        ).bindparams(at),
+        "insert events": text(
+            "INSERT INTO domain_events (program_id, member_id, kind, at, dispatched,"
+            f" payload) SELECT a.program_id, a.member_id, 'tier.changed', :at, {false},"
+            f" {build}('program', 'bakery', 'member_id', a.member_id, 'account_id',"
+            " a.id, 'from', e.held, 'to', e.expected, 'reason', 'period_evaluation',"
+            f" 'period', '2025', 'at', '2025-12-31T15:00:00Z') {movers} {moved}"
+            " ORDER BY e.account_id"
+        ).bindparams(at),
+        "update accounts": text(
+            "UPDATE accounts SET tier = e.expected, tier_since = :at FROM bench_expected e"
+            " WHERE accounts.id = e.account_id AND e.expected <> e.held"
+        ).bindparams(at),
+    }
     steps: dict[str, float] = {}
+    rows: dict[str, int] = {}
     clock = time.perf_counter
     try:
         bench.scalar(db, "SELECT 1")
-        started = t = clock()
+        started = clock()
         with db.engine.begin() as conn:
-            conn.execute(
-                text(
-                    "CREATE TEMPORARY TABLE bench_metric AS SELECT account_id, sum(qualifying)"
-                    f" AS value FROM entries WHERE program_id = {program_id}"
-                    " AND occurred_at >= :start AND occurred_at < :end AND qualifying <> 0"
-                    " GROUP BY account_id"
-                ).bindparams(*window)
-            )
-            steps["group by"] = round(clock() - t, 3)
-            t = clock()
-            history = conn.execute(
-                text(
-                    "INSERT INTO tier_changes (account_id, program_id, from_tier, to_tier, at,"
-                    " reason, actor, period, metric_value) SELECT e.account_id, a.program_id,"
-                    " e.held, e.expected, :at, 'period_evaluation', 'cli', '2025',"
-                    " coalesce(m.value, 0) FROM bench_expected e JOIN accounts a"
-                    " ON a.id = e.account_id LEFT JOIN bench_metric m"
-                    " ON m.account_id = e.account_id WHERE e.expected <> e.held"
-                    " ORDER BY e.account_id"
-                ).bindparams(at)
-            ).rowcount
-            steps["insert history"] = round(clock() - t, 3)
-            t = clock()
-            events = conn.execute(
-                text(
-                    "INSERT INTO domain_events (program_id, member_id, kind, at, dispatched,"
-                    f" payload) SELECT a.program_id, a.member_id, 'tier.changed', :at, {false},"
-                    f" {build}('program', 'bakery', 'member_id', a.member_id, 'account_id',"
-                    " a.id, 'from', e.held, 'to', e.expected, 'reason', 'period_evaluation',"
-                    f" 'period', '2025', 'at', '2025-12-31T15:00:00Z') {moves}"
-                    " ORDER BY e.account_id"
-                ).bindparams(at)
-            ).rowcount
-            steps["insert events"] = round(clock() - t, 3)
-            t = clock()
-            written = conn.execute(
-                text(
-                    "UPDATE accounts SET tier = e.expected, tier_since = :at FROM bench_expected e"
-                    " WHERE accounts.id = e.account_id AND e.expected <> e.held"
-                ).bindparams(at)
-            ).rowcount
-            steps["update accounts"] = round(clock() - t, 3)
+            for name, statement in statements.items():
+                t = clock()
+                rows[name] = conn.execute(statement).rowcount
+                steps[name] = round(clock() - t, 3)
             t = clock()
         steps["commit"] = round(clock() - t, 3)
         floor_s = clock() - started
@@ -786,7 +767,11 @@ def _tiers_floor(url: str, program_id: int) -> dict[str, Any]:
     return {
         "floor_s": floor_s,
         "floor_steps_s": steps,
-        "floor_rows": {"history": history, "events": events, "accounts": written},
+        "floor_rows": {
+            "history": rows["insert history"],
+            "events": rows["insert events"],
+            "accounts": rows["update accounts"],
+        },
     }
 
 

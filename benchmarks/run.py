@@ -941,14 +941,56 @@ def earn_over_http(
     return out
 
 
+PGBENCH_CONN = ["-h", "127.0.0.1", "-p", "5432", "-U", "postgres"]
+
+
+def run_pgbench(
+    workload: list[str], database: str, *, duration: float, clients: int
+) -> dict[str, Any]:
+    """pgbench running `workload` (its -b or -f options) against `database` with `clients`
+    clients (at most two threads) for `duration` seconds: its TPS, latency and failures."""
+    pgbench = shutil.which("pgbench") or "/usr/bin/pgbench"
+    threads = max(1, min(2, clients))
+    ran = subprocess.run(
+        [
+            pgbench,
+            *workload,
+            "-c",
+            str(clients),
+            "-j",
+            str(threads),
+            "-T",
+            str(int(duration)),
+            *PGBENCH_CONN,
+            database,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=duration + 120,
+        check=False,
+    )
+    found = re.search(r"tps = ([\d.]+) \(without initial connection time\)", ran.stdout)
+    if ran.returncode != 0 or found is None:
+        raise RuntimeError(f"pgbench {' '.join(workload)} failed: {ran.stdout}\n{ran.stderr}")
+    latency = re.search(r"latency average = ([\d.]+) ms", ran.stdout)
+    failed = re.search(r"number of failed transactions: (\d+)", ran.stdout)
+    return {
+        "tps": float(found.group(1)),
+        "clients": clients,
+        "threads": threads,
+        "seconds": int(duration),
+        "failed": int(failed.group(1)) if failed else 0,
+        "latency_avg_ms": float(latency.group(1)) if latency else None,
+    }
+
+
 def pgbench_tps(duration: float, clients: int, scale: int) -> dict[str, Any]:
     pgbench = shutil.which("pgbench") or "/usr/bin/pgbench"
     name = "patron_pgbench"
     fresh_pg_database(name)
-    conn = ["-h", "127.0.0.1", "-p", "5432", "-U", "postgres"]
     try:
         init = subprocess.run(
-            [pgbench, "-i", "-q", "-s", str(scale), *conn, name],
+            [pgbench, "-i", "-q", "-s", str(scale), *PGBENCH_CONN, name],
             capture_output=True,
             text=True,
             timeout=600,
@@ -956,40 +998,10 @@ def pgbench_tps(duration: float, clients: int, scale: int) -> dict[str, Any]:
         )
         if init.returncode != 0:
             raise RuntimeError(f"pgbench -i failed: {init.stderr}")
-        threads = max(1, min(2, clients))
-        bench = subprocess.run(
-            [
-                pgbench,
-                "-b",
-                "tpcb-like",
-                "-c",
-                str(clients),
-                "-j",
-                str(threads),
-                "-T",
-                str(int(duration)),
-                *conn,
-                name,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=duration + 120,
-            check=False,
-        )
+        result = run_pgbench(["-b", "tpcb-like"], name, duration=duration, clients=clients)
     finally:
         drop_pg_database(name)
-    found = re.search(r"tps = ([\d.]+) \(without initial connection time\)", bench.stdout)
-    if bench.returncode != 0 or found is None:
-        raise RuntimeError(f"pgbench failed: {bench.stdout}\n{bench.stderr}")
-    latency = re.search(r"latency average = ([\d.]+) ms", bench.stdout)
-    return {
-        "tps": float(found.group(1)),
-        "clients": clients,
-        "threads": threads,
-        "scale": scale,
-        "seconds": int(duration),
-        "latency_avg_ms": float(latency.group(1)) if latency else None,
-    }
+    return {**result, "scale": scale}
 
 
 # One earn's rows as the pipeline writes them (a purchase, its lot, its earn entry, its
@@ -1051,55 +1063,20 @@ def earn_row_template(url: str) -> None:
 def earn_rows_tps(url: str, setup: dict[str, Any], duration: float, clients: int) -> dict[str, Any]:
     """What limits earn_pg from below: pgbench writing an earn's rows (EARN_ROWS_SCRIPT) at
     the same concurrency on the benchmark's database, with no application in between."""
-    pgbench = shutil.which("pgbench") or "/usr/bin/pgbench"
     earn_row_template(url)
-    script = Path(tempfile.mkdtemp(prefix="patron-earn-rows-")) / "earn_rows.sql"
+    folder = Path(tempfile.mkdtemp(prefix="patron-earn-rows-"))
+    script = folder / "earn_rows.sql"
     script.write_text(
         EARN_ROWS_SCRIPT.format(
             lo=setup["member_lo"], hi=setup["member_hi"], program=setup["program_id"]
         )
     )
-    threads = max(1, min(2, clients))
-    name = url.rsplit("/", 1)[-1]
-    ran = subprocess.run(
-        [
-            pgbench,
-            "-n",
-            "-f",
-            str(script),
-            "-c",
-            str(clients),
-            "-j",
-            str(threads),
-            "-T",
-            str(int(duration)),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            "5432",
-            "-U",
-            "postgres",
-            name,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=duration + 120,
-        check=False,
-    )
-    shutil.rmtree(script.parent, ignore_errors=True)
-    found = re.search(r"tps = ([\d.]+) \(without initial connection time\)", ran.stdout)
-    failed = re.search(r"number of failed transactions: (\d+)", ran.stdout)
-    if ran.returncode != 0 or found is None:
-        raise RuntimeError(f"pgbench (earn rows) failed: {ran.stdout}\n{ran.stderr}")
-    latency = re.search(r"latency average = ([\d.]+) ms", ran.stdout)
-    return {
-        "tps": float(found.group(1)),
-        "clients": clients,
-        "threads": threads,
-        "seconds": int(duration),
-        "failed": int(failed.group(1)) if failed else 0,
-        "latency_avg_ms": float(latency.group(1)) if latency else None,
-    }
+    try:
+        return run_pgbench(
+            ["-n", "-f", str(script)], url.rsplit("/", 1)[-1], duration=duration, clients=clients
+        )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def scenario_earn_pg(args: argparse.Namespace) -> dict[str, Any]:
