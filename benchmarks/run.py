@@ -1004,34 +1004,42 @@ def pgbench_tps(duration: float, clients: int, scale: int) -> dict[str, Any]:
     return {**result, "scale": scale}
 
 
-# One earn's rows as the pipeline writes them (a purchase, its lot, its earn entry, its
-# points.earned event, the account's totals), for a member drawn at random: the account locked
-# and every row inserted by one statement in one transaction, the values copied from a sale the
-# server recorded (bench_earn_row), so rows, indexes, foreign keys and JSON sizes are the same.
-EARN_ROWS_SCRIPT = """\\set m random({lo}, {hi})
-BEGIN;
-WITH a AS (SELECT id FROM accounts WHERE program_id = {program} AND member_id = :m FOR UPDATE),
+# `k` sales' rows as the pipeline writes them, in one statement: the ids drawn first, then per
+# sale a purchase, its lot, its earn entry and its points.earned event, for members spread over
+# the range from `offset` on, and each account's totals moved once (its row locked). The values
+# are those of a sale the server recorded (bench_earn_row), so rows, indexes, foreign keys and
+# JSON sizes are the same. The earn floor runs it with k = 1 under pgbench, the batch floor
+# with k = 5,000.
+SALE_ROWS_SQL = """
+WITH s AS (
+  SELECT nextval('purchases_id_seq') AS purchase_id, nextval('lots_id_seq') AS lot_id,
+    nextval('entries_id_seq') AS entry_id, a.id AS account_id, a.member_id
+  FROM generate_series(1, :k) AS g
+  JOIN accounts a ON a.program_id = :program
+    AND a.member_id = :lo + (CAST(g AS BIGINT) * 7919 + :offset) % :span),
 t AS (SELECT * FROM bench_earn_row),
-p AS (INSERT INTO purchases (program_id, account_id, external_id, store_id, channel,
+p AS (INSERT INTO purchases (id, program_id, account_id, external_id, store_id, channel,
   payment_method, occurred_at, created_at, amount_minor, lines, points_earned, points_spent,
-  refunded_minor, reversed_points, restored_points, request_hash, response)
-  SELECT {program}, a.id, 'floor-' || gen_random_uuid(), t.store_id, t.channel,
+  refunded_minor, reversed_points, restored_points, request_hash, response, earn_entry_id)
+  SELECT s.purchase_id, :program, s.account_id, :tag || '-' || s.purchase_id, t.store_id, t.channel,
   t.payment_method, now(), now(), t.amount_minor, t.lines, t.points_earned, 0, 0, 0, 0,
-  t.request_hash, t.response FROM a, t RETURNING id, account_id),
-l AS (INSERT INTO lots (account_id, points, remaining, earned_at, pending, expires_at)
-  SELECT p.account_id, t.points_earned, t.points_earned, now(), false,
-  now() + interval '1 year' FROM p, t RETURNING id, account_id),
-e AS (INSERT INTO entries (program_id, account_id, kind, points, qualifying, lot_id,
+  t.request_hash, t.response, s.entry_id FROM s, t),
+l AS (INSERT INTO lots (id, account_id, points, remaining, earned_at, pending, expires_at)
+  SELECT s.lot_id, s.account_id, t.points_earned, t.points_earned, now(), false,
+  now() + interval '1 year' FROM s, t),
+e AS (INSERT INTO entries (id, program_id, account_id, kind, points, qualifying, lot_id,
   purchase_id, occurred_at, created_at, reason, store_id, channel, actor, rule_version,
   breakdown, details)
-  SELECT {program}, l.account_id, 'earn', t.points_earned, t.qualifying, l.id, p.id, now(),
-  now(), t.reason, t.store_id, t.channel, t.actor, t.rule_version, t.breakdown, t.details
-  FROM l, p, t RETURNING id),
+  SELECT s.entry_id, :program, s.account_id, 'earn', t.points_earned, t.qualifying, s.lot_id,
+  s.purchase_id, now(), now(), t.reason, t.store_id, t.channel, t.actor, t.rule_version,
+  t.breakdown, t.details FROM s, t),
 v AS (INSERT INTO domain_events (program_id, member_id, entry_id, kind, payload, at,
-  dispatched) SELECT {program}, :m, e.id, t.kind, t.payload, now(), false FROM e, t)
-UPDATE accounts SET available = available + t.points_earned,
-  earned = earned + t.points_earned FROM a, t WHERE accounts.id = a.id;
-END;
+  dispatched) SELECT :program, s.member_id, s.entry_id, t.kind, t.payload, now(), false
+  FROM s, t ORDER BY s.entry_id)
+UPDATE accounts SET available = available + c.n * t.points_earned,
+  earned = earned + c.n * t.points_earned
+FROM (SELECT account_id, count(*) AS n FROM s GROUP BY account_id) AS c, t
+WHERE accounts.id = c.account_id
 """
 
 
@@ -1061,15 +1069,20 @@ def earn_row_template(url: str) -> None:
 
 
 def earn_rows_tps(url: str, setup: dict[str, Any], duration: float, clients: int) -> dict[str, Any]:
-    """What limits earn_pg from below: pgbench writing an earn's rows (EARN_ROWS_SCRIPT) at
-    the same concurrency on the benchmark's database, with no application in between."""
+    """What limits earn_pg from below: pgbench writing one sale's rows a transaction
+    (SALE_ROWS_SQL, k = 1) for a random member, at the same concurrency on the benchmark's
+    database, with no application in between."""
     earn_row_template(url)
+    span = setup["member_hi"] - setup["member_lo"] + 1
     folder = Path(tempfile.mkdtemp(prefix="patron-earn-rows-"))
     script = folder / "earn_rows.sql"
+    variables = {"k": 1, "program": setup["program_id"], "lo": setup["member_lo"], "span": span}
     script.write_text(
-        EARN_ROWS_SCRIPT.format(
-            lo=setup["member_lo"], hi=setup["member_hi"], program=setup["program_id"]
-        )
+        "".join(f"\\set {name} {value}\n" for name, value in variables.items())
+        + f"\\set offset random(0, {span - 1})\n"
+        # pgbench's variables hold numbers: the external ids' prefix goes in as text.
+        + SALE_ROWS_SQL.strip().replace(":tag", "'earn-floor'")
+        + ";\n"
     )
     try:
         return run_pgbench(
@@ -1225,47 +1238,12 @@ def batch_over_http(
     }
 
 
-# A chunk of sales as one set-based statement: ids drawn first, then per sale the rows of
-# EARN_ROWS_SCRIPT (members spread over the range), and each account's totals moved once.
-BATCH_ROWS_SQL = """
-WITH s AS (
-  SELECT nextval('purchases_id_seq') AS purchase_id, nextval('lots_id_seq') AS lot_id,
-    nextval('entries_id_seq') AS entry_id, a.id AS account_id, a.member_id, g AS n
-  FROM generate_series(1, :k) AS g
-  JOIN accounts a ON a.program_id = :program
-    AND a.member_id = :lo + (CAST(g AS BIGINT) * 7919 + :offset) % :span),
-t AS (SELECT * FROM bench_earn_row),
-p AS (INSERT INTO purchases (id, program_id, account_id, external_id, store_id, channel,
-  payment_method, occurred_at, created_at, amount_minor, lines, points_earned, points_spent,
-  refunded_minor, reversed_points, restored_points, request_hash, response, earn_entry_id)
-  SELECT s.purchase_id, :program, s.account_id, :tag || '-' || s.n, t.store_id, t.channel,
-  t.payment_method, now(), now(), t.amount_minor, t.lines, t.points_earned, 0, 0, 0, 0,
-  t.request_hash, t.response, s.entry_id FROM s, t),
-l AS (INSERT INTO lots (id, account_id, points, remaining, earned_at, pending, expires_at)
-  SELECT s.lot_id, s.account_id, t.points_earned, t.points_earned, now(), false,
-  now() + interval '1 year' FROM s, t),
-e AS (INSERT INTO entries (id, program_id, account_id, kind, points, qualifying, lot_id,
-  purchase_id, occurred_at, created_at, reason, store_id, channel, actor, rule_version,
-  breakdown, details)
-  SELECT s.entry_id, :program, s.account_id, 'earn', t.points_earned, t.qualifying, s.lot_id,
-  s.purchase_id, now(), now(), t.reason, t.store_id, t.channel, t.actor, t.rule_version,
-  t.breakdown, t.details FROM s, t),
-v AS (INSERT INTO domain_events (program_id, member_id, entry_id, kind, payload, at,
-  dispatched) SELECT :program, s.member_id, s.entry_id, t.kind, t.payload, now(), false
-  FROM s, t ORDER BY s.entry_id)
-UPDATE accounts SET available = available + c.n * t.points_earned,
-  earned = earned + c.n * t.points_earned
-FROM (SELECT account_id, count(*) AS n FROM s GROUP BY account_id) AS c, t
-WHERE accounts.id = c.account_id
-"""
-
-
 def batch_rows_floor(
     url: str, setup: dict[str, Any], purchases: int, chunk: int = BATCH_SIZE
 ) -> dict[str, Any]:
-    """What limits batch_pg from below: `purchases` sales' rows (those of a recorded one, as
-    `earn_rows_tps` writes them) in chunks of the endpoint's size, one set-based statement and
-    one transaction a chunk, with no application in between."""
+    """What limits batch_pg from below: `purchases` sales' rows (SALE_ROWS_SQL) in chunks of
+    the endpoint's size, one statement and one transaction a chunk, with no application in
+    between."""
     earn_row_template(url)
     span = setup["member_hi"] - setup["member_lo"] + 1
     db = Database(url)
@@ -1277,7 +1255,7 @@ def batch_rows_floor(
             k = min(chunk, purchases - done)
             with db.engine.begin() as conn:
                 conn.execute(
-                    text(BATCH_ROWS_SQL),
+                    text(SALE_ROWS_SQL),
                     {
                         "k": k,
                         "program": setup["program_id"],
